@@ -1,0 +1,121 @@
+"""The Basic workflow: one init image and a prompt through AutoPipelineForImage2Image."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from PIL import Image
+
+from engine.cache import PipelineCache
+from engine.grid import image_grid
+from engine.prompts import weighted_embeddings
+from engine.recipe import Recipe
+from engine.requests import Img2ImgJob
+from engine.run import StepReporter, call_pipeline
+
+
+@dataclass(frozen=True)
+class Img2ImgResult:
+    """Images, the [init | results] grid, and what really ran."""
+
+    images: list[Image.Image]
+    init_image: Image.Image
+    grid: Image.Image
+    steps_run: int
+    seconds: float
+    recipe: Recipe
+    job: Img2ImgJob
+    nsfw: tuple[bool, ...] = ()
+
+
+def img2img_kwargs(pipe, job: Img2ImgJob) -> dict:
+    """The pipeline-call arguments for a job, generator and callback aside.
+
+    The output size is always passed where a pipeline would otherwise default to 512x512 (Kandinsky
+    2.2), so every model's output follows the (rounded) input size.
+    """
+    spec = job.spec
+    kwargs: dict = {
+        "image": job.image.image,
+        "strength": job.strength,
+        "guidance_scale": job.guidance_scale,
+        "num_inference_steps": job.num_inference_steps,
+        "num_images_per_prompt": len(job.seeds),
+    }
+    if job.weighted_prompt:
+        kwargs.update(weighted_embeddings(pipe, spec, job.prompt, job.negative_prompt))
+    else:
+        kwargs["prompt"] = job.prompt
+        # None, not "": Kandinsky's prior treats None as "no negative" (zero embedding), as the guide does
+        kwargs["negative_prompt"] = job.negative_prompt or None
+    if spec.family == "kandinsky22":
+        kwargs.update(kandinsky_size_kwargs(*job.image.size))
+    return kwargs
+
+
+def kandinsky_size_kwargs(width: int, height: int) -> dict:
+    """height/width for Kandinsky 2.2 img2img so that the output is width x height.
+
+    diffusers' KandinskyV22Img2ImgPipeline calls `image_processor.preprocess(image, width, height)`, whose
+    parameters are (height, width): non-square images come out transposed. Passing the two swapped
+    gives the intended size; tests/test_basic.py checks a non-square Kandinsky output, so a fix
+    upstream shows up as a failing test rather than as silently transposed images.
+    """
+    return {"height": width, "width": height}
+
+
+def call_parameters(kwargs: dict, job: Img2ImgJob) -> dict:
+    """The plain-valued pipeline arguments as passed, plus the prompt texts behind any embeddings."""
+    plain = {k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None}
+    plain.setdefault("prompt", job.prompt)
+    plain.setdefault("negative_prompt", job.negative_prompt or None)
+    return plain
+
+
+def run_img2img(
+    cache: PipelineCache,
+    job: Img2ImgJob,
+    *,
+    model_id: str,
+    model_mode: str,
+    reporter: StepReporter | None = None,
+) -> Img2ImgResult:
+    """Run a validated job on the cached pipeline and return images, grid and recipe."""
+    reporter = reporter or StepReporter()
+    started = time.perf_counter()
+    pipe = cache.get(job.spec.key, "img2img")
+    with cache.lock:  # embeddings and the call together, so a concurrent eviction cannot split them
+        kwargs = img2img_kwargs(pipe, job)
+        output = call_pipeline(
+            pipe,
+            kwargs,
+            seeds=job.seeds,
+            generator_device=cache.policy.generator_device,
+            lock=cache.lock,
+            reporter=reporter,
+        )
+    images = list(output.images)
+    nsfw = tuple(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
+    recipe = Recipe.from_pipeline(
+        pipe,
+        workflow="img2img",
+        model=job.spec.key,
+        model_id=model_id,
+        generator_device=cache.policy.generator_device,
+        seeds=job.seeds,
+        parameters=call_parameters(kwargs, job),
+        size=job.image.size,
+        model_mode=model_mode,
+        weighted_prompt=job.weighted_prompt,
+    )
+    return Img2ImgResult(
+        images=images,
+        init_image=job.image.image,
+        grid=image_grid([job.image.image, *images], rows=1, cols=len(images) + 1),
+        steps_run=reporter.steps,
+        seconds=time.perf_counter() - started,
+        recipe=recipe,
+        job=job,
+        nsfw=nsfw,
+    )

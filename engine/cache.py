@@ -1,0 +1,238 @@
+"""PipelineCache: lazy loading, kinds derived with from_pipe, LRU under a memory budget, one lock.
+
+One set of weights per catalog key. The first `get(key, kind)` loads it; a later `get` for another kind
+(text2img after img2img, say) derives that pipeline from the loaded one with
+`AutoPipelineFor*.from_pipe(pipe, torch_dtype=pipe.dtype)`, sharing every weight. The dtype is always
+passed: without it diffusers casts the shared weights to float32 (diffusers issue 12754).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.catalog import ModelSpec, get_spec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    """Where and how pipelines run: CUDA in fp16 with SDPA and offload when short, else CPU in float32."""
+
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    offload: str = "none"
+    compile: bool = False
+
+    @classmethod
+    def detect(cls, offload: str = "auto", compile: bool = False) -> DevicePolicy:
+        if torch.cuda.is_available():
+            return cls(device="cuda", dtype=torch.float16, offload=offload, compile=compile)
+        return cls()
+
+    @property
+    def generator_device(self) -> str:
+        return self.device
+
+    def default_budget(self) -> int:
+        """Bytes of weights the cache keeps resident: most of the GPU, or a third of RAM on CPU."""
+        if self.device == "cuda":
+            return int(torch.cuda.get_device_properties(0).total_memory * 0.8)
+        try:
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3)
+        except (ValueError, OSError, AttributeError):
+            return 8 * 2**30
+
+
+def module_bytes(pipe: object) -> int:
+    """Bytes held by a pipeline's weights and buffers (each tensor counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for component in getattr(pipe, "components", {}).values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for tensor in list(component.parameters()) + list(component.buffers()):
+            key = id(tensor)
+            if key not in seen:
+                seen.add(key)
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _auto_pipeline_class(kind: str):
+    import diffusers
+
+    classes = {
+        "img2img": diffusers.AutoPipelineForImage2Image,
+        "text2img": diffusers.AutoPipelineForText2Image,
+        "inpaint": diffusers.AutoPipelineForInpainting,
+    }
+    if kind not in classes:
+        raise ValueError(f"pipeline kind must be one of {', '.join(classes)}; got {kind!r}")
+    return classes[kind]
+
+
+@dataclass
+class _Weights:
+    """One checkpoint in memory and the pipelines of each kind built on it."""
+
+    key: str
+    pipes: dict[str, object] = field(default_factory=dict)
+    nbytes: int = 0
+    placement: str = "cpu"  # cpu | cuda | model-offload | sequential-offload
+    loaded_in_s: float = 0.0
+
+
+class PipelineCache:
+    """Lazily loaded pipelines, keyed by catalog key and pipeline kind.
+
+    Args:
+        source: maps a catalog entry to what `from_pretrained` loads (a Hub id or a twin folder).
+        policy: device, dtype and offload policy.
+        budget_bytes: weights kept resident before the least recently used checkpoint is evicted.
+        load_kwargs: extra `from_pretrained` keyword arguments for a catalog entry (revision, ...).
+    """
+
+    def __init__(
+        self,
+        source: Callable[[ModelSpec], str],
+        policy: DevicePolicy | None = None,
+        budget_bytes: int | None = None,
+        load_kwargs: Callable[[ModelSpec], dict] | None = None,
+    ) -> None:
+        self._source = source
+        self.policy = policy or DevicePolicy()
+        self.budget_bytes = budget_bytes if budget_bytes else self.policy.default_budget()
+        self._load_kwargs = load_kwargs or (lambda spec: {})
+        self._weights: OrderedDict[str, _Weights] = OrderedDict()
+        # Re-entrant: a workflow holds it around a pipeline call and may ask for another pipeline inside.
+        self.lock = threading.RLock()
+        self.loads = 0  # from_pretrained calls, for tests and the status line
+
+    def get(self, key: str, kind: str = "img2img"):
+        """The pipeline of `kind` for catalog entry `key`, loading or deriving it on first use."""
+        spec = get_spec(key)
+        if kind not in spec.kinds:
+            raise ValueError(f"model {key!r} has no {kind} pipeline; it serves {', '.join(spec.kinds)}")
+        with self.lock:
+            weights = self._weights.get(key)
+            if weights is not None:
+                self._weights.move_to_end(key)
+                if kind not in weights.pipes:
+                    weights.pipes[kind] = self._derive(weights, kind)
+                return weights.pipes[kind]
+            return self._load(spec, kind)
+
+    def peek(self, key: str, kind: str = "img2img"):
+        """The cached pipeline, or None; never loads."""
+        with self.lock:
+            weights = self._weights.get(key)
+            return None if weights is None else weights.pipes.get(kind)
+
+    def loaded(self) -> dict[str, dict]:
+        """What is in memory: per key, its kinds, size in bytes and placement; least recently used first."""
+        with self.lock:
+            return {
+                k: {"kinds": sorted(w.pipes), "bytes": w.nbytes, "placement": w.placement}
+                for k, w in self._weights.items()
+            }
+
+    def evict(self, key: str) -> bool:
+        """Drop a checkpoint and everything derived from it, and free its memory now."""
+        with self.lock:
+            weights = self._weights.pop(key, None)
+            if weights is None:
+                return False
+            for pipe in weights.pipes.values():
+                remove_hooks = getattr(pipe, "remove_all_hooks", None)
+                if weights.placement.endswith("offload") and remove_hooks is not None:
+                    remove_hooks()
+            weights.pipes.clear()
+            del weights
+            _free_memory()
+            logger.info("evicted %s", key)
+            return True
+
+    def clear(self) -> None:
+        with self.lock:
+            for key in list(self._weights):
+                self.evict(key)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _load(self, spec: ModelSpec, kind: str):
+        source = self._source(spec)
+        started = time.perf_counter()
+        pipe = _auto_pipeline_class(kind).from_pretrained(
+            source, torch_dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
+        )
+        self.loads += 1
+        pipe.set_progress_bar_config(disable=True)
+        weights = _Weights(key=spec.key, pipes={kind: pipe}, nbytes=module_bytes(pipe))
+        self._make_room(weights.nbytes)
+        weights.placement = self._place(pipe, weights.nbytes)
+        weights.loaded_in_s = time.perf_counter() - started
+        self._weights[spec.key] = weights
+        logger.info(
+            "loaded %s (%s) from %s: %.1f MB, %s, %.1fs",
+            spec.key,
+            kind,
+            source,
+            weights.nbytes / 1e6,
+            weights.placement,
+            weights.loaded_in_s,
+        )
+        return pipe
+
+    def _derive(self, weights: _Weights, kind: str):
+        parent = next(iter(weights.pipes.values()))
+        pipe = _auto_pipeline_class(kind).from_pipe(parent, torch_dtype=parent.dtype)
+        pipe.set_progress_bar_config(disable=True)
+        # Offload hooks sit on the shared modules; re-applying them covers any module the new kind adds.
+        if weights.placement == "model-offload":
+            pipe.enable_model_cpu_offload()
+        elif weights.placement == "sequential-offload":
+            pipe.enable_sequential_cpu_offload()
+        logger.info("derived %s (%s) from its %s pipeline", weights.key, kind, next(iter(weights.pipes)))
+        return pipe
+
+    def _resident_bytes(self) -> int:
+        return sum(w.nbytes for w in self._weights.values() if w.placement in ("cpu", "cuda"))
+
+    def _make_room(self, nbytes: int) -> None:
+        while self._weights and self._resident_bytes() + nbytes > self.budget_bytes:
+            self.evict(next(iter(self._weights)))
+
+    def _place(self, pipe, nbytes: int) -> str:
+        policy = self.policy
+        if policy.device != "cuda":
+            return "cpu"
+        mode = policy.offload
+        if mode == "auto":
+            mode = "none" if self._resident_bytes() + nbytes <= self.budget_bytes else "model"
+        if mode == "sequential":
+            pipe.enable_sequential_cpu_offload()
+            return "sequential-offload"
+        if mode == "model":
+            pipe.enable_model_cpu_offload()
+            return "model-offload"
+        pipe.to("cuda")
+        if policy.compile:
+            # In-place compile keeps the module object, so from_pipe sharing and hooks still see it.
+            pipe.unet.compile()
+        return "cuda"
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,203 @@
+"""Model presets: every checkpoint the diffusers image-to-image guide names.
+
+Each entry knows its real Hub id, the family its tiny twin is built from, which pipeline kinds it
+serves, the guide's defaults, trigger words, license, and the latent family that decides whether
+two chained stages can hand over latents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Latent families: stages whose models share one may pass latents without decode/encode.
+SD15_LATENTS = "sd15-vae"  # AutoencoderKL, scaling 0.18215, 4 channels, factor 8
+SDXL_LATENTS = "sdxl-vae"  # AutoencoderKL, scaling 0.13025, 4 channels, factor 8
+MOVQ_LATENTS = "kandinsky-movq"  # VQModel, 4 channels, factor 8
+X4_LATENTS = "x4-upscaler-vae"  # AutoencoderKL, scaling 0.08333, 4 channels, factor 4
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The parameters a model starts with in the UI and the engine."""
+
+    strength: float
+    guidance_scale: float
+    num_inference_steps: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry.
+
+    Args:
+        key: short name used in the UI, the API and the twin folder.
+        hub_id: the real checkpoint on the Hugging Face Hub.
+        family: architecture family; decides how the tiny twin is built and how the pipeline is called.
+        kinds: pipeline kinds this checkpoint serves (img2img, text2img, upscale, controlnet, prior).
+        defaults: starting parameters (None for entries that are not run on their own).
+        latent_family: see the *_LATENTS constants; None where the model makes no latents of its own.
+        size_multiple: image sides are rounded to this many pixels.
+        takes_embeddings: the pipeline accepts prompt_embeds, so Compel weighting works.
+        prior: catalog key of the connected prior pipeline (Kandinsky 2.2).
+    """
+
+    key: str
+    hub_id: str
+    label: str
+    family: str
+    kinds: tuple[str, ...]
+    license: str
+    defaults: Defaults | None = None
+    trigger_words: str = ""
+    latent_family: str | None = None
+    size_multiple: int = 8
+    native_size: int = 512
+    takes_embeddings: bool = False
+    prior: str | None = None
+    revision: str | None = None
+    notes: str = ""
+
+    @property
+    def weighting_unavailable_reason(self) -> str | None:
+        """Why Compel weighting cannot be used with this model, or None when it can."""
+        if self.takes_embeddings:
+            return None
+        return f"{self.label} is conditioned on image embeddings from its prior, not on CLIP prompt embeddings"
+
+
+_SD15_DEFAULTS = Defaults(strength=0.8, guidance_scale=7.5, num_inference_steps=50)
+_SD15_KINDS = ("img2img", "text2img")
+
+CATALOG: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        ModelSpec(
+            key="sd15",
+            hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+            label="Stable Diffusion 1.5",
+            family="sd15",
+            kinds=_SD15_KINDS,
+            license="creativeml-openrail-m",
+            defaults=_SD15_DEFAULTS,
+            latent_family=SD15_LATENTS,
+            takes_embeddings=True,
+        ),
+        ModelSpec(
+            key="sdxl-refiner",
+            hub_id="stabilityai/stable-diffusion-xl-refiner-1.0",
+            label="SDXL refiner 1.0",
+            family="sdxl-refiner",
+            kinds=("img2img",),
+            license="openrail++",
+            defaults=Defaults(strength=0.5, guidance_scale=5.0, num_inference_steps=50),
+            latent_family=SDXL_LATENTS,
+            native_size=1024,
+            takes_embeddings=True,
+        ),
+        ModelSpec(
+            key="kandinsky22",
+            hub_id="kandinsky-community/kandinsky-2-2-decoder",
+            label="Kandinsky 2.2",
+            family="kandinsky22",
+            kinds=("img2img", "text2img"),
+            license="apache-2.0",
+            defaults=Defaults(strength=0.3, guidance_scale=4.0, num_inference_steps=100),
+            latent_family=MOVQ_LATENTS,
+            size_multiple=64,
+            native_size=768,
+            prior="kandinsky22-prior",
+        ),
+        ModelSpec(
+            key="kandinsky22-prior",
+            hub_id="kandinsky-community/kandinsky-2-2-prior",
+            label="Kandinsky 2.2 prior",
+            family="kandinsky22-prior",
+            kinds=("prior",),
+            license="apache-2.0",
+            notes="Turns the prompt into CLIP image embeddings; loaded as the decoder's connected pipeline.",
+        ),
+        ModelSpec(
+            key="comic-diffusion",
+            hub_id="ogkalu/Comic-Diffusion",
+            label="Comic-Diffusion",
+            family="sd15",
+            kinds=_SD15_KINDS,
+            license="creativeml-openrail-m",
+            defaults=_SD15_DEFAULTS,
+            trigger_words="charliebo artstyle",
+            latent_family=SD15_LATENTS,
+            takes_embeddings=True,
+        ),
+        ModelSpec(
+            key="pixel-art-style",
+            hub_id="kohbanye/pixel-art-style",
+            label="pixel-art-style",
+            family="sd15",
+            kinds=_SD15_KINDS,
+            license="creativeml-openrail-m",
+            defaults=_SD15_DEFAULTS,
+            trigger_words="pixelartstyle",
+            latent_family=SD15_LATENTS,
+            takes_embeddings=True,
+        ),
+        ModelSpec(
+            key="elden-ring",
+            hub_id="nitrosocke/elden-ring-diffusion",
+            label="Elden Ring Diffusion",
+            family="sd15",
+            kinds=_SD15_KINDS,
+            license="creativeml-openrail-m",
+            defaults=Defaults(strength=0.45, guidance_scale=10.5, num_inference_steps=50),
+            trigger_words="elden ring style",
+            latent_family=SD15_LATENTS,
+            takes_embeddings=True,
+        ),
+        ModelSpec(
+            key="sd-x2-latent-upscaler",
+            hub_id="stabilityai/sd-x2-latent-upscaler",
+            label="SD x2 latent upscaler",
+            family="sd-x2-latent-upscaler",
+            kinds=("upscale",),
+            license="openrail++",
+            defaults=Defaults(strength=1.0, guidance_scale=0.0, num_inference_steps=20),
+            latent_family=SD15_LATENTS,
+            notes="Takes SD 1.x latents and returns latents at twice the size.",
+        ),
+        ModelSpec(
+            key="sd-x4-upscaler",
+            hub_id="stabilityai/stable-diffusion-x4-upscaler",
+            label="SD x4 upscaler",
+            family="sd-x4-upscaler",
+            kinds=("upscale",),
+            license="openrail++",
+            defaults=Defaults(strength=1.0, guidance_scale=9.0, num_inference_steps=75),
+            latent_family=X4_LATENTS,
+            size_multiple=8,
+        ),
+        ModelSpec(
+            key="controlnet-depth",
+            hub_id="lllyasviel/control_v11f1p_sd15_depth",
+            label="ControlNet depth (SD 1.5)",
+            family="controlnet-sd15",
+            kinds=("controlnet",),
+            license="openrail",
+            notes="Conditions SD 1.5 on a depth map, near bright.",
+        ),
+    )
+}
+
+
+def get_spec(key: str) -> ModelSpec:
+    """The catalog entry for `key`.
+
+    Raises:
+        ValueError: unknown key; the message lists the known ones.
+    """
+    if not isinstance(key, str) or key not in CATALOG:
+        raise ValueError(f"model must be one of {', '.join(CATALOG)}; got {key!r}")
+    return CATALOG[key]
+
+
+def models_for(kind: str) -> list[str]:
+    """Catalog keys of the checkpoints that serve a pipeline kind, in catalog order."""
+    return [key for key, spec in CATALOG.items() if kind in spec.kinds]

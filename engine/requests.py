@@ -1,0 +1,209 @@
+"""Typed requests and their validation.
+
+A request holds what a user asked for (None means "the model's default"); `validate()` returns a job
+with every value resolved and checked, or raises `ValueError` whose message names the parameter and
+quotes the value it got. Gradio's slider bounds are not a defence: the raw API lets NaN, strings and
+out-of-range numbers through, so every check lives here.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from engine.catalog import ModelSpec, get_spec
+from engine.images import NormalizedImage, normalize_image
+from engine.settings import Settings
+
+SEED_LIMIT = 2**32
+RANDOM_SEED = -1
+MAX_GUIDANCE = 50.0
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    integer: bool = False,
+) -> float | int:
+    """Check a number from the UI or the API and return it as float (or int with `integer`).
+
+    Bounds are inclusive unless `low_open`. Whole floats (20.0) are accepted where an int is wanted.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if integer:
+        if value != int(value):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    interval = f"{'(' if low_open else '['}{_fmt(low, '-inf')}, {_fmt(high, 'inf')}]"
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return value
+
+
+def _fmt(bound: float | None, default: str) -> str:
+    if bound is None:
+        return default
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def check_text(name: str, value: object, *, max_chars: int, required: bool = False) -> str:
+    """A prompt-like string: control characters become spaces, length is bounded."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise ValueError(f"{name} is {len(value):,} characters long; the limit is {max_chars:,}")
+    cleaned = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in value).strip()
+    if required and not cleaned:
+        raise ValueError(f"{name} is empty: describe what the image should become")
+    return cleaned
+
+
+def check_seed(value: object, *, count: int = 1) -> int:
+    """A seed in [0, 2^32), or -1 for a random one; returns a concrete seed.
+
+    `count` seeds starting here are used (seed, seed + 1, ...), so a random seed leaves room for them.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"seed must be a whole number in [0, {SEED_LIMIT}) or -1 for random, got {value!r}")
+    if value != int(value):
+        raise ValueError(f"seed must be a whole number, got {value!r}")
+    value = int(value)
+    if value == RANDOM_SEED:
+        return secrets.randbelow(SEED_LIMIT - count + 1)
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"seed must be in [0, {SEED_LIMIT}) or -1 for random, got {value!r}")
+    return value
+
+
+def seed_series(seed: int, count: int) -> tuple[int, ...]:
+    """The seeds of a multi-image run: seed, seed + 1, ... wrapping at 2^32 (the web UI's convention)."""
+    return tuple((seed + i) % SEED_LIMIT for i in range(count))
+
+
+def denoising_steps(num_inference_steps: int, strength: float) -> int:
+    """How many of the schedule's steps img2img runs: diffusers' own `get_timesteps` arithmetic.
+
+    Schedulers with a warm-up step (PNDM, SD 1.5's default) call the UNet once more than this.
+    """
+    return min(int(num_inference_steps * strength), num_inference_steps)
+
+
+def check_model(key: object, kind: str) -> ModelSpec:
+    """A catalog key that serves `kind`; the error lists the keys that do."""
+    from engine.catalog import models_for
+
+    allowed = models_for(kind)
+    if not isinstance(key, str) or key not in allowed:
+        raise ValueError(f"model must be one of {', '.join(allowed)}; got {key!r}")
+    return get_spec(key)
+
+
+@dataclass(frozen=True)
+class Img2ImgRequest:
+    """What the Basic tab (or an API caller) asks for. None means the model's default."""
+
+    image: Image.Image | str | Path | bytes | None
+    prompt: str
+    model: str = "sd15"
+    negative_prompt: str = ""
+    strength: float | None = None
+    guidance_scale: float | None = None
+    num_inference_steps: int | None = None
+    seed: int = RANDOM_SEED
+    num_images: int = 1
+    weighted_prompt: bool = False
+
+    def validate(self, settings: Settings) -> Img2ImgJob:
+        """Resolve defaults, check every value and normalise the image.
+
+        Raises:
+            ValueError: naming the parameter and the value it got.
+        """
+        spec = check_model(self.model, "img2img")
+        defaults = spec.defaults
+        assert defaults is not None  # every img2img model has defaults (catalog invariant, not user input)
+        prompt = check_text("prompt", self.prompt, max_chars=settings.max_prompt_chars, required=True)
+        negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
+        strength = check_number(
+            "strength", _default(self.strength, defaults.strength), low=0.0, high=1.0, low_open=True
+        )
+        guidance = check_number(
+            "guidance_scale", _default(self.guidance_scale, defaults.guidance_scale), low=0.0, high=MAX_GUIDANCE
+        )
+        steps = check_number(
+            "num_inference_steps",
+            _default(self.num_inference_steps, defaults.num_inference_steps),
+            low=1,
+            high=settings.max_steps,
+            integer=True,
+        )
+        if denoising_steps(steps, strength) < 1:
+            raise ValueError(
+                f"num_inference_steps x strength must give at least one denoising step: "
+                f"int({steps} x {strength}) = 0; raise strength or num_inference_steps"
+            )
+        count = check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True)
+        if not isinstance(self.weighted_prompt, bool):
+            raise ValueError(f"weighted_prompt must be true or false, got {self.weighted_prompt!r}")
+        if self.weighted_prompt and spec.weighting_unavailable_reason:
+            raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")
+        seed = check_seed(self.seed, count=count)
+        image = normalize_image(
+            self.image,
+            multiple=spec.size_multiple,
+            max_pixels=settings.max_pixels,
+            max_input_pixels=settings.max_input_pixels,
+            min_side=settings.min_side,
+        )
+        return Img2ImgJob(
+            spec=spec,
+            image=image,
+            prompt=prompt,
+            negative_prompt=negative,
+            strength=strength,
+            guidance_scale=guidance,
+            num_inference_steps=steps,
+            seeds=seed_series(seed, count),
+            weighted_prompt=self.weighted_prompt,
+        )
+
+
+def _default(value: object, default: float) -> object:
+    return default if value is None else value
+
+
+@dataclass(frozen=True)
+class Img2ImgJob:
+    """A validated Basic request: every value concrete, the image ready for the pipeline."""
+
+    spec: ModelSpec
+    image: NormalizedImage
+    prompt: str
+    negative_prompt: str
+    strength: float
+    guidance_scale: float
+    num_inference_steps: int
+    seeds: tuple[int, ...]
+    weighted_prompt: bool = False
+
+    @property
+    def denoising_steps(self) -> int:
+        return denoising_steps(self.num_inference_steps, self.strength)

@@ -1,0 +1,93 @@
+"""One pipeline call: seeds to generators, progress and cancel through callback_on_step_end.
+
+Every workflow (Basic, sweep, chain, depth) calls pipelines through `call_pipeline`, so seeding,
+progress, cancellation and the cache lock behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+# progress(steps done, steps total); total may grow as later stages start
+ProgressFn = Callable[[int, int], None]
+
+
+class GenerationCancelled(Exception):
+    """The user pressed Stop; raised out of the pipeline at the next step boundary."""
+
+    def __init__(self, steps_done: int) -> None:
+        super().__init__(f"stopped by the user after {steps_done} denoising step(s)")
+        self.steps_done = steps_done
+
+
+class CancelToken:
+    """A per-session Stop flag. Copies are fresh tokens, so Gradio's per-session State gets its own."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    def reset(self) -> None:
+        self._event.clear()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def __deepcopy__(self, memo: dict) -> CancelToken:
+        return CancelToken()
+
+
+def make_generators(seeds: Sequence[int], device: str) -> list[torch.Generator]:
+    """One generator per image, so image i of a batch equals a single run with seeds[i]."""
+    return [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
+
+
+@dataclass
+class StepReporter:
+    """callback_on_step_end that counts steps, reports progress and raises on cancel."""
+
+    progress: ProgressFn | None = None
+    cancel: CancelToken | None = None
+    steps: int = 0
+    offset: int = 0  # steps of earlier calls in the same job, for a continuous progress bar
+    total_hint: int = 0
+
+    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        self.steps += 1
+        if self.progress is not None:
+            total = getattr(pipe, "num_timesteps", None) or self.total_hint or self.steps
+            self.progress(self.offset + self.steps, self.offset + max(total, self.steps))
+        if self.cancel is not None and self.cancel.cancelled:
+            raise GenerationCancelled(self.offset + self.steps)
+        return callback_kwargs
+
+
+def call_pipeline(
+    pipe,
+    kwargs: dict,
+    *,
+    seeds: Sequence[int],
+    generator_device: str,
+    lock: threading.RLock,
+    reporter: StepReporter | None = None,
+):
+    """Call `pipe(**kwargs)` under the cache lock with per-image generators and the step callback.
+
+    Returns the pipeline's output object. Raises GenerationCancelled when the token is set.
+    """
+    reporter = reporter or StepReporter()
+    call = dict(kwargs)
+    call["generator"] = make_generators(seeds, generator_device)
+    call["callback_on_step_end"] = reporter
+    with lock:
+        if reporter.cancel is not None and reporter.cancel.cancelled:
+            raise GenerationCancelled(reporter.offset)
+        with torch.inference_mode():
+            return pipe(**call)

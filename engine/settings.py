@@ -1,0 +1,148 @@
+"""Limits and flags in one frozen dataclass, read from env vars and the command line.
+
+The same object bounds the UI's sliders and the engine's validation, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+MODEL_MODES = ("auto", "hub", "tiny")
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+
+
+def _env(name: str, help_text: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None) -> dict:
+    return {"env": name, "help": help_text, "flag": flag, "choices": choices}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every limit and switch of the app. Build it with `Settings.from_env()` or `Settings.from_cli()`."""
+
+    host: str = field(default="127.0.0.1", metadata=_env("STUDIO_HOST", "address to listen on", flag="--host"))
+    port: int = field(default=7860, metadata=_env("STUDIO_PORT", "port to listen on", flag="--port"))
+    models: str = field(
+        default="auto",
+        metadata=_env(
+            "STUDIO_MODELS",
+            "hub: real checkpoints; tiny: random-weight twins; auto: hub when the weights are cached or the Hub "
+            "answers, else tiny",
+            flag="--models",
+            choices=MODEL_MODES,
+        ),
+    )
+    offload: str = field(
+        default="auto",
+        metadata=_env(
+            "STUDIO_OFFLOAD",
+            "CUDA only. auto: keep models on the GPU while they fit, else model offload",
+            flag="--offload",
+            choices=OFFLOAD_MODES,
+        ),
+    )
+    compile: bool = field(
+        default=False, metadata=_env("STUDIO_COMPILE", "torch.compile the UNet on CUDA (slow first run)", flag="--compile")
+    )
+    data_dir: Path = field(
+        default=Path(".huggingface"),
+        metadata=_env("STUDIO_DATA_DIR", "local folder for tiny twins and example images", flag="--data-dir"),
+    )
+    max_input_pixels: int = field(
+        default=40_000_000,
+        metadata=_env("STUDIO_MAX_INPUT_PIXELS", "uploads larger than this (read from the header) are refused"),
+    )
+    max_pixels: int = field(
+        default=1024 * 1024,
+        metadata=_env("STUDIO_MAX_PIXELS", "working size: larger images are scaled down to this many pixels"),
+    )
+    min_side: int = field(default=64, metadata=_env("STUDIO_MIN_SIDE", "smallest image side accepted, in pixels"))
+    max_steps: int = field(default=150, metadata=_env("STUDIO_MAX_STEPS", "most num_inference_steps per run"))
+    max_images: int = field(default=4, metadata=_env("STUDIO_MAX_IMAGES", "most images per Basic run"))
+    max_prompt_chars: int = field(default=2000, metadata=_env("STUDIO_MAX_PROMPT_CHARS", "longest prompt accepted"))
+    queue_size: int = field(default=32, metadata=_env("STUDIO_QUEUE_SIZE", "most jobs waiting in the queue"))
+    max_file_mb: int = field(default=25, metadata=_env("STUDIO_MAX_FILE_MB", "largest upload, in MB"))
+    cache_budget_gb: float = field(
+        default=0.0,
+        metadata=_env("STUDIO_CACHE_GB", "memory the pipeline cache may hold, in GB; 0 picks it from the device"),
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read every field from its env var (falling back to the default), then apply `overrides`.
+
+        Raises:
+            ValueError: an env var holds a value of the wrong type or outside its choices.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None and f.name in _GRADIO_FALLBACK:
+                raw = environ.get(_GRADIO_FALLBACK[f.name])
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.metadata["env"], raw, type(f.default), f.metadata["choices"])
+        values.update(overrides)
+        return replace(cls(), **values)
+
+    @classmethod
+    def from_cli(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Env vars first, then command-line flags on top."""
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        overrides = {k: v for k, v in vars(args).items() if v is not None}
+        try:
+            return cls.from_env(environ, **overrides)
+        except ValueError as exc:
+            parser.error(str(exc))
+            raise  # unreachable: parser.error exits
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(env var, value, meaning) for every setting, for the README and the startup log."""
+        return [(f.metadata["env"], str(getattr(self, f.name)), f.metadata["help"]) for f in fields(self)]
+
+
+# Hugging Face Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; honour them when ours are unset.
+_GRADIO_FALLBACK = {"host": "GRADIO_SERVER_NAME", "port": "GRADIO_SERVER_PORT"}
+
+
+def _parse(env_name: str, raw: str, kind: type, choices: tuple[str, ...] | None) -> object:
+    raw = raw.strip()
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return lowered in ("1", "true", "yes", "on")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
+        if kind is str and choices and raw not in choices:
+            raise ValueError
+        return Path(raw) if issubclass(kind, Path) else raw
+    except ValueError:
+        expected = f"one of {', '.join(choices)}" if choices else f"a {kind.__name__}"
+        raise ValueError(f"{env_name} must be {expected}, got {raw!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The app's command line: one flag per setting that has one."""
+    parser = argparse.ArgumentParser(description="Img2Img Studio: the diffusers image-to-image guide in a browser.")
+    for f in fields(Settings):
+        flag = f.metadata["flag"]
+        if flag is None:
+            continue
+        help_text = f"{f.metadata['help']} (env {f.metadata['env']}, default {f.default})"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
+        else:
+            kind = Path if isinstance(f.default, Path) else type(f.default)
+            parser.add_argument(flag, dest=f.name, type=kind, choices=f.metadata["choices"], help=help_text)
+    return parser

@@ -1,0 +1,379 @@
+"""Tiny random-weight twins of the catalog's checkpoints, written to disk in diffusers format.
+
+A twin has the real pipeline classes, folder layout and latent geometry (VAE factor 8, 4 latent
+channels, the real VAE scaling factors) with a few hundred thousand random parameters from a
+fixed seed. It loads through exactly the code path a real checkpoint takes
+(`AutoPipelineForImage2Image.from_pretrained(folder)`, Kandinsky's connected prior included), so
+every line of loading, validation, batching and UI code runs for real on a CPU with no network.
+Its images are noise.
+
+    python -m engine.tiny --out DIR      # writes DIR/<catalog key>/model_index.json, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.catalog import CATALOG, get_spec
+
+logger = logging.getLogger(__name__)
+
+# Bump when a builder changes, so stale twins on disk are rebuilt.
+TWIN_VERSION = 1
+_MARKER = "twin.json"
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+_HIDDEN = 32  # text hidden size = UNet cross-attention dim
+_MAX_TOKENS = 77  # CLIP's real context length, so prompt truncation behaves as with real models
+
+
+def _byte_chars() -> list[str]:
+    """The 256 printable characters byte-level BPE maps bytes to (GPT-2's table)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def build_tokenizer():
+    """A CLIP BPE tokenizer over single bytes: every text tokenizes, nothing is downloaded."""
+    from transformers import CLIPTokenizer
+
+    chars = _byte_chars()
+    vocab = {BOS: 0, EOS: 1}
+    for token in chars + [c + "</w>" for c in chars]:
+        vocab[token] = len(vocab)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=_MAX_TOKENS)
+    return tokenizer
+
+
+def _text_config(vocab_size: int, projection_dim: int = _HIDDEN):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=_HIDDEN,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=_MAX_TOKENS,
+        projection_dim=projection_dim,
+        vocab_size=vocab_size,
+        hidden_act="gelu",
+    )
+
+
+def _autoencoder_kl(scaling_factor: float, force_upcast: bool = False):
+    """Four blocks, so the VAE scale factor is 8 as in the real models."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[8, 16, 16, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+        force_upcast=force_upcast,
+    )
+
+
+def _build_sd15(seed: int):
+    import torch
+    from diffusers import PNDMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=_HIDDEN,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = _autoencoder_kl(scaling_factor=0.18215)
+    tokenizer = build_tokenizer()
+    text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
+    # The SD 1.5 scheduler config, as published with the checkpoint.
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+    return StableDiffusionImg2ImgPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _build_sdxl_refiner(seed: int):
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    time_dim = 8
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=128,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim,
+        transformer_layers_per_block=(1, 2),
+        # the refiner's time ids: original size (2), crop (2), aesthetic score (1); plus the pooled text embedding
+        projection_class_embeddings_input_dim=5 * time_dim + _HIDDEN,
+        cross_attention_dim=_HIDDEN,
+        norm_num_groups=8,
+    )
+    vae = _autoencoder_kl(scaling_factor=0.13025, force_upcast=True)
+    tokenizer_2 = build_tokenizer()
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer_2)))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
+        interpolation_type="linear",
+        prediction_type="epsilon",
+    )
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+    )
+
+
+def _build_kandinsky22_prior(seed: int):
+    import torch
+    from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=_HIDDEN, num_layers=1)
+    # clip_std starts at 0, which would make every embedding 0; the real prior has learned statistics
+    prior.clip_std = torch.nn.Parameter(torch.ones_like(prior.clip_std))
+    image_size = 32
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=_HIDDEN,
+            image_size=image_size,
+            projection_dim=_HIDDEN,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_channels=3,
+            num_hidden_layers=2,
+            patch_size=8,
+        )
+    )
+    tokenizer = build_tokenizer()
+    text_encoder = CLIPTextModelWithProjection(_text_config(len(tokenizer)))
+    image_processor = CLIPImageProcessor(
+        crop_size=image_size,
+        size=image_size,
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        resample=3,
+    )
+    scheduler = UnCLIPScheduler(
+        variance_type="fixed_small_log",
+        prediction_type="sample",
+        num_train_timesteps=1000,
+        clip_sample=True,
+        clip_sample_range=10.0,
+    )
+    return KandinskyV22PriorPipeline(
+        prior=prior,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        image_processor=image_processor,
+    )
+
+
+def _build_kandinsky22(seed: int):
+    import torch
+    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        in_channels=4,
+        out_channels=8,  # predicts mean and variance
+        addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        encoder_hid_dim=_HIDDEN,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=_HIDDEN,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+        norm_num_groups=8,
+    )
+    movq = VQModel(
+        # four blocks: factor 8, as the real MoVQ; 32 channels because SpatialNorm hard-codes 32 groups
+        block_out_channels=[32, 32, 32, 32],
+        down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        vq_embed_dim=4,
+    )
+    # The decoder's published scheduler config.
+    scheduler = DDPMScheduler(
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        num_train_timesteps=1000,
+        prediction_type="epsilon",
+        steps_offset=1,
+        thresholding=False,
+        timestep_spacing="leading",
+        variance_type="fixed_small",
+    )
+    return KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+
+
+# family -> builder. Families without a builder yet have no twin (see build_twin's error).
+_BUILDERS: dict[str, Callable[[int], object]] = {
+    "sd15": _build_sd15,
+    "sdxl-refiner": _build_sdxl_refiner,
+    "kandinsky22": _build_kandinsky22,
+    "kandinsky22-prior": _build_kandinsky22_prior,
+}
+
+
+def has_twin(key: str) -> bool:
+    """Whether a tiny twin can be built for this catalog key."""
+    return get_spec(key).family in _BUILDERS
+
+
+def twin_dir(root: Path, key: str) -> Path:
+    """Where the twin of `key` lives under `root`."""
+    get_spec(key)  # validates the key before it becomes part of a path
+    return Path(root) / key
+
+
+def _seed_for(key: str) -> int:
+    # Distinct but fixed weights per entry: the style fine-tunes are different models, like the real ones.
+    return list(CATALOG).index(key)
+
+
+def build_twin(key: str, root: Path, *, force: bool = False) -> Path:
+    """Write the twin of `key` under `root` (idempotent) and return its folder.
+
+    The folder is written to a temporary sibling and renamed, so a crash never leaves half a twin.
+    Kandinsky 2.2's decoder gets its prior built too, linked through the model card as on the Hub.
+
+    Raises:
+        ValueError: unknown key, or a family that has no twin builder.
+    """
+    spec = get_spec(key)
+    builder = _BUILDERS.get(spec.family)
+    if builder is None:
+        raise ValueError(f"no tiny twin exists yet for model {key!r} (family {spec.family})")
+    root = Path(root).resolve()
+    target = twin_dir(root, key)
+    marker = target / _MARKER
+    if not force and marker.is_file():
+        if json.loads(marker.read_text()).get("version") == TWIN_VERSION:
+            return target
+    prior_dir = build_twin(spec.prior, root, force=force) if spec.prior else None
+
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    try:
+        pipe = builder(_seed_for(key))
+        pipe.save_pretrained(staging, safe_serialization=True)
+        if prior_dir is not None:
+            # diffusers reads connected pipelines from the card's `prior:` list, as in the real decoder repo.
+            (staging / "README.md").write_text(f"---\nprior:\n- {prior_dir}\n---\nTiny twin of {spec.hub_id}.\n")
+        (staging / _MARKER).write_text(
+            json.dumps({"version": TWIN_VERSION, "key": key, "twin_of": spec.hub_id, "seed": _seed_for(key)})
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    logger.info("built tiny twin of %s in %s", spec.hub_id, target)
+    return target
+
+
+def build_all(root: Path, *, force: bool = False) -> list[Path]:
+    """Build every twin that has a builder; returns their folders."""
+    return [build_twin(key, root, force=force) for key in CATALOG if has_twin(key)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the tiny random-weight twin of every catalog model.")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write one sub-folder per catalog key into")
+    parser.add_argument("--force", action="store_true", help="rebuild twins that already exist")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for path in build_all(args.out, force=args.force):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
