@@ -1,0 +1,43 @@
+"""Gradio UI: the page header, one tab per workflow, shared queue settings. Only this package imports gradio."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from engine.core import Engine
+
+CSS = """
+.mode-banner { padding: 0.6em 1em; border-radius: 8px; }
+.mode-tiny { background: #fff4d6; border: 2px solid #e0a800; color: #4a3800; }
+.mode-hub { background: #e8f4ea; border: 1px solid #5a9a68; color: #1d3d24; }
+"""
+
+
+def build_app(engine: Engine) -> gr.Blocks:
+    """The whole page for an engine. Building it writes the example images; it loads no model."""
+    from ui import basic
+
+    with gr.Blocks(title="Img2Img Studio") as app:
+        gr.Markdown(
+            "# Img2Img Studio\nThe diffusers image-to-image guide, runnable: start from an image, "
+            "steer it with a prompt."
+        )
+        gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
+        with gr.Tabs():
+            with gr.Tab("Basic", id="basic"):
+                basic.build(engine)
+    app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)
+    return app
+
+
+def launch(app: gr.Blocks, engine: Engine, **kwargs) -> None:
+    """Start the server with the settings' host, port and upload limit."""
+    settings = engine.settings
+    app.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        max_file_size=f"{settings.max_file_mb}mb",
+        css=CSS,
+        show_error=True,
+        **kwargs,
+    )

@@ -1,0 +1,225 @@
+"""Basic tab: an init image and a prompt through AutoPipelineForImage2Image, as in the guide."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from engine.catalog import get_spec
+from engine.core import Engine
+from engine.images import fit_size, open_image
+from engine.requests import RANDOM_SEED, denoising_steps
+from engine.run import CancelToken
+from ui.widgets import (
+    GUIDANCE_INFO,
+    NEGATIVE_INFO,
+    STEPS_INFO,
+    STRENGTH_INFO,
+    gradio_progress,
+    model_defaults,
+    model_picker,
+    seed_row,
+    user_errors,
+)
+
+EXAMPLE_PROMPTS = {
+    "chelsea the cat": "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k",
+    "astronaut": "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
+    "coffee": "a cup of coffee on a wooden table, watercolor painting, soft pastel colors",
+}
+WEIGHTING_INFO = "Compel syntax: (word)1.3 or word++ to stress, (word)0.7 or word-- to soften."
+
+
+def plan_text(engine: Engine, image: str | None, model: str, strength: float, steps: float) -> str:
+    """What a run will do, shown before it starts: denoising steps and output size."""
+    try:
+        spec = get_spec(model)
+        lines = []
+        if isinstance(strength, int | float) and isinstance(steps, int | float) and steps >= 1:
+            run = denoising_steps(int(steps), float(strength))
+            lines.append(f"**{run}** of {int(steps)} steps will run: int({int(steps)} × {strength:g}) = {run}.")
+        if image:
+            settings = engine.settings
+            opened = open_image(image, name="image", max_input_pixels=settings.max_input_pixels)
+            size = fit_size(
+                opened.size,
+                multiple=spec.size_multiple,
+                max_pixels=settings.max_pixels,
+                min_side=settings.min_side,
+            )
+            lines.append(f"Output **{size[0]}×{size[1]}** (input {opened.width}×{opened.height}).")
+        return " ".join(lines)
+    except ValueError as exc:
+        return f"⚠️ {exc}"
+
+
+def result_text(result) -> str:
+    """The facts of a finished run, in one short paragraph."""
+    job = result.job
+    seeds = job.seeds
+    seed_text = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+    expected = job.denoising_steps
+    steps_note = ""
+    if result.steps_run != expected:
+        steps_note = f" (int({job.num_inference_steps} × {job.strength:g}) = {expected}, plus the scheduler's warm-up)"
+    lines = [
+        f"Seed **{seed_text}** · **{result.steps_run}** denoising steps{steps_note} · "
+        f"{job.image.size[0]}×{job.image.size[1]} · {result.seconds:.1f}s · {job.spec.label}"
+    ]
+    if job.image.notes:
+        lines.append("Input: " + "; ".join(job.image.notes) + ".")
+    if any(result.nsfw):
+        flagged = sum(result.nsfw)
+        lines.append(f"⚠️ The safety checker flagged {flagged} image(s); they were returned black.")
+    return "\n\n".join(lines)
+
+
+def build(engine: Engine) -> None:
+    """Lay out the Basic tab and wire its events."""
+    default_model = "sd15"
+    strength0, guidance0, steps0 = model_defaults(default_model)
+    settings = engine.settings
+    cancel_state = gr.State(CancelToken())
+    last_seed = gr.State(RANDOM_SEED)
+
+    gr.Markdown(
+        "Start from an image and a prompt. **Strength** decides how much of the image survives; "
+        "**guidance** how literally the prompt is followed."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = gr.Image(
+                label="Init image",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                format="png",
+                height=320,
+            )
+            prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+            negative_prompt = gr.Textbox(
+                value="",
+                label="Negative prompt",
+                lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
+            )
+            model = model_picker("img2img", default_model)
+            strength = gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
+            plan = gr.Markdown()
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", scale=3)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+            with gr.Accordion("Advanced", open=False):
+                guidance_scale = gr.Slider(0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO)
+                num_inference_steps = gr.Slider(
+                    1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO
+                )
+                seed, _, reuse = seed_row()
+                num_images = gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
+                weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
+        with gr.Column(scale=1):
+            gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, preview=True)
+            grid = gr.Image(label="Comparison: init | results", format="png", type="pil", interactive=False)
+            info = gr.Markdown(label="summary")
+
+    examples = engine.example_images()
+    gr.Examples(
+        examples=[[str(path), EXAMPLE_PROMPTS[label]] for label, path in examples.items()],
+        inputs=[image, prompt],
+        label="Examples (photos from scikit-image)",
+    )
+
+    @user_errors
+    def img2img(
+        image: str | None,
+        prompt: str,
+        negative_prompt: str,
+        model: str,
+        strength: float,
+        guidance_scale: float,
+        num_inference_steps: float,
+        seed: float,
+        num_images: float = 1,
+        weighted_prompt: bool = False,
+        cancel: CancelToken | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """Image-to-image with one catalog model: returns the images, the [init | results] grid and a summary.
+
+        Args:
+            image: the init image (PNG/JPEG/WebP).
+            prompt: what the image should become.
+            negative_prompt: what to steer away from; may be empty.
+            model: catalog key: sd15, sdxl-refiner, kandinsky22 (or a style fine-tune).
+            strength: in (0, 1]; int(num_inference_steps x strength) steps run.
+            guidance_scale: classifier-free guidance, >= 0.
+            num_inference_steps: steps of the full schedule.
+            seed: -1 for random, else in [0, 2^32).
+            num_images: images from consecutive seeds.
+            weighted_prompt: read the prompts as Compel syntax (SD 1.5, SDXL refiner).
+        """
+        from engine.requests import Img2ImgRequest
+
+        request = Img2ImgRequest(
+            image=image,
+            prompt=prompt,
+            model=model,
+            negative_prompt=negative_prompt,
+            strength=strength,
+            guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
+            seed=seed,
+            num_images=num_images,
+            weighted_prompt=weighted_prompt,
+        )
+        result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
+        return result.images, result.grid, result_text(result), result.job.seeds[0]
+
+    def on_model_change(key: str):
+        strength_value, guidance_value, steps_value = model_defaults(key)
+        reason = get_spec(key).weighting_unavailable_reason
+        weighting = gr.Checkbox(
+            value=False if reason else gr.skip(),
+            interactive=reason is None,
+            info=f"Not available: {reason}." if reason else WEIGHTING_INFO,
+        )
+        return strength_value, guidance_value, steps_value, weighting
+
+    model.change(
+        on_model_change,
+        inputs=model,
+        outputs=[strength, guidance_scale, num_inference_steps, weighted_prompt],
+        queue=False,
+        api_visibility="private",
+    )
+    plan_inputs = [image, model, strength, num_inference_steps]
+    for component in plan_inputs:
+        component.change(
+            lambda *values: plan_text(engine, *values),
+            inputs=plan_inputs,
+            outputs=plan,
+            queue=False,
+            api_visibility="private",
+        )
+
+    generate.click(
+        lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private"
+    ).then(
+        img2img,
+        inputs=[
+            image,
+            prompt,
+            negative_prompt,
+            model,
+            strength,
+            guidance_scale,
+            num_inference_steps,
+            seed,
+            num_images,
+            weighted_prompt,
+            cancel_state,
+        ],
+        outputs=[gallery, grid, info, last_seed],
+        api_name="img2img",
+        concurrency_id="gpu",
+        concurrency_limit=1,
+    )
+    stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
+    reuse.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
