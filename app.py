@@ -1,8 +1,8 @@
 """Img2Img Studio: parse flags -> Settings -> Engine -> ui.build_app(engine) -> queue -> launch.
 
-    python app.py                  # auto: real checkpoints when the Hub answers, else tiny twins
-    python app.py --models tiny    # random-weight twins, offline, on a CPU
-    python app.py --help           # every flag; each also has an env var
+python app.py                  # auto: real checkpoints when the Hub answers, else tiny twins
+python app.py --models tiny    # random-weight twins, offline, on a CPU
+python app.py --help           # every flag; each also has an env var
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ def img2img_kwargs(pipe, job: Img2ImgJob) -> dict:
         "strength": job.strength,
         "guidance_scale": job.guidance_scale,
         "num_inference_steps": job.num_inference_steps,
-        "num_images_per_prompt": len(job.seeds),
     }
     if job.weighted_prompt:
         kwargs.update(weighted_embeddings(pipe, spec, job.prompt, job.negative_prompt))
@@ -65,6 +64,18 @@ def kandinsky_size_kwargs(width: int, height: int) -> dict:
     return {"height": width, "width": height}
 
 
+def seed_groups(job: Img2ImgJob) -> list[tuple[int, ...]]:
+    """Seeds per pipeline call: all in one batch, except Kandinsky 2.2, one call per seed.
+
+    Kandinsky's prior doubles its batch for the negative prompt but draws from the generator list by
+    the doubled size, so a list of per-image generators fails inside diffusers; one call per seed
+    keeps every image reproducible from its own seed.
+    """
+    if job.spec.family == "kandinsky22":
+        return [(seed,) for seed in job.seeds]
+    return [job.seeds]
+
+
 def call_parameters(kwargs: dict, job: Img2ImgJob) -> dict:
     """The plain-valued pipeline arguments as passed, plus the prompt texts behind any embeddings."""
     plain = {k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None}
@@ -85,18 +96,23 @@ def run_img2img(
     reporter = reporter or StepReporter()
     started = time.perf_counter()
     pipe = cache.get(job.spec.key, "img2img")
-    with cache.lock:  # embeddings and the call together, so a concurrent eviction cannot split them
+    groups = seed_groups(job)
+    images: list[Image.Image] = []
+    nsfw: list[bool] = []
+    with cache.lock:  # embeddings and the calls together, so a concurrent eviction cannot split them
         kwargs = img2img_kwargs(pipe, job)
-        output = call_pipeline(
-            pipe,
-            kwargs,
-            seeds=job.seeds,
-            generator_device=cache.policy.generator_device,
-            lock=cache.lock,
-            reporter=reporter,
-        )
-    images = list(output.images)
-    nsfw = tuple(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
+        for index, seeds in enumerate(groups):
+            reporter.start_call(calls_left=len(groups) - index)
+            output = call_pipeline(
+                pipe,
+                {**kwargs, "num_images_per_prompt": len(seeds)},
+                seeds=seeds,
+                generator_device=cache.policy.generator_device,
+                lock=cache.lock,
+                reporter=reporter,
+            )
+            images.extend(output.images)
+            nsfw.extend(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
     recipe = Recipe.from_pipeline(
         pipe,
         workflow="img2img",
@@ -104,18 +120,19 @@ def run_img2img(
         model_id=model_id,
         generator_device=cache.policy.generator_device,
         seeds=job.seeds,
-        parameters=call_parameters(kwargs, job),
+        parameters={**call_parameters(kwargs, job), "num_images_per_prompt": len(groups[0])},
         size=job.image.size,
         model_mode=model_mode,
         weighted_prompt=job.weighted_prompt,
+        extra={"pipeline_calls": len(groups)},
     )
     return Img2ImgResult(
         images=images,
         init_image=job.image.image,
         grid=image_grid([job.image.image, *images], rows=1, cols=len(images) + 1),
-        steps_run=reporter.steps,
+        steps_run=reporter.steps // len(groups),
         seconds=time.perf_counter() - started,
         recipe=recipe,
         job=job,
-        nsfw=nsfw,
+        nsfw=tuple(nsfw),
     )

@@ -2,8 +2,9 @@
 
 One set of weights per catalog key. The first `get(key, kind)` loads it; a later `get` for another kind
 (text2img after img2img, say) derives that pipeline from the loaded one with
-`AutoPipelineFor*.from_pipe(pipe, torch_dtype=pipe.dtype)`, sharing every weight. The dtype is always
-passed: without it diffusers casts the shared weights to float32 (diffusers issue 12754).
+`AutoPipelineFor*.from_pipe(pipe, dtype=pipe.dtype)`, sharing every weight. The dtype is always passed
+(`dtype`, diffusers 0.42's name for `torch_dtype`): without it diffusers casts the shared weights to
+float32 (diffusers issue 12754).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class PipelineCache:
         source = self._source(spec)
         started = time.perf_counter()
         pipe = _auto_pipeline_class(kind).from_pretrained(
-            source, torch_dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
+            source, dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
         )
         self.loads += 1
         pipe.set_progress_bar_config(disable=True)
@@ -195,7 +196,7 @@ class PipelineCache:
 
     def _derive(self, weights: _Weights, kind: str):
         parent = next(iter(weights.pipes.values()))
-        pipe = _auto_pipeline_class(kind).from_pipe(parent, torch_dtype=parent.dtype)
+        pipe = _auto_pipeline_class(kind).from_pipe(parent, dtype=parent.dtype)
         pipe.set_progress_bar_config(disable=True)
         # Offload hooks sit on the shared modules; re-applying them covers any module the new kind adds.
         if weights.placement == "model-offload":

@@ -51,21 +51,32 @@ def make_generators(seeds: Sequence[int], device: str) -> list[torch.Generator]:
 
 @dataclass
 class StepReporter:
-    """callback_on_step_end that counts steps, reports progress and raises on cancel."""
+    """callback_on_step_end that counts steps, reports progress and raises on cancel.
+
+    One reporter can span several pipeline calls of a job (one per seed, per sweep cell...): call
+    `start_call(calls_left)` before each, and the bar runs on from where the last call ended.
+    """
 
     progress: ProgressFn | None = None
     cancel: CancelToken | None = None
-    steps: int = 0
-    offset: int = 0  # steps of earlier calls in the same job, for a continuous progress bar
-    total_hint: int = 0
+    steps: int = 0  # every step of every call so far
+    calls: int = 0
+    _call_start: int = 0
+    _calls_left: int = 1
+
+    def start_call(self, calls_left: int = 1) -> None:
+        self._call_start = self.steps
+        self._calls_left = max(1, calls_left)
+        self.calls += 1
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
         self.steps += 1
         if self.progress is not None:
-            total = getattr(pipe, "num_timesteps", None) or self.total_hint or self.steps
-            self.progress(self.offset + self.steps, self.offset + max(total, self.steps))
+            in_call = self.steps - self._call_start
+            per_call = max(getattr(pipe, "num_timesteps", None) or in_call, in_call)
+            self.progress(self.steps, self._call_start + per_call * self._calls_left)
         if self.cancel is not None and self.cancel.cancelled:
-            raise GenerationCancelled(self.offset + self.steps)
+            raise GenerationCancelled(self.steps)
         return callback_kwargs
 
 
@@ -83,11 +94,13 @@ def call_pipeline(
     Returns the pipeline's output object. Raises GenerationCancelled when the token is set.
     """
     reporter = reporter or StepReporter()
+    if reporter.calls == 0:
+        reporter.start_call()
     call = dict(kwargs)
     call["generator"] = make_generators(seeds, generator_device)
     call["callback_on_step_end"] = reporter
     with lock:
         if reporter.cancel is not None and reporter.cancel.cancelled:
-            raise GenerationCancelled(reporter.offset)
+            raise GenerationCancelled(reporter.steps)
         with torch.inference_mode():
             return pipe(**call)

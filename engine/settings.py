@@ -45,7 +45,8 @@ class Settings:
         ),
     )
     compile: bool = field(
-        default=False, metadata=_env("STUDIO_COMPILE", "torch.compile the UNet on CUDA (slow first run)", flag="--compile")
+        default=False,
+        metadata=_env("STUDIO_COMPILE", "torch.compile the UNet on CUDA (slow first run)", flag="--compile"),
     )
     data_dir: Path = field(
         default=Path(".huggingface"),

@@ -35,7 +35,9 @@ _MAX_TOKENS = 77  # CLIP's real context length, so prompt truncation behaves as 
 
 def _byte_chars() -> list[str]:
     """The 256 printable characters byte-level BPE maps bytes to (GPT-2's table)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -192,8 +194,12 @@ def _build_sdxl_refiner(seed: int):
 def _build_kandinsky22_prior(seed: int):
     import torch
     from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-    from transformers import CLIPTextModelWithProjection
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     torch.manual_seed(seed)
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=_HIDDEN, num_layers=1)
@@ -334,9 +340,8 @@ def build_twin(key: str, root: Path, *, force: bool = False) -> Path:
     root = Path(root).resolve()
     target = twin_dir(root, key)
     marker = target / _MARKER
-    if not force and marker.is_file():
-        if json.loads(marker.read_text()).get("version") == TWIN_VERSION:
-            return target
+    if not force and marker.is_file() and json.loads(marker.read_text()).get("version") == TWIN_VERSION:
+        return target
     prior_dir = build_twin(spec.prior, root, force=force) if spec.prior else None
 
     root.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,8 @@ def build_app(engine: Engine) -> gr.Blocks:
             "steer it with a prompt."
         )
         gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
-        with gr.Tabs():
-            with gr.Tab("Basic", id="basic"):
-                basic.build(engine)
+        with gr.Tabs(), gr.Tab("Basic", id="basic"):
+            basic.build(engine)
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)
     return app
 

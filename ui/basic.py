@@ -14,6 +14,7 @@ from ui.widgets import (
     NEGATIVE_INFO,
     STEPS_INFO,
     STRENGTH_INFO,
+    EngineSlider,
     gradio_progress,
     model_defaults,
     model_picker,
@@ -96,23 +97,23 @@ def build(engine: Engine) -> None:
             )
             prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
             negative_prompt = gr.Textbox(
-                value="",
-                label="Negative prompt",
-                lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
+                value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
             )
             model = model_picker("img2img", default_model)
-            strength = gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
+            strength = EngineSlider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
             plan = gr.Markdown()
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", scale=3)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
-                guidance_scale = gr.Slider(0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO)
-                num_inference_steps = gr.Slider(
+                guidance_scale = EngineSlider(
+                    0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO
+                )
+                num_inference_steps = EngineSlider(
                     1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO
                 )
                 seed, _, reuse = seed_row()
-                num_images = gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
+                num_images = EngineSlider(1, settings.max_images, value=1, step=1, label="Number of images")
                 weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, preview=True)
@@ -199,9 +200,7 @@ def build(engine: Engine) -> None:
             api_visibility="private",
         )
 
-    generate.click(
-        lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private"
-    ).then(
+    generate.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
         img2img,
         inputs=[
             image,

@@ -23,6 +23,29 @@ NEGATIVE_INFO = "What to steer away from: guidance pushes from this text instead
 STEPS_INFO = "Steps of the full schedule; img2img runs only int(steps x strength) of them."
 
 
+class EngineSlider(gr.Slider):
+    """A slider whose bounds guide the browser while the engine checks the value.
+
+    Gradio's own bound check answers "Value 1.5 is greater than maximum value 1.0" without naming the
+    parameter; the engine's answers "strength must be in (0, 1], got 1.5". `is_template` keeps the
+    plain slider's front end.
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
+class EngineNumber(gr.Number):
+    """A number box that leaves checking (and the message naming the parameter) to the engine."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
 def model_picker(kind: str, value: str, label: str = "Model") -> gr.Dropdown:
     """A dropdown of the catalog models that serve a pipeline kind; its values are catalog keys."""
     choices = [(f"{CATALOG[key].label} ({key})", key) for key in models_for(kind)]
@@ -39,7 +62,7 @@ def model_picker(kind: str, value: str, label: str = "Model") -> gr.Dropdown:
 def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, gr.Button]:
     """Seed box (-1 = random) with a dice button (random) and a recycle button (last seed used)."""
     with gr.Row(equal_height=True):
-        seed = gr.Number(
+        seed = EngineNumber(
             value=RANDOM_SEED,
             label="Seed",
             info="-1 picks a random seed; the seed used is shown with the result.",

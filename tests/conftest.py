@@ -1,0 +1,53 @@
+"""Shared fixtures: one tiny-mode engine for the session, twins and examples in a temp folder."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Tests never reach the network and never send a token.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("studio-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir):
+    from engine.settings import Settings
+
+    return Settings.from_env({}, models="tiny", data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    from engine.core import Engine
+
+    return Engine(settings)
+
+
+@pytest.fixture(scope="session")
+def twins(engine):
+    """Folder of the twins the engine loads (built on demand)."""
+    return engine.twins_dir
+
+
+def noise_image(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4}.get(mode)
+    shape = (height, width, channels) if channels else (height, width)
+    return Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode)
+
+
+@pytest.fixture()
+def photo():
+    """A real photo (chelsea the cat, 451x300) at a small non-square size for fast runs."""
+    from skimage import data
+
+    return Image.fromarray(data.chelsea()).resize((136, 96))

@@ -1,0 +1,122 @@
+"""The app as a client sees it: launched in tiny mode on 127.0.0.1, called through gradio_client."""
+
+import socket
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(engine):
+    import ui
+
+    app = ui.build_app(engine)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False, download_files=True)
+
+
+@pytest.fixture(scope="module")
+def cat_png(tmp_path_factory, photo_module):
+    path = tmp_path_factory.mktemp("upload") / "cat.png"
+    photo_module.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo_module():
+    from skimage import data
+
+    return Image.fromarray(data.chelsea()).resize((200, 136))
+
+
+def test_api_parameters_are_named_as_documented(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    endpoint = info["named_endpoints"]["/img2img"]
+    names = [p["parameter_name"] for p in endpoint["parameters"]]
+    assert names[:8] == [
+        "image",
+        "prompt",
+        "negative_prompt",
+        "model",
+        "strength",
+        "guidance_scale",
+        "num_inference_steps",
+        "seed",
+    ]
+    assert all(p["parameter_has_default"] for p in endpoint["parameters"][2:])
+
+
+def test_img2img_returns_pngs_of_the_rounded_size(client, cat_png):
+    gallery, grid, summary = client.predict(
+        handle_file(str(cat_png)),
+        "cat wizard",
+        "",
+        "sd15",
+        0.5,
+        7.5,
+        6,
+        42,
+        2,
+        api_name="/img2img",
+    )
+    assert len(gallery) == 2
+    for item in gallery:
+        with Image.open(item["image"]) as image:
+            assert (image.format, image.size) == ("PNG", (200, 136))
+    with Image.open(grid) as image:
+        assert image.size == (600, 136)
+    assert "Seed **42–43**" in summary and "**4** denoising steps" in summary
+
+
+def test_kandinsky_through_the_api_keeps_the_input_size(client, cat_png):
+    gallery, _, summary = client.predict(
+        handle_file(str(cat_png)), "a cat", model="kandinsky22", num_inference_steps=4, seed=1, api_name="/img2img"
+    )
+    with Image.open(gallery[0]["image"]) as image:
+        assert image.size == (192, 128)
+    assert "Kandinsky 2.2" in summary
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"strength": 0.05, "num_inference_steps": 10}, "int(10 x 0.05) = 0"),
+        ({"model": "../../etc"}, "model must be one of sd15"),
+        ({"seed": 2**40}, "seed must be in [0, 4294967296)"),
+        ({"prompt": ""}, "prompt is empty"),
+        ({"strength": 1.5}, "strength must be in (0, 1], got 1.5"),
+        ({"num_inference_steps": 10**6}, "num_inference_steps must be in [1, 150], got 1000000"),
+        ({"guidance_scale": "abc"}, "guidance_scale must be a number, got 'abc'"),
+    ],
+)
+def test_bad_values_return_the_validation_message_and_the_app_keeps_serving(client, cat_png, changes, message):
+    args = dict(prompt="a cat", model="sd15", strength=0.5, num_inference_steps=4, seed=1)
+    args.update(changes)
+    with pytest.raises(AppError) as error:
+        client.predict(handle_file(str(cat_png)), api_name="/img2img", **args)
+    assert message in str(error.value)
+    gallery, _, _ = client.predict(
+        handle_file(str(cat_png)), "a cat", num_inference_steps=2, strength=1.0, seed=1, api_name="/img2img"
+    )
+    assert len(gallery) == 1
+
+
+def test_page_header_says_which_models_are_live(server):
+    page = httpx.get(server, timeout=30).text
+    assert "Model mode:" in page and "tiny" in page and "noise from random weights" in page

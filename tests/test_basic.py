@@ -1,0 +1,164 @@
+"""The Basic workflow against raw diffusers on the tiny twins: same seed, same pixels."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoPipelineForImage2Image
+
+from engine.basic import kandinsky_size_kwargs
+from engine.requests import Img2ImgRequest
+from engine.run import CancelToken, GenerationCancelled
+
+PROMPT = "cat wizard, gandalf, lord of the rings, detailed, fantasy"
+
+
+def raw_diffusers(folder, image, seeds, *, per_seed=False, **kwargs):
+    """What a reader of the guide would write, loading the same twin from disk.
+
+    per_seed: one call per seed (Kandinsky 2.2's prior cannot take a generator list with a negative prompt).
+    """
+    pipe = AutoPipelineForImage2Image.from_pretrained(folder, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    if per_seed:
+        calls = [[torch.Generator("cpu").manual_seed(s)] for s in seeds]
+        kwargs["num_images_per_prompt"] = 1
+    else:
+        calls = [[torch.Generator("cpu").manual_seed(s) for s in seeds]]
+    return [im for generator in calls for im in pipe(image=image, generator=generator, **kwargs).images]
+
+
+def pixels(image):
+    return np.asarray(image, dtype=np.int16)
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        ("sd15", {}),
+        ("sdxl-refiner", {}),
+        # diffusers' Kandinsky img2img reads height/width transposed (see kandinsky_size_kwargs)
+        ("kandinsky22", "size"),
+    ],
+)
+def test_engine_equals_raw_diffusers(engine, photo, model, extra):
+    request = Img2ImgRequest(
+        image=photo,
+        prompt=PROMPT,
+        model=model,
+        negative_prompt="blurry",
+        strength=0.6,
+        guidance_scale=6.0,
+        num_inference_steps=5,
+        seed=1234,
+        num_images=2,
+    )
+    result = engine.img2img(request)
+    job = result.job
+    assert job.image.size == (136, 96) if model != "kandinsky22" else (128, 128)
+    kwargs = kandinsky_size_kwargs(*job.image.size) if extra == "size" else {}
+    expected = raw_diffusers(
+        engine.twins_dir / model,
+        job.image.image,
+        (1234, 1235),
+        prompt=PROMPT,
+        negative_prompt="blurry",
+        strength=0.6,
+        guidance_scale=6.0,
+        num_inference_steps=5,
+        num_images_per_prompt=2,
+        per_seed=model == "kandinsky22",
+        **kwargs,
+    )
+    assert len(result.images) == 2
+    for ours, theirs in zip(result.images, expected, strict=True):
+        assert ours.size == job.image.size
+        assert np.array_equal(pixels(ours), pixels(theirs))
+    assert not np.array_equal(pixels(result.images[0]), pixels(result.images[1]))
+    assert result.grid.size == (job.image.size[0] * 3, job.image.size[1])
+
+
+def test_kandinsky_output_follows_a_non_square_input(engine, photo):
+    # 136x96 rounds to 128x128 at Kandinsky's multiple of 64; a wider input shows any transposition.
+    result = engine.img2img(
+        Img2ImgRequest(
+            image=photo.resize((200, 96)), prompt="a cat", model="kandinsky22", num_inference_steps=4, seed=1
+        )
+    )
+    assert result.job.image.size == (192, 128)
+    assert result.images[0].size == (192, 128)
+
+
+def test_image_i_of_a_batch_equals_a_single_run_with_seed_plus_i(engine, photo):
+    base = dict(image=photo, prompt="a cat", strength=0.5, num_inference_steps=4)
+    batch = engine.img2img(Img2ImgRequest(seed=77, num_images=2, **base))
+    single = engine.img2img(Img2ImgRequest(seed=78, **base))
+    other = engine.img2img(Img2ImgRequest(seed=79, **base))
+    # Batched kernels sum in another order: at most a rounding flip of 1/255 in a few pixels.
+    difference = np.abs(pixels(batch.images[1]) - pixels(single.images[0]))
+    assert difference.max() <= 1 and difference.mean() < 0.01
+    assert np.abs(pixels(other.images[0]) - pixels(single.images[0])).max() > 1
+
+
+@pytest.mark.parametrize(("model", "warmup"), [("sd15", 1), ("sdxl-refiner", 0), ("kandinsky22", 0)])
+def test_steps_really_run(engine, photo, model, warmup):
+    seen = []
+    result = engine.img2img(
+        Img2ImgRequest(image=photo, prompt="a cat", model=model, strength=0.29, num_inference_steps=100, seed=0),
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    # int(100 x 0.29) = 28 in floating point; PNDM (SD 1.5's scheduler) adds one warm-up step
+    assert result.job.denoising_steps == 28
+    assert result.steps_run == 28 + warmup
+    assert seen[-1] == (28 + warmup, 28 + warmup)
+    assert [d for d, _ in seen] == list(range(1, 29 + warmup))
+
+
+def test_weighted_prompt_uses_compel(engine, photo):
+    base = dict(image=photo, negative_prompt="blurry", strength=0.7, num_inference_steps=4, seed=5)
+    for model in ("sd15", "sdxl-refiner"):
+        plain = engine.img2img(Img2ImgRequest(prompt="a cat", model=model, **base)).images[0]
+        unweighted = engine.img2img(Img2ImgRequest(prompt="a cat", model=model, weighted_prompt=True, **base))
+        weighted = engine.img2img(Img2ImgRequest(prompt="a (cat)1.8", model=model, weighted_prompt=True, **base))
+        # Compel without weights reproduces the pipeline's own encoding; a weight changes the image.
+        assert np.abs(pixels(unweighted.images[0]) - pixels(plain)).max() <= 1
+        assert np.abs(pixels(weighted.images[0]) - pixels(plain)).max() > 1
+        assert weighted.recipe.weighted_prompt and weighted.recipe.parameters["prompt"] == "a (cat)1.8"
+
+
+def test_long_weighted_prompts_are_not_truncated(engine, photo):
+    long_prompt = "a cat, " * 60 + "(wizard hat)1.5"
+    result = engine.img2img(
+        Img2ImgRequest(
+            image=photo, prompt=long_prompt, weighted_prompt=True, num_inference_steps=2, strength=1.0, seed=1
+        )
+    )
+    assert result.images[0].size == (136, 96)
+
+
+def test_stop_ends_the_run_at_the_next_step_and_the_next_run_works(engine, photo):
+    token = CancelToken()
+
+    def progress(done, total):
+        if done == 2:
+            token.cancel()
+
+    request = Img2ImgRequest(image=photo, prompt="a cat", strength=1.0, num_inference_steps=20, seed=3)
+    with pytest.raises(GenerationCancelled) as stopped:
+        engine.img2img(request, progress=progress, cancel=token)
+    assert stopped.value.steps_done == 2
+    assert not engine.cache.lock._is_owned()
+    token.reset()
+    assert len(engine.img2img(request, cancel=token).images) == 1
+
+
+def test_recipe_records_what_ran(engine, photo):
+    result = engine.img2img(
+        Img2ImgRequest(image=photo, prompt="a cat", model="kandinsky22", num_inference_steps=4, seed=9)
+    )
+    recipe = result.recipe
+    assert recipe.pipeline == "KandinskyV22Img2ImgCombinedPipeline"
+    assert recipe.scheduler == "DDPMScheduler" and recipe.scheduler_config["beta_schedule"] == "linear"
+    assert recipe.seeds == (9,) and recipe.dtype == "float32" and recipe.generator_device == "cpu"
+    assert recipe.model_mode == "tiny" and recipe.model_id.endswith("kandinsky22")
+    assert recipe.parameters["strength"] == 0.3 and recipe.parameters["negative_prompt"] is None
+    assert '"workflow": "img2img"' in recipe.to_json()

@@ -1,0 +1,55 @@
+import weakref
+
+import pytest
+import torch
+
+from engine.cache import DevicePolicy, PipelineCache, module_bytes
+
+
+@pytest.fixture()
+def cache(engine):
+    return PipelineCache(engine.model_source, DevicePolicy(), budget_bytes=10**9)
+
+
+def test_second_get_reuses_the_pipeline(cache):
+    first = cache.get("sd15", "img2img")
+    assert cache.get("sd15", "img2img") is first
+    assert cache.loads == 1
+
+
+def test_from_pipe_shares_weight_objects_and_keeps_dtype(engine):
+    cache = PipelineCache(engine.model_source, DevicePolicy(dtype=torch.bfloat16), budget_bytes=10**9)
+    img2img = cache.get("sd15", "img2img")
+    text2img = cache.get("sd15", "text2img")
+    assert type(text2img).__name__ == "StableDiffusionPipeline"
+    assert text2img.unet is img2img.unet and text2img.vae is img2img.vae
+    assert text2img.text_encoder is img2img.text_encoder
+    assert img2img.unet.dtype == torch.bfloat16 and text2img.dtype == torch.bfloat16
+    assert cache.loads == 1
+    assert cache.loaded()["sd15"]["kinds"] == ["img2img", "text2img"]
+
+
+def test_eviction_frees_the_weights(cache):
+    unet = weakref.ref(cache.get("sd15", "img2img").unet)
+    assert unet() is not None
+    assert cache.evict("sd15")
+    assert unet() is None, "something still holds the evicted UNet"
+    assert cache.loaded() == {}
+
+
+def test_lru_eviction_under_the_budget(engine):
+    probe = PipelineCache(engine.model_source, DevicePolicy(), budget_bytes=10**9)
+    size = module_bytes(probe.get("sd15"))
+    probe.clear()
+    cache = PipelineCache(engine.model_source, DevicePolicy(), budget_bytes=int(size * 2.5))
+    first = weakref.ref(cache.get("sd15").unet)
+    cache.get("comic-diffusion")
+    cache.get("sd15")  # touch: comic-diffusion is now least recently used
+    cache.get("pixel-art-style")
+    assert list(cache.loaded()) == ["sd15", "pixel-art-style"]
+    assert first() is not None
+
+
+def test_kind_the_model_does_not_serve(cache):
+    with pytest.raises(ValueError, match="model 'sdxl-refiner' has no text2img pipeline"):
+        cache.get("sdxl-refiner", "text2img")

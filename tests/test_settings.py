@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from engine.settings import Settings, build_parser
+
+
+def test_defaults_and_env_override():
+    s = Settings.from_env({"STUDIO_PORT": "9000", "STUDIO_MODELS": "tiny", "STUDIO_COMPILE": "yes"})
+    assert (s.port, s.models, s.compile, s.host) == (9000, "tiny", True, "127.0.0.1")
+
+
+def test_cli_wins_over_env():
+    s = Settings.from_cli(["--models", "hub", "--port", "7000", "--offload", "model"], {"STUDIO_MODELS": "tiny"})
+    assert (s.models, s.port, s.offload) == ("hub", 7000, "model")
+
+
+def test_spaces_host_fallback():
+    assert Settings.from_env({"GRADIO_SERVER_NAME": "0.0.0.0"}).host == "0.0.0.0"
+    assert Settings.from_env({"GRADIO_SERVER_NAME": "0.0.0.0", "STUDIO_HOST": "127.0.0.2"}).host == "127.0.0.2"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STUDIO_PORT": "abc"}, "STUDIO_PORT must be a int, got 'abc'"),
+        ({"STUDIO_MODELS": "cloud"}, "STUDIO_MODELS must be one of auto, hub, tiny, got 'cloud'"),
+        ({"STUDIO_CACHE_GB": "nan"}, "STUDIO_CACHE_GB must be a float"),
+        ({"STUDIO_COMPILE": "maybe"}, "STUDIO_COMPILE must be a bool"),
+    ],
+)
+def test_bad_env_names_the_variable(env, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+def test_every_flag_of_the_issue_exists():
+    flags = {a.option_strings[0] for a in build_parser()._actions if a.option_strings}
+    assert {"--host", "--port", "--models", "--offload", "--compile"} <= flags
+    assert Settings.from_cli(["--data-dir", "/tmp/x"], {}).data_dir == Path("/tmp/x")
