@@ -83,5 +83,6 @@ def main() -> None:
     print(f"ratio of minimums: {min(engine_times) / min(raw_times):.3f}")
     print(f"ratio engine/raw (median of paired rounds): {statistics.median(ratios):.3f} (target <= 1.02)")
 
+
 if __name__ == "__main__":
     main()

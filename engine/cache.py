@@ -25,6 +25,10 @@ from engine.catalog import ModelSpec, get_spec
 logger = logging.getLogger(__name__)
 
 
+class ModelUnavailable(RuntimeError):
+    """A catalog model could not be loaded (no network, missing safetensors weights, ...)."""
+
+
 @dataclass(frozen=True)
 class DevicePolicy:
     """Where and how pipelines run: CUDA in fp16 with SDPA and offload when short, else CPU in float32."""
@@ -173,9 +177,16 @@ class PipelineCache:
     def _load(self, spec: ModelSpec, kind: str):
         source = self._source(spec)
         started = time.perf_counter()
-        pipe = _auto_pipeline_class(kind).from_pretrained(
-            source, dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
-        )
+        try:
+            pipe = _auto_pipeline_class(kind).from_pretrained(
+                source, dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
+            )
+        except (OSError, ValueError) as exc:  # OSError covers the Hub's HTTP and missing-file errors
+            logger.warning("loading %s from %s failed", spec.key, source, exc_info=True)
+            raise ModelUnavailable(
+                f"model {spec.key!r} ({spec.hub_id}) could not be loaded from {source}: {exc}. "
+                "Without network access, start the app with --models tiny or pick another model."
+            ) from exc
         self.loads += 1
         pipe.set_progress_bar_config(disable=True)
         weights = _Weights(key=spec.key, pipes={kind: pipe}, nbytes=module_bytes(pipe))

@@ -94,6 +94,27 @@ def _check_pixels(size: tuple[int, int], name: str, max_input_pixels: int) -> No
         )
 
 
+def probe_size(source: str | Path | Image.Image, *, name: str, max_input_pixels: int) -> tuple[int, int]:
+    """The upright size of an image from its header alone (EXIF orientations 5-8 swap the sides).
+
+    For previews that must stay cheap while a slider moves; `open_image` does the full checks.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(source)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
+            raise ValueError(f"{name} is not an image PIL can read") from None
+    _check_pixels(image.size, name, max_input_pixels)
+    width, height = image.size
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        return height, width
+    return width, height
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation and convert any mode to 8-bit RGB.
 

@@ -53,3 +53,12 @@ def test_lru_eviction_under_the_budget(engine):
 def test_kind_the_model_does_not_serve(cache):
     with pytest.raises(ValueError, match="model 'sdxl-refiner' has no text2img pipeline"):
         cache.get("sdxl-refiner", "text2img")
+
+
+def test_a_model_that_cannot_load_says_which_and_why(tmp_path):
+    from engine.cache import ModelUnavailable
+
+    cache = PipelineCache(lambda spec: str(tmp_path / "missing"), DevicePolicy(), budget_bytes=10**9)
+    with pytest.raises(ModelUnavailable, match=r"model 'sd15' \(stable-diffusion-v1-5/stable-diffusion-v1-5\)"):
+        cache.get("sd15")
+    assert cache.loaded() == {}

@@ -114,3 +114,17 @@ def test_animated_gif_uses_first_frame():
     data = io.BytesIO()
     frames[0].save(data, format="GIF", save_all=True, append_images=frames[1:])
     assert normalize_image(data.getvalue(), multiple=8, **LIMITS).size == (64, 64)
+
+
+def test_probe_size_reads_the_upright_size_from_the_header(tmp_path):
+    from engine.images import probe_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.new("RGB", (120, 80)).save(path, exif=exif)
+    assert probe_size(path, name="image", max_input_pixels=10**6) == (80, 120)
+    big = tmp_path / "big.png"
+    big.write_bytes(png_bytes(Image.new("L", (10000, 10000)))[:2000])
+    with pytest.raises(ValueError, match="over the limit"):
+        probe_size(big, name="image", max_input_pixels=10**6)

@@ -6,15 +6,15 @@ import gradio as gr
 
 from engine.catalog import get_spec
 from engine.core import Engine
-from engine.images import fit_size, open_image
-from engine.requests import RANDOM_SEED, denoising_steps
+from engine.images import fit_size, probe_size
+from engine.requests import RANDOM_SEED, Img2ImgRequest, denoising_steps
 from engine.run import CancelToken
 from ui.widgets import (
     GUIDANCE_INFO,
     NEGATIVE_INFO,
     STEPS_INFO,
     STRENGTH_INFO,
-    EngineSlider,
+    engine_checked,
     gradio_progress,
     model_defaults,
     model_picker,
@@ -40,14 +40,14 @@ def plan_text(engine: Engine, image: str | None, model: str, strength: float, st
             lines.append(f"**{run}** of {int(steps)} steps will run: int({int(steps)} × {strength:g}) = {run}.")
         if image:
             settings = engine.settings
-            opened = open_image(image, name="image", max_input_pixels=settings.max_input_pixels)
+            width, height = probe_size(image, name="image", max_input_pixels=settings.max_input_pixels)
             size = fit_size(
-                opened.size,
+                (width, height),
                 multiple=spec.size_multiple,
                 max_pixels=settings.max_pixels,
                 min_side=settings.min_side,
             )
-            lines.append(f"Output **{size[0]}×{size[1]}** (input {opened.width}×{opened.height}).")
+            lines.append(f"Output **{size[0]}×{size[1]}** (input {width}×{height}).")
         return " ".join(lines)
     except ValueError as exc:
         return f"⚠️ {exc}"
@@ -100,20 +100,25 @@ def build(engine: Engine) -> None:
                 value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
             )
             model = model_picker("img2img", default_model)
-            strength = EngineSlider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
+            strength = gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
+            engine_checked(strength)
             plan = gr.Markdown()
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", scale=3)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
-                guidance_scale = EngineSlider(
+                guidance_scale = gr.Slider(
                     0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO
                 )
-                num_inference_steps = EngineSlider(
+                num_inference_steps = gr.Slider(
                     1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO
                 )
+                engine_checked(guidance_scale)
+                engine_checked(num_inference_steps)
                 seed, _, reuse = seed_row()
-                num_images = EngineSlider(1, settings.max_images, value=1, step=1, label="Number of images")
+                num_images = engine_checked(
+                    gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
+                )
                 weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, preview=True)
@@ -156,8 +161,6 @@ def build(engine: Engine) -> None:
             num_images: images from consecutive seeds.
             weighted_prompt: read the prompts as Compel syntax (SD 1.5, SDXL refiner).
         """
-        from engine.requests import Img2ImgRequest
-
         request = Img2ImgRequest(
             image=image,
             prompt=prompt,

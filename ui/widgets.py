@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from engine.cache import ModelUnavailable
 from engine.catalog import CATALOG, get_spec, models_for
 from engine.requests import RANDOM_SEED, SEED_LIMIT
 from engine.run import GenerationCancelled
@@ -23,27 +24,15 @@ NEGATIVE_INFO = "What to steer away from: guidance pushes from this text instead
 STEPS_INFO = "Steps of the full schedule; img2img runs only int(steps x strength) of them."
 
 
-class EngineSlider(gr.Slider):
-    """A slider whose bounds guide the browser while the engine checks the value.
+def engine_checked(component: gr.Slider | gr.Number) -> gr.Slider | gr.Number:
+    """Let a numeric input hand its value to the engine unchecked; its bounds still guide the browser.
 
     Gradio's own bound check answers "Value 1.5 is greater than maximum value 1.0" without naming the
-    parameter; the engine's answers "strength must be in (0, 1], got 1.5". `is_template` keeps the
-    plain slider's front end.
+    parameter; the engine's answers "strength must be in (0, 1], got 1.5". (An instance attribute, not
+    a subclass: Gradio writes a .pyi file beside the source of every Component subclass.)
     """
-
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
-
-
-class EngineNumber(gr.Number):
-    """A number box that leaves checking (and the message naming the parameter) to the engine."""
-
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
+    component.preprocess = lambda payload: payload
+    return component
 
 
 def model_picker(kind: str, value: str, label: str = "Model") -> gr.Dropdown:
@@ -62,7 +51,7 @@ def model_picker(kind: str, value: str, label: str = "Model") -> gr.Dropdown:
 def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, gr.Button]:
     """Seed box (-1 = random) with a dice button (random) and a recycle button (last seed used)."""
     with gr.Row(equal_height=True):
-        seed = EngineNumber(
+        seed = gr.Number(
             value=RANDOM_SEED,
             label="Seed",
             info="-1 picks a random seed; the seed used is shown with the result.",
@@ -71,6 +60,7 @@ def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, 
             maximum=settings_max,
             scale=4,
         )
+        engine_checked(seed)
         dice = gr.Button("🎲 Random", scale=1, min_width=80)
         reuse = gr.Button("♻️ Last seed", scale=1, min_width=80)
     dice.click(lambda: RANDOM_SEED, outputs=seed, queue=False, api_visibility="private")
@@ -95,7 +85,7 @@ def gradio_progress(progress: gr.Progress, desc: str = "Denoising") -> Callable[
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn the engine's ValueError (bad input) and GenerationCancelled into messages the browser shows.
+    """Turn bad input (ValueError), Stop and a model that cannot load into messages the browser shows.
 
     ValueError messages already name the parameter and value; they reach the page unchanged so the
     user sees exactly what to fix, and the server keeps serving.
@@ -109,5 +99,7 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(str(exc), title="Invalid input", print_exception=False) from None
         except GenerationCancelled as exc:
             raise gr.Error(f"Stopped: {exc}", title="Stopped", print_exception=False) from None
+        except ModelUnavailable as exc:
+            raise gr.Error(str(exc), title="Model unavailable", print_exception=False) from None
 
     return wrapper
