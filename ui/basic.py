@@ -8,7 +8,7 @@ from engine.catalog import get_spec
 from engine.core import Engine
 from engine.images import fit_size, probe_size
 from engine.requests import RANDOM_SEED, Img2ImgRequest, denoising_steps
-from engine.run import CancelToken
+from engine.run import CancelToken, GenerationCancelled
 from ui.widgets import (
     GUIDANCE_INFO,
     NEGATIVE_INFO,
@@ -102,7 +102,7 @@ def build(engine: Engine) -> None:
             model = model_picker("img2img", default_model)
             strength = gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
             engine_checked(strength)
-            plan = gr.Markdown()
+            plan = gr.Markdown(plan_text(engine, None, default_model, strength0, steps0))
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", scale=3)
                 stop = gr.Button("Stop", variant="stop", scale=1)
@@ -173,7 +173,10 @@ def build(engine: Engine) -> None:
             num_images=num_images,
             weighted_prompt=weighted_prompt,
         )
-        result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
+        try:
+            result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
+        except GenerationCancelled as stopped:
+            return [], None, f"⏹ Stopped after {stopped.steps_done} denoising step(s); nothing was kept.", gr.skip()
         return result.images, result.grid, result_text(result), result.job.seeds[0]
 
     def on_model_change(key: str):
