@@ -55,6 +55,7 @@ class ModelSpec:
     takes_embeddings: bool = False
     prior: str | None = None
     revision: str | None = None
+    scheduler: str = "PNDMScheduler"  # the checkpoint's own scheduler class
     notes: str = ""
 
     @property
@@ -93,6 +94,7 @@ CATALOG: dict[str, ModelSpec] = {
             latent_family=SDXL_LATENTS,
             native_size=1024,
             takes_embeddings=True,
+            scheduler="EulerDiscreteScheduler",
         ),
         ModelSpec(
             key="kandinsky22",
@@ -106,6 +108,7 @@ CATALOG: dict[str, ModelSpec] = {
             size_multiple=64,
             native_size=768,
             prior="kandinsky22-prior",
+            scheduler="DDPMScheduler",
         ),
         ModelSpec(
             key="kandinsky22-prior",

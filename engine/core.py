@@ -4,6 +4,7 @@ The UI talks to this and nothing else; a script can too:
 
     from engine.core import Engine
     from engine.settings import Settings
+from engine.sweep import SweepPlan, SweepProgress, SweepSpec, plan_sweep, run_sweep
     from engine.requests import Img2ImgRequest
     engine = Engine(Settings.from_env(models="tiny"))
     result = engine.img2img(Img2ImgRequest(image="cat.png", prompt="a cat wizard"))
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.basic import Img2ImgResult, run_img2img
@@ -21,6 +23,7 @@ from engine.catalog import ModelSpec, get_spec
 from engine.requests import Img2ImgRequest
 from engine.run import CancelToken, ProgressFn, StepReporter
 from engine.settings import Settings
+from engine.sweep import SweepPlan, SweepProgress, SweepSpec, plan_sweep, run_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,21 @@ class Engine:
         return run_img2img(
             self.cache, job, model_id=self.model_id(job.spec.key), model_mode=self.mode, reporter=reporter
         )
+
+    def plan_sweep(self, spec: SweepSpec) -> SweepPlan:
+        """Validate a sweep and plan its calls, before any work. Raises ValueError naming the axis and value."""
+        return plan_sweep(spec, self.settings)
+
+    def sweep(
+        self,
+        spec: SweepSpec | SweepPlan,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[SweepProgress]:
+        """Plan (unless given a plan) and run a sweep, yielding after each pipeline call."""
+        plan = spec if isinstance(spec, SweepPlan) else self.plan_sweep(spec)
+        yield from run_sweep(self.cache, plan, reporter=StepReporter(progress=progress, cancel=cancel))
 
     # -- examples ------------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 def image_grid(
@@ -30,3 +31,139 @@ def image_grid(
         y = row * cell_h + (cell_h - im.height) // 2
         grid.paste(im.convert("RGB"), (x, y))
     return grid
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Geometry of a labelled grid; depends only on cell size and counts, so sweeps can plan it ahead."""
+
+    cell_w: int
+    cell_h: int
+    cols: int
+    rows: int
+    top: int  # header band: X axis name, then one label row
+    left: int  # Y labels column (0 without a Y axis)
+    font_size: int
+    pad: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.left + self.cols * self.cell_w, self.top + self.rows * self.cell_h
+
+    def cell_box(self, index: int) -> tuple[int, int]:
+        row, col = divmod(index, self.cols)
+        return self.left + col * self.cell_w, self.top + row * self.cell_h
+
+
+LABEL_LINES = 2  # lines a column label may take before it is shortened
+
+
+def grid_layout(cell_size: tuple[int, int], cols: int, rows: int, *, has_y: bool) -> GridLayout:
+    """Label sizes scale with the cells so text stays legible at the image's own size."""
+    cell_w, cell_h = cell_size
+    font_size = max(12, min(48, cell_w // 14))
+    pad = max(4, font_size // 3)
+    line = int(font_size * 1.25)
+    top = pad + line + pad + LABEL_LINES * line + pad
+    left = max(font_size * 8, min(cell_w, font_size * 12)) if has_y else 0
+    return GridLayout(cell_w, cell_h, cols, rows, top, left, font_size, pad)
+
+
+def fit_text(text: str, font: ImageFont.FreeTypeFont, max_width: int, max_lines: int) -> list[str]:
+    """Wrap text to max_width; past max_lines the last line ends with an ellipsis. Never wider than allowed."""
+    words = text.replace("\n", " ").split()
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        candidate = f"{current} {word}".strip()
+        if font.getlength(candidate) <= max_width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        while font.getlength(word) > max_width:  # a word wider than the column: break it
+            cut = len(word)
+            while cut > 1 and font.getlength(word[:cut]) > max_width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        current = word
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        last = lines[-1]
+        while last and font.getlength(last + "…") > max_width:
+            last = last[:-1]
+        lines[-1] = last + "…"
+    return lines or [""]
+
+
+def labelled_grid(
+    cells: Sequence[Image.Image | None],
+    *,
+    cols: int,
+    rows: int,
+    x_name: str,
+    x_labels: Sequence[str],
+    y_name: str | None = None,
+    y_labels: Sequence[str] = (),
+    cell_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """A comparison grid with the X axis name and values along the top and Y values down the left.
+
+    Cells are row-major (row = Y value, column = X value); None marks a cell that did not run.
+    Text is drawn as text, so labels holding markup are harmless; text that does not fit is wrapped
+    and then shortened with an ellipsis, never drawn off the image.
+    """
+    if len(cells) != cols * rows or len(x_labels) != cols or (y_name is not None and len(y_labels) != rows):
+        raise ValueError(f"{len(cells)} cells and {len(x_labels)}x{len(y_labels)} labels do not match {cols}x{rows}")
+    present = [c for c in cells if c is not None]
+    if cell_size is None:
+        if not present:
+            raise ValueError("labelled_grid needs a cell size when no cell has an image")
+        cell_size = (max(c.width for c in present), max(c.height for c in present))
+    layout = grid_layout(cell_size, cols, rows, has_y=y_name is not None)
+    canvas = Image.new("RGB", layout.size, (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=layout.font_size)
+    bold = ImageFont.load_default(size=int(layout.font_size * 1.1))
+    line = int(layout.font_size * 1.25)
+    pad = layout.pad
+
+    grid_width = cols * layout.cell_w
+    title = fit_text(f"X: {x_name}", bold, grid_width - 2 * pad, 1)[0]
+    draw.text((layout.left + grid_width / 2, pad), title, fill=(20, 20, 20), font=bold, anchor="ma")
+    for col, label in enumerate(x_labels):
+        x0 = layout.left + col * layout.cell_w
+        for i, text in enumerate(fit_text(str(label), font, layout.cell_w - 2 * pad, LABEL_LINES)):
+            draw.text(
+                (x0 + layout.cell_w / 2, 2 * pad + line + i * line), text, fill=(0, 0, 0), font=font, anchor="ma"
+            )
+    if y_name is not None:
+        corner = fit_text(f"Y: {y_name}", bold, layout.left - 2 * pad, LABEL_LINES)
+        for i, text in enumerate(corner):
+            draw.text((pad, 2 * pad + line + i * line), text, fill=(20, 20, 20), font=bold)
+        max_lines = max(1, (layout.cell_h - 2 * pad) // line)
+        for row, label in enumerate(y_labels):
+            lines = fit_text(str(label), font, layout.left - 2 * pad, max_lines)
+            y0 = layout.top + row * layout.cell_h + (layout.cell_h - len(lines) * line) / 2
+            for i, text in enumerate(lines):
+                draw.text((pad, y0 + i * line), text, fill=(0, 0, 0), font=font)
+
+    for index, cell in enumerate(cells):
+        x0, y0 = layout.cell_box(index)
+        if cell is None:
+            draw.rectangle([x0 + 1, y0 + 1, x0 + layout.cell_w - 2, y0 + layout.cell_h - 2], fill=(235, 235, 235))
+            draw.text(
+                (x0 + layout.cell_w / 2, y0 + layout.cell_h / 2),
+                "not run",
+                fill=(120, 120, 120),
+                font=font,
+                anchor="mm",
+            )
+            continue
+        canvas.paste(
+            cell.convert("RGB"), (x0 + (layout.cell_w - cell.width) // 2, y0 + (layout.cell_h - cell.height) // 2)
+        )
+    return canvas

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from engine.run import denoiser_of
+
 APP_VERSION = "0.1.0"
 
 
@@ -36,7 +38,7 @@ class Recipe:
     @classmethod
     def from_pipeline(cls, pipe, **fields: Any) -> Recipe:
         """Fill the fields that come from the pipeline object itself."""
-        scheduler = _scheduler_of(pipe)
+        scheduler = denoiser_of(pipe).scheduler
         return cls(
             pipeline=type(pipe).__name__,
             scheduler=type(scheduler).__name__,
@@ -50,12 +52,6 @@ class Recipe:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True)
-
-
-def _scheduler_of(pipe):
-    # Combined pipelines (Kandinsky) keep the denoising scheduler on their decoder.
-    decoder = getattr(pipe, "decoder_pipe", None)
-    return decoder.scheduler if decoder is not None else pipe.scheduler
 
 
 def _plain(value: Any) -> Any:

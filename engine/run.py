@@ -44,6 +44,11 @@ class CancelToken:
         return CancelToken()
 
 
+def denoiser_of(pipe):
+    """The pipeline that owns the denoising UNet and scheduler (a combined pipeline's decoder)."""
+    return getattr(pipe, "decoder_pipe", pipe)
+
+
 def make_generators(seeds: Sequence[int], device: str) -> list[torch.Generator]:
     """One generator per image, so image i of a batch equals a single run with seeds[i]."""
     return [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
@@ -88,16 +93,19 @@ def call_pipeline(
     generator_device: str,
     lock: threading.RLock,
     reporter: StepReporter | None = None,
+    generators: list[torch.Generator] | None = None,
 ):
     """Call `pipe(**kwargs)` under the cache lock with per-image generators and the step callback.
 
-    Returns the pipeline's output object. Raises GenerationCancelled when the token is set.
+    `generators` are used as given when a caller has already drawn from them (the sweep draws each
+    cell's init-latent sample first, as the pipeline would). Returns the pipeline's output object.
+    Raises GenerationCancelled when the token is set.
     """
     reporter = reporter or StepReporter()
     if reporter.calls == 0:
         reporter.start_call()
     call = dict(kwargs)
-    call["generator"] = make_generators(seeds, generator_device)
+    call["generator"] = generators if generators is not None else make_generators(seeds, generator_device)
     call["callback_on_step_end"] = reporter
     with lock:
         if reporter.cancel is not None and reporter.cancel.cancelled:

@@ -64,6 +64,13 @@ class Settings:
     max_steps: int = field(default=150, metadata=_env("STUDIO_MAX_STEPS", "most num_inference_steps per run"))
     max_images: int = field(default=4, metadata=_env("STUDIO_MAX_IMAGES", "most images per Basic run"))
     max_prompt_chars: int = field(default=2000, metadata=_env("STUDIO_MAX_PROMPT_CHARS", "longest prompt accepted"))
+    max_sweep_cells: int = field(default=64, metadata=_env("STUDIO_MAX_SWEEP_CELLS", "most cells in one sweep"))
+    max_grid_pixels: int = field(
+        default=25_000_000, metadata=_env("STUDIO_MAX_GRID_PIXELS", "largest sweep grid image, in pixels")
+    )
+    max_batch: int = field(
+        default=8, metadata=_env("STUDIO_MAX_BATCH", "most sweep cells in one batched pipeline call")
+    )
     queue_size: int = field(default=32, metadata=_env("STUDIO_QUEUE_SIZE", "most jobs waiting in the queue"))
     max_file_mb: int = field(default=25, metadata=_env("STUDIO_MAX_FILE_MB", "largest upload, in MB"))
     cache_budget_gb: float = field(

@@ -1,0 +1,618 @@
+"""Parameter sweeps: one or two axes over the Basic workflow, planned, then run with shared work batched.
+
+Planning validates every cell with the Basic rules before any work and groups the cells:
+
+* work every cell shares is done once: the init image goes through the VAE encoder once per model,
+  and each distinct (prompt, negative prompt) pair is encoded once;
+* cells that differ only in seed, prompt, negative prompt or guidance scale run as one batched
+  pipeline call (chunks of `settings.max_batch`). diffusers takes one scalar guidance scale, so a
+  forward hook on the UNet rescales the conditional half of the batch per sample: with the call's
+  scale g and a cell's g_i, cond' = u + (g_i / g)(cond - u), and the pipeline's own u + g (cond' - u)
+  becomes u + g_i (cond - u);
+* cells that differ in strength, steps, scheduler or model run as separate calls that still reuse
+  the encodings.
+
+Each cell's posterior sample of the init latents is drawn from that cell's own generator before the
+call, exactly where the pipeline would draw it, so a batched cell reproduces the Basic path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from PIL import Image
+
+from engine.basic import run_img2img
+from engine.cache import PipelineCache
+from engine.catalog import get_spec
+from engine.grid import grid_layout, labelled_grid
+from engine.prompts import weighted_embeddings
+from engine.requests import (
+    Img2ImgJob,
+    Img2ImgRequest,
+    check_model,
+    check_seed,
+)
+from engine.run import GenerationCancelled, StepReporter, call_pipeline, denoiser_of, make_generators
+from engine.settings import Settings
+
+NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed")
+TEXT_AXES = ("prompt", "negative_prompt")
+AXES = (*NUMERIC_AXES, *TEXT_AXES, "scheduler", "model")
+# Cells differing only along these axes share one batched call.
+BATCHED_AXES = frozenset({"seed", "prompt", "negative_prompt", "guidance_scale"})
+NONE_TOKEN = "(none)"  # an empty negative prompt as a line of its own
+
+# Display name -> (scheduler class, config overrides). Class names are accepted too.
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "DDIM": ("DDIMScheduler", {}),
+    "DDPM": ("DDPMScheduler", {}),
+    "PNDM": ("PNDMScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "DEIS": ("DEISMultistepScheduler", {}),
+    "KDPM2": ("KDPM2DiscreteScheduler", {}),
+}
+
+_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+_RANGE = re.compile(
+    rf"^\s*(?P<start>{_NUMBER})\s*-\s*(?P<stop>{_NUMBER})\s*"
+    rf"(?:\(\s*(?P<step>[+-]?\s*(?:{_NUMBER}))\s*\)|\[\s*(?P<count>\d+)\s*\])?\s*$"
+)
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+def schedulers_for(model: str) -> list[str]:
+    """Scheduler display names that fit a model: compatible with its own scheduler class."""
+    import diffusers
+
+    own = getattr(diffusers, get_spec(model).scheduler)
+    compatible = set(own._compatibles) | {own.__name__}
+    return [name for name, (cls, _) in SCHEDULERS.items() if cls in compatible]
+
+
+def parse_values(axis: str, text: object, *, name: str = "values", max_values: int = 64) -> list:
+    """Parse one axis' values: a list (`0.3, 0.5, 0.8`), a range (`0.2-1.0 (+0.2)`, `0.2-1.0 [5]`,
+    `1-4` for whole-number axes), or one line per value for prompts, schedulers and models.
+
+    Raises:
+        ValueError: naming the field, the axis and the bad value.
+    """
+    where = f"{name} for axis {axis!r}"
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {', '.join(AXES)}; got {axis!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where} is empty: give a list like 0.3, 0.5, 0.8 or one value per line")
+    if len(text) > 100_000:
+        raise ValueError(f"{where} is {len(text):,} characters long; the limit is 100,000")
+    if axis in TEXT_AXES or axis in ("scheduler", "model"):
+        values = [line.strip() for line in text.splitlines() if line.strip()]
+        if axis in ("scheduler", "model") and len(values) == 1 and "," in values[0]:
+            values = [v.strip() for v in values[0].split(",") if v.strip()]
+        if axis == "negative_prompt":
+            values = ["" if v == NONE_TOKEN else v for v in values]
+    else:
+        values = _parse_numbers(axis, text, where, max_values)
+    if len(values) > max_values:
+        raise ValueError(f"{where} has {len(values)} values; at most {max_values} fit one sweep")
+    return values
+
+
+def _parse_numbers(axis: str, text: str, where: str, max_values: int) -> list[float | int]:
+    whole = axis in ("num_inference_steps", "seed")
+    match = _RANGE.match(text)
+    if match:
+        start, stop = float(match["start"]), float(match["stop"])
+        if match["count"] is not None:
+            count = int(match["count"])
+            if not 1 <= count <= max_values:
+                raise ValueError(f"{where}: a range takes 1 to {max_values} values, got [{count}] in {text.strip()!r}")
+            values = [start] if count == 1 else [start + (stop - start) * i / (count - 1) for i in range(count)]
+        else:
+            if match["step"] is not None:
+                step = float(match["step"].replace(" ", ""))
+            elif whole:
+                step = 1.0 if stop >= start else -1.0
+            else:
+                raise ValueError(f"{where}: a range of decimals needs a step or a count, e.g. 0.2-1.0 (+0.2) or [5]")
+            if step == 0 or (stop - start) * step < 0:
+                raise ValueError(f"{where}: step {step:g} never gets from {start:g} to {stop:g}")
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            if count > max_values:
+                raise ValueError(f"{where}: {text.strip()!r} gives {count} values; at most {max_values}")
+            values = [start + i * step for i in range(count)]
+        values = [round(v, 6) for v in values]
+    else:
+        values = []
+        for item in text.replace("\n", ",").split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                values.append(float(item))
+            except ValueError:
+                raise ValueError(
+                    f"{where}: {item!r} is not a number; use a list (0.3, 0.5) or a range (0.2-1.0 (+0.2))"
+                ) from None
+        if not values:
+            raise ValueError(f"{where} has no values")
+    for value in values:
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value!r} is not a finite number")
+    if whole:
+        for value in values:
+            if value != int(value):
+                raise ValueError(f"{where}: {value:g} is not a whole number")
+        return [int(v) for v in values]
+    return values
+
+
+def format_value(axis: str, value: object) -> str:
+    """How a value is shown in labels, captions and the plan."""
+    if axis == "negative_prompt" and value == "":
+        return NONE_TOKEN
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# -- planning --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A sweep request: the Basic parameters plus an X axis and an optional Y axis."""
+
+    base: Img2ImgRequest
+    x_axis: str
+    x_values: str
+    y_axis: str | None = None
+    y_values: str = ""
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One cell: its place in the grid, the axis values that made it, and its validated job."""
+
+    index: int
+    row: int
+    col: int
+    values: dict[str, object]
+    job: Img2ImgJob
+    scheduler: str | None = None
+
+    @property
+    def caption(self) -> str:
+        parts = [f"{axis}={format_value(axis, v)}" for axis, v in self.values.items()]
+        return ", ".join(parts) + f", seed={self.job.seeds[0]}"
+
+    def batch_key(self) -> tuple:
+        """Cells with equal keys can share a batched call."""
+        job = self.job
+        return (job.spec.key, job.strength, job.num_inference_steps, self.scheduler, job.weighted_prompt)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Every cell validated, the calls they are grouped into, and the grid's size: all before any work."""
+
+    cells: tuple[SweepCell, ...]
+    x_axis: str
+    x_labels: tuple[str, ...]
+    y_axis: str | None
+    y_labels: tuple[str, ...]
+    calls: tuple[tuple[int, ...], ...]  # cell indices per pipeline call
+    grid_size: tuple[int, int]
+
+    @property
+    def cols(self) -> int:
+        return len(self.x_labels)
+
+    @property
+    def rows(self) -> int:
+        return max(1, len(self.y_labels))
+
+    @property
+    def total_steps(self) -> int:
+        return sum(c.job.denoising_steps for c in self.cells)
+
+    def describe(self) -> str:
+        """The plan in words, for the tab before it runs."""
+        lines = [f"**X: {self.x_axis}**: {', '.join(self.x_labels)}"]
+        if self.y_axis:
+            lines.append(f"**Y: {self.y_axis}**: {', '.join(self.y_labels)}")
+        w, h = self.grid_size
+        lines.append(
+            f"**{len(self.cells)}** cells in **{len(self.calls)}** pipeline call(s) · grid {w}×{h} px · "
+            f"**{self.total_steps}** denoising steps in all"
+        )
+        return "\n\n".join(lines)
+
+
+def plan_sweep(spec: SweepSpec, settings: Settings) -> SweepPlan:
+    """Parse and validate both axes and every cell, then group cells into calls.
+
+    Raises:
+        ValueError: naming the axis and the bad value, or the limit a sweep exceeds; before any work.
+    """
+    x_axis = _check_axis(spec.x_axis, "x_axis")
+    y_axis = None if spec.y_axis in (None, "", "none") else _check_axis(spec.y_axis, "y_axis")
+    if y_axis == x_axis:
+        raise ValueError(f"x_axis and y_axis are both {x_axis!r}; pick two different axes")
+    limit = settings.max_sweep_cells
+    x_values = parse_values(x_axis, spec.x_values, name="x_values", max_values=limit)
+    y_values = parse_values(y_axis, spec.y_values, name="y_values", max_values=limit) if y_axis else [None]
+    count = len(x_values) * len(y_values)
+    if count > limit:
+        raise ValueError(f"the sweep has {len(x_values)} x {len(y_values)} = {count} cells; the limit is {limit}")
+
+    models = _check_model_axis(x_axis, x_values, y_axis, y_values)
+    # The base seed is resolved once, so every cell shares it unless the seed axis varies it. The image is
+    # normalised once (for the first model: a model axis stays in one family, so one size rule).
+    base_seed = check_seed(spec.base.seed)
+    base_request = replace(spec.base, model=models[0] if models else spec.base.model, seed=base_seed, num_images=1)
+    base_request = replace(base_request, image=base_request.validate(settings).image.image)
+
+    cells = []
+    for row, y_value in enumerate(y_values):
+        for col, x_value in enumerate(x_values):
+            values = {x_axis: x_value} if y_axis is None else {x_axis: x_value, y_axis: y_value}
+            cells.append(_make_cell(len(cells), row, col, values, base_request, settings))
+    cell_size = cells[0].job.image.size
+    layout = grid_layout(cell_size, len(x_values), len(y_values), has_y=y_axis is not None)
+    if layout.size[0] * layout.size[1] > settings.max_grid_pixels:
+        w, h = layout.size
+        raise ValueError(
+            f"the grid would be {w}x{h} = {w * h:,} pixels, over the limit of {settings.max_grid_pixels:,}; "
+            "use fewer values or a smaller image"
+        )
+    return SweepPlan(
+        cells=tuple(cells),
+        x_axis=x_axis,
+        x_labels=tuple(format_value(x_axis, v) for v in x_values),
+        y_axis=y_axis,
+        y_labels=tuple(format_value(y_axis, v) for v in y_values) if y_axis else (),
+        calls=_group_calls(cells, settings.max_batch),
+        grid_size=layout.size,
+    )
+
+
+def _check_axis(axis: object, name: str) -> str:
+    if axis not in AXES:
+        raise ValueError(f"{name} must be one of {', '.join(AXES)}; got {axis!r}")
+    return axis
+
+
+def _check_model_axis(x_axis, x_values, y_axis, y_values) -> list[str]:
+    """The model axis' values (empty without one); they must share one family, so one size rule."""
+    for axis, values, name in ((x_axis, x_values, "x_values"), (y_axis, y_values, "y_values")):
+        if axis != "model":
+            continue
+        families = set()
+        for value in values:
+            try:
+                families.add(check_model(value, "img2img").family)
+            except ValueError as exc:
+                raise ValueError(f"{name} for axis 'model': {exc}") from None
+        if len(families) > 1:
+            raise ValueError(
+                f"{name} for axis 'model' mixes model families ({', '.join(sorted(families))}); "
+                "sweep models of one family, e.g. sd15, comic-diffusion, pixel-art-style"
+            )
+        return list(values)
+    return []
+
+
+def _make_cell(index: int, row: int, col: int, values: dict, base: Img2ImgRequest, settings: Settings) -> SweepCell:
+    overrides: dict[str, object] = {}
+    scheduler = None
+    for axis, value in values.items():
+        if axis == "scheduler":
+            scheduler = _check_scheduler(value, values.get("model", base.model))
+        elif axis == "seed":
+            overrides["seed"] = check_seed(value)
+        else:
+            overrides[axis] = value
+    try:
+        job = replace(base, **overrides).validate(settings)
+    except ValueError as exc:
+        shown = ", ".join(f"{a}={format_value(a, v)!r}" for a, v in values.items())
+        raise ValueError(f"cell {shown}: {exc}") from None
+    return SweepCell(index=index, row=row, col=col, values=values, job=job, scheduler=scheduler)
+
+
+def _check_scheduler(value: str, model: str) -> str:
+    by_lower = {name.lower(): name for name in SCHEDULERS} | {
+        cls.lower(): name for name, (cls, _) in SCHEDULERS.items()
+    }
+    name = by_lower.get(str(value).lower())
+    fitting = schedulers_for(model)
+    if name is None or name not in fitting:
+        raise ValueError(f"scheduler {value!r} does not fit model {model!r}; choose from {', '.join(fitting)}")
+    return name
+
+
+def _group_calls(cells: Sequence[SweepCell], max_batch: int) -> tuple[tuple[int, ...], ...]:
+    """Cells with the same batch key run together, in chunks of max_batch, in grid order."""
+    groups: dict[tuple, list[int]] = {}
+    for cell in cells:
+        key = cell.batch_key() if cell.job.spec.family != "kandinsky22" else ("single", cell.index)
+        groups.setdefault(key, []).append(cell.index)
+    calls = []
+    for indices in groups.values():
+        calls.extend(tuple(indices[i : i + max_batch]) for i in range(0, len(indices), max_batch))
+    return tuple(sorted(calls, key=lambda call: call[0]))
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepProgress:
+    """What a sweep has made so far; yielded after each pipeline call."""
+
+    plan: SweepPlan
+    images: list[Image.Image | None]
+    done_calls: int = 0
+    stopped: str | None = None
+    seconds: float = 0.0
+    steps_run: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped is not None or self.done_calls == len(self.plan.calls)
+
+    @property
+    def done_cells(self) -> list[SweepCell]:
+        return [cell for cell in self.plan.cells if self.images[cell.index] is not None]
+
+    def grid(self) -> Image.Image:
+        plan = self.plan
+        return labelled_grid(
+            self.images,
+            cols=plan.cols,
+            rows=plan.rows,
+            x_name=plan.x_axis,
+            x_labels=plan.x_labels,
+            y_name=plan.y_axis,
+            y_labels=plan.y_labels,
+            cell_size=plan.cells[0].job.image.size,
+        )
+
+    def table(self) -> list[dict]:
+        """One row per finished cell: its place, every parameter and its seed (for CSV/JSON export)."""
+        rows = []
+        for cell in self.done_cells:
+            job = cell.job
+            rows.append(
+                {
+                    "index": cell.index,
+                    "row": cell.row,
+                    "col": cell.col,
+                    "model": job.spec.key,
+                    "prompt": job.prompt,
+                    "negative_prompt": job.negative_prompt,
+                    "strength": job.strength,
+                    "guidance_scale": job.guidance_scale,
+                    "num_inference_steps": job.num_inference_steps,
+                    "denoising_steps": job.denoising_steps,
+                    "seed": job.seeds[0],
+                    "scheduler": cell.scheduler or job.spec.scheduler,
+                    "width": job.image.size[0],
+                    "height": job.image.size[1],
+                }
+            )
+        return rows
+
+
+def run_sweep(
+    cache: PipelineCache, plan: SweepPlan, *, reporter: StepReporter | None = None
+) -> Iterator[SweepProgress]:
+    """Run a plan, yielding progress after every pipeline call; Stop ends it keeping finished cells."""
+    reporter = reporter or StepReporter()
+    progress = SweepProgress(plan=plan, images=[None] * len(plan.cells))
+    started = time.perf_counter()
+    shared = _SharedWork()
+    for number, call in enumerate(plan.calls):
+        cells = [plan.cells[i] for i in call]
+        reporter.start_call(calls_left=len(plan.calls) - number)
+        try:
+            images = _run_call(cache, cells, shared, reporter)
+        except GenerationCancelled as stopped:
+            progress.stopped = str(stopped)
+            progress.seconds = time.perf_counter() - started
+            progress.steps_run = reporter.steps
+            yield progress
+            return
+        for cell, image in zip(cells, images, strict=True):
+            progress.images[cell.index] = image
+        progress.done_calls = number + 1
+        progress.seconds = time.perf_counter() - started
+        progress.steps_run = reporter.steps
+        yield progress
+
+
+@dataclass
+class _SharedWork:
+    """Encodings computed once per sweep: init-image posteriors per model, prompt embeddings per pair."""
+
+    posteriors: dict[str, object] = field(default_factory=dict)
+    prompts: dict[tuple, dict] = field(default_factory=dict)
+
+
+def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork, reporter: StepReporter):
+    first = cells[0]
+    if first.job.spec.family == "kandinsky22":
+        # Kandinsky's prior cannot batch generators with a negative prompt: run the Basic path as is.
+        with _scheduler_swapped(cache.get(first.job.spec.key), first.scheduler, cache):
+            result = run_img2img(cache, first.job, model_id="", model_mode="", reporter=reporter)
+        return result.images
+    pipe = cache.get(first.job.spec.key, "img2img")
+    images: list[Image.Image | None] = [None] * len(cells)
+    with cache.lock, _scheduler_swapped(pipe, first.scheduler, cache):
+        embeddings = [_embeddings(pipe, cell.job, shared) for cell in cells]
+        # Weighted prompts past 77 tokens make longer embeddings: only equal shapes stack into one batch.
+        by_shape: dict[tuple, list[int]] = {}
+        for position, embeds in enumerate(embeddings):
+            by_shape.setdefault(tuple(embeds["prompt_embeds"].shape), []).append(position)
+        for positions in by_shape.values():
+            batch = [cells[p] for p in positions]
+            outputs = _batched_call(pipe, batch, [embeddings[p] for p in positions], shared, cache, reporter)
+            for position, image in zip(positions, outputs, strict=True):
+                images[position] = image
+    return images
+
+
+def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporter: StepReporter) -> list[Image.Image]:
+    """One pipeline call for cells that share model, strength, steps and scheduler."""
+    first = cells[0]
+    seeds = [cell.job.seeds[0] for cell in cells]
+    generators = make_generators(seeds, cache.policy.generator_device)
+    latents = _init_latents(pipe, first.job, generators, shared)
+    scales = [cell.job.guidance_scale for cell in cells]
+    call_scale = max(scales)
+    kwargs = {
+        **{name: torch.cat([e[name] for e in embeddings]) for name in embeddings[0]},
+        "image": latents,
+        "strength": first.job.strength,
+        "num_inference_steps": first.job.num_inference_steps,
+        "guidance_scale": call_scale,
+        "num_images_per_prompt": 1,
+    }
+    with _per_sample_guidance(pipe, scales, call_scale):
+        output = call_pipeline(
+            pipe,
+            kwargs,
+            seeds=seeds,
+            generator_device=cache.policy.generator_device,
+            lock=cache.lock,
+            reporter=reporter,
+            generators=generators,
+        )
+    return list(output.images)
+
+
+def _init_latents(pipe, job: Img2ImgJob, generators: list[torch.Generator], shared: _SharedWork) -> torch.Tensor:
+    """Each cell's scaled init latents, drawn from its generator as the pipeline would draw them.
+
+    The VAE encoder runs once per model and sweep; only the posterior sample is per cell.
+    """
+    device = pipe._execution_device
+    vae = pipe.vae
+    key = job.spec.key
+    if key not in shared.posteriors:
+        pixels = pipe.image_processor.preprocess(job.image.image).to(device=device, dtype=pipe.dtype)
+        upcast = getattr(vae.config, "force_upcast", False) and vae.dtype != torch.float32
+        with torch.inference_mode():
+            if upcast:  # as the SDXL pipeline does: the fp16 VAE overflows
+                vae.to(dtype=torch.float32)
+                pixels = pixels.float()
+            try:
+                shared.posteriors[key] = vae.encode(pixels).latent_dist
+            finally:
+                if upcast:
+                    vae.to(dtype=pipe.dtype)
+    posterior = shared.posteriors[key]
+    samples = torch.cat([posterior.sample(generator) for generator in generators]).to(pipe.dtype)
+    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+    if mean is not None and std is not None:
+        mean = torch.tensor(mean, device=samples.device, dtype=samples.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(std, device=samples.device, dtype=samples.dtype).view(1, -1, 1, 1)
+        return (samples - mean) * vae.config.scaling_factor / std
+    return vae.config.scaling_factor * samples
+
+
+def _embeddings(pipe, job: Img2ImgJob, shared: _SharedWork) -> dict:
+    """A cell's prompt embeddings; each distinct (model, prompt, negative) is encoded once per sweep."""
+    key = (job.spec.key, job.prompt, job.negative_prompt, job.weighted_prompt)
+    if key not in shared.prompts:
+        shared.prompts[key] = _encode(pipe, job)
+    return shared.prompts[key]
+
+
+def _encode(pipe, job: Img2ImgJob) -> dict:
+    if job.weighted_prompt:
+        return weighted_embeddings(pipe, job.spec, job.prompt, job.negative_prompt)
+    device = pipe._execution_device
+    negative = job.negative_prompt or None  # as the Basic path passes it
+    with torch.inference_mode():
+        if job.spec.family == "sdxl-refiner":
+            embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+                job.prompt,
+                device=device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=True,
+                negative_prompt=negative,
+            )
+            return {
+                "prompt_embeds": embeds,
+                "negative_prompt_embeds": negative_embeds,
+                "pooled_prompt_embeds": pooled,
+                "negative_pooled_prompt_embeds": negative_pooled,
+            }
+        embeds, negative_embeds = pipe.encode_prompt(job.prompt, device, 1, True, negative_prompt=negative)
+    return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
+
+
+@contextlib.contextmanager
+def _per_sample_guidance(pipe, scales: Sequence[float], call_scale: float):
+    """Make the pipeline's scalar CFG act per sample (see the module docstring)."""
+    # diffusers runs no CFG at scale <= 1 (conditional output only): such cells get ratio 1/g.
+    effective = [max(s, 1.0) for s in scales]
+    if call_scale <= 1.0 or all(s == call_scale for s in effective):
+        yield
+        return
+    ratios = torch.tensor([s / call_scale for s in effective])
+    unet = denoiser_of(pipe).unet
+    channels = unet.config.in_channels
+
+    def hook(module, args, kwargs, output):
+        sample = output[0] if isinstance(output, tuple) else output.sample
+        half = sample.shape[0] // 2
+        uncond, cond = sample[:half], sample[half:]
+        ratio = ratios.to(device=sample.device, dtype=sample.dtype).view(-1, 1, 1, 1)
+        mixed = uncond[:, :channels] + ratio * (cond[:, :channels] - uncond[:, :channels])
+        new = torch.cat([uncond, torch.cat([mixed, cond[:, channels:]], dim=1)])
+        if isinstance(output, tuple):
+            return (new, *output[1:])
+        output.sample = new
+        return output
+
+    handle = unet.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def _scheduler_swapped(pipe, name: str | None, cache: PipelineCache):
+    """Use another scheduler for one call, on a copy of the config; the cached pipeline is restored."""
+    if name is None:
+        yield
+        return
+    import diffusers
+
+    target = denoiser_of(pipe)
+    class_name, overrides = SCHEDULERS[name]
+    with cache.lock:
+        original = target.scheduler
+        target.scheduler = getattr(diffusers, class_name).from_config(original.config, **overrides)
+        try:
+            yield
+        finally:
+            target.scheduler = original
