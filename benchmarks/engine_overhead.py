@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from PIL import Image
+
+from benchmarks.timing import median_ratio, paired_times
 
 
 def main() -> None:
@@ -64,24 +65,14 @@ def main() -> None:
 
     # Warm-up, and a check that both sides compute the same image.
     assert run_engine().tobytes() == run_raw().tobytes(), "engine and raw diffusers disagree"
-    engine_times, raw_times = [], []
-    for round_index in range(args.rounds):
-        order = [(run_engine, engine_times), (run_raw, raw_times)]
-        if round_index % 2:
-            order.reverse()
-        for fn, times in order:
-            started = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - started)
-
-    ratios = [e / r for e, r in zip(engine_times, raw_times, strict=True)]
+    engine_times, raw_times = paired_times(run_engine, run_raw, args.rounds)
     engine_median, raw_median = statistics.median(engine_times), statistics.median(raw_times)
     print(f"device: cpu, threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"tiny SD 1.5 img2img {args.size}px, {args.steps} steps x strength {args.strength}, {args.rounds} rounds")
     print(f"raw diffusers call: median {raw_median * 1000:.1f} ms, min {min(raw_times) * 1000:.1f} ms")
     print(f"engine Basic call:  median {engine_median * 1000:.1f} ms, min {min(engine_times) * 1000:.1f} ms")
     print(f"ratio of minimums: {min(engine_times) / min(raw_times):.3f}")
-    print(f"ratio engine/raw (median of paired rounds): {statistics.median(ratios):.3f} (target <= 1.02)")
+    print(f"ratio engine/raw (median of paired rounds): {median_ratio(engine_times, raw_times):.3f} (target <= 1.02)")
 
 
 if __name__ == "__main__":

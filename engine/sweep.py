@@ -197,8 +197,8 @@ class SweepCell:
 
     @property
     def caption(self) -> str:
-        parts = [f"{axis}={format_value(axis, v)}" for axis, v in self.values.items()]
-        return ", ".join(parts) + f", seed={self.job.seeds[0]}"
+        parts = [f"{axis}={format_value(axis, v)}" for axis, v in self.values.items() if axis != "seed"]
+        return ", ".join([*parts, f"seed={self.job.seeds[0]}"])
 
     def batch_key(self) -> tuple:
         """Cells with equal keys can share a batched call."""

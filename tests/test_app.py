@@ -1,6 +1,8 @@
 """The app as a client sees it: launched in tiny mode on 127.0.0.1, called through gradio_client."""
 
+import json
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -120,3 +122,36 @@ def test_bad_values_return_the_validation_message_and_the_app_keeps_serving(clie
 def test_page_header_says_which_models_are_live(server):
     page = httpx.get(server, timeout=30).text
     assert "Model mode:" in page and "tiny" in page and "noise from random weights" in page
+
+
+def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/sweep"]
+    assert [p["parameter_name"] for p in info["parameters"]][:12] == [
+        "image", "prompt", "negative_prompt", "model", "strength", "guidance_scale", "num_inference_steps", "seed",
+        "x_axis", "x_values", "y_axis", "y_values",
+    ]  # fmt: skip
+    grid, summary, cells, files = client.predict(
+        handle_file(str(cat_png)), "a cat", "", "sd15", 0.5, 7.5, 4, 3,
+        "guidance_scale", "1.5, 7.5", "seed", "1-2",
+        api_name="/sweep",
+    )  # fmt: skip
+    assert "Done:" in summary and "**4/4** cells" in summary
+    assert [c["caption"] for c in cells] == [
+        "guidance_scale=1.5, seed=1", "guidance_scale=7.5, seed=1", "guidance_scale=1.5, seed=2",
+        "guidance_scale=7.5, seed=2",
+    ]  # fmt: skip
+    with Image.open(grid) as image:
+        assert image.format == "PNG" and image.width > 2 * 200 and image.height > 2 * 136
+    names = sorted(Path(f).name for f in files)
+    assert names == ["sweep-cells.csv", "sweep-cells.json", "sweep-grid.png"]
+    rows = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    assert [(r["guidance_scale"], r["seed"]) for r in rows] == [(1.5, 1), (7.5, 1), (1.5, 2), (7.5, 2)]
+
+
+def test_sweep_over_the_limit_is_refused_with_the_reason(client, cat_png):
+    with pytest.raises(AppError, match="the sweep has 10 x 10 = 100 cells; the limit is 64"):
+        client.predict(
+            handle_file(str(cat_png)), "a cat", "", "sd15", 0.5, 7.5, 4, 3,
+            "strength", "0.1-1.0 [10]", "seed", "1-10",
+            api_name="/sweep",
+        )  # fmt: skip

@@ -15,7 +15,7 @@ CSS = """
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole page for an engine. Building it writes the example images; it loads no model."""
-    from ui import basic
+    from ui import basic, sweep
 
     with gr.Blocks(title="Img2Img Studio") as app:
         gr.Markdown(
@@ -23,8 +23,11 @@ def build_app(engine: Engine) -> gr.Blocks:
             "steer it with a prompt."
         )
         gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
-        with gr.Tabs(), gr.Tab("Basic", id="basic"):
-            basic.build(engine)
+        with gr.Tabs():
+            with gr.Tab("Basic", id="basic"):
+                basic.build(engine)
+            with gr.Tab("Sweep", id="sweep"):
+                sweep.build(engine)
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)
     return app
 

@@ -7,19 +7,17 @@ import gradio as gr
 from engine.catalog import get_spec
 from engine.core import Engine
 from engine.images import fit_size, probe_size
-from engine.requests import RANDOM_SEED, Img2ImgRequest, denoising_steps
+from engine.requests import RANDOM_SEED, denoising_steps
 from engine.run import CancelToken, GenerationCancelled
 from ui.widgets import (
-    GUIDANCE_INFO,
-    NEGATIVE_INFO,
-    STEPS_INFO,
-    STRENGTH_INFO,
+    advanced_inputs,
     engine_checked,
     gradio_progress,
+    img2img_request,
+    main_inputs,
     model_defaults,
-    model_picker,
-    seed_row,
     user_errors,
+    wire_generation,
 )
 
 EXAMPLE_PROMPTS = {
@@ -27,7 +25,6 @@ EXAMPLE_PROMPTS = {
     "astronaut": "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
     "coffee": "a cup of coffee on a wooden table, watercolor painting, soft pastel colors",
 }
-WEIGHTING_INFO = "Compel syntax: (word)1.3 or word++ to stress, (word)0.7 or word-- to soften."
 
 
 def plan_text(engine: Engine, image: str | None, model: str, strength: float, steps: float) -> str:
@@ -77,9 +74,8 @@ def result_text(result) -> str:
 def build(engine: Engine) -> None:
     """Lay out the Basic tab and wire its events."""
     default_model = "sd15"
-    strength0, guidance0, steps0 = model_defaults(default_model)
+    strength0, _, steps0 = model_defaults(default_model)
     settings = engine.settings
-    cancel_state = gr.State(CancelToken())
     last_seed = gr.State(RANDOM_SEED)
 
     gr.Markdown(
@@ -88,42 +84,22 @@ def build(engine: Engine) -> None:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(
-                label="Init image",
-                type="filepath",
-                sources=["upload", "clipboard"],
-                format="png",
-                height=320,
-            )
-            prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
-            negative_prompt = gr.Textbox(
-                value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
-            )
-            model = model_picker("img2img", default_model)
-            strength = gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
-            engine_checked(strength)
+            inputs = main_inputs(settings, default_model)
             plan = gr.Markdown(plan_text(engine, None, default_model, strength0, steps0))
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", scale=3)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
-                guidance_scale = gr.Slider(
-                    0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO
-                )
-                num_inference_steps = gr.Slider(
-                    1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO
-                )
-                engine_checked(guidance_scale)
-                engine_checked(num_inference_steps)
-                seed, _, reuse = seed_row()
+                advanced_inputs(inputs, settings, default_model)
                 num_images = engine_checked(
                     gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
                 )
-                weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, preview=True)
             grid = gr.Image(label="Comparison: init | results", format="png", type="pil", interactive=False)
             info = gr.Markdown(label="summary")
+    image, prompt, model, strength = inputs.image, inputs.prompt, inputs.model, inputs.strength
+    num_inference_steps, seed = inputs.num_inference_steps, inputs.seed
 
     examples = engine.example_images()
     gr.Examples(
@@ -161,41 +137,16 @@ def build(engine: Engine) -> None:
             num_images: images from consecutive seeds.
             weighted_prompt: read the prompts as Compel syntax (SD 1.5, SDXL refiner).
         """
-        request = Img2ImgRequest(
-            image=image,
-            prompt=prompt,
-            model=model,
-            negative_prompt=negative_prompt,
-            strength=strength,
-            guidance_scale=guidance_scale,
-            num_inference_steps=num_inference_steps,
-            seed=seed,
-            num_images=num_images,
-            weighted_prompt=weighted_prompt,
-        )
+        request = img2img_request(
+            image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
+            num_images=num_images, weighted_prompt=weighted_prompt,
+        )  # fmt: skip
         try:
             result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
         except GenerationCancelled as stopped:
-            return [], None, f"⏹ Stopped after {stopped.steps_done} denoising step(s); nothing was kept.", gr.skip()
+            return [], None, f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept.", gr.skip()
         return result.images, result.grid, result_text(result), result.job.seeds[0]
 
-    def on_model_change(key: str):
-        strength_value, guidance_value, steps_value = model_defaults(key)
-        reason = get_spec(key).weighting_unavailable_reason
-        weighting = gr.Checkbox(
-            value=False if reason else gr.skip(),
-            interactive=reason is None,
-            info=f"Not available: {reason}." if reason else WEIGHTING_INFO,
-        )
-        return strength_value, guidance_value, steps_value, weighting
-
-    model.change(
-        on_model_change,
-        inputs=model,
-        outputs=[strength, guidance_scale, num_inference_steps, weighted_prompt],
-        queue=False,
-        api_visibility="private",
-    )
     plan_inputs = [image, model, strength, num_inference_steps]
     for component in plan_inputs:
         component.change(
@@ -206,25 +157,12 @@ def build(engine: Engine) -> None:
             api_visibility="private",
         )
 
-    generate.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
+    wire_generation(
+        generate,
+        stop,
         img2img,
-        inputs=[
-            image,
-            prompt,
-            negative_prompt,
-            model,
-            strength,
-            guidance_scale,
-            num_inference_steps,
-            seed,
-            num_images,
-            weighted_prompt,
-            cancel_state,
-        ],
+        inputs=[*inputs.api_inputs(), num_images, inputs.weighted_prompt],
         outputs=[gallery, grid, info, last_seed],
         api_name="img2img",
-        concurrency_id="gpu",
-        concurrency_limit=1,
     )
-    stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
-    reuse.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
+    inputs.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")

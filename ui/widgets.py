@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gradio as gr
 
 from engine.cache import ModelUnavailable
 from engine.catalog import CATALOG, get_spec, models_for
-from engine.requests import RANDOM_SEED, SEED_LIMIT
-from engine.run import GenerationCancelled
+from engine.requests import RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
+from engine.run import CancelToken, GenerationCancelled
 
 STRENGTH_INFO = (
     "How far to move away from the init image: the share of the noise schedule that is run. "
@@ -91,10 +94,10 @@ def user_errors(fn: Callable) -> Callable:
     user sees exactly what to fix, and the server keeps serving.
     """
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    @contextlib.contextmanager
+    def shown_to_user():
         try:
-            return fn(*args, **kwargs)
+            yield
         except ValueError as exc:
             raise gr.Error(str(exc), title="Invalid input", print_exception=False) from None
         except GenerationCancelled as exc:
@@ -102,4 +105,137 @@ def user_errors(fn: Callable) -> Callable:
         except ModelUnavailable as exc:
             raise gr.Error(str(exc), title="Model unavailable", print_exception=False) from None
 
+    if inspect.isgeneratorfunction(fn):  # Gradio streams generators; errors arrive while iterating
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with shown_to_user():
+                yield from fn(*args, **kwargs)
+
+    else:
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with shown_to_user():
+                return fn(*args, **kwargs)
+
     return wrapper
+
+
+WEIGHTING_INFO = "Compel syntax: (word)1.3 or word++ to stress, (word)0.7 or word-- to soften."
+
+
+@dataclass
+class GenerationInputs:
+    """The Basic parameters every generating tab starts from, in the order the API names them."""
+
+    image: gr.Image
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    model: gr.Dropdown
+    strength: gr.Slider
+    guidance_scale: gr.Slider | None = None
+    num_inference_steps: gr.Slider | None = None
+    seed: gr.Number | None = None
+    reuse_seed: gr.Button | None = None
+    weighted_prompt: gr.Checkbox | None = None
+
+    def api_inputs(self) -> list:
+        """image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed."""
+        return [
+            self.image,
+            self.prompt,
+            self.negative_prompt,
+            self.model,
+            self.strength,
+            self.guidance_scale,
+            self.num_inference_steps,
+            self.seed,
+        ]
+
+
+def main_inputs(settings, default_model: str, *, image_label: str = "Init image") -> GenerationInputs:
+    """Image, prompt, negative prompt, model and strength: the top of a generating tab."""
+    strength0, _, _ = model_defaults(default_model)
+    image = gr.Image(label=image_label, type="filepath", sources=["upload", "clipboard"], format="png", height=320)
+    prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+    negative_prompt = gr.Textbox(
+        value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
+    )
+    model = model_picker("img2img", default_model)
+    strength = engine_checked(gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO))
+    return GenerationInputs(image, prompt, negative_prompt, model, strength)
+
+
+def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> GenerationInputs:
+    """Guidance, steps, seed row and Compel weighting (call inside the tab's Advanced accordion)."""
+    _, guidance0, steps0 = model_defaults(default_model)
+    inputs.guidance_scale = engine_checked(
+        gr.Slider(0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO)
+    )
+    inputs.num_inference_steps = engine_checked(
+        gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO)
+    )
+    inputs.seed, _, inputs.reuse_seed = seed_row()
+    inputs.weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
+    inputs.model.change(
+        on_model_change,
+        inputs=inputs.model,
+        outputs=[inputs.strength, inputs.guidance_scale, inputs.num_inference_steps, inputs.weighted_prompt],
+        queue=False,
+        api_visibility="private",
+    )
+    return inputs
+
+
+def on_model_change(key: str):
+    """A model's defaults, and Compel weighting disabled with the reason where the model cannot take it."""
+    try:
+        strength_value, guidance_value, steps_value = model_defaults(key)
+    except ValueError:  # a typed, unknown key: leave the values; Generate will name the problem
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    reason = get_spec(key).weighting_unavailable_reason
+    weighting = gr.Checkbox(
+        value=False if reason else gr.skip(),
+        interactive=reason is None,
+        info=f"Not available: {reason}." if reason else WEIGHTING_INFO,
+    )
+    return strength_value, guidance_value, steps_value, weighting
+
+
+def img2img_request(
+    image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed, **extra
+) -> Img2ImgRequest:
+    """The Basic request from the values every generating tab starts with, in the API's order."""
+    return Img2ImgRequest(
+        image=image,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        model=model,
+        strength=strength,
+        guidance_scale=guidance_scale,
+        num_inference_steps=num_inference_steps,
+        seed=seed,
+        **extra,
+    )
+
+
+GPU_QUEUE = "gpu"  # every event that runs a pipeline shares this concurrency id, one at a time
+
+
+def wire_generation(run: gr.Button, stop: gr.Button, fn: Callable, *, inputs: list, outputs: list, api_name: str):
+    """Run `fn` on the shared GPU queue when `run` is clicked; `stop` ends it at the next step.
+
+    Each browser session gets its own CancelToken (passed as fn's last input), reset before every run,
+    so one user's Stop never stops another's job.
+    """
+    cancel_state = gr.State(CancelToken())
+    run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
+        fn,
+        inputs=[*inputs, cancel_state],
+        outputs=outputs,
+        api_name=api_name,
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")

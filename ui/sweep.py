@@ -1,0 +1,200 @@
+"""Sweep tab: one or two axes over the Basic parameters, as a labelled grid that fills in as cells finish."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from engine.core import Engine
+from engine.run import CancelToken
+from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec, schedulers_for
+from ui.basic import EXAMPLE_PROMPTS
+from ui.widgets import advanced_inputs, img2img_request, main_inputs, user_errors, wire_generation
+
+AXIS_EXAMPLES = {
+    "strength": "0.3, 0.5, 0.7, 0.9",
+    "guidance_scale": "1.5, 4.5, 7.5, 12",
+    "num_inference_steps": "10, 25, 50",
+    "seed": "1-4",
+    "prompt": "a watercolor painting of a cat\nan oil painting of a cat\na pencil sketch of a cat",
+    "negative_prompt": f"{NONE_TOKEN}\nblurry, low quality\nwatercolor",
+    "scheduler": "PNDM\nEuler\nDDIM\nDPM++ 2M",
+    "model": "sd15\ncomic-diffusion\npixel-art-style",
+}
+VALUES_INFO = (
+    "A list (0.3, 0.5, 0.8), a range with a step (0.2-1.0 (+0.2)) or a count (0.2-1.0 [5]), 1-4 for whole "
+    f"numbers; prompts, schedulers and models one per line ({NONE_TOKEN} for an empty negative prompt)."
+)
+
+
+def plan_text(engine: Engine, *values) -> str:
+    """The parsed axes, cell count, grid size and steps in all, or what is wrong, before running."""
+    try:
+        return engine.plan_sweep(sweep_spec(*values)).describe()
+    except ValueError as exc:
+        return f"⚠️ {exc}"
+
+
+def sweep_spec(
+    image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
+    x_axis, x_values, y_axis, y_values, weighted_prompt=False,
+) -> SweepSpec:  # fmt: skip
+    base = img2img_request(
+        image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
+        weighted_prompt=weighted_prompt,
+    )  # fmt: skip
+    return SweepSpec(base=base, x_axis=x_axis, x_values=x_values, y_axis=y_axis or None, y_values=y_values or "")
+
+
+def summary_text(state: SweepProgress) -> str:
+    plan = state.plan
+    done = state.done_cells
+    cell_steps = sum(cell.job.denoising_steps for cell in done)
+    head = (
+        f"**{len(done)}/{len(plan.cells)}** cells · {cell_steps} denoising steps of cells in "
+        f"{state.steps_run} batched pipeline steps · {state.seconds:.1f}s"
+    )
+    if state.stopped:
+        return f"Stopped: {head} · {state.stopped}; the finished cells are kept."
+    return head if not state.finished else f"Done: {head} in {len(plan.calls)} pipeline call(s)."
+
+
+def export_files(state: SweepProgress) -> list[str]:
+    """The grid as PNG and every finished cell's parameters as CSV and JSON, in a fresh folder."""
+    folder = Path(tempfile.mkdtemp(prefix="sweep-"))
+    rows = state.table()
+    grid_path = folder / "sweep-grid.png"
+    state.grid().save(grid_path)
+    with (folder / "sweep-cells.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["index"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "sweep-cells.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
+    return [str(grid_path), str(folder / "sweep-cells.csv"), str(folder / "sweep-cells.json")]
+
+
+def build(engine: Engine) -> None:
+    """Lay out the Sweep tab and wire its events."""
+    default_model = "sd15"
+    settings = engine.settings
+    axis_choices = list(AXES)
+
+    gr.Markdown(
+        "Compare one or two parameters on the same image: every cell is the Basic run with that value. "
+        "Cells that differ only in seed, prompt, negative prompt or guidance run together in one batch."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            inputs = main_inputs(settings, default_model)
+            with gr.Row():
+                x_axis = gr.Dropdown(axis_choices, value="guidance_scale", label="X axis")
+                y_axis = gr.Dropdown(["", *axis_choices], value="", label="Y axis (optional)")
+            with gr.Row():
+                x_values = gr.Textbox(value=AXIS_EXAMPLES["guidance_scale"], label="X values", info=VALUES_INFO)
+                y_values = gr.Textbox(value="", label="Y values", lines=1)
+            plan = gr.Markdown()
+            with gr.Row():
+                run = gr.Button("Run sweep", variant="primary", scale=3)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+            with gr.Accordion("Advanced", open=False):
+                advanced_inputs(inputs, settings, default_model)
+                schedulers = gr.Markdown(f"Schedulers for this model: {', '.join(schedulers_for(default_model))}")
+        with gr.Column(scale=1):
+            grid = gr.Image(label="Grid", format="png", type="pil", interactive=False)
+            summary = gr.Markdown(label="summary")
+            cells = gr.Gallery(label="Cells", format="png", columns=4, height=300)
+            files = gr.File(label="Downloads: grid, cells as CSV and JSON", file_count="multiple")
+
+    examples = engine.example_images()
+    gr.Examples(
+        examples=[
+            [str(examples["chelsea the cat"]), EXAMPLE_PROMPTS["chelsea the cat"], "strength", "0.3, 0.5, 0.7, 0.9"],
+            [str(examples["astronaut"]), EXAMPLE_PROMPTS["astronaut"], "guidance_scale", "1.5, 4.5, 7.5, 12"],
+            [str(examples["coffee"]), EXAMPLE_PROMPTS["coffee"], "seed", "1-4"],
+        ],
+        inputs=[inputs.image, inputs.prompt, x_axis, x_values],
+        label="Examples (photos from scikit-image)",
+    )
+
+    @user_errors
+    def sweep(
+        image: str | None,
+        prompt: str,
+        negative_prompt: str,
+        model: str,
+        strength: float,
+        guidance_scale: float,
+        num_inference_steps: float,
+        seed: float,
+        x_axis: str,
+        x_values: str,
+        y_axis: str = "",
+        y_values: str = "",
+        weighted_prompt: bool = False,
+        cancel: CancelToken | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """Run a one- or two-axis sweep; yields the labelled grid, each cell with its parameters, and a summary.
+
+        Args:
+            image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed: as /img2img.
+            x_axis: strength, guidance_scale, num_inference_steps, seed, prompt, negative_prompt, scheduler or model.
+            x_values: list "0.3, 0.5", range "0.2-1.0 (+0.2)" or "0.2-1.0 [5]", or one value per line.
+            y_axis: as x_axis, or empty for a single row.
+            y_values: values for y_axis.
+        """
+        spec = sweep_spec(
+            image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
+            x_axis, x_values, y_axis, y_values, weighted_prompt,
+        )  # fmt: skip
+        plan = engine.plan_sweep(spec)
+        total = len(plan.cells)
+
+        def report(done: int, steps_total: int) -> None:
+            progress((done, steps_total), desc=f"Sweep: {total} cells", unit="steps")
+
+        state = None
+        for state in engine.sweep(plan, progress=report, cancel=cancel):
+            gallery = [(state.images[c.index], c.caption) for c in state.done_cells]
+            last = state.finished
+            yield state.grid(), summary_text(state), gallery, export_files(state) if last else None
+
+    sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
+    for component in [*sweep_inputs, inputs.weighted_prompt]:
+        component.change(
+            lambda *values: plan_text(engine, *values),
+            inputs=[*sweep_inputs, inputs.weighted_prompt],
+            outputs=plan,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+    x_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=x_axis, outputs=x_values, queue=False,
+                  api_visibility="private")  # fmt: skip
+    y_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=y_axis, outputs=y_values, queue=False,
+                  api_visibility="private")  # fmt: skip
+    inputs.model.change(
+        lambda key: f"Schedulers for this model: {', '.join(schedulers_for(key))}" if key in _img2img_keys() else "",
+        inputs=inputs.model,
+        outputs=schedulers,
+        queue=False,
+        api_visibility="private",
+    )
+    wire_generation(
+        run,
+        stop,
+        sweep,
+        inputs=[*sweep_inputs, inputs.weighted_prompt],
+        outputs=[grid, summary, cells, files],
+        api_name="sweep",
+    )
+
+
+def _img2img_keys() -> list[str]:
+    from engine.catalog import models_for
+
+    return models_for("img2img")
