@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from engine.cache import PipelineCache
+from engine.catalog import ModelSpec
 from engine.grid import image_grid
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
@@ -30,26 +31,53 @@ class Img2ImgResult:
 
 
 def img2img_kwargs(pipe, job: Img2ImgJob) -> dict:
-    """The pipeline-call arguments for a job, generator and callback aside.
+    """The pipeline-call arguments for a job, generator and callback aside."""
+    return img2img_call_kwargs(
+        pipe,
+        job.spec,
+        image=job.image.image,
+        size=job.image.size,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        strength=job.strength,
+        guidance_scale=job.guidance_scale,
+        num_inference_steps=job.num_inference_steps,
+        weighted_prompt=job.weighted_prompt,
+    )
+
+
+def img2img_call_kwargs(
+    pipe,
+    spec: ModelSpec,
+    *,
+    image,
+    size: tuple[int, int],
+    prompt: str,
+    negative_prompt: str,
+    strength: float,
+    guidance_scale: float,
+    num_inference_steps: int,
+    weighted_prompt: bool = False,
+) -> dict:
+    """img2img arguments for any workflow; `image` is a PIL image or latents of the model's family.
 
     The output size is always passed where a pipeline would otherwise default to 512x512 (Kandinsky
     2.2), so every model's output follows the (rounded) input size.
     """
-    spec = job.spec
     kwargs: dict = {
-        "image": job.image.image,
-        "strength": job.strength,
-        "guidance_scale": job.guidance_scale,
-        "num_inference_steps": job.num_inference_steps,
+        "image": image,
+        "strength": strength,
+        "guidance_scale": guidance_scale,
+        "num_inference_steps": num_inference_steps,
     }
-    if job.weighted_prompt:
-        kwargs.update(weighted_embeddings(pipe, spec, job.prompt, job.negative_prompt))
+    if weighted_prompt:
+        kwargs.update(weighted_embeddings(pipe, spec, prompt, negative_prompt))
     else:
-        kwargs["prompt"] = job.prompt
+        kwargs["prompt"] = prompt
         # None, not "": Kandinsky's prior treats None as "no negative" (zero embedding), as the guide does
-        kwargs["negative_prompt"] = job.negative_prompt or None
+        kwargs["negative_prompt"] = negative_prompt or None
     if spec.family == "kandinsky22":
-        kwargs.update(kandinsky_size_kwargs(*job.image.size))
+        kwargs.update(kandinsky_size_kwargs(*size))
     return kwargs
 
 

@@ -80,6 +80,7 @@ def _auto_pipeline_class(kind: str):
         "img2img": diffusers.AutoPipelineForImage2Image,
         "text2img": diffusers.AutoPipelineForText2Image,
         "inpaint": diffusers.AutoPipelineForInpainting,
+        "upscale": diffusers.DiffusionPipeline,  # the upscalers' own classes, from model_index.json
     }
     if kind not in classes:
         raise ValueError(f"pipeline kind must be one of {', '.join(classes)}; got {kind!r}")

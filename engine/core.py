@@ -3,7 +3,8 @@
 The UI talks to this and nothing else; a script can too:
 
     from engine.core import Engine
-    from engine.settings import Settings
+    from engine.chain import ChainPlan, ChainProgress, ChainRequest, plan_chain, run_chain
+from engine.settings import Settings
 from engine.sweep import SweepPlan, SweepProgress, SweepSpec, plan_sweep, run_sweep
     from engine.requests import Img2ImgRequest
     engine = Engine(Settings.from_env(models="tiny"))
@@ -20,6 +21,7 @@ from pathlib import Path
 from engine.basic import Img2ImgResult, run_img2img
 from engine.cache import DevicePolicy, PipelineCache
 from engine.catalog import ModelSpec, get_spec
+from engine.chain import ChainPlan, ChainProgress, ChainRequest, plan_chain, run_chain
 from engine.requests import Img2ImgRequest
 from engine.run import CancelToken, ProgressFn, StepReporter
 from engine.settings import Settings
@@ -153,6 +155,21 @@ class Engine:
         """Plan (unless given a plan) and run a sweep, yielding after each pipeline call."""
         plan = spec if isinstance(spec, SweepPlan) else self.plan_sweep(spec)
         yield from run_sweep(self.cache, plan, reporter=StepReporter(progress=progress, cancel=cancel))
+
+    def plan_chain(self, request: ChainRequest) -> ChainPlan:
+        """Resolve a chain's stages, hand-overs and sizes before any work."""
+        return plan_chain(request, self.settings)
+
+    def chain(
+        self,
+        request: ChainRequest | ChainPlan,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[ChainProgress]:
+        """Plan (unless given a plan) and run a chain, yielding after each stage."""
+        plan = request if isinstance(request, ChainPlan) else self.plan_chain(request)
+        yield from run_chain(self.cache, plan, reporter=StepReporter(progress=progress, cancel=cancel))
 
     # -- examples ------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ progress, cancellation and the cache lock behave the same everywhere.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,21 @@ class StepReporter:
         return callback_kwargs
 
 
+def step_callback_kwargs(pipe, reporter: StepReporter) -> dict:
+    """The reporter as `callback_on_step_end`, or as the legacy `callback` for pipelines that only take that
+    (the x2 and x4 upscalers)."""
+    parameters = inspect.signature(type(pipe).__call__).parameters
+    if "callback_on_step_end" in parameters:
+        return {"callback_on_step_end": reporter}
+    if "callback" in parameters:
+
+        def legacy(step: int, timestep, latents) -> None:
+            reporter(pipe, step, timestep, {})
+
+        return {"callback": legacy, "callback_steps": 1}
+    return {}
+
+
 def call_pipeline(
     pipe,
     kwargs: dict,
@@ -106,7 +122,7 @@ def call_pipeline(
         reporter.start_call()
     call = dict(kwargs)
     call["generator"] = generators if generators is not None else make_generators(seeds, generator_device)
-    call["callback_on_step_end"] = reporter
+    call.update(step_callback_kwargs(pipe, reporter))
     with lock:
         if reporter.cancel is not None and reporter.cancel.cancelled:
             raise GenerationCancelled(reporter.steps)

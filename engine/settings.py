@@ -71,6 +71,11 @@ class Settings:
     max_batch: int = field(
         default=8, metadata=_env("STUDIO_MAX_BATCH", "most sweep cells in one batched pipeline call")
     )
+    max_chain_stages: int = field(default=5, metadata=_env("STUDIO_MAX_CHAIN_STAGES", "most stages in one chain"))
+    max_output_pixels: int = field(
+        default=4096 * 4096,
+        metadata=_env("STUDIO_MAX_OUTPUT_PIXELS", "largest image any chain stage may make, in pixels"),
+    )
     queue_size: int = field(default=32, metadata=_env("STUDIO_QUEUE_SIZE", "most jobs waiting in the queue"))
     max_file_mb: int = field(default=25, metadata=_env("STUDIO_MAX_FILE_MB", "largest upload, in MB"))
     cache_budget_gb: float = field(

@@ -25,7 +25,7 @@ from engine.catalog import CATALOG, get_spec
 logger = logging.getLogger(__name__)
 
 # Bump when a builder changes, so stale twins on disk are rebuilt.
-TWIN_VERSION = 1
+TWIN_VERSION = 2
 _MARKER = "twin.json"
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -299,12 +299,118 @@ def _build_kandinsky22(seed: int):
     return KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
 
 
+def _build_sd_x2_latent_upscaler(seed: int):
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionLatentUpscalePipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(  # the real K-diffusion style UNet: SD latents + low-res latents in, 8 channels
+        act_fn="gelu",
+        attention_head_dim=8,
+        norm_num_groups=None,
+        block_out_channels=[32, 32, 64, 64],
+        time_cond_proj_dim=128 + _HIDDEN,  # noise-level embedding (128) + pooled text
+        conv_in_kernel=1,
+        conv_out_kernel=1,
+        cross_attention_dim=_HIDDEN,
+        down_block_types=("KDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D"),
+        in_channels=8,
+        mid_block_type=None,
+        only_cross_attention=False,
+        out_channels=5,
+        resnet_time_scale_shift="scale_shift",
+        time_embedding_type="fourier",
+        timestep_post_act="gelu",
+        up_block_types=("KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KUpBlock2D"),
+        layers_per_block=1,
+    )
+    vae = _autoencoder_kl(scaling_factor=0.18215)  # it reads and writes SD 1.x latents
+    tokenizer = build_tokenizer()
+    text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        prediction_type="sample",
+        steps_offset=1,
+    )
+    return StableDiffusionLatentUpscalePipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+    )
+
+
+def _build_sd_x4_upscaler(seed: int):
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=7,  # 4 latent channels + the 3-channel low-res image
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=_HIDDEN,
+        attention_head_dim=8,
+        use_linear_projection=True,
+        only_cross_attention=(True, True, False),
+        num_class_embeds=1000,  # noise levels up to max_noise_level
+    )
+    vae = AutoencoderKL(  # three blocks: factor 4, as the real x4 VAE
+        block_out_channels=[8, 16, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        scaling_factor=0.08333,
+    )
+    tokenizer = build_tokenizer()
+    text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
+    low_res_scheduler = DDPMScheduler(
+        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="v_prediction",
+    )
+    return StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=low_res_scheduler,
+        scheduler=scheduler,
+        max_noise_level=350,
+    )
+
+
 # family -> builder. Families without a builder yet have no twin (see build_twin's error).
 _BUILDERS: dict[str, Callable[[int], object]] = {
     "sd15": _build_sd15,
     "sdxl-refiner": _build_sdxl_refiner,
     "kandinsky22": _build_kandinsky22,
     "kandinsky22-prior": _build_kandinsky22_prior,
+    "sd-x2-latent-upscaler": _build_sd_x2_latent_upscaler,
+    "sd-x4-upscaler": _build_sd_x4_upscaler,
 }
 
 

@@ -155,3 +155,25 @@ def test_sweep_over_the_limit_is_refused_with_the_reason(client, cat_png):
             "strength", "0.1-1.0 [10]", "seed", "1-10",
             api_name="/sweep",
         )  # fmt: skip
+
+
+def test_chain_endpoint_runs_stages_and_names_the_handover(client, cat_png):
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/chain"]
+    assert [p["parameter_name"] for p in info["parameters"]][:5] == ["image", "preset", "prompt", "seed", "stages"]
+    stages = json.dumps(
+        [{"model": "sd15", "num_inference_steps": 4}, {"model": "elden-ring", "num_inference_steps": 4}]
+    )
+    gallery, final, comparison, summary = client.predict(
+        handle_file(str(cat_png)), "", "a cat", 5, stages, api_name="/chain"
+    )
+    assert [item["caption"].split(" · ")[0] for item in gallery] == [
+        "1. Stable Diffusion 1.5 (img2img) → latent",
+        "2. Elden Ring Diffusion (img2img) (final)",
+    ]
+    with Image.open(final) as image:
+        assert image.size == (200, 136)
+    with Image.open(comparison) as image:
+        assert image.size == (400, 136)
+    assert "received latent" in summary and "Done: seed 5" in summary
+    with pytest.raises(AppError, match="preset must be one of"):
+        client.predict(handle_file(str(cat_png)), "nope", "a cat", 5, api_name="/chain")

@@ -15,7 +15,7 @@ CSS = """
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole page for an engine. Building it writes the example images; it loads no model."""
-    from ui import basic, sweep
+    from ui import basic, chain, sweep
 
     with gr.Blocks(title="Img2Img Studio") as app:
         gr.Markdown(
@@ -28,6 +28,8 @@ def build_app(engine: Engine) -> gr.Blocks:
                 basic.build(engine)
             with gr.Tab("Sweep", id="sweep"):
                 sweep.build(engine)
+            with gr.Tab("Chain", id="chain"):
+                chain.build(engine)
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)
     return app
 

@@ -1,0 +1,464 @@
+"""Chained pipelines: up to `max_chain_stages` stages, each handing its result to the next.
+
+A hand-over passes latents (`output_type="latent"`) when both stages share a latent family (same
+VAE scaling and channels) and the next pipeline takes latents as its `image`; otherwise the stage
+decodes to an image and the next one encodes it. Every stage's output size is computed before any
+work, and a chain that would make an image over `max_output_pixels` is refused with that size.
+
+Each stage draws its noise from a fresh generator seeded with the chain's seed, so a chain is
+reproducible stage by stage with plain diffusers calls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from engine.basic import img2img_call_kwargs
+from engine.cache import PipelineCache
+from engine.catalog import ModelSpec, get_spec
+from engine.grid import image_grid
+from engine.images import NormalizedImage, fit_size, normalize_image
+from engine.requests import RANDOM_SEED, check_number, check_seed, check_text, denoising_steps
+from engine.run import GenerationCancelled, StepReporter, call_pipeline
+from engine.settings import Settings
+
+SUBJECT = "{subject}"
+DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
+# Pipelines that read a 4-channel `image` as latents of their own latent family.
+TAKES_LATENTS = frozenset({"sd15", "sdxl-refiner", "sd-x2-latent-upscaler"})
+UPSCALE_FACTOR = {"sd-x2-latent-upscaler": 2, "sd-x4-upscaler": 4}
+KINDS = ("text2img", "img2img", "upscale")
+
+
+@dataclass(frozen=True)
+class ChainStage:
+    """One stage as asked for; None means the model's default. `prompt` may contain {subject}."""
+
+    model: str
+    prompt: str = SUBJECT
+    kind: str | None = None
+    negative_prompt: str = ""
+    strength: float | None = None
+    guidance_scale: float | None = None
+    num_inference_steps: int | None = None
+
+
+PRESETS: dict[str, tuple[ChainStage, ...]] = {
+    # The guide's three chains, with its models and its prompts.
+    "text-image-image": (
+        ChainStage("sd15", kind="text2img"),
+        ChainStage("kandinsky22"),
+    ),
+    "image-image-image": (
+        ChainStage("sd15"),
+        ChainStage("comic-diffusion", prompt=f"{SUBJECT}, charliebo artstyle"),
+        ChainStage("pixel-art-style", prompt=f"{SUBJECT}, pixelartstyle"),
+    ),
+    "image-upscale-superres": (
+        ChainStage("sd15"),
+        ChainStage("sd-x2-latent-upscaler"),
+        ChainStage("sd-x4-upscaler"),
+    ),
+}
+PRESET_NOTES = {
+    "text-image-image": "SD 1.5 makes an image from text; Kandinsky 2.2 reworks it (decoded hand-over: other VAE).",
+    "image-image-image": "SD 1.5, then Comic-Diffusion, then pixel-art-style, passing latents (one VAE family).",
+    "image-upscale-superres": "SD 1.5 img2img, the x2 latent upscaler on its latents, then the x4 upscaler: 8x.",
+}
+
+
+@dataclass(frozen=True)
+class ChainRequest:
+    """A chain: a preset name, or stages (a list or its JSON) when preset is empty.
+
+    Args:
+        image: the init image; unused when the first stage is text-to-image.
+        prompt: the subject: presets put it into each stage's prompt ({subject}).
+        width, height: the size a text-to-image first stage makes.
+        latent_handover: False decodes and re-encodes at every hand-over (to compare).
+        previews: decode latent hand-overs for display; False leaves intermediate images out.
+    """
+
+    image: Image.Image | str | Path | bytes | None = None
+    preset: str | None = "image-image-image"
+    prompt: str = DEFAULT_SUBJECT
+    seed: int = RANDOM_SEED
+    stages: str | list | tuple | None = None
+    width: int = 512
+    height: int = 512
+    latent_handover: bool = True
+    previews: bool = True
+
+    def plan(self, settings: Settings) -> ChainPlan:
+        return plan_chain(self, settings)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """A stage with every value resolved, its sizes, and how it receives its input."""
+
+    index: int
+    spec: ModelSpec
+    kind: str
+    prompt: str
+    negative_prompt: str
+    strength: float | None
+    guidance_scale: float
+    num_inference_steps: int
+    input_size: tuple[int, int] | None
+    output_size: tuple[int, int]
+    receives: str | None  # "latent", "image", or None for the first stage
+
+    @property
+    def label(self) -> str:
+        return f"{self.index + 1}. {self.spec.label} ({self.kind})"
+
+    @property
+    def denoising_steps(self) -> int:
+        if self.kind == "img2img" and self.strength is not None:
+            return denoising_steps(self.num_inference_steps, self.strength)
+        return self.num_inference_steps
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    stages: tuple[StagePlan, ...]
+    init: NormalizedImage | None
+    seed: int
+    request: ChainRequest
+
+    def hands_latents(self, index: int) -> bool:
+        """Whether stage `index` passes latents to the next one."""
+        return index + 1 < len(self.stages) and self.stages[index + 1].receives == "latent"
+
+    def describe(self) -> str:
+        lines = []
+        for stage in self.stages:
+            into = f" ← {stage.receives}" if stage.receives else ""
+            steps = f"{stage.denoising_steps} steps"
+            w, h = stage.output_size
+            lines.append(f"{stage.label}{into}: {w}×{h}, {steps}")
+        return "\n\n".join(lines)
+
+
+def parse_stages(stages: object, max_stages: int) -> list[ChainStage]:
+    """Stages from a list of dicts or its JSON text.
+
+    Raises:
+        ValueError: not JSON, not a list of objects, unknown keys, or more stages than allowed.
+    """
+    if isinstance(stages, str):
+        if len(stages) > 100_000:
+            raise ValueError(f"stages is {len(stages):,} characters long; the limit is 100,000")
+        try:
+            stages = json.loads(stages)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"stages is not valid JSON: {exc}") from None
+    if not isinstance(stages, list | tuple) or not stages:
+        raise ValueError('stages must be a non-empty list of stages, e.g. [{"model": "sd15"}]')
+    if len(stages) > max_stages:
+        raise ValueError(f"stages has {len(stages)} stages; a chain takes at most {max_stages}")
+    allowed = set(ChainStage.__dataclass_fields__)
+    parsed = []
+    for number, stage in enumerate(stages, start=1):
+        if isinstance(stage, ChainStage):
+            parsed.append(stage)
+            continue
+        if not isinstance(stage, dict) or "model" not in stage:
+            raise ValueError(f'stage {number} must be an object with at least a "model", got {stage!r:.80}')
+        unknown = set(stage) - allowed
+        if unknown:
+            raise ValueError(f"stage {number} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        parsed.append(ChainStage(**stage))
+    return parsed
+
+
+def stages_json(preset: str) -> str:
+    """A preset's stages as editable JSON, defaults filled in."""
+    rows = []
+    for stage in PRESETS[preset]:
+        spec = get_spec(stage.model)
+        defaults = spec.defaults
+        row = {"model": stage.model, "prompt": stage.prompt}
+        if stage.kind:
+            row["kind"] = stage.kind
+        if defaults is not None:
+            if "upscale" not in spec.kinds and stage.kind != "text2img":
+                row["strength"] = defaults.strength
+            row["guidance_scale"] = defaults.guidance_scale
+            row["num_inference_steps"] = defaults.num_inference_steps
+        rows.append(row)
+    return json.dumps(rows, indent=2)
+
+
+def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
+    """Resolve and check every stage, its kind, hand-over and sizes, before any work.
+
+    Raises:
+        ValueError: naming the stage and what is wrong with it.
+    """
+    if request.preset:
+        if request.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)} or empty; got {request.preset!r}")
+        stages = list(PRESETS[request.preset])
+    else:
+        if request.stages in (None, "", []):
+            raise ValueError("stages is empty: pick a preset or give stages as JSON")
+        stages = parse_stages(request.stages, settings.max_chain_stages)
+    subject = check_text("prompt", request.prompt, max_chars=settings.max_prompt_chars)
+    seed = check_seed(request.seed)
+    if not isinstance(request.latent_handover, bool) or not isinstance(request.previews, bool):
+        raise ValueError("latent_handover and previews must be true or false")
+
+    first_kind = _stage_kind(stages[0], 0, has_image=request.image is not None)
+    init = None
+    if first_kind == "text2img":
+        spec = get_spec(stages[0].model)
+        width = check_number("width", request.width, low=settings.min_side, high=4096, integer=True)
+        height = check_number("height", request.height, low=settings.min_side, high=4096, integer=True)
+        size = fit_size(
+            (width, height), multiple=spec.size_multiple, max_pixels=settings.max_pixels, min_side=settings.min_side
+        )
+    else:
+        spec = get_spec(stages[0].model)
+        init = normalize_image(
+            request.image,
+            multiple=spec.size_multiple,
+            max_pixels=settings.max_pixels,
+            max_input_pixels=settings.max_input_pixels,
+            min_side=settings.min_side,
+        )
+        size = init.size
+
+    planned: list[StagePlan] = []
+    current = size  # the size entering the next stage
+    previous: ModelSpec | None = None
+    for index, stage in enumerate(stages):
+        name = f"stage {index + 1} ({stage.model})"
+        try:
+            spec = get_spec(stage.model)
+            kind = first_kind if index == 0 else _stage_kind(stage, index, has_image=True)
+            receives = None
+            if previous is not None:
+                receives = "latent" if request.latent_handover and _shares_latents(previous, spec) else "image"
+            input_size = None if kind == "text2img" else _input_size(current, spec, receives, settings)
+            output_size = current if kind == "text2img" else _output_size(input_size, spec)
+            planned.append(_resolve(stage, index, spec, kind, subject, settings, input_size, output_size, receives))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        w, h = output_size
+        if w * h > settings.max_output_pixels:
+            raise ValueError(
+                f"{name} would make a {w}x{h} image ({w * h:,} pixels), over the limit of "
+                f"{settings.max_output_pixels:,}; start from a smaller image or drop an upscaler"
+            )
+        previous, current = spec, output_size
+    return ChainPlan(stages=tuple(planned), init=init, seed=seed, request=replace(request, seed=seed))
+
+
+def _stage_kind(stage: ChainStage, index: int, *, has_image: bool) -> str:
+    spec = get_spec(stage.model)
+    kind = stage.kind
+    if kind is None:
+        if "upscale" in spec.kinds:
+            kind = "upscale"
+        elif index == 0 and not has_image:
+            kind = "text2img"
+        else:
+            kind = "img2img"
+    if kind not in KINDS:
+        raise ValueError(f"stage {index + 1}: kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if kind not in spec.kinds:
+        raise ValueError(f"stage {index + 1}: model {stage.model!r} has no {kind} pipeline; it serves {spec.kinds}")
+    if kind == "text2img" and index > 0:
+        raise ValueError(f"stage {index + 1}: text2img can only be the first stage")
+    if kind != "text2img" and index == 0 and not has_image:
+        raise ValueError(f"stage 1 ({stage.model}, {kind}) needs an init image; upload one or start with text2img")
+    return kind
+
+
+def _shares_latents(previous: ModelSpec, spec: ModelSpec) -> bool:
+    """Latents pass only between one latent family, into a pipeline that reads latents as `image`."""
+    return (
+        previous.latent_family is not None
+        and previous.latent_family == spec.latent_family
+        and (spec.family in TAKES_LATENTS)
+    )
+
+
+def _input_size(size: tuple[int, int], spec: ModelSpec, receives: str | None, settings: Settings) -> tuple[int, int]:
+    if receives == "latent":
+        return size
+    return fit_size(size, multiple=spec.size_multiple, max_pixels=settings.max_output_pixels, min_side=1)
+
+
+def _output_size(size: tuple[int, int], spec: ModelSpec) -> tuple[int, int]:
+    factor = UPSCALE_FACTOR.get(spec.family, 1)
+    return size[0] * factor, size[1] * factor
+
+
+def _resolve(stage, index, spec, kind, subject, settings, input_size, output_size, receives) -> StagePlan:
+    defaults = spec.defaults
+    if defaults is None:
+        raise ValueError(f"model {spec.key!r} cannot run as a stage")
+    prompt = check_text("prompt", stage.prompt.replace(SUBJECT, subject), max_chars=settings.max_prompt_chars)
+    if not prompt:
+        raise ValueError("prompt is empty")
+    negative = check_text("negative_prompt", stage.negative_prompt, max_chars=settings.max_prompt_chars)
+    strength = None
+    if kind == "img2img":
+        value = defaults.strength if stage.strength is None else stage.strength
+        strength = check_number("strength", value, low=0.0, high=1.0, low_open=True)
+    guidance = check_number(
+        "guidance_scale",
+        defaults.guidance_scale if stage.guidance_scale is None else stage.guidance_scale,
+        low=0.0,
+        high=50.0,
+    )
+    steps = check_number(
+        "num_inference_steps",
+        defaults.num_inference_steps if stage.num_inference_steps is None else stage.num_inference_steps,
+        low=1,
+        high=settings.max_steps,
+        integer=True,
+    )
+    if strength is not None and denoising_steps(steps, strength) < 1:
+        raise ValueError(f"int({steps} x {strength}) = 0 denoising steps; raise strength or num_inference_steps")
+    return StagePlan(index, spec, kind, prompt, negative, strength, guidance, steps, input_size, output_size, receives)
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class StageResult:
+    stage: StagePlan
+    image: Image.Image | None  # for display; None for an undecoded latent hand-over with previews off
+    passes: str | None  # what it hands to the next stage: "latent", "image", or None for the last
+    seconds: float
+    steps: int
+
+
+@dataclass
+class ChainProgress:
+    """A chain so far; yielded after each stage."""
+
+    plan: ChainPlan
+    results: list[StageResult] = field(default_factory=list)
+    stopped: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped is None and len(self.results) == len(self.plan.stages)
+
+    @property
+    def final(self) -> Image.Image | None:
+        return self.results[-1].image if self.finished else None
+
+    def comparison(self) -> Image.Image | None:
+        """[init | final] with the init scaled to the final's size, as the guide shows it."""
+        final = self.final
+        if final is None:
+            return None
+        init = self.plan.init.image if self.plan.init is not None else None
+        if init is None:
+            return final
+        return image_grid([init.resize(final.size, Image.Resampling.LANCZOS), final], rows=1, cols=2)
+
+
+def run_chain(
+    cache: PipelineCache, plan: ChainPlan, *, reporter: StepReporter | None = None
+) -> Iterator[ChainProgress]:
+    """Run the stages in order, yielding after each; Stop keeps the stages already done."""
+
+    reporter = reporter or StepReporter()
+    progress = ChainProgress(plan=plan)
+    carried: Image.Image | torch.Tensor | None = plan.init.image if plan.init is not None else None
+    for stage in plan.stages:
+        started = time.perf_counter()
+        steps_before = reporter.steps
+        reporter.start_call(calls_left=len(plan.stages) - stage.index)
+        hands_latents = plan.hands_latents(stage.index)
+        try:
+            pipe = cache.get(stage.spec.key, stage.kind)
+            output = call_pipeline(
+                pipe,
+                {**stage_kwargs(pipe, stage, carried), "output_type": "latent" if hands_latents else "pil"},
+                seeds=(plan.seed,),
+                generator_device=cache.policy.generator_device,
+                lock=cache.lock,
+                reporter=reporter,
+            )
+        except GenerationCancelled as stopped:
+            progress.stopped = str(stopped)
+            yield progress
+            return
+        if hands_latents:
+            carried = output.images
+            shown = decode_latents(pipe, carried) if plan.request.previews else None
+        else:
+            carried = output.images[0]
+            shown = carried
+        is_last = stage.index == len(plan.stages) - 1
+        progress.results.append(
+            StageResult(
+                stage=stage,
+                image=shown,
+                passes=None if is_last else ("latent" if hands_latents else "image"),
+                seconds=time.perf_counter() - started,
+                steps=reporter.steps - steps_before,
+            )
+        )
+        yield progress
+
+
+def stage_kwargs(pipe, stage: StagePlan, carried) -> dict:
+    """The call arguments of one stage; `carried` is the previous output (latents or PIL) or the init."""
+    negative = stage.negative_prompt or None
+    if stage.kind == "text2img":
+        width, height = stage.output_size
+        return {
+            "prompt": stage.prompt,
+            "negative_prompt": negative,
+            "height": height,
+            "width": width,
+            "guidance_scale": stage.guidance_scale,
+            "num_inference_steps": stage.num_inference_steps,
+        }
+    image = carried
+    if isinstance(carried, Image.Image) and carried.size != stage.input_size:
+        image = carried.resize(stage.input_size, Image.Resampling.LANCZOS)
+    if stage.kind == "img2img":
+        return img2img_call_kwargs(
+            pipe,
+            stage.spec,
+            image=image,
+            size=stage.input_size,
+            prompt=stage.prompt,
+            negative_prompt=stage.negative_prompt,
+            strength=stage.strength,
+            guidance_scale=stage.guidance_scale,
+            num_inference_steps=stage.num_inference_steps,
+        )
+    return {
+        "prompt": stage.prompt,
+        "negative_prompt": negative,
+        "image": image,
+        "guidance_scale": stage.guidance_scale,
+        "num_inference_steps": stage.num_inference_steps,
+    }
+
+
+def decode_latents(pipe, latents: torch.Tensor) -> Image.Image:
+    """Decode a stage's latents with its own VAE, for display."""
+    vae = pipe.vae
+    with torch.inference_mode():
+        pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
