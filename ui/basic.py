@@ -103,7 +103,7 @@ def build(engine: Engine) -> None:
 
     examples = engine.example_images()
     gr.Examples(
-        examples=[[str(path), EXAMPLE_PROMPTS[label]] for label, path in examples.items()],
+        examples=[[str(examples[label]), prompt] for label, prompt in EXAMPLE_PROMPTS.items()],
         inputs=[image, prompt],
         label="Examples (photos from scikit-image)",
     )

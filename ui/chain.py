@@ -108,7 +108,7 @@ def build(engine: Engine) -> None:
     gr.Examples(
         examples=[
             [str(examples["astronaut"]), "image-image-image", DEFAULT_SUBJECT],
-            [str(examples["astronaut"]), "image-upscale-superres", DEFAULT_SUBJECT],
+            [str(examples["astronaut, 64 px"]), "image-upscale-superres", DEFAULT_SUBJECT],
             [None, "text-image-image", DEFAULT_SUBJECT],
         ],
         inputs=[image, preset, prompt],
@@ -164,7 +164,7 @@ def build(engine: Engine) -> None:
             return gr.skip(), gr.Dropdown(info="Custom: the stages below are run.")
         return stages_json(name), gr.Dropdown(info=PRESET_NOTES[name])
 
-    preset.input(on_preset, inputs=preset, outputs=[stages, preset], queue=False, api_visibility="private")
+    preset.change(on_preset, inputs=preset, outputs=[stages, preset], queue=False, api_visibility="private")
     stages.input(lambda _: "", inputs=stages, outputs=preset, queue=False, api_visibility="private")
     wire_generation(
         run,
