@@ -24,8 +24,8 @@ from engine.basic import img2img_call_kwargs
 from engine.cache import PipelineCache
 from engine.catalog import ModelSpec, get_spec
 from engine.grid import image_grid
-from engine.images import NormalizedImage, fit_size, normalize_image
-from engine.requests import RANDOM_SEED, check_number, check_seed, check_text, denoising_steps
+from engine.images import NormalizedImage, fit_size
+from engine.requests import RANDOM_SEED, check_number, check_seed, check_text, denoising_steps, normalize_for_model
 from engine.run import GenerationCancelled, StepReporter, call_pipeline
 from engine.settings import Settings
 
@@ -218,23 +218,16 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
         raise ValueError("latent_handover and previews must be true or false")
 
     first_kind = _stage_kind(stages[0], 0, has_image=request.image is not None)
+    spec = get_spec(stages[0].model)
     init = None
     if first_kind == "text2img":
-        spec = get_spec(stages[0].model)
         width = check_number("width", request.width, low=settings.min_side, high=4096, integer=True)
         height = check_number("height", request.height, low=settings.min_side, high=4096, integer=True)
         size = fit_size(
             (width, height), multiple=spec.size_multiple, max_pixels=settings.max_pixels, min_side=settings.min_side
         )
     else:
-        spec = get_spec(stages[0].model)
-        init = normalize_image(
-            request.image,
-            multiple=spec.size_multiple,
-            max_pixels=settings.max_pixels,
-            max_input_pixels=settings.max_input_pixels,
-            min_side=settings.min_side,
-        )
+        init = normalize_for_model(request.image, spec, settings)
         size = init.size
 
     planned: list[StagePlan] = []

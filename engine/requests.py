@@ -106,6 +106,18 @@ def denoising_steps(num_inference_steps: int, strength: float) -> int:
     return min(int(num_inference_steps * strength), num_inference_steps)
 
 
+def normalize_for_model(image: object, spec: ModelSpec, settings: Settings, name: str = "image") -> NormalizedImage:
+    """An input image checked against the settings' limits and sized for the model's latent grid."""
+    return normalize_image(
+        image,
+        multiple=spec.size_multiple,
+        max_pixels=settings.max_pixels,
+        max_input_pixels=settings.max_input_pixels,
+        min_side=settings.min_side,
+        name=name,
+    )
+
+
 def check_model(key: object, kind: str) -> ModelSpec:
     """A catalog key that serves `kind`; the error lists the keys that do."""
     from engine.catalog import models_for
@@ -166,13 +178,7 @@ class Img2ImgRequest:
         if self.weighted_prompt and spec.weighting_unavailable_reason:
             raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")
         seed = check_seed(self.seed, count=count)
-        image = normalize_image(
-            self.image,
-            multiple=spec.size_multiple,
-            max_pixels=settings.max_pixels,
-            max_input_pixels=settings.max_input_pixels,
-            min_side=settings.min_side,
-        )
+        image = normalize_for_model(self.image, spec, settings)
         return Img2ImgJob(
             spec=spec,
             image=image,

@@ -18,6 +18,7 @@ from ui.widgets import (
     model_defaults,
     user_errors,
     wire_generation,
+    wire_preview,
 )
 
 EXAMPLE_PROMPTS = {
@@ -148,14 +149,7 @@ def build(engine: Engine) -> None:
         return result.images, result.grid, result_text(result), result.job.seeds[0]
 
     plan_inputs = [image, model, strength, num_inference_steps]
-    for component in plan_inputs:
-        component.change(
-            lambda *values: plan_text(engine, *values),
-            inputs=plan_inputs,
-            outputs=plan,
-            queue=False,
-            api_visibility="private",
-        )
+    wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
 
     wire_generation(
         generate,

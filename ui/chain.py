@@ -7,7 +7,7 @@ import gradio as gr
 from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.core import Engine
 from engine.run import CancelToken
-from ui.widgets import engine_checked, seed_row, user_errors, wire_generation
+from ui.widgets import engine_checked, seed_row, user_errors, wire_generation, wire_preview
 
 DEFAULT_PRESET = "image-image-image"
 STAGES_INFO = (
@@ -149,15 +149,7 @@ def build(engine: Engine) -> None:
             yield strip(state), state.final, state.comparison(), summary_text(state)
 
     plan_inputs = [image, preset, prompt, seed, stages, width, height, latent_handover]
-    for component in plan_inputs:
-        component.change(
-            lambda *values: plan_text(engine, *values),
-            inputs=plan_inputs,
-            outputs=plan,
-            queue=False,
-            api_visibility="private",
-            show_progress="hidden",
-        )
+    wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
 
     def on_preset(name: str):
         if not name:

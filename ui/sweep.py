@@ -13,7 +13,7 @@ from engine.core import Engine
 from engine.run import CancelToken
 from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec, schedulers_for
 from ui.basic import EXAMPLE_PROMPTS
-from ui.widgets import advanced_inputs, img2img_request, main_inputs, user_errors, wire_generation
+from ui.widgets import advanced_inputs, img2img_request, main_inputs, user_errors, wire_generation, wire_preview
 
 AXIS_EXAMPLES = {
     "strength": "0.3, 0.5, 0.7, 0.9",
@@ -164,15 +164,7 @@ def build(engine: Engine) -> None:
             yield state.grid(), summary_text(state), gallery, export_files(state) if last else None
 
     sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
-    for component in [*sweep_inputs, inputs.weighted_prompt]:
-        component.change(
-            lambda *values: plan_text(engine, *values),
-            inputs=[*sweep_inputs, inputs.weighted_prompt],
-            outputs=plan,
-            queue=False,
-            api_visibility="private",
-            show_progress="hidden",
-        )
+    wire_preview([*sweep_inputs, inputs.weighted_prompt], lambda *values: plan_text(engine, *values), plan)
     x_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=x_axis, outputs=x_values, queue=False,
                   api_visibility="private")  # fmt: skip
     y_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=y_axis, outputs=y_values, queue=False,

@@ -239,3 +239,16 @@ def wire_generation(run: gr.Button, stop: gr.Button, fn: Callable, *, inputs: li
         concurrency_limit=1,
     )
     stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
+
+
+def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> None:
+    """Re-describe what a run will do whenever one of `components` changes (no queue, no API)."""
+    for component in components:
+        component.change(
+            describe,
+            inputs=components,
+            outputs=output,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
