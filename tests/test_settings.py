@@ -38,3 +38,18 @@ def test_every_flag_of_the_issue_exists():
     flags = {a.option_strings[0] for a in build_parser()._actions if a.option_strings}
     assert {"--host", "--port", "--models", "--offload", "--compile"} <= flags
     assert Settings.from_cli(["--data-dir", "/tmp/x"], {}).data_dir == Path("/tmp/x")
+
+
+def test_auto_mode_uses_the_hub_only_when_it_answers(monkeypatch):
+    from engine.core import resolve_mode
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *args, **kwargs: None)
+    auto = Settings.from_env({}, models="auto")
+    assert resolve_mode(auto, probe_hub=lambda: True) == "hub"
+    assert resolve_mode(auto, probe_hub=lambda: False) == "tiny"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_mode(auto, probe_hub=lambda: True) == "tiny", "offline never probes"
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *args, **kwargs: "/cache/model_index.json")
+    assert resolve_mode(auto, probe_hub=lambda: False) == "hub", "cached weights count as available"
+    assert resolve_mode(Settings.from_env({}, models="tiny"), probe_hub=lambda: True) == "tiny"

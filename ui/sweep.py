@@ -153,12 +153,13 @@ def build(engine: Engine) -> None:
         )  # fmt: skip
         plan = engine.plan_sweep(spec)
         total = len(plan.cells)
+        cells_done = 0
 
         def report(done: int, steps_total: int) -> None:
-            progress((done, steps_total), desc=f"Sweep: {total} cells", unit="steps")
+            progress((done, steps_total), desc=f"Sweep: {cells_done}/{total} cells done", unit="steps")
 
-        state = None
         for state in engine.sweep(plan, progress=report, cancel=cancel):
+            cells_done = len(state.done_cells)
             gallery = [(state.images[c.index], c.caption) for c in state.done_cells]
             last = state.finished
             yield state.grid(), summary_text(state), gallery, export_files(state) if last else None
