@@ -48,6 +48,8 @@ AXES = (*NUMERIC_AXES, *TEXT_AXES, "scheduler", "model")
 # Cells differing only along these axes share one batched call.
 BATCHED_AXES = frozenset({"seed", "prompt", "negative_prompt", "guidance_scale"})
 NONE_TOKEN = "(none)"  # an empty negative prompt as a line of its own
+# Axes that are fields of the Basic request (the others: seed, scheduler, model).
+_REQUEST_FIELDS = ("strength", "guidance_scale", "num_inference_steps", "prompt", "negative_prompt")
 
 # Display name -> (scheduler class, config overrides). Class names are accepted too.
 SCHEDULERS: dict[str, tuple[str, dict]] = {
@@ -265,7 +267,11 @@ def plan_sweep(spec: SweepSpec, settings: Settings) -> SweepPlan:
     # normalised once (for the first model: a model axis stays in one family, so one size rule).
     base_seed = check_seed(spec.base.seed)
     base_request = replace(spec.base, model=models[0] if models else spec.base.model, seed=base_seed, num_images=1)
-    base_request = replace(base_request, image=base_request.validate(settings).image.image)
+    # Validate the image against the first cell's values of the swept fields (an empty base prompt is
+    # fine when the prompt is an axis); each cell is validated in full below.
+    first = {a: v[0] for a, v in ((x_axis, x_values), (y_axis, y_values)) if a in _REQUEST_FIELDS and v[0] is not None}
+    checked = replace(base_request, **first).validate(settings)
+    base_request = replace(base_request, image=checked.image.image)
 
     cells = []
     for row, y_value in enumerate(y_values):

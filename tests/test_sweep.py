@@ -230,3 +230,11 @@ def test_table_has_every_parameter_and_seed(engine, photo):
     rows = final.table()
     assert [r["seed"] for r in rows] == [5, 6]
     assert set(rows[0]) >= {"prompt", "negative_prompt", "strength", "guidance_scale", "num_inference_steps", "model"}
+
+
+def test_prompt_axis_needs_no_base_prompt(settings, photo):
+    from dataclasses import replace
+
+    sweep = spec(photo, x_axis="prompt", x_values="a cat\na dog")
+    plan = plan_sweep(replace(sweep, base=replace(sweep.base, prompt="")), settings)
+    assert [c.job.prompt for c in plan.cells] == ["a cat", "a dog"]
