@@ -37,6 +37,9 @@ class DevicePolicy:
     dtype: torch.dtype = torch.float32
     offload: str = "none"
     compile: bool = False
+    compile_mode: str | None = None  # torch.compile mode; "max-autotune" adds CUDA graphs
+    channels_last: bool = False
+    fuse_qkv: bool = False
 
     @classmethod
     def detect(cls, offload: str = "auto", compile: bool = False) -> DevicePolicy:
@@ -228,6 +231,7 @@ class PipelineCache:
     def _place(self, pipe, nbytes: int) -> str:
         policy = self.policy
         if policy.device != "cuda":
+            apply_speedups(pipe, policy)  # off by default on CPU; benchmarks check the code paths here
             return "cpu"
         mode = policy.offload
         if mode == "auto":
@@ -239,10 +243,43 @@ class PipelineCache:
             pipe.enable_model_cpu_offload()
             return "model-offload"
         pipe.to("cuda")
-        if policy.compile:
-            # In-place compile keeps the module object, so from_pipe sharing and hooks still see it.
-            pipe.unet.compile()
+        apply_speedups(pipe, policy)  # only for resident models: compile and offload hooks do not mix
         return "cuda"
+
+    def adopt(self, key: str, kind: str, pipe) -> None:
+        """Register a pipeline built in memory (benchmarks with full-size random weights) as `key`'s `kind`."""
+        get_spec(key)
+        with self.lock:
+            self.evict(key)
+            pipe.set_progress_bar_config(disable=True)
+            weights = _Weights(key=key, pipes={kind: pipe}, nbytes=module_bytes(pipe))
+            self._make_room(weights.nbytes)
+            weights.placement = self._place(pipe, weights.nbytes)
+            self._weights[key] = weights
+
+
+def apply_speedups(pipe, policy: DevicePolicy) -> None:
+    """channels_last, fused QKV projections and torch.compile, as the policy asks.
+
+    Compilation is in place (`module.compile()`), so the module objects that from_pipe shares and
+    that hooks attach to stay the same. The VAE's encoder and decoder are compiled separately
+    because pipelines call `vae.encode`/`vae.decode`, not `vae.forward`.
+    """
+    unet = getattr(pipe, "unet", None)
+    vae = getattr(pipe, "vae", None)
+    if policy.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
+        pipe.fuse_qkv_projections()
+    if policy.channels_last:
+        for module in (unet, vae):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    if policy.compile:
+        options = {"mode": policy.compile_mode} if policy.compile_mode else {}
+        if unet is not None:
+            unet.compile(**options)
+        if vae is not None:
+            vae.encoder.compile(**options)
+            vae.decoder.compile(**options)
 
 
 def _free_memory() -> None:

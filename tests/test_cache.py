@@ -62,3 +62,29 @@ def test_a_model_that_cannot_load_says_which_and_why(tmp_path):
     with pytest.raises(ModelUnavailable, match=r"model 'sd15' \(stable-diffusion-v1-5/stable-diffusion-v1-5\)"):
         cache.get("sd15")
     assert cache.loaded() == {}
+
+
+def test_speed_options_apply_and_keep_the_image(engine, photo):
+    import numpy as np
+
+    from engine.basic import run_img2img
+    from engine.requests import Img2ImgRequest
+
+    job = Img2ImgRequest(image=photo, prompt="a cat", strength=0.6, num_inference_steps=4, seed=3).validate(
+        engine.settings
+    )
+    eager = PipelineCache(engine.model_source, DevicePolicy(), budget_bytes=10**9)
+    fast = PipelineCache(engine.model_source, DevicePolicy(channels_last=True, fuse_qkv=True), budget_bytes=10**9)
+    pipe = fast.get("sd15")
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"FusedAttnProcessor2_0"}
+    images = [run_img2img(c, job, model_id="", model_mode="tiny").images[0] for c in (eager, fast)]
+    assert np.abs(np.asarray(images[0], dtype=np.int16) - np.asarray(images[1], dtype=np.int16)).max() <= 2
+
+
+def test_adopt_registers_an_in_memory_pipeline(engine):
+    source = PipelineCache(engine.model_source, DevicePolicy(), budget_bytes=10**9).get("sd15")
+    cache = PipelineCache(engine.model_source, DevicePolicy(), budget_bytes=10**9)
+    cache.adopt("sd15", "img2img", source)
+    assert cache.get("sd15") is source and cache.loads == 0
+    assert cache.get("sd15", "text2img").unet is source.unet
