@@ -150,29 +150,27 @@ def text_encoder(cls, config: dict, device: str, dtype: torch.dtype):
         return cls(CLIPTextConfig(**config)).to(dtype).eval()
 
 
-def hub_config(repo: str, subfolder: str) -> dict | None:
-    """The real checkpoint's config when it is in the local Hugging Face cache."""
+def unet_config_for(transcribed: dict, small_key: str, repo: str, small: bool) -> dict:
+    """The real checkpoint's UNet config when it is in the local Hugging Face cache, else the transcription;
+    tiny sizes on top with --small."""
     from diffusers import UNet2DConditionModel
 
+    if small:
+        return {**transcribed, **SMALL[small_key]}
     try:
-        return dict(UNet2DConditionModel.load_config(repo, subfolder=subfolder, local_files_only=True))
+        cached = UNet2DConditionModel.load_config(repo, subfolder="unet", local_files_only=True)
     except (OSError, ValueError):
-        return None
+        return dict(transcribed)
+    return {k: v for k, v in cached.items() if not k.startswith("_")}
 
 
 def sd15_pipeline(device: str, dtype: torch.dtype, small: bool):
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from engine.tiny import build_tokenizer
+    from engine.tiny import build_tokenizer, sd15_scheduler
 
-    unet_config = {**SD15_UNET, **(SMALL["unet"] if small else {})}
-    if not small:
-        unet_config = {
-            k: v
-            for k, v in (hub_config("stable-diffusion-v1-5/stable-diffusion-v1-5", "unet") or unet_config).items()
-            if not k.startswith("_")
-        }
+    unet_config = unet_config_for(SD15_UNET, "unet", "stable-diffusion-v1-5/stable-diffusion-v1-5", small)
     vae = build(AutoencoderKL, {**SD_VAE, **(SMALL["vae"] if small else {})}, device, dtype)
     clip = {**CLIP_L, **(SMALL["clip"] if small else {})}
     return StableDiffusionImg2ImgPipeline(
@@ -180,14 +178,7 @@ def sd15_pipeline(device: str, dtype: torch.dtype, small: bool):
         text_encoder=text_encoder(CLIPTextModel, clip, device, dtype),
         tokenizer=build_tokenizer(),
         unet=build(UNet2DConditionModel, unet_config, device, dtype),
-        scheduler=PNDMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            skip_prk_steps=True,
-            steps_offset=1,
-            set_alpha_to_one=False,
-        ),
+        scheduler=sd15_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -195,15 +186,12 @@ def sd15_pipeline(device: str, dtype: torch.dtype, small: bool):
 
 
 def refiner_pipeline(device: str, dtype: torch.dtype, small: bool):
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModelWithProjection
 
-    from engine.tiny import build_tokenizer
+    from engine.tiny import build_tokenizer, refiner_scheduler
 
-    unet_config = {**REFINER_UNET, **(SMALL["refiner"] if small else {})}
-    if not small:
-        cached = hub_config("stabilityai/stable-diffusion-xl-refiner-1.0", "unet")
-        unet_config = {k: v for k, v in (cached or unet_config).items() if not k.startswith("_")}
+    unet_config = unet_config_for(REFINER_UNET, "refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", small)
     vae_config = {**SD_VAE, "scaling_factor": 0.13025, "force_upcast": True, **(SMALL["vae"] if small else {})}
     clip = {**OPEN_CLIP_BIGG, **(SMALL["clip"] if small else {})}
     return StableDiffusionXLImg2ImgPipeline(
@@ -213,13 +201,7 @@ def refiner_pipeline(device: str, dtype: torch.dtype, small: bool):
         text_encoder_2=text_encoder(CLIPTextModelWithProjection, clip, device, dtype),
         tokenizer_2=build_tokenizer(),
         unet=build(UNet2DConditionModel, unet_config, device, dtype),
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            steps_offset=1,
-            timestep_spacing="leading",
-        ),
+        scheduler=refiner_scheduler(),
         requires_aesthetics_score=True,
         force_zeros_for_empty_prompt=False,
     )

@@ -97,9 +97,40 @@ def _autoencoder_kl(scaling_factor: float, force_upcast: bool = False):
     )
 
 
+def sd15_scheduler():
+    """SD 1.5's scheduler as published with the checkpoint (PNDM, PLMS steps only)."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+
+
+def refiner_scheduler():
+    """The SDXL refiner's scheduler as published with the checkpoint."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
+        interpolation_type="linear",
+        prediction_type="epsilon",
+    )
+
+
 def _build_sd15(seed: int):
     import torch
-    from diffusers import PNDMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -118,16 +149,7 @@ def _build_sd15(seed: int):
     vae = _autoencoder_kl(scaling_factor=0.18215)
     tokenizer = build_tokenizer()
     text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
-    # The SD 1.5 scheduler config, as published with the checkpoint.
-    scheduler = PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        set_alpha_to_one=False,
-        skip_prk_steps=True,
-        steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     return StableDiffusionImg2ImgPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -142,7 +164,7 @@ def _build_sd15(seed: int):
 
 def _build_sdxl_refiner(seed: int):
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
@@ -168,16 +190,7 @@ def _build_sdxl_refiner(seed: int):
     vae = _autoencoder_kl(scaling_factor=0.13025, force_upcast=True)
     tokenizer_2 = build_tokenizer()
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer_2)))
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        timestep_spacing="leading",
-        interpolation_type="linear",
-        prediction_type="epsilon",
-    )
+    scheduler = refiner_scheduler()
     return StableDiffusionXLImg2ImgPipeline(
         vae=vae,
         text_encoder=None,
