@@ -152,7 +152,7 @@ def run_img2img(
         size=job.image.size,
         model_mode=model_mode,
         weighted_prompt=job.weighted_prompt,
-        extra={"pipeline_calls": len(groups)},
+        extra={"pipeline_calls": len(groups), "family": job.spec.family},
     )
     return Img2ImgResult(
         images=images,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from engine.cache import PipelineCache
 from engine.catalog import ModelSpec, get_spec
 from engine.grid import image_grid
 from engine.images import NormalizedImage, fit_size
+from engine.recipe import Recipe
 from engine.requests import RANDOM_SEED, check_number, check_seed, check_text, denoising_steps, normalize_for_model
 from engine.run import GenerationCancelled, StepReporter, call_pipeline
 from engine.settings import Settings
@@ -337,6 +338,7 @@ class StageResult:
     passes: str | None  # what it hands to the next stage: "latent", "image", or None for the last
     seconds: float
     steps: int
+    recipe: Recipe | None = None  # the chain up to this stage, as run
 
 
 @dataclass
@@ -367,11 +369,19 @@ class ChainProgress:
 
 
 def run_chain(
-    cache: PipelineCache, plan: ChainPlan, *, reporter: StepReporter | None = None
+    cache: PipelineCache,
+    plan: ChainPlan,
+    *,
+    reporter: StepReporter | None = None,
+    model_id: Callable[[str], str] = str,
+    model_mode: str = "tiny",
 ) -> Iterator[ChainProgress]:
-    """Run the stages in order, yielding after each; Stop keeps the stages already done."""
+    """Run the stages in order, yielding after each; Stop keeps the stages already done.
 
+    `model_id` names a catalog key's checkpoint in the recipes (Hub id or twin folder).
+    """
     reporter = reporter or StepReporter()
+    records: list[dict] = []
     progress = ChainProgress(plan=plan)
     carried: Image.Image | torch.Tensor | None = plan.init.image if plan.init is not None else None
     for stage in plan.stages:
@@ -381,9 +391,10 @@ def run_chain(
         hands_latents = plan.hands_latents(stage.index)
         try:
             pipe = cache.get(stage.spec.key, stage.kind)
+            kwargs = {**stage_kwargs(pipe, stage, carried), "output_type": "latent" if hands_latents else "pil"}
             output = call_pipeline(
                 pipe,
-                {**stage_kwargs(pipe, stage, carried), "output_type": "latent" if hands_latents else "pil"},
+                kwargs,
                 seeds=(plan.seed,),
                 generator_device=cache.policy.generator_device,
                 lock=cache.lock,
@@ -400,6 +411,29 @@ def run_chain(
             carried = output.images[0]
             shown = carried
         is_last = stage.index == len(plan.stages) - 1
+        records.append(
+            {
+                "model": stage.spec.key,
+                "model_id": model_id(stage.spec.key),
+                "kind": stage.kind,
+                "receives": stage.receives,
+                "input_size": list(stage.input_size) if stage.input_size else None,
+                "call": {k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None},
+            }
+        )
+        recipe = None
+        if shown is not None:
+            recipe = Recipe.from_pipeline(
+                pipe,
+                workflow="chain",
+                model=stage.spec.key,
+                model_id=model_id(stage.spec.key),
+                generator_device=cache.policy.generator_device,
+                seeds=(plan.seed,),
+                parameters={**records[-1]["call"], "stages": [dict(r) for r in records]},
+                size=shown.size,
+                model_mode=model_mode,
+            )
         progress.results.append(
             StageResult(
                 stage=stage,
@@ -407,6 +441,7 @@ def run_chain(
                 passes=None if is_last else ("latent" if hands_latents else "image"),
                 seconds=time.perf_counter() - started,
                 steps=reporter.steps - steps_before,
+                recipe=recipe,
             )
         )
         yield progress

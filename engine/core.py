@@ -154,7 +154,8 @@ class Engine:
     ) -> Iterator[SweepProgress]:
         """Plan (unless given a plan) and run a sweep, yielding after each pipeline call."""
         plan = spec if isinstance(spec, SweepPlan) else self.plan_sweep(spec)
-        yield from run_sweep(self.cache, plan, reporter=StepReporter(progress=progress, cancel=cancel))
+        reporter = StepReporter(progress=progress, cancel=cancel)
+        yield from run_sweep(self.cache, plan, reporter=reporter, model_id=self.model_id, model_mode=self.mode)
 
     def plan_chain(self, request: ChainRequest) -> ChainPlan:
         """Resolve a chain's stages, hand-overs and sizes before any work."""
@@ -169,7 +170,8 @@ class Engine:
     ) -> Iterator[ChainProgress]:
         """Plan (unless given a plan) and run a chain, yielding after each stage."""
         plan = request if isinstance(request, ChainPlan) else self.plan_chain(request)
-        yield from run_chain(self.cache, plan, reporter=StepReporter(progress=progress, cancel=cancel))
+        reporter = StepReporter(progress=progress, cancel=cancel)
+        yield from run_chain(self.cache, plan, reporter=reporter, model_id=self.model_id, model_mode=self.mode)
 
     # -- examples ------------------------------------------------------------------------------
 

@@ -76,6 +76,10 @@ class Settings:
         default=4096 * 4096,
         metadata=_env("STUDIO_MAX_OUTPUT_PIXELS", "largest image any chain stage may make, in pixels"),
     )
+    metadata: bool = field(
+        default=True,
+        metadata=_env("STUDIO_METADATA", "write each result's recipe into its PNG; false leaves PNGs bare"),
+    )
     queue_size: int = field(default=32, metadata=_env("STUDIO_QUEUE_SIZE", "most jobs waiting in the queue"))
     max_file_mb: int = field(default=25, metadata=_env("STUDIO_MAX_FILE_MB", "largest upload, in MB"))
     cache_budget_gb: float = field(

@@ -22,7 +22,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -33,6 +33,7 @@ from engine.cache import PipelineCache
 from engine.catalog import get_spec
 from engine.grid import grid_layout, labelled_grid
 from engine.prompts import weighted_embeddings
+from engine.recipe import Recipe
 from engine.requests import (
     Img2ImgJob,
     Img2ImgRequest,
@@ -373,6 +374,7 @@ class SweepProgress:
 
     plan: SweepPlan
     images: list[Image.Image | None]
+    recipes: list[Recipe | None] = field(default_factory=list)
     done_calls: int = 0
     stopped: str | None = None
     seconds: float = 0.0
@@ -426,13 +428,22 @@ class SweepProgress:
 
 
 def run_sweep(
-    cache: PipelineCache, plan: SweepPlan, *, reporter: StepReporter | None = None
+    cache: PipelineCache,
+    plan: SweepPlan,
+    *,
+    reporter: StepReporter | None = None,
+    model_id: Callable[[str], str] = str,
+    model_mode: str = "tiny",
 ) -> Iterator[SweepProgress]:
-    """Run a plan, yielding progress after every pipeline call; Stop ends it keeping finished cells."""
+    """Run a plan, yielding progress after every pipeline call; Stop ends it keeping finished cells.
+
+    Each cell gets a recipe; a batched cell's records its batch and place in it, so its script replays
+    the very call that made it.
+    """
     reporter = reporter or StepReporter()
-    progress = SweepProgress(plan=plan, images=[None] * len(plan.cells))
+    progress = SweepProgress(plan=plan, images=[None] * len(plan.cells), recipes=[None] * len(plan.cells))
     started = time.perf_counter()
-    shared = _SharedWork()
+    shared = _SharedWork(model_id=model_id, model_mode=model_mode)
     for number, call in enumerate(plan.calls):
         cells = [plan.cells[i] for i in call]
         reporter.start_call(calls_left=len(plan.calls) - number)
@@ -444,8 +455,9 @@ def run_sweep(
             progress.steps_run = reporter.steps
             yield progress
             return
-        for cell, image in zip(cells, images, strict=True):
+        for cell, (image, recipe) in zip(cells, images, strict=True):
             progress.images[cell.index] = image
+            progress.recipes[cell.index] = recipe
         progress.done_calls = number + 1
         progress.seconds = time.perf_counter() - started
         progress.steps_run = reporter.steps
@@ -458,6 +470,8 @@ class _SharedWork:
 
     posteriors: dict[str, object] = field(default_factory=dict)
     prompts: dict[tuple, dict] = field(default_factory=dict)
+    model_id: Callable[[str], str] = str
+    model_mode: str = "tiny"
 
 
 def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork, reporter: StepReporter):
@@ -465,10 +479,14 @@ def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork,
     if first.job.spec.family == "kandinsky22":
         # Kandinsky's prior cannot batch generators with a negative prompt: run the Basic path as is.
         with _scheduler_swapped(cache.get(first.job.spec.key), first.scheduler, cache):
-            result = run_img2img(cache, first.job, model_id="", model_mode="", reporter=reporter)
-        return result.images
+            result = run_img2img(
+                cache, first.job, model_id=shared.model_id(first.job.spec.key), model_mode=shared.model_mode,
+                reporter=reporter,
+            )  # fmt: skip
+        recipe = replace(result.recipe, extra={**result.recipe.extra, "scheduler_name": first.scheduler})
+        return [(result.images[0], recipe)]
     pipe = cache.get(first.job.spec.key, "img2img")
-    images: list[Image.Image | None] = [None] * len(cells)
+    images: list[tuple | None] = [None] * len(cells)
     with cache.lock, _scheduler_swapped(pipe, first.scheduler, cache):
         embeddings = [_embeddings(pipe, cell.job, shared) for cell in cells]
         # Weighted prompts past 77 tokens make longer embeddings: only equal shapes stack into one batch.
@@ -478,9 +496,47 @@ def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork,
         for positions in by_shape.values():
             batch = [cells[p] for p in positions]
             outputs = _batched_call(pipe, batch, [embeddings[p] for p in positions], shared, cache, reporter)
-            for position, image in zip(positions, outputs, strict=True):
-                images[position] = image
+            for place, (position, image) in enumerate(zip(positions, outputs, strict=True)):
+                images[position] = (image, _cell_recipe(pipe, batch, place, image, shared, cache))
     return images
+
+
+def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, shared, cache) -> Recipe:
+    """A batched cell's recipe: its own parameters, plus the batch and its place in it."""
+    cell = batch[place]
+    job = cell.job
+    return Recipe.from_pipeline(
+        pipe,
+        workflow="sweep",
+        model=job.spec.key,
+        model_id=shared.model_id(job.spec.key),
+        generator_device=cache.policy.generator_device,
+        seeds=(job.seeds[0],),
+        parameters={
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt or None,
+            "strength": job.strength,
+            "guidance_scale": job.guidance_scale,
+            "num_inference_steps": job.num_inference_steps,
+        },
+        size=image.size,
+        model_mode=shared.model_mode,
+        weighted_prompt=job.weighted_prompt,
+        extra={
+            "family": job.spec.family,
+            "scheduler_name": cell.scheduler,
+            "position": place,
+            "batch": [
+                {
+                    "prompt": c.job.prompt,
+                    "negative_prompt": c.job.negative_prompt or None,
+                    "seed": c.job.seeds[0],
+                    "guidance_scale": c.job.guidance_scale,
+                }
+                for c in batch
+            ],
+        },
+    )
 
 
 def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporter: StepReporter) -> list[Image.Image]:

@@ -2,13 +2,18 @@
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from engine.recipe import read_png_text, read_recipe
 
 
 def free_port() -> int:
@@ -65,7 +70,7 @@ def test_api_parameters_are_named_as_documented(client):
 
 
 def test_img2img_returns_pngs_of_the_rounded_size(client, cat_png):
-    gallery, grid, summary = client.predict(
+    gallery, grid, summary, script, downloads = client.predict(
         handle_file(str(cat_png)),
         "cat wizard",
         "",
@@ -84,10 +89,20 @@ def test_img2img_returns_pngs_of_the_rounded_size(client, cat_png):
     with Image.open(grid) as image:
         assert image.size == (600, 136)
     assert "Seed **42–43**" in summary and "**4** denoising steps" in summary
+    # The PNG carries its recipe; the script the API returns reproduces it pixel for pixel.
+    recipe = read_recipe(gallery[0]["image"])
+    assert (recipe.seed, recipe.model, recipe.parameters["strength"]) == (42, "sd15", 0.5)
+    assert "Seed: 42" in read_png_text(gallery[0]["image"])["parameters"]
+    names = {Path(f).name: f for f in downloads}
+    assert set(names) == {"recipe.py", "init.png", "recipe.json"}
+    assert Path(names["recipe.py"]).read_text().rstrip() == script.rstrip()
+    out = Path(names["recipe.py"]).parent / "rerun.png"
+    subprocess.run([sys.executable, names["recipe.py"], str(out), names["init.png"]], check=True, timeout=300)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(gallery[0]["image"])))
 
 
 def test_kandinsky_through_the_api_keeps_the_input_size(client, cat_png):
-    gallery, _, summary = client.predict(
+    gallery, _, summary, _, _ = client.predict(
         handle_file(str(cat_png)), "a cat", model="kandinsky22", num_inference_steps=4, seed=1, api_name="/img2img"
     )
     with Image.open(gallery[0]["image"]) as image:
@@ -113,7 +128,7 @@ def test_bad_values_return_the_validation_message_and_the_app_keeps_serving(clie
     with pytest.raises(AppError) as error:
         client.predict(handle_file(str(cat_png)), api_name="/img2img", **args)
     assert message in str(error.value)
-    gallery, _, _ = client.predict(
+    gallery, *_ = client.predict(
         handle_file(str(cat_png)), "a cat", num_inference_steps=2, strength=1.0, seed=1, api_name="/img2img"
     )
     assert len(gallery) == 1

@@ -16,9 +16,13 @@ from ui.widgets import (
     img2img_request,
     main_inputs,
     model_defaults,
+    png_outputs,
+    recipe_files,
+    recipe_panel,
     user_errors,
     wire_generation,
     wire_preview,
+    wire_recipe_selection,
 )
 
 EXAMPLE_PROMPTS = {
@@ -99,6 +103,8 @@ def build(engine: Engine) -> None:
             gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, preview=True)
             grid = gr.Image(label="Comparison: init | results", format="png", type="pil", interactive=False)
             info = gr.Markdown(label="summary")
+            code, files = recipe_panel()
+    recipes = gr.State([])
     image, prompt, model, strength = inputs.image, inputs.prompt, inputs.model, inputs.strength
     num_inference_steps, seed = inputs.num_inference_steps, inputs.seed
 
@@ -145,8 +151,16 @@ def build(engine: Engine) -> None:
         try:
             result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
         except GenerationCancelled as stopped:
-            return [], None, f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept.", gr.skip()
-        return result.images, result.grid, result_text(result), result.job.seeds[0]
+            message = f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept."
+            return [], None, message, "", None, gr.skip(), []
+        per_image = [result.recipe.for_image(i) for i in range(len(result.images))]
+        gallery_items = png_outputs(
+            settings,
+            [(im, r, f"seed {r.seed}") for im, r in zip(result.images, per_image, strict=True)],
+        )
+        script, downloads = recipe_files(per_image[0], result.init_image)
+        entries = [(r, result.init_image) for r in per_image]
+        return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], entries
 
     plan_inputs = [image, model, strength, num_inference_steps]
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
@@ -156,7 +170,8 @@ def build(engine: Engine) -> None:
         stop,
         img2img,
         inputs=[*inputs.api_inputs(), num_images, inputs.weighted_prompt],
-        outputs=[gallery, grid, info, last_seed],
+        outputs=[gallery, grid, info, code, files, last_seed, recipes],
         api_name="img2img",
     )
+    wire_recipe_selection(gallery, recipes, code, files)
     inputs.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")

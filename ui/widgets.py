@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from engine.cache import ModelUnavailable
 from engine.catalog import CATALOG, get_spec, models_for
+from engine.recipe import Recipe, save_png
 from engine.requests import RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
 from engine.run import CancelToken, GenerationCancelled
+from engine.script import script_for
 
 STRENGTH_INFO = (
     "How far to move away from the init image: the share of the noise schedule that is run. "
@@ -252,3 +257,57 @@ def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> N
             api_visibility="private",
             show_progress="hidden",
         )
+
+
+def png_outputs(settings, items: list[tuple]) -> list[tuple[str, str]]:
+    """(image, recipe, caption) items as PNG files carrying their recipes (unless metadata is off).
+
+    Returns (path, caption) pairs for a Gallery. Gradio keeps the files' bytes, so the recipe chunks
+    reach the browser and the API as written.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="img2img-studio-"))
+    outputs = []
+    for number, (image, recipe, caption) in enumerate(items, start=1):
+        path = save_png(image, recipe if settings.metadata else None, folder / f"image-{number}.png")
+        outputs.append((str(path), caption))
+    return outputs
+
+
+def recipe_panel() -> tuple[gr.Code, gr.File]:
+    """The script behind the selected result, with downloads (script, init image, recipe JSON)."""
+    with gr.Accordion("Recipe: the diffusers code behind the selected image", open=False):
+        code = gr.Code(language="python", label="Script (python recipe.py result.png init.png)", interactive=False)
+        files = gr.File(
+            label="Downloads: script, init image as the pipeline saw it, recipe JSON", file_count="multiple"
+        )
+    return code, files
+
+
+def recipe_files(recipe: Recipe | None, init: Image.Image | None) -> tuple[str, list[str] | None]:
+    """The script text and its downloads for one result's recipe."""
+    if recipe is None:
+        return "", None
+    try:
+        script = script_for(recipe)
+    except ValueError as exc:
+        return f"# {exc}", None
+    folder = Path(tempfile.mkdtemp(prefix="img2img-recipe-"))
+    (folder / "recipe.py").write_text(script, encoding="utf-8")
+    (folder / "recipe.json").write_text(recipe.to_json(), encoding="utf-8")
+    paths = [str(folder / "recipe.py"), str(folder / "recipe.json")]
+    if init is not None:
+        init.save(folder / "init.png")
+        paths.insert(1, str(folder / "init.png"))
+    return script, paths
+
+
+def wire_recipe_selection(gallery: gr.Gallery, recipes: gr.State, code: gr.Code, files: gr.File) -> None:
+    """Selecting an image in `gallery` shows its script; `recipes` holds (recipe, init) per image."""
+
+    def show(entries, event: gr.SelectData):
+        if not entries or event.index is None or event.index >= len(entries):
+            return "", None
+        recipe, init = entries[event.index]
+        return recipe_files(recipe, init)
+
+    gallery.select(show, inputs=recipes, outputs=[code, files], queue=False, api_visibility="private")

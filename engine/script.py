@@ -1,0 +1,309 @@
+"""Runnable diffusers scripts from recipes: the exact code behind each image.
+
+The script uses diffusers the way the guide does (AutoPipelineForImage2Image, output_type="latent"
+hand-overs), with the recipe's model ids, dtype, scheduler, seeds and generator device, and saves the
+image to its first argument (default result.png). Its second argument is the init image (default
+init.png): the app offers the init exactly as the pipeline saw it, so the script reproduces the
+result pixel for pixel. In tiny mode the model ids are the twins' local folders, so it runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.recipe import Recipe
+
+HEADER = '''"""{title}
+
+Made by Img2Img Studio {version}. Run:  python {{this file}} [result.png] [init.png]
+"""
+
+import sys
+
+import torch
+from PIL import Image
+'''
+
+LOADERS = {
+    "img2img": "AutoPipelineForImage2Image",
+    "text2img": "AutoPipelineForText2Image",
+    "upscale": "DiffusionPipeline",
+}
+
+
+def script_for(recipe: Recipe) -> str:
+    """The script for a recipe's image.
+
+    Raises:
+        ValueError: a workflow with no script (yet).
+    """
+    if recipe.workflow == "img2img":
+        return _img2img_script(recipe)
+    if recipe.workflow == "chain":
+        return _chain_script(recipe)
+    if recipe.workflow == "sweep":
+        return _sweep_script(recipe)
+    raise ValueError(f"no script export for workflow {recipe.workflow!r}")
+
+
+def _literal(value: Any) -> str:
+    """A Python literal for a JSON-like value (True/False/None, not true/false/null)."""
+    return repr(json.loads(json.dumps(value)))
+
+
+def _header(recipe: Recipe, title: str, classes: list[str]) -> list[str]:
+    return [
+        HEADER.format(title=title, version=recipe.app_version).rstrip("\n"),
+        f"from diffusers import {', '.join(sorted(set(classes)))}",
+        "",
+        'OUTPUT = sys.argv[1] if len(sys.argv) > 1 else "result.png"',
+        'INIT = sys.argv[2] if len(sys.argv) > 2 else "init.png"',
+        'DEVICE = "cuda" if torch.cuda.is_available() else "cpu"',
+        f"DTYPE = torch.{recipe.dtype}",
+        f"GENERATOR_DEVICE = {recipe.generator_device!r} if DEVICE == {recipe.generator_device!r} else DEVICE",
+        "",
+    ]
+
+
+def _init_image(size: tuple[int, int]) -> list[str]:
+    return [
+        'init_image = Image.open(INIT).convert("RGB")',
+        f"if init_image.size != {tuple(size)!r}:  # the app's working size",
+        f"    init_image = init_image.resize({tuple(size)!r}, Image.Resampling.LANCZOS)",
+        "",
+    ]
+
+
+def _scheduler_lines(recipe: Recipe) -> list[str]:
+    """Swap in the scheduler a sweep's scheduler axis chose, configured from the checkpoint's own."""
+    name = recipe.extra.get("scheduler_name")
+    if not name:
+        return []
+    from engine.sweep import SCHEDULERS
+
+    class_name, overrides = SCHEDULERS[name]
+    return [
+        f"from diffusers import {class_name}",
+        "",
+        'denoiser = getattr(pipe, "decoder_pipe", pipe)  # a combined pipeline keeps it on its decoder',
+        f"denoiser.scheduler = {class_name}.from_config(denoiser.scheduler.config, **{_literal(overrides)})",
+        "",
+    ]
+
+
+def _weighted_prompt_lines(recipe: Recipe) -> list[str]:
+    family = recipe.extra.get("family")
+    p = recipe.parameters
+    prompt, negative = p.get("prompt") or "", p.get("negative_prompt") or ""
+    if family == "sdxl-refiner":
+        return [
+            "from compel import Compel, ReturnedEmbeddingsType",
+            "",
+            "compel = Compel(",
+            "    tokenizer=pipe.tokenizer_2,",
+            "    text_encoder=pipe.text_encoder_2,",
+            "    returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,",
+            "    requires_pooled=True,",
+            "    truncate_long_prompts=False,",
+            "    device=pipe._execution_device,",
+            ")",
+            f"embeds, pooled = compel([{prompt!r}, {negative!r}])",
+            "prompt_kwargs = dict(prompt_embeds=embeds[:1], pooled_prompt_embeds=pooled[:1],",
+            "                     negative_prompt_embeds=embeds[1:], negative_pooled_prompt_embeds=pooled[1:])",
+        ]
+    return [
+        "from compel import CompelForSD",
+        "",
+        f"conditioning = CompelForSD(pipe, device=pipe._execution_device)({prompt!r}, {negative!r})",
+        "prompt_kwargs = dict(prompt_embeds=conditioning.embeds, negative_prompt_embeds=conditioning.negative_embeds)",
+    ]
+
+
+def _img2img_script(recipe: Recipe) -> str:
+    p = dict(recipe.parameters)
+    index = recipe.extra.get("index", 0)
+    per_seed = recipe.extra.get("pipeline_calls", 1) > 1
+    lines = _header(recipe, f"img2img with {recipe.model_id}, seed {recipe.seed}", ["AutoPipelineForImage2Image"])
+    lines += _init_image(recipe.size)
+    lines += [
+        f"pipe = AutoPipelineForImage2Image.from_pretrained({recipe.model_id!r}, dtype=DTYPE, use_safetensors=True)",
+        "pipe = pipe.to(DEVICE)",
+        "",
+    ]
+    lines += _scheduler_lines(recipe)
+    if recipe.weighted_prompt:
+        lines += _weighted_prompt_lines(recipe)
+        p.pop("prompt", None)
+        p.pop("negative_prompt", None)
+    else:
+        lines.append("prompt_kwargs = {}")
+    seeds = list(recipe.seeds)
+    if recipe.extra.get("family") == "kandinsky22":
+        lines.append("# height and width are passed swapped: diffusers' Kandinsky 2.2 img2img transposes them")
+    lines += [
+        f"call = {_literal(p)}",
+        f"seeds = {seeds!r}",
+        "",
+    ]
+    if per_seed:  # Kandinsky 2.2: one call per seed (its prior cannot take a generator list)
+        lines += [
+            "images = []",
+            "for seed in seeds:",
+            "    generator = [torch.Generator(GENERATOR_DEVICE).manual_seed(seed)]",
+            "    images += pipe(image=init_image, generator=generator, **{**call, 'num_images_per_prompt': 1},",
+            "                   **prompt_kwargs).images",
+        ]
+    else:
+        lines += [
+            "generator = [torch.Generator(GENERATOR_DEVICE).manual_seed(seed) for seed in seeds]",
+            "images = pipe(image=init_image, generator=generator, **call, **prompt_kwargs).images",
+        ]
+    lines += [f"images[{index}].save(OUTPUT)", 'print("saved", OUTPUT)', ""]
+    return "\n".join(lines)
+
+
+def _chain_script(recipe: Recipe) -> str:
+    stages = recipe.parameters["stages"]
+    seed = recipe.seed
+    lines = _header(recipe, f"a {len(stages)}-stage chain, seed {seed}", [LOADERS[s["kind"]] for s in stages])
+    if stages[0]["kind"] != "text2img":
+        lines += _init_image(tuple(stages[0]["input_size"]))
+        lines.append("carried = init_image")
+    else:
+        lines.append("carried = None")
+    lines.append("")
+    for number, stage in enumerate(stages, start=1):
+        loader = LOADERS[stage["kind"]]
+        call = stage["call"]
+        lines += [
+            f"# stage {number}: {stage['model']} ({stage['kind']}), receives {stage.get('receives') or 'nothing'}",
+            f"pipe = {loader}.from_pretrained({stage['model_id']!r}, dtype=DTYPE, use_safetensors=True).to(DEVICE)",
+            f"call = {_literal(call)}",
+        ]
+        if stage["kind"] != "text2img":
+            size = tuple(stage["input_size"])
+            lines += [
+                f"if isinstance(carried, Image.Image) and carried.size != {size!r}:",
+                f"    carried = carried.resize({size!r}, Image.Resampling.LANCZOS)",
+                "call['image'] = carried",
+            ]
+        lines += [
+            f"output = pipe(generator=[torch.Generator(GENERATOR_DEVICE).manual_seed({seed})], **call).images",
+            "carried = output if call['output_type'] == 'latent' else output[0]",
+            "",
+        ]
+    lines += [
+        "if not isinstance(carried, Image.Image):  # an intermediate stage's latents: decode them for display",
+        "    with torch.no_grad():",
+        "        pixels = pipe.vae.decode(carried.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample",
+        "    carried = pipe.image_processor.postprocess(pixels, output_type='pil')[0]",
+        "carried.save(OUTPUT)",
+        'print("saved", OUTPUT)',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+SWEEP_BODY = """
+# The cells of the batched call this image came from, and its place in it.
+batch = {batch}
+position = {position}
+
+# 1. Prompt embeddings, encoded as the pipeline encodes them, one row per cell.
+def encode(cell):
+{encode}
+
+rows = [encode(cell) for cell in batch]
+prompt_kwargs = {{name: torch.cat([row[name] for row in rows]) for name in rows[0]}}
+
+# 2. The init image through the VAE encoder once; each cell samples the posterior with its own generator,
+#    where the pipeline would, so the generator continues as in a single run.
+generators = [torch.Generator(GENERATOR_DEVICE).manual_seed(cell["seed"]) for cell in batch]
+vae = pipe.vae
+pixels = pipe.image_processor.preprocess(init_image).to(device=pipe._execution_device, dtype=pipe.dtype)
+upcast = getattr(vae.config, "force_upcast", False) and vae.dtype != torch.float32
+with torch.no_grad():
+    if upcast:
+        vae.to(dtype=torch.float32)
+        pixels = pixels.float()
+    posterior = vae.encode(pixels).latent_dist
+    if upcast:
+        vae.to(dtype=pipe.dtype)
+    latents = torch.cat([posterior.sample(g) for g in generators]).to(pipe.dtype) * vae.config.scaling_factor
+
+# 3. One scalar guidance scale per call: rescale each cell's conditional prediction in the UNet's output,
+#    so the pipeline's u + g (c' - u) becomes u + g_i (c - u). (diffusers runs no CFG at g <= 1.)
+scales = [max(cell["guidance_scale"], 1.0) for cell in batch]
+call_scale = max(cell["guidance_scale"] for cell in batch)
+channels = pipe.unet.config.in_channels
+
+
+def per_sample_guidance(module, args, kwargs, output):
+    sample = output[0] if isinstance(output, tuple) else output.sample
+    half = sample.shape[0] // 2
+    uncond, cond = sample[:half], sample[half:]
+    ratio = torch.tensor([s / call_scale for s in scales], device=sample.device, dtype=sample.dtype)
+    ratio = ratio.view(-1, 1, 1, 1)
+    mixed = uncond[:, :channels] + ratio * (cond[:, :channels] - uncond[:, :channels])
+    new = torch.cat([uncond, torch.cat([mixed, cond[:, channels:]], dim=1)])
+    if isinstance(output, tuple):
+        return (new, *output[1:])
+    output.sample = new
+    return output
+
+
+hook = None
+if call_scale > 1.0 and any(s != call_scale for s in scales):
+    hook = pipe.unet.register_forward_hook(per_sample_guidance, with_kwargs=True)
+images = pipe(
+    image=latents,
+    strength={strength!r},
+    num_inference_steps={steps!r},
+    guidance_scale=call_scale,
+    num_images_per_prompt=1,
+    generator=generators,
+    **prompt_kwargs,
+).images
+if hook is not None:
+    hook.remove()
+images[position].save(OUTPUT)
+print("saved", OUTPUT)
+"""
+
+ENCODE = {
+    "sd15": """    embeds, negative = pipe.encode_prompt(
+        cell["prompt"], pipe._execution_device, 1, True, negative_prompt=cell["negative_prompt"]
+    )
+    return {"prompt_embeds": embeds, "negative_prompt_embeds": negative}""",
+    "sdxl-refiner": """    embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
+        cell["prompt"], device=pipe._execution_device, num_images_per_prompt=1,
+        do_classifier_free_guidance=True, negative_prompt=cell["negative_prompt"],
+    )
+    return {"prompt_embeds": embeds, "negative_prompt_embeds": negative,
+            "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}""",
+}
+
+
+def _sweep_script(recipe: Recipe) -> str:
+    """A batched sweep cell: replays the whole batched call, then keeps this cell's image."""
+    family = recipe.extra.get("family", "sd15")
+    if recipe.weighted_prompt:
+        raise ValueError("no script export yet for a sweep cell with a weighted prompt")
+    p = recipe.parameters
+    lines = _header(recipe, f"sweep cell with {recipe.model_id}, seed {recipe.seed}", ["AutoPipelineForImage2Image"])
+    lines += _init_image(recipe.size)
+    lines += [
+        f"pipe = AutoPipelineForImage2Image.from_pretrained({recipe.model_id!r}, dtype=DTYPE, use_safetensors=True)",
+        "pipe = pipe.to(DEVICE)",
+        "",
+    ]
+    lines += _scheduler_lines(recipe)
+    body = SWEEP_BODY.format(
+        batch=_literal(recipe.extra["batch"]),
+        position=recipe.extra["position"],
+        encode=ENCODE[family],
+        strength=p["strength"],
+        steps=p["num_inference_steps"],
+    )
+    return "\n".join(lines) + body
