@@ -151,6 +151,7 @@ def run_img2img(
         parameters={**call_parameters(kwargs, job), "num_images_per_prompt": len(groups[0])},
         size=job.image.size,
         model_mode=model_mode,
+        revision=job.spec.revision,
         weighted_prompt=job.weighted_prompt,
         extra={"pipeline_calls": len(groups), "family": job.spec.family},
     )

@@ -415,6 +415,7 @@ def run_chain(
             {
                 "model": stage.spec.key,
                 "model_id": model_id(stage.spec.key),
+                "revision": stage.spec.revision,
                 "kind": stage.kind,
                 "receives": stage.receives,
                 "input_size": list(stage.input_size) if stage.input_size else None,
@@ -433,6 +434,7 @@ def run_chain(
                 parameters={**records[-1]["call"], "stages": [dict(r) for r in records]},
                 size=shown.size,
                 model_mode=model_mode,
+                revision=stage.spec.revision,
             )
         progress.results.append(
             StageResult(

@@ -53,6 +53,7 @@ class Recipe:
     parameters: dict[str, Any]
     size: tuple[int, int]
     model_mode: str = "hub"
+    revision: str | None = None
     weighted_prompt: bool = False
     app_version: str = APP_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

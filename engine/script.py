@@ -66,6 +66,11 @@ def _header(recipe: Recipe, title: str, classes: list[str]) -> list[str]:
     ]
 
 
+def _load(loader: str, model_id: str, revision: str | None) -> str:
+    pinned = f", revision={revision!r}" if revision else ""
+    return f"{loader}.from_pretrained({model_id!r}{pinned}, dtype=DTYPE, use_safetensors=True)"
+
+
 def _init_image(size: tuple[int, int]) -> list[str]:
     return [
         'init_image = Image.open(INIT).convert("RGB")',
@@ -127,7 +132,7 @@ def _img2img_script(recipe: Recipe) -> str:
     lines = _header(recipe, f"img2img with {recipe.model_id}, seed {recipe.seed}", ["AutoPipelineForImage2Image"])
     lines += _init_image(recipe.size)
     lines += [
-        f"pipe = AutoPipelineForImage2Image.from_pretrained({recipe.model_id!r}, dtype=DTYPE, use_safetensors=True)",
+        f"pipe = {_load('AutoPipelineForImage2Image', recipe.model_id, recipe.revision)}",
         "pipe = pipe.to(DEVICE)",
         "",
     ]
@@ -173,14 +178,20 @@ def _chain_script(recipe: Recipe) -> str:
     else:
         lines.append("carried = None")
     lines.append("")
+    previous = None
     for number, stage in enumerate(stages, start=1):
         loader = LOADERS[stage["kind"]]
         call = stage["call"]
-        lines += [
-            f"# stage {number}: {stage['model']} ({stage['kind']}), receives {stage.get('receives') or 'nothing'}",
-            f"pipe = {loader}.from_pretrained({stage['model_id']!r}, dtype=DTYPE, use_safetensors=True).to(DEVICE)",
-            f"call = {_literal(call)}",
-        ]
+        lines.append(
+            f"# stage {number}: {stage['model']} ({stage['kind']}), receives {stage.get('receives') or 'nothing'}"
+        )
+        if previous is not None and previous["model_id"] == stage["model_id"] and loader != "DiffusionPipeline":
+            # the same weights in another pipeline kind: share them, passing the dtype (diffusers issue 12754)
+            lines.append(f"pipe = {loader}.from_pipe(pipe, dtype=DTYPE)")
+        else:
+            lines.append(f"pipe = {_load(loader, stage['model_id'], stage.get('revision'))}.to(DEVICE)")
+        lines.append(f"call = {_literal(call)}")
+        previous = stage
         if stage["kind"] != "text2img":
             size = tuple(stage["input_size"])
             lines += [
@@ -294,7 +305,7 @@ def _sweep_script(recipe: Recipe) -> str:
     lines = _header(recipe, f"sweep cell with {recipe.model_id}, seed {recipe.seed}", ["AutoPipelineForImage2Image"])
     lines += _init_image(recipe.size)
     lines += [
-        f"pipe = AutoPipelineForImage2Image.from_pretrained({recipe.model_id!r}, dtype=DTYPE, use_safetensors=True)",
+        f"pipe = {_load('AutoPipelineForImage2Image', recipe.model_id, recipe.revision)}",
         "pipe = pipe.to(DEVICE)",
         "",
     ]

@@ -521,6 +521,7 @@ def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, s
         },
         size=image.size,
         model_mode=shared.model_mode,
+        revision=job.spec.revision,
         weighted_prompt=job.weighted_prompt,
         extra={
             "family": job.spec.family,

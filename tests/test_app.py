@@ -151,6 +151,7 @@ def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
         api_name="/sweep",
     )  # fmt: skip
     assert "Done:" in summary and "**4/4** cells" in summary
+    assert read_recipe(cells[3]["image"]).extra["position"] == 3
     assert [c["caption"] for c in cells] == [
         "guidance_scale=1.5, seed=1", "guidance_scale=7.5, seed=1", "guidance_scale=1.5, seed=2",
         "guidance_scale=7.5, seed=2",
@@ -178,9 +179,11 @@ def test_chain_endpoint_runs_stages_and_names_the_handover(client, cat_png):
     stages = json.dumps(
         [{"model": "sd15", "num_inference_steps": 4}, {"model": "elden-ring", "num_inference_steps": 4}]
     )
-    gallery, final, comparison, summary = client.predict(
+    gallery, final, comparison, summary, script, downloads = client.predict(
         handle_file(str(cat_png)), "", "a cat", 5, stages, api_name="/chain"
     )
+    assert read_recipe(final).parameters["stages"][1]["receives"] == "latent"
+    assert "comic" not in script and "elden-ring" in script and "recipe.py" in {Path(f).name for f in downloads}
     assert [item["caption"].split(" · ")[0] for item in gallery] == [
         "1. Stable Diffusion 1.5 (img2img) → latent",
         "2. Elden Ring Diffusion (img2img) (final)",
@@ -192,3 +195,17 @@ def test_chain_endpoint_runs_stages_and_names_the_handover(client, cat_png):
     assert "received latent" in summary and "Done: seed 5" in summary
     with pytest.raises(AppError, match="preset must be one of"):
         client.predict(handle_file(str(cat_png)), "nope", "a cat", 5, api_name="/chain")
+
+
+def test_recipe_endpoint_reads_a_png_from_the_app(client, cat_png):
+    gallery, *_ = client.predict(
+        handle_file(str(cat_png)), "a cat", "blurry", "sd15", 0.5, 6.0, 4, 77, api_name="/img2img"
+    )
+    fields, script, recipe_json = client.predict(handle_file(gallery[0]["image"]), "", api_name="/recipe")
+    assert "**seed**: 77" in fields and "**negative_prompt**: 'blurry'" in fields
+    assert "AutoPipelineForImage2Image.from_pretrained" in script and json.loads(recipe_json)["seeds"] == [77]
+    infotext = "a red fox\nNegative prompt: blurry\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512"
+    fields, script, _ = client.predict(None, infotext, api_name="/recipe")
+    assert "**prompt**: 'a red fox'" in fields and "**num_inference_steps**: 30" in fields and script == ""
+    with pytest.raises(AppError, match="image carries no Img2Img Studio recipe"):
+        client.predict(handle_file(str(cat_png)), "", api_name="/recipe")

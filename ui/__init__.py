@@ -15,7 +15,7 @@ CSS = """
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole page for an engine. Building it writes the example images; it loads no model."""
-    from ui import basic, chain, sweep
+    from ui import basic, chain, recipe, sweep
 
     with gr.Blocks(title="Img2Img Studio") as app:
         gr.Markdown(
@@ -23,13 +23,15 @@ def build_app(engine: Engine) -> gr.Blocks:
             "steer it with a prompt."
         )
         gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Basic", id="basic"):
-                basic.build(engine)
+                basic_inputs = basic.build(engine)
             with gr.Tab("Sweep", id="sweep"):
                 sweep.build(engine)
             with gr.Tab("Chain", id="chain"):
                 chain.build(engine)
+            with gr.Tab("Recipe", id="recipe"):
+                recipe.build(engine, basic_inputs, tabs)
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)
     return app
 

@@ -10,6 +10,7 @@ from engine.images import fit_size, probe_size
 from engine.requests import RANDOM_SEED, denoising_steps
 from engine.run import CancelToken, GenerationCancelled
 from ui.widgets import (
+    GenerationInputs,
     advanced_inputs,
     engine_checked,
     gradio_progress,
@@ -76,8 +77,8 @@ def result_text(result) -> str:
     return "\n\n".join(lines)
 
 
-def build(engine: Engine) -> None:
-    """Lay out the Basic tab and wire its events."""
+def build(engine: Engine) -> GenerationInputs:
+    """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them)."""
     default_model = "sd15"
     strength0, _, steps0 = model_defaults(default_model)
     settings = engine.settings
@@ -175,3 +176,4 @@ def build(engine: Engine) -> None:
     )
     wire_recipe_selection(gallery, recipes, code, files)
     inputs.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
+    return inputs

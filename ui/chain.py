@@ -7,7 +7,17 @@ import gradio as gr
 from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.core import Engine
 from engine.run import CancelToken
-from ui.widgets import engine_checked, seed_row, user_errors, wire_generation, wire_preview
+from ui.widgets import (
+    engine_checked,
+    png_outputs,
+    recipe_files,
+    recipe_panel,
+    seed_row,
+    user_errors,
+    wire_generation,
+    wire_preview,
+    wire_recipe_selection,
+)
 
 DEFAULT_PRESET = "image-image-image"
 STAGES_INFO = (
@@ -38,14 +48,14 @@ def plan_text(engine: Engine, *values) -> str:
 
 
 def strip(state: ChainProgress) -> list[tuple]:
-    """Every stage's output with what it hands on, for the gallery."""
+    """(image, recipe, caption) for every stage's output, saying what it hands on."""
     items = []
     for result in state.results:
         if result.image is None:
             continue
         passes = f" → {result.passes}" if result.passes else " (final)"
         w, h = result.image.size
-        items.append((result.image, f"{result.stage.label}{passes} · {w}×{h}"))
+        items.append((result.image, result.recipe, f"{result.stage.label}{passes} · {w}×{h}"))
     return items
 
 
@@ -100,9 +110,11 @@ def build(engine: Engine) -> None:
                 )
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Stages", format="png", columns=3, height=300)
-            final = gr.Image(label="Final", format="png", type="pil", interactive=False)
+            final = gr.Image(label="Final", format="png", type="filepath", interactive=False)
             comparison = gr.Image(label="Init | final", format="png", type="pil", interactive=False)
             summary = gr.Markdown(label="summary")
+            code, recipe_downloads = recipe_panel()
+    recipes = gr.State([])
 
     examples = engine.example_images()
     gr.Examples(
@@ -145,8 +157,14 @@ def build(engine: Engine) -> None:
         def report(done: int, total: int) -> None:
             progress((done, total), desc=f"Chain: {len(plan.stages)} stages", unit="steps")
 
+        init = plan.init.image if plan.init is not None else None
         for state in engine.chain(plan, progress=report, cancel=cancel):
-            yield strip(state), state.final, state.comparison(), summary_text(state)
+            items = strip(state)
+            gallery = png_outputs(settings, items)
+            entries = [(recipe, init) for _, recipe, _ in items]
+            final_png = gallery[-1][0] if state.finished else None
+            script, downloads = recipe_files(entries[-1][0], init) if state.finished else ("", None)
+            yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, entries
 
     plan_inputs = [image, preset, prompt, seed, stages, width, height, latent_handover]
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
@@ -158,11 +176,12 @@ def build(engine: Engine) -> None:
 
     preset.change(on_preset, inputs=preset, outputs=[stages, preset], queue=False, api_visibility="private")
     stages.input(lambda _: "", inputs=stages, outputs=preset, queue=False, api_visibility="private")
+    wire_recipe_selection(gallery, recipes, code, recipe_downloads)
     wire_generation(
         run,
         stop,
         chain,
         inputs=plan_inputs,
-        outputs=[gallery, final, comparison, summary],
+        outputs=[gallery, final, comparison, summary, code, recipe_downloads, recipes],
         api_name="chain",
     )

@@ -13,7 +13,17 @@ from engine.core import Engine
 from engine.run import CancelToken
 from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec, schedulers_for
 from ui.basic import EXAMPLE_PROMPTS
-from ui.widgets import advanced_inputs, img2img_request, main_inputs, user_errors, wire_generation, wire_preview
+from ui.widgets import (
+    advanced_inputs,
+    img2img_request,
+    main_inputs,
+    png_outputs,
+    recipe_panel,
+    user_errors,
+    wire_generation,
+    wire_preview,
+    wire_recipe_selection,
+)
 
 AXIS_EXAMPLES = {
     "strength": "0.3, 0.5, 0.7, 0.9",
@@ -108,6 +118,8 @@ def build(engine: Engine) -> None:
             summary = gr.Markdown(label="summary")
             cells = gr.Gallery(label="Cells", format="png", columns=4, height=300)
             files = gr.File(label="Downloads: grid, cells as CSV and JSON", file_count="multiple")
+            code, recipe_downloads = recipe_panel()
+    recipes = gr.State([])
 
     examples = engine.example_images()
     gr.Examples(
@@ -158,11 +170,18 @@ def build(engine: Engine) -> None:
         def report(done: int, steps_total: int) -> None:
             progress((done, steps_total), desc=f"Sweep: {cells_done}/{total} cells done", unit="steps")
 
+        saved: dict[int, tuple[str, str]] = {}  # each cell's PNG is written once
+        init = plan.cells[0].job.image.image
         for state in engine.sweep(plan, progress=report, cancel=cancel):
             cells_done = len(state.done_cells)
-            gallery = [(state.images[c.index], c.caption) for c in state.done_cells]
+            for cell in state.done_cells:
+                if cell.index not in saved:
+                    item = (state.images[cell.index], state.recipes[cell.index], cell.caption)
+                    saved[cell.index] = png_outputs(settings, [item])[0]
+            gallery = [saved[cell.index] for cell in state.done_cells]
+            entries = [(state.recipes[cell.index], init) for cell in state.done_cells]
             last = state.finished
-            yield state.grid(), summary_text(state), gallery, export_files(state) if last else None
+            yield state.grid(), summary_text(state), gallery, export_files(state) if last else None, entries
 
     sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
     wire_preview([*sweep_inputs, inputs.weighted_prompt], lambda *values: plan_text(engine, *values), plan)
@@ -177,12 +196,13 @@ def build(engine: Engine) -> None:
         queue=False,
         api_visibility="private",
     )
+    wire_recipe_selection(cells, recipes, code, recipe_downloads)
     wire_generation(
         run,
         stop,
         sweep,
         inputs=[*sweep_inputs, inputs.weighted_prompt],
-        outputs=[grid, summary, cells, files],
+        outputs=[grid, summary, cells, files, recipes],
         api_name="sweep",
     )
 

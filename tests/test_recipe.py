@@ -1,0 +1,136 @@
+"""Recipes: PNG chunks round-trip, web UI infotext parses, exported scripts reproduce the app's pixels."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.chain import ChainRequest, stages_json
+from engine.recipe import Recipe, parse_infotext, png_bytes, read_png_text, read_recipe
+from engine.requests import Img2ImgRequest
+from engine.script import script_for
+from engine.sweep import SweepSpec
+
+
+def rerun(tmp_path, recipe, init):
+    """Run the exported script in a fresh interpreter; its image."""
+    from PIL import Image
+
+    script = tmp_path / "recipe.py"
+    script.write_text(script_for(recipe))
+    if init is not None:
+        init.save(tmp_path / "init.png")
+    out = tmp_path / "result.png"
+    subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "init.png")], check=True, timeout=600)
+    return np.asarray(Image.open(out))
+
+
+def test_png_chunks_round_trip_losslessly(engine, photo):
+    result = engine.img2img(Img2ImgRequest(image=photo, prompt='a cat, "quoted"', num_inference_steps=3, seed=8))
+    recipe = result.recipe.for_image(0)
+    data = png_bytes(result.images[0], recipe)
+    assert read_recipe(data) == recipe
+    assert Recipe.from_json(recipe.to_json()) == recipe
+    text = read_png_text(data)["parameters"]
+    assert text.startswith('a cat, "quoted"\nSteps: 3, Sampler: PLMS, CFG scale: 7.5, Seed: 8, Size: 136x96')
+    assert parse_infotext(text)["seed"] == 8
+
+
+def test_metadata_off_leaves_the_png_bare(photo):
+    data = png_bytes(photo, None)
+    assert "parameters" not in read_png_text(data)
+    with pytest.raises(ValueError, match="carries no Img2Img Studio recipe"):
+        read_recipe(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "a cat\nNegative prompt: blurry, ugly\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, "
+            "Size: 512x768, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.6, "
+            "Version: v1.9.4",
+            {"prompt": "a cat", "negative_prompt": "blurry, ugly", "num_inference_steps": 20, "guidance_scale": 7.0,
+             "seed": 42, "width": 512, "height": 768, "strength": 0.6, "model": "v1-5-pruned-emaonly",
+             "Model hash": "6ce0161689", "Version": "v1.9.4"},
+        ),
+        (
+            "two lines\nof prompt\nSteps: 30, Sampler: DPM++ 2M Karras, CFG scale: 5.5, Seed: 1, Size: 512x512, "
+            'Lora hashes: "a: 1, b: 2"',
+            {"prompt": "two lines\nof prompt", "negative_prompt": "", "num_inference_steps": 30, "seed": 1,
+             "Lora hashes": "a: 1, b: 2", "sampler": "DPM++ 2M Karras"},
+        ),
+        ("just a prompt", {"prompt": "just a prompt", "negative_prompt": ""}),
+    ],
+)  # fmt: skip
+def test_web_ui_infotext_parses_into_the_shared_fields(text, expected):
+    parsed = parse_infotext(text)
+    assert {k: parsed[k] for k in expected} == expected
+
+
+def test_bad_infotext_field_names_it():
+    with pytest.raises(ValueError, match="infotext field 'Steps' is not a int: 'many'"):
+        parse_infotext("a cat\nSteps: many, Sampler: Euler, CFG scale: 7, Seed: 1")
+
+
+@pytest.mark.parametrize(("model", "weighted"), [("sd15", True), ("kandinsky22", False)])
+def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weighted):
+    result = engine.img2img(
+        Img2ImgRequest(image=photo.resize((200, 96)), prompt="a (cat)1.3", model=model, negative_prompt="blurry",
+                       num_inference_steps=4, seed=21, num_images=2, weighted_prompt=weighted)
+    )  # fmt: skip
+    ours = np.asarray(result.images[1])
+    assert np.array_equal(rerun(tmp_path, result.recipe.for_image(1), result.job.image.image), ours)
+
+
+def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path):
+    base = Img2ImgRequest(image=photo, prompt="a cat", negative_prompt="blurry", strength=0.6, num_inference_steps=4,
+                          seed=5)  # fmt: skip
+    plan = engine.plan_sweep(
+        SweepSpec(base=base, x_axis="guidance_scale", x_values="1, 4, 9", y_axis="seed", y_values="5, 6")
+    )
+    *_, final = engine.sweep(plan)
+    cell = plan.cells[4]
+    recipe = final.recipes[cell.index]
+    assert recipe.extra["position"] == 4 and len(recipe.extra["batch"]) == 6
+    assert np.array_equal(rerun(tmp_path, recipe, cell.job.image.image), np.asarray(final.images[cell.index]))
+
+
+@pytest.mark.parametrize("preset", ["image-image-image", "text-image-image", "image-upscale-superres"])
+def test_chain_script_reproduces_each_preset(engine, photo, tmp_path, preset):
+    stages = json.loads(stages_json(preset))
+    for stage in stages:
+        stage["num_inference_steps"] = 4
+    image = None if preset.startswith("text") else photo.resize((64, 64))
+    *_, last = engine.chain(ChainRequest(image=image, preset="", stages=json.dumps(stages), seed=12, width=64,
+                                         height=64))  # fmt: skip
+    assert last.finished
+    final = last.results[-1]
+    assert [s["receives"] for s in final.recipe.parameters["stages"]] == [s.receives for s in last.plan.stages]
+    init = last.plan.init.image if last.plan.init is not None else None
+    assert np.array_equal(rerun(tmp_path, final.recipe, init), np.asarray(final.image))
+
+
+def test_text_then_img2img_on_one_model_shares_weights_in_the_script(engine, tmp_path):
+    stages = [{"model": "sd15", "num_inference_steps": 4}, {"model": "sd15", "num_inference_steps": 4}]
+    *_, last = engine.chain(
+        ChainRequest(image=None, preset="", stages=json.dumps(stages), seed=3, width=64, height=64)
+    )
+    script = script_for(last.results[-1].recipe)
+    assert "AutoPipelineForImage2Image.from_pipe(pipe, dtype=DTYPE)" in script
+    assert np.array_equal(rerun(tmp_path, last.results[-1].recipe, None), np.asarray(last.final))
+
+
+def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo):
+    from ui.recipe import basic_fields
+
+    result = engine.img2img(
+        Img2ImgRequest(image=photo, prompt="a cat", model="elden-ring", num_inference_steps=3, seed=4)
+    )
+    fields = basic_fields(result.recipe, "")
+    assert fields == {"prompt": "a cat", "negative_prompt": "", "strength": 0.45, "guidance_scale": 10.5,
+                      "num_inference_steps": 3, "seed": 4, "model": "elden-ring"}  # fmt: skip
+    from_webui = basic_fields(None, "a fox\nNegative prompt: dark\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2")
+    assert from_webui["prompt"] == "a fox" and from_webui["seed"] == 2 and from_webui["model"] is None
