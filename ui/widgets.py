@@ -183,7 +183,8 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
     )
     inputs.seed, _, inputs.reuse_seed = seed_row()
     inputs.weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
-    inputs.model.change(
+    # .input, not .change: a person picking a model gets its defaults; Send to Basic keeps the values it sets
+    inputs.model.input(
         on_model_change,
         inputs=inputs.model,
         outputs=[inputs.strength, inputs.guidance_scale, inputs.num_inference_steps, inputs.weighted_prompt],
