@@ -125,18 +125,23 @@ def _weighted_prompt_lines(recipe: Recipe) -> list[str]:
     ]
 
 
-def _img2img_script(recipe: Recipe) -> str:
-    p = dict(recipe.parameters)
-    index = recipe.extra.get("index", 0)
-    per_seed = recipe.extra.get("pipeline_calls", 1) > 1
-    lines = _header(recipe, f"img2img with {recipe.model_id}, seed {recipe.seed}", ["AutoPipelineForImage2Image"])
+def _img2img_preamble(recipe: Recipe, title: str) -> list[str]:
+    """Imports, the init image, the pipeline on its device and any scheduler swap."""
+    lines = _header(recipe, title, ["AutoPipelineForImage2Image"])
     lines += _init_image(recipe.size)
     lines += [
         f"pipe = {_load('AutoPipelineForImage2Image', recipe.model_id, recipe.revision)}",
         "pipe = pipe.to(DEVICE)",
         "",
     ]
-    lines += _scheduler_lines(recipe)
+    return lines + _scheduler_lines(recipe)
+
+
+def _img2img_script(recipe: Recipe) -> str:
+    p = dict(recipe.parameters)
+    index = recipe.extra.get("index", 0)
+    per_seed = recipe.extra.get("pipeline_calls", 1) > 1
+    lines = _img2img_preamble(recipe, f"img2img with {recipe.model_id}, seed {recipe.seed}")
     if recipe.weighted_prompt:
         lines += _weighted_prompt_lines(recipe)
         p.pop("prompt", None)
@@ -302,14 +307,7 @@ def _sweep_script(recipe: Recipe) -> str:
     if recipe.weighted_prompt:
         raise ValueError("no script export yet for a sweep cell with a weighted prompt")
     p = recipe.parameters
-    lines = _header(recipe, f"sweep cell with {recipe.model_id}, seed {recipe.seed}", ["AutoPipelineForImage2Image"])
-    lines += _init_image(recipe.size)
-    lines += [
-        f"pipe = {_load('AutoPipelineForImage2Image', recipe.model_id, recipe.revision)}",
-        "pipe = pipe.to(DEVICE)",
-        "",
-    ]
-    lines += _scheduler_lines(recipe)
+    lines = _img2img_preamble(recipe, f"sweep cell with {recipe.model_id}, seed {recipe.seed}")
     body = SWEEP_BODY.format(
         batch=_literal(recipe.extra["batch"]),
         position=recipe.extra["position"],
