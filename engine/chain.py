@@ -97,9 +97,6 @@ class ChainRequest:
     latent_handover: bool = True
     previews: bool = True
 
-    def plan(self, settings: Settings) -> ChainPlan:
-        return plan_chain(self, settings)
-
 
 @dataclass(frozen=True)
 class StagePlan:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.catalog import ModelSpec, get_spec
+from engine.catalog import ModelSpec, get_spec, models_for
 from engine.images import NormalizedImage, normalize_image
 from engine.settings import Settings
 
@@ -120,8 +120,6 @@ def normalize_for_model(image: object, spec: ModelSpec, settings: Settings, name
 
 def check_model(key: object, kind: str) -> ModelSpec:
     """A catalog key that serves `kind`; the error lists the keys that do."""
-    from engine.catalog import models_for
-
     allowed = models_for(kind)
     if not isinstance(key, str) or key not in allowed:
         raise ValueError(f"model must be one of {', '.join(allowed)}; got {key!r}")

@@ -46,8 +46,6 @@ from engine.settings import Settings
 NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed")
 TEXT_AXES = ("prompt", "negative_prompt")
 AXES = (*NUMERIC_AXES, *TEXT_AXES, "scheduler", "model")
-# Cells differing only along these axes share one batched call.
-BATCHED_AXES = frozenset({"seed", "prompt", "negative_prompt", "guidance_scale"})
 NONE_TOKEN = "(none)"  # an empty negative prompt as a line of its own
 # Axes that are fields of the Basic request (the others: seed, scheduler, model).
 _REQUEST_FIELDS = ("strength", "guidance_scale", "num_inference_steps", "prompt", "negative_prompt")

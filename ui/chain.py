@@ -158,9 +158,10 @@ def build(engine: Engine) -> None:
             progress((done, total), desc=f"Chain: {len(plan.stages)} stages", unit="steps")
 
         init = plan.init.image if plan.init is not None else None
+        gallery: list[tuple[str, str]] = []  # each stage's PNG is written once
         for state in engine.chain(plan, progress=report, cancel=cancel):
             items = strip(state)
-            gallery = png_outputs(settings, items)
+            gallery += png_outputs(settings, items[len(gallery) :])
             entries = [(recipe, init) for _, recipe, _ in items]
             final_png = gallery[-1][0] if state.finished else None
             script, downloads = recipe_files(entries[-1][0], init) if state.finished else ("", None)

@@ -8,7 +8,9 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
+from engine.catalog import models_for
 from engine.core import Engine
 from engine.run import CancelToken
 from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec, schedulers_for
@@ -73,12 +75,12 @@ def summary_text(state: SweepProgress) -> str:
     return head if not state.finished else f"Done: {head} in {len(plan.calls)} pipeline call(s)."
 
 
-def export_files(state: SweepProgress) -> list[str]:
+def export_files(state: SweepProgress, grid: Image.Image) -> list[str]:
     """The grid as PNG and every finished cell's parameters as CSV and JSON, in a fresh folder."""
     folder = Path(tempfile.mkdtemp(prefix="sweep-"))
     rows = state.table()
     grid_path = folder / "sweep-grid.png"
-    state.grid().save(grid_path)
+    grid.save(grid_path)
     with (folder / "sweep-cells.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["index"])
         writer.writeheader()
@@ -181,7 +183,8 @@ def build(engine: Engine) -> None:
             gallery = [saved[cell.index] for cell in state.done_cells]
             entries = [(state.recipes[cell.index], init) for cell in state.done_cells]
             last = state.finished
-            yield state.grid(), summary_text(state), gallery, export_files(state) if last else None, entries
+            grid = state.grid()
+            yield grid, summary_text(state), gallery, export_files(state, grid) if last else None, entries
 
     sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
     wire_preview([*sweep_inputs, inputs.weighted_prompt], lambda *values: plan_text(engine, *values), plan)
@@ -190,7 +193,9 @@ def build(engine: Engine) -> None:
     y_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=y_axis, outputs=y_values, queue=False,
                   api_visibility="private")  # fmt: skip
     inputs.model.change(
-        lambda key: f"Schedulers for this model: {', '.join(schedulers_for(key))}" if key in _img2img_keys() else "",
+        lambda key: (
+            f"Schedulers for this model: {', '.join(schedulers_for(key))}" if key in models_for("img2img") else ""
+        ),
         inputs=inputs.model,
         outputs=schedulers,
         queue=False,
@@ -205,9 +210,3 @@ def build(engine: Engine) -> None:
         outputs=[grid, summary, cells, files, recipes],
         api_name="sweep",
     )
-
-
-def _img2img_keys() -> list[str]:
-    from engine.catalog import models_for
-
-    return models_for("img2img")
