@@ -123,6 +123,7 @@ def run_img2img(
     """Run a validated job on the cached pipeline and return images, grid and recipe."""
     reporter = reporter or StepReporter()
     started = time.perf_counter()
+    steps_before = reporter.steps  # a reporter shared with earlier calls (the depth tab's restyle) counts on
     pipe = cache.get(job.spec.key, "img2img")
     groups = seed_groups(job)
     images: list[Image.Image] = []
@@ -159,7 +160,7 @@ def run_img2img(
         images=images,
         init_image=job.image.image,
         grid=image_grid([job.image.image, *images], rows=1, cols=len(images) + 1),
-        steps_run=reporter.steps // len(groups),
+        steps_run=(reporter.steps - steps_before) // len(groups),
         seconds=time.perf_counter() - started,
         recipe=recipe,
         job=job,

@@ -65,7 +65,8 @@ def module_bytes(pipe: object) -> int:
     """Bytes held by a pipeline's weights and buffers (each tensor counted once)."""
     seen: set[int] = set()
     total = 0
-    for component in getattr(pipe, "components", {}).values():
+    components = {"model": pipe} if isinstance(pipe, torch.nn.Module) else getattr(pipe, "components", {})
+    for component in components.values():
         if not isinstance(component, torch.nn.Module):
             continue
         for tensor in list(component.parameters()) + list(component.buffers()):
@@ -84,6 +85,7 @@ def _auto_pipeline_class(kind: str):
         "text2img": diffusers.AutoPipelineForText2Image,
         "inpaint": diffusers.AutoPipelineForInpainting,
         "upscale": diffusers.DiffusionPipeline,  # the upscalers' own classes, from model_index.json
+        "controlnet": diffusers.ControlNetModel,  # a model, joined to a base pipeline by get_controlnet
     }
     if kind not in classes:
         raise ValueError(f"pipeline kind must be one of {', '.join(classes)}; got {kind!r}")
@@ -101,8 +103,14 @@ class _Weights:
     loaded_in_s: float = 0.0
 
 
+CONTROLNET_PREFIX = "controlnet-img2img:"  # kind of a base's pipeline derived with a ControlNet
+
+
 class PipelineCache:
     """Lazily loaded pipelines, keyed by catalog key and pipeline kind.
+
+    Besides pipelines it holds ControlNet models (kind "controlnet") and depth estimators (kind
+    "depth", see engine.estimators), under the same lock, LRU and budget.
 
     Args:
         source: maps a catalog entry to what `from_pretrained` loads (a Hub id or a twin folder).
@@ -141,6 +149,30 @@ class PipelineCache:
                 return weights.pipes[kind]
             return self._load(spec, kind)
 
+    def get_controlnet(self, base_key: str, controlnet_key: str):
+        """img2img conditioned by a ControlNet, derived from `base_key`'s cached img2img pipeline.
+
+        The base's UNet, VAE and text encoder are the same objects as in its img2img pipeline: only the
+        ControlNet is loaded (once, as its own entry). Evicting either entry drops the derived pipeline.
+        """
+        kind = CONTROLNET_PREFIX + controlnet_key
+        with self.lock:
+            base = self.get(base_key, "img2img")
+            controlnet = self.get(controlnet_key, "controlnet")
+            weights = self._weights.get(base_key)
+            if weights is None:  # loading the ControlNet evicted the base under a tight budget
+                base = self.get(base_key, "img2img")
+                weights = self._weights[base_key]
+            pipe = weights.pipes.get(kind)
+            if pipe is None or pipe.controlnet is not controlnet:
+                import diffusers
+
+                pipe = diffusers.AutoPipelineForImage2Image.from_pipe(base, controlnet=controlnet, dtype=base.dtype)
+                self._attach(weights, pipe)
+                weights.pipes[kind] = pipe
+                logger.info("derived %s with ControlNet %s from its img2img pipeline", base_key, controlnet_key)
+            return pipe
+
     def peek(self, key: str, kind: str = "img2img"):
         """The cached pipeline, or None; never loads."""
         with self.lock:
@@ -161,6 +193,8 @@ class PipelineCache:
             weights = self._weights.pop(key, None)
             if weights is None:
                 return False
+            for other in self._weights.values():  # pipelines that joined this entry's ControlNet
+                other.pipes.pop(CONTROLNET_PREFIX + key, None)
             for pipe in weights.pipes.values():
                 remove_hooks = getattr(pipe, "remove_all_hooks", None)
                 if weights.placement.endswith("offload") and remove_hooks is not None:
@@ -178,21 +212,25 @@ class PipelineCache:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _from_pretrained(self, spec: ModelSpec, kind: str, source: str):
+        if kind == "depth":
+            from engine.estimators import load_estimator
+
+            return load_estimator(spec, source)  # float32: estimators are small and fp16 costs them accuracy
+        return _auto_pipeline_class(kind).from_pretrained(
+            source, dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
+        )
+
     def _load(self, spec: ModelSpec, kind: str):
-        source = self._source(spec)
         started = time.perf_counter()
         try:
-            pipe = _auto_pipeline_class(kind).from_pretrained(
-                source, dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
-            )
-        except (OSError, ValueError) as exc:  # OSError covers the Hub's HTTP and missing-file errors
-            logger.warning("loading %s from %s failed", spec.key, source, exc_info=True)
-            raise ModelUnavailable(
-                f"model {spec.key!r} ({spec.hub_id}) could not be loaded from {source}: {exc}. "
-                "Without network access, start the app with --models tiny or pick another model."
-            ) from exc
+            source = self._source(spec)
+            pipe = self._from_pretrained(spec, kind, source)
+        # OSError covers the Hub's HTTP and missing-file errors; the annotators add RuntimeError/ImportError
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+            logger.warning("loading %s failed", spec.key, exc_info=True)
+            raise ModelUnavailable(unavailable_message(spec, exc)) from exc
         self.loads += 1
-        pipe.set_progress_bar_config(disable=True)
         weights = _Weights(key=spec.key, pipes={kind: pipe}, nbytes=module_bytes(pipe))
         self._make_room(weights.nbytes)
         weights.placement = self._place(pipe, weights.nbytes)
@@ -212,14 +250,20 @@ class PipelineCache:
     def _derive(self, weights: _Weights, kind: str):
         parent = next(iter(weights.pipes.values()))
         pipe = _auto_pipeline_class(kind).from_pipe(parent, dtype=parent.dtype)
+        self._attach(weights, pipe)
+        logger.info("derived %s (%s) from its %s pipeline", weights.key, kind, next(iter(weights.pipes)))
+        return pipe
+
+    def _attach(self, weights: _Weights, pipe) -> None:
+        """Give a derived pipeline its entry's placement."""
         pipe.set_progress_bar_config(disable=True)
         # Offload hooks sit on the shared modules; re-applying them covers any module the new kind adds.
         if weights.placement == "model-offload":
             pipe.enable_model_cpu_offload()
         elif weights.placement == "sequential-offload":
             pipe.enable_sequential_cpu_offload()
-        logger.info("derived %s (%s) from its %s pipeline", weights.key, kind, next(iter(weights.pipes)))
-        return pipe
+        elif weights.placement == "cuda":
+            pipe.to("cuda")  # a ControlNet joining a resident pipeline
 
     def _resident_bytes(self) -> int:
         return sum(w.nbytes for w in self._weights.values() if w.placement in ("cpu", "cuda"))
@@ -230,6 +274,11 @@ class PipelineCache:
 
     def _place(self, pipe, nbytes: int) -> str:
         policy = self.policy
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=True)
+        if not hasattr(pipe, "enable_model_cpu_offload"):  # a ControlNet model or a depth estimator
+            pipe.to(policy.device)  # a derived pipeline's offload hooks take a ControlNet over
+            return policy.device
         if policy.device != "cuda":
             apply_speedups(pipe, policy)  # off by default on CPU; benchmarks check the code paths here
             return "cpu"
@@ -251,7 +300,6 @@ class PipelineCache:
         get_spec(key)
         with self.lock:
             self.evict(key)
-            pipe.set_progress_bar_config(disable=True)
             weights = _Weights(key=key, pipes={kind: pipe}, nbytes=module_bytes(pipe))
             self._make_room(weights.nbytes)
             weights.placement = self._place(pipe, weights.nbytes)
@@ -280,6 +328,20 @@ def apply_speedups(pipe, policy: DevicePolicy) -> None:
         if vae is not None:
             vae.encoder.compile(**options)
             vae.decoder.compile(**options)
+
+
+def unavailable_message(spec: ModelSpec, exc: BaseException) -> str:
+    """Why a catalog entry could not be loaded, and what to do instead."""
+    if "depth" in spec.kinds:
+        return (
+            f"depth_estimator {spec.key!r} ({spec.label}) could not be loaded: it needs {spec.weights} from "
+            f"{spec.hub_id}, which could not be had ({type(exc).__name__}: {exc}). "
+            "Upload a depth map instead, or pick another depth_estimator."
+        )
+    return (
+        f"model {spec.key!r} ({spec.hub_id}) could not be loaded: {exc}. "
+        "Without network access, start the app with --models tiny or pick another model."
+    )
 
 
 def _free_memory() -> None:

@@ -33,7 +33,7 @@ class ModelSpec:
         key: short name used in the UI, the API and the twin folder.
         hub_id: the real checkpoint on the Hugging Face Hub.
         family: architecture family; decides how the tiny twin is built and how the pipeline is called.
-        kinds: pipeline kinds this checkpoint serves (img2img, text2img, upscale, controlnet, prior).
+        kinds: pipeline kinds this checkpoint serves (img2img, text2img, upscale, controlnet, prior, depth).
         defaults: starting parameters (None for entries that are not run on their own).
         latent_family: see the *_LATENTS constants; None where the model makes no latents of its own.
         size_multiple: image sides are rounded to this many pixels.
@@ -57,6 +57,7 @@ class ModelSpec:
     revision: str | None = None
     scheduler: str = "PNDMScheduler"  # the checkpoint's own scheduler class
     notes: str = ""
+    weights: str = ""  # for depth estimators: the weight files they need from `hub_id`
 
     @property
     def weighting_unavailable_reason(self) -> str | None:
@@ -185,6 +186,47 @@ CATALOG: dict[str, ModelSpec] = {
             kinds=("controlnet",),
             license="openrail",
             notes="Conditions SD 1.5 on a depth map, near bright.",
+        ),
+        # Depth estimators for the ControlNet-depth tab: kind "depth", loaded by engine.estimators.
+        ModelSpec(
+            key="midas",
+            hub_id="lllyasviel/Annotators",
+            label="MiDaS DPT-Hybrid (controlnet-aux)",
+            family="midas",
+            kinds=("depth",),
+            license="mit",
+            weights="dpt_hybrid-midas-501f0c75.pt",
+            notes="controlnet-aux's MidasDetector, the annotator the depth ControlNet was trained with.",
+        ),
+        ModelSpec(
+            key="depth-anything-v2-small",
+            hub_id="depth-anything/Depth-Anything-V2-Small-hf",
+            label="Depth Anything V2 Small (transformers)",
+            family="depth-anything-v2",
+            kinds=("depth",),
+            license="apache-2.0",
+            weights="model.safetensors",
+            notes="Relative depth from transformers' DepthAnythingForDepthEstimation; sharp edges, fast.",
+        ),
+        ModelSpec(
+            key="zoe",
+            hub_id="lllyasviel/Annotators",
+            label="ZoeDepth (controlnet-aux)",
+            family="zoe",
+            kinds=("depth",),
+            license="mit",
+            weights="ZoeD_M12_N.pt (on a MiDaS BEiT-Large backbone)",
+            notes="Metric depth; hub mode only (its backbone is too large to build offline).",
+        ),
+        ModelSpec(
+            key="leres",
+            hub_id="lllyasviel/Annotators",
+            label="LeReS (controlnet-aux)",
+            family="leres",
+            kinds=("depth",),
+            license="other (AdelaiDepth: non-commercial use)",
+            weights="res101.pth and latest_net_G.pth",
+            notes="Fine detail with a ResNeXt-101 backbone; hub mode only.",
         ),
     )
 }

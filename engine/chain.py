@@ -26,7 +26,15 @@ from engine.catalog import ModelSpec, get_spec
 from engine.grid import image_grid
 from engine.images import NormalizedImage, fit_size
 from engine.recipe import Recipe
-from engine.requests import RANDOM_SEED, check_number, check_seed, check_text, denoising_steps, normalize_for_model
+from engine.requests import (
+    RANDOM_SEED,
+    check_flag,
+    check_number,
+    check_seed,
+    check_text,
+    denoising_steps,
+    normalize_for_model,
+)
 from engine.run import GenerationCancelled, StepReporter, call_pipeline
 from engine.settings import Settings
 
@@ -212,8 +220,8 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
         stages = parse_stages(request.stages, settings.max_chain_stages)
     subject = check_text("prompt", request.prompt, max_chars=settings.max_prompt_chars)
     seed = check_seed(request.seed)
-    if not isinstance(request.latent_handover, bool) or not isinstance(request.previews, bool):
-        raise ValueError("latent_handover and previews must be true or false")
+    check_flag("latent_handover", request.latent_handover)
+    check_flag("previews", request.previews)
 
     first_kind = _stage_kind(stages[0], 0, has_image=request.image is not None)
     spec = get_spec(stages[0].model)

@@ -3,26 +3,30 @@
 The UI talks to this and nothing else; a script can too:
 
     from engine.core import Engine
-    from engine.chain import ChainPlan, ChainProgress, ChainRequest, plan_chain, run_chain
-from engine.settings import Settings
-from engine.sweep import SweepPlan, SweepProgress, SweepSpec, plan_sweep, run_sweep
     from engine.requests import Img2ImgRequest
+    from engine.settings import Settings
     engine = Engine(Settings.from_env(models="tiny"))
     result = engine.img2img(Img2ImgRequest(image="cat.png", prompt="a cat wizard"))
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from engine.basic import Img2ImgResult, run_img2img
 from engine.cache import DevicePolicy, PipelineCache
 from engine.catalog import ModelSpec, get_spec
 from engine.chain import ChainPlan, ChainProgress, ChainRequest, plan_chain, run_chain
-from engine.requests import Img2ImgRequest
+from engine.depth import DepthJob, DepthProgress, DepthRequest, depth_to_control, estimate, run_depth
+from engine.requests import Img2ImgRequest, check_flag, check_model, normalize_for_model
 from engine.run import CancelToken, ProgressFn, StepReporter
 from engine.settings import Settings
 from engine.sweep import SweepPlan, SweepProgress, SweepSpec, plan_sweep, run_sweep
@@ -33,7 +37,9 @@ EXAMPLES = {
     "astronaut": "astronaut",
     "chelsea the cat": "chelsea",
     "coffee": "coffee",
+    "motorcycle": "motorcycle",
 }
+DEPTH_MEMO_SIZE = 4  # recent estimated maps kept, so Estimate then Generate estimates once
 
 
 def resolve_mode(settings: Settings, *, probe_hub=None) -> str:
@@ -87,6 +93,7 @@ class Engine:
         self.policy = policy or DevicePolicy.detect(settings.offload, settings.compile)
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget)
+        self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
         logger.info("model mode %s on %s (%s)", self.mode, self.policy.device, self.policy.dtype)
 
     # -- models --------------------------------------------------------------------------------
@@ -173,6 +180,59 @@ class Engine:
         reporter = StepReporter(progress=progress, cancel=cancel)
         yield from run_chain(self.cache, plan, reporter=reporter, model_id=self.model_id, model_mode=self.mode)
 
+    def plan_depth(self, request: DepthRequest) -> DepthJob:
+        """Validate a depth request before any work. Raises ValueError naming the parameter and value."""
+        return request.validate(self.settings)
+
+    def depth(
+        self,
+        request: DepthRequest | DepthJob,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[DepthProgress]:
+        """Depth map, ControlNet img2img and restyle; yields when each is ready."""
+        job = request if isinstance(request, DepthJob) else self.plan_depth(request)
+        reporter = StepReporter(progress=progress, cancel=cancel)
+        yield from run_depth(
+            self.cache,
+            job,
+            reporter=reporter,
+            model_id=self.model_id,
+            model_mode=self.mode,
+            estimator=self._estimate,
+            settings=self.settings,
+        )
+
+    def estimate_depth(
+        self, image, depth_estimator: str = "midas", *, invert: bool = False, normalize: bool = True
+    ) -> Image.Image:
+        """An estimator's depth map of `image` at the image's upright size: 8-bit greyscale, near bright.
+
+        The estimator sees the image at the working size a generation would use, so a preview and the
+        generation after it share one estimate.
+        """
+        estimator = check_model(depth_estimator, "depth", name="depth_estimator")
+        invert, normalize = check_flag("invert_depth", invert), check_flag("normalize_depth", normalize)
+        working = normalize_for_model(image, get_spec("sd15"), self.settings)
+        array = self._estimate(estimator.key, working.image)
+        depth = depth_to_control(array, invert=invert, normalize=normalize)
+        return depth.resize(working.original_size, Image.Resampling.BILINEAR)
+
+    def _estimate(self, key: str, image: Image.Image) -> np.ndarray:
+        """estimate() with a few recent results remembered, keyed by estimator and pixels."""
+        digest = hashlib.sha256(image.tobytes()).hexdigest()
+        memo_key = (key, image.size, image.mode, digest, self.mode)
+        with self.cache.lock:
+            if memo_key in self._depth_memo:
+                self._depth_memo.move_to_end(memo_key)
+                return self._depth_memo[memo_key]
+            array = estimate(self.cache, key, image)
+            self._depth_memo[memo_key] = array
+            while len(self._depth_memo) > DEPTH_MEMO_SIZE:
+                self._depth_memo.popitem(last=False)
+            return array
+
     # -- examples ------------------------------------------------------------------------------
 
     def example_images(self) -> dict[str, Path]:
@@ -186,7 +246,8 @@ class Engine:
         for label, name in EXAMPLES.items():
             path = folder / f"{name}.png"
             if not path.is_file():
-                Image.fromarray(getattr(data, name)()).save(path)
+                pixels = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+                Image.fromarray(pixels).save(path)
             paths[label] = path
         # A 64 px copy: the x2 -> x4 upscale chain makes 8x its side, which stays quick on a CPU.
         small = folder / "astronaut-64.png"
@@ -194,3 +255,25 @@ class Engine:
             Image.open(paths["astronaut"]).resize((64, 64), Image.Resampling.LANCZOS).save(small)
         paths["astronaut, 64 px"] = small
         return paths
+
+    def example_depth_map(self) -> Path:
+        """The Middlebury motorcycle's ground-truth disparity (a real depth map, near large) as a 16-bit PNG.
+
+        Disparity is proportional to inverse depth, so it is written scaled to the 16-bit range;
+        its unknown pixels (inf) are written as 0, far.
+        """
+        path = Path(self.settings.data_dir) / "examples" / "motorcycle-disparity.png"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            disparity = motorcycle_disparity()
+            finite = np.isfinite(disparity)
+            scaled = np.where(finite, disparity, 0.0) / disparity[finite].max() * 65535.0
+            Image.fromarray(np.round(scaled).astype(np.uint16)).save(path)
+        return path
+
+
+def motorcycle_disparity() -> np.ndarray:
+    """skimage's Middlebury motorcycle disparity for the left view: float32, inf where unknown."""
+    from skimage import data
+
+    return data.stereo_motorcycle()[2]

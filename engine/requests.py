@@ -118,12 +118,19 @@ def normalize_for_model(image: object, spec: ModelSpec, settings: Settings, name
     )
 
 
-def check_model(key: object, kind: str) -> ModelSpec:
-    """A catalog key that serves `kind`; the error lists the keys that do."""
+def check_model(key: object, kind: str, *, name: str = "model") -> ModelSpec:
+    """A catalog key that serves `kind`; the error names the parameter and lists the keys that do."""
     allowed = models_for(kind)
     if not isinstance(key, str) or key not in allowed:
-        raise ValueError(f"model must be one of {', '.join(allowed)}; got {key!r}")
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {key!r}")
     return get_spec(key)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A true/false option; numbers and strings are refused rather than guessed at."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -171,8 +178,7 @@ class Img2ImgRequest:
                 f"int({steps} x {strength}) = 0; raise strength or num_inference_steps"
             )
         count = check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True)
-        if not isinstance(self.weighted_prompt, bool):
-            raise ValueError(f"weighted_prompt must be true or false, got {self.weighted_prompt!r}")
+        check_flag("weighted_prompt", self.weighted_prompt)
         if self.weighted_prompt and spec.weighting_unavailable_reason:
             raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")
         seed = check_seed(self.seed, count=count)

@@ -16,7 +16,7 @@ from engine.recipe import Recipe
 
 HEADER = '''"""{title}
 
-Made by Img2Img Studio {version}. Run:  python {{this file}} [result.png] [init.png]
+Made by Img2Img Studio {version}. Run:  python {{this file}} [result.png] [init.png]{more}
 """
 
 import sys
@@ -44,6 +44,8 @@ def script_for(recipe: Recipe) -> str:
         return _chain_script(recipe)
     if recipe.workflow == "sweep":
         return _sweep_script(recipe)
+    if recipe.workflow == "depth":
+        return _depth_script(recipe)
     raise ValueError(f"no script export for workflow {recipe.workflow!r}")
 
 
@@ -52,9 +54,9 @@ def _literal(value: Any) -> str:
     return repr(json.loads(json.dumps(value)))
 
 
-def _header(recipe: Recipe, title: str, classes: list[str]) -> list[str]:
+def _header(recipe: Recipe, title: str, classes: list[str], more_args: str = "") -> list[str]:
     return [
-        HEADER.format(title=title, version=recipe.app_version).rstrip("\n"),
+        HEADER.format(title=title, version=recipe.app_version, more=more_args).rstrip("\n"),
         f"from diffusers import {', '.join(sorted(set(classes)))}",
         "",
         'OUTPUT = sys.argv[1] if len(sys.argv) > 1 else "result.png"',
@@ -170,6 +172,37 @@ def _img2img_script(recipe: Recipe) -> str:
             "images = pipe(image=init_image, generator=generator, **call, **prompt_kwargs).images",
         ]
     lines += [f"images[{index}].save(OUTPUT)", 'print("saved", OUTPUT)', ""]
+    return "\n".join(lines)
+
+
+def _depth_script(recipe: Recipe) -> str:
+    """ControlNet img2img as the guide writes it: the ControlNet loaded, then passed to the pipeline."""
+    p = dict(recipe.parameters)
+    size = tuple(recipe.size)
+    pinned = f", revision={recipe.revision!r}" if recipe.revision else ""
+    lines = _header(
+        recipe,
+        f"ControlNet depth img2img with {recipe.model_id}, seed {recipe.seed}",
+        ["AutoPipelineForImage2Image", "ControlNetModel"],
+        more_args=" [control.png]",
+    )
+    lines += _init_image(size)
+    lines += [
+        'CONTROL = sys.argv[3] if len(sys.argv) > 3 else "control.png"',
+        f'control_image = Image.open(CONTROL).convert("RGB").resize({size!r}, Image.Resampling.BILINEAR)',
+        "",
+        f"controlnet = {_load('ControlNetModel', recipe.extra['controlnet_id'], None)}",
+        "pipe = AutoPipelineForImage2Image.from_pretrained(",
+        f"    {recipe.model_id!r}{pinned}, controlnet=controlnet, dtype=DTYPE, use_safetensors=True",
+        ").to(DEVICE)",
+        "",
+        f"call = {_literal(p)}",
+        f"generator = [torch.Generator(GENERATOR_DEVICE).manual_seed({recipe.seed})]",
+        "image = pipe(image=init_image, control_image=control_image, generator=generator, **call).images[0]",
+        "image.save(OUTPUT)",
+        'print("saved", OUTPUT)',
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -416,7 +416,83 @@ def _build_sd_x4_upscaler(seed: int):
     )
 
 
-# family -> builder. Families without a builder yet have no twin (see build_twin's error).
+def _build_controlnet_sd15(seed: int):
+    """The depth ControlNet's twin: ControlNetModel.from_unet on the SD 1.5 twin's UNet, as diffusers
+    initialises a new ControlNet, so its blocks line up with the base UNet the way the real one does."""
+    import torch
+    from diffusers import ControlNetModel
+
+    unet = _build_sd15(_seed_for("sd15")).unet
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet)
+    # A new ControlNet's output convolutions start at zero, so it would not steer anything; a trained one
+    # does. Random weights there make the twin's depth map change the image, as the real one does.
+    zero_convs = [controlnet.controlnet_cond_embedding.conv_out, *controlnet.controlnet_down_blocks]
+    for conv in [*zero_convs, controlnet.controlnet_mid_block]:
+        conv.reset_parameters()
+    return controlnet
+
+
+MIDAS_WEIGHTS = "dpt_hybrid-midas-501f0c75.pt"
+
+
+def _write_midas(seed: int, folder: Path) -> None:
+    """controlnet-aux's DPT-Hybrid MiDaS at its real, fixed size (123M parameters, ~0.5 GB) with random
+    weights, saved as the state dict MidasDetector.from_pretrained(folder) loads."""
+    import torch
+    from controlnet_aux.midas.midas.dpt_depth import DPTDepthModel
+
+    torch.manual_seed(seed)
+    model = DPTDepthModel(path=None, backbone="vitb_rn50_384", non_negative=True)
+    # The head ends in a ReLU; random weights can leave it all zero (a blank map), trained ones do not.
+    with torch.no_grad():
+        model.scratch.output_conv[4].bias.fill_(1.0)
+    torch.save(model.state_dict(), folder / MIDAS_WEIGHTS)
+
+
+def _write_depth_anything_v2(seed: int, folder: Path) -> None:
+    """Depth Anything V2 Small's architecture shrunk (DINOv2 backbone of 4 layers, width 32), with the
+    real checkpoint's image processor, written as a transformers model folder."""
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(
+        hidden_size=_HIDDEN,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=37,
+        image_size=518,
+        patch_size=14,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        patch_size=14,
+        reassemble_hidden_size=_HIDDEN,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        depth_estimation_type="relative",
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder, safe_serialization=True)
+    DPTImageProcessor(  # the published checkpoint's preprocessing
+        do_resize=True,
+        size={"height": 518, "width": 518},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        do_pad=False,
+    ).save_pretrained(folder)
+
+
+# family -> builder of an object with save_pretrained (pipelines, models).
 _BUILDERS: dict[str, Callable[[int], object]] = {
     "sd15": _build_sd15,
     "sdxl-refiner": _build_sdxl_refiner,
@@ -424,12 +500,26 @@ _BUILDERS: dict[str, Callable[[int], object]] = {
     "kandinsky22-prior": _build_kandinsky22_prior,
     "sd-x2-latent-upscaler": _build_sd_x2_latent_upscaler,
     "sd-x4-upscaler": _build_sd_x4_upscaler,
+    "controlnet-sd15": _build_controlnet_sd15,
 }
+# family -> writer of a twin in its library's own format. Families in neither table have no twin
+# (Zoe and LeReS: hub mode only).
+_WRITERS: dict[str, Callable[[int, Path], None]] = {
+    "midas": _write_midas,
+    "depth-anything-v2": _write_depth_anything_v2,
+}
+
+
+def _writer(family: str) -> Callable[[int, Path], None] | None:
+    builder = _BUILDERS.get(family)
+    if builder is not None:
+        return lambda seed, folder: builder(seed).save_pretrained(folder, safe_serialization=True)
+    return _WRITERS.get(family)
 
 
 def has_twin(key: str) -> bool:
     """Whether a tiny twin can be built for this catalog key."""
-    return get_spec(key).family in _BUILDERS
+    return _writer(get_spec(key).family) is not None
 
 
 def twin_dir(root: Path, key: str) -> Path:
@@ -453,9 +543,9 @@ def build_twin(key: str, root: Path, *, force: bool = False) -> Path:
         ValueError: unknown key, or a family that has no twin builder.
     """
     spec = get_spec(key)
-    builder = _BUILDERS.get(spec.family)
-    if builder is None:
-        raise ValueError(f"no tiny twin exists yet for model {key!r} (family {spec.family})")
+    writer = _writer(spec.family)
+    if writer is None:
+        raise ValueError(f"there is no tiny twin of {key!r}: its architecture cannot be built offline here")
     root = Path(root).resolve()
     target = twin_dir(root, key)
     marker = target / _MARKER
@@ -466,8 +556,7 @@ def build_twin(key: str, root: Path, *, force: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
     try:
-        pipe = builder(_seed_for(key))
-        pipe.save_pretrained(staging, safe_serialization=True)
+        writer(_seed_for(key), staging)
         if prior_dir is not None:
             # diffusers reads connected pipelines from the card's `prior:` list, as in the real decoder repo.
             (staging / "README.md").write_text(f"---\nprior:\n- {prior_dir}\n---\nTiny twin of {spec.hub_id}.\n")

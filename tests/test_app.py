@@ -209,3 +209,70 @@ def test_recipe_endpoint_reads_a_png_from_the_app(client, cat_png):
     assert "**prompt**: 'a red fox'" in fields and "**num_inference_steps**: 30" in fields and script == ""
     with pytest.raises(AppError, match="image carries no Img2Img Studio recipe"):
         client.predict(handle_file(str(cat_png)), "", api_name="/recipe")
+
+
+def test_depth_endpoint_parameters_are_named_as_documented(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    names = [p["parameter_name"] for p in info["named_endpoints"]["/depth"]["parameters"]]
+    assert names[:11] == [
+        "image",
+        "depth_map",
+        "depth_estimator",
+        "prompt",
+        "negative_prompt",
+        "strength",
+        "guidance_scale",
+        "num_inference_steps",
+        "seed",
+        "controlnet_conditioning_scale",
+        "restyle_model",
+    ]
+    estimate = info["named_endpoints"]["/estimate_depth"]["parameters"]
+    assert [p["parameter_name"] for p in estimate][:2] == ["image", "depth_estimator"]
+
+
+def test_depth_endpoint_returns_the_guides_grid_and_pngs_with_recipes(client, cat_png, tmp_path):
+    depth = tmp_path / "depth.png"
+    Image.fromarray(np.tile(np.linspace(0, 65535, 40), (25, 1)).astype(np.uint16)).save(depth)
+    grid, gallery, used, summary, script, downloads = client.predict(
+        handle_file(str(cat_png)),
+        handle_file(str(depth)),
+        "midas",
+        "a clay cat",
+        "",
+        0.8,
+        7.5,
+        4,
+        11,
+        0.8,
+        "elden-ring",
+        api_name="/depth",
+    )
+    assert Image.open(grid).size == (400, 272)  # 2x2 of the 200x136 init
+    assert [item["caption"] for item in gallery] == ["init", "depth (uploaded)", "ControlNet", "restyled (elden-ring)"]
+    assert Image.open(used).size == (200, 136)
+    controlnet = read_recipe(gallery[2]["image"])
+    assert controlnet.workflow == "depth" and controlnet.seeds == (11,)
+    assert read_recipe(gallery[3]["image"]).model == "elden-ring"
+    assert "Restyle: Elden Ring Diffusion" in summary
+    # the panel shows the final image's script: the restyle, whose init is the ControlNet result
+    assert "elden-ring" in script and "controlnet" not in script.lower()
+    init = next(path for path in downloads if Path(path).name == "init.png")
+    assert np.array_equal(np.asarray(Image.open(init)), np.asarray(Image.open(gallery[2]["image"])))
+
+
+def test_estimate_depth_endpoint_returns_a_map_of_the_image_size(client, cat_png):
+    path = client.predict(handle_file(str(cat_png)), "depth-anything-v2-small", api_name="/estimate_depth")
+    depth = Image.open(path)
+    assert depth.size == (200, 136)
+    assert len(set(depth.convert("L").getdata())) > 1
+
+
+@pytest.mark.parametrize(
+    ("estimator", "message"),
+    [("zoe", "Upload a depth map instead"), ("<script>x</script>", "depth_estimator must be one of")],
+)
+def test_depth_errors_reach_the_client_and_the_app_keeps_serving(client, cat_png, estimator, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(cat_png)), estimator, api_name="/estimate_depth")
+    assert Image.open(client.predict(handle_file(str(cat_png)), "depth-anything-v2-small", api_name="/estimate_depth"))

@@ -15,7 +15,7 @@ CSS = """
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole page for an engine. Building it writes the example images; it loads no model."""
-    from ui import basic, chain, recipe, sweep
+    from ui import basic, chain, depth, recipe, sweep
 
     with gr.Blocks(title="Img2Img Studio") as app:
         gr.Markdown(
@@ -30,6 +30,8 @@ def build_app(engine: Engine) -> gr.Blocks:
                 sweep.build(engine)
             with gr.Tab("Chain", id="chain"):
                 chain.build(engine)
+            with gr.Tab("Depth", id="depth"):
+                depth.build(engine)
             with gr.Tab("Recipe", id="recipe"):
                 recipe.build(engine, basic_inputs, tabs)
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)

@@ -43,9 +43,11 @@ def engine_checked(component: gr.Slider | gr.Number) -> gr.Slider | gr.Number:
     return component
 
 
-def model_picker(kind: str, value: str, label: str = "Model") -> gr.Dropdown:
-    """A dropdown of the catalog models that serve a pipeline kind; its values are catalog keys."""
-    choices = [(f"{CATALOG[key].label} ({key})", key) for key in models_for(kind)]
+def model_picker(
+    kind: str, value: str, label: str = "Model", *, keys: list[str] | None = None, extra: list[tuple] = ()
+) -> gr.Dropdown:
+    """A dropdown of the catalog models that serve a pipeline kind (or of `keys`); values are catalog keys."""
+    choices = [*extra, *[(f"{CATALOG[key].label} ({key})", key) for key in (keys or models_for(kind))]]
     # allow_custom_value: the engine's check answers an unknown key, naming the parameter and listing the keys
     return gr.Dropdown(
         choices=choices,
@@ -229,8 +231,10 @@ def img2img_request(
 GPU_QUEUE = "gpu"  # every event that runs a pipeline shares this concurrency id, one at a time
 
 
-def wire_generation(run: gr.Button, stop: gr.Button, fn: Callable, *, inputs: list, outputs: list, api_name: str):
-    """Run `fn` on the shared GPU queue when `run` is clicked; `stop` ends it at the next step.
+def wire_generation(
+    run: gr.Button, stop: gr.Button | None, fn: Callable, *, inputs: list, outputs: list, api_name: str
+):
+    """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
 
     Each browser session gets its own CancelToken (passed as fn's last input), reset before every run,
     so one user's Stop never stops another's job.
@@ -244,7 +248,8 @@ def wire_generation(run: gr.Button, stop: gr.Button, fn: Callable, *, inputs: li
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
     )
-    stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
+    if stop is not None:
+        stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
 
 
 def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> None:
@@ -284,8 +289,10 @@ def recipe_panel() -> tuple[gr.Code, gr.File]:
     return code, files
 
 
-def recipe_files(recipe: Recipe | None, init: Image.Image | None) -> tuple[str, list[str] | None]:
-    """The script text and its downloads for one result's recipe."""
+def recipe_files(
+    recipe: Recipe | None, init: Image.Image | None, inputs: dict[str, Image.Image] | None = None
+) -> tuple[str, list[str] | None]:
+    """The script text and its downloads for one result's recipe (`inputs`: more images it reads)."""
     if recipe is None:
         return "", None
     try:
@@ -299,16 +306,18 @@ def recipe_files(recipe: Recipe | None, init: Image.Image | None) -> tuple[str, 
     if init is not None:
         init.save(folder / "init.png")
         paths.insert(1, str(folder / "init.png"))
+    for name, image in (inputs or {}).items():
+        image.save(folder / name)
+        paths.append(str(folder / name))
     return script, paths
 
 
 def wire_recipe_selection(gallery: gr.Gallery, recipes: gr.State, code: gr.Code, files: gr.File) -> None:
-    """Selecting an image in `gallery` shows its script; `recipes` holds (recipe, init) per image."""
+    """Selecting an image in `gallery` shows its script; `recipes` holds (recipe, init[, inputs]) per image."""
 
     def show(entries, event: gr.SelectData):
         if not entries or event.index is None or event.index >= len(entries):
             return "", None
-        recipe, init = entries[event.index]
-        return recipe_files(recipe, init)
+        return recipe_files(*entries[event.index])
 
     gallery.select(show, inputs=recipes, outputs=[code, files], queue=False, api_visibility="private")

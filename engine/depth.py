@@ -1,0 +1,426 @@
+"""ControlNet depth, as in the guide: a depth map keeps the image's layout through img2img, then an
+optional restyle with another model.
+
+A depth map comes from an estimator (engine.estimators) or an upload (8- or 16-bit, grey or RGB,
+any size); `depth_to_control` turns either into the 8-bit map control_v11f1p_sd15_depth expects,
+near bright. The map is resized to the init image's working size before the pipeline sees it:
+diffusers fails on a control image of another size (diffusers issue 5953). The ControlNet pipeline
+is derived from the cached SD 1.5 pipeline (`PipelineCache.get_controlnet`), so the base weights are
+loaded once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from engine.basic import Img2ImgResult, run_img2img
+from engine.cache import PipelineCache
+from engine.catalog import ModelSpec, get_spec, models_for
+from engine.grid import image_grid
+from engine.images import NormalizedImage, open_image
+from engine.recipe import Recipe
+from engine.requests import (
+    MAX_GUIDANCE,
+    RANDOM_SEED,
+    Img2ImgJob,
+    Img2ImgRequest,
+    check_flag,
+    check_model,
+    check_number,
+    check_seed,
+    check_text,
+    denoising_steps,
+    normalize_for_model,
+)
+from engine.run import GenerationCancelled, StepReporter, call_pipeline
+from engine.settings import Settings
+
+CONTROLNET = "controlnet-depth"
+DEFAULT_ESTIMATOR = "midas"
+DEFAULT_RESTYLE = "elden-ring"
+NO_RESTYLE = "none"
+DEFAULT_PROMPT = "a futuristic motorcycle in a workshop, neon lights, detailed, 8k"
+# StableDiffusionControlNetImg2ImgPipeline's own defaults, which the guide uses
+DEFAULT_CONDITIONING_SCALE = 0.8
+MAX_CONDITIONING_SCALE = 2.0
+
+
+def depth_models() -> list[str]:
+    """Base models the SD 1.5 depth ControlNet fits: the SD 1.5 family of the catalog."""
+    return [key for key in models_for("img2img") if get_spec(key).family == "sd15"]
+
+
+def depth_estimators() -> list[str]:
+    return models_for("depth")
+
+
+# -- depth maps ---------------------------------------------------------------------------------
+
+
+def load_depth_map(source: object, *, max_input_pixels: int, name: str = "depth_map") -> np.ndarray:
+    """An uploaded depth map as float64 (H, W), integer formats scaled to [0, 1] by their bit depth.
+
+    8- and 16-bit greyscale, RGB (its luminance), RGBA and LA (transparent counts as far), palette and
+    float maps are accepted; the pixel cap is checked from the header before decoding.
+    """
+    image = ImageOps.exif_transpose(open_image(source, name=name, max_input_pixels=max_input_pixels))
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float64) / 65535.0
+    if mode == "I":
+        array = np.asarray(image, dtype=np.float64)
+        return array / (65535.0 if array.max(initial=0) <= 65535 else array.max())
+    if mode == "F":
+        return np.asarray(image, dtype=np.float64)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
+        grey = np.asarray(image.convert("RGBA").convert("L"), dtype=np.float64) / 255.0
+        return grey * rgba[..., 3]
+    return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+
+
+def depth_to_control(depth: np.ndarray, *, invert: bool = False, normalize: bool = True) -> Image.Image:
+    """An 8-bit greyscale control map from relative depth, near bright.
+
+    Non-finite values (a disparity map's unknown pixels, inf) count as far. `normalize` stretches the
+    finite range to 0..255; without it the map's values are taken as [0, 1] and clipped. `invert`
+    swaps near and far, for maps made with far bright.
+
+    Raises:
+        ValueError: the map has no finite value.
+    """
+    array = np.asarray(depth, dtype=np.float64)
+    if array.ndim == 3:
+        array = array.mean(axis=2)
+    if array.ndim != 2:
+        raise ValueError(f"depth_map must be a 2-D map, got an array of shape {array.shape}")
+    finite = np.isfinite(array)
+    if not finite.any():
+        raise ValueError("depth_map has no finite values")
+    low, high = float(array[finite].min()), float(array[finite].max())
+    if normalize:
+        array = (array - low) / (high - low) if high > low else np.zeros_like(array)
+        array = np.where(finite, array, 0.0)
+    else:
+        array = np.where(finite, np.clip(array, 0.0, 1.0), 0.0)
+    if invert:
+        array = 1.0 - array
+    return Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def control_image(depth: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The control image the pipeline gets: the map at the init's working size, as RGB."""
+    if depth.size != tuple(size):
+        depth = depth.resize(size, Image.Resampling.BILINEAR)
+    return depth.convert("RGB")
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepthRequest:
+    """What the depth tab (or the `depth` API) asks for. None means the default."""
+
+    image: Image.Image | str | Path | bytes | None
+    depth_map: Image.Image | str | Path | bytes | np.ndarray | None = None
+    depth_estimator: str = DEFAULT_ESTIMATOR
+    prompt: str = DEFAULT_PROMPT
+    negative_prompt: str = ""
+    strength: float = 0.8
+    guidance_scale: float = 7.5
+    num_inference_steps: int = 50
+    seed: int = RANDOM_SEED
+    controlnet_conditioning_scale: float = DEFAULT_CONDITIONING_SCALE
+    restyle_model: str | None = DEFAULT_RESTYLE
+    control_guidance_start: float = 0.0
+    control_guidance_end: float = 1.0
+    guess_mode: bool = False
+    invert_depth: bool = False
+    normalize_depth: bool = True
+    restyle_prompt: str | None = None  # None: the style's trigger words, then the prompt
+    restyle_strength: float | None = None  # None: the style model's default
+    restyle_guidance_scale: float | None = None
+    model: str = "sd15"
+
+    def validate(self, settings: Settings) -> DepthJob:
+        """Check every value before any work.
+
+        Raises:
+            ValueError: naming the parameter and the value it got.
+        """
+        spec = check_model(self.model, "img2img")
+        if spec.family != "sd15":
+            raise ValueError(
+                f"model must be an SD 1.5 model for the SD 1.5 depth ControlNet ({', '.join(depth_models())}); "
+                f"got {self.model!r}"
+            )
+        estimator = check_model(self.depth_estimator, "depth", name="depth_estimator")
+        prompt = check_text("prompt", self.prompt, max_chars=settings.max_prompt_chars, required=True)
+        negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
+        strength = check_number("strength", self.strength, low=0.0, high=1.0, low_open=True)
+        guidance = check_number("guidance_scale", self.guidance_scale, low=0.0, high=MAX_GUIDANCE)
+        steps = check_number(
+            "num_inference_steps", self.num_inference_steps, low=1, high=settings.max_steps, integer=True
+        )
+        if denoising_steps(steps, strength) < 1:
+            raise ValueError(
+                f"num_inference_steps x strength must give at least one denoising step: "
+                f"int({steps} x {strength}) = 0; raise strength or num_inference_steps"
+            )
+        conditioning = check_number(
+            "controlnet_conditioning_scale", self.controlnet_conditioning_scale, low=0.0, high=MAX_CONDITIONING_SCALE
+        )
+        start = check_number("control_guidance_start", self.control_guidance_start, low=0.0, high=1.0)
+        end = check_number("control_guidance_end", self.control_guidance_end, low=0.0, high=1.0)
+        if start >= end:
+            raise ValueError(f"control_guidance_start must be below control_guidance_end, got {start:g} and {end:g}")
+        flags = {
+            name: check_flag(name, getattr(self, name)) for name in ("guess_mode", "invert_depth", "normalize_depth")
+        }
+        seed = check_seed(self.seed)
+        image = normalize_for_model(self.image, spec, settings)
+        depth = None
+        if self.depth_map is not None and not (isinstance(self.depth_map, str) and not self.depth_map):
+            if isinstance(self.depth_map, np.ndarray):
+                depth = np.asarray(self.depth_map, dtype=np.float64)
+            else:
+                depth = load_depth_map(self.depth_map, max_input_pixels=settings.max_input_pixels)
+        restyle = self._restyle_request(image, prompt, negative, steps, seed, settings)
+        return DepthJob(
+            spec=spec,
+            estimator=estimator,
+            image=image,
+            depth=depth,
+            prompt=prompt,
+            negative_prompt=negative,
+            strength=strength,
+            guidance_scale=guidance,
+            num_inference_steps=steps,
+            seed=seed,
+            controlnet_conditioning_scale=conditioning,
+            control_guidance_start=start,
+            control_guidance_end=end,
+            restyle=restyle,
+            **flags,
+        )
+
+    def _restyle_request(
+        self, image: NormalizedImage, prompt: str, negative: str, steps: int, seed: int, settings: Settings
+    ) -> Img2ImgRequest | None:
+        """The restyle as a Basic request, checked now on the init so a bad value fails before any work."""
+        key = self.restyle_model
+        if key is None or (isinstance(key, str) and key.strip().lower() in ("", NO_RESTYLE)):
+            return None
+        style = check_model(key, "img2img", name="restyle_model")
+        if style.family != "sd15":
+            raise ValueError(
+                f"restyle_model must be an SD 1.5 model ({', '.join(depth_models())}) or {NO_RESTYLE!r}; got {key!r}"
+            )
+        assert style.defaults is not None  # catalog invariant: img2img models have defaults
+        restyle_prompt = self.restyle_prompt
+        if restyle_prompt is None or (isinstance(restyle_prompt, str) and not restyle_prompt.strip()):
+            restyle_prompt = f"{style.trigger_words} {prompt}".strip()
+        request = Img2ImgRequest(
+            image=image.image,
+            prompt=restyle_prompt,
+            model=style.key,
+            negative_prompt=negative,
+            strength=style.defaults.strength if self.restyle_strength is None else self.restyle_strength,
+            guidance_scale=(
+                style.defaults.guidance_scale if self.restyle_guidance_scale is None else self.restyle_guidance_scale
+            ),
+            num_inference_steps=steps,
+            seed=seed,
+        )
+        try:
+            request.validate(settings)
+        except ValueError as exc:
+            raise ValueError(f"restyle: {str(exc).replace('prompt', 'restyle_prompt', 1)}") from None
+        return request
+
+
+@dataclass(frozen=True)
+class DepthJob:
+    """A validated depth request. `depth` is the uploaded map (None: estimate it)."""
+
+    spec: ModelSpec
+    estimator: ModelSpec
+    image: NormalizedImage
+    depth: np.ndarray | None
+    prompt: str
+    negative_prompt: str
+    strength: float
+    guidance_scale: float
+    num_inference_steps: int
+    seed: int
+    controlnet_conditioning_scale: float
+    control_guidance_start: float
+    control_guidance_end: float
+    guess_mode: bool
+    invert_depth: bool
+    normalize_depth: bool
+    restyle: Img2ImgRequest | None
+
+    @property
+    def depth_source(self) -> str:
+        return "uploaded" if self.depth is not None else self.estimator.key
+
+    def call_kwargs(self, control: Image.Image) -> dict:
+        """StableDiffusionControlNetImg2ImgPipeline's arguments; the output size is always passed."""
+        width, height = self.image.size
+        return {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt or None,
+            "image": self.image.image,
+            "control_image": control,
+            "height": height,
+            "width": width,
+            "strength": self.strength,
+            "guidance_scale": self.guidance_scale,
+            "num_inference_steps": self.num_inference_steps,
+            "controlnet_conditioning_scale": self.controlnet_conditioning_scale,
+            "control_guidance_start": self.control_guidance_start,
+            "control_guidance_end": self.control_guidance_end,
+            "guess_mode": self.guess_mode,
+        }
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DepthProgress:
+    """The run so far; yielded when the depth map, the ControlNet result and the restyle are ready."""
+
+    job: DepthJob
+    depth: Image.Image | None = None  # the control map at the init's working size, RGB
+    controlnet: Image.Image | None = None
+    restyled: Image.Image | None = None
+    controlnet_recipe: Recipe | None = None
+    restyle_result: Img2ImgResult | None = None
+    steps: list[int] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    stopped: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        if self.stopped is not None or self.controlnet is None:
+            return False
+        return self.job.restyle is None or self.restyled is not None
+
+    def images(self) -> list[tuple[Image.Image, str]]:
+        """(image, caption) of what exists so far, in the grid's order."""
+        items = [(self.job.image.image, "init")]
+        if self.depth is not None:
+            items.append((self.depth, f"depth ({self.job.depth_source})"))
+        if self.controlnet is not None:
+            items.append((self.controlnet, "ControlNet"))
+        if self.restyled is not None:
+            items.append((self.restyled, f"restyled ({self.job.restyle.model})"))
+        return items
+
+    def grid(self) -> Image.Image:
+        """The guide's 2x2 grid [init, depth, ControlNet result, restyled] (a row of three without restyle)."""
+        images = [image for image, _ in self.images()]
+        if len(images) == 4:
+            return image_grid(images, rows=2, cols=2)
+        return image_grid(images, rows=1, cols=len(images))
+
+
+def estimate(cache: PipelineCache, estimator: str, image: Image.Image) -> np.ndarray:
+    """Relative depth of `image` (near large) from a catalog estimator, at the image's size."""
+    with cache.lock:
+        return cache.get(estimator, "depth").predict(image)
+
+
+def run_depth(
+    cache: PipelineCache,
+    job: DepthJob,
+    *,
+    reporter: StepReporter | None = None,
+    model_id: Callable[[str], str] = str,
+    model_mode: str = "tiny",
+    estimator: Callable[[str, Image.Image], np.ndarray] | None = None,
+    settings: Settings | None = None,
+) -> Iterator[DepthProgress]:
+    """Depth map, ControlNet img2img, restyle; yields after each. Stop keeps what is done.
+
+    `estimator(key, image)` gives a depth array (the engine passes one that remembers recent maps).
+    """
+    reporter = reporter or StepReporter()
+    progress = DepthProgress(job=job)
+    started = time.perf_counter()
+    array = job.depth
+    if array is None:
+        array = (estimator or (lambda key, image: estimate(cache, key, image)))(job.estimator.key, job.image.image)
+    control_map = depth_to_control(array, invert=job.invert_depth, normalize=job.normalize_depth)
+    progress.depth = control_image(control_map, job.image.size)
+    progress.seconds["depth"] = time.perf_counter() - started
+    yield progress
+
+    started = time.perf_counter()
+    pipe = cache.get_controlnet(job.spec.key, CONTROLNET)
+    kwargs = job.call_kwargs(progress.depth)
+    reporter.start_call(calls_left=2 if job.restyle is not None else 1)
+    try:
+        output = call_pipeline(
+            pipe,
+            kwargs,
+            seeds=(job.seed,),
+            generator_device=cache.policy.generator_device,
+            lock=cache.lock,
+            reporter=reporter,
+        )
+    except GenerationCancelled as stopped:
+        progress.stopped = str(stopped)
+        yield progress
+        return
+    progress.controlnet = output.images[0]
+    progress.steps.append(reporter.steps)
+    progress.seconds["controlnet"] = time.perf_counter() - started
+    progress.controlnet_recipe = Recipe.from_pipeline(
+        pipe,
+        workflow="depth",
+        model=job.spec.key,
+        model_id=model_id(job.spec.key),
+        generator_device=cache.policy.generator_device,
+        seeds=(job.seed,),
+        parameters={k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None},
+        size=job.image.size,
+        model_mode=model_mode,
+        revision=job.spec.revision,
+        extra={
+            "family": job.spec.family,
+            "controlnet": CONTROLNET,
+            "controlnet_id": model_id(CONTROLNET),
+            "depth_source": job.depth_source,
+            "invert_depth": job.invert_depth,
+            "normalize_depth": job.normalize_depth,
+        },
+    )
+    yield progress
+    if job.restyle is None:
+        return
+
+    assert settings is not None, "a restyle needs the settings to validate its request"
+    restyle_job: Img2ImgJob = replace(job.restyle, image=progress.controlnet).validate(settings)
+    try:
+        result = run_img2img(
+            cache, restyle_job, model_id=model_id(restyle_job.spec.key), model_mode=model_mode, reporter=reporter
+        )
+    except GenerationCancelled as stopped:
+        progress.stopped = str(stopped)
+        yield progress
+        return
+    progress.restyle_result = result
+    progress.restyled = result.images[0]
+    progress.steps.append(reporter.steps - progress.steps[0])
+    progress.seconds["restyle"] = result.seconds
+    yield progress

@@ -1,0 +1,340 @@
+"""Depth tab: a depth map (estimated or uploaded) keeps the layout through ControlNet img2img; a style
+model then restyles the result, as in the guide."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from engine.catalog import CATALOG
+from engine.core import Engine
+from engine.depth import (
+    DEFAULT_CONDITIONING_SCALE,
+    DEFAULT_ESTIMATOR,
+    DEFAULT_PROMPT,
+    DEFAULT_RESTYLE,
+    MAX_CONDITIONING_SCALE,
+    NO_RESTYLE,
+    DepthProgress,
+    DepthRequest,
+    depth_estimators,
+    depth_models,
+)
+from engine.requests import RANDOM_SEED
+from engine.run import CancelToken
+from ui.widgets import (
+    GUIDANCE_INFO,
+    NEGATIVE_INFO,
+    STEPS_INFO,
+    STRENGTH_INFO,
+    engine_checked,
+    gradio_progress,
+    model_defaults,
+    model_picker,
+    png_outputs,
+    recipe_files,
+    recipe_panel,
+    seed_row,
+    user_errors,
+    wire_generation,
+    wire_recipe_selection,
+)
+
+CONDITIONING_INFO = (
+    "How strongly the depth map steers each step: 0 ignores it, 1 follows it closely. The pipeline's default is 0.8."
+)
+ESTIMATOR_INFO = "Used when no depth map is uploaded. Zoe and LeReS need their weights from the Hub."
+INVERT_INFO = "The depth ControlNet expects near = bright; tick for maps made the other way round."
+NORMALIZE_INFO = "Stretch the map's range to black..white (off: 8/16-bit maps are used as they are)."
+RESTYLE_INFO = "img2img of the ControlNet result with a style model; 'none' skips it."
+RESTYLE_PROMPT_INFO = "Empty: the style's trigger words, then the prompt."
+MOTORCYCLE_PROMPT = "a futuristic motorcycle in a workshop, neon lights, detailed, 8k"
+ASTRONAUT_PROMPT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
+
+
+def estimator_choices() -> list[tuple[str, str]]:
+    return [(f"{CATALOG[key].label} ({key})", key) for key in depth_estimators()]
+
+
+def summary_text(state: DepthProgress) -> str:
+    job = state.job
+    width, height = job.image.size
+    if job.depth is not None:
+        depth_line = f"Depth map: uploaded, resized to {width}×{height}"
+    else:
+        depth_line = f"Depth map: estimated with {job.estimator.label}"
+    if "depth" in state.seconds:
+        depth_line += f" ({state.seconds['depth']:.1f}s)"
+    lines = [depth_line + "."]
+    if state.controlnet is not None:
+        lines.append(
+            f"ControlNet img2img: seed **{job.seed}** · **{state.steps[0]}** denoising steps · {width}×{height} · "
+            f"{state.seconds['controlnet']:.1f}s · {job.spec.label}"
+        )
+    if state.restyled is not None:
+        restyle = state.restyle_result
+        lines.append(
+            f"Restyle: {restyle.job.spec.label} at strength {restyle.job.strength:g}, "
+            f"guidance {restyle.job.guidance_scale:g} · **{restyle.steps_run}** steps · {restyle.seconds:.1f}s"
+        )
+    if state.stopped:
+        lines.append(f"Stopped: {state.stopped}; what was finished is kept.")
+    if job.image.notes:
+        lines.append("Input: " + "; ".join(job.image.notes) + ".")
+    return "\n\n".join(lines)
+
+
+def gallery_entries(state: DepthProgress) -> list[tuple]:
+    """(image, recipe, caption) per image, and (recipe, init, inputs) for its script panel."""
+    items, entries = [], []
+    for image, caption in state.images():
+        recipe, entry = None, (None, None)
+        if image is state.controlnet:
+            recipe = state.controlnet_recipe
+            entry = (recipe, state.job.image.image, {"control.png": state.depth})
+        elif image is state.restyled:
+            recipe = state.restyle_result.recipe
+            entry = (recipe, state.controlnet)
+        items.append((image, recipe, caption))
+        entries.append(entry)
+    return items, entries
+
+
+def build(engine: Engine) -> None:
+    """Lay out the Depth tab and wire its events."""
+    settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults("sd15")
+    style_strength0, style_guidance0, _ = model_defaults(DEFAULT_RESTYLE)
+    last_seed = gr.State(RANDOM_SEED)
+    gr.Markdown(
+        "A depth map keeps the image's layout while the prompt changes everything else: near is bright, far "
+        "is dark. Upload one, or let an estimator make it; then a style model can restyle the result."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Row():
+                image = gr.Image(
+                    label="Init image", type="filepath", sources=["upload", "clipboard"], format="png", height=260
+                )
+                depth_map = gr.Image(
+                    label="Depth map (optional; estimated when empty)",
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    image_mode=None,  # keep 16-bit and grey maps as uploaded
+                    format="png",
+                    height=260,
+                )
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+            negative_prompt = gr.Textbox(
+                value="", label="Negative prompt", info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
+            )
+            with gr.Row(equal_height=True):
+                estimator = gr.Dropdown(
+                    estimator_choices(),
+                    value=DEFAULT_ESTIMATOR,
+                    label="Depth estimator",
+                    info=ESTIMATOR_INFO,
+                    allow_custom_value=True,  # the engine names an unknown key and lists the known ones
+                    scale=3,
+                )
+                estimate = gr.Button("Estimate depth", scale=1)
+            with gr.Row():
+                invert = gr.Checkbox(value=False, label="Invert depth", info=INVERT_INFO)
+                normalize = gr.Checkbox(value=True, label="Normalise depth", info=NORMALIZE_INFO)
+            strength = engine_checked(
+                gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
+            )
+            conditioning = engine_checked(
+                gr.Slider(
+                    0.0,
+                    MAX_CONDITIONING_SCALE,
+                    value=DEFAULT_CONDITIONING_SCALE,
+                    step=0.05,
+                    label="ControlNet conditioning scale",
+                    info=CONDITIONING_INFO,
+                )
+            )
+            restyle_model = model_picker(
+                "img2img",
+                DEFAULT_RESTYLE,
+                label="Restyle with",
+                keys=depth_models(),
+                extra=[("none (no restyle)", NO_RESTYLE)],
+            )
+            restyle_model.info = RESTYLE_INFO
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", scale=3)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+            with gr.Accordion("Advanced", open=False):
+                guidance = engine_checked(
+                    gr.Slider(0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO)
+                )
+                steps = engine_checked(
+                    gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO)
+                )
+                seed, _, reuse_seed = seed_row()
+                with gr.Row():
+                    start = engine_checked(gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Control guidance start"))
+                    end = engine_checked(gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Control guidance end"))
+                guess_mode = gr.Checkbox(
+                    value=False,
+                    label="Guess mode",
+                    info="The ControlNet reads the depth map without the prompt; works best with guidance 3-5.",
+                )
+                model = model_picker("img2img", "sd15", label="Base model", keys=depth_models())
+                restyle_prompt = gr.Textbox(
+                    value="", label="Restyle prompt", info=RESTYLE_PROMPT_INFO, max_length=settings.max_prompt_chars
+                )
+                with gr.Row():
+                    restyle_strength = engine_checked(
+                        gr.Slider(0.01, 1.0, value=style_strength0, step=0.01, label="Restyle strength")
+                    )
+                    restyle_guidance = engine_checked(
+                        gr.Slider(0.0, 30.0, value=style_guidance0, step=0.5, label="Restyle guidance scale")
+                    )
+        with gr.Column(scale=1):
+            preview = gr.Image(label="Depth map used (near bright)", format="png", type="pil", interactive=False)
+            grid = gr.Image(label="init | depth / ControlNet | restyled", format="png", type="pil", interactive=False)
+            gallery = gr.Gallery(label="Images", format="png", columns=4, height=220)
+            summary = gr.Markdown()
+            code, downloads = recipe_panel()
+    recipes = gr.State([])
+
+    examples = engine.example_images()
+    gr.Examples(
+        examples=[
+            [str(examples["motorcycle"]), str(engine.example_depth_map()), MOTORCYCLE_PROMPT],
+            [str(examples["astronaut"]), None, ASTRONAUT_PROMPT],
+        ],
+        inputs=[image, depth_map, prompt],
+        label="Examples: the Middlebury motorcycle with its measured disparity; the astronaut, estimated",
+    )
+
+    @user_errors
+    def estimate_depth(
+        image: str | None,
+        depth_estimator: str = DEFAULT_ESTIMATOR,
+        invert_depth: bool = False,
+        normalize_depth: bool = True,
+        cancel: CancelToken | None = None,
+    ):
+        """Estimate a depth map: 8-bit greyscale at the image's size, near bright.
+
+        Args:
+            image: the image to estimate depth of.
+            depth_estimator: midas, depth-anything-v2-small, zoe or leres.
+            invert_depth: swap near and far.
+            normalize_depth: stretch the map to the full 0..255 range.
+        """
+        return engine.estimate_depth(image, depth_estimator, invert=invert_depth, normalize=normalize_depth)
+
+    @user_errors
+    def depth(
+        image: str | None,
+        depth_map: str | None,
+        depth_estimator: str,
+        prompt: str,
+        negative_prompt: str,
+        strength: float,
+        guidance_scale: float,
+        num_inference_steps: float,
+        seed: float,
+        controlnet_conditioning_scale: float,
+        restyle_model: str,
+        control_guidance_start: float = 0.0,
+        control_guidance_end: float = 1.0,
+        guess_mode: bool = False,
+        invert_depth: bool = False,
+        normalize_depth: bool = True,
+        restyle_prompt: str = "",
+        restyle_strength: float | None = None,
+        restyle_guidance_scale: float | None = None,
+        model: str = "sd15",
+        cancel: CancelToken | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """ControlNet depth img2img, then an optional restyle; yields each image as it is ready.
+
+        Args:
+            image: the init image.
+            depth_map: a depth map (8/16-bit, grey or RGB, any size; near bright), or empty to estimate one.
+            depth_estimator: midas, depth-anything-v2-small, zoe or leres (used when depth_map is empty).
+            prompt: what the image should become.
+            negative_prompt: what to steer away from.
+            strength: in (0, 1].
+            guidance_scale: classifier-free guidance, >= 0.
+            num_inference_steps: steps of the full schedule (the restyle uses it too).
+            seed: -1 for random, else in [0, 2^32).
+            controlnet_conditioning_scale: in [0, 2]; how strongly the depth map steers.
+            restyle_model: an SD 1.5 catalog key (elden-ring, comic-diffusion, ...) or "none".
+            control_guidance_start, control_guidance_end: the share of the steps the ControlNet acts on.
+            guess_mode: the ControlNet reads the map without the prompt.
+            invert_depth, normalize_depth: how the map is read.
+            restyle_prompt: empty for the style's trigger words then the prompt.
+            restyle_strength, restyle_guidance_scale: empty for the style model's defaults.
+            model: the SD 1.5 base model for the ControlNet.
+        """
+        request = DepthRequest(
+            image=image,
+            depth_map=depth_map,
+            depth_estimator=depth_estimator,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            strength=strength,
+            guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
+            seed=seed,
+            controlnet_conditioning_scale=controlnet_conditioning_scale,
+            restyle_model=restyle_model,
+            control_guidance_start=control_guidance_start,
+            control_guidance_end=control_guidance_end,
+            guess_mode=guess_mode,
+            invert_depth=invert_depth,
+            normalize_depth=normalize_depth,
+            restyle_prompt=restyle_prompt or None,
+            restyle_strength=restyle_strength,
+            restyle_guidance_scale=restyle_guidance_scale,
+            model=model,
+        )
+        job = engine.plan_depth(request)
+        gallery: list[tuple[str, str]] = []  # each image's PNG is written once
+        for state in engine.depth(job, progress=gradio_progress(progress, "ControlNet depth"), cancel=cancel):
+            items, entries = gallery_entries(state)
+            gallery += png_outputs(settings, items[len(gallery) :])
+            script, files = recipe_files(*entries[-1]) if state.finished else ("", None)
+            yield state.grid(), gallery, state.depth, summary_text(state), script, files, entries, job.seed
+
+    def on_restyle_model(key: str):
+        try:
+            strength_value, guidance_value, _ = model_defaults(key)
+        except ValueError:  # "none" or a typed key: Generate names any problem
+            return gr.skip(), gr.skip()
+        return strength_value, guidance_value
+
+    restyle_model.input(
+        on_restyle_model,
+        inputs=restyle_model,
+        outputs=[restyle_strength, restyle_guidance],
+        queue=False,
+        api_visibility="private",
+    )
+    wire_generation(
+        estimate,
+        None,
+        estimate_depth,
+        inputs=[image, estimator, invert, normalize],
+        outputs=preview,
+        api_name="estimate_depth",
+    )
+    api_inputs = [image, depth_map, estimator, prompt, negative_prompt, strength, guidance, steps, seed]
+    api_inputs += [conditioning, restyle_model, start, end, guess_mode, invert, normalize, restyle_prompt]
+    api_inputs += [restyle_strength, restyle_guidance, model]
+    wire_generation(
+        run,
+        stop,
+        depth,
+        inputs=api_inputs,
+        outputs=[grid, gallery, preview, summary, code, downloads, recipes, last_seed],
+        api_name="depth",
+    )
+    wire_recipe_selection(gallery, recipes, code, downloads)
+    reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
