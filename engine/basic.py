@@ -27,7 +27,14 @@ class Img2ImgResult:
     seconds: float
     recipe: Recipe
     job: Img2ImgJob
-    nsfw: tuple[bool, ...] = ()
+    nsfw: tuple[bool, ...] = ()  # per image: the safety checker blacked it out
+    notes: tuple[str, ...] = ()  # faults recovered from (out of memory, NaN) on the way
+
+    @property
+    def shown(self) -> list[int]:
+        """Indices of the images to show: a safety-checker flag is reported, not shown as a black square."""
+        flags = self.nsfw or (False,) * len(self.images)
+        return [index for index, flagged in enumerate(flags) if not flagged]
 
 
 def img2img_kwargs(pipe, job: Img2ImgJob) -> dict:
@@ -136,8 +143,7 @@ def run_img2img(
                 pipe,
                 {**kwargs, "num_images_per_prompt": len(seeds)},
                 seeds=seeds,
-                generator_device=cache.policy.generator_device,
-                lock=cache.lock,
+                cache=cache,
                 reporter=reporter,
             )
             images.extend(output.images)
@@ -156,13 +162,16 @@ def run_img2img(
         weighted_prompt=job.weighted_prompt,
         extra={"pipeline_calls": len(groups), "family": job.spec.family},
     )
+    flags = tuple(nsfw) or (False,) * len(images)
+    shown = [image for image, flagged in zip(images, flags, strict=True) if not flagged]
     return Img2ImgResult(
         images=images,
         init_image=job.image.image,
-        grid=image_grid([job.image.image, *images], rows=1, cols=len(images) + 1),
+        grid=image_grid([job.image.image, *shown], rows=1, cols=len(shown) + 1),
         steps_run=(reporter.steps - steps_before) // len(groups),
         seconds=time.perf_counter() - started,
         recipe=recipe,
         job=job,
         nsfw=tuple(nsfw),
+        notes=tuple(reporter.notes),
     )

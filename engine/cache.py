@@ -205,6 +205,29 @@ class PipelineCache:
             logger.info("evicted %s", key)
             return True
 
+    def relieve(self, pipe, *, vae: bool = False) -> str:
+        """Make room after running out of memory with `pipe`; returns what was done, for the user.
+
+        A VAE decode gets tiling where the VAE has it. Otherwise every other model is evicted and, on
+        CUDA, the pipeline's own weights move to model offload (only the running component on the GPU).
+        """
+        with self.lock:
+            target = getattr(pipe, "vae", None)
+            if vae and target is not None and hasattr(target, "enable_tiling") and not target.use_tiling:
+                target.enable_tiling()
+                return "VAE tiling"
+            owner = next((w for w in self._weights.values() if any(p is pipe for p in w.pipes.values())), None)
+            evicted = [key for key in list(self._weights) if owner is None or key != owner.key]
+            for key in evicted:
+                self.evict(key)
+            if owner is not None and owner.placement == "cuda":
+                for derived in owner.pipes.values():
+                    derived.enable_model_cpu_offload()
+                owner.placement = "model-offload"
+                return "model CPU offload" + (f" and {len(evicted)} other model(s) unloaded" if evicted else "")
+            _free_memory()
+            return f"{len(evicted)} other model(s) unloaded" if evicted else "memory freed"
+
     def clear(self) -> None:
         with self.lock:
             for key in list(self._weights):

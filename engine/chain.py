@@ -353,6 +353,7 @@ class ChainProgress:
     plan: ChainPlan
     results: list[StageResult] = field(default_factory=list)
     stopped: str | None = None
+    notes: list[str] = field(default_factory=list)  # faults recovered from (the reporter's list)
 
     @property
     def finished(self) -> bool:
@@ -387,7 +388,7 @@ def run_chain(
     """
     reporter = reporter or StepReporter()
     records: list[dict] = []
-    progress = ChainProgress(plan=plan)
+    progress = ChainProgress(plan=plan, notes=reporter.notes)
     carried: Image.Image | torch.Tensor | None = plan.init.image if plan.init is not None else None
     for stage in plan.stages:
         started = time.perf_counter()
@@ -401,8 +402,7 @@ def run_chain(
                 pipe,
                 kwargs,
                 seeds=(plan.seed,),
-                generator_device=cache.policy.generator_device,
-                lock=cache.lock,
+                cache=cache,
                 reporter=reporter,
             )
         except GenerationCancelled as stopped:

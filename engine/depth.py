@@ -308,6 +308,7 @@ class DepthProgress:
     steps: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     stopped: str | None = None
+    notes: list[str] = field(default_factory=list)  # faults recovered from (the reporter's list)
 
     @property
     def finished(self) -> bool:
@@ -355,7 +356,7 @@ def run_depth(
     `estimator(key, image)` gives a depth array (the engine passes one that remembers recent maps).
     """
     reporter = reporter or StepReporter()
-    progress = DepthProgress(job=job)
+    progress = DepthProgress(job=job, notes=reporter.notes)
     started = time.perf_counter()
     array = job.depth
     if array is None:
@@ -374,8 +375,7 @@ def run_depth(
             pipe,
             kwargs,
             seeds=(job.seed,),
-            generator_device=cache.policy.generator_device,
-            lock=cache.lock,
+            cache=cache,
             reporter=reporter,
         )
     except GenerationCancelled as stopped:

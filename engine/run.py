@@ -6,15 +6,28 @@ progress, cancellation and the cache lock behave the same everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
+import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
+logger = logging.getLogger(__name__)
+
 # progress(steps done, steps total); total may grow as later stages start
 ProgressFn = Callable[[int, int], None]
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory twice: once, and again after the one remedy tried."""
+
+
+class NonFiniteOutput(RuntimeError):
+    """The VAE decoded NaN or inf (an fp16 VAE overflowing): raised instead of returning a black image."""
 
 
 class GenerationCancelled(Exception):
@@ -26,10 +39,15 @@ class GenerationCancelled(Exception):
 
 
 class CancelToken:
-    """A per-session Stop flag. Copies are fresh tokens, so Gradio's per-session State gets its own."""
+    """A per-session Stop flag. Copies are fresh tokens, so Gradio's per-session State gets its own.
 
-    def __init__(self) -> None:
+    `child()` makes a token for one job: cancelled with its parent (the session's Stop) or on its own
+    (the job's event cancelled), without leaving the session's token set for the next job.
+    """
+
+    def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
+        self._parent = parent
 
     def cancel(self) -> None:
         self._event.set()
@@ -37,9 +55,12 @@ class CancelToken:
     def reset(self) -> None:
         self._event.clear()
 
+    def child(self) -> CancelToken:
+        return CancelToken(parent=self)
+
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
     def __deepcopy__(self, memo: dict) -> CancelToken:
         return CancelToken()
@@ -67,6 +88,7 @@ class StepReporter:
     cancel: CancelToken | None = None
     steps: int = 0  # every step of every call so far
     calls: int = 0
+    notes: list[str] = field(default_factory=list)  # what went wrong and was recovered from, for the user
     _call_start: int = 0
     _calls_left: int = 1
 
@@ -106,25 +128,133 @@ def call_pipeline(
     kwargs: dict,
     *,
     seeds: Sequence[int],
-    generator_device: str,
-    lock: threading.RLock,
+    cache,
     reporter: StepReporter | None = None,
     generators: list[torch.Generator] | None = None,
 ):
     """Call `pipe(**kwargs)` under the cache lock with per-image generators and the step callback.
 
     `generators` are used as given when a caller has already drawn from them (the sweep draws each
-    cell's init-latent sample first, as the pipeline would). Returns the pipeline's output object.
+    cell's init-latent sample first, as the pipeline would). `cache` gives the lock, the generator
+    device and `relieve()`, the remedy for running out of memory.
+
+    Faults: out of memory, or a VAE that decodes NaN, gets one retry with the same generator states
+    (the memory freed first, outside the except block, so the failed call's tensors are gone): after
+    out of memory with what `cache.relieve` did (VAE tiling, offload, freeing other models), after
+    NaN with the VAE upcast to float32. A second failure raises OutOfMemory or NonFiniteOutput with
+    a message for the user; a recovery adds a note to `reporter.notes`.
+
     Raises GenerationCancelled when the token is set.
     """
     reporter = reporter or StepReporter()
     if reporter.calls == 0:
         reporter.start_call()
     call = dict(kwargs)
-    call["generator"] = generators if generators is not None else make_generators(seeds, generator_device)
+    call["generator"] = generators if generators is not None else make_generators(seeds, cache.policy.generator_device)
     call.update(step_callback_kwargs(pipe, reporter))
-    with lock:
-        if reporter.cancel is not None and reporter.cancel.cancelled:
-            raise GenerationCancelled(reporter.steps)
-        with torch.inference_mode():
-            return pipe(**call)
+    states = [generator.get_state() for generator in call["generator"]]
+    steps_before = reporter.steps
+    upcast_vae = False
+    with cache.lock:
+        for attempt in (1, 2):
+            if reporter.cancel is not None and reporter.cancel.cancelled:
+                raise GenerationCancelled(reporter.steps)
+            fault = None
+            try:
+                with torch.inference_mode(), _finite_vae(pipe, upcast=upcast_vae):
+                    output = pipe(**call)
+                _check_finite(output)
+                return output
+            except torch.cuda.OutOfMemoryError as exc:
+                fault = f"out of memory in the {_where(exc)}"
+            except NonFiniteOutput:
+                fault = "the VAE decoded NaN"
+            # Outside the except block: the exception and its frames (holding the failed call's tensors)
+            # are gone, so this really frees them.
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if attempt == 2:
+                break
+            if fault.startswith("out of memory"):
+                remedy = cache.relieve(pipe, vae=fault.endswith("VAE decode"))
+            else:
+                upcast_vae, remedy = True, "the VAE upcast to float32"
+            logger.warning("%s; retrying once with %s", fault, remedy)
+            reporter.notes.append(f"Recovered: {fault}; retried once with {remedy}.")
+            for generator, state in zip(call["generator"], states, strict=True):
+                generator.set_state(state)
+            reporter.steps = steps_before
+    if fault.startswith("out of memory"):
+        raise OutOfMemory(
+            f"{fault}, again after a retry: this image is too large for the device. "
+            "Use a smaller image, fewer images per run or fewer sweep cells per batch (STUDIO_MAX_BATCH)."
+        )
+    raise NonFiniteOutput(
+        "the VAE decoded NaN even in float32: the result would be a black image. Try another seed or a lower "
+        "guidance scale."
+    )
+
+
+def _where(exc: BaseException) -> str:
+    """Which part of the pipeline ran out of memory, from the traceback's innermost diffusers frames."""
+    tb = exc.__traceback__
+    names = []
+    while tb is not None:
+        names.append((tb.tb_frame.f_code.co_name, tb.tb_frame.f_code.co_filename))
+        tb = tb.tb_next
+    del tb
+    for name, filename in reversed(names):
+        if name == "decode" and ("autoencoder" in filename or "vq_model" in filename):
+            return "VAE decode"
+    return "denoising loop"
+
+
+def _vae_of(pipe):
+    denoiser = denoiser_of(pipe)
+    return getattr(denoiser, "vae", None) or getattr(denoiser, "movq", None)
+
+
+@contextlib.contextmanager
+def _finite_vae(pipe, *, upcast: bool) -> Iterator[None]:
+    """Within the block the VAE's decode raises NonFiniteOutput on NaN/inf, and with `upcast` runs in float32."""
+    vae = _vae_of(pipe)
+    if vae is None:
+        yield
+        return
+    original = vae.decode
+    shadowed = "decode" in vars(vae)  # someone's own instance attribute, put back afterwards
+
+    def decode(latents, *args, **kwargs):
+        dtype = vae.dtype
+        if upcast and dtype != torch.float32:
+            vae.to(torch.float32)
+            try:
+                out = original(latents.float(), *args, **kwargs)
+            finally:
+                vae.to(dtype)
+        else:
+            out = original(latents, *args, **kwargs)
+        sample = out[0] if isinstance(out, tuple) else out.sample
+        if not torch.isfinite(sample).all():
+            raise NonFiniteOutput("the VAE decoded NaN or inf")
+        if sample.dtype != dtype:
+            sample = sample.to(dtype)
+            out = (sample, *out[1:]) if isinstance(out, tuple) else type(out)(sample=sample)
+        return out
+
+    vae.decode = decode  # an instance attribute, under the cache lock; removed below
+    try:
+        yield
+    finally:
+        if shadowed:
+            vae.decode = original
+        else:
+            del vae.decode
+
+
+def _check_finite(output) -> None:
+    """Latents handed on (output_type="latent") must be finite too."""
+    images = getattr(output, "images", None)
+    if isinstance(images, torch.Tensor) and not torch.isfinite(images).all():
+        raise NonFiniteOutput("the pipeline produced NaN latents")

@@ -19,6 +19,7 @@ call, exactly where the pipeline would draw it, so a batched cell reproduces the
 from __future__ import annotations
 
 import contextlib
+import html
 import math
 import re
 import time
@@ -232,10 +233,10 @@ class SweepPlan:
         return sum(c.job.denoising_steps for c in self.cells)
 
     def describe(self) -> str:
-        """The plan in words, for the tab before it runs."""
-        lines = [f"**X: {self.x_axis}**: {', '.join(self.x_labels)}"]
+        """The plan in words (Markdown, axis values HTML-escaped: they are typed text), before it runs."""
+        lines = [f"**X: {self.x_axis}**: {html.escape(', '.join(self.x_labels), quote=False)}"]
         if self.y_axis:
-            lines.append(f"**Y: {self.y_axis}**: {', '.join(self.y_labels)}")
+            lines.append(f"**Y: {self.y_axis}**: {html.escape(', '.join(self.y_labels), quote=False)}")
         w, h = self.grid_size
         lines.append(
             f"**{len(self.cells)}** cells in **{len(self.calls)}** pipeline call(s) · grid {w}×{h} px · "
@@ -377,6 +378,7 @@ class SweepProgress:
     stopped: str | None = None
     seconds: float = 0.0
     steps_run: int = 0
+    notes: list[str] = field(default_factory=list)  # faults recovered from (the reporter's list)
 
     @property
     def finished(self) -> bool:
@@ -440,6 +442,7 @@ def run_sweep(
     """
     reporter = reporter or StepReporter()
     progress = SweepProgress(plan=plan, images=[None] * len(plan.cells), recipes=[None] * len(plan.cells))
+    progress.notes = reporter.notes
     started = time.perf_counter()
     shared = _SharedWork(model_id=model_id, model_mode=model_mode)
     for number, call in enumerate(plan.calls):
@@ -559,8 +562,7 @@ def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporte
             pipe,
             kwargs,
             seeds=seeds,
-            generator_device=cache.policy.generator_device,
-            lock=cache.lock,
+            cache=cache,
             reporter=reporter,
             generators=generators,
         )

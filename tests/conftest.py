@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -51,3 +52,45 @@ def photo():
     from skimage import data
 
     return Image.fromarray(data.chelsea()).resize((136, 96))
+
+
+# -- the app, launched once per session on a free loopback port ---------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(engine):
+    import ui
+
+    app = ui.build_app(engine)
+    port = free_port()
+    # the app's own launch (upload limit, errors shown), on a free loopback port
+    ui.launch(app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False, download_files=True)
+
+
+@pytest.fixture(scope="session")
+def cat_png(tmp_path_factory, photo_module):
+    path = tmp_path_factory.mktemp("upload") / "cat.png"
+    photo_module.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def photo_module():
+    from skimage import data
+
+    return Image.fromarray(data.chelsea()).resize((200, 136))

@@ -1,7 +1,6 @@
 """The app as a client sees it: launched in tiny mode on 127.0.0.1, called through gradio_client."""
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,47 +8,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from engine.recipe import read_png_text, read_recipe
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(engine):
-    import ui
-
-    app = ui.build_app(engine)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return Client(server, verbose=False, download_files=True)
-
-
-@pytest.fixture(scope="module")
-def cat_png(tmp_path_factory, photo_module):
-    path = tmp_path_factory.mktemp("upload") / "cat.png"
-    photo_module.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def photo_module():
-    from skimage import data
-
-    return Image.fromarray(data.chelsea()).resize((200, 136))
 
 
 def test_api_parameters_are_named_as_documented(client):

@@ -38,14 +38,14 @@ def build_app(engine: Engine) -> gr.Blocks:
     return app
 
 
-def launch(app: gr.Blocks, engine: Engine, **kwargs) -> None:
-    """Start the server with the settings' host, port and upload limit."""
+def launch(app: gr.Blocks, engine: Engine, **overrides) -> None:
+    """Start the server with the settings' host, port and upload limit; errors are shown to the user."""
     settings = engine.settings
-    app.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        max_file_size=f"{settings.max_file_mb}mb",
-        css=CSS,
-        show_error=True,
-        **kwargs,
-    )
+    options = {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "max_file_size": f"{settings.max_file_mb}mb",
+        "css": CSS,
+        "show_error": True,
+    }
+    app.launch(**{**options, **overrides})

@@ -21,6 +21,7 @@ from ui.widgets import (
     recipe_files,
     recipe_panel,
     user_errors,
+    warning_text,
     wire_generation,
     wire_preview,
     wire_recipe_selection,
@@ -53,7 +54,7 @@ def plan_text(engine: Engine, image: str | None, model: str, strength: float, st
             lines.append(f"Output **{size[0]}×{size[1]}** (input {width}×{height}).")
         return " ".join(lines)
     except ValueError as exc:
-        return f"⚠️ {exc}"
+        return warning_text(exc)
 
 
 def result_text(result) -> str:
@@ -71,9 +72,14 @@ def result_text(result) -> str:
     ]
     if job.image.notes:
         lines.append("Input: " + "; ".join(job.image.notes) + ".")
-    if any(result.nsfw):
-        flagged = sum(result.nsfw)
-        lines.append(f"⚠️ The safety checker flagged {flagged} image(s); they were returned black.")
+    flagged = [seed for seed, flag in zip(seeds, result.nsfw, strict=False) if flag]
+    if flagged:
+        listed = ", ".join(str(seed) for seed in flagged)
+        lines.append(
+            f"The safety checker flagged {len(flagged)} image(s) (seed {listed}); they are not shown. "
+            "Try another seed or prompt."
+        )
+    lines.extend(result.notes)
     return "\n\n".join(lines)
 
 
@@ -154,12 +160,12 @@ def build(engine: Engine) -> GenerationInputs:
         except GenerationCancelled as stopped:
             message = f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept."
             return [], None, message, "", None, gr.skip(), []
-        per_image = [result.recipe.for_image(i) for i in range(len(result.images))]
+        per_image = [result.recipe.for_image(i) for i in result.shown]
         gallery_items = png_outputs(
             settings,
-            [(im, r, f"seed {r.seed}") for im, r in zip(result.images, per_image, strict=True)],
+            [(result.images[i], r, f"seed {r.seed}") for i, r in zip(result.shown, per_image, strict=True)],
         )
-        script, downloads = recipe_files(per_image[0], result.init_image)
+        script, downloads = recipe_files(per_image[0], result.init_image) if per_image else ("", None)
         entries = [(r, result.init_image) for r in per_image]
         return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], entries
 

@@ -9,11 +9,13 @@ from engine.core import Engine
 from engine.run import CancelToken
 from ui.widgets import (
     engine_checked,
+    image_input,
     png_outputs,
     recipe_files,
     recipe_panel,
     seed_row,
     user_errors,
+    warning_text,
     wire_generation,
     wire_preview,
     wire_recipe_selection,
@@ -44,7 +46,7 @@ def plan_text(engine: Engine, *values) -> str:
     try:
         return engine.plan_chain(chain_request(*values)).describe()
     except ValueError as exc:
-        return f"⚠️ {exc}"
+        return warning_text(exc)
 
 
 def strip(state: ChainProgress) -> list[tuple]:
@@ -69,7 +71,7 @@ def summary_text(state: ChainProgress) -> str:
         lines.append(f"Stopped: {state.stopped}; the finished stages are kept.")
     elif state.finished:
         lines.append(f"Done: seed {state.plan.seed}, final {state.final.width}×{state.final.height}.")
-    return "\n\n".join(lines)
+    return "\n\n".join([*lines, *state.notes])
 
 
 def build(engine: Engine) -> None:
@@ -81,9 +83,7 @@ def build(engine: Engine) -> None:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(
-                label="Init image", type="filepath", sources=["upload", "clipboard"], format="png", height=280
-            )
+            image = image_input(height=280)
             preset = gr.Dropdown(
                 [("custom (stages below)", ""), *[(name, name) for name in PRESETS]],
                 value=DEFAULT_PRESET,

@@ -28,6 +28,7 @@ from ui.widgets import (
     STRENGTH_INFO,
     engine_checked,
     gradio_progress,
+    image_input,
     model_defaults,
     model_picker,
     png_outputs,
@@ -80,7 +81,7 @@ def summary_text(state: DepthProgress) -> str:
         lines.append(f"Stopped: {state.stopped}; what was finished is kept.")
     if job.image.notes:
         lines.append("Input: " + "; ".join(job.image.notes) + ".")
-    return "\n\n".join(lines)
+    return "\n\n".join([*lines, *state.notes])
 
 
 def gallery_entries(state: DepthProgress) -> list[tuple]:
@@ -112,17 +113,8 @@ def build(engine: Engine) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Row():
-                image = gr.Image(
-                    label="Init image", type="filepath", sources=["upload", "clipboard"], format="png", height=260
-                )
-                depth_map = gr.Image(
-                    label="Depth map (optional; estimated when empty)",
-                    type="filepath",
-                    sources=["upload", "clipboard"],
-                    image_mode=None,  # keep 16-bit and grey maps as uploaded
-                    format="png",
-                    height=260,
-                )
+                image = image_input(height=260)
+                depth_map = image_input("Depth map (optional; estimated when empty)", height=260)
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, max_length=settings.max_prompt_chars)
             negative_prompt = gr.Textbox(
                 value="", label="Negative prompt", info=NEGATIVE_INFO, max_length=settings.max_prompt_chars

@@ -8,7 +8,7 @@ from engine.catalog import models_for
 from engine.core import Engine
 from engine.recipe import Recipe, parse_infotext, read_png_text, read_recipe
 from engine.script import script_for
-from ui.widgets import GenerationInputs, user_errors
+from ui.widgets import GenerationInputs, as_text, user_errors
 
 
 def basic_fields(recipe: Recipe | None, infotext: str) -> dict:
@@ -100,4 +100,4 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
 
 
 def _fields_text(fields: dict) -> str:
-    return "\n\n".join(f"**{name}**: {value!r}" for name, value in fields.items() if value is not None)
+    return "\n\n".join(f"**{name}**: {as_text(repr(value))}" for name, value in fields.items() if value is not None)

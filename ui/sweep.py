@@ -22,6 +22,7 @@ from ui.widgets import (
     png_outputs,
     recipe_panel,
     user_errors,
+    warning_text,
     wire_generation,
     wire_preview,
     wire_recipe_selection,
@@ -48,7 +49,7 @@ def plan_text(engine: Engine, *values) -> str:
     try:
         return engine.plan_sweep(sweep_spec(*values)).describe()
     except ValueError as exc:
-        return f"⚠️ {exc}"
+        return warning_text(exc)
 
 
 def sweep_spec(
@@ -71,8 +72,10 @@ def summary_text(state: SweepProgress) -> str:
         f"{state.steps_run} batched pipeline steps · {state.seconds:.1f}s"
     )
     if state.stopped:
-        return f"Stopped: {head} · {state.stopped}; the finished cells are kept."
-    return head if not state.finished else f"Done: {head} in {len(plan.calls)} pipeline call(s)."
+        head = f"Stopped: {head} · {state.stopped}; the finished cells are kept."
+    elif state.finished:
+        head = f"Done: {head} in {len(plan.calls)} pipeline call(s)."
+    return "\n\n".join([head, *state.notes])
 
 
 def export_files(state: SweepProgress, grid: Image.Image) -> list[str]:

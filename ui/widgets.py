@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import html
 import inspect
 import tempfile
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from engine.cache import ModelUnavailable
 from engine.catalog import CATALOG, get_spec, models_for
 from engine.recipe import Recipe, save_png
 from engine.requests import RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
-from engine.run import CancelToken, GenerationCancelled
+from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.script import script_for
 
 STRENGTH_INFO = (
@@ -41,6 +43,34 @@ def engine_checked(component: gr.Slider | gr.Number) -> gr.Slider | gr.Number:
     """
     component.preprocess = lambda payload: payload
     return component
+
+
+def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
+    """An image upload whose file reaches the engine unopened.
+
+    Gradio's own preprocessing opens every upload with PIL and, for a non-RGB file, decodes and
+    re-encodes it, before any handler runs: a 12 KB PNG of 10000x10000 pixels would be decoded in
+    full. Here the uploaded file's path goes straight to the engine, whose header check refuses it
+    unread. (Gradio still refuses paths that were not uploaded and fetches of private addresses.)
+    """
+    image = gr.Image(
+        label=label,
+        type="filepath",
+        sources=["upload", "clipboard"],
+        format="png",
+        image_mode=None,  # keep 16-bit, grey and RGBA files as uploaded
+        height=height,
+    )
+
+    def uploaded_path(payload):
+        if payload is None:
+            return None
+        if not payload.path:
+            raise ValueError(f"{label} must be an uploaded file")
+        return str(payload.path)
+
+    image.preprocess = uploaded_path
+    return image
 
 
 def model_picker(
@@ -94,11 +124,22 @@ def gradio_progress(progress: gr.Progress, desc: str = "Denoising") -> Callable[
     return report
 
 
+def as_text(message: object) -> str:
+    """A message for the page as text: Gradio renders error toasts and Markdown as HTML, and a value a
+    person typed (a prompt, a model id) must show as typed, never as markup."""
+    return html.escape(str(message), quote=False)
+
+
+def warning_text(exc: Exception) -> str:
+    """A plan preview's warning line."""
+    return f"⚠️ {as_text(exc)}"
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn bad input (ValueError), Stop and a model that cannot load into messages the browser shows.
 
-    ValueError messages already name the parameter and value; they reach the page unchanged so the
-    user sees exactly what to fix, and the server keeps serving.
+    ValueError messages already name the parameter and value; they reach the page as text (escaped)
+    so the user sees exactly what to fix, and the server keeps serving.
     """
 
     @contextlib.contextmanager
@@ -106,11 +147,15 @@ def user_errors(fn: Callable) -> Callable:
         try:
             yield
         except ValueError as exc:
-            raise gr.Error(str(exc), title="Invalid input", print_exception=False) from None
+            raise gr.Error(as_text(exc), title="Invalid input", print_exception=False) from None
         except GenerationCancelled as exc:
-            raise gr.Error(f"Stopped: {exc}", title="Stopped", print_exception=False) from None
+            raise gr.Error(as_text(f"Stopped: {exc}"), title="Stopped", print_exception=False) from None
         except ModelUnavailable as exc:
-            raise gr.Error(str(exc), title="Model unavailable", print_exception=False) from None
+            raise gr.Error(as_text(exc), title="Model unavailable", print_exception=False) from None
+        except OutOfMemory as exc:
+            raise gr.Error(as_text(exc), title="Out of memory", print_exception=False) from None
+        except NonFiniteOutput as exc:
+            raise gr.Error(as_text(exc), title="No image", print_exception=False) from None
 
     if inspect.isgeneratorfunction(fn):  # Gradio streams generators; errors arrive while iterating
 
@@ -164,7 +209,7 @@ class GenerationInputs:
 def main_inputs(settings, default_model: str, *, image_label: str = "Init image") -> GenerationInputs:
     """Image, prompt, negative prompt, model and strength: the top of a generating tab."""
     strength0, _, _ = model_defaults(default_model)
-    image = gr.Image(label=image_label, type="filepath", sources=["upload", "clipboard"], format="png", height=320)
+    image = image_input(image_label)
     prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
     negative_prompt = gr.Textbox(
         value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
@@ -231,6 +276,61 @@ def img2img_request(
 GPU_QUEUE = "gpu"  # every event that runs a pipeline shares this concurrency id, one at a time
 
 
+def cancellable(fn: Callable) -> Callable:
+    """`fn` run in a worker thread, with its CancelToken set when Gradio cancels the event.
+
+    Gradio cancels a job (an API client's cancel, a closed page) by cancelling its asyncio task; a
+    thread running a pipeline would not notice and would hold the GPU lock to the end. Here the task
+    awaits the thread, and its cancellation sets the job's token, so the pipeline stops at its next
+    step and the next job runs. Works for plain functions and generators; keeps fn's signature and
+    docstring for the API page.
+    """
+
+    def with_job_token(args, kwargs) -> tuple[list, dict, CancelToken | None]:
+        """The session's token in the arguments swapped for a child token of this job's own."""
+        job = None
+
+        def swap(value):
+            nonlocal job
+            if isinstance(value, CancelToken):
+                job = value.child()
+                return job
+            return value
+
+        args = [swap(value) for value in args]
+        kwargs = {name: swap(value) for name, value in kwargs.items()}
+        return args, kwargs, job
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        async def stream(*args, **kwargs):
+            args, kwargs, token = with_job_token(args, kwargs)
+            iterator = fn(*args, **kwargs)
+            done = object()
+            try:
+                while (item := await asyncio.to_thread(next, iterator, done)) is not done:
+                    yield item
+            except asyncio.CancelledError:
+                if token is not None:
+                    token.cancel()
+                raise
+
+        return stream
+
+    @functools.wraps(fn)
+    async def call(*args, **kwargs):
+        args, kwargs, token = with_job_token(args, kwargs)
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except asyncio.CancelledError:
+            if token is not None:
+                token.cancel()
+            raise
+
+    return call
+
+
 def wire_generation(
     run: gr.Button, stop: gr.Button | None, fn: Callable, *, inputs: list, outputs: list, api_name: str
 ):
@@ -241,7 +341,7 @@ def wire_generation(
     """
     cancel_state = gr.State(CancelToken())
     run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
-        fn,
+        cancellable(fn),
         inputs=[*inputs, cancel_state],
         outputs=outputs,
         api_name=api_name,

@@ -1,0 +1,137 @@
+"""Concurrency: one GPU queue, a bounded wait list, 16 jobs across every tab, cancel and disconnect."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import httpx
+import numpy as np
+import pytest
+from conftest import free_port
+from gradio_client import Client, handle_file
+from gradio_client.utils import QueueError
+from PIL import Image
+
+GPU_ENDPOINTS = {"img2img", "sweep", "chain", "depth", "estimate_depth"}
+
+
+def test_every_gpu_event_shares_one_concurrency_id_and_the_queue_is_bounded(engine):
+    import ui
+
+    app = ui.build_app(engine)
+    gpu = {fn.api_name: fn for fn in app.fns.values() if fn.api_name in GPU_ENDPOINTS}
+    assert set(gpu) == GPU_ENDPOINTS
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in gpu.values()} == {("gpu", 1)}
+    assert app._queue.max_size == engine.settings.queue_size
+
+
+def jobs_for_every_tab(client, cat_png, depth_png, numbers: range) -> list[tuple[str, object]]:
+    """Submit jobs `numbers` of a round-robin over the GPU endpoints; returns (endpoint, job)."""
+    image = handle_file(str(cat_png))
+    stages = json.dumps([{"model": "sd15", "num_inference_steps": 2}, {"model": "comic-diffusion",
+                         "num_inference_steps": 3}])  # fmt: skip
+    make = {
+        "img2img": lambda i: client.submit(image, "a cat", "", "sd15", 1.0, 7.5, 2, i, api_name="/img2img"),
+        "sweep": lambda i: client.submit(image, "a cat", "", "sd15", 1.0, 7.5, 2, i, "guidance_scale", "3, 7", "",
+                                         "", api_name="/sweep"),
+        "chain": lambda i: client.submit(image, "", "a cat", i, stages, api_name="/chain"),
+        "depth": lambda i: client.submit(image, handle_file(str(depth_png)), "midas", "a cat", "", 1.0, 7.5, 2, i,
+                                         0.8, "none", api_name="/depth"),
+        "estimate_depth": lambda i: client.submit(image, "depth-anything-v2-small", api_name="/estimate_depth"),
+    }  # fmt: skip
+    order = ["img2img", "sweep", "chain", "depth", "estimate_depth"]
+    return [(order[index % len(order)], make[order[index % len(order)]](index)) for index in numbers]
+
+
+@pytest.fixture(scope="module")
+def depth_png(tmp_path_factory):
+    path = tmp_path_factory.mktemp("depth") / "depth.png"
+    Image.fromarray(np.tile(np.linspace(0, 255, 64), (48, 1)).astype(np.uint8)).save(path)
+    return path
+
+
+def test_sixteen_concurrent_jobs_across_every_tab_all_complete(server, cat_png, depth_png, engine):
+    clients = [Client(server, verbose=False) for _ in range(4)]  # four sessions, four jobs each
+    jobs = []
+    for number, client in enumerate(clients):
+        jobs += jobs_for_every_tab(client, cat_png, depth_png, range(number * 4, number * 4 + 4))
+    assert len(jobs) == 16 and {name for name, _ in jobs} == GPU_ENDPOINTS
+    outputs = {name: [] for name in GPU_ENDPOINTS}
+    for name, job in jobs:
+        outputs[name].append(job.result(timeout=300))  # raises on any failure (IndexError included)
+    assert all(len(gallery) == 1 for gallery, *_ in outputs["img2img"])
+    assert all(len(cells) == 2 for _, _, cells, _ in outputs["sweep"])
+    assert all("Done: seed" in summary for _, _, _, summary, *_ in outputs["chain"])
+    assert all(len(images) == 3 for _, images, *_ in outputs["depth"])  # init, depth, ControlNet
+    assert all(Image.open(path).size == (200, 136) for path in outputs["estimate_depth"])
+    assert engine.cache.lock.acquire(timeout=5)
+    engine.cache.lock.release()
+
+
+def test_a_full_queue_answers_cleanly_and_loses_nothing(engine, cat_png):
+    import ui
+    from engine.core import Engine
+
+    small = Engine(replace(engine.settings, queue_size=2))
+    app = ui.build_app(small)
+    port = free_port()
+    ui.launch(app, small, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        clients = [Client(f"http://127.0.0.1:{port}/", verbose=False) for _ in range(6)]
+        jobs = [c.submit(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 8, 1, api_name="/img2img")
+                for c in clients]  # fmt: skip
+        done, full = 0, 0
+        for job in jobs:
+            try:
+                gallery, *_ = job.result(timeout=300)
+                done += len(gallery)
+            except QueueError as error:  # the client's own error for the server's "queue_full"
+                assert "queue is full" in str(error).lower(), str(error)
+                full += 1
+        assert done + full == 6 and done >= 3 and full >= 1  # one running, two waiting; the rest told so
+    finally:
+        app.close()
+
+
+def _unet_calls(engine) -> list[int]:
+    calls = [0]
+    unet = engine.cache.get("sd15").unet
+    handle = unet.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
+    return calls, handle
+
+
+def test_a_cancelled_job_frees_the_lock_and_the_next_one_runs(server, cat_png, engine):
+    client = Client(server, verbose=False)
+    calls, handle = _unet_calls(engine)
+    try:
+        long_job = client.submit(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 150, 1, 4,
+                                 api_name="/img2img")  # fmt: skip
+        while calls[0] < 3:  # running
+            time.sleep(0.05)
+        assert long_job.cancel()
+        assert engine.cache.lock.acquire(timeout=30), "the cancelled job still holds the GPU lock"
+        engine.cache.lock.release()
+        stopped_at = calls[0]
+        assert stopped_at < 150  # it stopped at a step boundary, long before its 150 steps
+        gallery, *_ = client.predict(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 2, 1,
+                                     api_name="/img2img")  # fmt: skip  # same session: not left cancelled
+        assert len(gallery) == 1
+    finally:
+        handle.remove()
+
+
+def test_a_client_that_disconnects_mid_run_leaves_nothing_locked(server, client, cat_png, engine):
+    upload = httpx.post(server + "gradio_api/upload", files={"files": ("cat.png", cat_png.read_bytes(), "image/png")})
+    image = {"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}}
+    body = {"data": [image, "a cat", "", "sd15", 1.0, 7.5, 60, 1, 1, False]}
+    event = httpx.post(server + "gradio_api/call/img2img", json=body, timeout=30).json()["event_id"]
+    with httpx.stream("GET", f"{server}gradio_api/call/img2img/{event}", timeout=30) as stream:
+        for line in stream.iter_lines():  # read until the job runs, then hang up
+            if "progress" in line or "generating" in line or line.startswith("data:"):
+                break
+    gallery, *_ = client.predict(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 2, 1, api_name="/img2img")
+    assert len(gallery) == 1
+    assert engine.cache.lock.acquire(timeout=60)
+    engine.cache.lock.release()
