@@ -48,6 +48,12 @@ class Settings:
         default=False,
         metadata=_env("STUDIO_COMPILE", "torch.compile the UNet on CUDA (slow first run)", flag="--compile"),
     )
+    mcp: bool = field(
+        default=False,
+        metadata=_env(
+            "STUDIO_MCP", "also serve every endpoint as an MCP tool at /gradio_api/mcp/ (for agents)", flag="--mcp"
+        ),
+    )
     data_dir: Path = field(
         default=Path(".huggingface"),
         metadata=_env("STUDIO_DATA_DIR", "local folder for tiny twins and example images", flag="--data-dir"),

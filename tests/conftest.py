@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
 from PIL import Image
+from ports import free_port
 
 # Tests never reach the network and never send a token.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -55,12 +55,6 @@ def photo():
 
 
 # -- the app, launched once per session on a free loopback port ---------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -239,3 +239,31 @@ def test_depth_errors_reach_the_client_and_the_app_keeps_serving(client, cat_png
     with pytest.raises(AppError, match=message):
         client.predict(handle_file(str(cat_png)), estimator, api_name="/estimate_depth")
     assert Image.open(client.predict(handle_file(str(cat_png)), "depth-anything-v2-small", api_name="/estimate_depth"))
+
+
+def test_mcp_flag_serves_every_endpoint_as_a_described_tool(engine):
+    """--mcp: each tool says what it is for, and each parameter its meaning and the live limits."""
+    from dataclasses import replace
+
+    from ports import free_port
+
+    import ui
+
+    agent = type(engine)(replace(engine.settings, mcp=True))
+    app = ui.build_app(agent)
+    port = free_port()
+    ui.launch(app, agent, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        tools = {t["name"]: t for t in httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()}
+    finally:
+        app.close()
+    assert {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"} <= set(tools)
+    assert tools["img2img"]["description"].startswith("Image-to-image (the Basic tab)")
+    params = tools["img2img"]["inputSchema"]["properties"]
+    assert "1 to 150" in params["num_inference_steps"]["description"]
+    assert "in (0, 1]" in params["strength"]["description"]
+    sweep = tools["sweep"]
+    assert "At most 64 cells" in sweep["description"]
+    assert all(p.get("description") for name, p in sweep["inputSchema"]["properties"].items()), sweep["inputSchema"]
+    assert "at most 5 stages" in tools["chain"]["inputSchema"]["properties"]["stages"]["description"]
+    assert "controlnet_conditioning_scale" in tools["depth"]["inputSchema"]["properties"]

@@ -9,10 +9,10 @@ from dataclasses import replace
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
 from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
 from PIL import Image
+from ports import free_port
 
 GPU_ENDPOINTS = {"img2img", "sweep", "chain", "depth", "estimate_depth"}
 

@@ -15,25 +15,33 @@ CSS = """
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole page for an engine. Building it writes the example images; it loads no model."""
-    from ui import basic, chain, depth, recipe, sweep
+    from ui import basic, chain, depth, history, recipe, sweep
 
+    settings = engine.settings
     with gr.Blocks(title="Img2Img Studio") as app:
+        stored = gr.BrowserState([], storage_key=history.STORAGE_KEY)
         gr.Markdown(
             "# Img2Img Studio\nThe diffusers image-to-image guide, runnable: start from an image, "
             "steer it with a prompt."
         )
         gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
         with gr.Tabs() as tabs:
+            finished = {}
             with gr.Tab("Basic", id="basic"):
-                basic_inputs = basic.build(engine)
+                basic_inputs, finished["basic"] = basic.build(engine)
             with gr.Tab("Sweep", id="sweep"):
-                sweep.build(engine)
+                finished["sweep"] = sweep.build(engine)
             with gr.Tab("Chain", id="chain"):
-                chain.build(engine)
+                finished["chain"] = chain.build(engine)
             with gr.Tab("Depth", id="depth"):
-                depth.build(engine)
+                finished["depth"] = depth.build(engine)
             with gr.Tab("Recipe", id="recipe"):
                 recipe.build(engine, basic_inputs, tabs)
+            with gr.Tab("History", id="history"):
+                history_gallery = history.build(engine, stored)
+        for tab, run in finished.items():
+            history.wire(settings, stored, history_gallery, tab, run.event, run.gallery)
+        history.restore(app, settings, stored, history_gallery)
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)
     return app
 
@@ -47,5 +55,6 @@ def launch(app: gr.Blocks, engine: Engine, **overrides) -> None:
         "max_file_size": f"{settings.max_file_mb}mb",
         "css": CSS,
         "show_error": True,
+        "mcp_server": settings.mcp,  # tools described by the handlers' docstrings (parameters, limits)
     }
     app.launch(**{**options, **overrides})

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from engine.catalog import get_spec
 from engine.core import Engine
-from engine.images import fit_size, probe_size
+from engine.images import fit_size, open_image, probe_size, to_rgb
 from engine.requests import RANDOM_SEED, denoising_steps
 from engine.run import CancelToken, GenerationCancelled
 from ui.widgets import (
+    Finished,
     GenerationInputs,
     advanced_inputs,
+    documented,
     engine_checked,
     gradio_progress,
     img2img_request,
@@ -20,6 +23,7 @@ from ui.widgets import (
     png_outputs,
     recipe_files,
     recipe_panel,
+    result_image,
     user_errors,
     warning_text,
     wire_generation,
@@ -83,8 +87,22 @@ def result_text(result) -> str:
     return "\n\n".join(lines)
 
 
-def build(engine: Engine) -> GenerationInputs:
-    """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them)."""
+def compare(settings, init: str | None, gallery: list | None):
+    """The slider's pair: the init at the first result's size (as the pipeline saw it), and that result."""
+    if not init or not gallery:
+        return None
+    first = gallery[0]
+    result = first[0] if isinstance(first, list | tuple) else first
+    size = probe_size(result, name="result", max_input_pixels=settings.max_input_pixels)
+    opened = open_image(init, name="image", max_input_pixels=settings.max_input_pixels)
+    seen = to_rgb(opened).resize(size, Image.Resampling.LANCZOS)
+    ((path, _),) = png_outputs(settings, [(seen, None, "init")])
+    return (path, result)
+
+
+def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
+    """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them) and
+    its finished run."""
     default_model = "sd15"
     strength0, _, steps0 = model_defaults(default_model)
     settings = engine.settings
@@ -107,9 +125,12 @@ def build(engine: Engine) -> GenerationInputs:
                     gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
                 )
         with gr.Column(scale=1):
-            gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, preview=True)
-            grid = gr.Image(label="Comparison: init | results", format="png", type="pil", interactive=False)
-            info = gr.Markdown(label="summary")
+            gallery = gr.Gallery(
+                label="Results", format="png", columns=2, height=420, preview=True, elem_id="basic-gallery"
+            )
+            slider = result_image("Init | result: drag to compare", elem_id="basic-slider", slider=True)
+            grid = result_image("Comparison: init | results")
+            info = gr.Markdown(label="summary", elem_id="basic-summary")
             code, files = recipe_panel()
     recipes = gr.State([])
     image, prompt, model, strength = inputs.image, inputs.prompt, inputs.model, inputs.strength
@@ -122,6 +143,7 @@ def build(engine: Engine) -> GenerationInputs:
         label="Examples (photos from scikit-image)",
     )
 
+    @documented(settings)
     @user_errors
     def img2img(
         image: str | None,
@@ -137,19 +159,16 @@ def build(engine: Engine) -> GenerationInputs:
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
-        """Image-to-image with one catalog model: returns the images, the [init | results] grid and a summary.
+        """Image-to-image (the Basic tab): change an image with a prompt, as the diffusers guide does.
+
+        Use this to restyle or edit one image. Returns the result images (PNGs carrying their recipe),
+        an [init | results] grid, a summary (seed used, denoising steps that ran, size, time), the
+        diffusers script that reproduces the first image, and downloads.
 
         Args:
-            image: the init image (PNG/JPEG/WebP).
-            prompt: what the image should become.
-            negative_prompt: what to steer away from; may be empty.
-            model: catalog key: sd15, sdxl-refiner, kandinsky22 (or a style fine-tune).
-            strength: in (0, 1]; int(num_inference_steps x strength) steps run.
-            guidance_scale: classifier-free guidance, >= 0.
-            num_inference_steps: steps of the full schedule.
-            seed: -1 for random, else in [0, 2^32).
-            num_images: images from consecutive seeds.
-            weighted_prompt: read the prompts as Compel syntax (SD 1.5, SDXL refiner).
+            $basic_args
+            num_images: 1 to $max_images images, from consecutive seeds.
+            weighted_prompt: read the prompts as Compel syntax, e.g. (word)1.3 (SD 1.5 and SDXL refiner).
         """
         request = img2img_request(
             image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
@@ -172,7 +191,7 @@ def build(engine: Engine) -> GenerationInputs:
     plan_inputs = [image, model, strength, num_inference_steps]
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
 
-    wire_generation(
+    done = wire_generation(
         generate,
         stop,
         img2img,
@@ -180,6 +199,14 @@ def build(engine: Engine) -> GenerationInputs:
         outputs=[gallery, grid, info, code, files, last_seed, recipes],
         api_name="img2img",
     )
+    done.then(
+        lambda init, shown: compare(settings, init, shown),
+        inputs=[image, gallery],
+        outputs=slider,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
     wire_recipe_selection(gallery, recipes, code, files)
     inputs.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
-    return inputs
+    return inputs, Finished(done, gallery)

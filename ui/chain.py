@@ -8,11 +8,14 @@ from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, 
 from engine.core import Engine
 from engine.run import CancelToken
 from ui.widgets import (
+    Finished,
+    documented,
     engine_checked,
     image_input,
     png_outputs,
     recipe_files,
     recipe_panel,
+    result_image,
     seed_row,
     user_errors,
     warning_text,
@@ -74,7 +77,7 @@ def summary_text(state: ChainProgress) -> str:
     return "\n\n".join([*lines, *state.notes])
 
 
-def build(engine: Engine) -> None:
+def build(engine: Engine) -> Finished:
     """Lay out the Chain tab and wire its events."""
     settings = engine.settings
     gr.Markdown(
@@ -110,9 +113,9 @@ def build(engine: Engine) -> None:
                 )
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Stages", format="png", columns=3, height=300)
-            final = gr.Image(label="Final", format="png", type="filepath", interactive=False)
-            comparison = gr.Image(label="Init | final", format="png", type="pil", interactive=False)
-            summary = gr.Markdown(label="summary")
+            final = gr.Image(label="Final", format="png", type="filepath", interactive=False, elem_id="chain-final")
+            comparison = result_image("Init | final")
+            summary = gr.Markdown(label="summary", elem_id="chain-summary")
             code, recipe_downloads = recipe_panel()
     recipes = gr.State([])
 
@@ -127,6 +130,7 @@ def build(engine: Engine) -> None:
         label="Examples: the guide's three chains",
     )
 
+    @documented(settings)
     @user_errors
     def chain(
         image: str | None,
@@ -140,16 +144,23 @@ def build(engine: Engine) -> None:
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
-        """Run a chain; yields each stage's image as it finishes, the final image and [init | final].
+        """Chained pipelines (the Chain tab): text-to-image or img2img stages one after another.
+
+        Use this for the guide's chains: text-image-image (SD 1.5 then Kandinsky 2.2),
+        image-image-image (SD 1.5, Comic-Diffusion, pixel-art-style, passing latents) or
+        image-upscale-superres (SD 1.5, x2 latent upscaler, x4 upscaler: 8x the side). Returns each
+        stage's image, the final image, [init | final], a summary naming each hand-over, and the script.
 
         Args:
             image: the init image (not used when the first stage is text-to-image).
-            preset: text-image-image, image-image-image, image-upscale-superres, or empty for `stages`.
+            preset: text-image-image, image-image-image, image-upscale-superres, or empty to use stages.
             prompt: the subject; each preset stage adds its style's trigger words.
-            seed: -1 for random; every stage uses it.
-            stages: JSON list of stages, used when preset is empty (at most 5).
-            width, height: size of a text-to-image first stage.
-            latent_handover: pass latents where the latent families match.
+            seed: -1 for random, else in [0, 2^32); every stage uses it.
+            stages: JSON list of at most $max_chain_stages stages, used when preset is empty:
+        [{"model": "sd15", "kind": "img2img", "strength": 0.6, "prompt": "{subject}, ..."}, ...].
+            width: width of a text-to-image first stage (64 to 1024).
+            height: height of a text-to-image first stage (64 to 1024).
+            latent_handover: pass latents between stages of one latent family instead of decoding.
         """
         request = chain_request(image, preset, prompt, seed, stages, width, height, latent_handover)
         plan = engine.plan_chain(request)
@@ -178,7 +189,7 @@ def build(engine: Engine) -> None:
     preset.change(on_preset, inputs=preset, outputs=[stages, preset], queue=False, api_visibility="private")
     stages.input(lambda _: "", inputs=stages, outputs=preset, queue=False, api_visibility="private")
     wire_recipe_selection(gallery, recipes, code, recipe_downloads)
-    wire_generation(
+    done = wire_generation(
         run,
         stop,
         chain,
@@ -186,3 +197,4 @@ def build(engine: Engine) -> None:
         outputs=[gallery, final, comparison, summary, code, recipe_downloads, recipes],
         api_name="chain",
     )
+    return Finished(done, gallery)

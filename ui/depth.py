@@ -26,6 +26,8 @@ from ui.widgets import (
     NEGATIVE_INFO,
     STEPS_INFO,
     STRENGTH_INFO,
+    Finished,
+    documented,
     engine_checked,
     gradio_progress,
     image_input,
@@ -34,6 +36,7 @@ from ui.widgets import (
     png_outputs,
     recipe_files,
     recipe_panel,
+    result_image,
     seed_row,
     user_errors,
     wire_generation,
@@ -100,7 +103,7 @@ def gallery_entries(state: DepthProgress) -> list[tuple]:
     return items, entries
 
 
-def build(engine: Engine) -> None:
+def build(engine: Engine) -> Finished:
     """Lay out the Depth tab and wire its events."""
     settings = engine.settings
     strength0, guidance0, steps0 = model_defaults("sd15")
@@ -184,10 +187,10 @@ def build(engine: Engine) -> None:
                         gr.Slider(0.0, 30.0, value=style_guidance0, step=0.5, label="Restyle guidance scale")
                     )
         with gr.Column(scale=1):
-            preview = gr.Image(label="Depth map used (near bright)", format="png", type="pil", interactive=False)
-            grid = gr.Image(label="init | depth / ControlNet | restyled", format="png", type="pil", interactive=False)
+            preview = result_image("Depth map used (near bright)")
+            grid = result_image("init | depth / ControlNet | restyled", elem_id="depth-grid")
             gallery = gr.Gallery(label="Images", format="png", columns=4, height=220)
-            summary = gr.Markdown()
+            summary = gr.Markdown(elem_id="depth-summary")
             code, downloads = recipe_panel()
     recipes = gr.State([])
 
@@ -201,6 +204,7 @@ def build(engine: Engine) -> None:
         label="Examples: the Middlebury motorcycle with its measured disparity; the astronaut, estimated",
     )
 
+    @documented(settings)
     @user_errors
     def estimate_depth(
         image: str | None,
@@ -209,16 +213,20 @@ def build(engine: Engine) -> None:
         normalize_depth: bool = True,
         cancel: CancelToken | None = None,
     ):
-        """Estimate a depth map: 8-bit greyscale at the image's size, near bright.
+        """Estimate a depth map of an image (8-bit greyscale at the image's size, near bright).
+
+        Use this to preview or reuse the depth map the depth tool would estimate.
 
         Args:
-            image: the image to estimate depth of.
-            depth_estimator: midas, depth-anything-v2-small, zoe or leres.
+            image: the image (PNG/JPEG/WebP).
+            depth_estimator: midas (controlnet-aux MiDaS), depth-anything-v2-small (transformers); zoe and
+        leres need their weights from the Hugging Face Hub.
             invert_depth: swap near and far.
             normalize_depth: stretch the map to the full 0..255 range.
         """
         return engine.estimate_depth(image, depth_estimator, invert=invert_depth, normalize=normalize_depth)
 
+    @documented(settings)
     @user_errors
     def depth(
         image: str | None,
@@ -244,26 +252,33 @@ def build(engine: Engine) -> None:
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
-        """ControlNet depth img2img, then an optional restyle; yields each image as it is ready.
+        """ControlNet depth (the Depth tab): keep an image's layout through a depth map, then restyle it.
+
+        Use this to change what an image shows while keeping its shapes. Returns the guide's grid
+        [init, depth, ControlNet result, restyled], each image as PNG, the depth map used, a summary
+        and the script of the last image.
 
         Args:
             image: the init image.
             depth_map: a depth map (8/16-bit, grey or RGB, any size; near bright), or empty to estimate one.
-            depth_estimator: midas, depth-anything-v2-small, zoe or leres (used when depth_map is empty).
-            prompt: what the image should become.
+            depth_estimator: midas or depth-anything-v2-small (zoe, leres in hub mode); used when depth_map is empty.
+            prompt: what the image should become (at most $max_prompt_chars characters).
             negative_prompt: what to steer away from.
             strength: in (0, 1].
-            guidance_scale: classifier-free guidance, >= 0.
-            num_inference_steps: steps of the full schedule (the restyle uses it too).
+            guidance_scale: in [0, 50].
+            num_inference_steps: 1 to $max_steps (the restyle uses it too).
             seed: -1 for random, else in [0, 2^32).
-            controlnet_conditioning_scale: in [0, 2]; how strongly the depth map steers.
-            restyle_model: an SD 1.5 catalog key (elden-ring, comic-diffusion, ...) or "none".
-            control_guidance_start, control_guidance_end: the share of the steps the ControlNet acts on.
+            controlnet_conditioning_scale: in [0, 2]; how strongly the depth map steers (0.8 by default).
+            restyle_model: an SD 1.5 catalog key (elden-ring, comic-diffusion, pixel-art-style, sd15) or none.
+            control_guidance_start: share of the steps before the ControlNet starts, in [0, 1).
+            control_guidance_end: share of the steps after which it stops, in (0, 1].
             guess_mode: the ControlNet reads the map without the prompt.
-            invert_depth, normalize_depth: how the map is read.
-            restyle_prompt: empty for the style's trigger words then the prompt.
-            restyle_strength, restyle_guidance_scale: empty for the style model's defaults.
-            model: the SD 1.5 base model for the ControlNet.
+            invert_depth: swap near and far in the map.
+            normalize_depth: stretch the map to the full range.
+            restyle_prompt: empty for the style's trigger words, then the prompt.
+            restyle_strength: empty for the style model's default (0.45 for elden-ring).
+            restyle_guidance_scale: empty for the style model's default (10.5 for elden-ring).
+            model: the SD 1.5 base model for the ControlNet (sd15 by default).
         """
         request = DepthRequest(
             image=image,
@@ -320,7 +335,7 @@ def build(engine: Engine) -> None:
     api_inputs = [image, depth_map, estimator, prompt, negative_prompt, strength, guidance, steps, seed]
     api_inputs += [conditioning, restyle_model, start, end, guess_mode, invert, normalize, restyle_prompt]
     api_inputs += [restyle_strength, restyle_guidance, model]
-    wire_generation(
+    done = wire_generation(
         run,
         stop,
         depth,
@@ -330,3 +345,4 @@ def build(engine: Engine) -> None:
     )
     wire_recipe_selection(gallery, recipes, code, downloads)
     reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
+    return Finished(done, gallery)

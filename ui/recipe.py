@@ -8,7 +8,14 @@ from engine.catalog import models_for
 from engine.core import Engine
 from engine.recipe import Recipe, parse_infotext, read_png_text, read_recipe
 from engine.script import script_for
-from ui.widgets import GenerationInputs, as_text, user_errors
+from ui.widgets import GenerationInputs, as_text, documented, user_errors
+
+EXAMPLE_INFOTEXT = (
+    "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k\n"
+    "Negative prompt: ugly, deformed, disfigured, poor details, bad anatomy\n"
+    "Steps: 50, Sampler: PLMS, CFG scale: 7.5, Seed: 33, Size: 448x296, Model: stable-diffusion-v1-5, "
+    "Denoising strength: 0.6"
+)
 
 
 def basic_fields(recipe: Recipe | None, infotext: str) -> dict:
@@ -36,6 +43,7 @@ def basic_fields(recipe: Recipe | None, infotext: str) -> dict:
 
 def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
     """Lay out the Recipe tab; `basic` are the Basic tab's inputs that "Send to Basic" fills."""
+    settings = engine.settings
     gr.Markdown(
         "Every PNG the app makes carries its recipe: the web UI's `parameters` text and the full recipe as JSON. "
         "Drop one here to see the diffusers script that reproduces it, or paste a web UI infotext."
@@ -48,16 +56,24 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
                 read = gr.Button("Read recipe", variant="primary")
                 send = gr.Button("Send to Basic")
         with gr.Column(scale=1):
-            summary = gr.Markdown(label="fields")
+            summary = gr.Markdown(label="fields", elem_id="recipe-fields")
             script = gr.Code(language="python", label="Script", interactive=False)
             recipe_json = gr.Code(language="json", label="Recipe", interactive=False)
+    gr.Examples(
+        examples=[[EXAMPLE_INFOTEXT]],
+        inputs=[infotext],
+        label="Example: a web UI infotext (then Read recipe, or Send to Basic)",
+    )
 
+    @documented(settings)
     @user_errors
     def recipe(image: str | None, infotext: str = ""):
-        """Read a recipe: from the PNG's chunks, else from a web UI infotext; returns fields, script and JSON.
+        """Read the recipe of a PNG made by this app: its parameters, the diffusers script and the JSON.
+
+        Use this to reproduce or explain an image. Also reads an AUTOMATIC1111 web UI infotext.
 
         Args:
-            image: a PNG made by the app.
+            image: a PNG made by the app (its text chunks carry the recipe).
             infotext: used when no PNG is given: the web UI's parameters text.
         """
         if image:

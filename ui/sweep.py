@@ -16,11 +16,14 @@ from engine.run import CancelToken
 from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec, schedulers_for
 from ui.basic import EXAMPLE_PROMPTS
 from ui.widgets import (
+    Finished,
     advanced_inputs,
+    documented,
     img2img_request,
     main_inputs,
     png_outputs,
     recipe_panel,
+    result_image,
     user_errors,
     warning_text,
     wire_generation,
@@ -92,7 +95,7 @@ def export_files(state: SweepProgress, grid: Image.Image) -> list[str]:
     return [str(grid_path), str(folder / "sweep-cells.csv"), str(folder / "sweep-cells.json")]
 
 
-def build(engine: Engine) -> None:
+def build(engine: Engine) -> Finished:
     """Lay out the Sweep tab and wire its events."""
     default_model = "sd15"
     settings = engine.settings
@@ -119,8 +122,8 @@ def build(engine: Engine) -> None:
                 advanced_inputs(inputs, settings, default_model)
                 schedulers = gr.Markdown(f"Schedulers for this model: {', '.join(schedulers_for(default_model))}")
         with gr.Column(scale=1):
-            grid = gr.Image(label="Grid", format="png", type="pil", interactive=False)
-            summary = gr.Markdown(label="summary")
+            grid = result_image("Grid", elem_id="sweep-grid")
+            summary = gr.Markdown(label="summary", elem_id="sweep-summary")
             cells = gr.Gallery(label="Cells", format="png", columns=4, height=300)
             files = gr.File(label="Downloads: grid, cells as CSV and JSON", file_count="multiple")
             code, recipe_downloads = recipe_panel()
@@ -137,6 +140,7 @@ def build(engine: Engine) -> None:
         label="Examples (photos from scikit-image)",
     )
 
+    @documented(settings)
     @user_errors
     def sweep(
         image: str | None,
@@ -155,14 +159,21 @@ def build(engine: Engine) -> None:
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
-        """Run a one- or two-axis sweep; yields the labelled grid, each cell with its parameters, and a summary.
+        """Parameter sweep (the Sweep tab): the same image run over one or two axes of values, as a labelled grid.
+
+        Use this to compare settings side by side. At most $max_sweep_cells cells and a grid of
+        $max_grid_pixels pixels; cells that differ only in seed, prompt, negative prompt or guidance
+        run batched. Returns the grid, a summary, each cell with its parameters, and CSV/JSON downloads.
 
         Args:
-            image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed: as /img2img.
-            x_axis: strength, guidance_scale, num_inference_steps, seed, prompt, negative_prompt, scheduler or model.
-            x_values: list "0.3, 0.5", range "0.2-1.0 (+0.2)" or "0.2-1.0 [5]", or one value per line.
-            y_axis: as x_axis, or empty for a single row.
-            y_values: values for y_axis.
+            $basic_args
+            x_axis: strength, guidance_scale, num_inference_steps, seed, prompt, negative_prompt, scheduler
+                or model.
+            x_values: list "0.3, 0.5", range "0.2-1.0 (+0.2)" or count "0.2-1.0 [5]", whole numbers "1-4";
+                prompts, schedulers (Euler, DDIM, DPM++ 2M, ...) and models one per line.
+            y_axis: a second axis (not the same as x_axis), or empty for a single row.
+            y_values: values for y_axis, in the same forms.
+            weighted_prompt: read the prompts as Compel syntax.
         """
         spec = sweep_spec(
             image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
@@ -205,7 +216,7 @@ def build(engine: Engine) -> None:
         api_visibility="private",
     )
     wire_recipe_selection(cells, recipes, code, recipe_downloads)
-    wire_generation(
+    done = wire_generation(
         run,
         stop,
         sweep,
@@ -213,3 +224,4 @@ def build(engine: Engine) -> None:
         outputs=[grid, summary, cells, files, recipes],
         api_name="sweep",
     )
+    return Finished(done, cells)

@@ -8,6 +8,7 @@ import functools
 import html
 import inspect
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,12 @@ def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
     return image
 
 
+def result_image(label: str, *, elem_id: str | None = None, slider: bool = False):
+    """A result image (or an init | result slider): PNG, with the download button, not editable."""
+    kind = gr.ImageSlider if slider else gr.Image
+    return kind(label=label, type="filepath" if slider else "pil", format="png", interactive=False, elem_id=elem_id)
+
+
 def model_picker(
     kind: str, value: str, label: str = "Model", *, keys: list[str] | None = None, extra: list[tuple] = ()
 ) -> gr.Dropdown:
@@ -122,6 +129,33 @@ def gradio_progress(progress: gr.Progress, desc: str = "Denoising") -> Callable[
         progress((done, total), desc=desc, unit="steps")
 
     return report
+
+
+BASIC_ARGS = """
+            image: the init image (PNG/JPEG/WebP, at most $max_input_pixels pixels; scaled to at most
+                $max_pixels pixels, sides rounded to the model's multiple).
+            prompt: what the image should become (at most $max_prompt_chars characters).
+            negative_prompt: what to steer away from; may be empty.
+            model: catalog key: sd15, sdxl-refiner, kandinsky22, comic-diffusion, pixel-art-style, elden-ring.
+            strength: in (0, 1]: how far to move from the init; int(num_inference_steps x strength) steps run.
+            guidance_scale: in [0, 50]: how literally to follow the prompt (classifier-free guidance).
+            num_inference_steps: 1 to $max_steps: steps of the full schedule.
+            seed: -1 for random, else in [0, 2^32); the seed used is in the summary."""
+
+
+def documented(settings) -> Callable[[Callable], Callable]:
+    """Fill a handler's docstring with the live limits ($max_steps, ...) and the shared Basic arguments
+    ($basic_args): the API page and the MCP tool descriptions are read from it."""
+    from string import Template
+
+    limits = {name: f"{value:,}" if isinstance(value, int) else value for name, value in vars(settings).items()}
+
+    def apply(fn: Callable) -> Callable:
+        text = Template(BASIC_ARGS).safe_substitute(limits)
+        fn.__doc__ = Template(fn.__doc__ or "").safe_substitute({**limits, "basic_args": text.strip()})
+        return fn
+
+    return apply
 
 
 def as_text(message: object) -> str:
@@ -273,6 +307,14 @@ def img2img_request(
     )
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A tab's main run, for what follows it (the history): its event and the gallery it fills."""
+
+    event: object
+    gallery: gr.Gallery
+
+
 GPU_QUEUE = "gpu"  # every event that runs a pipeline shares this concurrency id, one at a time
 
 
@@ -333,14 +375,14 @@ def cancellable(fn: Callable) -> Callable:
 
 def wire_generation(
     run: gr.Button, stop: gr.Button | None, fn: Callable, *, inputs: list, outputs: list, api_name: str
-):
+) -> gr.events.Dependency:
     """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
 
     Each browser session gets its own CancelToken (passed as fn's last input), reset before every run,
     so one user's Stop never stops another's job.
     """
     cancel_state = gr.State(CancelToken())
-    run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
+    event = run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
         cancellable(fn),
         inputs=[*inputs, cancel_state],
         outputs=outputs,
@@ -350,6 +392,7 @@ def wire_generation(
     )
     if stop is not None:
         stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
+    return event
 
 
 def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> None:
@@ -365,18 +408,36 @@ def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> N
         )
 
 
+MAX_KEPT_OUTPUTS = 1000  # result PNGs kept on disk for the per-browser history; the oldest go first
+
+
+def outputs_dir(settings) -> Path:
+    """Where result PNGs are written: <data dir>/outputs, one `<32 hex>.png` per result."""
+    return Path(settings.data_dir) / "outputs"
+
+
 def png_outputs(settings, items: list[tuple]) -> list[tuple[str, str]]:
     """(image, recipe, caption) items as PNG files carrying their recipes (unless metadata is off).
 
     Returns (path, caption) pairs for a Gallery. Gradio keeps the files' bytes, so the recipe chunks
-    reach the browser and the API as written.
+    reach the browser and the API as written. A result (an item with a recipe) is named by a random
+    id that the history can find it by; inputs shown beside results (init, depth map) are not.
     """
-    folder = Path(tempfile.mkdtemp(prefix="img2img-studio-"))
+    folder = outputs_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
     outputs = []
-    for number, (image, recipe, caption) in enumerate(items, start=1):
-        path = save_png(image, recipe if settings.metadata else None, folder / f"image-{number}.png")
+    for image, recipe, caption in items:
+        name = uuid.uuid4().hex + (".png" if recipe is not None else "-input.png")
+        path = save_png(image, recipe if settings.metadata else None, folder / name)
         outputs.append((str(path), caption))
+    _prune(folder)
     return outputs
+
+
+def _prune(folder: Path) -> None:
+    files = sorted(folder.glob("*.png"), key=lambda path: path.stat().st_mtime)
+    for path in files[: max(0, len(files) - MAX_KEPT_OUTPUTS)]:
+        path.unlink(missing_ok=True)
 
 
 def recipe_panel() -> tuple[gr.Code, gr.File]:

@@ -1,0 +1,89 @@
+"""Browser tests: the app launched in tiny mode on 127.0.0.1 (`python app.py`, as a person starts it),
+driven by Playwright in Debian's chromium (never a browser Playwright downloads).
+
+Without /usr/bin/chromium these tests are skipped, with the reason; `.ci/run` installs it and sets
+STUDIO_E2E=required, which turns a missing browser into a failure. Screenshots go to
+$STUDIO_SCREENSHOTS (docs/ regenerates the README's) or a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from ports import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        reason = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("STUDIO_E2E") == "required":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    port = free_port()
+    data = tmp_path_factory.mktemp("e2e-data")
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "STUDIO_MAX_PIXELS": str(320 * 224),  # small working size: every tab's example runs in seconds
+    }
+    log = open(data / "app.log", "w")  # noqa: SIM115 - closed below
+    command = [sys.executable, "app.py", "--models", "tiny", "--host", "127.0.0.1", "--port", str(port),
+               "--data-dir", str(data)]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the app exited: {(data / 'app.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("the app did not answer within 180 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Basic").wait_for()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

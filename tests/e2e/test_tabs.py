@@ -1,0 +1,151 @@
+"""Every tab as a person uses it: pick an example, press the main button, see the result."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+
+def shot(folder, name: str, full_page: bool = True) -> dict:
+    """Screenshot options: JPEG keeps the README's pictures of noise images small."""
+    return {"path": folder / f"{name}.jpg", "type": "jpeg", "quality": 70, "full_page": full_page}
+
+
+def open_tab(page, name: str):
+    page.get_by_role("tab", name=name, exact=True).click()
+    panel = page.locator("[role=tabpanel]:visible")
+    panel.wait_for()
+    return panel
+
+
+def pick_example(panel, row: int) -> None:
+    """Click example `row` (1 = the first): a table row, or a button where the examples have one input."""
+    rows = panel.locator("table tr")
+    if rows.count():
+        rows.nth(row).click()
+    else:
+        panel.locator("button.gallery-item, .gallery button").nth(row - 1).click()
+
+
+def image_loaded(page, selector: str) -> None:
+    """Wait until an image under `selector` has really loaded (non-empty pixels), and return its size."""
+    page.wait_for_function(
+        "sel => [...document.querySelectorAll(sel + ' img')].some(i => i.complete && i.naturalWidth > 0)",
+        arg=selector,
+    )
+    return page.evaluate(
+        "sel => [...document.querySelectorAll(sel + ' img')].filter(i => i.naturalWidth > 0)"
+        ".map(i => [i.naturalWidth, i.naturalHeight])",
+        selector,
+    )
+
+
+def test_the_header_shows_the_model_mode(page, shots):
+    banner = page.locator(".mode-banner").first
+    expect(banner).to_contain_text("Model mode: tiny")
+    expect(banner).to_contain_text("Images are noise from random weights")
+    assert "mode-tiny" in banner.get_attribute("class")
+
+
+def test_basic_example_runs_and_shows_results(page, shots):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    panel.get_by_role("button", name="Generate").click()
+    expect(page.locator("#basic-summary")).to_contain_text("Seed", timeout=120_000)
+    sizes = image_loaded(page, "#basic-gallery")
+    assert sizes and all(w >= 64 and h >= 64 for w, h in sizes)
+    assert image_loaded(page, "#basic-slider")  # init | result, to drag and compare
+    expect(page.locator("#basic-summary")).to_contain_text("denoising steps")
+    page.screenshot(**shot(shots, "basic"))
+
+
+def test_sweep_example_runs_and_shows_the_grid(page, shots):
+    panel = open_tab(page, "Sweep")
+    pick_example(panel, 3)  # seeds 1-4: one batched call
+    panel.get_by_role("button", name="Run sweep").click()
+    expect(page.locator("#sweep-summary")).to_contain_text("Done:", timeout=120_000)
+    (width, height), *_ = image_loaded(page, "#sweep-grid")
+    assert width > height  # four cells side by side, labelled
+    page.screenshot(**shot(shots, "sweep"))
+
+
+def test_chain_example_runs_and_shows_the_final_image(page, shots):
+    panel = open_tab(page, "Chain")
+    pick_example(panel, 1)  # image-image-image, passing latents
+    panel.get_by_role("button", name="Run chain").click()
+    expect(page.locator("#chain-summary")).to_contain_text("Done: seed", timeout=180_000)
+    assert image_loaded(page, "#chain-final")
+    expect(page.locator("#chain-summary")).to_contain_text("received latent")
+    page.screenshot(**shot(shots, "chain"))
+
+
+def test_depth_example_runs_and_shows_the_four_images(page, shots):
+    panel = open_tab(page, "Depth")
+    pick_example(panel, 1)  # the Middlebury motorcycle with its measured disparity
+    panel.get_by_role("button", name="Generate").click()
+    expect(page.locator("#depth-summary")).to_contain_text("Restyle:", timeout=180_000)
+    (width, height), *_ = image_loaded(page, "#depth-grid")
+    assert width > 64 and height > 64
+    page.screenshot(**shot(shots, "depth"))
+
+
+def test_recipe_example_reads_and_sends_to_basic(page, shots):
+    panel = open_tab(page, "Recipe")
+    pick_example(panel, 1)
+    panel.get_by_role("button", name="Read recipe").click()
+    expect(page.locator("#recipe-fields")).to_contain_text("seed", timeout=60_000)
+    expect(page.locator("#recipe-fields")).to_contain_text("33")
+    page.screenshot(**shot(shots, "recipe"))
+    panel.get_by_role("button", name="Send to Basic").click()
+    basic = page.locator("[role=tabpanel]:visible")
+    expect(basic.get_by_label("Prompt", exact=True)).to_have_value(re.compile("^cat wizard, gandalf"))
+    basic.get_by_text("Advanced").click()
+    expect(basic.get_by_label("Seed")).to_have_value("33")
+
+
+def test_a_bad_value_shows_a_readable_message(page, shots):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    model = panel.get_by_label("Model")
+    model.fill("<b>no-such-model</b>")
+    model.press("Enter")
+    panel.get_by_role("button", name="Generate").click()
+    toast = page.locator(".toast-body").first
+    expect(toast).to_contain_text("model must be one of sd15", timeout=60_000)
+    expect(toast).to_contain_text("got '<b>no-such-model</b>'")  # shown as typed, not as markup
+    assert "null" not in toast.inner_text()
+    page.screenshot(**shot(shots, "error", full_page=False))
+
+
+def test_stop_stops_a_long_run(page, shots):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    panel.get_by_text("Advanced").click()
+    steps = panel.get_by_label("Steps").locator("xpath=..").locator("input[type=number]").first
+    steps.fill("150")
+    steps.press("Enter")
+    strength = panel.get_by_label("Strength").locator("xpath=..").locator("input[type=number]").first
+    strength.fill("1")
+    strength.press("Enter")
+    panel.get_by_role("button", name="Generate").click()
+    expect(page.locator(".progress-text, .eta-bar, .progress-level").first).to_be_visible(timeout=60_000)
+    panel.get_by_role("button", name="Stop").click()
+    summary = page.locator("#basic-summary")
+    expect(summary).to_contain_text("Stopped after", timeout=60_000)
+    done = int(re.search(r"Stopped after (\d+)", summary.inner_text()).group(1))
+    assert done < 150
+
+
+def test_results_survive_a_reload_in_the_history(page, shots):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 2)
+    panel.get_by_role("button", name="Generate").click()
+    expect(page.locator("#basic-summary")).to_contain_text("Seed", timeout=120_000)
+    page.wait_for_timeout(500)  # the history is written just after the result
+    page.reload()
+    open_tab(page, "History")
+    assert image_loaded(page, "#history-gallery")
+    page.locator("#history-gallery img").first.click()
+    expect(page.locator("#history-recipe")).to_contain_text("img2img", timeout=30_000)
+    page.screenshot(**shot(shots, "history"))

@@ -1,0 +1,115 @@
+"""History: the last results of this browser, kept across page reloads, each with its recipe.
+
+The browser keeps only ids (gr.BrowserState, in its local storage); the PNGs stay in the server's
+outputs folder and carry their recipes. What a browser sends back is checked: an id is 32 hex
+digits naming a PNG this server wrote, so a crafted local storage cannot name any other file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gradio as gr
+
+from engine.recipe import read_recipe
+from ui.widgets import as_text, outputs_dir, recipe_files
+
+HISTORY_SIZE = 24
+STORAGE_KEY = "img2img-studio-history"
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _entry_path(settings, entry: object) -> Path | None:
+    """The PNG an entry names, or None for anything malformed or gone."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not _ID.fullmatch(entry["id"]):
+        return None
+    path = outputs_dir(settings) / f"{entry['id']}.png"
+    return path if path.is_file() else None
+
+
+def _clean(settings, history: object) -> list[dict]:
+    """The entries of a browser's history that name results this server still has."""
+    entries = history if isinstance(history, list) else []
+    kept = []
+    for entry in entries[:HISTORY_SIZE]:
+        if _entry_path(settings, entry) is not None:
+            caption = entry.get("caption") if isinstance(entry.get("caption"), str) else ""
+            tab = entry.get("tab") if isinstance(entry.get("tab"), str) else ""
+            kept.append({"id": entry["id"], "tab": tab[:20], "caption": caption[:200]})
+    return kept
+
+
+def gallery_items(settings, history: list[dict]) -> list[tuple[str, str]]:
+    return [(str(_entry_path(settings, e)), f"{e['tab']}: {e['caption']}") for e in history]
+
+
+def remember(settings, tab: str, history: object, shown: list | None) -> tuple[list[dict], list]:
+    """Add the results a tab just showed (a Gallery's value) to the front of the history."""
+    history = _clean(settings, history)
+    new = []
+    for item in shown or []:
+        path, caption = (item[0], item[1]) if isinstance(item, list | tuple) else (item, "")
+        name = Path(str(path)).name  # Gradio's copy keeps the name this server gave the file
+        entry = {"id": name.removesuffix(".png"), "tab": tab, "caption": str(caption or "")[:200]}
+        if _entry_path(settings, entry) is not None:
+            new.append(entry)
+    known = {e["id"] for e in new}
+    history = (new + [e for e in history if e["id"] not in known])[:HISTORY_SIZE]
+    return history, gallery_items(settings, history)
+
+
+def build(engine, history: gr.BrowserState) -> gr.Gallery:
+    """The History tab: this browser's last results; select one for its script and downloads."""
+    settings = engine.settings
+    gr.Markdown(
+        f"The last {HISTORY_SIZE} results made in this browser, kept across reloads (the browser stores "
+        "their ids; the images and their recipes stay on the server). Select one to see its script."
+    )
+    with gr.Row():
+        with gr.Column(scale=2):
+            gallery = gr.Gallery(label="History", format="png", columns=6, height=420, elem_id="history-gallery")
+            clear = gr.Button("Clear history", variant="secondary")
+        with gr.Column(scale=1):
+            summary = gr.Markdown(elem_id="history-recipe")
+            code = gr.Code(language="python", label="Script", interactive=False)
+            files = gr.File(label="Downloads: script, recipe JSON", file_count="multiple")
+
+    def show(entries, event: gr.SelectData):
+        entries = _clean(settings, entries)
+        if event.index is None or event.index >= len(entries):
+            return "", "", None
+        path = _entry_path(settings, entries[event.index])
+        try:
+            recipe = read_recipe(path)
+        except ValueError as exc:  # metadata was off when it was made
+            return as_text(exc), "", None
+        script, downloads = recipe_files(recipe, None)
+        line = f"**{as_text(recipe.workflow)}** · {as_text(recipe.model)} · seed {recipe.seed}"
+        return line, script, downloads
+
+    gallery.select(show, inputs=history, outputs=[summary, code, files], queue=False, api_visibility="private")
+    clear.click(lambda: ([], []), outputs=[history, gallery], queue=False, api_visibility="private")
+    return gallery
+
+
+def wire(settings, history: gr.BrowserState, history_gallery: gr.Gallery, tab: str, done, shown: gr.Gallery):
+    """After a tab's run, remember what its gallery shows."""
+    done.then(
+        lambda state, value: remember(settings, tab, state, value),
+        inputs=[history, shown],
+        outputs=[history, history_gallery],
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
+def restore(app: gr.Blocks, settings, history: gr.BrowserState, history_gallery: gr.Gallery) -> None:
+    """On page load: the history gallery from the browser's stored ids."""
+
+    def load(state):
+        kept = _clean(settings, state)
+        return kept, gallery_items(settings, kept)
+
+    app.load(load, inputs=history, outputs=[history, history_gallery], queue=False, api_visibility="private")
