@@ -199,7 +199,7 @@ def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
         outputs=[gallery, grid, info, code, files, last_seed, recipes],
         api_name="img2img",
     )
-    done.then(
+    done.success(
         lambda init, shown: compare(settings, init, shown),
         inputs=[image, gallery],
         outputs=slider,

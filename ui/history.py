@@ -94,8 +94,8 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
 
 
 def wire(settings, history: gr.BrowserState, history_gallery: gr.Gallery, tab: str, done, shown: gr.Gallery):
-    """After a tab's run, remember what its gallery shows."""
-    done.then(
+    """After a tab's run succeeds, remember what its gallery shows (a failed run leaves it as it was)."""
+    done.success(
         lambda state, value: remember(settings, tab, state, value),
         inputs=[history, shown],
         outputs=[history, history_gallery],
