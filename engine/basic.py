@@ -33,8 +33,12 @@ class Img2ImgResult:
     @property
     def shown(self) -> list[int]:
         """Indices of the images to show: a safety-checker flag is reported, not shown as a black square."""
-        flags = self.nsfw or (False,) * len(self.images)
-        return [index for index, flagged in enumerate(flags) if not flagged]
+        return unflagged(self.nsfw, len(self.images))
+
+
+def unflagged(nsfw: tuple[bool, ...], count: int) -> list[int]:
+    """Indices of `count` images the safety checker did not flag (no flags: all of them)."""
+    return [index for index in range(count) if not (nsfw and nsfw[index])]
 
 
 def img2img_kwargs(pipe, job: Img2ImgJob) -> dict:
@@ -162,8 +166,7 @@ def run_img2img(
         weighted_prompt=job.weighted_prompt,
         extra={"pipeline_calls": len(groups), "family": job.spec.family},
     )
-    flags = tuple(nsfw) or (False,) * len(images)
-    shown = [image for image, flagged in zip(images, flags, strict=True) if not flagged]
+    shown = [images[index] for index in unflagged(tuple(nsfw), len(images))]
     return Img2ImgResult(
         images=images,
         init_image=job.image.image,

@@ -201,21 +201,17 @@ class PipelineCache:
                     remove_hooks()
             weights.pipes.clear()
             del weights
-            _free_memory()
+            free_memory()
             logger.info("evicted %s", key)
             return True
 
-    def relieve(self, pipe, *, vae: bool = False) -> str:
+    def relieve(self, pipe) -> str:
         """Make room after running out of memory with `pipe`; returns what was done, for the user.
 
-        A VAE decode gets tiling where the VAE has it. Otherwise every other model is evicted and, on
-        CUDA, the pipeline's own weights move to model offload (only the running component on the GPU).
+        Every other model is evicted and, on CUDA, the pipeline's own weights move to model offload
+        (only the running component on the GPU).
         """
         with self.lock:
-            target = getattr(pipe, "vae", None)
-            if vae and target is not None and hasattr(target, "enable_tiling") and not target.use_tiling:
-                target.enable_tiling()
-                return "VAE tiling"
             owner = next((w for w in self._weights.values() if any(p is pipe for p in w.pipes.values())), None)
             evicted = [key for key in list(self._weights) if owner is None or key != owner.key]
             for key in evicted:
@@ -225,7 +221,6 @@ class PipelineCache:
                     derived.enable_model_cpu_offload()
                 owner.placement = "model-offload"
                 return "model CPU offload" + (f" and {len(evicted)} other model(s) unloaded" if evicted else "")
-            _free_memory()
             return f"{len(evicted)} other model(s) unloaded" if evicted else "memory freed"
 
     def clear(self) -> None:
@@ -367,7 +362,8 @@ def unavailable_message(spec: ModelSpec, exc: BaseException) -> str:
     )
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
+    """Collect garbage and give cached CUDA blocks back, so freed tensors really leave the device."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

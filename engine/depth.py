@@ -56,10 +56,6 @@ def depth_models() -> list[str]:
     return [key for key in models_for("img2img") if get_spec(key).family == "sd15"]
 
 
-def depth_estimators() -> list[str]:
-    return models_for("depth")
-
-
 # -- depth maps ---------------------------------------------------------------------------------
 
 
@@ -79,9 +75,9 @@ def load_depth_map(source: object, *, max_input_pixels: int, name: str = "depth_
     if mode == "F":
         return np.asarray(image, dtype=np.float64)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
-        grey = np.asarray(image.convert("RGBA").convert("L"), dtype=np.float64) / 255.0
-        return grey * rgba[..., 3]
+        rgba = image.convert("RGBA")
+        grey = np.asarray(rgba.convert("L"), dtype=np.float64) / 255.0
+        return grey * np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
     return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
 
 
@@ -186,12 +182,12 @@ class DepthRequest:
         }
         seed = check_seed(self.seed)
         image = normalize_for_model(self.image, spec, settings)
-        depth = None
-        if self.depth_map is not None and not (isinstance(self.depth_map, str) and not self.depth_map):
-            if isinstance(self.depth_map, np.ndarray):
-                depth = np.asarray(self.depth_map, dtype=np.float64)
-            else:
-                depth = load_depth_map(self.depth_map, max_input_pixels=settings.max_input_pixels)
+        if self.depth_map is None or (isinstance(self.depth_map, str) and not self.depth_map):
+            depth = None  # estimated at run time
+        elif isinstance(self.depth_map, np.ndarray):
+            depth = np.asarray(self.depth_map, dtype=np.float64)
+        else:
+            depth = load_depth_map(self.depth_map, max_input_pixels=settings.max_input_pixels)
         restyle = self._restyle_request(image, prompt, negative, steps, seed, settings)
         return DepthJob(
             spec=spec,

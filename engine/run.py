@@ -7,7 +7,6 @@ progress, cancellation and the cache lock behave the same everywhere.
 from __future__ import annotations
 
 import contextlib
-import gc
 import inspect
 import logging
 import threading
@@ -15,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from engine.cache import free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def call_pipeline(
 
     `generators` are used as given when a caller has already drawn from them (the sweep draws each
     cell's init-latent sample first, as the pipeline would). `cache` gives the lock, the generator
-    device and `relieve()`, the remedy for running out of memory.
+    device and `relieve()`, which makes room when memory runs out outside a VAE decode.
 
     Faults: out of memory, or a VAE that decodes NaN, gets one retry with the same generator states
     (the memory freed first, outside the except block, so the failed call's tensors are gone): after
@@ -159,33 +160,34 @@ def call_pipeline(
         for attempt in (1, 2):
             if reporter.cancel is not None and reporter.cancel.cancelled:
                 raise GenerationCancelled(reporter.steps)
-            fault = None
+            oom_in = None  # where memory ran out; None for NaN from the VAE
             try:
                 with torch.inference_mode(), _finite_vae(pipe, upcast=upcast_vae):
                     output = pipe(**call)
                 _check_finite(output)
                 return output
             except torch.cuda.OutOfMemoryError as exc:
-                fault = f"out of memory in the {_where(exc)}"
+                oom_in = _where(exc)
             except NonFiniteOutput:
-                fault = "the VAE decoded NaN"
+                pass
+            fault = f"out of memory in the {oom_in}" if oom_in else "the VAE decoded NaN"
             # Outside the except block: the exception and its frames (holding the failed call's tensors)
             # are gone, so this really frees them.
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            free_memory()
             if attempt == 2:
                 break
-            if fault.startswith("out of memory"):
-                remedy = cache.relieve(pipe, vae=fault.endswith("VAE decode"))
-            else:
+            if oom_in is None:
                 upcast_vae, remedy = True, "the VAE upcast to float32"
+            elif oom_in == "VAE decode" and _enable_vae_tiling(pipe):
+                remedy = "VAE tiling"
+            else:
+                remedy = cache.relieve(pipe)
             logger.warning("%s; retrying once with %s", fault, remedy)
             reporter.notes.append(f"Recovered: {fault}; retried once with {remedy}.")
             for generator, state in zip(call["generator"], states, strict=True):
                 generator.set_state(state)
             reporter.steps = steps_before
-    if fault.startswith("out of memory"):
+    if oom_in:
         raise OutOfMemory(
             f"{fault}, again after a retry: this image is too large for the device. "
             "Use a smaller image, fewer images per run or fewer sweep cells per batch (STUDIO_MAX_BATCH)."
@@ -213,6 +215,15 @@ def _where(exc: BaseException) -> str:
 def _vae_of(pipe):
     denoiser = denoiser_of(pipe)
     return getattr(denoiser, "vae", None) or getattr(denoiser, "movq", None)
+
+
+def _enable_vae_tiling(pipe) -> bool:
+    """Decode in tiles from now on; False where the VAE cannot tile or already does."""
+    vae = _vae_of(pipe)
+    if vae is None or not hasattr(vae, "enable_tiling") or getattr(vae, "use_tiling", False):
+        return False
+    vae.enable_tiling()
+    return True
 
 
 @contextlib.contextmanager

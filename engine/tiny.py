@@ -128,13 +128,11 @@ def refiner_scheduler():
     )
 
 
-def _build_sd15(seed: int):
-    import torch
-    from diffusers import StableDiffusionImg2ImgPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
+def _sd15_unet():
+    """The SD 1.5 twin's UNet; weights from the current torch seed."""
+    from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=64,
@@ -146,6 +144,15 @@ def _build_sd15(seed: int):
         attention_head_dim=8,
         norm_num_groups=8,
     )
+
+
+def _build_sd15(seed: int):
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = _sd15_unet()
     vae = _autoencoder_kl(scaling_factor=0.18215)
     tokenizer = build_tokenizer()
     text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
@@ -422,7 +429,8 @@ def _build_controlnet_sd15(seed: int):
     import torch
     from diffusers import ControlNetModel
 
-    unet = _build_sd15(_seed_for("sd15")).unet
+    torch.manual_seed(_seed_for("sd15"))  # the SD 1.5 twin's own UNet weights
+    unet = _sd15_unet()
     torch.manual_seed(seed)
     controlnet = ControlNetModel.from_unet(unet)
     # A new ControlNet's output convolutions start at zero, so it would not steer anything; a trained one

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import gradio as gr
-from PIL import Image
 
 from engine.catalog import get_spec
 from engine.core import Engine
-from engine.images import fit_size, open_image, probe_size, to_rgb
+from engine.images import fit_size, probe_size
 from engine.requests import RANDOM_SEED, denoising_steps
 from engine.run import CancelToken, GenerationCancelled
 from ui.widgets import (
@@ -87,17 +86,12 @@ def result_text(result) -> str:
     return "\n\n".join(lines)
 
 
-def compare(settings, init: str | None, gallery: list | None):
-    """The slider's pair: the init at the first result's size (as the pipeline saw it), and that result."""
-    if not init or not gallery:
+def compare(entries: list, gallery: list | None):
+    """The slider's pair: the init as the pipeline saw it (kept with the first result's recipe) and that result."""
+    if not entries or not gallery:
         return None
     first = gallery[0]
-    result = first[0] if isinstance(first, list | tuple) else first
-    size = probe_size(result, name="result", max_input_pixels=settings.max_input_pixels)
-    opened = open_image(init, name="image", max_input_pixels=settings.max_input_pixels)
-    seen = to_rgb(opened).resize(size, Image.Resampling.LANCZOS)
-    ((path, _),) = png_outputs(settings, [(seen, None, "init")])
-    return (path, result)
+    return (entries[0][1], first[0] if isinstance(first, list | tuple) else first)
 
 
 def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
@@ -200,8 +194,8 @@ def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
         api_name="img2img",
     )
     done.success(
-        lambda init, shown: compare(settings, init, shown),
-        inputs=[image, gallery],
+        compare,
+        inputs=[recipes, gallery],
         outputs=slider,
         queue=False,
         api_visibility="private",

@@ -113,7 +113,7 @@ def build(engine: Engine) -> Finished:
                 )
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Stages", format="png", columns=3, height=300)
-            final = gr.Image(label="Final", format="png", type="filepath", interactive=False, elem_id="chain-final")
+            final = result_image("Final", elem_id="chain-final", type="filepath")
             comparison = result_image("Init | final")
             summary = gr.Markdown(label="summary", elem_id="chain-summary")
             code, recipe_downloads = recipe_panel()
@@ -157,7 +157,7 @@ def build(engine: Engine) -> Finished:
             prompt: the subject; each preset stage adds its style's trigger words.
             seed: -1 for random, else in [0, 2^32); every stage uses it.
             stages: JSON list of at most $max_chain_stages stages, used when preset is empty:
-        [{"model": "sd15", "kind": "img2img", "strength": 0.6, "prompt": "{subject}, ..."}, ...].
+                [{"model": "sd15", "kind": "img2img", "strength": 0.6, "prompt": "{subject}, ..."}, ...].
             width: width of a text-to-image first stage (64 to 1024).
             height: height of a text-to-image first stage (64 to 1024).
             latent_handover: pass latents between stages of one latent family instead of decoding.

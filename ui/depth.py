@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.catalog import CATALOG
 from engine.core import Engine
 from engine.depth import (
     DEFAULT_CONDITIONING_SCALE,
@@ -16,11 +15,11 @@ from engine.depth import (
     NO_RESTYLE,
     DepthProgress,
     DepthRequest,
-    depth_estimators,
     depth_models,
 )
 from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
+from ui.basic import EXAMPLE_PROMPTS
 from ui.widgets import (
     GUIDANCE_INFO,
     NEGATIVE_INFO,
@@ -51,12 +50,6 @@ INVERT_INFO = "The depth ControlNet expects near = bright; tick for maps made th
 NORMALIZE_INFO = "Stretch the map's range to black..white (off: 8/16-bit maps are used as they are)."
 RESTYLE_INFO = "img2img of the ControlNet result with a style model; 'none' skips it."
 RESTYLE_PROMPT_INFO = "Empty: the style's trigger words, then the prompt."
-MOTORCYCLE_PROMPT = "a futuristic motorcycle in a workshop, neon lights, detailed, 8k"
-ASTRONAUT_PROMPT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
-
-
-def estimator_choices() -> list[tuple[str, str]]:
-    return [(f"{CATALOG[key].label} ({key})", key) for key in depth_estimators()]
 
 
 def summary_text(state: DepthProgress) -> str:
@@ -123,13 +116,8 @@ def build(engine: Engine) -> Finished:
                 value="", label="Negative prompt", info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
             )
             with gr.Row(equal_height=True):
-                estimator = gr.Dropdown(
-                    estimator_choices(),
-                    value=DEFAULT_ESTIMATOR,
-                    label="Depth estimator",
-                    info=ESTIMATOR_INFO,
-                    allow_custom_value=True,  # the engine names an unknown key and lists the known ones
-                    scale=3,
+                estimator = model_picker(
+                    "depth", DEFAULT_ESTIMATOR, label="Depth estimator", info=ESTIMATOR_INFO, scale=3
                 )
                 estimate = gr.Button("Estimate depth", scale=1)
             with gr.Row():
@@ -154,8 +142,8 @@ def build(engine: Engine) -> Finished:
                 label="Restyle with",
                 keys=depth_models(),
                 extra=[("none (no restyle)", NO_RESTYLE)],
+                info=RESTYLE_INFO,
             )
-            restyle_model.info = RESTYLE_INFO
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", scale=3)
                 stop = gr.Button("Stop", variant="stop", scale=1)
@@ -197,8 +185,8 @@ def build(engine: Engine) -> Finished:
     examples = engine.example_images()
     gr.Examples(
         examples=[
-            [str(examples["motorcycle"]), str(engine.example_depth_map()), MOTORCYCLE_PROMPT],
-            [str(examples["astronaut"]), None, ASTRONAUT_PROMPT],
+            [str(examples["motorcycle"]), str(engine.example_depth_map()), DEFAULT_PROMPT],
+            [str(examples["astronaut"]), None, EXAMPLE_PROMPTS["astronaut"]],
         ],
         inputs=[image, depth_map, prompt],
         label="Examples: the Middlebury motorcycle with its measured disparity; the astronaut, estimated",

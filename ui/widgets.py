@@ -7,6 +7,7 @@ import contextlib
 import functools
 import html
 import inspect
+import itertools
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -74,25 +75,26 @@ def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
     return image
 
 
-def result_image(label: str, *, elem_id: str | None = None, slider: bool = False):
+def result_image(label: str, *, elem_id: str | None = None, slider: bool = False, type: str = "pil"):
     """A result image (or an init | result slider): PNG, with the download button, not editable."""
     kind = gr.ImageSlider if slider else gr.Image
-    return kind(label=label, type="filepath" if slider else "pil", format="png", interactive=False, elem_id=elem_id)
+    return kind(label=label, type=type, format="png", interactive=False, elem_id=elem_id)
 
 
 def model_picker(
-    kind: str, value: str, label: str = "Model", *, keys: list[str] | None = None, extra: list[tuple] = ()
+    kind: str,
+    value: str,
+    label: str = "Model",
+    *,
+    keys: list[str] | None = None,
+    extra: list[tuple] = (),
+    info: str = "Catalog key; the API takes the key.",
+    **options,
 ) -> gr.Dropdown:
     """A dropdown of the catalog models that serve a pipeline kind (or of `keys`); values are catalog keys."""
     choices = [*extra, *[(f"{CATALOG[key].label} ({key})", key) for key in (keys or models_for(kind))]]
     # allow_custom_value: the engine's check answers an unknown key, naming the parameter and listing the keys
-    return gr.Dropdown(
-        choices=choices,
-        value=value,
-        label=label,
-        info="Catalog key; the API takes the key.",
-        allow_custom_value=True,
-    )
+    return gr.Dropdown(choices=choices, value=value, label=label, info=info, allow_custom_value=True, **options)
 
 
 def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, gr.Button]:
@@ -328,20 +330,23 @@ def cancellable(fn: Callable) -> Callable:
     docstring for the API page.
     """
 
-    def with_job_token(args, kwargs) -> tuple[list, dict, CancelToken | None]:
+    def with_job_token(args, kwargs) -> tuple[list, dict, CancelToken]:
         """The session's token in the arguments swapped for a child token of this job's own."""
-        job = None
+        session = next((v for v in (*args, *kwargs.values()) if isinstance(v, CancelToken)), None)
+        job = session.child() if session is not None else CancelToken()
 
         def swap(value):
-            nonlocal job
-            if isinstance(value, CancelToken):
-                job = value.child()
-                return job
-            return value
+            return job if value is session else value
 
-        args = [swap(value) for value in args]
-        kwargs = {name: swap(value) for name, value in kwargs.items()}
-        return args, kwargs, job
+        return [swap(v) for v in args], {name: swap(v) for name, v in kwargs.items()}, job
+
+    @contextlib.contextmanager
+    def cancelled_with_the_task(token: CancelToken):
+        try:
+            yield
+        except asyncio.CancelledError:
+            token.cancel()  # the worker thread stops at its next step and lets go of the GPU lock
+            raise
 
     if inspect.isgeneratorfunction(fn):
 
@@ -350,25 +355,17 @@ def cancellable(fn: Callable) -> Callable:
             args, kwargs, token = with_job_token(args, kwargs)
             iterator = fn(*args, **kwargs)
             done = object()
-            try:
+            with cancelled_with_the_task(token):
                 while (item := await asyncio.to_thread(next, iterator, done)) is not done:
                     yield item
-            except asyncio.CancelledError:
-                if token is not None:
-                    token.cancel()
-                raise
 
         return stream
 
     @functools.wraps(fn)
     async def call(*args, **kwargs):
         args, kwargs, token = with_job_token(args, kwargs)
-        try:
+        with cancelled_with_the_task(token):
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except asyncio.CancelledError:
-            if token is not None:
-                token.cancel()
-            raise
 
     return call
 
@@ -409,6 +406,8 @@ def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> N
 
 
 MAX_KEPT_OUTPUTS = 1000  # result PNGs kept on disk for the per-browser history; the oldest go first
+PRUNE_EVERY = 50  # PNG writes between prunes: a sweep writes one per cell, and pruning lists the folder
+_writes = itertools.count(1)
 
 
 def outputs_dir(settings) -> Path:
@@ -430,7 +429,8 @@ def png_outputs(settings, items: list[tuple]) -> list[tuple[str, str]]:
         name = uuid.uuid4().hex + (".png" if recipe is not None else "-input.png")
         path = save_png(image, recipe if settings.metadata else None, folder / name)
         outputs.append((str(path), caption))
-    _prune(folder)
+        if next(_writes) % PRUNE_EVERY == 0:
+            _prune(folder)
     return outputs
 
 
