@@ -239,7 +239,8 @@ def get_spec(key: str) -> ModelSpec:
         ValueError: unknown key; the message lists the known ones.
     """
     if not isinstance(key, str) or key not in CATALOG:
-        raise ValueError(f"model must be one of {', '.join(CATALOG)}; got {key!r}")
+        shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:80] + "…"
+        raise ValueError(f"model must be one of {', '.join(CATALOG)}; got {shown}")
     return CATALOG[key]
 
 

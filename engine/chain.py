@@ -23,6 +23,7 @@ from PIL import Image
 from engine.basic import img2img_call_kwargs
 from engine.cache import PipelineCache
 from engine.catalog import ModelSpec, get_spec
+from engine.errors import shown_value
 from engine.grid import image_grid
 from engine.images import NormalizedImage, fit_size
 from engine.recipe import Recipe
@@ -167,6 +168,8 @@ def parse_stages(stages: object, max_stages: int) -> list[ChainStage]:
             stages = json.loads(stages)
         except json.JSONDecodeError as exc:
             raise ValueError(f"stages is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("stages is nested too deeply: give a flat list of stage objects") from None
     if not isinstance(stages, list | tuple) or not stages:
         raise ValueError('stages must be a non-empty list of stages, e.g. [{"model": "sd15"}]')
     if len(stages) > max_stages:
@@ -181,7 +184,12 @@ def parse_stages(stages: object, max_stages: int) -> list[ChainStage]:
             raise ValueError(f'stage {number} must be an object with at least a "model", got {stage!r:.80}')
         unknown = set(stage) - allowed
         if unknown:
-            raise ValueError(f"stage {number} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+            shown = sorted(shown_value(key, 40) for key in unknown)
+            raise ValueError(f"stage {number} has unknown keys {shown}; allowed: {sorted(allowed)}")
+        for key in ("model", "prompt", "kind", "negative_prompt"):
+            value = stage.get(key, "")
+            if not isinstance(value, str) and not (key == "kind" and value is None):
+                raise ValueError(f"stage {number} {key} must be text, got {shown_value(value)}")
         parsed.append(ChainStage(**stage))
     return parsed
 
@@ -210,6 +218,9 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
     Raises:
         ValueError: naming the stage and what is wrong with it.
     """
+    if request.preset is not None and not isinstance(request.preset, str):
+        shown = shown_value(request.preset)
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)} or empty; got {shown}")
     if request.preset:
         if request.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)} or empty; got {request.preset!r}")
@@ -273,9 +284,10 @@ def _stage_kind(stage: ChainStage, index: int, *, has_image: bool) -> str:
         else:
             kind = "img2img"
     if kind not in KINDS:
-        raise ValueError(f"stage {index + 1}: kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        raise ValueError(f"stage {index + 1}: kind must be one of {', '.join(KINDS)}; got {shown_value(kind)}")
     if kind not in spec.kinds:
-        raise ValueError(f"stage {index + 1}: model {stage.model!r} has no {kind} pipeline; it serves {spec.kinds}")
+        model = shown_value(stage.model)
+        raise ValueError(f"stage {index + 1}: model {model} has no {kind} pipeline; it serves {spec.kinds}")
     if kind == "text2img" and index > 0:
         raise ValueError(f"stage {index + 1}: text2img can only be the first stage")
     if kind != "text2img" and index == 0 and not has_image:

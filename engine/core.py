@@ -27,6 +27,7 @@ from engine.catalog import ModelSpec, get_spec
 from engine.chain import ChainPlan, ChainProgress, ChainRequest, plan_chain, run_chain
 from engine.depth import DepthJob, DepthProgress, DepthRequest, depth_to_control, estimate, run_depth
 from engine.requests import Img2ImgRequest, check_flag, check_model, normalize_for_model
+from engine.results import ResultStore
 from engine.run import CancelToken, ProgressFn, StepReporter
 from engine.settings import Settings
 from engine.sweep import SweepPlan, SweepProgress, SweepSpec, plan_sweep, run_sweep
@@ -94,6 +95,7 @@ class Engine:
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.results = ResultStore(max_bytes=settings.results_mb * 2**20)
         logger.info("model mode %s on %s (%s)", self.mode, self.policy.device, self.policy.dtype)
 
     # -- models --------------------------------------------------------------------------------

@@ -69,33 +69,57 @@ def grid_layout(cell_size: tuple[int, int], cols: int, rows: int, *, has_y: bool
     return GridLayout(cell_w, cell_h, cols, rows, top, left, font_size, pad)
 
 
+def _longest_fitting(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> int:
+    """How many leading characters of `text` fit in max_width (at least 1): a binary search on width."""
+    low, high = 1, min(len(text), max(1, max_width))  # no glyph is narrower than a pixel, bar a few
+    while low < high:
+        middle = (low + high + 1) // 2
+        if font.getlength(text[:middle]) <= max_width:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _fits(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> bool:
+    """Whether text fits in max_width; text of more characters than pixels is not measured (measuring
+    costs in proportion to its length, and no glyph is narrower than a pixel, bar a few)."""
+    return len(text) <= max_width and font.getlength(text) <= max_width
+
+
 def fit_text(text: str, font: ImageFont.FreeTypeFont, max_width: int, max_lines: int) -> list[str]:
-    """Wrap text to max_width; past max_lines the last line ends with an ellipsis. Never wider than allowed."""
-    words = text.replace("\n", " ").split()
+    """Wrap text to max_width; past max_lines the last line ends with an ellipsis. Never wider than allowed.
+
+    The work is bounded by what can be shown, not by the text: only as many characters as max_lines
+    lines of one-pixel glyphs could hold are looked at, wrapping stops once a line more than allowed is
+    made, and a word wider than the column is cut by a binary search on its width.
+    """
+    visible = max(1, max_lines) * max(1, max_width) + 1  # no glyph is narrower than a pixel, bar a few
+    words = text[:visible].replace("\n", " ").split()
     lines: list[str] = []
     current = ""
     for word in words:
+        if len(lines) > max_lines:
+            break
         candidate = f"{current} {word}".strip()
-        if font.getlength(candidate) <= max_width:
+        if _fits(candidate, font, max_width):
             current = candidate
             continue
         if current:
             lines.append(current)
-        while font.getlength(word) > max_width:  # a word wider than the column: break it
-            cut = len(word)
-            while cut > 1 and font.getlength(word[:cut]) > max_width:
-                cut -= 1
+        while len(lines) <= max_lines and not _fits(word, font, max_width):  # wider than the column: cut it
+            cut = _longest_fitting(word, font, max_width)
             lines.append(word[:cut])
             word = word[cut:]
         current = word
     if current:
         lines.append(current)
-    if len(lines) > max_lines:
+    if len(lines) > max_lines or len(text) > visible:
         lines = lines[:max_lines]
-        last = lines[-1]
+        last = lines[-1] if lines else ""
         while last and font.getlength(last + "…") > max_width:
             last = last[:-1]
-        lines[-1] = last + "…"
+        lines[-1:] = [last + "…"]
     return lines or [""]
 
 

@@ -7,15 +7,31 @@ an RGB image whose sides are multiples of the model's latent grid and whose pixe
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 _EXIF_ORIENTATION = 0x0112
-_REFUSED_FORMATS = {"EPS", "PSD"}  # EPS runs Ghostscript; PSD layers are not what the user sees
+# The formats accepted, told by their first bytes before Pillow sees the file, and the Pillow plugins
+# allowed to open each. Containers whose plugin decodes inside Image.open (ICO, ICNS, and EPS, PSD,
+# PDF ...) are refused unread: an ICO declaring 16x16 can hold a 9000x9000 PNG that is decoded there.
+_MAGIC: tuple[tuple[bytes, int, tuple[str, ...]], ...] = (
+    (b"\x89PNG\r\n\x1a\n", 0, ("PNG",)),
+    (b"\xff\xd8\xff", 0, ("JPEG", "MPO")),
+    (b"WEBP", 8, ("WEBP",)),  # after b"RIFF" and the length
+    (b"GIF87a", 0, ("GIF",)),
+    (b"GIF89a", 0, ("GIF",)),
+    (b"II*\x00", 0, ("TIFF",)),
+    (b"MM\x00*", 0, ("TIFF",)),
+    (b"BM", 0, ("BMP",)),
+)
+ACCEPTED_FORMATS = "PNG, JPEG, WebP, GIF, TIFF or BMP"
+_PNG_CHUNKS_SCANNED = 10_000  # header-only EXIF search gives up after this many chunks
 
 
 @dataclass(frozen=True)
@@ -61,19 +77,18 @@ def open_image(source: Image.Image | str | Path | bytes, *, name: str, max_input
             raise ValueError(f"{name} is an empty file (0 bytes): {label!r}")
     else:
         raise ValueError(f"{name} must be an image, got {type(source).__name__}")
+    formats = _sniff_formats(fp, name=name, label=label)
     try:
         with warnings.catch_warnings():
             # Our cap, checked next from the header, is stricter than PIL's warning threshold.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(fp)
+            image = Image.open(fp, formats=formats)
     except UnidentifiedImageError:
-        raise ValueError(f"{name} is not an image PIL can read ({label!r}); use PNG, JPEG or WebP") from None
+        raise ValueError(f"{name} is not an image this app can read ({label!r}); use {ACCEPTED_FORMATS}") from None
     except Image.DecompressionBombError as exc:
         raise ValueError(f"{name} is over the limit of {max_input_pixels:,} pixels: {exc}") from None
-    except OSError as exc:
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise ValueError(f"{name} could not be read ({label!r}): {exc}") from None
-    if image.format in _REFUSED_FORMATS:
-        raise ValueError(f"{name} is a {image.format} file, which is not accepted; use PNG, JPEG or WebP")
     _check_pixels(image.size, name, max_input_pixels)
     try:
         image.seek(0)  # animated formats: the first frame
@@ -81,6 +96,20 @@ def open_image(source: Image.Image | str | Path | bytes, *, name: str, max_input
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{name} is truncated or corrupt ({label!r}): {exc}") from None
     return image
+
+
+def _sniff_formats(fp: BinaryIO | Path, *, name: str, label: str) -> tuple[str, ...]:
+    """The Pillow plugins that may open a file, from its first bytes; refuses every other file unread."""
+    if isinstance(fp, Path):
+        with fp.open("rb") as handle:
+            head = handle.read(16)
+    else:
+        head = fp.read(16)
+        fp.seek(0)
+    for magic, offset, formats in _MAGIC:
+        if head[offset : offset + len(magic)] == magic and (offset == 0 or head.startswith(b"RIFF")):
+            return formats
+    raise ValueError(f"{name} is not an image this app can read ({label!r}); use {ACCEPTED_FORMATS}")
 
 
 def _check_pixels(size: tuple[int, int], name: str, max_input_pixels: int) -> None:
@@ -94,25 +123,78 @@ def _check_pixels(size: tuple[int, int], name: str, max_input_pixels: int) -> No
         )
 
 
+def _header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation, read without decoding pixels.
+
+    Pillow's PNG `getexif()` decodes the whole image when the eXIf chunk is not before the pixel data;
+    here the chunks after it are walked by their lengths instead, the pixel data skipped unread.
+    """
+    if image.format != "PNG" or "exif" in image.info:
+        return image.getexif().get(_EXIF_ORIENTATION, 1)
+    fp = image.fp
+    if fp is None:
+        return 1
+    position = fp.tell()
+    try:
+        fp.seek(8)
+        for _ in range(_PNG_CHUNKS_SCANNED):
+            header = fp.read(8)
+            if len(header) < 8:
+                return 1
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"IEND":
+                return 1
+            if kind == b"eXIf" and length <= 65_536:
+                exif = Image.Exif()
+                exif.load(fp.read(length))
+                return exif.get(_EXIF_ORIENTATION, 1)
+            fp.seek(length + 4, io.SEEK_CUR)  # the chunk's data and CRC
+        return 1
+    except (OSError, SyntaxError, ValueError, struct.error):
+        return 1
+    finally:
+        fp.seek(position)
+
+
 def probe_size(source: str | Path | Image.Image, *, name: str, max_input_pixels: int) -> tuple[int, int]:
     """The upright size of an image from its header alone (EXIF orientations 5-8 swap the sides).
 
-    For previews that must stay cheap while a slider moves; `open_image` does the full checks.
+    For previews that must stay cheap while a slider moves; no pixel is decoded, so a preview of
+    the largest accepted upload costs what a small one does. `open_image` does the full checks.
+
+    Raises:
+        ValueError: not an accepted image, or over the pixel limit.
     """
     if isinstance(source, Image.Image):
-        image = source
+        _check_pixels(source.size, name, max_input_pixels)
+        orientation = source.getexif().get(_EXIF_ORIENTATION, 1)
+        width, height = source.size
     else:
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"{name} file {path.name!r} does not exist")
+        formats = _sniff_formats(path, name=name, label=path.name)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(source)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
-            raise ValueError(f"{name} is not an image PIL can read") from None
-    _check_pixels(image.size, name, max_input_pixels)
-    width, height = image.size
-    if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
-        return height, width
-    return width, height
+                with Image.open(path, formats=formats) as image:
+                    _check_pixels(image.size, name, max_input_pixels)
+                    width, height = image.size
+                    orientation = _header_orientation(image)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, struct.error):
+            raise ValueError(f"{name} is not an image this app can read ({path.name!r})") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+@dataclass(frozen=True)
+class HeaderOnly:
+    """An image given for planning only: `normalize_image` reads its header and decodes no pixel.
+
+    Plan previews (Sweep, Chain) run outside the GPU queue, while a person edits; they need the working
+    size, not the pixels. The normalised image they get is a blank stand-in of that size.
+    """
+
+    source: str | Path | Image.Image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -171,7 +253,7 @@ def fit_size(
 
 
 def normalize_image(
-    source: Image.Image | str | Path | bytes,
+    source: Image.Image | str | Path | bytes | HeaderOnly,
     *,
     multiple: int,
     max_pixels: int,
@@ -179,7 +261,14 @@ def normalize_image(
     min_side: int,
     name: str = "image",
 ) -> NormalizedImage:
-    """Open, orient, convert to RGB and resize an input image for a model (see module docstring)."""
+    """Open, orient, convert to RGB and resize an input image for a model (see module docstring).
+
+    A `HeaderOnly` source is sized from its header alone and comes back as a blank stand-in.
+    """
+    if isinstance(source, HeaderOnly):
+        original = probe_size(source.source, name=name, max_input_pixels=max_input_pixels)
+        target = fit_size(original, multiple=multiple, max_pixels=max_pixels, min_side=min_side, name=name)
+        return NormalizedImage(image=Image.new("RGB", target), original_size=original)
     opened = open_image(source, name=name, max_input_pixels=max_input_pixels)
     rgb = to_rgb(opened)
     original = rgb.size

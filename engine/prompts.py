@@ -48,4 +48,6 @@ def weighted_embeddings(pipe, spec: ModelSpec, prompt: str, negative_prompt: str
             }
     except pyparsing.ParseBaseException as exc:
         raise ValueError(f"prompt is not valid Compel syntax: {exc}") from None
+    except RecursionError:
+        raise ValueError("prompt is nested too deeply for Compel's syntax; use fewer brackets") from None
     raise ValueError(f"weighted_prompt is not available for model family {spec.family!r}")

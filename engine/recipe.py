@@ -11,15 +11,18 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from engine.recipe_schema import validated_fields
 from engine.run import denoiser_of
 
 APP_VERSION = "0.1.0"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_RECIPE_CHARS = 1_000_000
 PARAMETERS_KEY = "parameters"
 RECIPE_KEY = "img2img-studio"
 # Scheduler class -> the web UI's sampler name, where one matches.
@@ -78,22 +81,24 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str) -> Recipe:
-        """The inverse of to_json (tuples restored).
+        """The inverse of to_json, for a recipe read from a file: untrusted, so every field is checked.
+
+        A recipe turns into a script that people run, so each field must be what the app writes: model
+        keys from the catalog, model ids of the Hub's form, a dtype, scheduler and device from fixed sets,
+        numbers that are numbers. Unknown fields are dropped.
 
         Raises:
-            ValueError: not a recipe.
+            ValueError: not a recipe, or a field that is not what the app writes, naming it and the value.
         """
+        if not isinstance(text, str) or len(text) > MAX_RECIPE_CHARS:
+            raise ValueError(f"recipe must be JSON text of at most {MAX_RECIPE_CHARS:,} characters")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"recipe is not valid JSON: {exc}") from None
-        names = {f.name for f in fields(cls)}
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"recipe is not valid JSON: {str(exc)[:120]}") from None
         if not isinstance(data, dict) or not {"workflow", "model", "parameters"} <= set(data):
             raise ValueError("recipe is missing workflow, model or parameters")
-        data = {k: v for k, v in data.items() if k in names}
-        data["seeds"] = tuple(data.get("seeds", ()))
-        data["size"] = tuple(data.get("size", (0, 0)))
-        return cls(**data)
+        return cls(**validated_fields(data))
 
     def for_image(self, index: int) -> Recipe:
         """The recipe of image `index` of a multi-image result (its seed; the batch it came from)."""
@@ -128,7 +133,63 @@ def _quote(value: Any) -> str:
     return json.dumps(text) if ("," in text or ":" in text or '"' in text) else text
 
 
-_PARAM = re.compile(r'\s*([\w ./+-]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+MAX_INFOTEXT_CHARS = 20_000  # two prompts at the longest the app accepts, and the parameter line
+_KEY = re.compile(r"[\w ./+-]{1,64}")
+_KEY_WINDOW = 66  # a key is at most 64 characters, then ':'
+
+
+def _quoted_end(line: str, start: int) -> int:
+    """The index after the closing quote of the JSON-style string opening at `start`, or -1."""
+    i = start + 1
+    while i < len(line):
+        char = line[i]
+        if char == "\\":
+            i += 2
+        elif char == '"':
+            return i + 1
+        else:
+            i += 1
+    return -1
+
+
+def _parse_pairs(line: str) -> list[tuple[str, str]]:
+    """`Key: value, Key: "quoted, value"` pairs of an infotext's last line, in one pass (linear time).
+
+    A stretch that is not a pair is skipped up to the next comma. Once an opening quote finds no
+    closing one, no later quote can (the scan from it covered the rest), so values are then unquoted.
+    """
+    pairs: list[tuple[str, str]] = []
+    i, n, quotes_close = 0, len(line), True
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        colon = line.find(":", i, i + _KEY_WINDOW)
+        key = line[i:colon].strip() if colon >= 0 else ""
+        if not _KEY.fullmatch(key):
+            comma = line.find(",", i)
+            i = n if comma < 0 else comma + 1
+            continue
+        i = colon + 1
+        while i < n and line[i] == " ":
+            i += 1
+        value = None
+        if quotes_close and i < n and line[i] == '"':
+            end = _quoted_end(line, i)
+            if end < 0:
+                quotes_close = False
+            else:
+                try:
+                    value = json.loads(line[i:end])
+                except json.JSONDecodeError:
+                    value = line[i + 1 : end - 1]
+                comma = line.find(",", end)
+                i = n if comma < 0 else comma + 1
+        if value is None:
+            comma = line.find(",", i)
+            value = line[i : n if comma < 0 else comma].strip()
+            i = n if comma < 0 else comma + 1
+        pairs.append((key, value))
+    return pairs
 
 
 def parse_infotext(text: str) -> dict[str, Any]:
@@ -136,19 +197,21 @@ def parse_infotext(text: str) -> dict[str, Any]:
 
     Returns prompt, negative_prompt, and where present num_inference_steps, guidance_scale, seed,
     strength, width, height, sampler, model; other `Key: value` pairs under their own names.
+    Linear in the text's length, which is capped at MAX_INFOTEXT_CHARS.
+
+    Raises:
+        ValueError: empty, too long, or a known field whose value is not of its type.
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("infotext is empty")
+    if len(text) > MAX_INFOTEXT_CHARS:
+        raise ValueError(f"infotext is {len(text):,} characters long; the limit is {MAX_INFOTEXT_CHARS:,}")
     lines = text.strip().split("\n")
-    last = lines[-1]
     params: dict[str, str] = {}
-    if len(_PARAM.findall(last)) >= 3:
+    pairs = _parse_pairs(lines[-1])
+    if len(pairs) >= 3:
         lines = lines[:-1]
-        for key, value in _PARAM.findall(last):
-            value = value.strip()
-            if value.startswith('"') and value.endswith('"'):
-                value = json.loads(value)
-            params[key.strip()] = value
+        params = dict(pairs)
     prompt_lines, negative_lines, in_negative = [], [], False
     for line in lines:
         if line.startswith("Negative prompt:"):
@@ -168,10 +231,13 @@ def parse_infotext(text: str) -> dict[str, Any]:
         if key in conversions:
             name, convert = conversions[key]
             try:
+                if convert is not str and len(value) > 40:  # int() of thousands of digits is refused anyway
+                    raise ValueError
                 result[name] = convert(value)
             except ValueError:
-                raise ValueError(f"infotext field {key!r} is not a {convert.__name__}: {value!r}") from None
-        elif key == "Size" and re.fullmatch(r"\d+x\d+", value):
+                shown = value if len(value) <= 40 else value[:40] + "…"
+                raise ValueError(f"infotext field {key!r} is not a {convert.__name__}: {shown!r}") from None
+        elif key == "Size" and re.fullmatch(r"\d{1,6}x\d{1,6}", value):
             result["width"], result["height"] = (int(v) for v in value.split("x"))
         else:
             result[key] = value
@@ -197,18 +263,30 @@ def save_png(image: Image.Image, recipe: Recipe | None, path: Path) -> Path:
 
 
 def read_png_text(source: str | Path | bytes) -> dict[str, str]:
-    """The text chunks of a PNG.
+    """The text chunks of a PNG (those before its pixel data, which is not decoded).
 
     Raises:
         ValueError: not a PNG.
     """
+    if isinstance(source, bytes):
+        head = source[:8]
+    else:
+        try:
+            with Path(source).open("rb") as handle:
+                head = handle.read(8)
+        except OSError as exc:
+            raise ValueError(f"image could not be read: {exc.strerror}") from None
+    if head != PNG_SIGNATURE:
+        raise ValueError("image must be a PNG made by the app (its first bytes are not a PNG's)")
+    return _png_text(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def _png_text(fp) -> dict[str, str]:
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            if image.format != "PNG":
-                raise ValueError(f"image must be a PNG made by the app, got {image.format}")
+        with Image.open(fp, formats=["PNG"]) as image:
             return {k: v for k, v in image.info.items() if isinstance(v, str)}
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"image could not be read as a PNG: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"image could not be read as a PNG: {str(exc)[:200]}") from None
 
 
 def read_recipe(source: str | Path | bytes) -> Recipe:

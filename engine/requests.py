@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.catalog import ModelSpec, get_spec, models_for
+from engine.errors import HUGE, shown_value
 from engine.images import NormalizedImage, normalize_image
 from engine.settings import Settings
 
@@ -39,20 +40,22 @@ def check_number(
     Bounds are inclusive unless `low_open`. Whole floats (20.0) are accepted where an int is wanted.
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} must be a number, got {shown_value(value)}")
+    if isinstance(value, int) and abs(value) > HUGE:  # float(value) would overflow
+        raise ValueError(f"{name} must be a finite number, got {shown_value(value)}")
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise ValueError(f"{name} must be a finite number, got {shown_value(value)}")
     if integer:
         if value != int(value):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
+            raise ValueError(f"{name} must be a whole number, got {shown_value(value)}")
         value = int(value)
     else:
         value = float(value)
     interval = f"{'(' if low_open else '['}{_fmt(low, '-inf')}, {_fmt(high, 'inf')}]"
     if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be in {interval}, got {shown_value(value)}")
     if high is not None and value > high:
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be in {interval}, got {shown_value(value)}")
     return value
 
 
@@ -70,10 +73,35 @@ def check_text(name: str, value: object, *, max_chars: int, required: bool = Fal
         raise ValueError(f"{name} must be text, got {type(value).__name__}")
     if len(value) > max_chars:
         raise ValueError(f"{name} is {len(value):,} characters long; the limit is {max_chars:,}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no tokenizer or PNG chunk can take it
+        raise ValueError(
+            f"{name} holds an invalid character (U+{ord(value[exc.start]):04X} at position {exc.start}); "
+            "retype or paste it again"
+        ) from None
     cleaned = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in value).strip()
     if required and not cleaned:
         raise ValueError(f"{name} is empty: describe what the image should become")
     return cleaned
+
+
+MAX_WEIGHT_NESTING = 16
+
+
+def check_nesting(name: str, text: str) -> None:
+    """Compel's parser recurses per bracket: a prompt nested hundreds deep would exhaust Python's stack."""
+    depth = deepest = 0
+    for char in text:
+        if char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]" and depth:
+            depth -= 1
+    if deepest > MAX_WEIGHT_NESTING:
+        raise ValueError(
+            f"{name} nests brackets {deepest} deep; weighted prompts take at most {MAX_WEIGHT_NESTING}"
+        )
 
 
 def check_seed(value: object, *, count: int = 1) -> int:
@@ -81,15 +109,22 @@ def check_seed(value: object, *, count: int = 1) -> int:
 
     `count` seeds starting here are used (seed, seed + 1, ...), so a random seed leaves room for them.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"seed must be a whole number in [0, {SEED_LIMIT}) or -1 for random, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, int) and abs(value) > HUGE)
+        or not math.isfinite(value)
+    ):
+        raise ValueError(
+            f"seed must be a whole number in [0, {SEED_LIMIT}) or -1 for random, got {shown_value(value)}"
+        )
     if value != int(value):
-        raise ValueError(f"seed must be a whole number, got {value!r}")
+        raise ValueError(f"seed must be a whole number, got {shown_value(value)}")
     value = int(value)
     if value == RANDOM_SEED:
         return secrets.randbelow(SEED_LIMIT - count + 1)
     if not 0 <= value < SEED_LIMIT:
-        raise ValueError(f"seed must be in [0, {SEED_LIMIT}) or -1 for random, got {value!r}")
+        raise ValueError(f"seed must be in [0, {SEED_LIMIT}) or -1 for random, got {shown_value(value)}")
     return value
 
 
@@ -122,14 +157,14 @@ def check_model(key: object, kind: str, *, name: str = "model") -> ModelSpec:
     """A catalog key that serves `kind`; the error names the parameter and lists the keys that do."""
     allowed = models_for(kind)
     if not isinstance(key, str) or key not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {key!r}")
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {shown_value(key)}")
     return get_spec(key)
 
 
 def check_flag(name: str, value: object) -> bool:
     """A true/false option; numbers and strings are refused rather than guessed at."""
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise ValueError(f"{name} must be true or false, got {shown_value(value)}")
     return value
 
 
@@ -181,6 +216,9 @@ class Img2ImgRequest:
         check_flag("weighted_prompt", self.weighted_prompt)
         if self.weighted_prompt and spec.weighting_unavailable_reason:
             raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")
+        if self.weighted_prompt:
+            check_nesting("prompt", prompt)
+            check_nesting("negative_prompt", negative)
         seed = check_seed(self.seed, count=count)
         image = normalize_for_model(self.image, spec, settings)
         return Img2ImgJob(

@@ -46,9 +46,10 @@ class CancelToken:
     (the job's event cancelled), without leaving the session's token set for the next job.
     """
 
-    def __init__(self, parent: CancelToken | None = None) -> None:
+    def __init__(self, parent: CancelToken | None = None, *, alive: Callable[[], bool] | None = None) -> None:
         self._event = threading.Event()
         self._parent = parent
+        self._alive = alive  # e.g. "is anyone still waiting for this job?", asked at every step
 
     def cancel(self) -> None:
         self._event.set()
@@ -56,11 +57,14 @@ class CancelToken:
     def reset(self) -> None:
         self._event.clear()
 
-    def child(self) -> CancelToken:
-        return CancelToken(parent=self)
+    def child(self, *, alive: Callable[[], bool] | None = None) -> CancelToken:
+        """A token for one job; `alive` returning False cancels it too (a client that went away)."""
+        return CancelToken(parent=self, alive=alive)
 
     @property
     def cancelled(self) -> bool:
+        if self._alive is not None and not self._event.is_set() and not self._alive():
+            self._event.set()
         return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
     def __deepcopy__(self, memo: dict) -> CancelToken:

@@ -50,34 +50,50 @@ def script_for(recipe: Recipe) -> str:
 
 
 def _literal(value: Any) -> str:
-    """A Python literal for a JSON-like value (True/False/None, not true/false/null)."""
+    """A Python literal for a JSON-like value (True/False/None, not true/false/null).
+
+    Every value from a recipe reaches the script through this (or `_comment`), never pasted as text:
+    a recipe can come from a crafted PNG.
+    """
     return repr(json.loads(json.dumps(value)))
+
+
+def _comment(text: object) -> str:
+    """Text safe inside a comment or the docstring: one line, no quotes or backslashes."""
+    return "".join(c if c.isprintable() and c not in "\"'\\" else "?" for c in str(text))[:200]
+
+
+def _size(size) -> str:
+    """A (width, height) literal."""
+    width, height = (int(side) for side in size)
+    return repr((width, height))
 
 
 def _header(recipe: Recipe, title: str, classes: list[str], more_args: str = "") -> list[str]:
     return [
-        HEADER.format(title=title, version=recipe.app_version, more=more_args).rstrip("\n"),
+        HEADER.format(title=_comment(title), version=_comment(recipe.app_version), more=more_args).rstrip("\n"),
         f"from diffusers import {', '.join(sorted(set(classes)))}",
         "",
         'OUTPUT = sys.argv[1] if len(sys.argv) > 1 else "result.png"',
         'INIT = sys.argv[2] if len(sys.argv) > 2 else "init.png"',
         'DEVICE = "cuda" if torch.cuda.is_available() else "cpu"',
-        f"DTYPE = torch.{recipe.dtype}",
-        f"GENERATOR_DEVICE = {recipe.generator_device!r} if DEVICE == {recipe.generator_device!r} else DEVICE",
+        f"DTYPE = getattr(torch, {_literal(recipe.dtype)})",
+        f"GENERATOR_DEVICE = {_literal(recipe.generator_device)} if DEVICE == {_literal(recipe.generator_device)} "
+        "else DEVICE",
         "",
     ]
 
 
 def _load(loader: str, model_id: str, revision: str | None) -> str:
-    pinned = f", revision={revision!r}" if revision else ""
-    return f"{loader}.from_pretrained({model_id!r}{pinned}, dtype=DTYPE, use_safetensors=True)"
+    pinned = f", revision={_literal(revision)}" if revision else ""
+    return f"{loader}.from_pretrained({_literal(model_id)}{pinned}, dtype=DTYPE, use_safetensors=True)"
 
 
 def _init_image(size: tuple[int, int]) -> list[str]:
     return [
         'init_image = Image.open(INIT).convert("RGB")',
-        f"if init_image.size != {tuple(size)!r}:  # the app's working size",
-        f"    init_image = init_image.resize({tuple(size)!r}, Image.Resampling.LANCZOS)",
+        f"if init_image.size != {_size(size)}:  # the app's working size",
+        f"    init_image = init_image.resize({_size(size)}, Image.Resampling.LANCZOS)",
         "",
     ]
 
@@ -115,14 +131,14 @@ def _weighted_prompt_lines(recipe: Recipe) -> list[str]:
             "    truncate_long_prompts=False,",
             "    device=pipe._execution_device,",
             ")",
-            f"embeds, pooled = compel([{prompt!r}, {negative!r}])",
+            f"embeds, pooled = compel([{_literal(prompt)}, {_literal(negative)}])",
             "prompt_kwargs = dict(prompt_embeds=embeds[:1], pooled_prompt_embeds=pooled[:1],",
             "                     negative_prompt_embeds=embeds[1:], negative_pooled_prompt_embeds=pooled[1:])",
         ]
     return [
         "from compel import CompelForSD",
         "",
-        f"conditioning = CompelForSD(pipe, device=pipe._execution_device)({prompt!r}, {negative!r})",
+        f"conditioning = CompelForSD(pipe, device=pipe._execution_device)({_literal(prompt)}, {_literal(negative)})",
         "prompt_kwargs = dict(prompt_embeds=conditioning.embeds, negative_prompt_embeds=conditioning.negative_embeds)",
     ]
 
@@ -150,7 +166,7 @@ def _img2img_script(recipe: Recipe) -> str:
         p.pop("negative_prompt", None)
     else:
         lines.append("prompt_kwargs = {}")
-    seeds = list(recipe.seeds)
+    seeds = [int(seed) for seed in recipe.seeds]
     if recipe.extra.get("family") == "kandinsky22":
         lines.append("# height and width are passed swapped: diffusers' Kandinsky 2.2 img2img transposes them")
     lines += [
@@ -171,33 +187,34 @@ def _img2img_script(recipe: Recipe) -> str:
             "generator = [torch.Generator(GENERATOR_DEVICE).manual_seed(seed) for seed in seeds]",
             "images = pipe(image=init_image, generator=generator, **call, **prompt_kwargs).images",
         ]
-    lines += [f"images[{index}].save(OUTPUT)", 'print("saved", OUTPUT)', ""]
+    lines += [f"images[{int(index)}].save(OUTPUT)", 'print("saved", OUTPUT)', ""]
     return "\n".join(lines)
 
 
 def _depth_script(recipe: Recipe) -> str:
     """ControlNet img2img as the guide writes it: the ControlNet loaded, then passed to the pipeline."""
     p = dict(recipe.parameters)
-    size = tuple(recipe.size)
-    pinned = f", revision={recipe.revision!r}" if recipe.revision else ""
+    size = _size(recipe.size)
+    pinned = f", revision={_literal(recipe.revision)}" if recipe.revision else ""
+    working_size = recipe.size
     lines = _header(
         recipe,
         f"ControlNet depth img2img with {recipe.model_id}, seed {recipe.seed}",
         ["AutoPipelineForImage2Image", "ControlNetModel"],
         more_args=" [control.png]",
     )
-    lines += _init_image(size)
+    lines += _init_image(working_size)
     lines += [
         'CONTROL = sys.argv[3] if len(sys.argv) > 3 else "control.png"',
-        f'control_image = Image.open(CONTROL).convert("RGB").resize({size!r}, Image.Resampling.BILINEAR)',
+        f'control_image = Image.open(CONTROL).convert("RGB").resize({size}, Image.Resampling.BILINEAR)',
         "",
         f"controlnet = {_load('ControlNetModel', recipe.extra['controlnet_id'], None)}",
         "pipe = AutoPipelineForImage2Image.from_pretrained(",
-        f"    {recipe.model_id!r}{pinned}, controlnet=controlnet, dtype=DTYPE, use_safetensors=True",
+        f"    {_literal(recipe.model_id)}{pinned}, controlnet=controlnet, dtype=DTYPE, use_safetensors=True",
         ").to(DEVICE)",
         "",
         f"call = {_literal(p)}",
-        f"generator = [torch.Generator(GENERATOR_DEVICE).manual_seed({recipe.seed})]",
+        f"generator = [torch.Generator(GENERATOR_DEVICE).manual_seed({int(recipe.seed)})]",
         "image = pipe(image=init_image, control_image=control_image, generator=generator, **call).images[0]",
         "image.save(OUTPUT)",
         'print("saved", OUTPUT)',
@@ -208,10 +225,10 @@ def _depth_script(recipe: Recipe) -> str:
 
 def _chain_script(recipe: Recipe) -> str:
     stages = recipe.parameters["stages"]
-    seed = recipe.seed
+    seed = int(recipe.seed)
     lines = _header(recipe, f"a {len(stages)}-stage chain, seed {seed}", [LOADERS[s["kind"]] for s in stages])
     if stages[0]["kind"] != "text2img":
-        lines += _init_image(tuple(stages[0]["input_size"]))
+        lines += _init_image(stages[0]["input_size"])
         lines.append("carried = init_image")
     else:
         lines.append("carried = None")
@@ -220,9 +237,8 @@ def _chain_script(recipe: Recipe) -> str:
     for number, stage in enumerate(stages, start=1):
         loader = LOADERS[stage["kind"]]
         call = stage["call"]
-        lines.append(
-            f"# stage {number}: {stage['model']} ({stage['kind']}), receives {stage.get('receives') or 'nothing'}"
-        )
+        receives = stage.get("receives") or "nothing"
+        lines.append(_comment(f"# stage {number}: {stage['model']} ({stage['kind']}), receives {receives}"))
         if previous is not None and previous["model_id"] == stage["model_id"] and loader != "DiffusionPipeline":
             # the same weights in another pipeline kind: share them, passing the dtype (diffusers issue 12754)
             lines.append(f"pipe = {loader}.from_pipe(pipe, dtype=DTYPE)")
@@ -231,10 +247,10 @@ def _chain_script(recipe: Recipe) -> str:
         lines.append(f"call = {_literal(call)}")
         previous = stage
         if stage["kind"] != "text2img":
-            size = tuple(stage["input_size"])
+            size = _size(stage["input_size"])
             lines += [
-                f"if isinstance(carried, Image.Image) and carried.size != {size!r}:",
-                f"    carried = carried.resize({size!r}, Image.Resampling.LANCZOS)",
+                f"if isinstance(carried, Image.Image) and carried.size != {size}:",
+                f"    carried = carried.resize({size}, Image.Resampling.LANCZOS)",
                 "call['image'] = carried",
             ]
         lines += [
@@ -307,8 +323,8 @@ if call_scale > 1.0 and any(s != call_scale for s in scales):
     hook = pipe.unet.register_forward_hook(per_sample_guidance, with_kwargs=True)
 images = pipe(
     image=latents,
-    strength={strength!r},
-    num_inference_steps={steps!r},
+    strength={strength},
+    num_inference_steps={steps},
     guidance_scale=call_scale,
     num_images_per_prompt=1,
     generator=generators,
@@ -339,13 +355,15 @@ def _sweep_script(recipe: Recipe) -> str:
     family = recipe.extra.get("family", "sd15")
     if recipe.weighted_prompt:
         raise ValueError("no script export yet for a sweep cell with a weighted prompt")
+    if family not in ENCODE:
+        raise ValueError(f"no script export for a batched sweep cell of model family {family!r}")
     p = recipe.parameters
     lines = _img2img_preamble(recipe, f"sweep cell with {recipe.model_id}, seed {recipe.seed}")
     body = SWEEP_BODY.format(
         batch=_literal(recipe.extra["batch"]),
-        position=recipe.extra["position"],
+        position=int(recipe.extra["position"]),
         encode=ENCODE[family],
-        strength=p["strength"],
-        steps=p["num_inference_steps"],
+        strength=_literal(p["strength"]),
+        steps=_literal(p["num_inference_steps"]),
     )
     return "\n".join(lines) + body

@@ -88,6 +88,20 @@ class Settings:
     )
     queue_size: int = field(default=32, metadata=_env("STUDIO_QUEUE_SIZE", "most jobs waiting in the queue"))
     max_file_mb: int = field(default=25, metadata=_env("STUDIO_MAX_FILE_MB", "largest upload, in MB"))
+    max_outputs_mb: int = field(
+        default=2048,
+        metadata=_env(
+            "STUDIO_MAX_OUTPUTS_MB",
+            "disk for result PNGs and download folders under the data dir; the oldest are deleted past it",
+        ),
+    )
+    results_mb: int = field(
+        default=512,
+        metadata=_env(
+            "STUDIO_RESULTS_MB",
+            "memory for recent results' recipes and init images (the scripts' downloads); oldest evicted first",
+        ),
+    )
     cache_budget_gb: float = field(
         default=0.0,
         metadata=_env("STUDIO_CACHE_GB", "memory the pipeline cache may hold, in GB; 0 picks it from the device"),

@@ -32,6 +32,7 @@ from PIL import Image
 from engine.basic import run_img2img
 from engine.cache import PipelineCache
 from engine.catalog import get_spec
+from engine.errors import shown_value
 from engine.grid import grid_layout, labelled_grid
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
@@ -94,9 +95,9 @@ def parse_values(axis: str, text: object, *, name: str = "values", max_values: i
     Raises:
         ValueError: naming the field, the axis and the bad value.
     """
-    where = f"{name} for axis {axis!r}"
+    where = f"{name} for axis {shown_value(axis)}"
     if axis not in AXES:
-        raise ValueError(f"axis must be one of {', '.join(AXES)}; got {axis!r}")
+        raise ValueError(f"axis must be one of {', '.join(AXES)}; got {shown_value(axis)}")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where} is empty: give a list like 0.3, 0.5, 0.8 or one value per line")
     if len(text) > 100_000:
@@ -119,10 +120,13 @@ def _parse_numbers(axis: str, text: str, where: str, max_values: int) -> list[fl
     match = _RANGE.match(text)
     if match:
         start, stop = float(match["start"]), float(match["stop"])
+        if not (math.isfinite(start) and math.isfinite(stop)) or max(abs(start), abs(stop)) > 2**64:
+            raise ValueError(f"{where}: the range {text.strip()[:60]!r} has an end too large to use")
         if match["count"] is not None:
             count = int(match["count"])
             if not 1 <= count <= max_values:
-                raise ValueError(f"{where}: a range takes 1 to {max_values} values, got [{count}] in {text.strip()!r}")
+                shown = shown_value(text.strip())
+                raise ValueError(f"{where}: a range takes 1 to {max_values} values, got [{count}] in {shown}")
             values = [start] if count == 1 else [start + (stop - start) * i / (count - 1) for i in range(count)]
         else:
             if match["step"] is not None:
@@ -135,7 +139,7 @@ def _parse_numbers(axis: str, text: str, where: str, max_values: int) -> list[fl
                 raise ValueError(f"{where}: step {step:g} never gets from {start:g} to {stop:g}")
             count = math.floor((stop - start) / step + 1e-9) + 1
             if count > max_values:
-                raise ValueError(f"{where}: {text.strip()!r} gives {count} values; at most {max_values}")
+                raise ValueError(f"{where}: {shown_value(text.strip())} gives {count} values; at most {max_values}")
             values = [start + i * step for i in range(count)]
         values = [round(v, 6) for v in values]
     else:
@@ -154,7 +158,7 @@ def _parse_numbers(axis: str, text: str, where: str, max_values: int) -> list[fl
             raise ValueError(f"{where} has no values")
     for value in values:
         if not math.isfinite(value):
-            raise ValueError(f"{where}: {value!r} is not a finite number")
+            raise ValueError(f"{where}: {shown_value(value)} is not a finite number")
     if whole:
         for value in values:
             if value != int(value):
@@ -254,7 +258,7 @@ def plan_sweep(spec: SweepSpec, settings: Settings) -> SweepPlan:
     x_axis = _check_axis(spec.x_axis, "x_axis")
     y_axis = None if spec.y_axis in (None, "", "none") else _check_axis(spec.y_axis, "y_axis")
     if y_axis == x_axis:
-        raise ValueError(f"x_axis and y_axis are both {x_axis!r}; pick two different axes")
+        raise ValueError(f"x_axis and y_axis are both {shown_value(x_axis)}; pick two different axes")
     limit = settings.max_sweep_cells
     x_values = parse_values(x_axis, spec.x_values, name="x_values", max_values=limit)
     y_values = parse_values(y_axis, spec.y_values, name="y_values", max_values=limit) if y_axis else [None]
@@ -299,7 +303,7 @@ def plan_sweep(spec: SweepSpec, settings: Settings) -> SweepPlan:
 
 def _check_axis(axis: object, name: str) -> str:
     if axis not in AXES:
-        raise ValueError(f"{name} must be one of {', '.join(AXES)}; got {axis!r}")
+        raise ValueError(f"{name} must be one of {', '.join(AXES)}; got {shown_value(axis)}")
     return axis
 
 
@@ -348,7 +352,9 @@ def _check_scheduler(value: str, model: str) -> str:
     name = by_lower.get(str(value).lower())
     fitting = schedulers_for(model)
     if name is None or name not in fitting:
-        raise ValueError(f"scheduler {value!r} does not fit model {model!r}; choose from {', '.join(fitting)}")
+        raise ValueError(
+            f"scheduler {shown_value(value)} does not fit model {shown_value(model)}; choose from {', '.join(fitting)}"
+        )
     return name
 
 

@@ -58,15 +58,22 @@ def photo():
 
 
 @pytest.fixture(scope="session")
-def server(engine):
+def served_app(engine):
+    """The app, launched with its own launch (upload limit, errors shown) on a free loopback port."""
     import ui
 
     app = ui.build_app(engine)
     port = free_port()
-    # the app's own launch (upload limit, errors shown), on a free loopback port
-    ui.launch(app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    ui.launch(app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+              sweep_cache=False)
+    app.studio_url = f"http://127.0.0.1:{port}/"
+    yield app
     app.close()
+
+
+@pytest.fixture(scope="session")
+def server(served_app):
+    return served_app.studio_url
 
 
 @pytest.fixture(scope="session")

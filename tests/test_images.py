@@ -89,8 +89,8 @@ def test_pixel_cap_is_checked_from_the_header_before_decoding():
     ("payload", "message"),
     [
         (b"", "image is an empty file"),
-        (b"hello, I am text pretending to be a png", "image is not an image PIL can read"),
-        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "image is not an image PIL can read"),
+        (b"hello, I am text pretending to be a png", "image is not an image this app can read"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "image is not an image this app can read"),
     ],
 )
 def test_unreadable_inputs_name_the_parameter(payload, message):

@@ -63,10 +63,10 @@ def _bad_files(tmp_path):
     files["corrupt"] = (corrupt, "image")
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
-    files["text named .png"] = (text, "image is not an image PIL can read ('notes.png')")
+    files["text named .png"] = (text, "image is not an image this app can read ('notes.png')")
     svg = tmp_path / "drawing.svg"
     svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
-    files["svg"] = (svg, "image is not an image PIL can read ('drawing.svg')")
+    files["svg"] = (svg, "image is not an image this app can read ('drawing.svg')")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     files["zero bytes"] = (empty, "image is an empty file (0 bytes)")

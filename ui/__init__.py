@@ -5,6 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.core import Engine
+from ui.widgets import served_dirs
+
+GRADIO_CACHE_SWEEP = (600, 3600)  # (every N seconds, delete cached files older than M seconds)
 
 CSS = """
 .mode-banner { padding: 0.6em 1em; border-radius: 8px; }
@@ -42,13 +45,21 @@ def build_app(engine: Engine) -> gr.Blocks:
         for tab, run in finished.items():
             history.wire(settings, stored, history_gallery, tab, run.event, run.gallery)
         history.restore(app, settings, stored, history_gallery)
-    app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1)
+    # api_open=False: no route runs an event outside the queue (Gradio leaves /run/ open off Spaces).
+    app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1, api_open=False)
     return app
 
 
-def launch(app: gr.Blocks, engine: Engine, **overrides) -> None:
-    """Start the server with the settings' host, port and upload limit; errors are shown to the user."""
+def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overrides) -> None:
+    """Start the server with the settings' host, port and upload limit; errors are shown to the user.
+
+    `sweep_cache`: Gradio's cache (a copy of every file uploaded or shown) is swept every 10 minutes of
+    files older than an hour, and emptied when the server stops. Its files are named by content and
+    shared by every app of a process, so a process serving several apps (the tests) turns it off.
+    """
     settings = engine.settings
+    if sweep_cache:
+        app.delete_cache = GRADIO_CACHE_SWEEP
     options = {
         "server_name": settings.host,
         "server_port": settings.port,
@@ -56,5 +67,6 @@ def launch(app: gr.Blocks, engine: Engine, **overrides) -> None:
         "css": CSS,
         "show_error": True,
         "mcp_server": settings.mcp,  # tools described by the handlers' docstrings (parameters, limits)
+        "allowed_paths": served_dirs(settings),  # a data dir outside the working and temp folders
     }
     app.launch(**{**options, **overrides})

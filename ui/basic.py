@@ -86,12 +86,13 @@ def result_text(result) -> str:
     return "\n\n".join(lines)
 
 
-def compare(entries: list, gallery: list | None):
+def compare(engine: Engine, ids: list, gallery: list | None):
     """The slider's pair: the init as the pipeline saw it (kept with the first result's recipe) and that result."""
-    if not entries or not gallery:
+    stored = engine.results.get(ids[0]) if ids else None
+    if stored is None or not gallery:
         return None
     first = gallery[0]
-    return (entries[0][1], first[0] if isinstance(first, list | tuple) else first)
+    return (stored.init, first[0] if isinstance(first, list | tuple) else first)
 
 
 def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
@@ -178,9 +179,9 @@ def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
             settings,
             [(result.images[i], r, f"seed {r.seed}") for i, r in zip(result.shown, per_image, strict=True)],
         )
-        script, downloads = recipe_files(per_image[0], result.init_image) if per_image else ("", None)
-        entries = [(r, result.init_image) for r in per_image]
-        return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], entries
+        script, downloads = recipe_files(settings, per_image[0], result.init_image) if per_image else ("", None)
+        ids = [engine.results.put(r, result.init_image) for r in per_image]
+        return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], ids
 
     plan_inputs = [image, model, strength, num_inference_steps]
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
@@ -194,13 +195,13 @@ def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
         api_name="img2img",
     )
     done.success(
-        compare,
+        lambda ids, shown: compare(engine, ids, shown),
         inputs=[recipes, gallery],
         outputs=slider,
         queue=False,
         api_visibility="private",
         show_progress="hidden",
     )
-    wire_recipe_selection(gallery, recipes, code, files)
+    wire_recipe_selection(engine, gallery, recipes, code, files)
     inputs.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
     return inputs, Finished(done, gallery)

@@ -11,6 +11,7 @@ from ui.widgets import (
     Finished,
     documented,
     engine_checked,
+    header_only,
     image_input,
     png_outputs,
     recipe_files,
@@ -45,9 +46,9 @@ def chain_request(image, preset, prompt, seed, stages="", width=512, height=512,
     )
 
 
-def plan_text(engine: Engine, *values) -> str:
+def plan_text(engine: Engine, image, *values) -> str:
     try:
-        return engine.plan_chain(chain_request(*values)).describe()
+        return engine.plan_chain(chain_request(header_only(image), *values)).describe()
     except ValueError as exc:
         return warning_text(exc)
 
@@ -173,10 +174,10 @@ def build(engine: Engine) -> Finished:
         for state in engine.chain(plan, progress=report, cancel=cancel):
             items = strip(state)
             gallery += png_outputs(settings, items[len(gallery) :])
-            entries = [(recipe, init) for _, recipe, _ in items]
+            ids = [engine.results.put(recipe, init) for _, recipe, _ in items]
             final_png = gallery[-1][0] if state.finished else None
-            script, downloads = recipe_files(entries[-1][0], init) if state.finished else ("", None)
-            yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, entries
+            script, downloads = recipe_files(settings, items[-1][1], init) if state.finished else ("", None)
+            yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, ids
 
     plan_inputs = [image, preset, prompt, seed, stages, width, height, latent_handover]
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
@@ -188,7 +189,7 @@ def build(engine: Engine) -> Finished:
 
     preset.change(on_preset, inputs=preset, outputs=[stages, preset], queue=False, api_visibility="private")
     stages.input(lambda _: "", inputs=stages, outputs=preset, queue=False, api_visibility="private")
-    wire_recipe_selection(gallery, recipes, code, recipe_downloads)
+    wire_recipe_selection(engine, gallery, recipes, code, recipe_downloads)
     done = wire_generation(
         run,
         stop,

@@ -295,8 +295,9 @@ def build(engine: Engine) -> Finished:
         for state in engine.depth(job, progress=gradio_progress(progress, "ControlNet depth"), cancel=cancel):
             items, entries = gallery_entries(state)
             gallery += png_outputs(settings, items[len(gallery) :])
-            script, files = recipe_files(*entries[-1]) if state.finished else ("", None)
-            yield state.grid(), gallery, state.depth, summary_text(state), script, files, entries, job.seed
+            script, files = recipe_files(settings, *entries[-1]) if state.finished else ("", None)
+            ids = [engine.results.put(*entry) for entry in entries]
+            yield state.grid(), gallery, state.depth, summary_text(state), script, files, ids, job.seed
 
     def on_restyle_model(key: str):
         try:
@@ -331,6 +332,6 @@ def build(engine: Engine) -> Finished:
         outputs=[grid, gallery, preview, summary, code, downloads, recipes, last_seed],
         api_name="depth",
     )
-    wire_recipe_selection(gallery, recipes, code, downloads)
+    wire_recipe_selection(engine, gallery, recipes, code, downloads)
     reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
     return Finished(done, gallery)

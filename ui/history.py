@@ -84,7 +84,7 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
             recipe = read_recipe(path)
         except ValueError as exc:  # metadata was off when it was made
             return as_text(exc), "", None
-        script, downloads = recipe_files(recipe, None)
+        script, downloads = recipe_files(settings, recipe, None)
         line = f"**{as_text(recipe.workflow)}** · {as_text(recipe.model)} · seed {recipe.seed}"
         return line, script, downloads
 

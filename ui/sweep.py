@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 from PIL import Image
@@ -19,6 +17,8 @@ from ui.widgets import (
     Finished,
     advanced_inputs,
     documented,
+    download_folder,
+    header_only,
     img2img_request,
     main_inputs,
     png_outputs,
@@ -49,8 +49,9 @@ VALUES_INFO = (
 
 def plan_text(engine: Engine, *values) -> str:
     """The parsed axes, cell count, grid size and steps in all, or what is wrong, before running."""
+    image, *rest = values
     try:
-        return engine.plan_sweep(sweep_spec(*values)).describe()
+        return engine.plan_sweep(sweep_spec(header_only(image), *rest)).describe()
     except ValueError as exc:
         return warning_text(exc)
 
@@ -81,9 +82,9 @@ def summary_text(state: SweepProgress) -> str:
     return "\n\n".join([head, *state.notes])
 
 
-def export_files(state: SweepProgress, grid: Image.Image) -> list[str]:
-    """The grid as PNG and every finished cell's parameters as CSV and JSON, in a fresh folder."""
-    folder = Path(tempfile.mkdtemp(prefix="sweep-"))
+def export_files(settings, state: SweepProgress, grid: Image.Image) -> list[str]:
+    """The grid as PNG and every finished cell's parameters as CSV and JSON, in a fresh download folder."""
+    folder = download_folder(settings)
     rows = state.table()
     grid_path = folder / "sweep-grid.png"
     grid.save(grid_path)
@@ -195,10 +196,10 @@ def build(engine: Engine) -> Finished:
                     item = (state.images[cell.index], state.recipes[cell.index], cell.caption)
                     saved[cell.index] = png_outputs(settings, [item])[0]
             gallery = [saved[cell.index] for cell in state.done_cells]
-            entries = [(state.recipes[cell.index], init) for cell in state.done_cells]
+            ids = [engine.results.put(state.recipes[cell.index], init) for cell in state.done_cells]
             last = state.finished
             grid = state.grid()
-            yield grid, summary_text(state), gallery, export_files(state, grid) if last else None, entries
+            yield grid, summary_text(state), gallery, export_files(settings, state, grid) if last else None, ids
 
     sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
     wire_preview([*sweep_inputs, inputs.weighted_prompt], lambda *values: plan_text(engine, *values), plan)
@@ -215,7 +216,7 @@ def build(engine: Engine) -> Finished:
         queue=False,
         api_visibility="private",
     )
-    wire_recipe_selection(cells, recipes, code, recipe_downloads)
+    wire_recipe_selection(engine, cells, recipes, code, recipe_downloads)
     done = wire_generation(
         run,
         stop,

@@ -8,7 +8,8 @@ import functools
 import html
 import inspect
 import itertools
-import tempfile
+import logging
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +20,13 @@ from PIL import Image
 
 from engine.cache import ModelUnavailable
 from engine.catalog import CATALOG, get_spec, models_for
+from engine.images import HeaderOnly
 from engine.recipe import Recipe, save_png
 from engine.requests import RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
 from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.script import script_for
+
+logger = logging.getLogger(__name__)
 
 STRENGTH_INFO = (
     "How far to move away from the init image: the share of the noise schedule that is run. "
@@ -36,14 +40,49 @@ NEGATIVE_INFO = "What to steer away from: guidance pushes from this text instead
 STEPS_INFO = "Steps of the full schedule; img2img runs only int(steps x strength) of them."
 
 
+ENGINE_CHECKED = "studio-engine-checked"
+UNOPENED_UPLOAD = "studio-unopened-upload"
+
+
+def _marked(component: gr.components.Component, marker: str) -> bool:
+    classes = component.elem_classes or []
+    return marker in ([classes] if isinstance(classes, str) else classes)
+
+
+def install_preprocess_hooks() -> None:
+    """Route the preprocessing of marked components past Gradio's own (idempotent; called when building).
+
+    The marker is a CSS class, not an attribute of the instance: Gradio rebuilds a component from its
+    constructor arguments whenever an event (an Example, say) updates its properties, and a patch on
+    the old instance would be lost, while the class travels with the arguments. (Not a subclass: Gradio
+    writes a .pyi file beside the source of every Component subclass.)
+    """
+    if getattr(gr.Image, "_studio_hooks", False):
+        return
+    for kind in (gr.Image, gr.Slider, gr.Number):
+        original = kind.preprocess
+
+        def preprocess(self, payload, _original=original):
+            if _marked(self, UNOPENED_UPLOAD):
+                return str(payload.path) if payload is not None and payload.path else None
+            if _marked(self, ENGINE_CHECKED):
+                return payload
+            return _original(self, payload)
+
+        kind.preprocess = preprocess
+    gr.Image._studio_hooks = True
+
+
 def engine_checked(component: gr.Slider | gr.Number) -> gr.Slider | gr.Number:
     """Let a numeric input hand its value to the engine unchecked; its bounds still guide the browser.
 
     Gradio's own bound check answers "Value 1.5 is greater than maximum value 1.0" without naming the
-    parameter; the engine's answers "strength must be in (0, 1], got 1.5". (An instance attribute, not
-    a subclass: Gradio writes a .pyi file beside the source of every Component subclass.)
+    parameter; the engine's answers "strength must be in (0, 1], got 1.5".
     """
-    component.preprocess = lambda payload: payload
+    install_preprocess_hooks()
+    classes = component.elem_classes or []
+    component.elem_classes = [*([classes] if isinstance(classes, str) else classes), ENGINE_CHECKED]
+    component.constructor_args["elem_classes"] = component.elem_classes  # kept when Gradio rebuilds it
     return component
 
 
@@ -52,27 +91,25 @@ def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
 
     Gradio's own preprocessing opens every upload with PIL and, for a non-RGB file, decodes and
     re-encodes it, before any handler runs: a 12 KB PNG of 10000x10000 pixels would be decoded in
-    full. Here the uploaded file's path goes straight to the engine, whose header check refuses it
-    unread. (Gradio still refuses paths that were not uploaded and fetches of private addresses.)
+    full, and a file that is no image gets Gradio's raw error. Here the uploaded file's path goes
+    straight to the engine, whose checks refuse it unread, with a message naming the parameter.
+    (Gradio still refuses paths that were not uploaded and fetches of private addresses.)
     """
-    image = gr.Image(
+    install_preprocess_hooks()
+    return gr.Image(
         label=label,
         type="filepath",
         sources=["upload", "clipboard"],
         format="png",
         image_mode=None,  # keep 16-bit, grey and RGBA files as uploaded
         height=height,
+        elem_classes=[UNOPENED_UPLOAD],
     )
 
-    def uploaded_path(payload):
-        if payload is None:
-            return None
-        if not payload.path:
-            raise ValueError(f"{label} must be an uploaded file")
-        return str(payload.path)
 
-    image.preprocess = uploaded_path
-    return image
+def header_only(image: str | None) -> HeaderOnly | None:
+    """An upload for a plan preview: sized from its header, never decoded (previews run outside the queue)."""
+    return HeaderOnly(image) if image else None
 
 
 def result_image(label: str, *, elem_id: str | None = None, slider: bool = False, type: str = "pil"):
@@ -192,6 +229,16 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(as_text(exc), title="Out of memory", print_exception=False) from None
         except NonFiniteOutput as exc:
             raise gr.Error(as_text(exc), title="No image", print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as exc:  # a bug or an input no check foresaw: logged whole, shown without internals
+            logger.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(
+                f"Something went wrong inside the app ({type(exc).__name__}); the server logged it and keeps "
+                "serving. Try again, or change the input.",
+                title="Internal error",
+                print_exception=False,
+            ) from None
 
     if inspect.isgeneratorfunction(fn):  # Gradio streams generators; errors arrive while iterating
 
@@ -320,6 +367,26 @@ class Finished:
 GPU_QUEUE = "gpu"  # every event that runs a pipeline shares this concurrency id, one at a time
 
 
+def client_connected() -> Callable[[], bool] | None:
+    """For the event being run: a check that its page or API client is still connected.
+
+    When the event stream of a session closes (a closed tab, a client that went away), Gradio's
+    queue marks that session's running events dead but lets a running function go on; a job that
+    asks this at every step stops within one. None outside a queued event.
+    """
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    if queue is None or event_id is None:
+        return None
+    for events in queue.active_jobs:
+        for event in events or ():
+            if event._id == event_id:
+                return lambda: event.alive
+    return None
+
+
 def cancellable(fn: Callable) -> Callable:
     """`fn` run in a worker thread, with its CancelToken set when Gradio cancels the event.
 
@@ -333,7 +400,8 @@ def cancellable(fn: Callable) -> Callable:
     def with_job_token(args, kwargs) -> tuple[list, dict, CancelToken]:
         """The session's token in the arguments swapped for a child token of this job's own."""
         session = next((v for v in (*args, *kwargs.values()) if isinstance(v, CancelToken)), None)
-        job = session.child() if session is not None else CancelToken()
+        alive = client_connected()
+        job = session.child(alive=alive) if session is not None else CancelToken(alive=alive)
 
         def swap(value):
             return job if value is session else value
@@ -406,13 +474,26 @@ def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> N
 
 
 MAX_KEPT_OUTPUTS = 1000  # result PNGs kept on disk for the per-browser history; the oldest go first
-PRUNE_EVERY = 50  # PNG writes between prunes: a sweep writes one per cell, and pruning lists the folder
+MAX_KEPT_DOWNLOADS = 200  # download folders (script, recipe, init; sweep exports); the oldest go first
+PRUNE_EVERY = 20  # writes between prunes: a sweep writes one PNG per cell, and pruning lists the folder
 _writes = itertools.count(1)
 
 
 def outputs_dir(settings) -> Path:
     """Where result PNGs are written: <data dir>/outputs, one `<32 hex>.png` per result."""
     return Path(settings.data_dir) / "outputs"
+
+
+def downloads_dir(settings) -> Path:
+    """Where download folders are written: <data dir>/downloads/<32 hex>/."""
+    return Path(settings.data_dir) / "downloads"
+
+
+def served_dirs(settings) -> list[str]:
+    """The folders whose files the app hands to Gradio (outputs, downloads, examples), for allowed_paths:
+    a data dir outside the working directory and the temp folder must work (a Space's /data)."""
+    data = Path(settings.data_dir).resolve()
+    return [str(data / "outputs"), str(data / "downloads"), str(data / "examples")]
 
 
 def png_outputs(settings, items: list[tuple]) -> list[tuple[str, str]]:
@@ -430,14 +511,48 @@ def png_outputs(settings, items: list[tuple]) -> list[tuple[str, str]]:
         path = save_png(image, recipe if settings.metadata else None, folder / name)
         outputs.append((str(path), caption))
         if next(_writes) % PRUNE_EVERY == 0:
-            _prune(folder)
+            prune_disk(settings)
     return outputs
 
 
-def _prune(folder: Path) -> None:
-    files = sorted(folder.glob("*.png"), key=lambda path: path.stat().st_mtime)
-    for path in files[: max(0, len(files) - MAX_KEPT_OUTPUTS)]:
-        path.unlink(missing_ok=True)
+def download_folder(settings) -> Path:
+    """A fresh folder for one result's downloads, under the data dir (bounded, see prune_disk)."""
+    folder = downloads_dir(settings) / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    if next(_writes) % PRUNE_EVERY == 0:
+        prune_disk(settings)
+    return folder
+
+
+def _size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(child.stat().st_size for child in path.iterdir() if child.is_file())
+    return path.stat().st_size
+
+
+def prune_disk(settings) -> None:
+    """Delete the oldest result PNGs and download folders past their counts or the data dir's byte cap.
+
+    Outputs keep at most MAX_KEPT_OUTPUTS files and downloads MAX_KEPT_DOWNLOADS folders; together
+    they stay under STUDIO_MAX_OUTPUTS_MB (each kind gets half).
+    """
+    budget = settings.max_outputs_mb * 2**20 // 2
+    for folder, limit in ((outputs_dir(settings), MAX_KEPT_OUTPUTS), (downloads_dir(settings), MAX_KEPT_DOWNLOADS)):
+        if not folder.is_dir():
+            continue
+        entries = []
+        for path in folder.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # another job's prune got there first
+                entries.append((path.stat().st_mtime, path, _size_of(path)))
+        entries.sort(key=lambda entry: entry[0], reverse=True)
+        total = 0
+        for kept, (_, path, size) in enumerate(entries):
+            total += size
+            if kept >= limit or total > budget:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
 
 def recipe_panel() -> tuple[gr.Code, gr.File]:
@@ -451,7 +566,7 @@ def recipe_panel() -> tuple[gr.Code, gr.File]:
 
 
 def recipe_files(
-    recipe: Recipe | None, init: Image.Image | None, inputs: dict[str, Image.Image] | None = None
+    settings, recipe: Recipe | None, init: Image.Image | None, inputs: dict[str, Image.Image] | None = None
 ) -> tuple[str, list[str] | None]:
     """The script text and its downloads for one result's recipe (`inputs`: more images it reads)."""
     if recipe is None:
@@ -460,7 +575,7 @@ def recipe_files(
         script = script_for(recipe)
     except ValueError as exc:
         return f"# {exc}", None
-    folder = Path(tempfile.mkdtemp(prefix="img2img-recipe-"))
+    folder = download_folder(settings)
     (folder / "recipe.py").write_text(script, encoding="utf-8")
     (folder / "recipe.json").write_text(recipe.to_json(), encoding="utf-8")
     paths = [str(folder / "recipe.py"), str(folder / "recipe.json")]
@@ -473,12 +588,15 @@ def recipe_files(
     return script, paths
 
 
-def wire_recipe_selection(gallery: gr.Gallery, recipes: gr.State, code: gr.Code, files: gr.File) -> None:
-    """Selecting an image in `gallery` shows its script; `recipes` holds (recipe, init[, inputs]) per image."""
+def wire_recipe_selection(engine, gallery: gr.Gallery, ids: gr.State, code: gr.Code, files: gr.File) -> None:
+    """Selecting an image in `gallery` shows its script; `ids` holds each image's id in engine.results."""
 
-    def show(entries, event: gr.SelectData):
-        if not entries or event.index is None or event.index >= len(entries):
+    def show(kept, event: gr.SelectData):
+        if not kept or event.index is None or event.index >= len(kept) or not kept[event.index]:
             return "", None
-        return recipe_files(*entries[event.index])
+        stored = engine.results.get(kept[event.index])
+        if stored is None:
+            return "# No longer kept on the server: the PNG still carries its recipe (Recipe tab).", None
+        return recipe_files(engine.settings, stored.recipe, stored.init, stored.inputs)
 
-    gallery.select(show, inputs=recipes, outputs=[code, files], queue=False, api_visibility="private")
+    gallery.select(show, inputs=ids, outputs=[code, files], queue=False, api_visibility="private")

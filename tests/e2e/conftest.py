@@ -34,6 +34,7 @@ def app_url(tmp_path_factory):
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
+        "GRADIO_TEMP_DIR": str(data / "gradio"),  # its cache, emptied when it stops, is its own
         "STUDIO_MAX_PIXELS": str(320 * 224),  # small working size: every tab's example runs in seconds
     }
     log = open(data / "app.log", "w")  # noqa: SIM115 - closed below

@@ -1,0 +1,111 @@
+"""Fuzz: any value in any parameter of any workflow, and any recipe JSON, gets a ValueError that names
+what is wrong, or is accepted; never another exception, never code in a script (issue 14)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from test_hardening import code_shape
+
+from engine.chain import ChainRequest
+from engine.depth import DepthRequest
+from engine.recipe import Recipe
+from engine.requests import Img2ImgRequest
+from engine.script import script_for
+from engine.sweep import SweepSpec
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.sampled_from(["", "sd15", "(" * 40 + "x", "a \ud800 b", "1-" + "9" * 400, "<img src=x onerror=alert(1)>",
+                       "[" * 2000, "../../etc/passwd", "float32; import os"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=8,
+)  # fmt: skip
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+IMAGE = Image.new("RGB", (64, 64))
+
+
+def _base(workflow: str):
+    base = Img2ImgRequest(image=IMAGE, prompt="a cat", num_inference_steps=2)
+    return {
+        "img2img": base,
+        "sweep": SweepSpec(base=base, x_axis="seed", x_values="1, 2"),
+        "chain": ChainRequest(image=IMAGE, preset="image-image-image", prompt="a cat", seed=1, stages=None),
+        "depth": DepthRequest(image=IMAGE, num_inference_steps=2, restyle_model="none"),
+    }[workflow]
+
+
+def _validate(engine, request) -> None:
+    if isinstance(request, Img2ImgRequest):
+        request.validate(engine.settings)
+    elif isinstance(request, SweepSpec):
+        engine.plan_sweep(request)
+    elif isinstance(request, ChainRequest):
+        engine.plan_chain(request)
+    else:
+        engine.plan_depth(request)
+
+
+@pytest.mark.parametrize("workflow", ["img2img", "sweep", "chain", "depth"])
+def test_any_value_in_any_field_is_accepted_or_named(engine, workflow):
+    request = _base(workflow)
+    names = [f.name for f in fields(request) if f.name not in ("image", "base", "depth_map")]
+
+    @FUZZ
+    @given(name=st.sampled_from(names), value=json_values)
+    def check(name, value):
+        try:
+            _validate(engine, replace(request, **{name: value}))
+        except ValueError as error:
+            assert str(error).strip() and len(str(error)) < 2000, str(error)
+
+    check()
+
+
+def _recipe_json(engine) -> dict:
+    result = engine.img2img(Img2ImgRequest(image=IMAGE, prompt="a cat", num_inference_steps=2, strength=1.0, seed=1))
+    return result.recipe.as_dict()
+
+
+def test_any_recipe_json_is_refused_or_makes_the_same_code(engine):
+    genuine = _recipe_json(engine)
+    shape = code_shape(script_for(Recipe.from_json(json.dumps(genuine))))
+    keys = sorted(genuine)
+
+    @FUZZ
+    @given(key=st.sampled_from(keys), inner=st.text(max_size=12), value=json_values)
+    def check(key, inner, value):
+        crafted = json.loads(json.dumps(genuine))
+        if isinstance(crafted[key], dict) and inner:
+            crafted[key][inner] = value
+        else:
+            crafted[key] = value
+        try:
+            text = json.dumps(crafted)
+        except ValueError:
+            return  # not expressible as JSON (a float of inf is, an int of 400 digits is)
+        try:
+            recipe = Recipe.from_json(text)
+        except ValueError as error:
+            assert str(error).startswith(("recipe field", "recipe is", "recipe must")), str(error)
+            return
+        try:
+            script = script_for(recipe)
+        except ValueError:
+            return  # no script for this combination: said in words, nothing to run
+        same_branches = recipe.weighted_prompt == genuine["weighted_prompt"] and recipe.extra.get(
+            "pipeline_calls", 1
+        ) == genuine["extra"].get("pipeline_calls", 1)
+        if same_branches and "scheduler_name" not in recipe.extra:
+            assert code_shape(script) == shape
+
+    check()
