@@ -109,3 +109,17 @@ def test_any_recipe_json_is_refused_or_makes_the_same_code(engine):
             assert code_shape(script) == shape
 
     check()
+
+
+@FUZZ
+@given(text=st.text(max_size=300) | st.lists(st.sampled_from(["a", ":", ",", '"', "\\", " ", "\n", "Steps", "7"]),
+                                             max_size=400).map("".join))  # fmt: skip
+def test_any_infotext_parses_or_is_named(text):
+    from engine.recipe import parse_infotext
+
+    try:
+        parsed = parse_infotext(text)
+    except ValueError as error:
+        assert str(error).startswith(("infotext is empty", "infotext field")), str(error)
+        return
+    assert isinstance(parsed["prompt"], str) and isinstance(parsed["negative_prompt"], str)

@@ -118,6 +118,21 @@ def test_a_bad_value_shows_a_readable_message(page, shots):
     page.screenshot(**shot(shots, "error", full_page=False))
 
 
+def test_a_non_image_after_an_example_gets_the_apps_message(page, tmp_path):
+    """An Example rebuilds the image input in the page's session; the upload still reaches the engine
+    unopened, so a text file gets the app's message, not Gradio's decode error with a server path."""
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    expect(panel.locator("img").first).to_be_visible(timeout=60_000)  # the example's image is in the input
+    notes = tmp_path / "notes.png"
+    notes.write_text("this is not an image")
+    panel.locator("input[type=file]").first.set_input_files(str(notes))
+    panel.get_by_role("button", name="Generate").click()
+    toast = page.locator(".toast-body").first
+    expect(toast).to_contain_text("image is not an image this app can read ('notes.png')", timeout=60_000)
+    assert "Could not preprocess" not in toast.inner_text() and "/tmp" not in toast.inner_text()
+
+
 def test_stop_stops_a_long_run(page, shots):
     panel = open_tab(page, "Basic")
     pick_example(panel, 1)
