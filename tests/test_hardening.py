@@ -555,6 +555,14 @@ def test_an_absurd_sweep_range_is_named(client, cat_png):
             "has an end too large to use")  # fmt: skip
 
 
+def test_an_axis_outside_the_dropdown_is_named_by_the_engine(client, cat_png):
+    call = dict(prompt="a cat", negative_prompt="", model="sd15", strength=0.5, guidance_scale=7.5,
+                num_inference_steps=2, seed=1, x_axis="[" * 3000, x_values="1")  # fmt: skip
+    text = refused(client, cat_png, lambda: client.predict(handle_file(str(cat_png)), api_name="/sweep", **call),
+                   "x_axis must be one of strength, guidance_scale")  # fmt: skip
+    assert len(text) < 400 and "list of choices" not in text
+
+
 def test_an_unforeseen_error_is_titled_and_shows_no_internals(monkeypatch, client, cat_png):
     from engine import core
 

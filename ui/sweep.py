@@ -18,6 +18,7 @@ from ui.widgets import (
     advanced_inputs,
     documented,
     download_folder,
+    engine_checked,
     header_only,
     img2img_request,
     main_inputs,
@@ -110,8 +111,8 @@ def build(engine: Engine) -> Finished:
         with gr.Column(scale=1):
             inputs = main_inputs(settings, default_model)
             with gr.Row():
-                x_axis = gr.Dropdown(axis_choices, value="guidance_scale", label="X axis")
-                y_axis = gr.Dropdown(["", *axis_choices], value="", label="Y axis (optional)")
+                x_axis = engine_checked(gr.Dropdown(axis_choices, value="guidance_scale", label="X axis"))
+                y_axis = engine_checked(gr.Dropdown(["", *axis_choices], value="", label="Y axis (optional)"))
             with gr.Row():
                 x_values = gr.Textbox(value=AXIS_EXAMPLES["guidance_scale"], label="X values", info=VALUES_INFO)
                 y_values = gr.Textbox(value="", label="Y values", lines=1)

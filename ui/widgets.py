@@ -59,7 +59,7 @@ def install_preprocess_hooks() -> None:
     """
     if getattr(gr.Image, "_studio_hooks", False):
         return
-    for kind in (gr.Image, gr.Slider, gr.Number):
+    for kind in (gr.Image, gr.Slider, gr.Number, gr.Dropdown):
         original = kind.preprocess
 
         def preprocess(self, payload, _original=original):
@@ -73,11 +73,12 @@ def install_preprocess_hooks() -> None:
     gr.Image._studio_hooks = True
 
 
-def engine_checked(component: gr.Slider | gr.Number) -> gr.Slider | gr.Number:
-    """Let a numeric input hand its value to the engine unchecked; its bounds still guide the browser.
+def engine_checked(component: gr.Slider | gr.Number | gr.Dropdown) -> gr.Slider | gr.Number | gr.Dropdown:
+    """Let an input hand its value to the engine unchecked; its bounds or choices still guide the browser.
 
-    Gradio's own bound check answers "Value 1.5 is greater than maximum value 1.0" without naming the
-    parameter; the engine's answers "strength must be in (0, 1], got 1.5".
+    Gradio's own check answers "Value 1.5 is greater than maximum value 1.0" without naming the
+    parameter (and a dropdown echoes whatever was sent, at any length); the engine's answers
+    "strength must be in (0, 1], got 1.5".
     """
     install_preprocess_hooks()
     classes = component.elem_classes or []
