@@ -12,6 +12,7 @@ The UI talks to this and nothing else; a script can too:
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 import os
 from collections import OrderedDict
@@ -43,30 +44,54 @@ EXAMPLES = {
 DEPTH_MEMO_SIZE = 4  # recent estimated maps kept, so Estimate then Generate estimates once
 
 
-def resolve_mode(settings: Settings, *, probe_hub=None) -> str:
-    """`hub` or `tiny`. `auto` picks hub when SD 1.5's weights are cached or the Hub answers, else tiny."""
+class ModelMode(str):
+    """`hub` or `tiny`, with the reason it was chosen (said in the log and the page header)."""
+
+    reason: str = ""
+
+    def __new__(cls, mode: str, reason: str = "") -> ModelMode:
+        made = super().__new__(cls, mode)
+        made.reason = reason
+        return made
+
+
+def resolve_mode(settings: Settings, *, probe_hub=None) -> ModelMode:
+    """`hub` or `tiny`. `auto` picks hub when SD 1.5's weights are cached or the Hub answers, else tiny.
+
+    `probe_hub` says whether the Hub answers: True, or False or the reason it did not.
+    """
     if settings.models != "auto":
-        return settings.models
+        return ModelMode(settings.models, f"--models {settings.models}")
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(get_spec("sd15").hub_id, "model_index.json")
     if isinstance(cached, str):
-        return "hub"
+        return ModelMode("hub", "auto: SD 1.5's weights are in the Hugging Face cache")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return "tiny"
-    return "hub" if (probe_hub or _hub_answers)() else "tiny"
+        return ModelMode("tiny", "auto: HF_HUB_OFFLINE is set and no weights are cached")
+    answer = (probe_hub or _hub_answers)()
+    if answer is True:
+        return ModelMode("hub", "auto: the Hugging Face Hub answers")
+    why = answer if isinstance(answer, str) and answer else "it did not answer"
+    return ModelMode("tiny", f"auto: the Hugging Face Hub cannot be reached ({why})")
 
 
-def _hub_answers(timeout: float = 3.0) -> bool:
+def _hub_answers(timeout: float = 3.0) -> bool | str:
+    """True when the Hub answers within `timeout`, else why not.
+
+    Any failure counts as "not reachable": huggingface_hub's errors, OSError, and its HTTP client's own
+    (huggingface_hub 2.x raises httpx-style ConnectError, which is neither), so `auto` never stops
+    the app from starting.
+    """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     try:
         HfApi().model_info(get_spec("sd15").hub_id, timeout=timeout, token=False)
         return True
-    except (HfHubHTTPError, OSError) as exc:
-        logger.info("the Hugging Face Hub did not answer (%s): using the tiny twins", type(exc).__name__)
-        return False
+    except Exception as exc:  # the probe's one job is to say whether the Hub can be used
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else 'no answer'}"
+        logger.info("the Hugging Face Hub did not answer (%s): using the tiny twins", reason)
+        return reason
 
 
 def _quiet_library_progress_bars() -> None:
@@ -96,7 +121,9 @@ class Engine:
         self.cache = PipelineCache(self.model_source, self.policy, budget)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.results = ResultStore(max_bytes=settings.results_mb * 2**20)
-        logger.info("model mode %s on %s (%s)", self.mode, self.policy.device, self.policy.dtype)
+        logger.info(
+            "model mode %s (%s) on %s (%s)", self.mode, self.mode.reason, self.policy.device, self.policy.dtype
+        )
 
     # -- models --------------------------------------------------------------------------------
 
@@ -122,8 +149,9 @@ class Engine:
         """One line for the page header saying which models are live."""
         device = f"{self.policy.device} ({str(self.policy.dtype).removeprefix('torch.')})"
         if self.mode == "tiny":
+            why = f" ({html.escape(self.mode.reason, quote=False)})" if self.mode.reason.startswith("auto") else ""
             return (
-                f"Model mode: **tiny**: random-weight twins of every model, on {device}. "
+                f"Model mode: **tiny**{why}: random-weight twins of every model, on {device}. "
                 "Images are noise from random weights; every workflow, size and parameter behaves as with "
                 "the real checkpoints. Start with `--models hub` for real images."
             )

@@ -1,0 +1,47 @@
+"""The README's run command, tried as a newcomer would: `python app.py`, no flags, on a machine where
+the Hugging Face Hub cannot be reached (here: HF_ENDPOINT on a closed loopback port, an empty cache)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from ports import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_python_app_py_serves_the_twins_when_the_hub_cannot_be_reached(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "STUDIO_", "GRADIO_"))}
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # nothing listens: the probe fails at once
+        HF_HOME=str(tmp_path / "hf"),  # no cached weights
+        GRADIO_TEMP_DIR=str(tmp_path / "gradio"),
+        STUDIO_PORT=str(port),
+        STUDIO_DATA_DIR=str(tmp_path / "data"),
+    )
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            page = None
+            while time.monotonic() < deadline and page is None:
+                assert process.poll() is None, f"app.py exited: {log.read_text()[-3000:]}"
+                try:
+                    page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            assert page is not None, "app.py did not answer within 180 s"
+            config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=30).text
+            assert "Model mode: **tiny** (auto: the Hugging Face Hub cannot be reached (" in config
+            logged = log.read_text()
+            assert "ConnectError" in logged and "model mode tiny (auto: the Hugging Face Hub" in logged
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
