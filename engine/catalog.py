@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.errors import shown_value
+
 # Latent families: stages whose models share one may pass latents without decode/encode.
 SD15_LATENTS = "sd15-vae"  # AutoencoderKL, scaling 0.18215, 4 channels, factor 8
 SDXL_LATENTS = "sdxl-vae"  # AutoencoderKL, scaling 0.13025, 4 channels, factor 8
@@ -239,8 +241,7 @@ def get_spec(key: str) -> ModelSpec:
         ValueError: unknown key; the message lists the known ones.
     """
     if not isinstance(key, str) or key not in CATALOG:
-        shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:80] + "…"
-        raise ValueError(f"model must be one of {', '.join(CATALOG)}; got {shown}")
+        raise ValueError(f"model must be one of {', '.join(CATALOG)}; got {shown_value(key)}")
     return CATALOG[key]
 
 

@@ -218,12 +218,10 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
     Raises:
         ValueError: naming the stage and what is wrong with it.
     """
-    if request.preset is not None and not isinstance(request.preset, str):
-        shown = shown_value(request.preset)
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)} or empty; got {shown}")
-    if request.preset:
-        if request.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)} or empty; got {request.preset!r}")
+    preset = request.preset
+    if preset is not None and (not isinstance(preset, str) or (preset and preset not in PRESETS)):
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)} or empty; got {shown_value(preset)}")
+    if preset:
         stages = list(PRESETS[request.preset])
     else:
         if request.stages in (None, "", []):

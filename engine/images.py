@@ -17,11 +17,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 _EXIF_ORIENTATION = 0x0112
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The formats accepted, told by their first bytes before Pillow sees the file, and the Pillow plugins
 # allowed to open each. Containers whose plugin decodes inside Image.open (ICO, ICNS, and EPS, PSD,
 # PDF ...) are refused unread: an ICO declaring 16x16 can hold a 9000x9000 PNG that is decoded there.
 _MAGIC: tuple[tuple[bytes, int, tuple[str, ...]], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, ("PNG",)),
+    (PNG_SIGNATURE, 0, ("PNG",)),
     (b"\xff\xd8\xff", 0, ("JPEG", "MPO")),
     (b"WEBP", 8, ("WEBP",)),  # after b"RIFF" and the length
     (b"GIF87a", 0, ("GIF",)),
@@ -63,6 +64,18 @@ def open_image(source: Image.Image | str | Path | bytes, *, name: str, max_input
     if isinstance(source, Image.Image):
         _check_pixels(source.size, name, max_input_pixels)
         return source
+    image, label = _open_header(source, name=name, max_input_pixels=max_input_pixels)
+    try:
+        image.seek(0)  # animated formats: the first frame
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{name} is truncated or corrupt ({label!r}): {exc}") from None
+    return image
+
+
+def _open_header(source: str | Path | bytes, *, name: str, max_input_pixels: int) -> tuple[Image.Image, str]:
+    """A file opened by the reader its first bytes name, its header read and its pixel count checked;
+    no pixel decoded yet. Returns the image and the file's name for messages."""
     if isinstance(source, bytes):
         if not source:
             raise ValueError(f"{name} is an empty file (0 bytes)")
@@ -89,13 +102,12 @@ def open_image(source: Image.Image | str | Path | bytes, *, name: str, max_input
         raise ValueError(f"{name} is over the limit of {max_input_pixels:,} pixels: {exc}") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise ValueError(f"{name} could not be read ({label!r}): {exc}") from None
-    _check_pixels(image.size, name, max_input_pixels)
     try:
-        image.seek(0)  # animated formats: the first frame
-        image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{name} is truncated or corrupt ({label!r}): {exc}") from None
-    return image
+        _check_pixels(image.size, name, max_input_pixels)
+    except ValueError:
+        image.close()
+        raise
+    return image, label
 
 
 def _sniff_formats(fp: BinaryIO | Path, *, name: str, label: str) -> tuple[str, ...]:
@@ -170,19 +182,10 @@ def probe_size(source: str | Path | Image.Image, *, name: str, max_input_pixels:
         orientation = source.getexif().get(_EXIF_ORIENTATION, 1)
         width, height = source.size
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"{name} file {path.name!r} does not exist")
-        formats = _sniff_formats(path, name=name, label=path.name)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path, formats=formats) as image:
-                    _check_pixels(image.size, name, max_input_pixels)
-                    width, height = image.size
-                    orientation = _header_orientation(image)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, struct.error):
-            raise ValueError(f"{name} is not an image this app can read ({path.name!r})") from None
+        image, _ = _open_header(source, name=name, max_input_pixels=max_input_pixels)
+        with image:
+            width, height = image.size
+            orientation = _header_orientation(image)
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 

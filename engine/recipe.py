@@ -17,11 +17,11 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from engine.images import PNG_SIGNATURE
 from engine.recipe_schema import validated_fields
 from engine.run import denoiser_of
 
 APP_VERSION = "0.1.0"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_RECIPE_CHARS = 1_000_000
 PARAMETERS_KEY = "parameters"
 RECIPE_KEY = "img2img-studio"
@@ -268,25 +268,19 @@ def read_png_text(source: str | Path | bytes) -> dict[str, str]:
     Raises:
         ValueError: not a PNG.
     """
-    if isinstance(source, bytes):
-        head = source[:8]
-    else:
-        try:
-            with Path(source).open("rb") as handle:
-                head = handle.read(8)
-        except OSError as exc:
-            raise ValueError(f"image could not be read: {exc.strerror}") from None
-    if head != PNG_SIGNATURE:
-        raise ValueError("image must be a PNG made by the app (its first bytes are not a PNG's)")
-    return _png_text(io.BytesIO(source) if isinstance(source, bytes) else source)
-
-
-def _png_text(fp) -> dict[str, str]:
     try:
-        with Image.open(fp, formats=["PNG"]) as image:
-            return {k: v for k, v in image.info.items() if isinstance(v, str)}
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"image could not be read as a PNG: {str(exc)[:200]}") from None
+        fp = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ValueError(f"image could not be read: {exc.strerror}") from None
+    with fp:
+        if fp.read(8) != PNG_SIGNATURE:
+            raise ValueError("image must be a PNG made by the app (its first bytes are not a PNG's)")
+        fp.seek(0)
+        try:
+            with Image.open(fp, formats=["PNG"]) as image:
+                return {k: v for k, v in image.info.items() if isinstance(v, str)}
+        except (OSError, SyntaxError, ValueError) as exc:  # Pillow's refusals, e.g. a text chunk too large
+            raise ValueError(f"image could not be read as a PNG: {str(exc)[:200]}") from None
 
 
 def read_recipe(source: str | Path | bytes) -> Recipe:

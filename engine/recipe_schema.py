@@ -14,11 +14,11 @@ from functools import cache
 from typing import Any
 
 from engine.catalog import CATALOG
+from engine.errors import shown_value
 
 WORKFLOWS = ("img2img", "sweep", "chain", "depth")
 DTYPES = ("float32", "float16", "bfloat16")
 MODEL_MODES = ("hub", "tiny")
-STAGE_KINDS = ("img2img", "text2img", "upscale")
 HANDOVERS = ("latent", "image")
 MAX_TEXT = 20_000  # longest string value (prompts are capped far lower by the settings)
 MAX_ITEMS = 64  # longest list (seeds, sweep batch, chain stages)
@@ -35,10 +35,13 @@ _DEVICE = re.compile(r"cpu|mps|cuda(:\d{1,2})?")
 
 
 def _fail(name: str, value: Any, expected: str) -> ValueError:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:80] + "…"
-    return ValueError(f"recipe field {name} must be {expected}, got {shown}")
+    return ValueError(f"recipe field {name} must be {expected}, got {shown_value(value)}")
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(name, value, "true or false")
+    return value
 
 
 def _choice(name: str, value: Any, choices) -> str:
@@ -132,6 +135,8 @@ def _families() -> set[str]:
 
 
 def _stage(name: str, value: Any, mode: str) -> dict[str, Any]:
+    from engine.chain import KINDS  # engine.chain imports engine.recipe, which imports this module
+
     if not isinstance(value, dict):
         raise _fail(name, value, "an object")
     receives = value.get("receives")
@@ -139,7 +144,7 @@ def _stage(name: str, value: Any, mode: str) -> dict[str, Any]:
         "model": _choice(f"{name}.model", value.get("model"), CATALOG),
         "model_id": _model_id(f"{name}.model_id", value.get("model_id"), mode),
         "revision": _revision(f"{name}.revision", value.get("revision")),
-        "kind": _choice(f"{name}.kind", value.get("kind"), STAGE_KINDS),
+        "kind": _choice(f"{name}.kind", value.get("kind"), KINDS),
         "receives": None if receives is None else _choice(f"{name}.receives", receives, HANDOVERS),
         "input_size": _listed(_size(f"{name}.input_size", value.get("input_size"), optional=True)),
         "call": _mapping(f"{name}.call", value.get("call")),
@@ -191,9 +196,7 @@ def _extra(value: Any, workflow: str, mode: str, seeds: tuple[int, ...]) -> dict
         extra["controlnet_id"] = _model_id("extra.controlnet_id", value.get("controlnet_id"), mode)
         extra["depth_source"] = _text("extra.depth_source", value.get("depth_source", ""))
         for flag in ("invert_depth", "normalize_depth"):
-            if flag in value and not isinstance(value[flag], bool):
-                raise _fail(f"extra.{flag}", value[flag], "true or false")
-            extra[flag] = bool(value.get(flag, False))
+            extra[flag] = _flag(f"extra.{flag}", value.get(flag, False))
     return extra
 
 
@@ -210,9 +213,6 @@ def validated_fields(data: dict[str, Any]) -> dict[str, Any]:
     if workflow == "chain":
         stages = _list("parameters.stages", data["parameters"].get("stages"), required=True)
         parameters["stages"] = [_stage(f"parameters.stages[{i}]", stage, mode) for i, stage in enumerate(stages)]
-    weighted = data.get("weighted_prompt", False)
-    if not isinstance(weighted, bool):
-        raise _fail("weighted_prompt", weighted, "true or false")
     return {
         "workflow": workflow,
         "model": _choice("model", data.get("model"), CATALOG),
@@ -227,7 +227,7 @@ def validated_fields(data: dict[str, Any]) -> dict[str, Any]:
         "size": _size("size", data.get("size")),
         "model_mode": mode,
         "revision": _revision("revision", data.get("revision")),
-        "weighted_prompt": weighted,
+        "weighted_prompt": _flag("weighted_prompt", data.get("weighted_prompt", False)),
         "app_version": _match("app_version", data.get("app_version", "0"), _VERSION, "a version number"),
         "extra": _extra(data.get("extra", {}), workflow, mode, seeds),
     }

@@ -109,15 +109,12 @@ def check_seed(value: object, *, count: int = 1) -> int:
 
     `count` seeds starting here are used (seed, seed + 1, ...), so a random seed leaves room for them.
     """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (isinstance(value, int) and abs(value) > HUGE)
-        or not math.isfinite(value)
-    ):
+    try:
+        check_number("seed", value)  # a number, finite, not too large for a float
+    except ValueError:
         raise ValueError(
             f"seed must be a whole number in [0, {SEED_LIMIT}) or -1 for random, got {shown_value(value)}"
-        )
+        ) from None
     if value != int(value):
         raise ValueError(f"seed must be a whole number, got {shown_value(value)}")
     value = int(value)

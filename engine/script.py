@@ -196,14 +196,13 @@ def _depth_script(recipe: Recipe) -> str:
     p = dict(recipe.parameters)
     size = _size(recipe.size)
     pinned = f", revision={_literal(recipe.revision)}" if recipe.revision else ""
-    working_size = recipe.size
     lines = _header(
         recipe,
         f"ControlNet depth img2img with {recipe.model_id}, seed {recipe.seed}",
         ["AutoPipelineForImage2Image", "ControlNetModel"],
         more_args=" [control.png]",
     )
-    lines += _init_image(working_size)
+    lines += _init_image(recipe.size)
     lines += [
         'CONTROL = sys.argv[3] if len(sys.argv) > 3 else "control.png"',
         f'control_image = Image.open(CONTROL).convert("RGB").resize({size}, Image.Resampling.BILINEAR)',

@@ -121,7 +121,7 @@ def _parse_numbers(axis: str, text: str, where: str, max_values: int) -> list[fl
     if match:
         start, stop = float(match["start"]), float(match["stop"])
         if not (math.isfinite(start) and math.isfinite(stop)) or max(abs(start), abs(stop)) > 2**64:
-            raise ValueError(f"{where}: the range {text.strip()[:60]!r} has an end too large to use")
+            raise ValueError(f"{where}: the range {shown_value(text.strip(), 60)} has an end too large to use")
         if match["count"] is not None:
             count = int(match["count"])
             if not 1 <= count <= max_values:

@@ -474,7 +474,7 @@ def test_a_data_dir_outside_the_working_and_temp_folders_serves_results(cat_png)
 # -- 9. a closed page or client stops its job ----------------------------------------------------
 
 
-def test_a_client_that_goes_away_stops_its_job_within_a_step(server, cat_png, engine):
+def test_a_client_that_goes_away_stops_its_job_within_a_step(server, client, cat_png, engine):
     """Queue a 150-step run, wait until it holds the pipeline lock, close its event stream: the job stops
     at its next step and lets go of the lock (each step is slowed to 50 ms, so a full run takes 7.5 s+)."""
     pipe = engine.cache.get("sd15", "img2img")
@@ -497,13 +497,7 @@ def test_a_client_that_goes_away_stops_its_job_within_a_step(server, cat_png, en
         assert len(calls) < 100, f"the job ran {len(calls)} of 151 UNet calls after its client left"
     finally:
         hook.remove()
-    good_request(httpx_free_client(server), cat_png)
-
-
-def httpx_free_client(server):
-    from gradio_client import Client
-
-    return Client(server, verbose=False)
+    good_request(client, cat_png)
 
 
 # -- 10. every odd value gets a clear, titled error ----------------------------------------------

@@ -44,9 +44,13 @@ ENGINE_CHECKED = "studio-engine-checked"
 UNOPENED_UPLOAD = "studio-unopened-upload"
 
 
-def _marked(component: gr.components.Component, marker: str) -> bool:
+def _classes(component: gr.components.Component) -> list[str]:
     classes = component.elem_classes or []
-    return marker in ([classes] if isinstance(classes, str) else classes)
+    return [classes] if isinstance(classes, str) else list(classes)
+
+
+def _marked(component: gr.components.Component, marker: str) -> bool:
+    return marker in _classes(component)
 
 
 def install_preprocess_hooks() -> None:
@@ -81,8 +85,7 @@ def engine_checked(component: gr.Slider | gr.Number | gr.Dropdown) -> gr.Slider 
     "strength must be in (0, 1], got 1.5".
     """
     install_preprocess_hooks()
-    classes = component.elem_classes or []
-    component.elem_classes = [*([classes] if isinstance(classes, str) else classes), ENGINE_CHECKED]
+    component.elem_classes = [*_classes(component), ENGINE_CHECKED]
     component.constructor_args["elem_classes"] = component.elem_classes  # kept when Gradio rebuilds it
     return component
 
