@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +28,25 @@ logger = logging.getLogger(__name__)
 
 class ModelUnavailable(RuntimeError):
     """A catalog model could not be loaded (no network, missing safetensors weights, ...)."""
+
+
+def load_options(spec: ModelSpec, policy: DevicePolicy, *, hub: bool, safety_checker: bool = True) -> dict:
+    """The `from_pretrained` keyword arguments for a catalog entry, besides its dtype.
+
+    Safetensors only, except for entries whose repository publishes pickled `.bin` weights alone: for
+    those `use_safetensors=None` lets diffusers prefer safetensors and fall back to `.bin`, which diffusers
+    and transformers read with `torch.load(weights_only=True)` (torch >= 2.6 refuses a pickle that
+    carries code). The `fp16` variant on a float16 device where the repository has one (half the
+    download); the pinned revision in hub mode; and no safety checker when the owner turned it off.
+    """
+    options: dict = {"use_safetensors": None if spec.pickle_weights else True}
+    if spec.fp16_variant and policy.dtype == torch.float16:
+        options["variant"] = "fp16"
+    if hub and spec.revision:
+        options["revision"] = spec.revision
+    if not safety_checker and spec.family == "sd15":
+        options.update(safety_checker=None, requires_safety_checker=False)
+    return options
 
 
 @dataclass(frozen=True)
@@ -116,7 +136,7 @@ class PipelineCache:
         source: maps a catalog entry to what `from_pretrained` loads (a Hub id or a twin folder).
         policy: device, dtype and offload policy.
         budget_bytes: weights kept resident before the least recently used checkpoint is evicted.
-        load_kwargs: extra `from_pretrained` keyword arguments for a catalog entry (revision, ...).
+        load_kwargs: `from_pretrained` keyword arguments for a catalog entry; `load_options` when not given.
     """
 
     def __init__(
@@ -129,7 +149,7 @@ class PipelineCache:
         self._source = source
         self.policy = policy or DevicePolicy()
         self.budget_bytes = budget_bytes if budget_bytes else self.policy.default_budget()
-        self._load_kwargs = load_kwargs or (lambda spec: {})
+        self._load_kwargs = load_kwargs or (lambda spec: load_options(spec, self.policy, hub=False))
         self._weights: OrderedDict[str, _Weights] = OrderedDict()
         # Re-entrant: a workflow holds it around a pipeline call and may ask for another pipeline inside.
         self.lock = threading.RLock()
@@ -231,21 +251,24 @@ class PipelineCache:
     # -- internals -------------------------------------------------------------------------------
 
     def _from_pretrained(self, spec: ModelSpec, kind: str, source: str):
+        options = self._load_kwargs(spec)
         if kind == "depth":
             from engine.estimators import load_estimator
 
-            return load_estimator(spec, source)  # float32: estimators are small and fp16 costs them accuracy
-        return _auto_pipeline_class(kind).from_pretrained(
-            source, dtype=self.policy.dtype, use_safetensors=True, **self._load_kwargs(spec)
-        )
+            # float32: estimators are small and fp16 costs them accuracy
+            return load_estimator(spec, source, revision=options.get("revision"))
+        if kind == "controlnet":
+            options = {k: v for k, v in options.items() if k not in ("safety_checker", "requires_safety_checker")}
+        return _auto_pipeline_class(kind).from_pretrained(source, dtype=self.policy.dtype, **options)
 
     def _load(self, spec: ModelSpec, kind: str):
         started = time.perf_counter()
         try:
             source = self._source(spec)
             pipe = self._from_pretrained(spec, kind, source)
-        # OSError covers the Hub's HTTP and missing-file errors; the annotators add RuntimeError/ImportError
-        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+        # OSError covers the Hub's HTTP and missing-file errors; the annotators add RuntimeError/ImportError;
+        # torch.load(weights_only=True) raises UnpicklingError for a pickle that carries code
+        except (OSError, ValueError, RuntimeError, ImportError, pickle.UnpicklingError) as exc:
             logger.warning("loading %s failed", spec.key, exc_info=True)
             raise ModelUnavailable(unavailable_message(spec, exc)) from exc
         self.loads += 1
@@ -348,18 +371,62 @@ def apply_speedups(pipe, policy: DevicePolicy) -> None:
             vae.decoder.compile(**options)
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from, outermost first (libraries wrap the real cause)."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else 'no message'}"
+
+
+def load_failure(spec: ModelSpec, exc: BaseException) -> str:
+    """The real reason a catalog entry did not load, in words, from the chain of exceptions."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RevisionNotFoundError
+
+    chain = _causes(exc)
+    for cause in chain:
+        if isinstance(cause, pickle.UnpicklingError):
+            return (
+                f"a weights file of {spec.hub_id} is a pickle that does not hold plain tensors, so it was refused "
+                f"unread (weights-only loading; {_first_line(cause)})"
+            )
+        if isinstance(cause, RevisionNotFoundError) or ("revision" in str(cause).lower() and spec.revision):
+            return f"revision {spec.revision!r} of {spec.hub_id} was not found ({_first_line(cause)})"
+        if isinstance(cause, GatedRepoError):
+            return f"{spec.hub_id} is gated: accept its licence on https://huggingface.co/{spec.hub_id} first"
+    for cause in chain:
+        text = str(cause)
+        if "safetensors" in text and ("Could not find" in text or "not found" in text.lower()):
+            return f"{spec.hub_id} publishes no safetensors weights for this load ({_first_line(cause)})"
+        if isinstance(cause, LocalEntryNotFoundError) or "local cache" in text or "disk cache" in text:
+            return (
+                f"the weights of {spec.hub_id} are not in the Hugging Face cache and the Hub could not be reached "
+                f"({_first_line(cause)})"
+            )
+    return _first_line(chain[-1]) if len(chain) > 1 else _first_line(exc)
+
+
 def unavailable_message(spec: ModelSpec, exc: BaseException) -> str:
-    """Why a catalog entry could not be loaded, and what to do instead."""
+    """Why a catalog entry could not be loaded (the real cause), and what to do instead."""
+    reason = load_failure(spec, exc)
     if "depth" in spec.kinds:
         return (
             f"depth_estimator {spec.key!r} ({spec.label}) could not be loaded: it needs {spec.weights} from "
-            f"{spec.hub_id}, which could not be had ({type(exc).__name__}: {exc}). "
-            "Upload a depth map instead, or pick another depth_estimator."
+            f"{spec.hub_id}: {reason}. Upload a depth map instead, or pick another depth_estimator."
         )
-    return (
-        f"model {spec.key!r} ({spec.hub_id}) could not be loaded: {exc}. "
-        "Without network access, start the app with --models tiny or pick another model."
+    offline = "Hub could not be reached" in reason
+    advice = (
+        "Start the app with --models tiny, or download the weights once with network access."
+        if offline
+        else "Pick another model."
     )
+    return f"model {spec.key!r} ({spec.hub_id}) could not be loaded: {reason}. {advice}"
 
 
 def free_memory() -> None:

@@ -41,6 +41,9 @@ class ModelSpec:
         size_multiple: image sides are rounded to this many pixels.
         takes_embeddings: the pipeline accepts prompt_embeds, so Compel weighting works.
         prior: catalog key of the connected prior pipeline (Kandinsky 2.2).
+        pickle_weights: the repository publishes pickled `.bin` weights only; they are accepted for it alone,
+            read with `torch.load(weights_only=True)` (a pickle that carries code is refused).
+        fp16_variant: the repository publishes half-precision `fp16` variant files next to the full ones.
     """
 
     key: str
@@ -60,6 +63,8 @@ class ModelSpec:
     scheduler: str = "PNDMScheduler"  # the checkpoint's own scheduler class
     notes: str = ""
     weights: str = ""  # for depth estimators: the weight files they need from `hub_id`
+    pickle_weights: bool = False  # the repo publishes no safetensors: its .bin files are read weights-only
+    fp16_variant: bool = False  # the repo publishes `variant="fp16"` files, loaded on CUDA in float16
 
     @property
     def weighting_unavailable_reason(self) -> str | None:
@@ -85,6 +90,7 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=_SD15_DEFAULTS,
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
+            fp16_variant=True,
         ),
         ModelSpec(
             key="sdxl-refiner",
@@ -98,6 +104,7 @@ CATALOG: dict[str, ModelSpec] = {
             native_size=1024,
             takes_embeddings=True,
             scheduler="EulerDiscreteScheduler",
+            fp16_variant=True,
         ),
         ModelSpec(
             key="kandinsky22",
@@ -133,6 +140,7 @@ CATALOG: dict[str, ModelSpec] = {
             trigger_words="charliebo artstyle",
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
+            pickle_weights=True,
         ),
         ModelSpec(
             key="pixel-art-style",
@@ -145,6 +153,8 @@ CATALOG: dict[str, ModelSpec] = {
             trigger_words="pixelartstyle",
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
+            pickle_weights=True,
+            scheduler="DDIMScheduler",
         ),
         ModelSpec(
             key="elden-ring",
@@ -157,6 +167,7 @@ CATALOG: dict[str, ModelSpec] = {
             trigger_words="elden ring style",
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
+            pickle_weights=True,
         ),
         ModelSpec(
             key="sd-x2-latent-upscaler",
@@ -168,6 +179,8 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=Defaults(strength=1.0, guidance_scale=0.0, num_inference_steps=20),
             latent_family=SD15_LATENTS,
             notes="Takes SD 1.x latents and returns latents at twice the size.",
+            pickle_weights=True,
+            scheduler="EulerDiscreteScheduler",
         ),
         ModelSpec(
             key="sd-x4-upscaler",
@@ -179,6 +192,7 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=Defaults(strength=1.0, guidance_scale=9.0, num_inference_steps=75),
             latent_family=X4_LATENTS,
             size_multiple=8,
+            scheduler="DDIMScheduler",
         ),
         ModelSpec(
             key="controlnet-depth",
@@ -188,6 +202,7 @@ CATALOG: dict[str, ModelSpec] = {
             kinds=("controlnet",),
             license="openrail",
             notes="Conditions SD 1.5 on a depth map, near bright.",
+            fp16_variant=True,
         ),
         # Depth estimators for the ControlNet-depth tab: kind "depth", loaded by engine.estimators.
         ModelSpec(

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from engine.basic import Img2ImgResult, run_img2img
-from engine.cache import DevicePolicy, PipelineCache
+from engine.cache import DevicePolicy, PipelineCache, load_options
 from engine.catalog import ModelSpec, get_spec
 from engine.chain import ChainPlan, ChainProgress, ChainRequest, plan_chain, run_chain
 from engine.depth import DepthJob, DepthProgress, DepthRequest, depth_to_control, estimate, run_depth
@@ -118,7 +118,7 @@ class Engine:
         self.mode = resolve_mode(settings, probe_hub=probe_hub)
         self.policy = policy or DevicePolicy.detect(settings.offload, settings.compile)
         budget = int(settings.cache_budget_gb * 2**30) or None
-        self.cache = PipelineCache(self.model_source, self.policy, budget)
+        self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.results = ResultStore(max_bytes=settings.results_mb * 2**20)
         logger.info(
@@ -139,6 +139,10 @@ class Engine:
 
         return str(build_twin(spec.key, self.twins_dir))
 
+    def load_options(self, spec: ModelSpec) -> dict:
+        """from_pretrained options for a catalog entry: weight format, fp16 variant, revision, safety checker."""
+        return load_options(spec, self.policy, hub=self.mode == "hub", safety_checker=self.settings.safety_checker)
+
     def model_id(self, key: str) -> str:
         """The id a recipe records: the Hub id, or the twin's folder in tiny mode."""
         spec = get_spec(key)
@@ -155,7 +159,8 @@ class Engine:
                 "Images are noise from random weights; every workflow, size and parameter behaves as with "
                 "the real checkpoints. Start with `--models hub` for real images."
             )
-        return f"Model mode: **hub**: real checkpoints from the Hugging Face Hub, on {device}."
+        checker = "" if self.settings.safety_checker else " The safety checker is off (STUDIO_SAFETY_CHECKER=false)."
+        return f"Model mode: **hub**: real checkpoints from the Hugging Face Hub, on {device}.{checker}"
 
     # -- workflows -----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ cache's lock, LRU and memory budget with the pipelines.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -85,21 +86,41 @@ def _import_controlnet_aux():
     return controlnet_aux
 
 
-def load_estimator(spec: ModelSpec, source: str) -> Estimator:
+# The files each controlnet-aux annotator reads from lllyasviel/Annotators.
+ANNOTATOR_FILES = {
+    "midas": ("dpt_hybrid-midas-501f0c75.pt",),
+    "zoe": ("ZoeD_M12_N.pt",),
+    "leres": ("res101.pth", "latest_net_G.pth"),
+}
+
+
+def _annotator_folder(spec: ModelSpec, source: str, revision: str | None) -> str:
+    """A folder holding the annotator's files: the twin folder, or the Hub snapshot they were fetched into
+    (controlnet-aux's own loader cannot pin a revision, so the files are fetched here)."""
+    if os.path.isdir(source):
+        return source
+    from huggingface_hub import hf_hub_download
+
+    paths = [hf_hub_download(source, name, revision=revision) for name in ANNOTATOR_FILES[spec.family]]
+    return os.path.dirname(paths[0])
+
+
+def load_estimator(spec: ModelSpec, source: str, revision: str | None = None) -> Estimator:
     """Load the estimator of a catalog entry of kind "depth" from a Hub id or a folder.
 
     Raises:
-        OSError: weights missing (no network, not in the cache); ValueError/RuntimeError: not loadable.
+        OSError: weights missing (no network, not in the cache); ValueError/RuntimeError: not loadable;
+        pickle.UnpicklingError: an annotator file that is not a plain state dict (torch's weights-only load).
     """
     if spec.family == "depth-anything-v2":
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        model = AutoModelForDepthEstimation.from_pretrained(source, use_safetensors=True).eval()
-        processor = AutoImageProcessor.from_pretrained(source)
+        model = AutoModelForDepthEstimation.from_pretrained(source, use_safetensors=True, revision=revision).eval()
+        processor = AutoImageProcessor.from_pretrained(source, revision=revision)
         return Estimator(spec, model, processor=processor)
     aux = _import_controlnet_aux()
     detector_class = {"midas": aux.MidasDetector, "zoe": aux.ZoeDetector, "leres": aux.LeresDetector}.get(spec.family)
     if detector_class is None:
         raise ValueError(f"{spec.key!r} is not a depth estimator")
-    detector = detector_class.from_pretrained(source)
+    detector = detector_class.from_pretrained(_annotator_folder(spec, source, revision))
     return Estimator(spec, detector.model, detector=detector)

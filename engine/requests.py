@@ -99,9 +99,7 @@ def check_nesting(name: str, text: str) -> None:
         elif char in ")]" and depth:
             depth -= 1
     if deepest > MAX_WEIGHT_NESTING:
-        raise ValueError(
-            f"{name} nests brackets {deepest} deep; weighted prompts take at most {MAX_WEIGHT_NESTING}"
-        )
+        raise ValueError(f"{name} nests brackets {deepest} deep; weighted prompts take at most {MAX_WEIGHT_NESTING}")
 
 
 def check_seed(value: object, *, count: int = 1) -> int:

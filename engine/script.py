@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from engine.catalog import get_spec
 from engine.recipe import Recipe
 
 HEADER = '''"""{title}
@@ -78,15 +79,24 @@ def _header(recipe: Recipe, title: str, classes: list[str], more_args: str = "")
         'INIT = sys.argv[2] if len(sys.argv) > 2 else "init.png"',
         'DEVICE = "cuda" if torch.cuda.is_available() else "cpu"',
         f"DTYPE = getattr(torch, {_literal(recipe.dtype)})",
+        'VARIANT = "fp16" if DTYPE == torch.float16 else None  # half-precision files, where the repo has them',
         f"GENERATOR_DEVICE = {_literal(recipe.generator_device)} if DEVICE == {_literal(recipe.generator_device)} "
         "else DEVICE",
         "",
     ]
 
 
-def _load(loader: str, model_id: str, revision: str | None) -> str:
+def _weights(key: str) -> str:
+    """The weight-file arguments the app loads a catalog entry with (engine.cache.load_options)."""
+    spec = get_spec(key)
+    # None: prefer safetensors, else the repo's .bin files, which diffusers reads weights-only
+    args = ", use_safetensors=None" if spec.pickle_weights else ", use_safetensors=True"
+    return args + (", variant=VARIANT" if spec.fp16_variant else "")
+
+
+def _load(loader: str, key: str, model_id: str, revision: str | None) -> str:
     pinned = f", revision={_literal(revision)}" if revision else ""
-    return f"{loader}.from_pretrained({_literal(model_id)}{pinned}, dtype=DTYPE, use_safetensors=True)"
+    return f"{loader}.from_pretrained({_literal(model_id)}{pinned}, dtype=DTYPE{_weights(key)})"
 
 
 def _init_image(size: tuple[int, int]) -> list[str]:
@@ -148,7 +158,7 @@ def _img2img_preamble(recipe: Recipe, title: str) -> list[str]:
     lines = _header(recipe, title, ["AutoPipelineForImage2Image"])
     lines += _init_image(recipe.size)
     lines += [
-        f"pipe = {_load('AutoPipelineForImage2Image', recipe.model_id, recipe.revision)}",
+        f"pipe = {_load('AutoPipelineForImage2Image', recipe.model, recipe.model_id, recipe.revision)}",
         "pipe = pipe.to(DEVICE)",
         "",
     ]
@@ -207,9 +217,9 @@ def _depth_script(recipe: Recipe) -> str:
         'CONTROL = sys.argv[3] if len(sys.argv) > 3 else "control.png"',
         f'control_image = Image.open(CONTROL).convert("RGB").resize({size}, Image.Resampling.BILINEAR)',
         "",
-        f"controlnet = {_load('ControlNetModel', recipe.extra['controlnet_id'], None)}",
+        f"controlnet = {_load('ControlNetModel', recipe.extra['controlnet'], recipe.extra['controlnet_id'], None)}",
         "pipe = AutoPipelineForImage2Image.from_pretrained(",
-        f"    {_literal(recipe.model_id)}{pinned}, controlnet=controlnet, dtype=DTYPE, use_safetensors=True",
+        f"    {_literal(recipe.model_id)}{pinned}, controlnet=controlnet, dtype=DTYPE{_weights(recipe.model)}",
         ").to(DEVICE)",
         "",
         f"call = {_literal(p)}",
@@ -242,7 +252,7 @@ def _chain_script(recipe: Recipe) -> str:
             # the same weights in another pipeline kind: share them, passing the dtype (diffusers issue 12754)
             lines.append(f"pipe = {loader}.from_pipe(pipe, dtype=DTYPE)")
         else:
-            lines.append(f"pipe = {_load(loader, stage['model_id'], stage.get('revision'))}.to(DEVICE)")
+            lines.append(f"pipe = {_load(loader, stage['model'], stage['model_id'], stage.get('revision'))}.to(DEVICE)")
         lines.append(f"call = {_literal(call)}")
         previous = stage
         if stage["kind"] != "text2img":

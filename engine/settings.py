@@ -86,6 +86,13 @@ class Settings:
         default=True,
         metadata=_env("STUDIO_METADATA", "write each result's recipe into its PNG; false leaves PNGs bare"),
     )
+    safety_checker: bool = field(
+        default=True,
+        metadata=_env(
+            "STUDIO_SAFETY_CHECKER",
+            "run the checkpoints' own safety checker (SD 1.5 family); false drops it (1.2 GB less to download)",
+        ),
+    )
     queue_size: int = field(default=32, metadata=_env("STUDIO_QUEUE_SIZE", "most jobs waiting in the queue"))
     max_file_mb: int = field(default=25, metadata=_env("STUDIO_MAX_FILE_MB", "largest upload, in MB"))
     max_outputs_mb: int = field(

@@ -1,31 +1,38 @@
-"""Tiny random-weight twins of the catalog's checkpoints, written to disk in diffusers format.
+"""Tiny random-weight twins of the catalog's repositories, written to disk as the Hub publishes them.
 
-A twin has the real pipeline classes, folder layout and latent geometry (VAE factor 8, 4 latent
-channels, the real VAE scaling factors) with a few hundred thousand random parameters from a
-fixed seed. It loads through exactly the code path a real checkpoint takes
-(`AutoPipelineForImage2Image.from_pretrained(folder)`, Kandinsky's connected prior included), so
-every line of loading, validation, batching and UI code runs for real on a CPU with no network.
-Its images are noise.
+A twin mirrors its repository, not just its architecture: every config is the repository's own
+(engine/hub_repos, see engine.repos) with only size fields shrunk (widths, depths, head counts, vocab),
+the components are those of its `model_index.json` (safety checker and feature extractor included),
+and the weight files have the real names and formats (`.bin` only where the repository has only `.bin`,
+`fp16` variants where it has them). Weights are random from a fixed seed; images are noise. A twin loads
+through exactly the code path a real checkpoint takes, so every line of loading, validation, batching
+and UI code runs for real on a CPU with no network.
 
-    python -m engine.tiny --out DIR      # writes DIR/<catalog key>/model_index.json, ...
+    python -m engine.tiny --out DIR          # DIR/<catalog key>/...: the folders tiny mode loads
+    python -m engine.tiny --hub-cache DIR    # a Hugging Face cache of the twins under the real repo ids:
+                                             # HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 python app.py --models hub
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from engine.catalog import CATALOG, get_spec
+from engine.repos import PICKLE, SAFETENSORS, RepoFacts, repo_facts
 
 logger = logging.getLogger(__name__)
 
 # Bump when a builder changes, so stale twins on disk are rebuilt.
-TWIN_VERSION = 2
+TWIN_VERSION = 4
 _MARKER = "twin.json"
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -48,405 +55,312 @@ def _byte_chars() -> list[str]:
     return [chr(c) for c in cs]
 
 
-def build_tokenizer():
-    """A CLIP BPE tokenizer over single bytes: every text tokenizes, nothing is downloaded."""
+def build_tokenizer(pad_token: str = EOS):
+    """A CLIP BPE tokenizer over single bytes: every text tokenizes, nothing is downloaded.
+
+    Laid out as CLIP's own vocabulary is (bytes, bytes ending a word, then the start and end tokens last,
+    so the end token has the highest id, which CLIP's legacy pooling relies on). `pad_token` is the
+    repository's: the end token for SD 1.x, "!" for the OpenCLIP tokenizers of SDXL and the upscaler.
+    """
     from transformers import CLIPTokenizer
 
     chars = _byte_chars()
-    vocab = {BOS: 0, EOS: 1}
-    for token in chars + [c + "</w>" for c in chars]:
+    vocab: dict[str, int] = {}
+    for token in chars + [c + "</w>" for c in chars] + [BOS, EOS]:
         vocab[token] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=_MAX_TOKENS)
-    return tokenizer
+    return CLIPTokenizer(
+        vocab=vocab, merges=[], model_max_length=_MAX_TOKENS, pad_token=pad_token, unk_token=EOS, bos_token=BOS
+    )
 
 
-def _text_config(vocab_size: int, projection_dim: int = _HIDDEN):
-    from transformers import CLIPTextConfig
+# -- shrinking a published config -----------------------------------------------------------------
 
-    return CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
+# Keys a twin may change, per class: sizes only. Everything else must equal the recorded config
+# (tests/test_twin_fidelity.py checks it). Keys in DEPTH_KEYS are per-block lists a twin keeps a
+# selection of, in order.
+DEPTH_KEYS = {"down_block_types", "up_block_types", "only_cross_attention", "out_indices", "out_features"}
+_UNET_SIZES = {
+    "block_out_channels",
+    "layers_per_block",
+    "attention_head_dim",
+    "num_attention_heads",
+    "cross_attention_dim",
+    "norm_num_groups",
+    "transformer_layers_per_block",
+    "addition_time_embed_dim",
+    "projection_class_embeddings_input_dim",
+    "encoder_hid_dim",
+    "time_cond_proj_dim",
+}
+_CLIP_SIZES = {"hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "projection_dim"}
+SIZE_KEYS: dict[str, set[str]] = {
+    "UNet2DConditionModel": _UNET_SIZES | DEPTH_KEYS,
+    "ControlNetModel": _UNET_SIZES | DEPTH_KEYS | {"conditioning_embedding_out_channels"},
+    "AutoencoderKL": {"block_out_channels", "layers_per_block", "norm_num_groups"},
+    "VQModel": {"block_out_channels", "layers_per_block", "norm_num_groups", "num_vq_embeddings"},
+    "PriorTransformer": {"num_attention_heads", "attention_head_dim", "embedding_dim", "num_layers"},
+    "CLIPTextModel": _CLIP_SIZES | {"vocab_size"},
+    "CLIPTextModelWithProjection": _CLIP_SIZES | {"vocab_size"},
+    "CLIPVisionModelWithProjection": _CLIP_SIZES,
+    "StableDiffusionSafetyChecker": {"projection_dim", "text_config", "vision_config"},
+    "DepthAnythingForDepthEstimation": {
+        "backbone_config",
+        "neck_hidden_sizes",
+        "fusion_hidden_size",
+        "head_hidden_size",
+        "reassemble_hidden_size",
+    },
+}
+_BACKBONE_SIZES = {"hidden_size", "num_hidden_layers", "num_attention_heads"} | DEPTH_KEYS
+
+
+def _kept_blocks(config: dict) -> tuple[list[int], list[int]]:
+    """Which down and up blocks a twin keeps: the first of each run of equal block types (a twin has
+    every kind of block the real UNet has, once per run), and the up blocks that mirror them."""
+    down = config["down_block_types"]
+    if any(kind.startswith("K") for kind in down):  # k-diffusion blocks (x2 upscaler) only work as the full stack
+        kept = list(range(len(down)))
+    else:
+        kept = [i for i, kind in enumerate(down) if i == 0 or kind != down[i - 1]]
+    return kept, sorted(len(down) - 1 - i for i in kept)
+
+
+def _pick(value, indices: list[int]):
+    return [value[i] for i in indices] if isinstance(value, (list, tuple)) else value
+
+
+def _shrink_unet(config: dict, text_dim: int = _HIDDEN) -> dict:
+    down, up = _kept_blocks(config)
+    n = len(down)
+    widths = ([32, 32, 64, 64] if n == 4 else [32, 64, 64])[:n]
+    out = {
+        "down_block_types": _pick(config["down_block_types"], down),
+        "up_block_types": _pick(config["up_block_types"], up),
+        "block_out_channels": widths,
+        "layers_per_block": 1,
+        "cross_attention_dim": text_dim,
+        "attention_head_dim": [2] * n if isinstance(config.get("attention_head_dim"), list) else 8,
+    }
+    if isinstance(config.get("only_cross_attention"), list):
+        out["only_cross_attention"] = _pick(config["only_cross_attention"], down)
+    if config.get("norm_num_groups") is not None:
+        out["norm_num_groups"] = 8
+    if config.get("transformer_layers_per_block") is not None:
+        out["transformer_layers_per_block"] = 1
+    if config.get("addition_embed_type") == "text_time":  # SDXL: pooled text + 5 (refiner) or 6 time ids
+        out["addition_time_embed_dim"] = 8
+        ids = (config["projection_class_embeddings_input_dim"] - 1280) // config["addition_time_embed_dim"]
+        out["projection_class_embeddings_input_dim"] = text_dim + ids * 8
+    if config.get("encoder_hid_dim") is not None:
+        out["encoder_hid_dim"] = text_dim
+    if config.get("time_cond_proj_dim") is not None:  # the x2 upscaler: noise-level embedding (128) + pooled text
+        out["time_cond_proj_dim"] = 128 + text_dim
+    return out
+
+
+def _shrink_autoencoder(config: dict) -> dict:
+    # as many blocks as the real one (the VAE's scale factor), narrow
+    return {
+        "block_out_channels": [8, 16, 16, 16][: len(config["block_out_channels"])],
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    }
+
+
+def _shrink_vq(config: dict) -> dict:
+    # 32 channels: the spatial norm of the MoVQ decoder hard-codes 32 groups
+    return {
+        "block_out_channels": [32] * len(config["block_out_channels"]),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "num_vq_embeddings": 12,
+    }
+
+
+def _shrink_clip(config: dict) -> dict:
+    return {
+        "hidden_size": _HIDDEN,
+        "intermediate_size": 37,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "projection_dim": _HIDDEN,
+    }
+
+
+def _shrink_depth_anything(config: dict) -> dict:
+    backbone = dict(config["backbone_config"])
+    backbone.update(
         hidden_size=_HIDDEN,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        max_position_embeddings=_MAX_TOKENS,
-        projection_dim=projection_dim,
-        vocab_size=vocab_size,
-        hidden_act="gelu",
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        out_indices=[1, 2, 3, 4],
+        out_features=["stage1", "stage2", "stage3", "stage4"],
     )
+    return {
+        "backbone_config": backbone,
+        "neck_hidden_sizes": [8, 16, 32, 32],
+        "fusion_hidden_size": 16,
+        "head_hidden_size": 8,
+        "reassemble_hidden_size": _HIDDEN,
+    }
 
 
-def _autoencoder_kl(scaling_factor: float, force_upcast: bool = False):
-    """Four blocks, so the VAE scale factor is 8 as in the real models."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        block_out_channels=[8, 16, 16, 16],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=64,
-        scaling_factor=scaling_factor,
-        force_upcast=force_upcast,
-    )
+_SHRINK: dict[str, Callable[[dict], dict]] = {
+    "UNet2DConditionModel": _shrink_unet,
+    "AutoencoderKL": _shrink_autoencoder,
+    "VQModel": _shrink_vq,
+    "PriorTransformer": lambda c: {
+        "num_attention_heads": 2,
+        "attention_head_dim": 12,
+        "embedding_dim": _HIDDEN,
+        "num_layers": 1,
+    },
+    "CLIPTextModel": _shrink_clip,
+    "CLIPTextModelWithProjection": _shrink_clip,
+    "CLIPVisionModelWithProjection": _shrink_clip,
+    "DepthAnythingForDepthEstimation": _shrink_depth_anything,
+}
 
 
-def sd15_scheduler():
-    """SD 1.5's scheduler as published with the checkpoint (PNDM, PLMS steps only)."""
-    from diffusers import PNDMScheduler
-
-    return PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        set_alpha_to_one=False,
-        skip_prk_steps=True,
-        steps_offset=1,
-    )
+def shrunk(class_name: str, config: dict) -> dict:
+    """A recorded config with its size fields made tiny; every other key as recorded."""
+    return {**config, **_SHRINK[class_name](config)}
 
 
-def refiner_scheduler():
-    """The SDXL refiner's scheduler as published with the checkpoint."""
-    from diffusers import EulerDiscreteScheduler
-
-    return EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        timestep_spacing="leading",
-        interpolation_type="linear",
-        prediction_type="epsilon",
-    )
+# -- building and writing components --------------------------------------------------------------
 
 
-def _sd15_unet():
-    """The SD 1.5 twin's UNet; weights from the current torch seed."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=_HIDDEN,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
+def _component_seed(seed: int, name: str) -> int:
+    return seed * 1000 + zlib.crc32(name.encode()) % 1000
 
 
-def _build_sd15(seed: int):
+def _diffusers_model(class_name: str, config: dict, tokens: int):
+    import diffusers
     import torch
-    from diffusers import StableDiffusionImg2ImgPipeline
-    from transformers import CLIPTextModel
 
-    torch.manual_seed(seed)
-    unet = _sd15_unet()
-    vae = _autoencoder_kl(scaling_factor=0.18215)
-    tokenizer = build_tokenizer()
-    text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
-    scheduler = sd15_scheduler()
-    return StableDiffusionImg2ImgPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    model = getattr(diffusers, class_name).from_config(shrunk(class_name, config))
+    if class_name == "PriorTransformer":
+        # clip_std starts at 0, which would make every embedding 0; the real prior has learned statistics
+        model.clip_std = torch.nn.Parameter(torch.ones_like(model.clip_std))
+    return model
 
 
-def _build_sdxl_refiner(seed: int):
+def _transformers_model(class_name: str, config: dict, tokens: int):
+    import transformers
+
+    if class_name == "StableDiffusionSafetyChecker":
+        from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+
+        text = {**config["text_config"], **_shrink_clip(config["text_config"]), "vocab_size": tokens}
+        vision = {**config["vision_config"], **_shrink_clip(config["vision_config"])}
+        clip = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=_HIDDEN)
+        clip.architectures = config.get("architectures")
+        return StableDiffusionSafetyChecker(clip)
+    cfg = shrunk(class_name, config)
+    if "vocab_size" in SIZE_KEYS[class_name]:
+        cfg["vocab_size"] = tokens
+    if class_name == "DepthAnythingForDepthEstimation":
+        backbone = transformers.Dinov2Config(**cfg.pop("backbone_config"))
+        config = transformers.DepthAnythingConfig(backbone_config=backbone, **cfg)
+        return transformers.DepthAnythingForDepthEstimation(config)
+    model_class = getattr(transformers, class_name)
+    return model_class(model_class.config_class(**cfg))
+
+
+def _save_weights(model, folder: Path, facts: RepoFacts) -> None:
+    """save_pretrained, then the weight files the repository publishes: its formats and variants."""
     import torch
-    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModelWithProjection
+    from safetensors.torch import load_file, save_file
 
-    torch.manual_seed(seed)
-    time_dim = 8
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=128,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=time_dim,
-        transformer_layers_per_block=(1, 2),
-        # the refiner's time ids: original size (2), crop (2), aesthetic score (1); plus the pooled text embedding
-        projection_class_embeddings_input_dim=5 * time_dim + _HIDDEN,
-        cross_attention_dim=_HIDDEN,
-        norm_num_groups=8,
-    )
-    vae = _autoencoder_kl(scaling_factor=0.13025, force_upcast=True)
-    tokenizer_2 = build_tokenizer()
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer_2)))
-    scheduler = refiner_scheduler()
-    return StableDiffusionXLImg2ImgPipeline(
-        vae=vae,
-        text_encoder=None,
-        tokenizer=None,
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=scheduler,
-        requires_aesthetics_score=True,
-        force_zeros_for_empty_prompt=False,
-    )
+    model.save_pretrained(folder)
+    written = next(folder.glob("*.safetensors"))  # model.safetensors or diffusion_pytorch_model.safetensors
+    state = load_file(written)
+    stem = written.stem
+    pickle_stem = "pytorch_model" if stem == "model" else stem
+    half = {k: (t.half() if t.is_floating_point() else t) for k, t in state.items()}
+    if PICKLE in facts.formats:
+        torch.save(state, folder / f"{pickle_stem}.bin")
+    for variant in facts.variants:
+        if SAFETENSORS in facts.formats:
+            save_file(half, folder / f"{stem}.{variant}.safetensors", metadata={"format": "pt"})
+        if PICKLE in facts.formats:
+            torch.save(half, folder / f"{pickle_stem}.{variant}.bin")
+    if SAFETENSORS not in facts.formats:
+        written.unlink()
 
 
-def _build_kandinsky22_prior(seed: int):
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _write_component(facts: RepoFacts, name: str, library: str, class_name: str, folder: Path, seed: int) -> None:
     import torch
-    from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextModelWithProjection,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
 
-    torch.manual_seed(seed)
-    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=_HIDDEN, num_layers=1)
-    # clip_std starts at 0, which would make every embedding 0; the real prior has learned statistics
-    prior.clip_std = torch.nn.Parameter(torch.ones_like(prior.clip_std))
-    image_size = 32
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=_HIDDEN,
-            image_size=image_size,
-            projection_dim=_HIDDEN,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_channels=3,
-            num_hidden_layers=2,
-            patch_size=8,
-        )
-    )
-    tokenizer = build_tokenizer()
-    text_encoder = CLIPTextModelWithProjection(_text_config(len(tokenizer)))
-    image_processor = CLIPImageProcessor(
-        crop_size=image_size,
-        size=image_size,
-        do_center_crop=True,
-        do_normalize=True,
-        do_resize=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-        resample=3,
-    )
-    scheduler = UnCLIPScheduler(
-        variance_type="fixed_small_log",
-        prediction_type="sample",
-        num_train_timesteps=1000,
-        clip_sample=True,
-        clip_sample_range=10.0,
-    )
-    return KandinskyV22PriorPipeline(
-        prior=prior,
-        image_encoder=image_encoder,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=scheduler,
-        image_processor=image_processor,
-    )
+    target = folder / name
+    target.mkdir(parents=True, exist_ok=True)
+    if class_name.endswith("Scheduler"):
+        _write_json(target / "scheduler_config.json", facts.config(f"{name}/scheduler_config.json"))
+        return
+    if class_name == "CLIPImageProcessor":
+        _write_json(target / "preprocessor_config.json", facts.config(f"{name}/preprocessor_config.json"))
+        return
+    if class_name == "CLIPTokenizer":
+        special = facts.config(f"{name}/special_tokens_map.json")
+        pad = special["pad_token"]
+        build_tokenizer(pad_token=pad if isinstance(pad, str) else pad["content"]).save_pretrained(target)
+        return
+    torch.manual_seed(_component_seed(seed, name))
+    config = facts.config(f"{name}/config.json")
+    tokens = len(build_tokenizer())
+    build = _diffusers_model if library == "diffusers" else _transformers_model
+    _save_weights(build(class_name, config, tokens), target, facts)
 
 
-def _build_kandinsky22(seed: int):
-    import torch
-    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        in_channels=4,
-        out_channels=8,  # predicts mean and variance
-        addition_embed_type="image",
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        encoder_hid_dim=_HIDDEN,
-        encoder_hid_dim_type="image_proj",
-        cross_attention_dim=_HIDDEN,
-        attention_head_dim=4,
-        resnet_time_scale_shift="scale_shift",
-        class_embed_type=None,
-        norm_num_groups=8,
-    )
-    movq = VQModel(
-        # four blocks: factor 8, as the real MoVQ; 32 channels because SpatialNorm hard-codes 32 groups
-        block_out_channels=[32, 32, 32, 32],
-        down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
-        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        norm_type="spatial",
-        num_vq_embeddings=12,
-        vq_embed_dim=4,
-    )
-    # The decoder's published scheduler config.
-    scheduler = DDPMScheduler(
-        beta_schedule="linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        clip_sample=False,
-        num_train_timesteps=1000,
-        prediction_type="epsilon",
-        steps_offset=1,
-        thresholding=False,
-        timestep_spacing="leading",
-        variance_type="fixed_small",
-    )
-    return KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+def write_pipeline_repo(facts: RepoFacts, folder: Path, seed: int, prior: str | None = None) -> None:
+    """Every component of a diffusers pipeline repository, as its model_index.json lists them."""
+    index = facts.model_index()
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        _write_component(facts, name, entry[0], entry[1], folder, seed)
+    _write_json(folder / "model_index.json", index)
+    if prior is not None:
+        # diffusers reads connected pipelines from the card's `prior:` list, as in the real decoder repo
+        (folder / "README.md").write_text(f"---\nprior:\n- {prior}\n---\nTiny twin of {facts.hub_id}.\n")
 
 
-def _build_sd_x2_latent_upscaler(seed: int):
-    import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionLatentUpscalePipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(  # the real K-diffusion style UNet: SD latents + low-res latents in, 8 channels
-        act_fn="gelu",
-        attention_head_dim=8,
-        norm_num_groups=None,
-        block_out_channels=[32, 32, 64, 64],
-        time_cond_proj_dim=128 + _HIDDEN,  # noise-level embedding (128) + pooled text
-        conv_in_kernel=1,
-        conv_out_kernel=1,
-        cross_attention_dim=_HIDDEN,
-        down_block_types=("KDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D"),
-        in_channels=8,
-        mid_block_type=None,
-        only_cross_attention=False,
-        out_channels=5,
-        resnet_time_scale_shift="scale_shift",
-        time_embedding_type="fourier",
-        timestep_post_act="gelu",
-        up_block_types=("KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KUpBlock2D"),
-        layers_per_block=1,
-    )
-    vae = _autoencoder_kl(scaling_factor=0.18215)  # it reads and writes SD 1.x latents
-    tokenizer = build_tokenizer()
-    text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        prediction_type="sample",
-        steps_offset=1,
-    )
-    return StableDiffusionLatentUpscalePipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
-    )
-
-
-def _build_sd_x4_upscaler(seed: int):
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        DDPMScheduler,
-        StableDiffusionUpscalePipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=7,  # 4 latent channels + the 3-channel low-res image
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=_HIDDEN,
-        attention_head_dim=8,
-        use_linear_projection=True,
-        only_cross_attention=(True, True, False),
-        num_class_embeds=1000,  # noise levels up to max_noise_level
-    )
-    vae = AutoencoderKL(  # three blocks: factor 4, as the real x4 VAE
-        block_out_channels=[8, 16, 16],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 3,
-        up_block_types=["UpDecoderBlock2D"] * 3,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        scaling_factor=0.08333,
-    )
-    tokenizer = build_tokenizer()
-    text_encoder = CLIPTextModel(_text_config(len(tokenizer)))
-    low_res_scheduler = DDPMScheduler(
-        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="v_prediction",
-    )
-    return StableDiffusionUpscalePipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        low_res_scheduler=low_res_scheduler,
-        scheduler=scheduler,
-        max_noise_level=350,
-    )
-
-
-def _build_controlnet_sd15(seed: int):
+def _write_controlnet(facts: RepoFacts, folder: Path, seed: int) -> None:
     """The depth ControlNet's twin: ControlNetModel.from_unet on the SD 1.5 twin's UNet, as diffusers
     initialises a new ControlNet, so its blocks line up with the base UNet the way the real one does."""
     import torch
     from diffusers import ControlNetModel
 
-    torch.manual_seed(_seed_for("sd15"))  # the SD 1.5 twin's own UNet weights
-    unet = _sd15_unet()
+    sd15 = get_spec("sd15")
+    base = repo_facts(sd15.hub_id)
+    torch.manual_seed(_component_seed(_seed_for("sd15"), "unet"))  # the SD 1.5 twin's own UNet weights
+    unet = _diffusers_model("UNet2DConditionModel", base.config("unet/config.json"), 0)
+    recorded = facts.config("config.json")
     torch.manual_seed(seed)
-    controlnet = ControlNetModel.from_unet(unet)
+    controlnet = ControlNetModel.from_unet(
+        unet,
+        controlnet_conditioning_channel_order=recorded["controlnet_conditioning_channel_order"],
+        conditioning_embedding_out_channels=[8] * len(recorded["conditioning_embedding_out_channels"]),
+    )
     # A new ControlNet's output convolutions start at zero, so it would not steer anything; a trained one
     # does. Random weights there make the twin's depth map change the image, as the real one does.
     zero_convs = [controlnet.controlnet_cond_embedding.conv_out, *controlnet.controlnet_down_blocks]
     for conv in [*zero_convs, controlnet.controlnet_mid_block]:
         conv.reset_parameters()
-    return controlnet
+    _save_weights(controlnet, folder, facts)
 
 
 MIDAS_WEIGHTS = "dpt_hybrid-midas-501f0c75.pt"
 
 
-def _write_midas(seed: int, folder: Path) -> None:
+def _write_midas(facts: RepoFacts, folder: Path, seed: int) -> None:
     """controlnet-aux's DPT-Hybrid MiDaS at its real, fixed size (123M parameters, ~0.5 GB) with random
-    weights, saved as the state dict MidasDetector.from_pretrained(folder) loads."""
+    weights, saved as the state dict MidasDetector.from_pretrained loads, under the repository's file name."""
     import torch
     from controlnet_aux.midas.midas.dpt_depth import DPTDepthModel
 
@@ -458,76 +372,46 @@ def _write_midas(seed: int, folder: Path) -> None:
     torch.save(model.state_dict(), folder / MIDAS_WEIGHTS)
 
 
-def _write_depth_anything_v2(seed: int, folder: Path) -> None:
-    """Depth Anything V2 Small's architecture shrunk (DINOv2 backbone of 4 layers, width 32), with the
-    real checkpoint's image processor, written as a transformers model folder."""
+def _write_depth_anything(facts: RepoFacts, folder: Path, seed: int) -> None:
+    """Depth Anything V2 Small from its published config, shrunk, with its published image processor."""
     import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
     torch.manual_seed(seed)
-    backbone = Dinov2Config(
-        hidden_size=_HIDDEN,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=37,
-        image_size=518,
-        patch_size=14,
-        out_indices=[1, 2, 3, 4],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        patch_size=14,
-        reassemble_hidden_size=_HIDDEN,
-        neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16,
-        head_hidden_size=8,
-        depth_estimation_type="relative",
-    )
-    DepthAnythingForDepthEstimation(config).save_pretrained(folder, safe_serialization=True)
-    DPTImageProcessor(  # the published checkpoint's preprocessing
-        do_resize=True,
-        size={"height": 518, "width": 518},
-        keep_aspect_ratio=True,
-        ensure_multiple_of=14,
-        resample=3,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-        do_pad=False,
-    ).save_pretrained(folder)
+    model = _transformers_model("DepthAnythingForDepthEstimation", facts.config("config.json"), 0)
+    _save_weights(model, folder, facts)
+    _write_json(folder / "preprocessor_config.json", facts.config("preprocessor_config.json"))
 
 
-# family -> builder of an object with save_pretrained (pipelines, models).
-_BUILDERS: dict[str, Callable[[int], object]] = {
-    "sd15": _build_sd15,
-    "sdxl-refiner": _build_sdxl_refiner,
-    "kandinsky22": _build_kandinsky22,
-    "kandinsky22-prior": _build_kandinsky22_prior,
-    "sd-x2-latent-upscaler": _build_sd_x2_latent_upscaler,
-    "sd-x4-upscaler": _build_sd_x4_upscaler,
-    "controlnet-sd15": _build_controlnet_sd15,
+# family -> writer of a repository's twin into a folder. Families not here have no twin (ZoeDepth and
+# LeReS: controlnet-aux builds them at full size only, 1.4 GB and 0.85 GB of random weights).
+_PIPELINE_FAMILIES = {
+    "sd15",
+    "sdxl-refiner",
+    "kandinsky22",
+    "kandinsky22-prior",
+    "sd-x2-latent-upscaler",
+    "sd-x4-upscaler",
 }
-# family -> writer of a twin in its library's own format. Families in neither table have no twin
-# (Zoe and LeReS: hub mode only).
-_WRITERS: dict[str, Callable[[int, Path], None]] = {
+_WRITERS: dict[str, Callable[[RepoFacts, Path, int], None]] = {
+    "controlnet-sd15": _write_controlnet,
     "midas": _write_midas,
-    "depth-anything-v2": _write_depth_anything_v2,
+    "depth-anything-v2": _write_depth_anything,
 }
-
-
-def _writer(family: str) -> Callable[[int, Path], None] | None:
-    builder = _BUILDERS.get(family)
-    if builder is not None:
-        return lambda seed, folder: builder(seed).save_pretrained(folder, safe_serialization=True)
-    return _WRITERS.get(family)
 
 
 def has_twin(key: str) -> bool:
     """Whether a tiny twin can be built for this catalog key."""
-    return _writer(get_spec(key).family) is not None
+    family = get_spec(key).family
+    return family in _PIPELINE_FAMILIES or family in _WRITERS
+
+
+def _write_twin(key: str, folder: Path, prior: str | None) -> None:
+    spec = get_spec(key)
+    facts = repo_facts(spec.hub_id)
+    if spec.family in _PIPELINE_FAMILIES:
+        write_pipeline_repo(facts, folder, _seed_for(key), prior)
+    else:
+        _WRITERS[spec.family](facts, folder, _seed_for(key))
 
 
 def twin_dir(root: Path, key: str) -> Path:
@@ -541,42 +425,47 @@ def _seed_for(key: str) -> int:
     return list(CATALOG).index(key)
 
 
-def build_twin(key: str, root: Path, *, force: bool = False) -> Path:
-    """Write the twin of `key` under `root` (idempotent) and return its folder.
-
-    The folder is written to a temporary sibling and renamed, so a crash never leaves half a twin.
-    Kandinsky 2.2's decoder gets its prior built too, linked through the model card as on the Hub.
-
-    Raises:
-        ValueError: unknown key, or a family that has no twin builder.
-    """
-    spec = get_spec(key)
-    writer = _writer(spec.family)
-    if writer is None:
-        raise ValueError(f"there is no tiny twin of {key!r}: its architecture cannot be built offline here")
-    root = Path(root).resolve()
-    target = twin_dir(root, key)
-    marker = target / _MARKER
-    if not force and marker.is_file() and json.loads(marker.read_text()).get("version") == TWIN_VERSION:
-        return target
-    prior_dir = build_twin(spec.prior, root, force=force) if spec.prior else None
-
+def _staged(root: Path, target: Path, write: Callable[[Path], None]) -> None:
+    """Write into a temporary sibling and rename, so a crash never leaves half a twin."""
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
     try:
-        writer(_seed_for(key), staging)
-        if prior_dir is not None:
-            # diffusers reads connected pipelines from the card's `prior:` list, as in the real decoder repo.
-            (staging / "README.md").write_text(f"---\nprior:\n- {prior_dir}\n---\nTiny twin of {spec.hub_id}.\n")
-        (staging / _MARKER).write_text(
-            json.dumps({"version": TWIN_VERSION, "key": key, "twin_of": spec.hub_id, "seed": _seed_for(key)})
-        )
+        write(staging)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def _is_current(marker: Path) -> bool:
+    return marker.is_file() and json.loads(marker.read_text()).get("version") == TWIN_VERSION
+
+
+def build_twin(key: str, root: Path, *, force: bool = False) -> Path:
+    """Write the twin of `key` under `root` (idempotent) and return its folder.
+
+    Kandinsky 2.2's decoder gets its prior built too, linked through the model card as on the Hub.
+
+    Raises:
+        ValueError: unknown key, or a family that has no twin builder.
+    """
+    spec = get_spec(key)
+    if not has_twin(key):
+        raise ValueError(f"there is no tiny twin of {key!r}: its architecture cannot be built offline here")
+    root = Path(root).resolve()
+    target = twin_dir(root, key)
+    if not force and _is_current(target / _MARKER):
+        return target
+    prior = str(build_twin(spec.prior, root, force=force)) if spec.prior else None
+
+    def write(staging: Path) -> None:
+        _write_twin(key, staging, prior)
+        marker = {"version": TWIN_VERSION, "key": key, "twin_of": spec.hub_id, "seed": _seed_for(key)}
+        (staging / _MARKER).write_text(json.dumps(marker))
+
+    _staged(root, target, write)
     logger.info("built tiny twin of %s in %s", spec.hub_id, target)
     return target
 
@@ -586,12 +475,90 @@ def build_all(root: Path, *, force: bool = False) -> list[Path]:
     return [build_twin(key, root, force=force) for key in CATALOG if has_twin(key)]
 
 
+# -- the twins as a Hugging Face cache ------------------------------------------------------------
+
+
+def _git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _lay_out_cache(repo_folder: Path, files: Path, commit: str) -> None:
+    """Move the files of one snapshot into the Hub cache layout: content in blobs/, the snapshot as
+    links to it, refs/main naming the commit, and the tree listing huggingface_hub caches per commit."""
+    blobs, snapshot = repo_folder / "blobs", repo_folder / "snapshots" / commit
+    blobs.mkdir(parents=True, exist_ok=True)
+    tree = {}
+    for path in sorted(p for p in files.rglob("*") if p.is_file()):
+        relative = path.relative_to(files).as_posix()
+        data = path.read_bytes()
+        blob_id = _git_blob_id(data)
+        blob = blobs / blob_id
+        if not blob.exists():
+            path.rename(blob)
+        link = snapshot / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+        tree[relative] = {"size": len(data), "blob_id": blob_id}
+    (repo_folder / "refs").mkdir(exist_ok=True)
+    (repo_folder / "refs" / "main").write_text(commit)
+    _write_json(repo_folder / "trees" / f"{commit}.json", {"format_version": 1, "files": tree})
+
+
+def cache_repo_folder(cache: Path, hub_id: str) -> Path:
+    """The folder huggingface_hub keeps a model repository in, under a cache root."""
+    return Path(cache) / ("models--" + hub_id.replace("/", "--"))
+
+
+def write_hub_cache(cache: Path, *, force: bool = False) -> list[Path]:
+    """Write the twins as a Hugging Face cache under their real repository ids (idempotent).
+
+    One snapshot per repository, at the commit recorded in engine.repos, with the repository's own
+    file names and formats; Kandinsky's decoder names its prior by repo id, as on the Hub. The weights
+    equal the tiny-mode twins' (same seeds), so hub mode and tiny mode make the same images.
+    """
+    cache = Path(cache).resolve()
+    written: list[Path] = []
+    for key in CATALOG:
+        spec = get_spec(key)
+        if not has_twin(key):
+            continue
+        facts = repo_facts(spec.hub_id)
+        target = cache_repo_folder(cache, spec.hub_id)
+        marker = target / "studio-twin.json"
+        if not force and _is_current(marker):
+            continue  # written already, or a repository shared with an earlier key (the annotators)
+
+        def write(staging: Path, key=key, facts=facts) -> None:
+            files = staging / ".files"
+            files.mkdir()
+            _write_twin(key, files, get_spec(get_spec(key).prior).hub_id if get_spec(key).prior else None)
+            _lay_out_cache(staging, files, facts.commit)
+            shutil.rmtree(files)
+            (staging / "studio-twin.json").write_text(json.dumps({"version": TWIN_VERSION, "key": key}))
+
+        _staged(cache, target, write)
+        written.append(target)
+        logger.info("wrote the twin of %s into the hub cache %s", spec.hub_id, cache)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the tiny random-weight twin of every catalog model.")
-    parser.add_argument("--out", type=Path, required=True, help="folder to write one sub-folder per catalog key into")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="folder to write one sub-folder per catalog key into")
+    where.add_argument(
+        "--hub-cache",
+        type=Path,
+        help="write a Hugging Face cache of the twins under the real repo ids; then run "
+        "HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 python app.py --models hub",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild twins that already exist")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.hub_cache is not None:
+        write_hub_cache(args.hub_cache, force=args.force)
+        print(args.hub_cache.resolve())
+        return
     for path in build_all(args.out, force=args.force):
         print(path)
 

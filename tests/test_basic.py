@@ -17,7 +17,8 @@ def raw_diffusers(folder, image, seeds, *, per_seed=False, **kwargs):
 
     per_seed: one call per seed (Kandinsky 2.2's prior cannot take a generator list with a negative prompt).
     """
-    pipe = AutoPipelineForImage2Image.from_pretrained(folder, use_safetensors=True)
+    # the guide's own call on a CPU: float32 (the refiner's text encoder is published as float16)
+    pipe = AutoPipelineForImage2Image.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     if per_seed:
         calls = [[torch.Generator("cpu").manual_seed(s)] for s in seeds]

@@ -13,14 +13,22 @@ def test_twins_are_deterministic_and_on_disk(tmp_path):
     a = load_file(first / "unet" / "diffusion_pytorch_model.safetensors")
     b = load_file(second / "unet" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not list(first.rglob("*.bin")), "twins are safetensors only"
+    # the real repo's files: safetensors and pickles, each with its fp16 variant
+    assert {p.name for p in (first / "unet").iterdir()} == {
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.fp16.safetensors",
+        "diffusion_pytorch_model.bin",
+        "diffusion_pytorch_model.fp16.bin",
+    }
 
 
 def test_style_finetunes_are_distinct_models(twins, engine):
     engine.model_source(engine_spec("comic-diffusion"))
     engine.model_source(engine_spec("sd15"))
     a = load_file(twins / "sd15" / "unet" / "diffusion_pytorch_model.safetensors")
-    b = load_file(twins / "comic-diffusion" / "unet" / "diffusion_pytorch_model.safetensors")
+    # Comic-Diffusion publishes pickled .bin weights only, as its twin does
+    b = torch.load(twins / "comic-diffusion" / "unet" / "diffusion_pytorch_model.bin", weights_only=True)
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
