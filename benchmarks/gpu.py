@@ -168,7 +168,7 @@ def sd15_pipeline(device: str, dtype: torch.dtype, small: bool):
     from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from engine.tiny import build_tokenizer, sd15_scheduler
+    from engine.tiny import build_tokenizer, published_scheduler
 
     unet_config = unet_config_for(SD15_UNET, "unet", "stable-diffusion-v1-5/stable-diffusion-v1-5", small)
     vae = build(AutoencoderKL, {**SD_VAE, **(SMALL["vae"] if small else {})}, device, dtype)
@@ -178,7 +178,7 @@ def sd15_pipeline(device: str, dtype: torch.dtype, small: bool):
         text_encoder=text_encoder(CLIPTextModel, clip, device, dtype),
         tokenizer=build_tokenizer(),
         unet=build(UNet2DConditionModel, unet_config, device, dtype),
-        scheduler=sd15_scheduler(),
+        scheduler=published_scheduler("stable-diffusion-v1-5/stable-diffusion-v1-5"),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -189,7 +189,7 @@ def refiner_pipeline(device: str, dtype: torch.dtype, small: bool):
     from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModelWithProjection
 
-    from engine.tiny import build_tokenizer, refiner_scheduler
+    from engine.tiny import build_tokenizer, published_scheduler
 
     unet_config = unet_config_for(REFINER_UNET, "refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", small)
     vae_config = {**SD_VAE, "scaling_factor": 0.13025, "force_upcast": True, **(SMALL["vae"] if small else {})}
@@ -201,7 +201,7 @@ def refiner_pipeline(device: str, dtype: torch.dtype, small: bool):
         text_encoder_2=text_encoder(CLIPTextModelWithProjection, clip, device, dtype),
         tokenizer_2=build_tokenizer(),
         unet=build(UNet2DConditionModel, unet_config, device, dtype),
-        scheduler=refiner_scheduler(),
+        scheduler=published_scheduler("stabilityai/stable-diffusion-xl-refiner-1.0"),
         requires_aesthetics_score=True,
         force_zeros_for_empty_prompt=False,
     )

@@ -405,9 +405,10 @@ def load_failure(spec: ModelSpec, exc: BaseException) -> str:
         if "safetensors" in text and ("Could not find" in text or "not found" in text.lower()):
             return f"{spec.hub_id} publishes no safetensors weights for this load ({_first_line(cause)})"
         if isinstance(cause, LocalEntryNotFoundError) or "local cache" in text or "disk cache" in text:
+            at = f" at revision {spec.revision!r}" if spec.revision else ""
             return (
-                f"the weights of {spec.hub_id} are not in the Hugging Face cache and the Hub could not be reached "
-                f"({_first_line(cause)})"
+                f"the weights of {spec.hub_id}{at} are not in the Hugging Face cache and the Hub could not be "
+                f"reached ({_first_line(cause)})"
             )
     return _first_line(chain[-1]) if len(chain) > 1 else _first_line(exc)
 

@@ -128,6 +128,7 @@ CATALOG: dict[str, ModelSpec] = {
             kinds=("prior",),
             license="apache-2.0",
             notes="Turns the prompt into CLIP image embeddings; loaded as the decoder's connected pipeline.",
+            scheduler="UnCLIPScheduler",
         ),
         ModelSpec(
             key="comic-diffusion",

@@ -227,6 +227,14 @@ def shrunk(class_name: str, config: dict) -> dict:
     return {**config, **_SHRINK[class_name](config)}
 
 
+def published_scheduler(hub_id: str):
+    """A repository's own scheduler, from its recorded config (for pipelines built in memory)."""
+    import diffusers
+
+    config = repo_facts(hub_id).config("scheduler/scheduler_config.json")
+    return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
 # -- building and writing components --------------------------------------------------------------
 
 

@@ -95,3 +95,25 @@ def photo_module():
     from skimage import data
 
     return Image.fromarray(data.chelsea()).resize((200, 136))
+
+
+@pytest.fixture(scope="session")
+def hub_cache_dir(tmp_path_factory):
+    """The twins written as a Hugging Face cache under the real repo ids (`python -m engine.tiny --hub-cache`)."""
+    from engine.tiny import write_hub_cache
+
+    root = tmp_path_factory.mktemp("hub-cache")
+    write_hub_cache(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def hub_cache(hub_cache_dir):
+    """huggingface_hub (and so diffusers, transformers and controlnet-aux, which ask it) reads the twin cache as
+    its cache, offline, for one test module: what HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 does for a new process."""
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_CACHE", str(hub_cache_dir))
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        yield hub_cache_dir
