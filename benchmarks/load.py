@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(settings)
     app = ui.build_app(engine)
     port = _free_port()
-    ui.launch(app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-              sweep_cache=False)
+    ui.launch(
+        app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
+    )
     url = f"http://127.0.0.1:{port}/"
 
     photo = data / "cat.png"

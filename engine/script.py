@@ -252,7 +252,8 @@ def _chain_script(recipe: Recipe) -> str:
             # the same weights in another pipeline kind: share them, passing the dtype (diffusers issue 12754)
             lines.append(f"pipe = {loader}.from_pipe(pipe, dtype=DTYPE)")
         else:
-            lines.append(f"pipe = {_load(loader, stage['model'], stage['model_id'], stage.get('revision'))}.to(DEVICE)")
+            loaded = _load(loader, stage["model"], stage["model_id"], stage.get("revision"))
+            lines.append(f"pipe = {loaded}.to(DEVICE)")
         lines.append(f"call = {_literal(call)}")
         previous = stage
         if stage["kind"] != "text2img":

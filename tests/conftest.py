@@ -64,8 +64,9 @@ def served_app(engine):
 
     app = ui.build_app(engine)
     port = free_port()
-    ui.launch(app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-              sweep_cache=False)
+    ui.launch(
+        app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
+    )
     app.studio_url = f"http://127.0.0.1:{port}/"
     yield app
     app.close()

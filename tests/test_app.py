@@ -252,8 +252,9 @@ def test_mcp_flag_serves_every_endpoint_as_a_described_tool(engine):
     agent = type(engine)(replace(engine.settings, mcp=True))
     app = ui.build_app(agent)
     port = free_port()
-    ui.launch(app, agent, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-              sweep_cache=False)
+    ui.launch(
+        app, agent, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
+    )
     try:
         tools = {t["name"]: t for t in httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()}
     finally:

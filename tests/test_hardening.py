@@ -459,8 +459,15 @@ def test_a_data_dir_outside_the_working_and_temp_folders_serves_results(cat_png)
         engine = Engine(Settings.from_env({}, models="tiny", data_dir=data, max_pixels=96 * 64))
         app = ui.build_app(engine)
         port = free_port()
-        ui.launch(app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-              sweep_cache=False)
+        ui.launch(
+            app,
+            engine,
+            server_name="127.0.0.1",
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            sweep_cache=False,
+        )
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             gallery, *_ = img2img(client, cat_png)

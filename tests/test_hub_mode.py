@@ -51,7 +51,9 @@ def same_pixels(a: Image.Image, b: Image.Image) -> bool:
 
 @pytest.mark.parametrize("model", models_for("img2img"))
 def test_every_img2img_model_loads_from_its_repo_id_and_equals_its_twin(hub_engine, engine, photo, model):
-    request = Img2ImgRequest(image=photo, prompt="a cat wizard", model=model, num_inference_steps=4, strength=0.6, seed=5)
+    request = Img2ImgRequest(
+        image=photo, prompt="a cat wizard", model=model, num_inference_steps=4, strength=0.6, seed=5
+    )
     hub = hub_engine.img2img(request)
     tiny = engine.img2img(request)
     assert hub.recipe.model_id == get_spec(model).hub_id
@@ -178,5 +180,5 @@ def test_a_pinned_revision_reaches_the_loader(hub_cache, tmp_path, monkeypatch):
     assert engine.cache.get(key, "controlnet") is not None
     monkeypatch.setitem(catalog.CATALOG, key, replace(pinned, revision="0" * 40))
     engine.cache.clear()
-    with pytest.raises(ModelUnavailable, match="revision '0{40}'"):
+    with pytest.raises(ModelUnavailable, match=r"revision '0{40}'"):
         engine.cache.get(key, "controlnet")

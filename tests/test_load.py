@@ -77,8 +77,9 @@ def test_a_full_queue_answers_cleanly_and_loses_nothing(engine, cat_png):
     small = Engine(replace(engine.settings, queue_size=2))
     app = ui.build_app(small)
     port = free_port()
-    ui.launch(app, small, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-              sweep_cache=False)
+    ui.launch(
+        app, small, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
+    )
     try:
         clients = [Client(f"http://127.0.0.1:{port}/", verbose=False) for _ in range(6)]
         jobs = [c.submit(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 8, 1, api_name="/img2img")

@@ -21,7 +21,7 @@ BOOKKEEPING = {"_diffusers_version", "_name_or_path", "transformers_version", "t
 def _class_of(config: dict, path: str) -> str:
     if "_class_name" in config:
         return config["_class_name"]
-    if "architectures" in config and config["architectures"]:
+    if config.get("architectures"):
         return config["architectures"][0]
     return Path(path).parent.name
 
