@@ -257,6 +257,8 @@ class PipelineCache:
 
             # float32: estimators are small and fp16 costs them accuracy
             return load_estimator(spec, source, revision=options.get("revision"))
+        if options.get("use_safetensors") is None and not _safe_torch_load():
+            raise ValueError(f"reading the .bin weights of {spec.hub_id} safely needs torch >= 2.6 (CVE-2025-32434)")
         if kind == "controlnet":
             options = {k: v for k, v in options.items() if k not in ("safety_checker", "requires_safety_checker")}
         return _auto_pipeline_class(kind).from_pretrained(source, dtype=self.policy.dtype, **options)
@@ -369,6 +371,12 @@ def apply_speedups(pipe, policy: DevicePolicy) -> None:
         if vae is not None:
             vae.encoder.compile(**options)
             vae.decoder.compile(**options)
+
+
+def _safe_torch_load() -> bool:
+    """torch >= 2.6, whose weights-only unpickler is safe against crafted pickles."""
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 6)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.catalog import get_spec
+from engine.catalog import CATALOG
 from engine.recipe import Recipe
 
 HEADER = '''"""{title}
@@ -87,8 +87,11 @@ def _header(recipe: Recipe, title: str, classes: list[str], more_args: str = "")
 
 
 def _weights(key: str) -> str:
-    """The weight-file arguments the app loads a catalog entry with (engine.cache.load_options)."""
-    spec = get_spec(key)
+    """The weight-file arguments the app loads a catalog entry with (engine.cache.load_options); safetensors
+    only for a key the catalog does not know (recipes are validated before; this writer never trusts them)."""
+    spec = CATALOG.get(key) if isinstance(key, str) else None
+    if spec is None:
+        return ", use_safetensors=True"
     # None: prefer safetensors, else the repo's .bin files, which diffusers reads weights-only
     args = ", use_safetensors=None" if spec.pickle_weights else ", use_safetensors=True"
     return args + (", variant=VARIANT" if spec.fp16_variant else "")

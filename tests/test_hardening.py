@@ -234,6 +234,10 @@ def test_the_script_writer_alone_keeps_payloads_as_literals(recipes, workflow):
     from dataclasses import replace
 
     genuine = recipes[workflow]
+    stages = genuine.parameters.get("stages")
+    if stages:  # a model the catalog does not know loads safetensors-only: the baseline has one too
+        unknown = [{**stage, "model": "not-a-catalog-key"} for stage in stages]
+        genuine = replace(genuine, parameters={**genuine.parameters, "stages": unknown})
     shape = code_shape(script_for(genuine))
     for payload in INJECTIONS:
         stages = genuine.parameters.get("stages")

@@ -45,3 +45,55 @@ def test_python_app_py_serves_the_twins_when_the_hub_cannot_be_reached(tmp_path)
         finally:
             process.terminate()
             process.wait(timeout=60)
+
+
+def test_hub_mode_serves_offline_from_the_twin_cache(tmp_path):
+    """The README's offline hub-mode recipe: write the twin cache with the CLI, then
+    `HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 python app.py --models hub`, and call /img2img with gradio_client."""
+    from gradio_client import Client, handle_file
+    from skimage import data
+
+    cache = tmp_path / "hub"
+    subprocess.run([sys.executable, "-m", "engine.tiny", "--hub-cache", str(cache)], cwd=ROOT, check=True, timeout=600)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "STUDIO_", "GRADIO_"))}
+    env.update(
+        HF_HUB_CACHE=str(cache),
+        HF_HUB_OFFLINE="1",
+        GRADIO_TEMP_DIR=str(tmp_path / "gradio"),
+        STUDIO_PORT=str(port),
+        STUDIO_DATA_DIR=str(tmp_path / "data"),
+        STUDIO_MAX_PIXELS="16384",
+    )
+    from PIL import Image
+
+    Image.fromarray(data.chelsea()).resize((128, 96)).save(tmp_path / "cat.png")
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--models", "hub"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                assert process.poll() is None, f"app.py exited: {log.read_text()[-3000:]}"
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            gallery, _grid, summary, script, _files = client.predict(
+                image=handle_file(str(tmp_path / "cat.png")),
+                prompt="a cat wizard",
+                model="comic-diffusion",  # a repo that publishes pickled .bin weights only
+                num_inference_steps=3,
+                seed=4,
+                api_name="/img2img",
+            )
+            assert [item["caption"] for item in gallery] == ["seed 4"] and "Comic-Diffusion" in summary
+            assert "from_pretrained('ogkalu/Comic-Diffusion', dtype=DTYPE, use_safetensors=None)" in script
+            assert "model mode hub (--models hub)" in log.read_text()
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
