@@ -32,6 +32,7 @@ from engine.repos import repo_facts
 from engine.requests import Img2ImgRequest
 from engine.script import script_for
 from engine.settings import Settings
+from engine.sweep import SweepSpec
 from engine.tiny import cache_repo_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,18 @@ def test_every_img2img_model_loads_from_its_repo_id_and_equals_its_twin(hub_engi
     assert hub.recipe.model_id == get_spec(model).hub_id
     assert [same_pixels(a, b) for a, b in zip(hub.images, tiny.images, strict=True)] == [True]
     hub_engine.cache.evict(model)  # one model at a time keeps the module's memory small
+
+
+def test_a_sweep_over_the_sd15_family_runs_in_hub_mode_and_equals_tiny_mode(hub_engine, engine, photo):
+    base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2)
+    keys = ("sd15", "comic-diffusion", "pixel-art-style", "elden-ring")
+    spec = SweepSpec(base=base, x_axis="model", x_values=", ".join(keys))
+    *_, hub = hub_engine.sweep(spec)
+    *_, tiny = engine.sweep(spec)
+    assert hub.finished and hub.stopped is None
+    assert [r.model_id for r in hub.recipes] == [get_spec(k).hub_id for k in keys]
+    assert all(same_pixels(a, b) for a, b in zip(hub.images, tiny.images, strict=True))
+    hub_engine.cache.clear()
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
