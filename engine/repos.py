@@ -1,10 +1,10 @@
 """What the catalog's Hugging Face repositories publish: configs, components, weight formats, sizes.
 
 The configs under `engine/hub_repos/<org>__<name>/` are the repositories' own files. Those listed in a
-repository's `published` were copied verbatim from the Hub's pages (gathered into the workplace's
-hub-repos collection; each repository's source page is named in `SOURCES.md` there). The others could
-not be read from any stored page and were reconstructed from what diffusers' conversion scripts, pipeline
-docs and users' re-saved copies of the repository show; `SOURCES.md` says where each value came from.
+repository's `published` were copied verbatim from the Hub's pages (each folder's `SOURCE.md` names the
+page of every file). The others could not be read from any stored page and were reconstructed from what
+users' re-saved copies of the repository, diffusers' conversion scripts and pipeline tests show;
+`engine/hub_repos/README.md` gives the basis of each.
 
 The tiny twins are built from these configs with only size fields shrunk (engine.tiny), and a test
 checks every twin's configs against them.
