@@ -257,10 +257,11 @@ class PipelineCache:
 
             # float32: estimators are small and fp16 costs them accuracy
             return load_estimator(spec, source, revision=options.get("revision"))
-        if options.get("use_safetensors") is None and not _safe_torch_load():
-            raise ValueError(f"reading the .bin weights of {spec.hub_id} safely needs torch >= 2.6 (CVE-2025-32434)")
-        if kind == "controlnet":
-            options = {k: v for k, v in options.items() if k not in ("safety_checker", "requires_safety_checker")}
+        from diffusers.utils import is_torch_version
+
+        if options.get("use_safetensors") is None and not is_torch_version(">=", "2.6"):
+            # torch.load(weights_only=True) is only safe against crafted pickles from 2.6 (CVE-2025-32434)
+            raise ValueError(f"reading the .bin weights of {spec.hub_id} safely needs torch >= 2.6")
         return _auto_pipeline_class(kind).from_pretrained(source, dtype=self.policy.dtype, **options)
 
     def _load(self, spec: ModelSpec, kind: str):
@@ -371,12 +372,6 @@ def apply_speedups(pipe, policy: DevicePolicy) -> None:
         if vae is not None:
             vae.encoder.compile(**options)
             vae.decoder.compile(**options)
-
-
-def _safe_torch_load() -> bool:
-    """torch >= 2.6, whose weights-only unpickler is safe against crafted pickles."""
-    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
-    return (major, minor) >= (2, 6)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import shown_value
+from engine.repos import repo_facts
 
 # Latent families: stages whose models share one may pass latents without decode/encode.
 SD15_LATENTS = "sd15-vae"  # AutoencoderKL, scaling 0.18215, 4 channels, factor 8
@@ -41,9 +42,6 @@ class ModelSpec:
         size_multiple: image sides are rounded to this many pixels.
         takes_embeddings: the pipeline accepts prompt_embeds, so Compel weighting works.
         prior: catalog key of the connected prior pipeline (Kandinsky 2.2).
-        pickle_weights: the repository publishes pickled `.bin` weights only; they are accepted for it alone,
-            read with `torch.load(weights_only=True)` (a pickle that carries code is refused).
-        fp16_variant: the repository publishes half-precision `fp16` variant files next to the full ones.
     """
 
     key: str
@@ -63,8 +61,17 @@ class ModelSpec:
     scheduler: str = "PNDMScheduler"  # the checkpoint's own scheduler class
     notes: str = ""
     weights: str = ""  # for depth estimators: the weight files they need from `hub_id`
-    pickle_weights: bool = False  # the repo publishes no safetensors: its .bin files are read weights-only
-    fp16_variant: bool = False  # the repo publishes `variant="fp16"` files, loaded on CUDA in float16
+
+    @property
+    def pickle_weights(self) -> bool:
+        """The repository publishes pickled `.bin` weights only (engine.repos); they are accepted for it alone,
+        read with `torch.load(weights_only=True)` (a pickle that carries code is refused)."""
+        return not repo_facts(self.hub_id).has_safetensors
+
+    @property
+    def fp16_variant(self) -> bool:
+        """The repository publishes half-precision `fp16` variant files next to the full ones."""
+        return "fp16" in repo_facts(self.hub_id).variants
 
     @property
     def weighting_unavailable_reason(self) -> str | None:
@@ -90,7 +97,6 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=_SD15_DEFAULTS,
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
-            fp16_variant=True,
         ),
         ModelSpec(
             key="sdxl-refiner",
@@ -104,7 +110,6 @@ CATALOG: dict[str, ModelSpec] = {
             native_size=1024,
             takes_embeddings=True,
             scheduler="EulerDiscreteScheduler",
-            fp16_variant=True,
         ),
         ModelSpec(
             key="kandinsky22",
@@ -141,7 +146,6 @@ CATALOG: dict[str, ModelSpec] = {
             trigger_words="charliebo artstyle",
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
-            pickle_weights=True,
         ),
         ModelSpec(
             key="pixel-art-style",
@@ -154,7 +158,6 @@ CATALOG: dict[str, ModelSpec] = {
             trigger_words="pixelartstyle",
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
-            pickle_weights=True,
             scheduler="DDIMScheduler",
         ),
         ModelSpec(
@@ -168,7 +171,6 @@ CATALOG: dict[str, ModelSpec] = {
             trigger_words="elden ring style",
             latent_family=SD15_LATENTS,
             takes_embeddings=True,
-            pickle_weights=True,
         ),
         ModelSpec(
             key="sd-x2-latent-upscaler",
@@ -180,7 +182,6 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=Defaults(strength=1.0, guidance_scale=0.0, num_inference_steps=20),
             latent_family=SD15_LATENTS,
             notes="Takes SD 1.x latents and returns latents at twice the size.",
-            pickle_weights=True,
             scheduler="EulerDiscreteScheduler",
         ),
         ModelSpec(
@@ -203,7 +204,6 @@ CATALOG: dict[str, ModelSpec] = {
             kinds=("controlnet",),
             license="openrail",
             notes="Conditions SD 1.5 on a depth map, near bright.",
-            fp16_variant=True,
         ),
         # Depth estimators for the ControlNet-depth tab: kind "depth", loaded by engine.estimators.
         ModelSpec(

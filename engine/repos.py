@@ -34,7 +34,6 @@ class RepoFacts:
         variants: weight variants published next to the full-precision files (`fp16`).
         published: config files copied verbatim from the Hub; other recorded configs are reconstructed.
         download_gb: what hub mode downloads for it, full precision / fp16 variant (GB, from the listings).
-        files: for repos that are not diffusers/transformers folders (the annotators): the weight files used.
     """
 
     hub_id: str
@@ -43,7 +42,6 @@ class RepoFacts:
     variants: tuple[str, ...] = ()
     published: tuple[str, ...] = ()
     download_gb: tuple[float, float | None] = (0.0, None)
-    files: tuple[str, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -119,23 +117,14 @@ REPOS: dict[str, RepoFacts] = {
             published=("prior/config.json", "scheduler/scheduler_config.json"),
             download_gb=(10.6, None),
         ),
-        RepoFacts(
-            "ogkalu/Comic-Diffusion",
-            commit="27cdfe1dc9b4fc818a31ebd5a2a1c3a5ce2a5677",
-            formats=(PICKLE,),
-            download_gb=(5.5, None),
-        ),
-        RepoFacts(
-            "kohbanye/pixel-art-style",
-            commit="6231a110c002a2dbcb845fcc0b69f075aa2cd381",
-            formats=(PICKLE,),
-            download_gb=(5.5, None),
-        ),
-        RepoFacts(
-            "nitrosocke/elden-ring-diffusion",
-            commit="fd09bb6c67da9cd9402f12808aef8c7163f5af27",
-            formats=(PICKLE,),
-            download_gb=(5.5, None),
+        # the style fine-tunes: diffusers conversions of SD 1.x checkpoints, pickled .bin weights only
+        *(
+            RepoFacts(hub_id, commit=commit, formats=(PICKLE,), download_gb=(5.5, None))
+            for hub_id, commit in (
+                ("ogkalu/Comic-Diffusion", "27cdfe1dc9b4fc818a31ebd5a2a1c3a5ce2a5677"),
+                ("kohbanye/pixel-art-style", "6231a110c002a2dbcb845fcc0b69f075aa2cd381"),
+                ("nitrosocke/elden-ring-diffusion", "fd09bb6c67da9cd9402f12808aef8c7163f5af27"),
+            )
         ),
         RepoFacts(
             "stabilityai/sd-x2-latent-upscaler",
@@ -174,7 +163,6 @@ REPOS: dict[str, RepoFacts] = {
             "lllyasviel/Annotators",
             commit="83cbccd4a3be9fa9f2fd9fe96f30288c9762e65b",
             formats=(PICKLE,),
-            files=("dpt_hybrid-midas-501f0c75.pt", "ZoeD_M12_N.pt", "res101.pth", "latest_net_G.pth"),
             download_gb=(0.49, None),  # MiDaS; ZoeDepth adds 1.44 GB, LeReS 0.85 GB
         ),
     )

@@ -87,14 +87,19 @@ def _header(recipe: Recipe, title: str, classes: list[str], more_args: str = "")
 
 
 def _weights(key: str) -> str:
-    """The weight-file arguments the app loads a catalog entry with (engine.cache.load_options); safetensors
-    only for a key the catalog does not know (recipes are validated before; this writer never trusts them)."""
+    """The weight-file arguments the app loads a catalog entry with (engine.cache.load_options, as on a float16
+    device: the script picks VARIANT at run time); safetensors only for a key the catalog does not know
+    (recipes are validated before; this writer never trusts them)."""
+    import torch
+
+    from engine.cache import DevicePolicy, load_options
+
     spec = CATALOG.get(key) if isinstance(key, str) else None
     if spec is None:
         return ", use_safetensors=True"
+    options = load_options(spec, DevicePolicy(dtype=torch.float16), hub=False)
     # None: prefer safetensors, else the repo's .bin files, which diffusers reads weights-only
-    args = ", use_safetensors=None" if spec.pickle_weights else ", use_safetensors=True"
-    return args + (", variant=VARIANT" if spec.fp16_variant else "")
+    return f", use_safetensors={options['use_safetensors']!r}" + (", variant=VARIANT" if "variant" in options else "")
 
 
 def _load(loader: str, key: str, model_id: str, revision: str | None) -> str:

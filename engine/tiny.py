@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from engine.catalog import CATALOG, get_spec
@@ -55,6 +56,14 @@ def _byte_chars() -> list[str]:
     return [chr(c) for c in cs]
 
 
+@cache
+def _vocab() -> dict[str, int]:
+    """CLIP's layout over single bytes: bytes, bytes ending a word, then the start and end tokens last."""
+    chars = _byte_chars()
+    tokens = chars + [c + "</w>" for c in chars] + [BOS, EOS]
+    return {token: index for index, token in enumerate(tokens)}
+
+
 def build_tokenizer(pad_token: str = EOS):
     """A CLIP BPE tokenizer over single bytes: every text tokenizes, nothing is downloaded.
 
@@ -64,13 +73,10 @@ def build_tokenizer(pad_token: str = EOS):
     """
     from transformers import CLIPTokenizer
 
-    chars = _byte_chars()
-    vocab: dict[str, int] = {}
-    for token in chars + [c + "</w>" for c in chars] + [BOS, EOS]:
-        vocab[token] = len(vocab)
     return CLIPTokenizer(
-        vocab=vocab, merges=[], model_max_length=_MAX_TOKENS, pad_token=pad_token, unk_token=EOS, bos_token=BOS
-    )
+        vocab=dict(_vocab()), merges=[], model_max_length=_MAX_TOKENS, pad_token=pad_token, unk_token=EOS,
+        bos_token=BOS,
+    )  # fmt: skip
 
 
 # -- shrinking a published config -----------------------------------------------------------------
@@ -242,7 +248,7 @@ def _component_seed(seed: int, name: str) -> int:
     return seed * 1000 + zlib.crc32(name.encode()) % 1000
 
 
-def _diffusers_model(class_name: str, config: dict, tokens: int):
+def _diffusers_model(class_name: str, config: dict):
     import diffusers
     import torch
 
@@ -320,9 +326,11 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
         return
     torch.manual_seed(_component_seed(seed, name))
     config = facts.config(f"{name}/config.json")
-    tokens = len(build_tokenizer())
-    build = _diffusers_model if library == "diffusers" else _transformers_model
-    _save_weights(build(class_name, config, tokens), target, facts)
+    if library == "diffusers":
+        model = _diffusers_model(class_name, config)
+    else:
+        model = _transformers_model(class_name, config, len(_vocab()))
+    _save_weights(model, target, facts)
 
 
 def write_pipeline_repo(facts: RepoFacts, folder: Path, seed: int, prior: str | None = None) -> None:
@@ -347,7 +355,7 @@ def _write_controlnet(facts: RepoFacts, folder: Path, seed: int) -> None:
     sd15 = get_spec("sd15")
     base = repo_facts(sd15.hub_id)
     torch.manual_seed(_component_seed(_seed_for("sd15"), "unet"))  # the SD 1.5 twin's own UNet weights
-    unet = _diffusers_model("UNet2DConditionModel", base.config("unet/config.json"), 0)
+    unet = _diffusers_model("UNet2DConditionModel", base.config("unet/config.json"))
     recorded = facts.config("config.json")
     torch.manual_seed(seed)
     controlnet = ControlNetModel.from_unet(
@@ -363,21 +371,20 @@ def _write_controlnet(facts: RepoFacts, folder: Path, seed: int) -> None:
     _save_weights(controlnet, folder, facts)
 
 
-MIDAS_WEIGHTS = "dpt_hybrid-midas-501f0c75.pt"
-
-
 def _write_midas(facts: RepoFacts, folder: Path, seed: int) -> None:
     """controlnet-aux's DPT-Hybrid MiDaS at its real, fixed size (123M parameters, ~0.5 GB) with random
     weights, saved as the state dict MidasDetector.from_pretrained loads, under the repository's file name."""
     import torch
     from controlnet_aux.midas.midas.dpt_depth import DPTDepthModel
 
+    from engine.estimators import ANNOTATOR_FILES
+
     torch.manual_seed(seed)
     model = DPTDepthModel(path=None, backbone="vitb_rn50_384", non_negative=True)
     # The head ends in a ReLU; random weights can leave it all zero (a blank map), trained ones do not.
     with torch.no_grad():
         model.scratch.output_conv[4].bias.fill_(1.0)
-    torch.save(model.state_dict(), folder / MIDAS_WEIGHTS)
+    torch.save(model.state_dict(), folder / ANNOTATOR_FILES["midas"][0])
 
 
 def _write_depth_anything(facts: RepoFacts, folder: Path, seed: int) -> None:
@@ -486,8 +493,13 @@ def build_all(root: Path, *, force: bool = False) -> list[Path]:
 # -- the twins as a Hugging Face cache ------------------------------------------------------------
 
 
-def _git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def _git_blob_id(path: Path, size: int) -> str:
+    """Git's blob id of a file (the tree listing's `blob_id`), read in chunks: MiDaS alone is 0.5 GB."""
+    digest = hashlib.sha1(b"blob %d\0" % size)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _lay_out_cache(repo_folder: Path, files: Path, commit: str) -> None:
@@ -498,15 +510,15 @@ def _lay_out_cache(repo_folder: Path, files: Path, commit: str) -> None:
     tree = {}
     for path in sorted(p for p in files.rglob("*") if p.is_file()):
         relative = path.relative_to(files).as_posix()
-        data = path.read_bytes()
-        blob_id = _git_blob_id(data)
+        size = path.stat().st_size
+        blob_id = _git_blob_id(path, size)
         blob = blobs / blob_id
         if not blob.exists():
             path.rename(blob)
         link = snapshot / relative
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
-        tree[relative] = {"size": len(data), "blob_id": blob_id}
+        tree[relative] = {"size": size, "blob_id": blob_id}
     (repo_folder / "refs").mkdir(exist_ok=True)
     (repo_folder / "refs" / "main").write_text(commit)
     _write_json(repo_folder / "trees" / f"{commit}.json", {"format_version": 1, "files": tree})
@@ -536,10 +548,12 @@ def write_hub_cache(cache: Path, *, force: bool = False) -> list[Path]:
         if not force and _is_current(marker):
             continue  # written already, or a repository shared with an earlier key (the annotators)
 
-        def write(staging: Path, key=key, facts=facts) -> None:
+        prior = get_spec(spec.prior).hub_id if spec.prior else None  # named by repo id, as on the Hub
+
+        def write(staging: Path, key=key, facts=facts, prior=prior) -> None:
             files = staging / ".files"
             files.mkdir()
-            _write_twin(key, files, get_spec(get_spec(key).prior).hub_id if get_spec(key).prior else None)
+            _write_twin(key, files, prior)
             _lay_out_cache(staging, files, facts.commit)
             shutil.rmtree(files)
             (staging / "studio-twin.json").write_text(json.dumps({"version": TWIN_VERSION, "key": key}))
