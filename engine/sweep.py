@@ -152,7 +152,7 @@ def _parse_numbers(axis: str, text: str, where: str, max_values: int) -> list[fl
                 values.append(float(item))
             except ValueError:
                 raise ValueError(
-                    f"{where}: {item!r} is not a number; use a list (0.3, 0.5) or a range (0.2-1.0 (+0.2))"
+                    f"{where}: {shown_value(item)} is not a number; use a list (0.3, 0.5) or a range (0.2-1.0 (+0.2))"
                 ) from None
         if not values:
             raise ValueError(f"{where} has no values")

@@ -238,3 +238,10 @@ def test_prompt_axis_needs_no_base_prompt(settings, photo):
     sweep = spec(photo, x_axis="prompt", x_values="a cat\na dog")
     plan = plan_sweep(replace(sweep, base=replace(sweep.base, prompt="")), settings)
     assert [c.job.prompt for c in plan.cells] == ["a cat", "a dog"]
+
+
+def test_a_long_non_number_is_quoted_shortened(settings, photo):
+    """Found by the fuzz test: a 3,000-character item used to be quoted whole in the error."""
+    with pytest.raises(ValueError, match=r"x_values for axis 'seed': '\[{79}… is not a number") as caught:
+        plan_sweep(spec(photo, x_axis="seed", x_values="[" * 3000), settings)
+    assert len(str(caught.value)) < 200
