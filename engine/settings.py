@@ -149,8 +149,9 @@ class Settings:
         return [(f.metadata["env"], str(getattr(self, f.name)), f.metadata["help"]) for f in fields(self)]
 
 
-# Hugging Face Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; honour them when ours are unset.
-_GRADIO_FALLBACK = {"host": "GRADIO_SERVER_NAME", "port": "GRADIO_SERVER_PORT"}
+# Hugging Face Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, and Gradio's documented switch for
+# MCP is GRADIO_MCP_SERVER; honour them when ours are unset.
+_GRADIO_FALLBACK = {"host": "GRADIO_SERVER_NAME", "port": "GRADIO_SERVER_PORT", "mcp": "GRADIO_MCP_SERVER"}
 
 
 def _parse(env_name: str, raw: str, kind: type, choices: tuple[str, ...] | None) -> object:

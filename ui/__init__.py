@@ -21,6 +21,7 @@ def build_app(engine: Engine) -> gr.Blocks:
     from ui import basic, chain, depth, history, recipe, sweep
 
     settings = engine.settings
+    tools: list = []  # each tab's handlers as MCP tools (ui.mcp), served with --mcp
     with gr.Blocks(title="Img2Img Studio") as app:
         stored = gr.BrowserState([], storage_key=history.STORAGE_KEY)
         gr.Markdown(
@@ -31,15 +32,15 @@ def build_app(engine: Engine) -> gr.Blocks:
         with gr.Tabs() as tabs:
             finished = {}
             with gr.Tab("Basic", id="basic"):
-                basic_inputs, finished["basic"] = basic.build(engine)
+                basic_inputs, finished["basic"] = basic.build(engine, tools)
             with gr.Tab("Sweep", id="sweep"):
-                finished["sweep"] = sweep.build(engine)
+                finished["sweep"] = sweep.build(engine, tools)
             with gr.Tab("Chain", id="chain"):
-                finished["chain"] = chain.build(engine)
+                finished["chain"] = chain.build(engine, tools)
             with gr.Tab("Depth", id="depth"):
-                finished["depth"] = depth.build(engine)
+                finished["depth"] = depth.build(engine, tools)
             with gr.Tab("Recipe", id="recipe"):
-                recipe.build(engine, basic_inputs, tabs)
+                recipe.build(engine, basic_inputs, tabs, tools)
             with gr.Tab("History", id="history"):
                 history_gallery = history.build(engine, stored)
         for tab, run in finished.items():
@@ -47,6 +48,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         history.restore(app, settings, stored, history_gallery)
     # api_open=False: no route runs an event outside the queue (Gradio leaves /run/ open off Spaces).
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1, api_open=False)
+    app.studio_tools = tools
     return app
 
 
@@ -66,7 +68,13 @@ def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overri
         "max_file_size": f"{settings.max_file_mb}mb",
         "css": CSS,
         "show_error": True,
-        "mcp_server": settings.mcp,  # tools described by the handlers' docstrings (parameters, limits)
+        # Gradio's own MCP layer stays off: ui.mcp serves the same handlers with the official SDK
+        "mcp_server": False,
         "allowed_paths": served_dirs(settings),  # a data dir outside the working and temp folders
     }
+    if settings.mcp:
+        from ui.mcp import ToolServer
+
+        tools = ToolServer(settings, app.studio_tools)
+        options["app_kwargs"] = {"routes": tools.routes(), "lifespan": tools.lifespan()}
     app.launch(**{**options, **overrides})

@@ -23,6 +23,7 @@ from ui.widgets import (
     recipe_files,
     recipe_panel,
     result_image,
+    summary_box,
     user_errors,
     warning_text,
     wire_generation,
@@ -70,7 +71,7 @@ def result_text(result) -> str:
     if result.steps_run != expected:
         steps_note = f" (int({job.num_inference_steps} × {job.strength:g}) = {expected}, plus the scheduler's warm-up)"
     lines = [
-        f"Seed **{seed_text}** · **{result.steps_run}** denoising steps{steps_note} · "
+        f"Seed {seed_text} · {result.steps_run} denoising steps{steps_note} · "
         f"{job.image.size[0]}×{job.image.size[1]} · {result.seconds:.1f}s · {job.spec.label}"
     ]
     if job.image.notes:
@@ -95,11 +96,11 @@ def compare(engine: Engine, ids: list, gallery: list | None):
     return (stored.init, first[0] if isinstance(first, list | tuple) else first)
 
 
-def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
+def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them) and
-    its finished run."""
+    its finished run. Adds its handler to `tools`."""
     default_model = "sd15"
-    strength0, _, steps0 = model_defaults(default_model)
+    strength0, guidance0, steps0 = model_defaults(default_model)
     settings = engine.settings
     last_seed = gr.State(RANDOM_SEED)
 
@@ -124,8 +125,8 @@ def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
                 label="Results", format="png", columns=2, height=420, preview=True, elem_id="basic-gallery"
             )
             slider = result_image("Init | result: drag to compare", elem_id="basic-slider", slider=True)
-            grid = result_image("Comparison: init | results")
-            info = gr.Markdown(label="summary", elem_id="basic-summary")
+            grid = result_image("Comparison")  # init | results
+            info = summary_box("basic-summary")
             code, files = recipe_panel()
     recipes = gr.State([])
     image, prompt, model, strength = inputs.image, inputs.prompt, inputs.model, inputs.strength
@@ -143,13 +144,13 @@ def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
     def img2img(
         image: str | None,
         prompt: str,
-        negative_prompt: str,
-        model: str,
-        strength: float,
-        guidance_scale: float,
-        num_inference_steps: float,
-        seed: float,
-        num_images: float = 1,
+        negative_prompt: str = "",
+        model: str = default_model,
+        strength: float = strength0,
+        guidance_scale: float = guidance0,
+        num_inference_steps: int = steps0,
+        seed: int = RANDOM_SEED,
+        num_images: int = 1,
         weighted_prompt: bool = False,
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
@@ -192,7 +193,7 @@ def build(engine: Engine) -> tuple[GenerationInputs, Finished]:
         img2img,
         inputs=[*inputs.api_inputs(), num_images, inputs.weighted_prompt],
         outputs=[gallery, grid, info, code, files, last_seed, recipes],
-        api_name="img2img",
+        tools=tools,
     )
     done.success(
         lambda ids, shown: compare(engine, ids, shown),

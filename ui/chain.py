@@ -6,6 +6,7 @@ import gradio as gr
 
 from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.core import Engine
+from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
 from ui.widgets import (
     Finished,
@@ -18,6 +19,7 @@ from ui.widgets import (
     recipe_panel,
     result_image,
     seed_row,
+    summary_box,
     user_errors,
     warning_text,
     wire_generation,
@@ -78,8 +80,8 @@ def summary_text(state: ChainProgress) -> str:
     return "\n\n".join([*lines, *state.notes])
 
 
-def build(engine: Engine) -> Finished:
-    """Lay out the Chain tab and wire its events."""
+def build(engine: Engine, tools: list) -> Finished:
+    """Lay out the Chain tab and wire its events; adds its handler to `tools`."""
     settings = engine.settings
     gr.Markdown(
         "Run pipelines one after another. Stages of one latent family pass **latents** "
@@ -115,8 +117,8 @@ def build(engine: Engine) -> Finished:
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Stages", format="png", columns=3, height=300)
             final = result_image("Final", elem_id="chain-final", type="filepath")
-            comparison = result_image("Init | final")
-            summary = gr.Markdown(label="summary", elem_id="chain-summary")
+            comparison = result_image("Comparison")  # init | final
+            summary = summary_box("chain-summary")
             code, recipe_downloads = recipe_panel()
     recipes = gr.State([])
 
@@ -134,13 +136,13 @@ def build(engine: Engine) -> Finished:
     @documented(settings)
     @user_errors
     def chain(
-        image: str | None,
-        preset: str,
-        prompt: str,
-        seed: float,
+        image: str | None = None,
+        preset: str = DEFAULT_PRESET,
+        prompt: str = DEFAULT_SUBJECT,
+        seed: int = RANDOM_SEED,
         stages: str = "",
-        width: float = 512,
-        height: float = 512,
+        width: int = 512,
+        height: int = 512,
         latent_handover: bool = True,
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
@@ -153,7 +155,7 @@ def build(engine: Engine) -> Finished:
         stage's image, the final image, [init | final], a summary naming each hand-over, and the script.
 
         Args:
-            image: the init image (not used when the first stage is text-to-image).
+            image: the init image (not used, and may be empty, when the first stage is text-to-image).
             preset: text-image-image, image-image-image, image-upscale-superres, or empty to use stages.
             prompt: the subject; each preset stage adds its style's trigger words.
             seed: -1 for random, else in [0, 2^32); every stage uses it.
@@ -196,6 +198,6 @@ def build(engine: Engine) -> Finished:
         chain,
         inputs=plan_inputs,
         outputs=[gallery, final, comparison, summary, code, recipe_downloads, recipes],
-        api_name="chain",
+        tools=tools,
     )
     return Finished(done, gallery)

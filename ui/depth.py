@@ -37,6 +37,7 @@ from ui.widgets import (
     recipe_panel,
     result_image,
     seed_row,
+    summary_box,
     user_errors,
     wire_generation,
     wire_recipe_selection,
@@ -64,14 +65,14 @@ def summary_text(state: DepthProgress) -> str:
     lines = [depth_line + "."]
     if state.controlnet is not None:
         lines.append(
-            f"ControlNet img2img: seed **{job.seed}** · **{state.steps[0]}** denoising steps · {width}×{height} · "
+            f"ControlNet img2img: seed {job.seed} · {state.steps[0]} denoising steps · {width}×{height} · "
             f"{state.seconds['controlnet']:.1f}s · {job.spec.label}"
         )
     if state.restyled is not None:
         restyle = state.restyle_result
         lines.append(
             f"Restyle: {restyle.job.spec.label} at strength {restyle.job.strength:g}, "
-            f"guidance {restyle.job.guidance_scale:g} · **{restyle.steps_run}** steps · {restyle.seconds:.1f}s"
+            f"guidance {restyle.job.guidance_scale:g} · {restyle.steps_run} steps · {restyle.seconds:.1f}s"
         )
     if state.stopped:
         lines.append(f"Stopped: {state.stopped}; what was finished is kept.")
@@ -96,8 +97,8 @@ def gallery_entries(state: DepthProgress) -> list[tuple]:
     return items, entries
 
 
-def build(engine: Engine) -> Finished:
-    """Lay out the Depth tab and wire its events."""
+def build(engine: Engine, tools: list) -> Finished:
+    """Lay out the Depth tab and wire its events; adds its handlers to `tools`."""
     settings = engine.settings
     strength0, guidance0, steps0 = model_defaults("sd15")
     style_strength0, style_guidance0, _ = model_defaults(DEFAULT_RESTYLE)
@@ -175,10 +176,10 @@ def build(engine: Engine) -> Finished:
                         gr.Slider(0.0, 30.0, value=style_guidance0, step=0.5, label="Restyle guidance scale")
                     )
         with gr.Column(scale=1):
-            preview = result_image("Depth map used (near bright)")
-            grid = result_image("init | depth / ControlNet | restyled", elem_id="depth-grid")
+            preview = result_image("Depth map")  # the map used, near bright
+            grid = result_image("Grid", elem_id="depth-grid")  # init | depth / ControlNet | restyled
             gallery = gr.Gallery(label="Images", format="png", columns=4, height=220)
-            summary = gr.Markdown(elem_id="depth-summary")
+            summary = summary_box("depth-summary")
             code, downloads = recipe_panel()
     recipes = gr.State([])
 
@@ -208,7 +209,7 @@ def build(engine: Engine) -> Finished:
         Args:
             image: the image (PNG/JPEG/WebP).
             depth_estimator: midas (controlnet-aux MiDaS), depth-anything-v2-small (transformers); zoe and
-        leres need their weights from the Hugging Face Hub.
+                leres need their weights from the Hugging Face Hub.
             invert_depth: swap near and far.
             normalize_depth: stretch the map to the full 0..255 range.
         """
@@ -218,16 +219,16 @@ def build(engine: Engine) -> Finished:
     @user_errors
     def depth(
         image: str | None,
-        depth_map: str | None,
-        depth_estimator: str,
-        prompt: str,
-        negative_prompt: str,
-        strength: float,
-        guidance_scale: float,
-        num_inference_steps: float,
-        seed: float,
-        controlnet_conditioning_scale: float,
-        restyle_model: str,
+        depth_map: str | None = None,
+        depth_estimator: str = DEFAULT_ESTIMATOR,
+        prompt: str = DEFAULT_PROMPT,
+        negative_prompt: str = "",
+        strength: float = strength0,
+        guidance_scale: float = guidance0,
+        num_inference_steps: int = steps0,
+        seed: int = RANDOM_SEED,
+        controlnet_conditioning_scale: float = DEFAULT_CONDITIONING_SCALE,
+        restyle_model: str = DEFAULT_RESTYLE,
         control_guidance_start: float = 0.0,
         control_guidance_end: float = 1.0,
         guess_mode: bool = False,
@@ -299,6 +300,7 @@ def build(engine: Engine) -> Finished:
             ids = [engine.results.put(*entry) for entry in entries]
             yield state.grid(), gallery, state.depth, summary_text(state), script, files, ids, job.seed
 
+
     def on_restyle_model(key: str):
         try:
             strength_value, guidance_value, _ = model_defaults(key)
@@ -319,7 +321,7 @@ def build(engine: Engine) -> Finished:
         estimate_depth,
         inputs=[image, estimator, invert, normalize],
         outputs=preview,
-        api_name="estimate_depth",
+        tools=tools,
     )
     api_inputs = [image, depth_map, estimator, prompt, negative_prompt, strength, guidance, steps, seed]
     api_inputs += [conditioning, restyle_model, start, end, guess_mode, invert, normalize, restyle_prompt]
@@ -330,7 +332,7 @@ def build(engine: Engine) -> Finished:
         depth,
         inputs=api_inputs,
         outputs=[grid, gallery, preview, summary, code, downloads, recipes, last_seed],
-        api_name="depth",
+        tools=tools,
     )
     wire_recipe_selection(engine, gallery, recipes, code, downloads)
     reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")

@@ -8,7 +8,8 @@ from engine.catalog import models_for
 from engine.core import Engine
 from engine.recipe import Recipe, parse_infotext, read_png_text, read_recipe
 from engine.script import script_for
-from ui.widgets import GenerationInputs, as_text, documented, user_errors
+from ui.mcp import tool_spec
+from ui.widgets import GenerationInputs, documented, summary_box, user_errors
 
 EXAMPLE_INFOTEXT = (
     "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k\n"
@@ -41,8 +42,9 @@ def basic_fields(recipe: Recipe | None, infotext: str) -> dict:
     return fields
 
 
-def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
-    """Lay out the Recipe tab; `basic` are the Basic tab's inputs that "Send to Basic" fills."""
+def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -> None:
+    """Lay out the Recipe tab; `basic` are the Basic tab's inputs that "Send to Basic" fills. Adds its
+    handler to `tools`."""
     settings = engine.settings
     gr.Markdown(
         "Every PNG the app makes carries its recipe: the web UI's `parameters` text and the full recipe as JSON. "
@@ -51,12 +53,14 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.File(label="PNG made by Img2Img Studio", file_types=[".png"], type="filepath")
-            infotext = gr.Textbox(label="…or a web UI infotext (prompt, Negative prompt:, Steps: …)", lines=4)
+            infotext = gr.Textbox(
+                value="", label="…or a web UI infotext (prompt, Negative prompt:, Steps: …)", lines=4
+            )  # value "": optional in the API, /recipe(image) alone works
             with gr.Row():
                 read = gr.Button("Read recipe", variant="primary")
                 send = gr.Button("Send to Basic")
         with gr.Column(scale=1):
-            summary = gr.Markdown(label="fields", elem_id="recipe-fields")
+            summary = summary_box("recipe-fields", label="Fields")
             script = gr.Code(language="python", label="Script", interactive=False)
             recipe_json = gr.Code(language="json", label="Recipe", interactive=False)
     gr.Examples(
@@ -67,7 +71,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
 
     @documented(settings)
     @user_errors
-    def recipe(image: str | None, infotext: str = ""):
+    def recipe(image: str | None = None, infotext: str = ""):
         """Read the recipe of a PNG made by this app: its parameters, the diffusers script and the JSON.
 
         Use this to reproduce or explain an image. Also reads an AUTOMATIC1111 web UI infotext.
@@ -86,7 +90,9 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
         fields = basic_fields(None, infotext)
         return _fields_text(fields), "", ""
 
-    read.click(recipe, inputs=[image, infotext], outputs=[summary, script, recipe_json], api_name="recipe")
+    outputs = [summary, script, recipe_json]
+    tools.append(tool_spec(recipe, [image, infotext], outputs))
+    read.click(recipe, inputs=[image, infotext], outputs=outputs, api_name="recipe")
 
     @user_errors
     def send_to_basic(image: str | None, infotext: str):
@@ -116,4 +122,4 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs) -> None:
 
 
 def _fields_text(fields: dict) -> str:
-    return "\n\n".join(f"**{name}**: {as_text(repr(value))}" for name, value in fields.items() if value is not None)
+    return "\n".join(f"{name}: {value!r}" for name, value in fields.items() if value is not None)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from engine.catalog import models_for
 from engine.core import Engine
+from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
 from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec, schedulers_for
 from ui.basic import EXAMPLE_PROMPTS
@@ -22,9 +23,11 @@ from ui.widgets import (
     header_only,
     img2img_request,
     main_inputs,
+    model_defaults,
     png_outputs,
     recipe_panel,
     result_image,
+    summary_box,
     user_errors,
     warning_text,
     wire_generation,
@@ -73,7 +76,7 @@ def summary_text(state: SweepProgress) -> str:
     done = state.done_cells
     cell_steps = sum(cell.job.denoising_steps for cell in done)
     head = (
-        f"**{len(done)}/{len(plan.cells)}** cells · {cell_steps} denoising steps of cells in "
+        f"{len(done)}/{len(plan.cells)} cells · {cell_steps} denoising steps of cells in "
         f"{state.steps_run} batched pipeline steps · {state.seconds:.1f}s"
     )
     if state.stopped:
@@ -97,9 +100,10 @@ def export_files(settings, state: SweepProgress, grid: Image.Image) -> list[str]
     return [str(grid_path), str(folder / "sweep-cells.csv"), str(folder / "sweep-cells.json")]
 
 
-def build(engine: Engine) -> Finished:
-    """Lay out the Sweep tab and wire its events."""
+def build(engine: Engine, tools: list) -> Finished:
+    """Lay out the Sweep tab and wire its events; adds its handler to `tools`."""
     default_model = "sd15"
+    strength0, guidance0, steps0 = model_defaults(default_model)
     settings = engine.settings
     axis_choices = list(AXES)
 
@@ -125,9 +129,9 @@ def build(engine: Engine) -> Finished:
                 schedulers = gr.Markdown(f"Schedulers for this model: {', '.join(schedulers_for(default_model))}")
         with gr.Column(scale=1):
             grid = result_image("Grid", elem_id="sweep-grid")
-            summary = gr.Markdown(label="summary", elem_id="sweep-summary")
+            summary = summary_box("sweep-summary")
             cells = gr.Gallery(label="Cells", format="png", columns=4, height=300)
-            files = gr.File(label="Downloads: grid, cells as CSV and JSON", file_count="multiple")
+            files = gr.File(label="Downloads", file_count="multiple")  # grid, cells as CSV and JSON
             code, recipe_downloads = recipe_panel()
     recipes = gr.State([])
 
@@ -147,14 +151,14 @@ def build(engine: Engine) -> Finished:
     def sweep(
         image: str | None,
         prompt: str,
-        negative_prompt: str,
-        model: str,
-        strength: float,
-        guidance_scale: float,
-        num_inference_steps: float,
-        seed: float,
-        x_axis: str,
-        x_values: str,
+        negative_prompt: str = "",
+        model: str = default_model,
+        strength: float = strength0,
+        guidance_scale: float = guidance0,
+        num_inference_steps: int = steps0,
+        seed: int = RANDOM_SEED,
+        x_axis: str = "guidance_scale",
+        x_values: str = AXIS_EXAMPLES["guidance_scale"],
         y_axis: str = "",
         y_values: str = "",
         weighted_prompt: bool = False,
@@ -169,10 +173,11 @@ def build(engine: Engine) -> Finished:
 
         Args:
             $basic_args
-            x_axis: strength, guidance_scale, num_inference_steps, seed, prompt, negative_prompt, scheduler
-                or model.
-            x_values: list "0.3, 0.5", range "0.2-1.0 (+0.2)" or count "0.2-1.0 [5]", whole numbers "1-4";
-                prompts, schedulers (Euler, DDIM, DPM++ 2M, ...) and models one per line.
+            x_axis: the parameter that changes along the columns: strength, guidance_scale, num_inference_steps,
+                seed, prompt, negative_prompt, scheduler or model.
+            x_values: its values: a list "0.3, 0.5", a range "0.2-1.0 (+0.2)" or a count "0.2-1.0 [5]", whole
+                numbers "1-4"; prompts, schedulers (Euler, DDIM, DPM++ 2M Karras, ...) and models one per line
+                ((none) for an empty negative prompt).
             y_axis: a second axis (not the same as x_axis), or empty for a single row.
             y_values: values for y_axis, in the same forms.
             weighted_prompt: read the prompts as Compel syntax.
@@ -224,6 +229,6 @@ def build(engine: Engine) -> Finished:
         sweep,
         inputs=[*sweep_inputs, inputs.weighted_prompt],
         outputs=[grid, summary, cells, files, recipes],
-        api_name="sweep",
+        tools=tools,
     )
     return Finished(done, cells)

@@ -111,6 +111,11 @@ def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
     )
 
 
+def summary_box(elem_id: str, label: str = "Summary") -> gr.Textbox:
+    """A run's facts as plain text: shown as typed on the page, and the same plain text for API clients."""
+    return gr.Textbox(label=label, interactive=False, lines=2, max_lines=40, elem_id=elem_id)
+
+
 def header_only(image: str | None) -> HeaderOnly | None:
     """An upload for a plan preview: sized from its header, never decoded (previews run outside the queue)."""
     return HeaderOnly(image) if image else None
@@ -443,19 +448,23 @@ def cancellable(fn: Callable) -> Callable:
 
 
 def wire_generation(
-    run: gr.Button, stop: gr.Button | None, fn: Callable, *, inputs: list, outputs: list, api_name: str
+    run: gr.Button, stop: gr.Button | None, fn: Callable, *, inputs: list, outputs: list, tools: list
 ) -> gr.events.Dependency:
     """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
 
-    Each browser session gets its own CancelToken (passed as fn's last input), reset before every run,
-    so one user's Stop never stops another's job.
+    The event is the API endpoint named like `fn`, and `fn` is added to `tools` (the MCP tools). Each
+    browser session gets its own CancelToken (passed as fn's last input), reset before every run, so
+    one user's Stop never stops another's job.
     """
+    from ui.mcp import tool_spec  # ui.mcp builds on this module
+
+    tools.append(tool_spec(fn, inputs, outputs))
     cancel_state = gr.State(CancelToken())
     event = run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
         cancellable(fn),
         inputs=[*inputs, cancel_state],
         outputs=outputs,
-        api_name=api_name,
+        api_name=fn.__name__,
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
     )
@@ -562,10 +571,12 @@ def prune_disk(settings) -> None:
 def recipe_panel() -> tuple[gr.Code, gr.File]:
     """The script behind the selected result, with downloads (script, init image, recipe JSON)."""
     with gr.Accordion("Recipe: the diffusers code behind the selected image", open=False):
-        code = gr.Code(language="python", label="Script (python recipe.py result.png init.png)", interactive=False)
-        files = gr.File(
-            label="Downloads: script, init image as the pipeline saw it, recipe JSON", file_count="multiple"
+        gr.Markdown(
+            "Run it with `python recipe.py result.png init.png`. Downloads: the script, the init image as the "
+            "pipeline saw it, the recipe as JSON."
         )
+        code = gr.Code(language="python", label="Script", interactive=False)
+        files = gr.File(label="Downloads", file_count="multiple")
     return code, files
 
 

@@ -1,0 +1,195 @@
+"""The MCP tools, driven by the official `mcp` SDK client over streamable HTTP, as an agent would.
+
+Images go in as a data: URI (what a client does with a local file) or as a URL the server returned,
+and come back inline and as a URL whose file still carries the recipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from dataclasses import replace
+
+import httpx
+import pytest
+from PIL import Image
+from ports import free_port
+
+from engine.recipe import read_recipe
+
+TOOLS = {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"}
+
+
+@pytest.fixture(scope="module")
+def mcp_url(engine):
+    import ui
+
+    agent = type(engine)(replace(engine.settings, mcp=True))
+    app = ui.build_app(agent)
+    port = free_port()
+    ui.launch(
+        app, agent, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
+    )
+    yield f"http://127.0.0.1:{port}/gradio_api/mcp/"
+    app.close()
+
+
+def data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def session_call(url: str, work):
+    """Run `work(session)` in a fresh client session of the official SDK."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def main():
+        async with streamable_http_client(url) as (read, write, _), ClientSession(read, write) as session:
+            await session.initialize()
+            return await work(session)
+
+    return asyncio.run(main())
+
+
+def call(url: str, name: str, arguments: dict, **options):
+    return session_call(url, lambda session: session.call_tool(name, arguments, **options))
+
+
+def images_of(result) -> list[bytes]:
+    return [base64.b64decode(block.data) for block in result.content if block.type == "image"]
+
+
+def text_of(result) -> str:
+    return "\n".join(block.text for block in result.content if block.type == "text")
+
+
+def test_tools_are_listed_with_whole_descriptions_required_flags_and_integer_types(mcp_url):
+    async def work(session):
+        return {tool.name: tool for tool in (await session.list_tools()).tools}
+
+    tools = session_call(mcp_url, work)
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert "upload_file_to_gradio" not in tool.description
+        assert all(prop.get("description") for prop in tool.inputSchema["properties"].values()), tool.name
+    required = {name: set(tool.inputSchema.get("required", [])) for name, tool in tools.items()}
+    assert required == {
+        "img2img": {"image", "prompt"},
+        "sweep": {"image", "prompt"},
+        "chain": set(),
+        "depth": {"image"},
+        "estimate_depth": {"image"},
+        "recipe": set(),
+    }
+    props = {name: tool.inputSchema["properties"] for name, tool in tools.items()}
+    for name, field in [("img2img", "num_inference_steps"), ("img2img", "seed"), ("img2img", "num_images"),
+                        ("sweep", "num_inference_steps"), ("chain", "width"), ("chain", "height"),
+                        ("depth", "num_inference_steps")]:  # fmt: skip
+        assert props[name][field]["type"] == "integer", (name, field)
+    assert props["img2img"]["strength"]["type"] == "number"
+    # whole descriptions, continuation lines included (Gradio's parser kept the first line only)
+    assert "sides rounded to the model's multiple" in props["img2img"]["image"]["description"]
+    assert "or model" in props["sweep"]["x_axis"]["description"]
+    assert '"model": "sd15"' in props["chain"]["stages"]["description"]
+    assert "1 to 150" in props["img2img"]["num_inference_steps"]["description"]
+    assert props["img2img"]["model"]["enum"][0] == "sd15"
+    assert "At most 64 cells" in tools["sweep"].description
+
+
+def test_img2img_returns_images_inline_and_as_urls_that_keep_the_recipe(mcp_url, photo):
+    steps = []
+
+    async def progress(done, total, message):
+        steps.append((done, total))
+
+    arguments = {"image": data_uri(photo), "prompt": "a cat wizard", "strength": 0.5, "num_inference_steps": 6,
+                 "seed": 7, "num_images": 2}  # fmt: skip
+    result = call(mcp_url, "img2img", arguments, progress_callback=progress)
+    assert not result.isError, text_of(result)
+    inline = images_of(result)
+    assert len(inline) == 3  # two results and the comparison grid
+    first = read_recipe(inline[0])
+    assert (first.seed, first.parameters["prompt"], first.parameters["num_inference_steps"]) == (7, "a cat wizard", 6)
+    assert read_recipe(inline[1]).seed == 8
+    urls = [image["url"] for image in result.structuredContent["results"]]
+    assert httpx.get(urls[0], timeout=30).content == inline[0]  # the served file is the PNG with its recipe
+    summary = result.structuredContent["summary"]
+    assert "Seed 7–8" in summary and "int(6 × 0.5) = 3" in summary
+    assert "**" not in summary  # plain text, not Markdown
+    assert "diffusers" in result.structuredContent["script"]
+    assert steps and steps[-1][0] == steps[-1][1]  # progress notifications reached the client
+
+
+def test_a_url_the_server_returned_is_an_image_input(mcp_url, photo):
+    made = call(mcp_url, "img2img", {"image": data_uri(photo), "prompt": "x", "num_inference_steps": 2, "seed": 3})
+    url = made.structuredContent["results"][0]["url"]
+    result = call(mcp_url, "recipe", {"image": url})
+    assert not result.isError, text_of(result)
+    assert "seed: 3" in result.structuredContent["fields"].splitlines()
+    assert json.loads(result.structuredContent["recipe"])["seeds"] == [3]
+    assert "StableDiffusionImg2ImgPipeline" in result.structuredContent["script"] or "AutoPipeline" in (
+        result.structuredContent["script"]
+    )
+
+
+def test_sweep_chain_depth_and_estimate_depth_return_images(mcp_url, photo):
+    image = data_uri(photo)
+    sweep = call(mcp_url, "sweep", {"image": image, "prompt": "a cat", "num_inference_steps": 4, "seed": 1,
+                                    "x_axis": "seed", "x_values": "1-2"})  # fmt: skip
+    assert not sweep.isError, text_of(sweep)
+    grid = Image.open(io.BytesIO(images_of(sweep)[0]))
+    assert grid.width >= 2 * 136 and grid.height > 96  # two cells and their labels
+    assert len(sweep.structuredContent["cells"]) == 2
+    assert sweep.structuredContent["summary"].startswith("Done: 2/2 cells")
+
+    chain = call(mcp_url, "chain", {"image": image, "preset": "image-image-image", "seed": 5})
+    assert not chain.isError, text_of(chain)
+    assert len(chain.structuredContent["stages"]) == 3
+    assert read_recipe(httpx.get(chain.structuredContent["final"]["url"], timeout=30).content).workflow == "chain"
+
+    depth = call(mcp_url, "depth", {"image": image, "num_inference_steps": 4, "seed": 2, "restyle_model": "none"})
+    assert not depth.isError, text_of(depth)
+    assert "ControlNet img2img: seed 2" in depth.structuredContent["summary"]
+    last = depth.structuredContent["images"][-1]["url"]  # the ControlNet result, restyle skipped
+    assert read_recipe(httpx.get(last, timeout=30).content).workflow == "depth"
+
+    estimated = call(mcp_url, "estimate_depth", {"image": image, "depth_estimator": "depth-anything-v2-small"})
+    assert not estimated.isError, text_of(estimated)
+    depth_map = Image.open(io.BytesIO(images_of(estimated)[0]))
+    assert depth_map.size == photo.size
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"strength": 1.5}, "strength must be in (0, 1], got 1.5"),
+        ({"image": "http://169.254.169.254/latest/meta-data"}, "image could not be fetched"),
+        ({"image": "file:///etc/passwd"}, "image must be a data: URI or an http(s) URL"),
+        ({"image": "data:image/png;base64,not base64!"}, "image is not valid base64"),
+        ({"model": "../../etc"}, "model must be one of"),
+    ],
+)
+def test_bad_arguments_are_tool_errors_naming_the_parameter(mcp_url, photo, arguments, message):
+    result = call(mcp_url, "img2img", {"image": data_uri(photo), "prompt": "x", **arguments})
+    assert result.isError
+    assert message in text_of(result)
+
+
+def test_a_url_on_this_server_must_name_a_file_it_returned(mcp_url, photo):
+    own = mcp_url.removesuffix("gradio_api/mcp/")
+    for url in (f"{own}gradio_api/file=/etc/passwd", f"{own}gradio_api/file=../../etc/passwd", f"{own}config"):
+        result = call(mcp_url, "recipe", {"image": url})
+        assert result.isError and "this server" in text_of(result), url
+
+
+def test_schema_route_and_gradio_mcp_switch(mcp_url):
+    from engine.settings import Settings
+
+    tools = httpx.get(mcp_url + "schema", timeout=30).json()
+    assert {tool["name"] for tool in tools} == TOOLS
+    assert Settings.from_env({"GRADIO_MCP_SERVER": "true"}).mcp is True
+    assert Settings.from_env({"GRADIO_MCP_SERVER": "true", "STUDIO_MCP": "false"}).mcp is False
