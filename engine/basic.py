@@ -14,6 +14,7 @@ from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
 from engine.requests import Img2ImgJob
 from engine.run import StepReporter, call_pipeline
+from engine.schedulers import swapped_scheduler
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ def run_img2img(
     groups = seed_groups(job)
     images: list[Image.Image] = []
     nsfw: list[bool] = []
-    with cache.lock:  # embeddings and the calls together, so a concurrent eviction cannot split them
+    # embeddings and the calls together, so a concurrent eviction cannot split them
+    with cache.lock, swapped_scheduler(pipe, job.scheduler, cache.lock):
         kwargs = img2img_kwargs(pipe, job)
         for index, seeds in enumerate(groups):
             reporter.start_call(calls_left=len(groups) - index)
@@ -152,20 +154,20 @@ def run_img2img(
             )
             images.extend(output.images)
             nsfw.extend(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
-    recipe = Recipe.from_pipeline(
-        pipe,
-        workflow="img2img",
-        model=job.spec.key,
-        model_id=model_id,
-        generator_device=cache.policy.generator_device,
-        seeds=job.seeds,
-        parameters={**call_parameters(kwargs, job), "num_images_per_prompt": len(groups[0])},
-        size=job.image.size,
-        model_mode=model_mode,
-        revision=job.spec.revision,
-        weighted_prompt=job.weighted_prompt,
-        extra={"pipeline_calls": len(groups), "family": job.spec.family},
-    )
+        recipe = Recipe.from_pipeline(  # inside: the scheduler that ran
+            pipe,
+            workflow="img2img",
+            model=job.spec.key,
+            model_id=model_id,
+            generator_device=cache.policy.generator_device,
+            seeds=job.seeds,
+            parameters={**call_parameters(kwargs, job), "num_images_per_prompt": len(groups[0])},
+            size=job.image.size,
+            model_mode=model_mode,
+            revision=job.spec.revision,
+            weighted_prompt=job.weighted_prompt,
+            extra={"pipeline_calls": len(groups), "family": job.spec.family, "scheduler_name": job.scheduler},
+        )
     shown = [images[index] for index in unflagged(tuple(nsfw), len(images))]
     return Img2ImgResult(
         images=images,

@@ -20,24 +20,12 @@ from PIL import Image, PngImagePlugin
 from engine.images import PNG_SIGNATURE
 from engine.recipe_schema import validated_fields
 from engine.run import denoiser_of
+from engine.schedulers import sampler_name
 
 APP_VERSION = "0.1.0"
 MAX_RECIPE_CHARS = 1_000_000
 PARAMETERS_KEY = "parameters"
 RECIPE_KEY = "img2img-studio"
-# Scheduler class -> the web UI's sampler name, where one matches.
-SAMPLER_NAMES = {
-    "PNDMScheduler": "PLMS",
-    "DDIMScheduler": "DDIM",
-    "DDPMScheduler": "DDPM",
-    "EulerDiscreteScheduler": "Euler",
-    "EulerAncestralDiscreteScheduler": "Euler a",
-    "LMSDiscreteScheduler": "LMS",
-    "HeunDiscreteScheduler": "Heun",
-    "DPMSolverMultistepScheduler": "DPM++ 2M",
-    "UniPCMultistepScheduler": "UniPC",
-    "KDPM2DiscreteScheduler": "DPM2",
-}
 
 
 @dataclass(frozen=True)
@@ -116,7 +104,7 @@ class Recipe:
             lines.append(f"Negative prompt: {p['negative_prompt']}")
         pairs = {
             "Steps": p.get("num_inference_steps"),
-            "Sampler": SAMPLER_NAMES.get(self.scheduler, self.scheduler),
+            "Sampler": sampler_name(self.scheduler, self.scheduler_config),
             "CFG scale": p.get("guidance_scale"),
             "Seed": self.seed,
             "Size": f"{self.size[0]}x{self.size[1]}",

@@ -173,7 +173,7 @@ def _list(name: str, value: Any, *, required: bool = False) -> list:
 
 def _extra(value: Any, workflow: str, mode: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     """The workflow-specific fields; each one the script reads is checked, the rest dropped."""
-    from engine.sweep import SCHEDULERS
+    from engine.schedulers import lookup
 
     if not isinstance(value, dict):
         raise _fail("extra", value, "an object")
@@ -186,7 +186,10 @@ def _extra(value: Any, workflow: str, mode: str, seeds: tuple[int, ...]) -> dict
         extra["family"] = _choice("extra.family", value["family"], _families())
     if "scheduler_name" in value:  # None: the checkpoint's own scheduler
         name = value["scheduler_name"]
-        extra["scheduler_name"] = None if name is None else _choice("extra.scheduler_name", name, SCHEDULERS)
+        found = None if name is None else lookup(name) if isinstance(name, str) else None
+        if name is not None and found is None:  # older recipes wrote PNDM and KDPM2, which lookup knows
+            raise _fail("extra.scheduler_name", name, "a scheduler name the app writes")
+        extra["scheduler_name"] = found
     if workflow == "sweep":
         batch = _list("extra.batch", value.get("batch"), required=True)
         extra["batch"] = [_batch_cell(f"extra.batch[{i}]", cell) for i, cell in enumerate(batch)]

@@ -19,6 +19,7 @@ from PIL import Image
 from engine.catalog import ModelSpec, get_spec, models_for
 from engine.errors import HUGE, shown_value
 from engine.images import NormalizedImage, normalize_image
+from engine.schedulers import check_scheduler
 from engine.settings import Settings
 
 SEED_LIMIT = 2**32
@@ -177,6 +178,7 @@ class Img2ImgRequest:
     seed: int = RANDOM_SEED
     num_images: int = 1
     weighted_prompt: bool = False
+    scheduler: str | None = None  # a web UI sampler name (DPM++ 2M Karras, Euler a, ...); None: the model's own
 
     def validate(self, settings: Settings) -> Img2ImgJob:
         """Resolve defaults, check every value and normalise the image.
@@ -215,6 +217,7 @@ class Img2ImgRequest:
             check_nesting("prompt", prompt)
             check_nesting("negative_prompt", negative)
         seed = check_seed(self.seed, count=count)
+        scheduler = check_scheduler(self.scheduler, spec.key)
         image = normalize_for_model(self.image, spec, settings)
         return Img2ImgJob(
             spec=spec,
@@ -226,6 +229,7 @@ class Img2ImgRequest:
             num_inference_steps=steps,
             seeds=seed_series(seed, count),
             weighted_prompt=self.weighted_prompt,
+            scheduler=scheduler,
         )
 
 
@@ -246,6 +250,7 @@ class Img2ImgJob:
     num_inference_steps: int
     seeds: tuple[int, ...]
     weighted_prompt: bool = False
+    scheduler: str | None = None  # engine.schedulers name; None: the checkpoint's own
 
     @property
     def denoising_steps(self) -> int:

@@ -117,11 +117,12 @@ def _init_image(size: tuple[int, int]) -> list[str]:
 
 
 def _scheduler_lines(recipe: Recipe) -> list[str]:
-    """Swap in the scheduler a sweep's scheduler axis chose, configured from the checkpoint's own."""
+    """Swap in the scheduler the run chose (Basic's scheduler, a sweep's axis), configured from the
+    checkpoint's own."""
     name = recipe.extra.get("scheduler_name")
     if not name:
         return []
-    from engine.sweep import SCHEDULERS
+    from engine.schedulers import SCHEDULERS
 
     class_name, overrides = SCHEDULERS[name]
     return [

@@ -31,7 +31,6 @@ from PIL import Image
 
 from engine.basic import run_img2img
 from engine.cache import PipelineCache
-from engine.catalog import get_spec
 from engine.errors import shown_value
 from engine.grid import grid_layout, labelled_grid
 from engine.prompts import weighted_embeddings
@@ -43,6 +42,7 @@ from engine.requests import (
     check_seed,
 )
 from engine.run import GenerationCancelled, StepReporter, call_pipeline, denoiser_of, make_generators
+from engine.schedulers import swapped_scheduler
 from engine.settings import Settings
 
 NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed")
@@ -52,23 +52,6 @@ NONE_TOKEN = "(none)"  # an empty negative prompt as a line of its own
 # Axes that are fields of the Basic request (the others: seed, scheduler, model).
 _REQUEST_FIELDS = ("strength", "guidance_scale", "num_inference_steps", "prompt", "negative_prompt")
 
-# Display name -> (scheduler class, config overrides). Class names are accepted too.
-SCHEDULERS: dict[str, tuple[str, dict]] = {
-    "DDIM": ("DDIMScheduler", {}),
-    "DDPM": ("DDPMScheduler", {}),
-    "PNDM": ("PNDMScheduler", {}),
-    "LMS": ("LMSDiscreteScheduler", {}),
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "Heun": ("HeunDiscreteScheduler", {}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
-    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "UniPC": ("UniPCMultistepScheduler", {}),
-    "DEIS": ("DEISMultistepScheduler", {}),
-    "KDPM2": ("KDPM2DiscreteScheduler", {}),
-}
-
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _RANGE = re.compile(
     rf"^\s*(?P<start>{_NUMBER})\s*-\s*(?P<stop>{_NUMBER})\s*"
@@ -77,15 +60,6 @@ _RANGE = re.compile(
 
 
 # -- parsing ---------------------------------------------------------------------------------------
-
-
-def schedulers_for(model: str) -> list[str]:
-    """Scheduler display names that fit a model: compatible with its own scheduler class."""
-    import diffusers
-
-    own = getattr(diffusers, get_spec(model).scheduler)
-    compatible = set(own._compatibles) | {own.__name__}
-    return [name for name, (cls, _) in SCHEDULERS.items() if cls in compatible]
 
 
 def parse_values(axis: str, text: object, *, name: str = "values", max_values: int = 64) -> list:
@@ -329,11 +303,8 @@ def _check_model_axis(x_axis, x_values, y_axis, y_values) -> list[str]:
 
 def _make_cell(index: int, row: int, col: int, values: dict, base: Img2ImgRequest, settings: Settings) -> SweepCell:
     overrides: dict[str, object] = {}
-    scheduler = None
     for axis, value in values.items():
-        if axis == "scheduler":
-            scheduler = _check_scheduler(value, values.get("model", base.model))
-        elif axis == "seed":
+        if axis == "seed":
             overrides["seed"] = check_seed(value)
         else:
             overrides[axis] = value
@@ -342,20 +313,7 @@ def _make_cell(index: int, row: int, col: int, values: dict, base: Img2ImgReques
     except ValueError as exc:
         shown = ", ".join(f"{a}={format_value(a, v)!r}" for a, v in values.items())
         raise ValueError(f"cell {shown}: {exc}") from None
-    return SweepCell(index=index, row=row, col=col, values=values, job=job, scheduler=scheduler)
-
-
-def _check_scheduler(value: str, model: str) -> str:
-    by_lower = {name.lower(): name for name in SCHEDULERS} | {
-        cls.lower(): name for name, (cls, _) in SCHEDULERS.items()
-    }
-    name = by_lower.get(str(value).lower())
-    fitting = schedulers_for(model)
-    if name is None or name not in fitting:
-        raise ValueError(
-            f"scheduler {shown_value(value)} does not fit model {shown_value(model)}; choose from {', '.join(fitting)}"
-        )
-    return name
+    return SweepCell(index=index, row=row, col=col, values=values, job=job, scheduler=job.scheduler)
 
 
 def _group_calls(cells: Sequence[SweepCell], max_batch: int) -> tuple[tuple[int, ...], ...]:
@@ -485,16 +443,14 @@ def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork,
     first = cells[0]
     if first.job.spec.family == "kandinsky22":
         # Kandinsky's prior cannot batch generators with a negative prompt: run the Basic path as is.
-        with _scheduler_swapped(cache.get(first.job.spec.key), first.scheduler, cache):
-            result = run_img2img(
-                cache, first.job, model_id=shared.model_id(first.job.spec.key), model_mode=shared.model_mode,
-                reporter=reporter,
-            )  # fmt: skip
-        recipe = replace(result.recipe, extra={**result.recipe.extra, "scheduler_name": first.scheduler})
-        return [(result.images[0], recipe)]
+        result = run_img2img(
+            cache, first.job, model_id=shared.model_id(first.job.spec.key), model_mode=shared.model_mode,
+            reporter=reporter,
+        )  # fmt: skip
+        return [(result.images[0], result.recipe)]
     pipe = cache.get(first.job.spec.key, "img2img")
     images: list[tuple | None] = [None] * len(cells)
-    with cache.lock, _scheduler_swapped(pipe, first.scheduler, cache):
+    with cache.lock, swapped_scheduler(pipe, first.scheduler, cache.lock):
         embeddings = [_embeddings(pipe, cell.job, shared) for cell in cells]
         # Weighted prompts past 77 tokens make longer embeddings: only equal shapes stack into one batch.
         by_shape: dict[tuple, list[int]] = {}
@@ -666,22 +622,3 @@ def _per_sample_guidance(pipe, scales: Sequence[float], call_scale: float):
         yield
     finally:
         handle.remove()
-
-
-@contextlib.contextmanager
-def _scheduler_swapped(pipe, name: str | None, cache: PipelineCache):
-    """Use another scheduler for one call, on a copy of the config; the cached pipeline is restored."""
-    if name is None:
-        yield
-        return
-    import diffusers
-
-    target = denoiser_of(pipe)
-    class_name, overrides = SCHEDULERS[name]
-    with cache.lock:
-        original = target.scheduler
-        target.scheduler = getattr(diffusers, class_name).from_config(original.config, **overrides)
-        try:
-            yield
-        finally:
-            target.scheduler = original

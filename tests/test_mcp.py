@@ -131,8 +131,9 @@ def test_a_url_the_server_returned_is_an_image_input(mcp_url, photo):
     assert not result.isError, text_of(result)
     assert "seed: 3" in result.structuredContent["fields"].splitlines()
     assert json.loads(result.structuredContent["recipe"])["seeds"] == [3]
-    assert "StableDiffusionImg2ImgPipeline" in result.structuredContent["script"] or "AutoPipeline" in (
-        result.structuredContent["script"]
+    assert (
+        "StableDiffusionImg2ImgPipeline" in result.structuredContent["script"]
+        or "AutoPipeline" in (result.structuredContent["script"])
     )
 
 

@@ -177,7 +177,7 @@ def test_scheduler_axis_swaps_and_restores(engine, photo):
     assert pipe.scheduler is original
     images = [np.asarray(im, dtype=np.int16) for im in final.images]
     assert np.abs(images[0] - images[1]).max() > 2 and np.abs(images[1] - images[2]).max() > 2
-    assert [row["scheduler"] for row in final.table()] == ["PNDM", "Euler", "DPM++ 2M"]
+    assert [row["scheduler"] for row in final.table()] == ["PLMS", "Euler", "DPM++ 2M"]
 
 
 def test_model_axis_runs_each_model(engine, photo):

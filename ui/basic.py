@@ -152,6 +152,7 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
         seed: int = RANDOM_SEED,
         num_images: int = 1,
         weighted_prompt: bool = False,
+        scheduler: str = "",
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -165,10 +166,11 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
             $basic_args
             num_images: 1 to $max_images images, from consecutive seeds.
             weighted_prompt: read the prompts as Compel syntax, e.g. (word)1.3 (SD 1.5 and SDXL refiner).
+            scheduler: $scheduler_arg
         """
         request = img2img_request(
             image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-            num_images=num_images, weighted_prompt=weighted_prompt,
+            num_images=num_images, weighted_prompt=weighted_prompt, scheduler=scheduler or None,
         )  # fmt: skip
         try:
             result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
@@ -191,7 +193,7 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
         generate,
         stop,
         img2img,
-        inputs=[*inputs.api_inputs(), num_images, inputs.weighted_prompt],
+        inputs=[*inputs.api_inputs(), num_images, inputs.weighted_prompt, inputs.scheduler],
         outputs=[gallery, grid, info, code, files, last_seed, recipes],
         tools=tools,
     )

@@ -300,7 +300,6 @@ def build(engine: Engine, tools: list) -> Finished:
             ids = [engine.results.put(*entry) for entry in entries]
             yield state.grid(), gallery, state.depth, summary_text(state), script, files, ids, job.seed
 
-
     def on_restyle_model(key: str):
         try:
             strength_value, guidance_value, _ = model_defaults(key)

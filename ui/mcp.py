@@ -386,8 +386,10 @@ class ToolServer:
 
     def _is_served_png(self, text: str) -> bool:
         path = Path(text)
-        return path.suffix == ".png" and path.is_absolute() and path.resolve().is_relative_to(
-            Path(outputs_dir(self.settings)).resolve()
+        return (
+            path.suffix == ".png"
+            and path.is_absolute()
+            and path.resolve().is_relative_to(Path(outputs_dir(self.settings)).resolve())
         )
 
     def _image(self, name: str, path: str, caption: str | None, root: str, content: list, inline: list[int]) -> dict:

@@ -12,7 +12,8 @@ from engine.catalog import models_for
 from engine.core import Engine
 from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
-from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec, schedulers_for
+from engine.schedulers import schedulers_for
+from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec
 from ui.basic import EXAMPLE_PROMPTS
 from ui.widgets import (
     Finished,
@@ -42,7 +43,7 @@ AXIS_EXAMPLES = {
     "seed": "1-4",
     "prompt": "a watercolor painting of a cat\nan oil painting of a cat\na pencil sketch of a cat",
     "negative_prompt": f"{NONE_TOKEN}\nblurry, low quality\nwatercolor",
-    "scheduler": "PNDM\nEuler\nDDIM\nDPM++ 2M",
+    "scheduler": "PLMS\nEuler a\nDPM++ 2M Karras\nDPM++ 2M SDE",
     "model": "sd15\ncomic-diffusion\npixel-art-style",
 }
 VALUES_INFO = (
@@ -62,11 +63,11 @@ def plan_text(engine: Engine, *values) -> str:
 
 def sweep_spec(
     image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-    x_axis, x_values, y_axis, y_values, weighted_prompt=False,
+    x_axis, x_values, y_axis, y_values, weighted_prompt=False, scheduler="",
 ) -> SweepSpec:  # fmt: skip
     base = img2img_request(
         image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-        weighted_prompt=weighted_prompt,
+        weighted_prompt=weighted_prompt, scheduler=scheduler or None,
     )  # fmt: skip
     return SweepSpec(base=base, x_axis=x_axis, x_values=x_values, y_axis=y_axis or None, y_values=y_values or "")
 
@@ -162,6 +163,7 @@ def build(engine: Engine, tools: list) -> Finished:
         y_axis: str = "",
         y_values: str = "",
         weighted_prompt: bool = False,
+        scheduler: str = "",
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -181,10 +183,11 @@ def build(engine: Engine, tools: list) -> Finished:
             y_axis: a second axis (not the same as x_axis), or empty for a single row.
             y_values: values for y_axis, in the same forms.
             weighted_prompt: read the prompts as Compel syntax.
+            scheduler: $scheduler_arg A scheduler axis overrides it.
         """
         spec = sweep_spec(
             image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-            x_axis, x_values, y_axis, y_values, weighted_prompt,
+            x_axis, x_values, y_axis, y_values, weighted_prompt, scheduler,
         )  # fmt: skip
         plan = engine.plan_sweep(spec)
         total = len(plan.cells)
@@ -208,7 +211,8 @@ def build(engine: Engine, tools: list) -> Finished:
             yield grid, summary_text(state), gallery, export_files(settings, state, grid) if last else None, ids
 
     sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
-    wire_preview([*sweep_inputs, inputs.weighted_prompt], lambda *values: plan_text(engine, *values), plan)
+    run_inputs = [*sweep_inputs, inputs.weighted_prompt, inputs.scheduler]
+    wire_preview(run_inputs, lambda *values: plan_text(engine, *values), plan)
     x_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=x_axis, outputs=x_values, queue=False,
                   api_visibility="private")  # fmt: skip
     y_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=y_axis, outputs=y_values, queue=False,
@@ -227,7 +231,7 @@ def build(engine: Engine, tools: list) -> Finished:
         run,
         stop,
         sweep,
-        inputs=[*sweep_inputs, inputs.weighted_prompt],
+        inputs=run_inputs,
         outputs=[grid, summary, cells, files, recipes],
         tools=tools,
     )

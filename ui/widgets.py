@@ -24,6 +24,7 @@ from engine.images import HeaderOnly
 from engine.recipe import Recipe, save_png
 from engine.requests import RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
 from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
+from engine.schedulers import schedulers_for
 from engine.script import script_for
 
 logger = logging.getLogger(__name__)
@@ -189,6 +190,10 @@ BASIC_ARGS = """
             guidance_scale: in [0, 50]: how literally to follow the prompt (classifier-free guidance).
             num_inference_steps: 1 to $max_steps: steps of the full schedule.
             seed: -1 for random, else in [0, 2^32); the seed used is in the summary."""
+SCHEDULER_ARG = (
+    "empty for the model's own scheduler, or a web UI sampler name: DDIM, PLMS, Euler, Euler a, DPM++ 2M, "
+    "DPM++ 2M Karras, DPM++ 2M SDE, UniPC, ... (those that fit the model)."
+)
 
 
 def documented(settings) -> Callable[[Callable], Callable]:
@@ -200,7 +205,9 @@ def documented(settings) -> Callable[[Callable], Callable]:
 
     def apply(fn: Callable) -> Callable:
         text = Template(BASIC_ARGS).safe_substitute(limits)
-        fn.__doc__ = Template(fn.__doc__ or "").safe_substitute({**limits, "basic_args": text.strip()})
+        fn.__doc__ = Template(fn.__doc__ or "").safe_substitute(
+            {**limits, "basic_args": text.strip(), "scheduler_arg": SCHEDULER_ARG}
+        )
         return fn
 
     return apply
@@ -267,6 +274,7 @@ def user_errors(fn: Callable) -> Callable:
 
 
 WEIGHTING_INFO = "Compel syntax: (word)1.3 or word++ to stress, (word)0.7 or word-- to soften."
+SCHEDULER_INFO = "Named as the web UI names its samplers; the model's own unless you pick one."
 
 
 @dataclass
@@ -283,6 +291,7 @@ class GenerationInputs:
     seed: gr.Number | None = None
     reuse_seed: gr.Button | None = None
     weighted_prompt: gr.Checkbox | None = None
+    scheduler: gr.Dropdown | None = None
 
     def api_inputs(self) -> list:
         """image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed."""
@@ -322,30 +331,46 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
     )
     inputs.seed, _, inputs.reuse_seed = seed_row()
     inputs.weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
+    inputs.scheduler = engine_checked(
+        gr.Dropdown(scheduler_choices(default_model), value="", label="Scheduler (sampler)", info=SCHEDULER_INFO)
+    )
     # .input, not .change: a person picking a model gets its defaults; Send to Basic keeps the values it sets
     inputs.model.input(
         on_model_change,
         inputs=inputs.model,
-        outputs=[inputs.strength, inputs.guidance_scale, inputs.num_inference_steps, inputs.weighted_prompt],
+        outputs=[
+            inputs.strength,
+            inputs.guidance_scale,
+            inputs.num_inference_steps,
+            inputs.weighted_prompt,
+            inputs.scheduler,
+        ],
         queue=False,
         api_visibility="private",
     )
     return inputs
 
 
+def scheduler_choices(model: str) -> list[tuple[str, str]]:
+    """The schedulers that fit a model, by their web UI names; "" is the checkpoint's own."""
+    return [(f"the model's own ({get_spec(model).scheduler})", ""), *[(n, n) for n in schedulers_for(model)]]
+
+
 def on_model_change(key: str):
-    """A model's defaults, and Compel weighting disabled with the reason where the model cannot take it."""
+    """A model's defaults and schedulers, and Compel weighting disabled with the reason where the model
+    cannot take it."""
     try:
         strength_value, guidance_value, steps_value = model_defaults(key)
     except ValueError:  # a typed, unknown key: leave the values; Generate will name the problem
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     reason = get_spec(key).weighting_unavailable_reason
     weighting = gr.Checkbox(
         value=False if reason else gr.skip(),
         interactive=reason is None,
         info=f"Not available: {reason}." if reason else WEIGHTING_INFO,
     )
-    return strength_value, guidance_value, steps_value, weighting
+    schedulers = gr.Dropdown(choices=scheduler_choices(key), value="")
+    return strength_value, guidance_value, steps_value, weighting, schedulers
 
 
 def img2img_request(

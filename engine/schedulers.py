@@ -1,0 +1,128 @@
+"""Schedulers by the names people know them by: the AUTOMATIC1111 web UI's sampler names.
+
+One table serves both directions: a name typed in a sweep, the Basic tab or a pasted infotext becomes
+a diffusers scheduler class plus config overrides; a scheduler that ran (class and config) becomes the
+name written into a PNG's `Sampler:` field, as the web UI names it (`DPM++ 2M Karras` and
+`DPM++ 2M SDE` are one class with two configs, so the name is read from both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Any
+
+from engine.catalog import get_spec
+from engine.errors import shown_value
+
+# Web UI sampler name -> (diffusers class, config overrides), after diffusers' own mapping table
+# (docs: "Schedulers", A1111/k-diffusion names).
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "DDIM": ("DDIMScheduler", {}),
+    "DDPM": ("DDPMScheduler", {}),
+    "PLMS": ("PNDMScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "LMS Karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ 2M SDE Karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}),
+    "DPM++ SDE Karras": ("DPMSolverSinglestepScheduler", {"use_karras_sigmas": True}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 Karras": ("KDPM2DiscreteScheduler", {"use_karras_sigmas": True}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "DEIS": ("DEISMultistepScheduler", {}),
+}
+# Other spellings accepted on input: diffusers' names for the same samplers.
+ALIASES = {"PNDM": "PLMS", "KDPM2": "DPM2", "DPM++ 2M a": "DPM++ 2M SDE"}
+
+
+def _class(name: str):
+    import diffusers
+
+    return getattr(diffusers, name)
+
+
+def _defaults(class_name: str) -> dict[str, Any]:
+    """The config defaults of a scheduler class (its __init__ keyword defaults)."""
+    parameters = inspect.signature(_class(class_name).__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+def _keys(class_name: str) -> set[str]:
+    """The config keys that tell this class's names apart."""
+    return {key for cls, overrides in SCHEDULERS.values() if cls == class_name for key in overrides}
+
+
+def sampler_name(class_name: str, config: dict[str, Any]) -> str:
+    """The web UI's name for a scheduler that ran: the entry whose class and distinguishing config
+    values match exactly; the class name where no web UI sampler is that scheduler."""
+    keys = _keys(class_name)
+    if not keys and not any(cls == class_name for cls, _ in SCHEDULERS.values()):
+        return class_name
+    defaults = _defaults(class_name)
+    ran = {key: config.get(key, defaults.get(key)) for key in keys}
+    for name, (cls, overrides) in SCHEDULERS.items():
+        if cls == class_name and ran == {key: overrides.get(key, defaults.get(key)) for key in keys}:
+            return name
+    return class_name
+
+
+def lookup(value: object) -> str | None:
+    """The table's name for a typed sampler or scheduler name (any case, aliases and class names too)."""
+    text = str(value).strip().lower()
+    names = {name.lower(): name for name in SCHEDULERS} | {alias.lower(): name for alias, name in ALIASES.items()}
+    names |= {cls.lower(): name for name, (cls, overrides) in SCHEDULERS.items() if not overrides}
+    return names.get(text)
+
+
+def schedulers_for(model: str) -> list[str]:
+    """Sampler names that fit a model: their class is compatible with the model's own scheduler."""
+    own = _class(get_spec(model).scheduler)
+    compatible = set(own._compatibles) | {own.__name__}  # _compatibles holds class names
+    return [name for name, (cls, _) in SCHEDULERS.items() if cls in compatible]
+
+
+def check_scheduler(value: object, model: str, *, name: str = "scheduler") -> str | None:
+    """A scheduler for `model` by name; empty means the model's own (None).
+
+    Raises:
+        ValueError: an unknown name or one that does not fit the model, listing those that do.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    found = lookup(value) if isinstance(value, str) else None
+    fitting = schedulers_for(model)
+    if found is None or found not in fitting:
+        raise ValueError(
+            f"{name} {shown_value(value)} does not fit model {shown_value(model)}; choose from {', '.join(fitting)}"
+        )
+    return found
+
+
+@contextlib.contextmanager
+def swapped_scheduler(pipe, name: str | None, lock):
+    """Use the named scheduler for one call, built from the pipeline's own config (so the checkpoint's
+    betas and timestep spacing carry over); the cached pipeline gets its own back afterwards."""
+    if name is None:
+        yield
+        return
+    from engine.run import denoiser_of
+
+    target = denoiser_of(pipe)
+    class_name, overrides = SCHEDULERS[name]
+    with lock:
+        original = target.scheduler
+        target.scheduler = _class(class_name).from_config(original.config, **overrides)
+        try:
+            yield
+        finally:
+            target.scheduler = original
