@@ -75,11 +75,14 @@ def test_bad_infotext_field_names_it():
         parse_infotext("a cat\nSteps: many, Sampler: Euler, CFG scale: 7, Seed: 1")
 
 
-@pytest.mark.parametrize(("model", "weighted"), [("sd15", True), ("kandinsky22", False)])
-def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weighted):
+@pytest.mark.parametrize(
+    ("model", "weighted", "scheduler"),
+    [("sd15", True, None), ("kandinsky22", False, None), ("sd15", False, "DPM++ 2M SDE Karras")],
+)
+def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weighted, scheduler):
     result = engine.img2img(
         Img2ImgRequest(image=photo.resize((200, 96)), prompt="a (cat)1.3", model=model, negative_prompt="blurry",
-                       num_inference_steps=4, seed=21, num_images=2, weighted_prompt=weighted)
+                       num_inference_steps=4, seed=21, num_images=2, weighted_prompt=weighted, scheduler=scheduler)
     )  # fmt: skip
     ours = np.asarray(result.images[1])
     assert np.array_equal(rerun(tmp_path, result.recipe.for_image(1), result.job.image.image), ours)
@@ -123,14 +126,21 @@ def test_text_then_img2img_on_one_model_shares_weights_in_the_script(engine, tmp
     assert np.array_equal(rerun(tmp_path, last.results[-1].recipe, None), np.asarray(last.final))
 
 
-def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo):
-    from ui.recipe import basic_fields
+def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo, tmp_path):
+    from engine.recipe import save_png
+    from ui.recipe import read_source
 
     result = engine.img2img(
-        Img2ImgRequest(image=photo, prompt="a cat", model="elden-ring", num_inference_steps=3, seed=4)
+        Img2ImgRequest(
+            image=photo, prompt="a cat", model="elden-ring", num_inference_steps=3, seed=4, scheduler="Euler"
+        )
     )
-    fields = basic_fields(result.recipe, "")
-    assert fields == {"prompt": "a cat", "negative_prompt": "", "strength": 0.45, "guidance_scale": 10.5,
-                      "num_inference_steps": 3, "seed": 4, "model": "elden-ring"}  # fmt: skip
-    from_webui = basic_fields(None, "a fox\nNegative prompt: dark\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2")
-    assert from_webui["prompt"] == "a fox" and from_webui["seed"] == 2 and from_webui["model"] is None
+    path = save_png(result.images[0], result.recipe, tmp_path / "app.png")
+    found, fields = read_source(str(path), "")
+    assert found == result.recipe
+    assert fields.values == {"prompt": "a cat", "negative_prompt": "", "strength": 0.45, "guidance_scale": 10.5,
+                             "num_inference_steps": 3, "seed": 4, "model": "elden-ring", "weighted_prompt": False,
+                             "scheduler": "Euler"}  # fmt: skip
+    _, from_webui = read_source(None, "a fox\nNegative prompt: dark\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2")
+    assert from_webui.values["prompt"] == "a fox" and from_webui.values["seed"] == 2
+    assert from_webui.values["model"] is None and from_webui.values["scheduler"] == "Euler"

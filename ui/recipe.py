@@ -6,10 +6,12 @@ import gradio as gr
 
 from engine.catalog import models_for
 from engine.core import Engine
-from engine.recipe import Recipe, parse_infotext, read_png_text, read_recipe
+from engine.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text, read_recipe
 from engine.script import script_for
+from engine.webui import BasicFields
+from engine.webui import basic_fields as webui_fields
 from ui.mcp import tool_spec
-from ui.widgets import GenerationInputs, documented, summary_box, user_errors
+from ui.widgets import GenerationInputs, documented, scheduler_choices, summary_box, user_errors
 
 EXAMPLE_INFOTEXT = (
     "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k\n"
@@ -19,27 +21,53 @@ EXAMPLE_INFOTEXT = (
 )
 
 
-def basic_fields(recipe: Recipe | None, infotext: str) -> dict:
-    """The Basic controls a recipe (preferred) or a web UI infotext fills."""
-    if recipe is not None:
-        p = recipe.parameters
-        fields = {
+FIELD_ORDER = ("prompt", "negative_prompt", "model", "strength", "guidance_scale", "num_inference_steps", "seed",
+               "weighted_prompt", "scheduler")  # fmt: skip
+
+
+def recipe_fields(recipe: Recipe) -> BasicFields:
+    """The Basic controls an app recipe fills."""
+    p = recipe.parameters
+    fields = BasicFields(
+        {
             "prompt": p.get("prompt") or "",
             "negative_prompt": p.get("negative_prompt") or "",
             "strength": p.get("strength"),
             "guidance_scale": p.get("guidance_scale"),
             "num_inference_steps": p.get("num_inference_steps"),
             "seed": recipe.seed,
-            "model": recipe.model,
+            "model": recipe.model if recipe.model in models_for("img2img") else None,
+            "weighted_prompt": recipe.weighted_prompt,
+            "scheduler": recipe.extra.get("scheduler_name"),
         }
-    else:
-        parsed = parse_infotext(infotext)
-        fields = {k: parsed.get(k) for k in ("prompt", "negative_prompt", "strength", "guidance_scale",
-                                              "num_inference_steps", "seed")}  # fmt: skip
-        fields["model"] = parsed.get("model")
-    if fields["model"] not in models_for("img2img"):
-        fields["model"] = None  # a web UI checkpoint or an upscaler stage: keep the Basic tab's model
+    )
+    if fields.values["model"] is None:
+        fields.notes.append(f"Model {recipe.model} does not run img2img; the Basic model is kept.")
     return fields
+
+
+def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicFields]:
+    """The recipe of an app PNG, else the infotext of a web UI PNG or of the pasted text, as Basic's fields.
+
+    Raises:
+        ValueError: no input, not a PNG, or a PNG that carries neither.
+    """
+    if image:
+        chunks = read_png_text(image)
+        if RECIPE_KEY in chunks:
+            found = read_recipe(image)
+            return found, recipe_fields(found)
+        if PARAMETERS_KEY in chunks:
+            fields = webui_fields(chunks[PARAMETERS_KEY])
+            fields.notes.insert(0, "A web UI PNG: its parameters text is read; there is no recipe to replay exactly.")
+            return None, fields
+        raise ValueError(
+            "image carries neither an Img2Img Studio recipe nor a web UI parameters text "
+            "(made elsewhere, or with metadata turned off)"
+        )
+    if not infotext or not infotext.strip():
+        raise ValueError("image is required: upload a PNG made by the app or the web UI, or paste a web UI infotext")
+    return None, webui_fields(infotext)
 
 
 def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -> None:
@@ -52,7 +80,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
     )
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.File(label="PNG made by Img2Img Studio", file_types=[".png"], type="filepath")
+            image = gr.File(label="PNG made by Img2Img Studio or the web UI", file_types=[".png"], type="filepath")
             infotext = gr.Textbox(
                 value="", label="…or a web UI infotext (prompt, Negative prompt:, Steps: …)", lines=4
             )  # value "": optional in the API, /recipe(image) alone works
@@ -72,23 +100,20 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
     @documented(settings)
     @user_errors
     def recipe(image: str | None = None, infotext: str = ""):
-        """Read the recipe of a PNG made by this app: its parameters, the diffusers script and the JSON.
+        """Read the recipe of a PNG made by this app: its Basic fields, the diffusers script and the JSON.
 
-        Use this to reproduce or explain an image. Also reads an AUTOMATIC1111 web UI infotext.
+        Use this to reproduce or explain an image. Also reads an AUTOMATIC1111 web UI PNG or infotext: its
+        fields mapped to Basic's (sampler to scheduler, checkpoint to model, (word:1.2) weighting to Compel),
+        with a note for each field that does not map; no script then.
 
         Args:
-            image: a PNG made by the app (its text chunks carry the recipe).
+            image: a PNG made by the app (its text chunks carry the recipe) or by the web UI (its parameters text).
             infotext: used when no PNG is given: the web UI's parameters text.
         """
-        if image:
-            found = read_recipe(image)
-            text = read_png_text(image).get("parameters", "")
-            fields = basic_fields(found, text)
-            return _fields_text(fields), script_for(found), found.to_json()
-        if not infotext or not infotext.strip():
-            raise ValueError("image is required: upload a PNG made by the app, or paste a web UI infotext")
-        fields = basic_fields(None, infotext)
-        return _fields_text(fields), "", ""
+        found, fields = read_source(image, infotext)
+        if found is None:
+            return _fields_text(fields), "", ""
+        return _fields_text(fields), script_for(found), found.to_json()
 
     outputs = [summary, script, recipe_json]
     tools.append(tool_spec(recipe, [image, infotext], outputs))
@@ -96,13 +121,18 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
 
     @user_errors
     def send_to_basic(image: str | None, infotext: str):
-        found = read_recipe(image) if image else None
-        if found is None and not (infotext or "").strip():
-            raise ValueError("image is required: upload a PNG made by the app, or paste a web UI infotext")
-        fields = basic_fields(found, infotext)
-        values = [fields.get(name) for name in ("prompt", "negative_prompt", "model", "strength", "guidance_scale",
-                                                "num_inference_steps", "seed")]  # fmt: skip
-        return [gr.skip() if value is None else value for value in values] + [gr.Tabs(selected="basic")]
+        _, fields = read_source(image, infotext)
+        values = [fields.values.get(name) for name in FIELD_ORDER[:-1]]
+        model = fields.values.get("model")
+        scheduler = fields.values.get("scheduler")
+        schedulers = (
+            gr.Dropdown(choices=scheduler_choices(model), value=scheduler or "")
+            if model
+            else (gr.skip() if scheduler is None else scheduler)
+        )
+        for note in fields.notes:
+            gr.Info(note)
+        return [gr.skip() if value is None else value for value in values] + [schedulers, gr.Tabs(selected="basic")]
 
     send.click(
         send_to_basic,
@@ -115,11 +145,15 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
             basic.guidance_scale,
             basic.num_inference_steps,
             basic.seed,
+            basic.weighted_prompt,
+            basic.scheduler,
             tabs,
         ],
         api_visibility="private",
     )
 
 
-def _fields_text(fields: dict) -> str:
-    return "\n".join(f"{name}: {value!r}" for name, value in fields.items() if value is not None)
+def _fields_text(fields: BasicFields) -> str:
+    """One `name: value` line per field that maps, then the notes."""
+    lines = [f"{name}: {fields.values[name]!r}" for name in FIELD_ORDER if fields.values.get(name) is not None]
+    return "\n".join([*lines, *(f"Note: {note}" for note in fields.notes)])

@@ -1,0 +1,171 @@
+"""Web UI metadata both ways, checked with parsers nobody here wrote (sd-parsers, sd-prompt-reader):
+sampler names from class and config, web UI PNGs and infotexts mapped onto Basic's fields."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoPipelineForImage2Image, DPMSolverMultistepScheduler
+from PIL import Image, PngImagePlugin
+
+from engine.recipe import save_png
+from engine.requests import Img2ImgRequest
+from engine.schedulers import SCHEDULERS, check_scheduler, sampler_name, schedulers_for
+from engine.sweep import SweepSpec
+from engine.webui import basic_fields, model_key, to_compel
+
+SWEPT = ["DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M", "DEIS", "PLMS", "Euler a"]
+
+
+@pytest.fixture(scope="module")
+def sweep_pngs(engine, tmp_path_factory):
+    """A sweep over schedulers, each cell saved as the app saves it."""
+    from skimage import data
+
+    photo = Image.fromarray(data.chelsea()).resize((136, 96))
+    base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=4, strength=0.5, seed=3)
+    spec = SweepSpec(base=base, x_axis="scheduler", x_values="\n".join(SWEPT))
+    *_, final = engine.sweep(engine.plan_sweep(spec))
+    folder = tmp_path_factory.mktemp("sweep-pngs")
+    return [save_png(final.images[i], final.recipes[i], folder / f"{i}.png") for i in range(len(SWEPT))]
+
+
+def test_sd_parsers_reads_each_cells_sampler_name(sweep_pngs):
+    from sd_parsers import ParserManager
+
+    manager = ParserManager()
+    read = [manager.parse(str(path)).samplers[0].name for path in sweep_pngs]
+    assert read == SWEPT
+
+
+def test_sd_prompt_reader_reads_each_cells_sampler_name(sweep_pngs):
+    if os.environ.get("STUDIO_INTEROP") == "required":  # .ci/run: fail, never skip
+        import sd_prompt_reader.image_data_reader as reader
+    else:
+        reader = pytest.importorskip(
+            "sd_prompt_reader.image_data_reader",
+            reason="sd-prompt-reader pins Pillow 10.3: install it with `pip install --no-deps sd-prompt-reader==1.3.5`"
+            " (.ci/run does)",
+        )
+    read = [reader.ImageDataReader(str(path)).parameter["sampler"] for path in sweep_pngs]
+    assert read == SWEPT
+
+
+def test_every_sampler_name_round_trips_through_class_and_config():
+    """The name written for a scheduler that ran is the name that chose it, for every entry of the table."""
+    import diffusers
+
+    for name, (class_name, overrides) in SCHEDULERS.items():
+        scheduler = getattr(diffusers, class_name)(**overrides)
+        assert sampler_name(class_name, dict(scheduler.config)) == name
+    assert sampler_name("FlowMatchEulerDiscreteScheduler", {}) == "FlowMatchEulerDiscreteScheduler"
+
+
+def test_basic_with_a_scheduler_equals_raw_diffusers(engine, photo, twins):
+    result = engine.img2img(
+        Img2ImgRequest(image=photo, prompt="a cat", strength=0.6, num_inference_steps=6, seed=9,
+                       scheduler="DPM++ 2M Karras")
+    )  # fmt: skip
+    pipe = AutoPipelineForImage2Image.from_pretrained(twins / "sd15", dtype=torch.float32)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        image=result.job.image.image, prompt="a cat", strength=0.6, num_inference_steps=6, guidance_scale=7.5,
+        generator=[torch.Generator("cpu").manual_seed(9)],
+    ).images[0]  # fmt: skip
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(expected))
+    assert result.recipe.scheduler_config["use_karras_sigmas"] is True
+    assert "Sampler: DPM++ 2M Karras" in result.recipe.infotext()
+    # the cached pipeline gets its own scheduler back
+    assert type(engine.cache.get("sd15", "img2img").scheduler).__name__ == "PNDMScheduler"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("Foo", "scheduler 'Foo' does not fit model 'sd15'; choose from DDIM"), (3, "scheduler 3 does not fit")],
+)
+def test_an_unknown_scheduler_is_named_with_the_choices(value, message):
+    with pytest.raises(ValueError, match=message):
+        check_scheduler(value, "sd15")
+    assert check_scheduler("dpm++ 2m karras", "sd15") == "DPM++ 2M Karras"
+    assert check_scheduler("PNDM", "sd15") == "PLMS"  # diffusers' name for the same sampler
+    assert "DDIM" in schedulers_for("kandinsky22")
+
+
+@pytest.mark.parametrize(
+    ("webui", "compel"),
+    [
+        ("a (red:1.3) cat", "a (red)1.3 cat"),
+        ("((cute)) dog", "((cute)1.1)1.1 dog"),
+        ("[blurry]", "(blurry)0.909"),
+        (r"a \(literal\) bracket", r"a \(literal\) bracket"),
+        ("(a (b:1.5) c)", "(a (b)1.5 c)1.1"),
+        ("open (bracket", "open (bracket"),
+    ],
+)
+def test_web_ui_weighting_becomes_compel(webui, compel):
+    assert to_compel(webui) == compel
+
+
+def test_translated_weighting_runs_through_compel(engine, photo):
+    fields = basic_fields("a (cat:1.4), [dog]\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 1")
+    values = fields.values
+    assert values["weighted_prompt"] is True
+    result = engine.img2img(
+        Img2ImgRequest(image=photo, prompt=values["prompt"], num_inference_steps=4, seed=1, weighted_prompt=True)
+    )
+    assert result.images and result.recipe.weighted_prompt
+
+
+def test_model_names_the_web_ui_writes_map_to_catalog_keys():
+    assert model_key("v1-5-pruned-emaonly.safetensors [6ce0161689]") == "sd15"
+    assert model_key("stable-diffusion-v1-5") == "sd15"  # what this app writes in Model:
+    assert model_key("elden-ring-diffusion") == "elden-ring"
+    assert model_key("stable-diffusion-xl-refiner-1.0") == "sdxl-refiner"
+    assert model_key("dreamshaper_8") is None
+
+
+WEBUI_INFOTEXT = (
+    "masterpiece, a (red fox:1.2) in the snow <lora:add_detail:0.7>\n"
+    "Negative prompt: [blurry], lowres\n"
+    "Steps: 28, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 1234567, Size: 512x768, "
+    "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.55, Clip skip: 2, "
+    "Version: v1.10.1"
+)
+
+
+def webui_png(path, text: str = WEBUI_INFOTEXT):
+    """A PNG as the web UI saves it: the infotext in a tEXt chunk named parameters, nothing else."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (64, 96), (90, 120, 160)).save(path, pnginfo=info)
+    return path
+
+
+def test_a_web_ui_png_is_read_on_the_recipe_endpoint(client, tmp_path):
+    from gradio_client import handle_file
+
+    png = webui_png(tmp_path / "webui.png")
+    fields, script, recipe_json = client.predict(handle_file(str(png)), api_name="/recipe")
+    lines = fields.splitlines()
+    expected = {"prompt: 'masterpiece, a (red fox)1.2 in the snow'", "negative_prompt: '(blurry)0.909, lowres'",
+                "model: 'sd15'", "strength: 0.55", "guidance_scale: 6.5", "num_inference_steps: 28",
+                "seed: 1234567", "weighted_prompt: True", "scheduler: 'DPM++ 2M Karras'"}  # fmt: skip
+    assert expected <= set(lines), fields
+    notes = "\n".join(line for line in lines if line.startswith("Note: "))
+    for unmapped in ("<lora:add_detail:0.7>", "Clip skip: 2", "Model hash: 6ce0161689", "Version: v1.10.1",
+                     "Size 512x768"):  # fmt: skip
+        assert unmapped in notes
+    assert (script, recipe_json) == ("", "")
+
+
+def test_a_png_with_neither_recipe_nor_parameters_is_refused_by_name(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "bare.png")
+    with pytest.raises(AppError, match="carries neither an Img2Img Studio recipe nor a web UI parameters text"):
+        client.predict(handle_file(str(tmp_path / "bare.png")), api_name="/recipe")
