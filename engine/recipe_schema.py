@@ -70,8 +70,9 @@ def _text(name: str, value: Any, *, optional: bool = False) -> str | None:
     return value
 
 
-def _scalar(name: str, value: Any, *, nested: bool = True) -> Any:
-    """A plain JSON value: text, a finite number, true/false, null, or a short list of those."""
+def _scalar(name: str, value: Any, *, nested: bool = True, infinite: bool = False) -> Any:
+    """A plain JSON value: text, a finite number (or +-inf where `infinite`), true/false, null, or a short
+    list of those."""
     if isinstance(value, list):
         if not nested or len(value) > MAX_ITEMS:
             raise _fail(name, value, f"a plain value or a list of at most {MAX_ITEMS} plain values")
@@ -79,13 +80,15 @@ def _scalar(name: str, value: Any, *, nested: bool = True) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
+        if infinite and isinstance(value, float) and math.isinf(value):
+            return value
         if abs(value) >= SEED_END or not math.isfinite(value):  # the bound first: float(10**400) overflows
             raise _fail(name, value, "a finite number")
         return value
     return _text(name, value)
 
 
-def _mapping(name: str, value: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def _mapping(name: str, value: Any, *, skip: tuple[str, ...] = (), infinite: bool = False) -> dict[str, Any]:
     """A dict of identifier keys and plain values (call parameters, a scheduler config)."""
     if not isinstance(value, dict) or len(value) > 200:
         raise _fail(name, value, "an object of at most 200 plain values")
@@ -94,7 +97,7 @@ def _mapping(name: str, value: Any, *, skip: tuple[str, ...] = ()) -> dict[str, 
         if key in skip:
             continue
         _match(f"{name} key", key, _IDENTIFIER, "an identifier")
-        checked[key] = _scalar(f"{name}.{key}", item)
+        checked[key] = _scalar(f"{name}.{key}", item, infinite=infinite)
     return checked
 
 
@@ -222,7 +225,8 @@ def validated_fields(data: dict[str, Any]) -> dict[str, Any]:
         "model_id": _model_id("model_id", data.get("model_id"), mode),
         "pipeline": _match("pipeline", data.get("pipeline"), _PIPELINE, "a diffusers pipeline class name"),
         "scheduler": _choice("scheduler", data.get("scheduler"), _schedulers()),
-        "scheduler_config": _mapping("scheduler_config", data.get("scheduler_config", {})),
+        # DPM-Solver's config holds lambda_min_clipped = -inf; the script never reads this config
+        "scheduler_config": _mapping("scheduler_config", data.get("scheduler_config", {}), infinite=True),
         "dtype": _choice("dtype", data.get("dtype"), DTYPES),
         "generator_device": _match("generator_device", data.get("generator_device"), _DEVICE, "cpu, cuda or mps"),
         "seeds": seeds,

@@ -11,7 +11,7 @@ import torch
 from diffusers import AutoPipelineForImage2Image, DPMSolverMultistepScheduler
 from PIL import Image, PngImagePlugin
 
-from engine.recipe import save_png
+from engine.recipe import png_bytes, read_recipe, save_png
 from engine.requests import Img2ImgRequest
 from engine.schedulers import SCHEDULERS, check_scheduler, sampler_name, schedulers_for
 from engine.sweep import SweepSpec
@@ -79,6 +79,8 @@ def test_basic_with_a_scheduler_equals_raw_diffusers(engine, photo, twins):
     assert np.array_equal(np.asarray(result.images[0]), np.asarray(expected))
     assert result.recipe.scheduler_config["use_karras_sigmas"] is True
     assert "Sampler: DPM++ 2M Karras" in result.recipe.infotext()
+    # its config holds lambda_min_clipped = -inf: the PNG's recipe still reads back (it was refused)
+    assert read_recipe(png_bytes(result.images[0], result.recipe)) == result.recipe
     # the cached pipeline gets its own scheduler back
     assert type(engine.cache.get("sd15", "img2img").scheduler).__name__ == "PNDMScheduler"
 
