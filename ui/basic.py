@@ -126,7 +126,7 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
             )
             slider = result_image("Init | result: drag to compare", elem_id="basic-slider", slider=True)
             grid = result_image("Comparison")  # init | results
-            info = summary_box("basic-summary")
+            info = inputs.summary = summary_box("basic-summary")
             code, files = recipe_panel()
     recipes = gr.State([])
     image, prompt, model, strength = inputs.image, inputs.prompt, inputs.model, inputs.strength

@@ -130,9 +130,9 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
             if model
             else (gr.skip() if scheduler is None else scheduler)
         )
-        for note in fields.notes:
-            gr.Info(note)
-        return [gr.skip() if value is None else value for value in values] + [schedulers, gr.Tabs(selected="basic")]
+        sent = "Filled from the Recipe tab:\n" + _fields_text(fields)
+        filled = [gr.skip() if value is None else value for value in values]
+        return [*filled, schedulers, sent, gr.Tabs(selected="basic")]
 
     send.click(
         send_to_basic,
@@ -147,6 +147,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
             basic.seed,
             basic.weighted_prompt,
             basic.scheduler,
+            basic.summary,
             tabs,
         ],
         api_visibility="private",

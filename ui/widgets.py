@@ -292,6 +292,7 @@ class GenerationInputs:
     reuse_seed: gr.Button | None = None
     weighted_prompt: gr.Checkbox | None = None
     scheduler: gr.Dropdown | None = None
+    summary: gr.Textbox | None = None  # the tab's result summary (Send to Basic says there what it filled)
 
     def api_inputs(self) -> list:
         """image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed."""

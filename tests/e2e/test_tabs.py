@@ -157,14 +157,47 @@ def test_stop_stops_a_long_run(page, shots):
 
 
 def test_results_survive_a_reload_in_the_history(page, shots):
+    from ui.history import STORAGE_KEY
+
     panel = open_tab(page, "Basic")
     pick_example(panel, 2)
+    stored = page.evaluate("key => localStorage.getItem(key)", STORAGE_KEY)
     panel.get_by_role("button", name="Generate").click()
     expect_summary(page, "basic-summary", "Seed", timeout=120_000)
-    page.wait_for_timeout(500)  # the history is written just after the result
+    # the history is written just after the result: wait until this browser's store changes
+    page.wait_for_function("([key, old]) => localStorage.getItem(key) !== old", arg=[STORAGE_KEY, stored])
     page.reload()
     open_tab(page, "History")
     assert image_loaded(page, "#history-gallery")
     page.locator("#history-gallery img").first.click()
     expect(page.locator("#history-recipe")).to_contain_text("img2img", timeout=30_000)
     page.screenshot(**shot(shots, "history"))
+
+
+def test_a_web_ui_png_sent_to_basic_fills_what_maps_and_notes_the_rest(page, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a (red fox:1.2) in the snow <lora:add_detail:0.7>\nNegative prompt: [blurry]\n"
+        "Steps: 28, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 1234567, Size: 512x768, "
+        "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.55, Clip skip: 2",
+    )
+    png = tmp_path / "webui.png"
+    Image.new("RGB", (64, 96), (90, 120, 160)).save(png, pnginfo=info)
+    panel = open_tab(page, "Recipe")
+    panel.locator("input[type=file]").first.set_input_files(str(png))
+    expect(panel.get_by_text("webui.png")).to_be_visible(timeout=60_000)
+    panel.get_by_role("button", name="Send to Basic").click()
+    expect_summary(page, "basic-summary", "Filled from the Recipe tab", timeout=60_000)
+    expect_summary(page, "basic-summary", "<lora:add_detail:0.7> removed: LoRAs are not loaded here")
+    expect_summary(page, "basic-summary", "Clip skip: 2")
+    basic = page.locator("[role=tabpanel]:visible")
+    expect(basic.get_by_label("Prompt", exact=True)).to_have_value("a (red fox)1.2 in the snow", timeout=30_000)
+    expect(basic.get_by_label("Negative prompt").first).to_have_value("(blurry)0.909")
+    basic.get_by_text("Advanced").first.click()
+    expect(basic.get_by_label("Weighted prompt (Compel)").first).to_be_checked()
+    expect(basic.get_by_label("Scheduler (sampler)").first).to_have_value("DPM++ 2M Karras")
+    seed = basic.get_by_label("Seed").locator("xpath=..").locator("input[type=number]").first
+    expect(seed).to_have_value("1234567")
