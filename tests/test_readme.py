@@ -71,3 +71,34 @@ def test_the_readme_python_examples_run_in_order(readme_server, reader_folder, c
     assert "scheduler: 'DPM++ 2M Karras'" in printed  # the recipe read back from result.png
     assert "/gradio_api/file=" in printed  # the MCP example's result URL
     assert Image.open(reader_folder / "result.png").info.get("img2img-studio")
+
+
+def readme_table() -> dict[str, tuple[list[str], list[str]]]:
+    """endpoint -> (parameter names, result names) from the README's API table."""
+    table = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("| `/"):
+            continue
+        endpoint, required, optional, returns = (cell.strip() for cell in line.strip("|").split("|"))
+        names = [name.strip() for name in required.strip("`").split(",") if name.strip()]
+        if optional.startswith("the same eight"):  # Basic's eight parameters come first
+            names = ["image", "prompt", "negative_prompt", "model", "strength", "guidance_scale",
+                     "num_inference_steps", "seed"]  # fmt: skip
+        names += re.findall(r"`(\w+)`", optional)
+        table[endpoint.strip("`")] = (names, [name.strip() for name in returns.strip("`").split(",")])
+    return table
+
+
+def test_the_readme_api_table_is_the_served_api(client):
+    served = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    table = readme_table()
+    assert set(table) == set(served)
+    for endpoint, (parameters, returns) in table.items():
+        info = served[endpoint]
+        names = [p["parameter_name"] for p in info["parameters"]]
+        assert parameters == names, endpoint
+        required = [p["parameter_name"] for p in info["parameters"] if not p["parameter_has_default"]]
+        assert required == parameters[: len(required)], endpoint
+        from gradio_client.utils import sanitize_parameter_names
+
+        assert [sanitize_parameter_names(r["label"]) for r in info["returns"]] == returns, endpoint
