@@ -194,3 +194,28 @@ def test_schema_route_and_gradio_mcp_switch(mcp_url):
     assert {tool["name"] for tool in tools} == TOOLS
     assert Settings.from_env({"GRADIO_MCP_SERVER": "true"}).mcp is True
     assert Settings.from_env({"GRADIO_MCP_SERVER": "true", "STUDIO_MCP": "false"}).mcp is False
+
+
+def test_tool_calls_wait_one_at_a_time_and_a_full_queue_says_so(engine):
+    """With one job running and STUDIO_QUEUE_SIZE (here 1) waiting, the next call is refused at once."""
+    import ui
+    from ui.mcp import ToolFailed, ToolServer
+
+    app = ui.build_app(engine)
+    server = ToolServer(replace(engine.settings, queue_size=1), app.studio_tools)
+    recipe = server.tools["recipe"]
+    infotext = {"infotext": "a fox\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2"}
+
+    async def main():
+        await server._running.acquire()  # a job is running
+        waiting = asyncio.create_task(server._run(recipe, dict(infotext), None))
+        while server._waiting < 1:  # the call has joined the wait
+            await asyncio.sleep(0)
+        with pytest.raises(ToolFailed, match=r"The queue is full \(1 jobs waiting\)"):
+            await server._run(recipe, dict(infotext), None)
+        assert not waiting.done()  # one at a time: it waits for the running job
+        server._running.release()
+        return await waiting
+
+    fields, *_ = asyncio.run(main())
+    assert "prompt: 'a fox'" in fields.splitlines()
