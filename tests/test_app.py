@@ -170,7 +170,7 @@ def test_recipe_endpoint_reads_a_png_from_the_app(client, cat_png):
     infotext = "a red fox\nNegative prompt: blurry\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512"
     fields, script, _ = client.predict(None, infotext, api_name="/recipe")
     assert {"prompt: 'a red fox'", "num_inference_steps: 30"} <= set(fields.splitlines()) and script == ""
-    with pytest.raises(AppError, match="image carries no Img2Img Studio recipe"):
+    with pytest.raises(AppError, match="image carries neither an Img2Img Studio recipe nor a web UI parameters text"):
         client.predict(handle_file(str(cat_png)), "", api_name="/recipe")
 
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import httpx
@@ -42,6 +43,12 @@ def data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def in_thread(coroutine):
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps a loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def session_call(url: str, work):
     """Run `work(session)` in a fresh client session of the official SDK."""
     from mcp import ClientSession
@@ -52,7 +59,7 @@ def session_call(url: str, work):
             await session.initialize()
             return await work(session)
 
-    return asyncio.run(main())
+    return in_thread(main())
 
 
 def call(url: str, name: str, arguments: dict, **options):
@@ -217,5 +224,5 @@ def test_tool_calls_wait_one_at_a_time_and_a_full_queue_says_so(engine):
         server._running.release()
         return await waiting
 
-    fields, *_ = asyncio.run(main())
+    fields, *_ = in_thread(main())
     assert "prompt: 'a fox'" in fields.splitlines()

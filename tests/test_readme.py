@@ -9,6 +9,7 @@ the API (a wrong number of results, a parameter that is gone) fails here.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,8 +63,10 @@ def test_the_readme_python_examples_run_in_order(readme_server, reader_folder, c
     namespace: dict = {"__name__": "__readme__"}
     for index, block in enumerate(blocks):
         source = block.replace(README_URL, readme_server)
-        try:
-            exec(compile(source, f"README.md python block {index + 1}", "exec"), namespace)
+        code = compile(source, f"README.md python block {index + 1}", "exec")
+        try:  # in a thread of its own, as in a fresh interpreter: no event loop running (Playwright's is here)
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(exec, code, namespace).result()
         except Exception as exc:
             pytest.fail(f"README python block {index + 1} failed: {type(exc).__name__}: {exc}\n{block}")
     printed = capsys.readouterr().out
