@@ -49,7 +49,8 @@ NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed")
 TEXT_AXES = ("prompt", "negative_prompt")
 AXES = (*NUMERIC_AXES, *TEXT_AXES, "scheduler", "model")
 NONE_TOKEN = "(none)"  # an empty negative prompt as a line of its own
-# Axes that are fields of the Basic request (the others: seed, scheduler, model).
+# Numeric and text axes that are fields of the Basic request (seed, scheduler and model are too, but are
+# checked on their own).
 _REQUEST_FIELDS = ("strength", "guidance_scale", "num_inference_steps", "prompt", "negative_prompt")
 
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
@@ -173,7 +174,11 @@ class SweepCell:
     col: int
     values: dict[str, object]
     job: Img2ImgJob
-    scheduler: str | None = None
+
+    @property
+    def scheduler(self) -> str | None:
+        """The scheduler this cell swaps in (its axis value, or the sweep's own); None: the model's."""
+        return self.job.scheduler
 
     @property
     def caption(self) -> str:
@@ -313,7 +318,7 @@ def _make_cell(index: int, row: int, col: int, values: dict, base: Img2ImgReques
     except ValueError as exc:
         shown = ", ".join(f"{a}={format_value(a, v)!r}" for a, v in values.items())
         raise ValueError(f"cell {shown}: {exc}") from None
-    return SweepCell(index=index, row=row, col=col, values=values, job=job, scheduler=job.scheduler)
+    return SweepCell(index=index, row=row, col=col, values=values, job=job)
 
 
 def _group_calls(cells: Sequence[SweepCell], max_batch: int) -> tuple[tuple[int, ...], ...]:
