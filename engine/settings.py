@@ -177,9 +177,22 @@ def _parse(env_name: str, raw: str, kind: type, choices: tuple[str, ...] | None)
         raise ValueError(f"{env_name} must be {expected}, got {raw!r}") from None
 
 
+def env_help() -> str:
+    """Every setting's env var, default and meaning, for `--help` (flags or not, all of them)."""
+    lines = ["every setting also reads an env var (flags win over env vars):"]
+    for f in fields(Settings):
+        fallback = f" (or {_GRADIO_FALLBACK[f.name]})" if f.name in _GRADIO_FALLBACK else ""
+        lines.append(f"  {f.metadata['env']}{fallback}={f.default}  {f.metadata['help']}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The app's command line: one flag per setting that has one."""
-    parser = argparse.ArgumentParser(description="Img2Img Studio: the diffusers image-to-image guide in a browser.")
+    """The app's command line: one flag per setting that has one; --help lists every env var too."""
+    parser = argparse.ArgumentParser(
+        description="Img2Img Studio: the diffusers image-to-image guide in a browser.",
+        epilog=env_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     for f in fields(Settings):
         flag = f.metadata["flag"]
         if flag is None:

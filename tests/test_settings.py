@@ -53,3 +53,20 @@ def test_auto_mode_uses_the_hub_only_when_it_answers(monkeypatch):
     monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *args, **kwargs: "/cache/model_index.json")
     assert resolve_mode(auto, probe_hub=lambda: False) == "hub", "cached weights count as available"
     assert resolve_mode(Settings.from_env({}, models="tiny"), probe_hub=lambda: True) == "tiny"
+
+
+def test_help_lists_every_env_var_the_readme_table_names():
+    """The README says every flag and limit has an env var that `python app.py --help` lists: all of them."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    shown = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=root, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    documented = re.findall(r"^\| `(STUDIO_\w+)`", (root / "README.md").read_text(encoding="utf-8"), flags=re.M)
+    assert len(documented) >= 20
+    assert [name for name in documented if f"  {name}" not in shown] == []
+    assert "STUDIO_MAX_STEPS=150" in shown and "GRADIO_MCP_SERVER" in shown
