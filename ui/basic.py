@@ -22,6 +22,7 @@ from ui.widgets import (
     png_outputs,
     recipe_files,
     recipe_panel,
+    result_gallery,
     result_image,
     summary_box,
     user_errors,
@@ -121,9 +122,7 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
                     gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
                 )
         with gr.Column(scale=1):
-            gallery = gr.Gallery(
-                label="Results", format="png", columns=2, height=420, preview=True, elem_id="basic-gallery"
-            )
+            gallery = result_gallery("Results", columns=2, height=420, preview=True, elem_id="basic-gallery")
             slider = result_image("Init | result: drag to compare", elem_id="basic-slider", slider=True)
             grid = result_image("Comparison")  # init | results
             info = inputs.summary = summary_box("basic-summary")

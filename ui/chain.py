@@ -17,6 +17,7 @@ from ui.widgets import (
     png_outputs,
     recipe_files,
     recipe_panel,
+    result_gallery,
     result_image,
     seed_row,
     summary_box,
@@ -115,7 +116,7 @@ def build(engine: Engine, tools: list) -> Finished:
                     info="Untick to decode and re-encode at every hand-over, and compare.",
                 )
         with gr.Column(scale=1):
-            gallery = gr.Gallery(label="Stages", format="png", columns=3, height=300)
+            gallery = result_gallery("Stages", columns=3, height=300, elem_id="chain-stages")
             final = result_image("Final", elem_id="chain-final", type="filepath")
             comparison = result_image("Comparison")  # init | final
             summary = summary_box("chain-summary")

@@ -35,6 +35,7 @@ from ui.widgets import (
     png_outputs,
     recipe_files,
     recipe_panel,
+    result_gallery,
     result_image,
     seed_row,
     summary_box,
@@ -125,7 +126,7 @@ def build(engine: Engine, tools: list) -> Finished:
                 invert = gr.Checkbox(value=False, label="Invert depth", info=INVERT_INFO)
                 normalize = gr.Checkbox(value=True, label="Normalise depth", info=NORMALIZE_INFO)
             strength = engine_checked(
-                gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
+                gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO)
             )
             conditioning = engine_checked(
                 gr.Slider(
@@ -170,7 +171,7 @@ def build(engine: Engine, tools: list) -> Finished:
                 )
                 with gr.Row():
                     restyle_strength = engine_checked(
-                        gr.Slider(0.01, 1.0, value=style_strength0, step=0.01, label="Restyle strength")
+                        gr.Slider(0.0, 1.0, value=style_strength0, step=0.01, label="Restyle strength")
                     )
                     restyle_guidance = engine_checked(
                         gr.Slider(0.0, 30.0, value=style_guidance0, step=0.5, label="Restyle guidance scale")
@@ -178,7 +179,7 @@ def build(engine: Engine, tools: list) -> Finished:
         with gr.Column(scale=1):
             preview = result_image("Depth map")  # the map used, near bright
             grid = result_image("Grid", elem_id="depth-grid")  # init | depth / ControlNet | restyled
-            gallery = gr.Gallery(label="Images", format="png", columns=4, height=220)
+            gallery = result_gallery("Images", columns=4, height=220, elem_id="depth-images")
             summary = summary_box("depth-summary")
             code, downloads = recipe_panel()
     recipes = gr.State([])

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine.recipe import read_recipe
-from ui.widgets import as_text, outputs_dir, recipe_files
+from ui.widgets import as_text, downloads, outputs_dir, recipe_files, result_gallery
 
 HISTORY_SIZE = 24
 STORAGE_KEY = "img2img-studio-history"
@@ -68,12 +68,12 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
     )
     with gr.Row():
         with gr.Column(scale=2):
-            gallery = gr.Gallery(label="History", format="png", columns=6, height=420, elem_id="history-gallery")
+            gallery = result_gallery("History", columns=6, height=420, elem_id="history-gallery")
             clear = gr.Button("Clear history", variant="secondary")
         with gr.Column(scale=1):
             summary = gr.Markdown(elem_id="history-recipe")
             code = gr.Code(language="python", label="Script", interactive=False)
-            files = gr.File(label="Downloads: script, recipe JSON", file_count="multiple")
+            files = downloads("Downloads: script, recipe JSON")
 
     def show(entries, event: gr.SelectData):
         entries = _clean(settings, entries)
@@ -84,9 +84,9 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
             recipe = read_recipe(path)
         except ValueError as exc:  # metadata was off when it was made
             return as_text(exc), "", None
-        script, downloads = recipe_files(settings, recipe, None)
+        script, files_out = recipe_files(settings, recipe, None)
         line = f"**{as_text(recipe.workflow)}** · {as_text(recipe.model)} · seed {recipe.seed}"
-        return line, script, downloads
+        return line, script, files_out
 
     gallery.select(show, inputs=history, outputs=[summary, code, files], queue=False, api_visibility="private")
     clear.click(lambda: ([], []), outputs=[history, gallery], queue=False, api_visibility="private")

@@ -20,6 +20,7 @@ from ui.widgets import (
     advanced_inputs,
     documented,
     download_folder,
+    downloads,
     engine_checked,
     header_only,
     img2img_request,
@@ -27,6 +28,7 @@ from ui.widgets import (
     model_defaults,
     png_outputs,
     recipe_panel,
+    result_gallery,
     result_image,
     summary_box,
     user_errors,
@@ -131,8 +133,8 @@ def build(engine: Engine, tools: list) -> Finished:
         with gr.Column(scale=1):
             grid = result_image("Grid", elem_id="sweep-grid")
             summary = summary_box("sweep-summary")
-            cells = gr.Gallery(label="Cells", format="png", columns=4, height=300)
-            files = gr.File(label="Downloads", file_count="multiple")  # grid, cells as CSV and JSON
+            cells = result_gallery("Cells", columns=4, height=300, elem_id="sweep-cells")
+            files = downloads()  # grid, cells as CSV and JSON
             code, recipe_downloads = recipe_panel()
     recipes = gr.State([])
 

@@ -122,10 +122,26 @@ def header_only(image: str | None) -> HeaderOnly | None:
     return HeaderOnly(image) if image else None
 
 
+OUTPUT_CLASS = "studio-output"  # marks result areas (the browser tests check none offers an upload)
+
+
 def result_image(label: str, *, elem_id: str | None = None, slider: bool = False, type: str = "pil"):
     """A result image (or an init | result slider): PNG, with the download button, not editable."""
     kind = gr.ImageSlider if slider else gr.Image
-    return kind(label=label, type=type, format="png", interactive=False, elem_id=elem_id)
+    return kind(label=label, type=type, format="png", interactive=False, elem_id=elem_id, elem_classes=[OUTPUT_CLASS])
+
+
+def result_gallery(label: str, *, columns: int, height: int, elem_id: str | None = None, **options) -> gr.Gallery:
+    """Result images as a gallery: PNGs (with their recipes), an output, with no upload area or delete buttons."""
+    return gr.Gallery(
+        label=label, format="png", columns=columns, height=height, interactive=False, elem_id=elem_id,
+        elem_classes=[OUTPUT_CLASS], **options,
+    )  # fmt: skip
+
+
+def downloads(label: str = "Downloads") -> gr.File:
+    """Files to download: a list with download links, no upload area or remove buttons."""
+    return gr.File(label=label, file_count="multiple", interactive=False, elem_classes=[OUTPUT_CLASS])
 
 
 def model_picker(
@@ -135,7 +151,7 @@ def model_picker(
     *,
     keys: list[str] | None = None,
     extra: list[tuple] = (),
-    info: str = "Catalog key; the API takes the key.",
+    info: str = "The checkpoint that repaints the image; each has its own style and defaults.",
     **options,
 ) -> gr.Dropdown:
     """A dropdown of the catalog models that serve a pipeline kind (or of `keys`); values are catalog keys."""
@@ -317,7 +333,8 @@ def main_inputs(settings, default_model: str, *, image_label: str = "Init image"
         value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
     )
     model = model_picker("img2img", default_model)
-    strength = engine_checked(gr.Slider(0.01, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO))
+    # minimum 0, not 0.01: a typed 0 reaches the engine, whose error says why (the slider would clamp it silently)
+    strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO))
     return GenerationInputs(image, prompt, negative_prompt, model, strength)
 
 
@@ -602,7 +619,7 @@ def recipe_panel() -> tuple[gr.Code, gr.File]:
             "pipeline saw it, the recipe as JSON."
         )
         code = gr.Code(language="python", label="Script", interactive=False)
-        files = gr.File(label="Downloads", file_count="multiple")
+        files = downloads()
     return code, files
 
 

@@ -201,3 +201,27 @@ def test_a_web_ui_png_sent_to_basic_fills_what_maps_and_notes_the_rest(page, tmp
     expect(basic.get_by_label("Scheduler (sampler)").first).to_have_value("DPM++ 2M Karras")
     seed = basic.get_by_label("Seed").locator("xpath=..").locator("input[type=number]").first
     expect(seed).to_have_value("1234567")
+
+
+def test_result_areas_are_outputs_not_upload_areas(page):
+    """Galleries and download lists offer no upload, drop zone or delete before (or after) a run."""
+    for tab in ("Basic", "Sweep", "Chain", "Depth", "History"):
+        open_tab(page, tab)
+        outputs = page.locator("[role=tabpanel]:visible .studio-output")
+        assert outputs.count() >= 1, tab
+        for index in range(outputs.count()):
+            area = outputs.nth(index)
+            expect(area).not_to_contain_text("Upload")
+            expect(area).not_to_contain_text("Drop")
+            assert area.locator("input[type=file]").count() == 0, tab
+
+
+def test_a_typed_strength_of_0_is_kept_and_named_in_the_error(page):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    strength = panel.get_by_label("Strength").locator("xpath=..").locator("input[type=number]").first
+    strength.fill("0")
+    strength.press("Enter")
+    panel.get_by_role("button", name="Generate").click()
+    expect(page.locator(".toast-body").first).to_contain_text("strength must be in (0, 1], got 0", timeout=60_000)
+    expect(strength).to_have_value("0")
