@@ -189,10 +189,11 @@ def _extra(value: Any, workflow: str, mode: str, seeds: tuple[int, ...]) -> dict
         extra["family"] = _choice("extra.family", value["family"], _families())
     if "scheduler_name" in value:  # None: the checkpoint's own scheduler
         name = value["scheduler_name"]
-        found = None if name is None else lookup(name) if isinstance(name, str) else None
-        if name is not None and found is None:  # older recipes wrote PNDM and KDPM2, which lookup knows
-            raise _fail("extra.scheduler_name", name, "a scheduler name the app writes")
-        extra["scheduler_name"] = found
+        if name is not None:  # older recipes wrote PNDM and KDPM2, which lookup knows
+            name = lookup(name) if isinstance(name, str) else None
+            if name is None:
+                raise _fail("extra.scheduler_name", value["scheduler_name"], "a scheduler name the app writes")
+        extra["scheduler_name"] = name
     if workflow == "sweep":
         batch = _list("extra.batch", value.get("batch"), required=True)
         extra["batch"] = [_batch_cell(f"extra.batch[{i}]", cell) for i, cell in enumerate(batch)]

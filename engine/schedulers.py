@@ -9,6 +9,7 @@ name written into a PNG's `Sampler:` field, as the web UI names it (`DPM++ 2M Ka
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from typing import Any
 
@@ -51,6 +52,7 @@ def _class(name: str):
     return getattr(diffusers, name)
 
 
+@functools.cache
 def _defaults(class_name: str) -> dict[str, Any]:
     """The config defaults of a scheduler class (its __init__ keyword defaults)."""
     parameters = inspect.signature(_class(class_name).__init__).parameters.values()
@@ -76,12 +78,16 @@ def sampler_name(class_name: str, config: dict[str, Any]) -> str:
     return class_name
 
 
+@functools.cache
+def _names() -> dict[str, str]:
+    """Every accepted spelling, lower-cased -> the table's name (built once: a sweep looks up every cell)."""
+    names = {name.lower(): name for name in SCHEDULERS} | {alias.lower(): name for alias, name in ALIASES.items()}
+    return names | {cls.lower(): name for name, (cls, overrides) in SCHEDULERS.items() if not overrides}
+
+
 def lookup(value: object) -> str | None:
     """The table's name for a typed sampler or scheduler name (any case, aliases and class names too)."""
-    text = str(value).strip().lower()
-    names = {name.lower(): name for name in SCHEDULERS} | {alias.lower(): name for alias, name in ALIASES.items()}
-    names |= {cls.lower(): name for name, (cls, overrides) in SCHEDULERS.items() if not overrides}
-    return names.get(text)
+    return _names().get(str(value).strip().lower())
 
 
 def schedulers_for(model: str) -> list[str]:

@@ -117,10 +117,9 @@ def basic_fields(text: str) -> BasicFields:
         )
     for name in ("prompt", "negative_prompt"):
         text_value = values[name] or ""
-        tags = LORA_TAG.findall(text_value)
+        tags = [match.group(0) for match in LORA_TAG.finditer(text_value)]
         if tags:
-            found = LORA_TAG.finditer(text_value)
-            result.notes.append(f"{name}: {', '.join(m.group(0) for m in found)} removed: LoRAs are not loaded here.")
+            result.notes.append(f"{name}: {', '.join(tags)} removed: LoRAs are not loaded here.")
             text_value = re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", LORA_TAG.sub("", text_value))).strip(" ,")
         values[name] = text_value
     weighted = any(re.search(r"(?<!\\)[\(\[]", values[name]) for name in ("prompt", "negative_prompt"))

@@ -57,9 +57,9 @@ def photo():
 # -- the app, launched once per session on a free loopback port ---------------------------------
 
 
-@pytest.fixture(scope="session")
-def served_app(engine):
-    """The app, launched with its own launch (upload limit, errors shown) on a free loopback port."""
+def launched(engine):
+    """The engine's app, started with its own launch (upload limit, errors shown, MCP when its settings
+    say so) on a free loopback port; its URL is `app.studio_url`. Close it with app.close()."""
     import ui
 
     app = ui.build_app(engine)
@@ -68,7 +68,23 @@ def served_app(engine):
         app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
     )
     app.studio_url = f"http://127.0.0.1:{port}/"
+    return app
+
+
+@pytest.fixture(scope="session")
+def served_app(engine):
+    app = launched(engine)
     yield app
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def mcp_server(engine):
+    """The app as `python app.py --mcp` serves it (tiny mode): its URL."""
+    from dataclasses import replace
+
+    app = launched(type(engine)(replace(engine.settings, mcp=True)))
+    yield app.studio_url
     app.close()
 
 

@@ -241,24 +241,9 @@ def test_depth_errors_reach_the_client_and_the_app_keeps_serving(client, cat_png
     assert Image.open(client.predict(handle_file(str(cat_png)), "depth-anything-v2-small", api_name="/estimate_depth"))
 
 
-def test_mcp_flag_serves_every_endpoint_as_a_described_tool(engine):
+def test_mcp_flag_serves_every_endpoint_as_a_described_tool(mcp_server):
     """--mcp: each tool says what it is for, and each parameter its meaning and the live limits."""
-    from dataclasses import replace
-
-    from ports import free_port
-
-    import ui
-
-    agent = type(engine)(replace(engine.settings, mcp=True))
-    app = ui.build_app(agent)
-    port = free_port()
-    ui.launch(
-        app, agent, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
-    )
-    try:
-        tools = {t["name"]: t for t in httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()}
-    finally:
-        app.close()
+    tools = {t["name"]: t for t in httpx.get(f"{mcp_server}gradio_api/mcp/schema", timeout=30).json()}
     assert {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"} <= set(tools)
     assert tools["img2img"]["description"].startswith("Image-to-image (the Basic tab)")
     params = tools["img2img"]["inputSchema"]["properties"]

@@ -16,7 +16,6 @@ from dataclasses import replace
 import httpx
 import pytest
 from PIL import Image
-from ports import free_port
 
 from engine.recipe import read_recipe
 
@@ -24,17 +23,8 @@ TOOLS = {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"}
 
 
 @pytest.fixture(scope="module")
-def mcp_url(engine):
-    import ui
-
-    agent = type(engine)(replace(engine.settings, mcp=True))
-    app = ui.build_app(agent)
-    port = free_port()
-    ui.launch(
-        app, agent, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
-    )
-    yield f"http://127.0.0.1:{port}/gradio_api/mcp/"
-    app.close()
+def mcp_url(mcp_server):
+    return mcp_server + "gradio_api/mcp/"
 
 
 def data_uri(image: Image.Image) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from ports import free_port
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_URL = "http://127.0.0.1:7860/"
@@ -23,21 +21,6 @@ README_URL = "http://127.0.0.1:7860/"
 
 def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
-
-
-@pytest.fixture(scope="module")
-def readme_server(engine):
-    """The app as `python app.py --models tiny --mcp` serves it, on a free port."""
-    import ui
-
-    served = type(engine)(replace(engine.settings, mcp=True))
-    app = ui.build_app(served)
-    port = free_port()
-    ui.launch(
-        app, served, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
-    )
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
 
 
 @pytest.fixture()
@@ -57,12 +40,12 @@ def test_the_readme_has_an_example_for_every_endpoint_and_the_mcp_tools():
         assert name in code, name
 
 
-def test_the_readme_python_examples_run_in_order(readme_server, reader_folder, capsys):
+def test_the_readme_python_examples_run_in_order(mcp_server, reader_folder, capsys):
     blocks = python_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) >= 6
     namespace: dict = {"__name__": "__readme__"}
     for index, block in enumerate(blocks):
-        source = block.replace(README_URL, readme_server)
+        source = block.replace(README_URL, mcp_server)
         code = compile(source, f"README.md python block {index + 1}", "exec")
         try:  # in a thread of its own, as in a fresh interpreter: no event loop running (Playwright's is here)
             with ThreadPoolExecutor(1) as pool:

@@ -172,6 +172,7 @@ class ToolServer:
 
         self.settings = settings
         self.tools = {spec.name: spec for spec in tools}
+        self.schemas = {name: input_schema(spec) for name, spec in self.tools.items()}  # once, not per call
         self.types = mcp_types
         self.server = Server("Img2Img Studio")
         self.server.list_tools()(self._list_tools)
@@ -192,7 +193,7 @@ class ToolServer:
     def describe(self) -> list[dict]:
         """name, description and inputSchema of every tool (also served at /gradio_api/mcp/schema)."""
         return [
-            {"name": name, "description": tool_description(spec), "inputSchema": input_schema(spec)}
+            {"name": name, "description": tool_description(spec), "inputSchema": self.schemas[name]}
             for name, spec in self.tools.items()
         ]
 
@@ -220,7 +221,7 @@ class ToolServer:
         return self._result(spec, value, root)
 
     def _check_names(self, spec: ToolSpec, arguments: dict) -> None:
-        schema = input_schema(spec)
+        schema = self.schemas[spec.name]
         known = schema["properties"]
         unknown = [name for name in arguments if name not in known]
         if unknown:
