@@ -2,18 +2,21 @@
 weight values), built in seconds: the UNets, VAEs and ControlNet on the meta device, then `to_empty` on
 the GPU and a quick random fill; text encoders built directly on the device (they hold index buffers).
 
-Measured through the engine (`Engine.img2img`, `Engine.sweep`), one variant at a time:
+Sections (`--sections`, all by default):
 
-- SD 1.5 img2img, 512x512, 50 steps x strength 0.8 (40 denoising steps), guidance 7.5, batch 1:
-  eager fp16 + SDPA; + channels_last; + torch.compile of UNet and VAE; + CUDA graphs
-  ("max-autotune"); + fused QKV projections. Loop it/s (one step = one UNet call on the CFG batch of
-  2), end-to-end it/s and seconds per image, and each figure's share of the compute floor
-  (about 1.6 TFLOP per step at 64x64 latents).
-- ControlNet (depth) img2img on SD 1.5 at 512 (raw pipeline: the depth workflow is issue 5).
-- SDXL refiner img2img at 1024, strength 0.3.
-- A 4-cell guidance sweep batched over the same cells one by one.
+- variants: SD 1.5 img2img, 512x512, 50 steps x strength 0.8 (40 denoising steps), guidance 7.5, batch 1,
+  through `Engine.img2img`, one `DevicePolicy` variant at a time (VARIANTS: eager fp16 + SDPA,
+  channels_last, cuDNN benchmark, the engine's CUDA graphs, fused QKV, torch.compile and its modes). Loop
+  it/s (one step = one UNet call on the CFG batch of 2), end-to-end it/s, seconds per image, warm-up, peak
+  VRAM, each figure's share of the compute floor (about 1.6 TFLOP per step at 64x64 latents) and the
+  image's difference from the first variant's.
+- parts: one UNet step alone (eager and graphed, with the graph's error against eager), VAE encode and
+  decode, prompt encoding; with --profile, torch.profiler's kernel table and GPU-busy share per image.
+- sweep: a 4-cell guidance sweep batched over the same cells one by one; controlnet: ControlNet (depth)
+  img2img at 512; refiner: the SDXL refiner at 1024, strength 0.3 (each eager and with --best).
+- switch: model-switch times from local safetensors, with and without room for both models.
 
-    python -m benchmarks.gpu                      # on a CUDA machine
+    python -m benchmarks.gpu                      # on a CUDA machine (RESULTS.md: the H100 figures)
     python -m benchmarks.gpu --small --steps 4    # CPU check of the harness with tiny configs
 
 Configs come from the Hugging Face cache when the real checkpoints are there, else from the
@@ -27,6 +30,7 @@ import platform
 import statistics
 import tempfile
 import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -120,13 +124,24 @@ SMALL = {  # the harness on a CPU: same code paths, tiny sizes
     },
 }
 
+BASE = {"channels_last": True, "cudnn_benchmark": True}
 VARIANTS = {
     "eager fp16 + SDPA": {},
-    "+ channels_last": {"channels_last": True},
-    "+ torch.compile": {"channels_last": True, "compile": True, "compile_mode": "max-autotune-no-cudagraphs"},
-    "+ CUDA graphs": {"channels_last": True, "compile": True, "compile_mode": "max-autotune"},
-    "+ fused QKV": {"channels_last": True, "compile": True, "compile_mode": "max-autotune", "fuse_qkv": True},
+    "+ channels_last + cuDNN benchmark": BASE,
+    "+ CUDA graphs": {**BASE, "cuda_graphs": True},
+    "+ CUDA graphs + fused QKV": {**BASE, "cuda_graphs": True, "fuse_qkv": True},
+    "+ CUDA graphs (NCHW)": {"cuda_graphs": True},
+    "+ CUDA graphs + channels_last": {"channels_last": True, "cuda_graphs": True},
+    "+ CUDA graphs + cuDNN benchmark (NCHW)": {"cuda_graphs": True, "cudnn_benchmark": True},
+    "torch.compile": {**BASE, "compile": True},
+    "torch.compile + CUDA graphs (NCHW)": {"compile": True, "cuda_graphs": True},
+    "torch.compile + CUDA graphs + channels_last": {"compile": True, "cuda_graphs": True, "channels_last": True},
+    "torch.compile + CUDA graphs": {**BASE, "compile": True, "cuda_graphs": True},
+    "torch.compile reduce-overhead": {**BASE, "compile": True, "compile_mode": "reduce-overhead"},
+    "torch.compile max-autotune": {**BASE, "compile": True, "compile_mode": "max-autotune"},
+    "torch.compile + CUDA graphs + fused QKV": {**BASE, "compile": True, "cuda_graphs": True, "fuse_qkv": True},
 }
+EAGER_VARIANTS = [v for v, options in VARIANTS.items() if not options.get("compile")]
 FLOP_PER_STEP = 1.6e12  # SD 1.5 UNet at 64x64 latents, CFG batch of 2
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L4": 121.0}  # dense fp16/bf16 tensor cores
 
@@ -224,23 +239,352 @@ class StepClock:
         return (total - 2) / (self.marks[total] - self.marks[2]) if total > 2 and total in self.marks else float("nan")
 
 
-def measure_img2img(engine, request, runs: int, device: str) -> tuple[float, float, float]:
-    """(loop it/s, end-to-end it/s, seconds per image): medians over `runs` after one warm-up."""
+def measure_img2img(engine, request, runs: int, device: str):
+    """(loop it/s, end-to-end it/s, seconds per image, last result): medians over `runs` after one warm-up."""
     engine.img2img(request)  # warm-up: compilation, autotuning, CUDA graph capture
     loops, e2e, seconds = [], [], []
+    result = None
     for _ in range(runs):
         clock = StepClock(device)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         started = time.perf_counter()
         result = engine.img2img(request, progress=clock)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         elapsed = time.perf_counter() - started
         loops.append(clock.loop_its(result.steps_run))
         e2e.append(result.steps_run / elapsed)
         seconds.append(elapsed)
-    return statistics.median(loops), statistics.median(e2e), statistics.median(seconds)
+    return statistics.median(loops), statistics.median(e2e), statistics.median(seconds), result
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str, repeats: int) -> float:
+    """Median seconds of `fn()` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        started = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def image_difference(a: Image.Image, b: Image.Image) -> str:
+    import numpy as np
+
+    x, y = np.asarray(a, dtype=np.int16), np.asarray(b, dtype=np.int16)
+    return f"max |diff| {int(np.abs(x - y).max())}, mean {float(np.abs(x - y).mean()):.3f} (of 255)"
+
+
+def peak_memory(device: str) -> str:
+    if device != "cuda":
+        return ""
+    return (
+        f", peak VRAM {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (held after: "
+        f"{torch.cuda.memory_reserved() / 2**30:.2f} GiB)"
+    )
+
+
+def reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+class Harness:
+    SECTIONS = ("variants", "parts", "sweep", "controlnet", "refiner", "switch")
+
+    def __init__(self, args) -> None:
+        from skimage import data
+
+        from engine.cache import DevicePolicy
+        from engine.requests import Img2ImgRequest
+        from engine.settings import Settings
+
+        self.args = args
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype = torch.float16 if self.device == "cuda" else torch.float32
+        name = torch.cuda.get_device_name(0) if self.device == "cuda" else platform.processor() or "cpu"
+        self.short = next((k for k in PEAK_TFLOPS if k in name), name)
+        self.peak = args.peak_tflops or PEAK_TFLOPS.get(self.short)
+        self.size = 64 if args.small else 512
+        import diffusers
+
+        print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}, dtype {self.dtype}")
+        if self.device == "cuda":
+            print(f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()} (driver: nvidia-smi)")
+        self.settings = Settings.from_env(
+            {}, models="tiny", data_dir=Path(tempfile.gettempdir()) / "img2img-studio-gpu"
+        )
+        self.image = Image.fromarray(data.astronaut()).resize((self.size, self.size))
+        self.request = Img2ImgRequest(
+            image=self.image,
+            prompt="Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
+            model="sd15",
+            strength=0.8,
+            guidance_scale=7.5,
+            num_inference_steps=args.steps,
+            seed=0,
+        )
+        self.base_policy = DevicePolicy(device=self.device, dtype=self.dtype, offload="none")
+        self.reference: Image.Image | None = None
+
+    def engine(self, **options):
+        from engine.core import Engine
+
+        torch.backends.cudnn.benchmark = False  # a variant turns it on again if it asks
+        engine = Engine(self.settings, policy=replace(self.base_policy, **options))
+        return engine
+
+    def floor_share(self, its: float) -> str:
+        if not self.peak or self.args.small:
+            return ""
+        return f", {its * FLOP_PER_STEP / (self.peak * 1e12):.0%} of the compute floor"
+
+    def variants(self) -> None:
+        for variant in self.args.variants.split(","):
+            engine = self.engine(**VARIANTS[variant])
+            started = time.perf_counter()
+            engine.cache.adopt("sd15", "img2img", sd15_pipeline(self.device, self.dtype, self.args.small))
+            built = time.perf_counter() - started
+            reset_peak(self.device)
+            first = time.perf_counter()
+            loop, e2e, seconds, result = measure_img2img(engine, self.request, self.args.runs, self.device)
+            warm = time.perf_counter() - first - seconds * self.args.runs
+            image = result.images[0]
+            if self.reference is None:
+                self.reference = image
+            print(
+                f"SD 1.5 img2img {self.size}, {self.short}, {variant}: {loop:.1f} it/s (loop)"
+                f"{self.floor_share(loop)}; {e2e:.1f} it/s end to end, {seconds:.3f} s/image; built in "
+                f"{built:.1f}s, warm-up {warm:.1f}s{peak_memory(self.device)}; vs the first variant: "
+                f"{image_difference(image, self.reference)}",
+                flush=True,
+            )
+            engine.cache.clear()
+
+    def parts(self) -> None:
+        """Where an image's time goes, eager and with CUDA graphs: one UNet step alone, VAE encode and
+        decode, the prompt encoding; the rest of the loop is the scheduler and the pipeline's host work."""
+        from engine.graphs import graph_forward, ungraph_forward
+
+        engine = self.engine(**BASE)
+        pipe = sd15_pipeline(self.device, self.dtype, self.args.small)
+        engine.cache.adopt("sd15", "img2img", pipe)
+        latent = self.size // 8
+        generator = torch.Generator(self.device).manual_seed(1)
+        sample = torch.randn(2, 4, latent, latent, generator=generator, device=self.device, dtype=self.dtype)
+        states = torch.randn(
+            2, 77, pipe.text_encoder.config.hidden_size, generator=generator, device=self.device, dtype=self.dtype
+        )
+        t = torch.tensor(500, device=self.device)
+        repeats = 20
+        with torch.inference_mode():
+            eager_out = pipe.unet(sample, t, encoder_hidden_states=states, return_dict=False)[0]
+            unet_eager = timed(lambda: pipe.unet(sample, t, encoder_hidden_states=states), self.device, repeats)
+            if self.device == "cuda":
+                graph_forward(pipe.unet)
+                graphed_out = pipe.unet(sample, t, encoder_hidden_states=states, return_dict=False)[0]
+                error = ((graphed_out.float() - eager_out.float()).norm() / eager_out.float().norm()).item()
+                unet_graph = timed(lambda: pipe.unet(sample, t, encoder_hidden_states=states), self.device, repeats)
+                ungraph_forward(pipe.unet)
+                print(
+                    f"UNet step (CFG batch 2) alone: eager {unet_eager * 1e3:.2f} ms, CUDA graph "
+                    f"{unet_graph * 1e3:.2f} ms ({1 / unet_graph:.1f} steps/s{self.floor_share(1 / unet_graph)}); "
+                    f"graph vs eager relative error {error:.2e}",
+                    flush=True,
+                )
+            else:
+                print(f"UNet step alone: eager {unet_eager * 1e3:.2f} ms")
+            pixels = torch.randn(1, 3, self.size, self.size, generator=generator, device=self.device, dtype=self.dtype)
+            latents = torch.randn(1, 4, latent, latent, generator=generator, device=self.device, dtype=self.dtype)
+            encode = timed(lambda: pipe.vae.encode(pixels), self.device, 10)
+            decode = timed(lambda: pipe.vae.decode(latents), self.device, 10)
+            prompt = timed(lambda: pipe.encode_prompt(self.request.prompt, self.device, 1, True, ""), self.device, 10)
+        print(
+            f"VAE encode {encode * 1e3:.2f} ms, VAE decode {decode * 1e3:.2f} ms "
+            f"({decode / unet_eager:.2f} eager UNet steps), prompt encoding (2 prompts) {prompt * 1e3:.2f} ms",
+            flush=True,
+        )
+        if self.device == "cuda" and self.args.profile:
+            self.profile(engine)
+        engine.cache.clear()
+
+    def profile(self, engine) -> None:
+        """GPU-busy share of one image, eager and graphed, from torch.profiler's kernel times."""
+        from torch.profiler import ProfilerActivity, profile
+
+        from engine.cache import apply_graphs
+
+        pipe = engine.cache.peek("sd15")
+        for label in ("eager", "CUDA graphs"):
+            if label == "CUDA graphs":
+                apply_graphs(pipe, replace(engine.policy, cuda_graphs=True))
+            engine.img2img(self.request)
+            sync(self.device)
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                started = time.perf_counter()
+                engine.img2img(self.request)
+                sync(self.device)
+                wall = time.perf_counter() - started
+            events = prof.key_averages()
+            kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
+            print(
+                f"profile, {label}: wall {wall * 1e3:.1f} ms per image (profiled), GPU kernels "
+                f"{kernel_us / 1e3:.1f} ms ({kernel_us / 1e6 / wall:.0%} busy)",
+                flush=True,
+            )
+            print(events.table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=60))
+
+    def sweep(self) -> None:
+        for label, options in self.compared():
+            self.sweep_once(label, options)
+
+    def sweep_once(self, label: str, options: dict) -> None:
+        from engine.sweep import SweepSpec
+
+        engine = self.engine(**options)
+        engine.cache.adopt("sd15", "img2img", sd15_pipeline(self.device, self.dtype, self.args.small))
+        spec = SweepSpec(base=self.request, x_axis="guidance_scale", x_values="3, 5, 7.5, 10")
+        plan = engine.plan_sweep(spec)
+
+        def one_by_one() -> None:
+            for cell in plan.cells:
+                engine.img2img(replace(self.request, guidance_scale=cell.job.guidance_scale))
+
+        def batched() -> None:
+            list(engine.sweep(plan))
+
+        reset_peak(self.device)
+        repeats = max(1, self.args.runs // 2)
+        times = {"batched": timed(batched, self.device, repeats)}
+        batched_peak = peak_memory(self.device)
+        times["one by one"] = timed(one_by_one, self.device, repeats)
+        print(
+            f"4-cell guidance sweep {self.size}, {self.short}, {label}: batched {times['batched']:.2f}s"
+            f"{batched_peak}, one by one {times['one by one']:.2f}s, ratio "
+            f"{times['batched'] / times['one by one']:.3f} (target <= 0.4)",
+            flush=True,
+        )
+        engine.cache.clear()
+
+    def compared(self) -> list[tuple[str, dict]]:
+        """Eager and the best variant, for the sections that compare the two (--no-eager: the best alone)."""
+        best = ("best: " + self.args.best, self.best())
+        return [best] if self.args.no_eager else [("eager", {}), best]
+
+    def best(self) -> dict:
+        return VARIANTS[self.args.best] if self.device == "cuda" else {}
+
+    def controlnet(self) -> None:
+        for label, options in self.compared():
+            self.controlnet_once(label, options)
+
+    def controlnet_once(self, label: str, options: dict) -> None:
+        from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
+
+        from engine.cache import apply_speedups
+
+        base = sd15_pipeline(self.device, self.dtype, self.args.small)
+        with torch.device("meta"):
+            controlnet = ControlNetModel.from_unet(base.unet, load_weights_from_unet=False)
+        controlnet = build(ControlNetModel, dict(controlnet.config), self.device, self.dtype)
+        pipe = StableDiffusionControlNetImg2ImgPipeline(**base.components, controlnet=controlnet)
+        pipe.set_progress_bar_config(disable=True)
+        torch.backends.cudnn.benchmark = False
+        apply_speedups(pipe, replace(self.base_policy, **options))
+        control = self.image.convert("L").convert("RGB")
+
+        def run() -> None:
+            with torch.inference_mode():
+                pipe(
+                    self.request.prompt,
+                    image=self.image,
+                    control_image=control,
+                    strength=0.8,
+                    num_inference_steps=self.args.steps,
+                    guidance_scale=7.5,
+                    generator=torch.Generator(self.device).manual_seed(0),
+                )
+
+        reset_peak(self.device)
+        seconds = timed(run, self.device, max(1, self.args.runs // 2))
+        steps = int(self.args.steps * 0.8)
+        print(
+            f"ControlNet depth img2img {self.size}, {self.short}, {label}: {steps / seconds:.1f} it/s end to "
+            f"end, {seconds:.3f} s/image{peak_memory(self.device)}",
+            flush=True,
+        )
+
+    def refiner(self) -> None:
+        refiner_size = 64 if self.args.small else 1024
+        for label, options in self.compared():
+            engine = self.engine(**options)
+            engine.cache.adopt("sdxl-refiner", "img2img", refiner_pipeline(self.device, self.dtype, self.args.small))
+            refine = replace(
+                self.request,
+                model="sdxl-refiner",
+                strength=0.3,
+                guidance_scale=5.0,
+                image=self.image.resize((refiner_size, refiner_size)),
+            )
+            reset_peak(self.device)
+            loop, e2e, seconds, _ = measure_img2img(engine, refine, max(1, self.args.runs // 2), self.device)
+            print(
+                f"SDXL refiner img2img {refiner_size}, {self.short}, {label}: {loop:.1f} it/s (loop), {e2e:.1f} "
+                f"it/s end to end, {seconds:.3f} s/image{peak_memory(self.device)}",
+                flush=True,
+            )
+            engine.cache.clear()
+
+    def switch(self) -> None:
+        """Model-switch time with full-size weights saved as safetensors on local disk: a cold load into
+        the GPU, a switch to the other model (evicting or not), a switch back, and a from_pipe derivation."""
+        from engine.catalog import get_spec
+
+        folder = Path(tempfile.mkdtemp(prefix="studio-switch-"))
+        builders = {"sd15": sd15_pipeline, "sdxl-refiner": refiner_pipeline}
+        for key, builder in builders.items():
+            pipe = builder(self.device, self.dtype, self.args.small)
+            started = time.perf_counter()
+            pipe.save_pretrained(folder / key)
+            print(f"saved {key}: {time.perf_counter() - started:.1f}s", flush=True)
+            del pipe
+            torch.cuda.empty_cache() if self.device == "cuda" else None
+
+        from engine.cache import PipelineCache
+
+        def source(spec):
+            return str(folder / spec.key)
+
+        for budget_label, budget in (("both fit", None), ("one at a time", 1)):
+            cache = PipelineCache(
+                source, self.base_policy, budget_bytes=budget, load_kwargs=lambda spec: {"use_safetensors": True}
+            )
+            marks = []
+            for key in ("sd15", "sdxl-refiner", "sd15", "sdxl-refiner"):
+                get_spec(key)
+                sync(self.device)
+                started = time.perf_counter()
+                cache.get(key, "img2img")
+                sync(self.device)
+                marks.append(f"{key} {time.perf_counter() - started:.2f}s")
+            cache.get("sd15", "img2img")
+            started = time.perf_counter()
+            cache.get("sd15", "text2img")
+            derive = time.perf_counter() - started
+            print(
+                f"model switches ({budget_label}): {', '.join(marks)}; from_pipe text2img {derive * 1e3:.0f} ms"
+                f"{peak_memory(self.device)}",
+                flush=True,
+            )
+            cache.clear()
 
 
 def main() -> None:
@@ -248,145 +592,26 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny configs: check the harness on a CPU")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
-    parser.add_argument("--skip", default="", help="comma-separated: controlnet, refiner, sweep")
+    parser.add_argument(
+        "--variants", default=",".join(EAGER_VARIANTS), help="comma-separated; all: " + ", ".join(VARIANTS)
+    )
+    parser.add_argument("--sections", default=",".join(Harness.SECTIONS), help="comma-separated subset")
+    parser.add_argument(
+        "--best", default="+ CUDA graphs + channels_last", help="the variant the other sections compare with eager"
+    )
+    parser.add_argument("--no-eager", action="store_true", help="sections run the best variant only")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler tables in the parts section")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense fp16 peak, for the floor share")
     args = parser.parse_args()
-
-    from skimage import data
-
-    from engine.cache import DevicePolicy
-    from engine.core import Engine
-    from engine.requests import Img2ImgRequest
-    from engine.settings import Settings
-    from engine.sweep import SweepSpec
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu"
-    short = next((k for k in PEAK_TFLOPS if k in name), name)
-    peak = args.peak_tflops or PEAK_TFLOPS.get(short)
-    size = 64 if args.small else 512
-    import diffusers
-
-    print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}, dtype {dtype}")
-    settings = Settings.from_env({}, models="tiny", data_dir=Path(tempfile.gettempdir()) / "img2img-studio-gpu")
-    image = Image.fromarray(data.astronaut()).resize((size, size))
-    request = Img2ImgRequest(
-        image=image,
-        prompt="Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
-        model="sd15",
-        strength=0.8,
-        guidance_scale=7.5,
-        num_inference_steps=args.steps,
-        seed=0,
-    )
-    base_policy = DevicePolicy(device=device, dtype=dtype, offload="none")
-
-    def floor_share(its: float) -> str:
-        return f", {its * FLOP_PER_STEP / (peak * 1e12):.0%} of the compute floor" if peak and not args.small else ""
-
-    for variant in args.variants.split(","):
-        policy = replace(base_policy, **VARIANTS[variant])
-        engine = Engine(settings, policy=policy)
+    harness = Harness(args)
+    for section in args.sections.split(","):
         started = time.perf_counter()
-        engine.cache.adopt("sd15", "img2img", sd15_pipeline(device, dtype, args.small))
-        built = time.perf_counter() - started
-        first = time.perf_counter()
-        loop, e2e, seconds = measure_img2img(engine, request, args.runs, device)
-        warm = time.perf_counter() - first - seconds * args.runs
-        print(
-            f"SD 1.5 img2img {size}, {short}, {variant}: {loop:.1f} it/s (loop){floor_share(loop)}; "
-            f"{e2e:.1f} it/s end to end, {seconds:.3f} s/image; built in {built:.1f}s, warm-up {warm:.1f}s"
-        )
-        engine.cache.clear()
-
-    skip = set(filter(None, args.skip.split(",")))
-    if "sweep" not in skip:
-        engine = Engine(settings, policy=base_policy)
-        engine.cache.adopt("sd15", "img2img", sd15_pipeline(device, dtype, args.small))
-        spec = SweepSpec(base=request, x_axis="guidance_scale", x_values="3, 5, 7.5, 10")
-        plan = engine.plan_sweep(spec)
-
-        def one_by_one() -> None:
-            for cell in plan.cells:
-                engine.img2img(replace(request, guidance_scale=cell.job.guidance_scale))
-
-        def batched() -> None:
-            list(engine.sweep(plan))
-
-        batched(), one_by_one()  # warm-up
-        times = {}
-        for label, fn in (("batched", batched), ("one by one", one_by_one)):
-            runs = []
-            for _ in range(max(1, args.runs // 2)):
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                started = time.perf_counter()
-                fn()
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                runs.append(time.perf_counter() - started)
-            times[label] = statistics.median(runs)
-        print(
-            f"4-cell guidance sweep {size}, {short}: batched {times['batched']:.2f}s, one by one "
-            f"{times['one by one']:.2f}s, ratio {times['batched'] / times['one by one']:.3f} (target <= 0.4)"
-        )
-        engine.cache.clear()
-
-    if "controlnet" not in skip:
-        from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
-
-        base = sd15_pipeline(device, dtype, args.small)
-        with torch.device("meta"):
-            controlnet = ControlNetModel.from_unet(base.unet, load_weights_from_unet=False)
-        controlnet = build(ControlNetModel, dict(controlnet.config), device, dtype)
-        pipe = StableDiffusionControlNetImg2ImgPipeline(**base.components, controlnet=controlnet)
-        pipe.set_progress_bar_config(disable=True)
-        control = image.convert("L").convert("RGB")
-
-        def run_controlnet() -> float:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            pipe(
-                request.prompt,
-                image=image,
-                control_image=control,
-                strength=0.8,
-                num_inference_steps=args.steps,
-                guidance_scale=7.5,
-                generator=torch.Generator(device).manual_seed(0),
-            )
-            if device == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - started
-
-        run_controlnet()
-        seconds = statistics.median(run_controlnet() for _ in range(max(1, args.runs // 2)))
-        steps = int(args.steps * 0.8)
-        print(
-            f"ControlNet depth img2img {size}, {short}, eager: {steps / seconds:.1f} it/s end to end, "
-            f"{seconds:.3f} s/image"
-        )
-        del pipe, base, controlnet
-
-    if "refiner" not in skip:
-        refiner_size = 64 if args.small else 1024
-        engine = Engine(settings, policy=base_policy)
-        engine.cache.adopt("sdxl-refiner", "img2img", refiner_pipeline(device, dtype, args.small))
-        refine = replace(
-            request,
-            model="sdxl-refiner",
-            strength=0.3,
-            guidance_scale=5.0,
-            image=image.resize((refiner_size, refiner_size)),
-        )
-        loop, e2e, seconds = measure_img2img(engine, refine, max(1, args.runs // 2), device)
-        print(
-            f"SDXL refiner img2img {refiner_size}, {short}, eager: {loop:.1f} it/s (loop), {e2e:.1f} it/s end to "
-            f"end, {seconds:.3f} s/image"
-        )
+        try:
+            getattr(harness, section)()
+        except Exception:  # one section failing must not cost the others' figures
+            traceback.print_exc()
+            print(f"section {section} FAILED", flush=True)
+        print(f"[{section}: {time.perf_counter() - started:.0f}s]", flush=True)
 
 
 if __name__ == "__main__":

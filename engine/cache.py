@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.catalog import ModelSpec, get_spec
+from engine.graphs import graph_forward, ungraph_forward
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +58,26 @@ class DevicePolicy:
     dtype: torch.dtype = torch.float32
     offload: str = "none"
     compile: bool = False
-    compile_mode: str | None = None  # torch.compile mode; "max-autotune" adds CUDA graphs
+    compile_mode: str | None = None  # torch.compile mode; "reduce-overhead"/"max-autotune" add its CUDA graphs
     channels_last: bool = False
     fuse_qkv: bool = False
+    cuda_graphs: bool = False  # the denoisers replay CUDA graphs (engine.graphs); CUDA and resident models only
+    cudnn_benchmark: bool = False  # cuDNN times its convolution algorithms once per shape and keeps the fastest
 
     @classmethod
-    def detect(cls, offload: str = "auto", compile: bool = False) -> DevicePolicy:
+    def detect(cls, offload: str = "auto", compile: bool = False, cuda_graphs: bool = True) -> DevicePolicy:
+        """The machine's policy. On CUDA: fp16 with SDPA, channels_last, CUDA graphs unless turned off,
+        torch.compile when asked (benchmarks/RESULTS.md has the H100 figures). Not cuDNN's algorithm search:
+        it gained 3% and its trials took up to 75 GiB for a moment, which could starve a process beside it."""
         if torch.cuda.is_available():
-            return cls(device="cuda", dtype=torch.float16, offload=offload, compile=compile)
+            return cls(
+                device="cuda",
+                dtype=torch.float16,
+                offload=offload,
+                compile=compile,
+                channels_last=True,
+                cuda_graphs=cuda_graphs,
+            )
         return cls()
 
     @property
@@ -238,6 +251,8 @@ class PipelineCache:
                 self.evict(key)
             if owner is not None and owner.placement == "cuda":
                 for derived in owner.pipes.values():
+                    for module in _denoisers(derived):
+                        ungraph_forward(module)  # offload moves the weights: captured addresses go stale
                     derived.enable_model_cpu_offload()
                 owner.placement = "model-offload"
                 return "model CPU offload" + (f" and {len(evicted)} other model(s) unloaded" if evicted else "")
@@ -308,6 +323,7 @@ class PipelineCache:
             pipe.enable_sequential_cpu_offload()
         elif weights.placement == "cuda":
             pipe.to("cuda")  # a ControlNet joining a resident pipeline
+            apply_graphs(pipe, self.policy)
 
     def _resident_bytes(self) -> int:
         return sum(w.nbytes for w in self._weights.values() if w.placement in ("cpu", "cuda"))
@@ -351,14 +367,17 @@ class PipelineCache:
 
 
 def apply_speedups(pipe, policy: DevicePolicy) -> None:
-    """channels_last, fused QKV projections and torch.compile, as the policy asks.
+    """channels_last, fused QKV projections, torch.compile and CUDA graphs, as the policy asks.
 
     Compilation is in place (`module.compile()`), so the module objects that from_pipe shares and
     that hooks attach to stay the same. The VAE's encoder and decoder are compiled separately
-    because pipelines call `vae.encode`/`vae.decode`, not `vae.forward`.
+    because pipelines call `vae.encode`/`vae.decode`, not `vae.forward`. With both compile and
+    `cuda_graphs`, the denoiser's compiled forward is what the graphs capture.
     """
     unet = getattr(pipe, "unet", None)
     vae = getattr(pipe, "vae", None)
+    if policy.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
     if policy.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
         pipe.fuse_qkv_projections()
     if policy.channels_last:
@@ -368,10 +387,26 @@ def apply_speedups(pipe, policy: DevicePolicy) -> None:
     if policy.compile:
         options = {"mode": policy.compile_mode} if policy.compile_mode else {}
         if unet is not None:
-            unet.compile(**options)
+            if policy.cuda_graphs and policy.device == "cuda":
+                graph_forward(unet, torch.compile(unet.forward, **options))
+            else:
+                unet.compile(**options)
         if vae is not None:
             vae.encoder.compile(**options)
             vae.decoder.compile(**options)
+    apply_graphs(pipe, policy)
+
+
+def apply_graphs(pipe, policy: DevicePolicy) -> None:
+    """CUDA graphs for the pipeline's denoisers (UNet, ControlNet) when the policy asks for them."""
+    if policy.cuda_graphs and policy.device == "cuda":
+        for module in _denoisers(pipe):
+            graph_forward(module)
+
+
+def _denoisers(pipe) -> list[torch.nn.Module]:
+    """The modules a pipeline calls at every step."""
+    return [m for m in (getattr(pipe, "unet", None), getattr(pipe, "controlnet", None)) if m is not None]
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -116,7 +116,7 @@ class Engine:
         _quiet_library_progress_bars()
         self.settings = settings
         self.mode = resolve_mode(settings, probe_hub=probe_hub)
-        self.policy = policy or DevicePolicy.detect(settings.offload, settings.compile)
+        self.policy = policy or DevicePolicy.detect(settings.offload, settings.compile, settings.cuda_graphs)
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()

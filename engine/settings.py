@@ -46,7 +46,18 @@ class Settings:
     )
     compile: bool = field(
         default=False,
-        metadata=_env("STUDIO_COMPILE", "torch.compile the UNet on CUDA (slow first run)", flag="--compile"),
+        metadata=_env(
+            "STUDIO_COMPILE",
+            "CUDA only: torch.compile the UNet and VAE (H100: 1.75x faster images after a first one of about 100 s)",
+            flag="--compile",
+        ),
+    )
+    cuda_graphs: bool = field(
+        default=True,
+        metadata=_env(
+            "STUDIO_CUDA_GRAPHS",
+            "CUDA only: replay each step's UNet/ControlNet as a CUDA graph (H100: 3.4x faster images); 0 turns it off",
+        ),
     )
     mcp: bool = field(
         default=False,
