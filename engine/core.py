@@ -151,7 +151,11 @@ class Engine:
     @property
     def banner(self) -> str:
         """One line for the page header saying which models are live."""
-        device = f"{self.policy.device} ({str(self.policy.dtype).removeprefix('torch.')})"
+        speedups = [
+            name for name, on in (("CUDA graphs", self.policy.cuda_graphs), ("compiled", self.policy.compile)) if on
+        ]
+        details = ", ".join([str(self.policy.dtype).removeprefix("torch."), *speedups])
+        device = f"{self.policy.device} ({details})"
         if self.mode == "tiny":
             why = f" ({html.escape(self.mode.reason, quote=False)})" if self.mode.reason.startswith("auto") else ""
             return (

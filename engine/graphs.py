@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 
 WARMUP_CALLS = 2  # eager calls on a side stream before a capture (cuDNN/cuBLAS pick their algorithms)
 MAX_GRAPHS = 8  # signatures kept per module (sizes, batch sizes); the least recently used goes first
-MAX_CAPTURES = 32  # a module whose signature keeps changing (a number that varies per step) stops capturing
+# A module whose signature keeps changing (a number that varies per step) stops capturing: past MAX_GRAPHS
+# captures, once more than one call in CHURN makes a new one. A server's images make one per size.
+CHURN = 4
 
 
 @dataclass
@@ -47,18 +49,24 @@ class GraphedForward:
         self.pool = None
         self.name = type(module).__name__
         self.captured = 0
+        self.calls = 0  # calls that could replay
+        self.disabled = False
 
     def __call__(self, *args, **kwargs):
-        if torch.is_grad_enabled() or self.captured >= MAX_CAPTURES:
+        if torch.is_grad_enabled() or self.disabled:
             return self.eager(*args, **kwargs)
         leaves, spec = pytree.tree_flatten((args, kwargs))
         key = _signature(leaves, spec)  # None off CUDA: asked first, as CUDA calls fail without a driver
         if key is None or torch.cuda.is_current_stream_capturing():
             return self.eager(*args, **kwargs)
+        self.calls += 1
         if key not in self.captures:
             self.captured += 1
-            if self.captured == MAX_CAPTURES:
-                logger.warning("%s: %d CUDA graph captures; running eagerly from now on", self.name, MAX_CAPTURES)
+            if self.captured > MAX_GRAPHS and self.captured * CHURN > self.calls:
+                logger.warning("%s: a new CUDA graph every few calls; running eagerly from now on", self.name)
+                self.disabled = True
+                self.captures.clear()
+                return self.eager(*args, **kwargs)
             self.captures[key] = self._capture(leaves, spec)
             while len(self.captures) > MAX_GRAPHS:
                 self.captures.popitem(last=False)

@@ -150,3 +150,25 @@ def test_pipeline_with_graphs_equals_without(tmp_path):
         engine.cache.clear()
     for image in images[True] + images["offload"]:
         assert np.abs(image - images[False][0]).max() <= 1
+
+
+def test_a_signature_that_changes_every_call_stops_capturing(monkeypatch):
+    """A number that varies per step would capture a graph every step: the module goes eager instead, while
+    a server's new image sizes (a capture per image of 40 steps) keep their graphs."""
+    from engine import graphs
+
+    monkeypatch.setattr(graphs, "_signature", lambda leaves, spec: ("call", leaves[-1]))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    captured = []
+    monkeypatch.setattr(graphs.GraphedForward, "_capture", lambda self, leaves, spec: captured.append(leaves[-1]))
+    calls = []
+    with torch.inference_mode():
+        per_size = graphs.GraphedForward(torch.nn.Identity(), lambda x, size: calls.append(size))
+        for size in range(20):
+            for _ in range(40):
+                per_size(None, size)
+        assert not per_size.disabled and len(captured) == 20 and len(calls) == 800
+        captured.clear()
+        per_step = graphs.GraphedForward(torch.nn.Identity(), lambda x, step: step)
+        assert [per_step(None, step) for step in range(40)] == list(range(40))  # same results throughout
+    assert per_step.disabled and len(captured) == graphs.MAX_GRAPHS
