@@ -37,6 +37,7 @@ from engine.requests import (
     normalize_for_model,
 )
 from engine.run import GenerationCancelled, StepReporter, call_pipeline
+from engine.schedulers import steps_run
 from engine.settings import Settings
 
 SUBJECT = "{subject}"
@@ -129,9 +130,12 @@ class StagePlan:
 
     @property
     def denoising_steps(self) -> int:
-        if self.kind == "img2img" and self.strength is not None:
-            return denoising_steps(self.num_inference_steps, self.strength)
-        return self.num_inference_steps
+        """Model calls of this stage, as the progress bar counts them (PNDM's repeated step included)."""
+        return steps_run(self.spec.key, self.num_inference_steps, self.applied_strength)
+
+    @property
+    def applied_strength(self) -> float:
+        return self.strength if self.kind == "img2img" and self.strength is not None else 1.0
 
 
 @dataclass(frozen=True)
@@ -194,8 +198,8 @@ def parse_stages(stages: object, max_stages: int) -> list[ChainStage]:
     return parsed
 
 
-def stages_json(preset: str) -> str:
-    """A preset's stages as editable JSON, defaults filled in."""
+def stages_json(preset: str, settings: Settings | None = None) -> str:
+    """A preset's stages as editable JSON, defaults filled in (steps as `settings` start runs)."""
     rows = []
     for stage in PRESETS[preset]:
         spec = get_spec(stage.model)
@@ -207,7 +211,8 @@ def stages_json(preset: str) -> str:
             if "upscale" not in spec.kinds and stage.kind != "text2img":
                 row["strength"] = defaults.strength
             row["guidance_scale"] = defaults.guidance_scale
-            row["num_inference_steps"] = defaults.num_inference_steps
+            steps = defaults.num_inference_steps
+            row["num_inference_steps"] = settings.steps_default(steps) if settings else steps
         rows.append(row)
     return json.dumps(rows, indent=2)
 
@@ -239,7 +244,10 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
         width = check_number("width", request.width, low=settings.min_side, high=4096, integer=True)
         height = check_number("height", request.height, low=settings.min_side, high=4096, integer=True)
         size = fit_size(
-            (width, height), multiple=spec.size_multiple, max_pixels=settings.max_pixels, min_side=settings.min_side
+            (width, height),
+            multiple=spec.size_multiple,
+            max_pixels=settings.working_pixels,
+            min_side=settings.min_side,
         )
     else:
         init = normalize_for_model(request.image, spec, settings)
@@ -333,7 +341,9 @@ def _resolve(stage, index, spec, kind, subject, settings, input_size, output_siz
     )
     steps = check_number(
         "num_inference_steps",
-        defaults.num_inference_steps if stage.num_inference_steps is None else stage.num_inference_steps,
+        settings.steps_default(defaults.num_inference_steps)
+        if stage.num_inference_steps is None
+        else stage.num_inference_steps,
         low=1,
         high=settings.max_steps,
         integer=True,

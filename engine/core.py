@@ -114,9 +114,10 @@ class Engine:
 
     def __init__(self, settings: Settings, *, policy: DevicePolicy | None = None, probe_hub=None) -> None:
         _quiet_library_progress_bars()
-        self.settings = settings
         self.mode = resolve_mode(settings, probe_hub=probe_hub)
         self.policy = policy or DevicePolicy.detect(settings.offload, settings.compile, settings.cuda_graphs)
+        self.quick = self.mode == "tiny" and self.policy.device == "cpu"
+        self.settings = settings = settings.resolved(quick=self.quick)
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -162,6 +163,12 @@ class Engine:
                 f"Model mode: **tiny**{why}: random-weight twins of every model, on {device}. "
                 "Images are noise from random weights; every workflow, size and parameter behaves as with "
                 "the real checkpoints. Start with `--models hub` for real images."
+                + (
+                    f" On a CPU runs start small and quick: a {self.settings.working_pixels:,}-pixel working size "
+                    f"and {self.settings.default_steps} steps (STUDIO_MAX_PIXELS, STUDIO_DEFAULT_STEPS change them)."
+                    if self.quick
+                    else ""
+                )
             )
         checker = "" if self.settings.safety_checker else " The safety checker is off (STUDIO_SAFETY_CHECKER=false)."
         return f"Model mode: **hub**: real checkpoints from the Hugging Face Hub, on {device}.{checker}"

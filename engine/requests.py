@@ -19,7 +19,7 @@ from PIL import Image
 from engine.catalog import ModelSpec, get_spec, models_for
 from engine.errors import HUGE, shown_value
 from engine.images import NormalizedImage, normalize_image
-from engine.schedulers import check_scheduler
+from engine.schedulers import check_scheduler, steps_run
 from engine.settings import Settings
 
 SEED_LIMIT = 2**32
@@ -130,10 +130,8 @@ def seed_series(seed: int, count: int) -> tuple[int, ...]:
 
 
 def denoising_steps(num_inference_steps: int, strength: float) -> int:
-    """How many of the schedule's steps img2img runs: diffusers' own `get_timesteps` arithmetic.
-
-    Schedulers with a warm-up step (PNDM, SD 1.5's default) call the UNet once more than this.
-    """
+    """How many of the schedule's steps img2img keeps: diffusers' own `get_timesteps` arithmetic (0 is
+    refused). `engine.schedulers.steps_run` counts the model calls, which a scheduler may add to."""
     return min(int(num_inference_steps * strength), num_inference_steps)
 
 
@@ -142,7 +140,7 @@ def normalize_for_model(image: object, spec: ModelSpec, settings: Settings, name
     return normalize_image(
         image,
         multiple=spec.size_multiple,
-        max_pixels=settings.max_pixels,
+        max_pixels=settings.working_pixels,
         max_input_pixels=settings.max_input_pixels,
         min_side=settings.min_side,
         name=name,
@@ -199,7 +197,7 @@ class Img2ImgRequest:
         )
         steps = check_number(
             "num_inference_steps",
-            _default(self.num_inference_steps, defaults.num_inference_steps),
+            _default(self.num_inference_steps, settings.steps_default(defaults.num_inference_steps)),
             low=1,
             high=settings.max_steps,
             integer=True,
@@ -254,4 +252,5 @@ class Img2ImgJob:
 
     @property
     def denoising_steps(self) -> int:
-        return denoising_steps(self.num_inference_steps, self.strength)
+        """Model calls per image, as the progress bar counts them (PNDM's repeated step included)."""
+        return steps_run(self.spec.key, self.num_inference_steps, self.strength, self.scheduler)

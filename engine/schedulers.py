@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.catalog import get_spec
 from engine.errors import shown_value
+from engine.repos import repo_facts
 
 # Web UI sampler name -> (diffusers class, config overrides), after diffusers' own mapping table
 # (docs: "Schedulers", A1111/k-diffusion names).
@@ -95,6 +96,38 @@ def schedulers_for(model: str) -> list[str]:
     own = _class(get_spec(model).scheduler)
     compatible = set(own._compatibles) | {own.__name__}  # _compatibles holds class names
     return [name for name, (cls, _) in SCHEDULERS.items() if cls in compatible]
+
+
+@functools.lru_cache(maxsize=1024)
+def steps_run(model: str, num_inference_steps: int, strength: float = 1.0, scheduler: str | None = None) -> int:
+    """Model calls per image of a run (strength 1: a full text-to-image or upscaler run), as the progress bar
+    counts them: diffusers' `get_timesteps` on the scheduler's own timesteps. Most schedules have one
+    timestep per step, so int(steps x strength); PNDM (SD 1.5's default) repeats one (41 of 50 at 0.8),
+    second-order schedulers (Heun, DPM2) call the model twice per step."""
+    n = int(num_inference_steps)
+    kept = min(int(n * strength), n)
+    try:
+        config = repo_facts(get_spec(model).hub_id).config("scheduler/scheduler_config.json")
+    except ValueError:
+        config = None
+    if config is None or kept < 1:
+        return kept
+    class_name, overrides = SCHEDULERS[scheduler] if scheduler else (config["_class_name"], {})
+    instance = _class(class_name).from_config(config, **overrides)
+    instance.set_timesteps(n)
+    return len(instance.timesteps) - (n - kept) * instance.order
+
+
+def steps_text(model: str, num_inference_steps: int, strength: float = 1.0, scheduler: str | None = None) -> str:
+    """The plan's sentence for a run's step count, with the arithmetic when the scheduler adds calls."""
+    n = int(num_inference_steps)
+    kept = min(int(n * strength), n)
+    run = steps_run(model, n, strength, scheduler)
+    formula = f"int({n} × {strength:g}) = {kept}" if strength != 1 else f"{n}"
+    if run == kept:
+        return f"**{run}** of {n} steps will run: {formula}." if strength != 1 else f"**{run}** steps will run."
+    name = scheduler or get_spec(model).scheduler.removesuffix("Scheduler")
+    return f"**{run}** denoising steps will run: {formula} of the {n}-step schedule; {name} makes it {run}."
 
 
 def check_scheduler(value: object, model: str, *, name: str = "scheduler") -> str | None:

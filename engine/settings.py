@@ -12,6 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 MODEL_MODES = ("auto", "hub", "tiny")
+FULL_PIXELS = 1024 * 1024
+# Tiny mode on a CPU makes noise from random weights: a small working size and few steps there, so a
+# newcomer's first example finishes in seconds (benchmarks/RESULTS.md), not minutes.
+QUICK_PIXELS = 256 * 256
+QUICK_STEPS = 10
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 
 
@@ -74,8 +79,20 @@ class Settings:
         metadata=_env("STUDIO_MAX_INPUT_PIXELS", "uploads larger than this (read from the header) are refused"),
     )
     max_pixels: int = field(
-        default=1024 * 1024,
-        metadata=_env("STUDIO_MAX_PIXELS", "working size: larger images are scaled down to this many pixels"),
+        default=0,
+        metadata=_env(
+            "STUDIO_MAX_PIXELS",
+            f"working size: larger images are scaled down to this many pixels; 0: {FULL_PIXELS}, or {QUICK_PIXELS} "
+            "(256x256) in tiny mode on a CPU",
+        ),
+    )
+    default_steps: int = field(
+        default=0,
+        metadata=_env(
+            "STUDIO_DEFAULT_STEPS",
+            f"num_inference_steps a run starts with; 0: each model's own (50 for SD 1.5), or {QUICK_STEPS} in tiny "
+            "mode on a CPU",
+        ),
     )
     min_side: int = field(default=64, metadata=_env("STUDIO_MIN_SIDE", "smallest image side accepted, in pixels"))
     max_steps: int = field(default=150, metadata=_env("STUDIO_MAX_STEPS", "most num_inference_steps per run"))
@@ -154,6 +171,23 @@ class Settings:
         except ValueError as exc:
             parser.error(str(exc))
             raise  # unreachable: parser.error exits
+
+    @property
+    def working_pixels(self) -> int:
+        """The working size cap (max_pixels, 0 meaning the full 1024x1024)."""
+        return self.max_pixels or FULL_PIXELS
+
+    def steps_default(self, model_default: int) -> int:
+        """num_inference_steps when a run does not say: default_steps, or the model's own."""
+        return self.default_steps or model_default
+
+    def resolved(self, *, quick: bool) -> Settings:
+        """The automatic values filled in: small and fast (`quick`: tiny mode on a CPU) or full."""
+        return replace(
+            self,
+            max_pixels=self.max_pixels or (QUICK_PIXELS if quick else FULL_PIXELS),
+            default_steps=self.default_steps or (QUICK_STEPS if quick else 0),
+        )
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(env var, value, meaning) for every setting, for the README and the startup log."""

@@ -8,6 +8,7 @@ from diffusers import AutoPipelineForImage2Image
 from engine.basic import kandinsky_size_kwargs
 from engine.requests import Img2ImgRequest
 from engine.run import CancelToken, GenerationCancelled
+from engine.schedulers import steps_text
 
 PROMPT = "cat wizard, gandalf, lord of the rings, detailed, fantasy"
 
@@ -107,11 +108,24 @@ def test_steps_really_run(engine, photo, model, warmup):
         Img2ImgRequest(image=photo, prompt="a cat", model=model, strength=0.29, num_inference_steps=100, seed=0),
         progress=lambda done, total: seen.append((done, total)),
     )
-    # int(100 x 0.29) = 28 in floating point; PNDM (SD 1.5's scheduler) adds one warm-up step
-    assert result.job.denoising_steps == 28
+    # int(100 x 0.29) = 28 in floating point; PNDM (SD 1.5's scheduler) repeats one step, and the plan says so
+    assert result.job.denoising_steps == 28 + warmup
     assert result.steps_run == 28 + warmup
     assert seen[-1] == (28 + warmup, 28 + warmup)
     assert [d for d, _ in seen] == list(range(1, 29 + warmup))
+
+
+@pytest.mark.parametrize("scheduler", [None, "Euler a", "Heun", "DPM2 Karras", "DPM++ 2M", "LMS", "UniPC"])
+def test_the_planned_step_count_is_the_count_that_runs(engine, photo, scheduler):
+    """The plan, progress bar and summary count the same steps for every scheduler: diffusers' own
+    timesteps decide (PNDM repeats one, second-order schedulers call the UNet twice per step)."""
+    seen = []
+    request = Img2ImgRequest(
+        image=photo, prompt="a cat", strength=0.5, num_inference_steps=9, seed=0, scheduler=scheduler
+    )
+    result = engine.img2img(request, progress=lambda done, total: seen.append(done))
+    assert result.job.denoising_steps == result.steps_run == len(seen)
+    assert steps_text("sd15", 9, 0.5, scheduler).startswith(f"**{result.steps_run}**")
 
 
 def test_weighted_prompt_uses_compel(engine, photo):

@@ -9,6 +9,7 @@ from engine.core import Engine
 from engine.images import fit_size, probe_size
 from engine.requests import RANDOM_SEED, denoising_steps
 from engine.run import CancelToken, GenerationCancelled
+from engine.schedulers import check_scheduler, steps_text
 from ui.widgets import (
     Finished,
     GenerationInputs,
@@ -39,21 +40,25 @@ EXAMPLE_PROMPTS = {
 }
 
 
-def plan_text(engine: Engine, image: str | None, model: str, strength: float, steps: float) -> str:
-    """What a run will do, shown before it starts: denoising steps and output size."""
+def plan_text(
+    engine: Engine, image: str | None, model: str, strength: float, steps: float, scheduler: str | None = None
+) -> str:
+    """What a run will do, shown before it starts: denoising steps (as the progress bar will count them)
+    and output size."""
     try:
         spec = get_spec(model)
         lines = []
         if isinstance(strength, int | float) and isinstance(steps, int | float) and steps >= 1:
-            run = denoising_steps(int(steps), float(strength))
-            lines.append(f"**{run}** of {int(steps)} steps will run: int({int(steps)} × {strength:g}) = {run}.")
+            if denoising_steps(int(steps), float(strength)) < 1:
+                raise ValueError(f"int({int(steps)} × {strength:g}) = 0 denoising steps; raise strength or steps")
+            lines.append(steps_text(model, int(steps), float(strength), check_scheduler(scheduler, model)))
         if image:
             settings = engine.settings
             width, height = probe_size(image, name="image", max_input_pixels=settings.max_input_pixels)
             size = fit_size(
                 (width, height),
                 multiple=spec.size_multiple,
-                max_pixels=settings.max_pixels,
+                max_pixels=settings.working_pixels,
                 min_side=settings.min_side,
             )
             lines.append(f"Output **{size[0]}×{size[1]}** (input {width}×{height}).")
@@ -67,12 +72,8 @@ def result_text(result) -> str:
     job = result.job
     seeds = job.seeds
     seed_text = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
-    expected = job.denoising_steps
-    steps_note = ""
-    if result.steps_run != expected:
-        steps_note = f" (int({job.num_inference_steps} × {job.strength:g}) = {expected}, plus the scheduler's warm-up)"
     lines = [
-        f"Seed {seed_text} · {result.steps_run} denoising steps{steps_note} · "
+        f"Seed {seed_text} · {result.steps_run} denoising steps · "
         f"{job.image.size[0]}×{job.image.size[1]} · {result.seconds:.1f}s · {job.spec.label}"
     ]
     if job.image.notes:
@@ -101,17 +102,23 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them) and
     its finished run. Adds its handler to `tools`."""
     default_model = "sd15"
-    strength0, guidance0, steps0 = model_defaults(default_model)
     settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults(default_model, settings)
     last_seed = gr.State(RANDOM_SEED)
 
     gr.Markdown(
         "Start from an image and a prompt. **Strength** decides how much of the image survives; "
         "**guidance** how literally the prompt is followed."
     )
+    examples = engine.example_images()
     with gr.Row():
         with gr.Column(scale=1):
             inputs = main_inputs(settings, default_model)
+            gr.Examples(
+                examples=[[str(examples[label]), prompt] for label, prompt in EXAMPLE_PROMPTS.items()],
+                inputs=[inputs.image, inputs.prompt],
+                label="Examples (photos from scikit-image)",
+            )
             plan = gr.Markdown(plan_text(engine, None, default_model, strength0, steps0))
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", scale=3)
@@ -128,15 +135,8 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
             info = inputs.summary = summary_box("basic-summary")
             code, files = recipe_panel()
     recipes = gr.State([])
-    image, prompt, model, strength = inputs.image, inputs.prompt, inputs.model, inputs.strength
+    image, model, strength = inputs.image, inputs.model, inputs.strength
     num_inference_steps, seed = inputs.num_inference_steps, inputs.seed
-
-    examples = engine.example_images()
-    gr.Examples(
-        examples=[[str(examples[label]), prompt] for label, prompt in EXAMPLE_PROMPTS.items()],
-        inputs=[image, prompt],
-        label="Examples (photos from scikit-image)",
-    )
 
     @documented(settings)
     @user_errors
@@ -185,7 +185,7 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
         ids = [engine.results.put(r, result.init_image) for r in per_image]
         return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], ids
 
-    plan_inputs = [image, model, strength, num_inference_steps]
+    plan_inputs = [image, model, strength, num_inference_steps, inputs.scheduler]
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
 
     done = wire_generation(

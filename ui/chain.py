@@ -88,6 +88,7 @@ def build(engine: Engine, tools: list) -> Finished:
         "Run pipelines one after another. Stages of one latent family pass **latents** "
         '(`output_type="latent"`), saving a decode and an encode; others pass a decoded **image**.'
     )
+    examples = engine.example_images()
     with gr.Row():
         with gr.Column(scale=1):
             image = image_input(height=280)
@@ -99,12 +100,23 @@ def build(engine: Engine, tools: list) -> Finished:
                 allow_custom_value=True,  # the engine answers an unknown preset with the list
             )
             prompt = gr.Textbox(value=DEFAULT_SUBJECT, label="Subject", lines=2, max_length=settings.max_prompt_chars)
+            gr.Examples(
+                examples=[
+                    [str(examples["astronaut"]), "image-image-image", DEFAULT_SUBJECT],
+                    [str(examples["astronaut, 64 px"]), "image-upscale-superres", DEFAULT_SUBJECT],
+                    [None, "text-image-image", DEFAULT_SUBJECT],
+                ],
+                inputs=[image, preset, prompt],
+                label="Examples: the guide's three chains",
+            )
             plan = gr.Markdown()
             with gr.Row():
                 run = gr.Button("Run chain", variant="primary", scale=3)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Stages and options", open=False):
-                stages = gr.Code(value=stages_json(DEFAULT_PRESET), language="json", label="Stages", lines=12)
+                stages = gr.Code(
+                    value=stages_json(DEFAULT_PRESET, engine.settings), language="json", label="Stages", lines=12
+                )
                 gr.Markdown(STAGES_INFO)
                 seed, _, _ = seed_row()
                 with gr.Row():
@@ -122,17 +134,6 @@ def build(engine: Engine, tools: list) -> Finished:
             summary = summary_box("chain-summary")
             code, recipe_downloads = recipe_panel()
     recipes = gr.State([])
-
-    examples = engine.example_images()
-    gr.Examples(
-        examples=[
-            [str(examples["astronaut"]), "image-image-image", DEFAULT_SUBJECT],
-            [str(examples["astronaut, 64 px"]), "image-upscale-superres", DEFAULT_SUBJECT],
-            [None, "text-image-image", DEFAULT_SUBJECT],
-        ],
-        inputs=[image, preset, prompt],
-        label="Examples: the guide's three chains",
-    )
 
     @documented(settings)
     @user_errors
@@ -188,7 +189,7 @@ def build(engine: Engine, tools: list) -> Finished:
     def on_preset(name: str):
         if not name:
             return gr.skip(), gr.Dropdown(info="Custom: the stages below are run.")
-        return stages_json(name), gr.Dropdown(info=PRESET_NOTES[name])
+        return stages_json(name, engine.settings), gr.Dropdown(info=PRESET_NOTES[name])
 
     preset.change(on_preset, inputs=preset, outputs=[stages, preset], queue=False, api_visibility="private")
     stages.input(lambda _: "", inputs=stages, outputs=preset, queue=False, api_visibility="private")

@@ -101,19 +101,28 @@ def gallery_entries(state: DepthProgress) -> list[tuple]:
 def build(engine: Engine, tools: list) -> Finished:
     """Lay out the Depth tab and wire its events; adds its handlers to `tools`."""
     settings = engine.settings
-    strength0, guidance0, steps0 = model_defaults("sd15")
-    style_strength0, style_guidance0, _ = model_defaults(DEFAULT_RESTYLE)
+    strength0, guidance0, steps0 = model_defaults("sd15", settings)
+    style_strength0, style_guidance0, _ = model_defaults(DEFAULT_RESTYLE, settings)
     last_seed = gr.State(RANDOM_SEED)
     gr.Markdown(
         "A depth map keeps the image's layout while the prompt changes everything else: near is bright, far "
         "is dark. Upload one, or let an estimator make it; then a style model can restyle the result."
     )
+    examples = engine.example_images()
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Row():
                 image = image_input(height=260)
                 depth_map = image_input("Depth map (optional; estimated when empty)", height=260)
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+            gr.Examples(
+                examples=[
+                    [str(examples["motorcycle"]), str(engine.example_depth_map()), DEFAULT_PROMPT],
+                    [str(examples["astronaut"]), None, EXAMPLE_PROMPTS["astronaut"]],
+                ],
+                inputs=[image, depth_map, prompt],
+                label="Examples: the Middlebury motorcycle with its measured disparity; the astronaut, estimated",
+            )
             negative_prompt = gr.Textbox(
                 value="", label="Negative prompt", info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
             )
@@ -183,16 +192,6 @@ def build(engine: Engine, tools: list) -> Finished:
             summary = summary_box("depth-summary")
             code, downloads = recipe_panel()
     recipes = gr.State([])
-
-    examples = engine.example_images()
-    gr.Examples(
-        examples=[
-            [str(examples["motorcycle"]), str(engine.example_depth_map()), DEFAULT_PROMPT],
-            [str(examples["astronaut"]), None, EXAMPLE_PROMPTS["astronaut"]],
-        ],
-        inputs=[image, depth_map, prompt],
-        label="Examples: the Middlebury motorcycle with its measured disparity; the astronaut, estimated",
-    )
 
     @documented(settings)
     @user_errors
@@ -303,7 +302,7 @@ def build(engine: Engine, tools: list) -> Finished:
 
     def on_restyle_model(key: str):
         try:
-            strength_value, guidance_value, _ = model_defaults(key)
+            strength_value, guidance_value, _ = model_defaults(key, settings)
         except ValueError:  # "none" or a typed key: Generate names any problem
             return gr.skip(), gr.skip()
         return strength_value, guidance_value

@@ -106,14 +106,15 @@ def export_files(settings, state: SweepProgress, grid: Image.Image) -> list[str]
 def build(engine: Engine, tools: list) -> Finished:
     """Lay out the Sweep tab and wire its events; adds its handler to `tools`."""
     default_model = "sd15"
-    strength0, guidance0, steps0 = model_defaults(default_model)
     settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults(default_model, settings)
     axis_choices = list(AXES)
 
     gr.Markdown(
         "Compare one or two parameters on the same image: every cell is the Basic run with that value. "
         "Cells that differ only in seed, prompt, negative prompt or guidance run together in one batch."
     )
+    examples = engine.example_images()
     with gr.Row():
         with gr.Column(scale=1):
             inputs = main_inputs(settings, default_model)
@@ -123,6 +124,20 @@ def build(engine: Engine, tools: list) -> Finished:
             with gr.Row():
                 x_values = gr.Textbox(value=AXIS_EXAMPLES["guidance_scale"], label="X values", info=VALUES_INFO)
                 y_values = gr.Textbox(value="", label="Y values", lines=1)
+            gr.Examples(
+                examples=[
+                    [
+                        str(examples["chelsea the cat"]),
+                        EXAMPLE_PROMPTS["chelsea the cat"],
+                        "strength",
+                        "0.3, 0.5, 0.7, 0.9",
+                    ],
+                    [str(examples["astronaut"]), EXAMPLE_PROMPTS["astronaut"], "guidance_scale", "1.5, 4.5, 7.5, 12"],
+                    [str(examples["coffee"]), EXAMPLE_PROMPTS["coffee"], "seed", "1-4"],
+                ],
+                inputs=[inputs.image, inputs.prompt, x_axis, x_values],
+                label="Examples (photos from scikit-image)",
+            )
             plan = gr.Markdown()
             with gr.Row():
                 run = gr.Button("Run sweep", variant="primary", scale=3)
@@ -137,17 +152,6 @@ def build(engine: Engine, tools: list) -> Finished:
             files = downloads()  # grid, cells as CSV and JSON
             code, recipe_downloads = recipe_panel()
     recipes = gr.State([])
-
-    examples = engine.example_images()
-    gr.Examples(
-        examples=[
-            [str(examples["chelsea the cat"]), EXAMPLE_PROMPTS["chelsea the cat"], "strength", "0.3, 0.5, 0.7, 0.9"],
-            [str(examples["astronaut"]), EXAMPLE_PROMPTS["astronaut"], "guidance_scale", "1.5, 4.5, 7.5, 12"],
-            [str(examples["coffee"]), EXAMPLE_PROMPTS["coffee"], "seed", "1-4"],
-        ],
-        inputs=[inputs.image, inputs.prompt, x_axis, x_values],
-        label="Examples (photos from scikit-image)",
-    )
 
     @documented(settings)
     @user_errors

@@ -26,6 +26,7 @@ from engine.requests import RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
 from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.schedulers import schedulers_for
 from engine.script import script_for
+from engine.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -179,12 +180,12 @@ def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, 
     return seed, dice, reuse
 
 
-def model_defaults(key: str) -> tuple[float, float, int]:
-    """strength, guidance_scale, num_inference_steps for a catalog key."""
+def model_defaults(key: str, settings: Settings) -> tuple[float, float, int]:
+    """strength, guidance_scale, num_inference_steps a run of a catalog model starts with."""
     defaults = get_spec(key).defaults
     if defaults is None:
         raise ValueError(f"model {key!r} has no defaults")
-    return defaults.strength, defaults.guidance_scale, defaults.num_inference_steps
+    return defaults.strength, defaults.guidance_scale, settings.steps_default(defaults.num_inference_steps)
 
 
 def gradio_progress(progress: gr.Progress, desc: str = "Denoising") -> Callable[[int, int], None]:
@@ -198,7 +199,7 @@ def gradio_progress(progress: gr.Progress, desc: str = "Denoising") -> Callable[
 
 BASIC_ARGS = """
             image: the init image (PNG/JPEG/WebP, at most $max_input_pixels pixels; scaled to at most
-                $max_pixels pixels, sides rounded to the model's multiple).
+                $working_pixels pixels, sides rounded to the model's multiple).
             prompt: what the image should become (at most $max_prompt_chars characters).
             negative_prompt: what to steer away from; may be empty.
             model: catalog key: sd15, sdxl-refiner, kandinsky22, comic-diffusion, pixel-art-style, elden-ring.
@@ -218,6 +219,7 @@ def documented(settings) -> Callable[[Callable], Callable]:
     from string import Template
 
     limits = {name: f"{value:,}" if isinstance(value, int) else value for name, value in vars(settings).items()}
+    limits["working_pixels"] = f"{settings.working_pixels:,}"
 
     def apply(fn: Callable) -> Callable:
         text = Template(BASIC_ARGS).safe_substitute(limits)
@@ -326,7 +328,7 @@ class GenerationInputs:
 
 def main_inputs(settings, default_model: str, *, image_label: str = "Init image") -> GenerationInputs:
     """Image, prompt, negative prompt, model and strength: the top of a generating tab."""
-    strength0, _, _ = model_defaults(default_model)
+    strength0, _, _ = model_defaults(default_model, settings)
     image = image_input(image_label)
     prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
     negative_prompt = gr.Textbox(
@@ -340,7 +342,7 @@ def main_inputs(settings, default_model: str, *, image_label: str = "Init image"
 
 def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> GenerationInputs:
     """Guidance, steps, seed row and Compel weighting (call inside the tab's Advanced accordion)."""
-    _, guidance0, steps0 = model_defaults(default_model)
+    _, guidance0, steps0 = model_defaults(default_model, settings)
     inputs.guidance_scale = engine_checked(
         gr.Slider(0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO)
     )
@@ -354,7 +356,7 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
     )
     # .input, not .change: a person picking a model gets its defaults; Send to Basic keeps the values it sets
     inputs.model.input(
-        on_model_change,
+        functools.partial(on_model_change, settings=settings),
         inputs=inputs.model,
         outputs=[
             inputs.strength,
@@ -374,11 +376,11 @@ def scheduler_choices(model: str) -> list[tuple[str, str]]:
     return [(f"the model's own ({get_spec(model).scheduler})", ""), *[(n, n) for n in schedulers_for(model)]]
 
 
-def on_model_change(key: str):
+def on_model_change(key: str, settings: Settings):
     """A model's defaults and schedulers, and Compel weighting disabled with the reason where the model
     cannot take it."""
     try:
-        strength_value, guidance_value, steps_value = model_defaults(key)
+        strength_value, guidance_value, steps_value = model_defaults(key, settings)
     except ValueError:  # a typed, unknown key: leave the values; Generate will name the problem
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     reason = get_spec(key).weighting_unavailable_reason

@@ -225,3 +225,38 @@ def test_a_typed_strength_of_0_is_kept_and_named_in_the_error(page):
     panel.get_by_role("button", name="Generate").click()
     expect(page.locator(".toast-body").first).to_contain_text("strength must be in (0, 1], got 0", timeout=60_000)
     expect(strength).to_have_value("0")
+
+
+RUN_BUTTONS = {"Basic": "Generate", "Sweep": "Run sweep", "Chain": "Run chain", "Depth": "Generate"}
+
+
+def test_examples_come_before_the_run_button_and_the_advanced_controls(page):
+    """A first-time visitor sees each tab's examples without scrolling past the advanced controls."""
+    for tab, button in RUN_BUTTONS.items():
+        panel = open_tab(page, tab)
+        examples = panel.locator(".gradio-container table, table").first
+        examples.wait_for()
+        run = panel.get_by_role("button", name=button, exact=True).first
+        top_of_examples = examples.bounding_box()["y"]
+        assert top_of_examples < run.bounding_box()["y"], tab
+        accordion = panel.locator("button.label-wrap").first  # "Advanced", "Stages and options", ...
+        if accordion.count():
+            assert top_of_examples < accordion.bounding_box()["y"], tab
+
+
+def test_tiny_mode_on_a_cpu_starts_small_and_counts_steps_one_way(page):
+    """No flags: tiny mode on this CPU works at 256x256 from 10 steps, and the plan, the progress and the
+    summary count the same steps (PNDM's repeated one included)."""
+    from engine.schedulers import steps_run
+
+    expect(page.locator(".mode-banner").first).to_contain_text("10 steps")
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 2)
+    strength_box = panel.get_by_label("Strength").locator("xpath=..").locator("input[type=number]").first
+    strength = float(strength_box.input_value())
+    steps = steps_run("sd15", 10, strength)
+    assert steps == int(10 * strength) + 1  # PNDM: one more than int(10 x strength)
+    expect(panel.locator(".prose").filter(has_text="denoising steps will run").first).to_contain_text(f"{steps}")
+    panel.get_by_role("button", name="Generate").click()
+    expect_summary(page, "basic-summary", f"{steps} denoising steps", timeout=120_000)
+    expect_summary(page, "basic-summary", "256×256")  # the astronaut, 512x512, at the quick working size
