@@ -91,7 +91,7 @@ def test_plan_groups_batchable_cells(settings, photo):
     assert len(plan.cells) == 6 and plan.calls == ((0, 1, 2), (3, 4, 5))
     assert [c.job.guidance_scale for c in plan.cells] == [1.0, 4.0, 7.5] * 2
     assert [(c.row, c.col) for c in plan.cells] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
-    assert plan.total_steps == 3 * 2 + 3 * 4
+    assert plan.total_steps == 3 * (2 + 1) + 3 * (4 + 1)  # int(5 x strength), and PNDM repeats a step
     assert "6** cells in **2** pipeline call(s)" in plan.describe()
 
 
