@@ -231,8 +231,7 @@ class StepClock:
 
     def __call__(self, done: int, total: int) -> None:
         if done in (2, total):
-            if self.device == "cuda":
-                torch.cuda.synchronize()
+            sync(self.device)
             self.marks[done] = time.perf_counter()
 
     def loop_its(self, total: int) -> float:
@@ -339,8 +338,7 @@ class Harness:
         from engine.core import Engine
 
         torch.backends.cudnn.benchmark = False  # a variant turns it on again if it asks
-        engine = Engine(self.settings, policy=replace(self.base_policy, **options))
-        return engine
+        return Engine(self.settings, policy=replace(self.base_policy, **options))
 
     def floor_share(self, its: float) -> str:
         if not self.peak or self.args.small:

@@ -19,7 +19,7 @@ from PIL import Image
 from engine.catalog import ModelSpec, get_spec, models_for
 from engine.errors import HUGE, shown_value
 from engine.images import NormalizedImage, normalize_image
-from engine.schedulers import check_scheduler, steps_run
+from engine.schedulers import check_scheduler, denoising_steps, steps_run
 from engine.settings import Settings
 
 SEED_LIMIT = 2**32
@@ -127,12 +127,6 @@ def check_seed(value: object, *, count: int = 1) -> int:
 def seed_series(seed: int, count: int) -> tuple[int, ...]:
     """The seeds of a multi-image run: seed, seed + 1, ... wrapping at 2^32 (the web UI's convention)."""
     return tuple((seed + i) % SEED_LIMIT for i in range(count))
-
-
-def denoising_steps(num_inference_steps: int, strength: float) -> int:
-    """How many of the schedule's steps img2img keeps: diffusers' own `get_timesteps` arithmetic (0 is
-    refused). `engine.schedulers.steps_run` counts the model calls, which a scheduler may add to."""
-    return min(int(num_inference_steps * strength), num_inference_steps)
 
 
 def normalize_for_model(image: object, spec: ModelSpec, settings: Settings, name: str = "image") -> NormalizedImage:

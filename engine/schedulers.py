@@ -98,6 +98,12 @@ def schedulers_for(model: str) -> list[str]:
     return [name for name, (cls, _) in SCHEDULERS.items() if cls in compatible]
 
 
+def denoising_steps(num_inference_steps: int, strength: float) -> int:
+    """How many of the schedule's steps img2img keeps: diffusers' own `get_timesteps` arithmetic (0 is
+    refused). `steps_run` counts the model calls, which a scheduler may add to."""
+    return min(int(num_inference_steps * strength), num_inference_steps)
+
+
 @functools.lru_cache(maxsize=1024)
 def steps_run(model: str, num_inference_steps: int, strength: float = 1.0, scheduler: str | None = None) -> int:
     """Model calls per image of a run (strength 1: a full text-to-image or upscaler run), as the progress bar
@@ -105,7 +111,7 @@ def steps_run(model: str, num_inference_steps: int, strength: float = 1.0, sched
     timestep per step, so int(steps x strength); PNDM (SD 1.5's default) repeats one (41 of 50 at 0.8),
     second-order schedulers (Heun, DPM2) call the model twice per step."""
     n = int(num_inference_steps)
-    kept = min(int(n * strength), n)
+    kept = denoising_steps(n, strength)
     try:
         config = repo_facts(get_spec(model).hub_id).config("scheduler/scheduler_config.json")
     except ValueError:
@@ -121,7 +127,7 @@ def steps_run(model: str, num_inference_steps: int, strength: float = 1.0, sched
 def steps_text(model: str, num_inference_steps: int, strength: float = 1.0, scheduler: str | None = None) -> str:
     """The plan's sentence for a run's step count, with the arithmetic when the scheduler adds calls."""
     n = int(num_inference_steps)
-    kept = min(int(n * strength), n)
+    kept = denoising_steps(n, strength)
     run = steps_run(model, n, strength, scheduler)
     formula = f"int({n} × {strength:g}) = {kept}" if strength != 1 else f"{n}"
     if run == kept:
