@@ -45,14 +45,19 @@ class GridLayout:
     left: int  # Y labels column (0 without a Y axis)
     font_size: int
     pad: int
+    gap: int = 0  # white space between neighbouring cells
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.left + self.cols * self.cell_w, self.top + self.rows * self.cell_h
+        return (
+            self.left + self.cols * self.cell_w + (self.cols - 1) * self.gap,
+            self.top + self.rows * self.cell_h + (self.rows - 1) * self.gap,
+        )
 
     def cell_box(self, index: int) -> tuple[int, int]:
+        """The top-left corner of cell `index` (row-major)."""
         row, col = divmod(index, self.cols)
-        return self.left + col * self.cell_w, self.top + row * self.cell_h
+        return self.left + col * (self.cell_w + self.gap), self.top + row * (self.cell_h + self.gap)
 
 
 LABEL_LINES = 2  # lines a column label may take before it is shortened
@@ -66,7 +71,8 @@ def grid_layout(cell_size: tuple[int, int], cols: int, rows: int, *, has_y: bool
     line = int(font_size * 1.25)
     top = pad + line + pad + LABEL_LINES * line + pad
     left = max(font_size * 8, min(cell_w, font_size * 12)) if has_y else 0
-    return GridLayout(cell_w, cell_h, cols, rows, top, left, font_size, pad)
+    gap = max(4, min(cell_w, cell_h) // 32)  # cells read as separate images, not one picture
+    return GridLayout(cell_w, cell_h, cols, rows, top, left, font_size, pad, gap)
 
 
 def _longest_fitting(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> int:
@@ -155,11 +161,11 @@ def labelled_grid(
     line = int(layout.font_size * 1.25)
     pad = layout.pad
 
-    grid_width = cols * layout.cell_w
+    grid_width = layout.size[0] - layout.left
     title = fit_text(f"X: {x_name}", bold, grid_width - 2 * pad, 1)[0]
     draw.text((layout.left + grid_width / 2, pad), title, fill=(20, 20, 20), font=bold, anchor="ma")
     for col, label in enumerate(x_labels):
-        x0 = layout.left + col * layout.cell_w
+        x0, _ = layout.cell_box(col)
         for i, text in enumerate(fit_text(str(label), font, layout.cell_w - 2 * pad, LABEL_LINES)):
             draw.text(
                 (x0 + layout.cell_w / 2, 2 * pad + line + i * line), text, fill=(0, 0, 0), font=font, anchor="ma"
@@ -171,7 +177,7 @@ def labelled_grid(
         max_lines = max(1, (layout.cell_h - 2 * pad) // line)
         for row, label in enumerate(y_labels):
             lines = fit_text(str(label), font, layout.left - 2 * pad, max_lines)
-            y0 = layout.top + row * layout.cell_h + (layout.cell_h - len(lines) * line) / 2
+            y0 = layout.cell_box(row * cols)[1] + (layout.cell_h - len(lines) * line) / 2
             for i, text in enumerate(lines):
                 draw.text((pad, y0 + i * line), text, fill=(0, 0, 0), font=font)
 

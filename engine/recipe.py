@@ -49,6 +49,12 @@ class Recipe:
     app_version: str = APP_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def reads_init(self) -> bool:
+        """Whether its script reads an init image (every workflow but a chain that starts from text)."""
+        stages = self.parameters.get("stages") if self.workflow == "chain" else None
+        return not (isinstance(stages, list) and stages and stages[0].get("kind") == "text2img")
+
     @classmethod
     def from_pipeline(cls, pipe, **fields: Any) -> Recipe:
         """Fill the fields that come from the pipeline object itself."""

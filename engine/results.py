@@ -7,6 +7,7 @@ each session's state they cost megabytes per request, and a server keeps thousan
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -15,6 +16,13 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from engine.recipe import Recipe
+
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_result_id(text: object) -> bool:
+    """Whether `text` has the form of a result id (32 hex digits, as the result PNGs are named)."""
+    return isinstance(text, str) and _ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)

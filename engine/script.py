@@ -245,7 +245,7 @@ def _chain_script(recipe: Recipe) -> str:
     stages = recipe.parameters["stages"]
     seed = int(recipe.seed)
     lines = _header(recipe, f"a {len(stages)}-stage chain, seed {seed}", [LOADERS[s["kind"]] for s in stages])
-    if stages[0]["kind"] != "text2img":
+    if recipe.reads_init:
         lines += _init_image(stages[0]["input_size"])
         lines.append("carried = init_image")
     else:

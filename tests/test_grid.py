@@ -38,10 +38,14 @@ def test_labelled_grid_geometry_labels_and_order():
         cells, cols=3, rows=2, x_name="strength", x_labels=["0.3", "0.5", "0.8"], y_name="seed", y_labels=["1", "2"]
     )
     layout = grid_layout((96, 64), 3, 2, has_y=True)
-    assert grid.size == layout.size == (layout.left + 3 * 96, layout.top + 2 * 64)
+    assert grid.size == layout.size == (layout.left + 3 * 96 + 2 * layout.gap, layout.top + 2 * 64 + layout.gap)
     for index, color in enumerate(colors):  # row-major: row = Y value, column = X value
         x0, y0 = layout.cell_box(index)
         assert grid.getpixel((x0 + 48, y0 + 32)) == color
+    right_of_first, below_first = layout.cell_box(0)[0] + 96, layout.cell_box(0)[1] + 64
+    assert layout.gap >= 4  # neighbouring cells are separated by white, not drawn as one picture
+    assert grid.getpixel((right_of_first + layout.gap // 2, layout.top + 32)) == (255, 255, 255)
+    assert grid.getpixel((layout.left + 48, below_first + layout.gap // 2)) == (255, 255, 255)
     header = grid.crop((layout.left, 0, grid.width, layout.top)).convert("L")
     assert min(header.getdata()) < 100, "axis labels are drawn in the header"
     font = ImageFont.load_default(size=layout.font_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from PIL import Image
 
@@ -45,3 +46,19 @@ def test_a_crafted_local_storage_names_no_other_file(settings, photo):
     assert history.gallery_items(settings, [good]) == [(str(outputs_dir(settings) / f"{good['id']}.png"), "basic: ok")]
     state, _ = history.remember(settings, "basic", crafted, [("/etc/passwd", "x"), ("/tmp/../etc/shadow", "y")])
     assert state == [good]
+
+
+def test_a_result_png_is_named_by_its_id_and_finds_its_init_only_with_its_recipe(settings, engine, photo, tmp_path):
+    from ui.recipe import held_init
+
+    result = engine.img2img(Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=2, seed=5, num_images=2))
+    first, second = (result.recipe.for_image(i) for i in range(2))
+    ids = [engine.results.put(recipe, result.init_image) for recipe in (first, second)]
+    shown = png_outputs(settings, [(result.images[0], first, "a"), (result.images[1], second, "b")], ids)
+    assert [path.rsplit("/", 1)[-1] for path, _ in shown] == [f"{key}.png" for key in ids]
+    assert held_init(engine, shown[0][0], read_recipe(shown[0][0])) is result.init_image
+    renamed = tmp_path / f"{ids[0]}.png"  # another result's PNG under this id's name: no init is handed out
+    renamed.write_bytes(Path(shown[1][0]).read_bytes())
+    assert held_init(engine, str(renamed), read_recipe(renamed)) is None
+    assert held_init(engine, str(tmp_path / "../../etc/passwd"), first) is None
+    assert held_init(engine, str(tmp_path / f"{'f' * 32}.png"), first) is None  # well formed, not held

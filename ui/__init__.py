@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.core import Engine
-from ui.widgets import served_dirs
+from ui.widgets import RUN_CLASS, UNOPENED_UPLOAD, served_dirs
 
 GRADIO_CACHE_SWEEP = (600, 3600)  # (every N seconds, delete cached files older than M seconds)
 
@@ -13,6 +13,54 @@ CSS = """
 .mode-banner { padding: 0.6em 1em; border-radius: 8px; }
 .mode-tiny { background: #fff4d6; border: 2px solid #e0a800; color: #4a3800; }
 .mode-hub { background: #e8f4ea; border: 1px solid #5a9a68; color: #1d3d24; }
+.hint { font-size: 0.85em; opacity: 0.8; }
+.studio-output .caption-label { white-space: normal; overflow: visible; text-overflow: clip; }
+.studio-output .label-clear-button { display: none; }
+"""
+
+# Page behaviour the best-loved image apps have: Ctrl+Enter (Cmd+Enter) presses the open tab's run button;
+# a result image dragged from a gallery onto an image input becomes its file (a browser drag of an <img>
+# carries its URL, not a file, so it is fetched, from this server only, and handed to the upload input).
+PAGE_JS = f"""
+() => {{
+  const visiblePanel = () => [...document.querySelectorAll("[role=tabpanel]")].find(p => p.offsetParent !== null);
+  document.addEventListener("keydown", (event) => {{
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    const run = visiblePanel()?.querySelector("button.{RUN_CLASS}:not([disabled])");
+    if (run) {{ event.preventDefault(); run.click(); }}
+  }});
+  const target = (event) => event.target.closest?.(".{UNOPENED_UPLOAD}");
+  const draggedUrl = (event) => {{
+    if (!event.dataTransfer || event.dataTransfer.files.length) return null;
+    const text = event.dataTransfer.getData("text/uri-list") || event.dataTransfer.getData("text/plain");
+    try {{
+      const url = new URL(text.split("\\n")[0].trim(), location.href);
+      return url.origin === location.origin ? url : null;
+    }} catch (error) {{ return null; }}
+  }};
+  document.addEventListener("dragover", (event) => {{ if (target(event)) event.preventDefault(); }}, true);
+  document.addEventListener("drop", async (event) => {{
+    const area = target(event);
+    const url = area && draggedUrl(event);
+    if (!url) return;
+    event.preventDefault();
+    event.stopPropagation();
+    area.querySelector("button[aria-label='Clear'], button[aria-label='Remove Image']")?.click();
+    const blob = await (await fetch(url)).blob();
+    const name = url.pathname.split("/").pop() || "image.png";
+    const files = new DataTransfer();
+    files.items.add(new File([blob], name, {{ type: blob.type || "image/png" }}));
+    for (let tries = 0; tries < 50; tries++) {{
+      const input = area.querySelector("input[type=file]");
+      if (input) {{
+        input.files = files.files;
+        input.dispatchEvent(new Event("change", {{ bubbles: true }}));
+        return;
+      }}
+      await new Promise((done) => setTimeout(done, 100));
+    }}
+  }}, true);
+}}
 """
 
 
@@ -26,7 +74,8 @@ def build_app(engine: Engine) -> gr.Blocks:
         stored = gr.BrowserState([], storage_key=history.STORAGE_KEY)
         gr.Markdown(
             "# Img2Img Studio\nThe diffusers image-to-image guide, runnable: start from an image, "
-            "steer it with a prompt."
+            "steer it with a prompt. **Ctrl+Enter** runs the open tab; drag a result onto an image input "
+            "to start from it."
         )
         gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
         with gr.Tabs() as tabs:
@@ -67,6 +116,7 @@ def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overri
         "server_port": settings.port,
         "max_file_size": f"{settings.max_file_mb}mb",
         "css": CSS,
+        "js": PAGE_JS,
         "show_error": True,
         # Gradio's own MCP layer stays off: ui.mcp serves the same handlers with the official SDK
         "mcp_server": False,

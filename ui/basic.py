@@ -14,6 +14,7 @@ from ui.widgets import (
     Finished,
     GenerationInputs,
     advanced_inputs,
+    clear_errors_on_example,
     documented,
     engine_checked,
     gradio_progress,
@@ -25,9 +26,11 @@ from ui.widgets import (
     recipe_panel,
     result_gallery,
     result_image,
+    run_button,
     summary_box,
     user_errors,
     warning_text,
+    wire_comparison,
     wire_generation,
     wire_preview,
     wire_recipe_selection,
@@ -89,15 +92,6 @@ def result_text(result) -> str:
     return "\n\n".join(lines)
 
 
-def compare(engine: Engine, ids: list, gallery: list | None):
-    """The slider's pair: the init as the pipeline saw it (kept with the first result's recipe) and that result."""
-    stored = engine.results.get(ids[0]) if ids else None
-    if stored is None or not gallery:
-        return None
-    first = gallery[0]
-    return (stored.init, first[0] if isinstance(first, list | tuple) else first)
-
-
 def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them) and
     its finished run. Adds its handler to `tools`."""
@@ -114,14 +108,14 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     with gr.Row():
         with gr.Column(scale=1):
             inputs = main_inputs(settings, default_model)
-            gr.Examples(
+            picks = gr.Examples(
                 examples=[[str(examples[label]), prompt] for label, prompt in EXAMPLE_PROMPTS.items()],
                 inputs=[inputs.image, inputs.prompt],
                 label="Examples (photos from scikit-image)",
             )
             plan = gr.Markdown(plan_text(engine, None, default_model, strength0, steps0))
             with gr.Row():
-                generate = gr.Button("Generate", variant="primary", scale=3)
+                generate = run_button("Generate")
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
                 advanced_inputs(inputs, settings, default_model)
@@ -131,6 +125,12 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
         with gr.Column(scale=1):
             gallery = result_gallery("Results", columns=2, height=420, preview=True, elem_id="basic-gallery")
             slider = result_image("Init | result: drag to compare", elem_id="basic-slider", slider=True)
+            gr.Markdown(
+                "How to read it: at low strength the result keeps the photo's shapes and colours; towards 1 the "
+                "prompt takes over. Higher guidance follows the prompt more literally, with harsher colours past "
+                "about 12. Select a result for the code that makes it.",
+                elem_classes=["hint"],
+            )
             grid = result_image("Comparison")  # init | results
             info = inputs.summary = summary_box("basic-summary")
             code, files = recipe_panel()
@@ -177,12 +177,13 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
             message = f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept."
             return [], None, message, "", None, gr.skip(), []
         per_image = [result.recipe.for_image(i) for i in result.shown]
+        ids = [engine.results.put(r, result.init_image) for r in per_image]
         gallery_items = png_outputs(
             settings,
             [(result.images[i], r, f"seed {r.seed}") for i, r in zip(result.shown, per_image, strict=True)],
+            ids,
         )
         script, downloads = recipe_files(settings, per_image[0], result.init_image) if per_image else ("", None)
-        ids = [engine.results.put(r, result.init_image) for r in per_image]
         return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], ids
 
     plan_inputs = [image, model, strength, num_inference_steps, inputs.scheduler]
@@ -196,14 +197,8 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
         outputs=[gallery, grid, info, code, files, last_seed, recipes],
         tools=tools,
     )
-    done.success(
-        lambda ids, shown: compare(engine, ids, shown),
-        inputs=[recipes, gallery],
-        outputs=slider,
-        queue=False,
-        api_visibility="private",
-        show_progress="hidden",
-    )
+    wire_comparison(engine, done, recipes, gallery, slider)
+    clear_errors_on_example(picks, [gallery, slider, grid, info, code, files])
     wire_recipe_selection(engine, gallery, recipes, code, files)
     inputs.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
     return inputs, Finished(done, gallery)

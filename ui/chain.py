@@ -10,6 +10,7 @@ from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
 from ui.widgets import (
     Finished,
+    clear_errors_on_example,
     documented,
     engine_checked,
     header_only,
@@ -19,10 +20,12 @@ from ui.widgets import (
     recipe_panel,
     result_gallery,
     result_image,
+    run_button,
     seed_row,
     summary_box,
     user_errors,
     warning_text,
+    wire_comparison,
     wire_generation,
     wire_preview,
     wire_recipe_selection,
@@ -100,7 +103,7 @@ def build(engine: Engine, tools: list) -> Finished:
                 allow_custom_value=True,  # the engine answers an unknown preset with the list
             )
             prompt = gr.Textbox(value=DEFAULT_SUBJECT, label="Subject", lines=2, max_length=settings.max_prompt_chars)
-            gr.Examples(
+            picks = gr.Examples(
                 examples=[
                     [str(examples["astronaut"]), "image-image-image", DEFAULT_SUBJECT],
                     [str(examples["astronaut, 64 px"]), "image-upscale-superres", DEFAULT_SUBJECT],
@@ -111,7 +114,7 @@ def build(engine: Engine, tools: list) -> Finished:
             )
             plan = gr.Markdown()
             with gr.Row():
-                run = gr.Button("Run chain", variant="primary", scale=3)
+                run = run_button("Run chain")
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Stages and options", open=False):
                 stages = gr.Code(
@@ -130,7 +133,13 @@ def build(engine: Engine, tools: list) -> Finished:
         with gr.Column(scale=1):
             gallery = result_gallery("Stages", columns=3, height=300, elem_id="chain-stages")
             final = result_image("Final", elem_id="chain-final", type="filepath")
-            comparison = result_image("Comparison")  # init | final
+            slider = result_image("Init | final: drag to compare", elem_id="chain-slider", slider=True)
+            comparison = result_image("Comparison", visible=False)  # init | final, for the API; the page slides
+            gr.Markdown(
+                'How to read it: the stages from left to right; "→ latent" means the next stage received '
+                'latents (no decode in between), "→ image" a decoded picture. Select a stage for its code.',
+                elem_classes=["hint"],
+            )
             summary = summary_box("chain-summary")
             code, recipe_downloads = recipe_panel()
     recipes = gr.State([])
@@ -177,8 +186,8 @@ def build(engine: Engine, tools: list) -> Finished:
         gallery: list[tuple[str, str]] = []  # each stage's PNG is written once
         for state in engine.chain(plan, progress=report, cancel=cancel):
             items = strip(state)
-            gallery += png_outputs(settings, items[len(gallery) :])
             ids = [engine.results.put(recipe, init) for _, recipe, _ in items]
+            gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])
             final_png = gallery[-1][0] if state.finished else None
             script, downloads = recipe_files(settings, items[-1][1], init) if state.finished else ("", None)
             yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, ids
@@ -202,4 +211,6 @@ def build(engine: Engine, tools: list) -> Finished:
         outputs=[gallery, final, comparison, summary, code, recipe_downloads, recipes],
         tools=tools,
     )
+    wire_comparison(engine, done, recipes, gallery, slider, last=True)
+    clear_errors_on_example(picks, [gallery, final, slider, summary, code, recipe_downloads])
     return Finished(done, gallery)

@@ -26,6 +26,7 @@ from ui.widgets import (
     STEPS_INFO,
     STRENGTH_INFO,
     Finished,
+    clear_errors_on_example,
     documented,
     engine_checked,
     gradio_progress,
@@ -37,9 +38,11 @@ from ui.widgets import (
     recipe_panel,
     result_gallery,
     result_image,
+    run_button,
     seed_row,
     summary_box,
     user_errors,
+    wire_comparison,
     wire_generation,
     wire_recipe_selection,
 )
@@ -113,9 +116,10 @@ def build(engine: Engine, tools: list) -> Finished:
         with gr.Column(scale=1):
             with gr.Row():
                 image = image_input(height=260)
-                depth_map = image_input("Depth map (optional; estimated when empty)", height=260)
+                depth_map = image_input("Depth map (optional)", height=260)
+            gr.Markdown("Leave the depth map empty to estimate it from the image.", elem_classes=["hint"])
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, max_length=settings.max_prompt_chars)
-            gr.Examples(
+            picks = gr.Examples(
                 examples=[
                     [str(examples["motorcycle"]), str(engine.example_depth_map()), DEFAULT_PROMPT],
                     [str(examples["astronaut"]), None, EXAMPLE_PROMPTS["astronaut"]],
@@ -156,7 +160,7 @@ def build(engine: Engine, tools: list) -> Finished:
                 info=RESTYLE_INFO,
             )
             with gr.Row():
-                run = gr.Button("Generate", variant="primary", scale=3)
+                run = run_button("Generate")
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
                 guidance = engine_checked(
@@ -188,6 +192,7 @@ def build(engine: Engine, tools: list) -> Finished:
         with gr.Column(scale=1):
             preview = result_image("Depth map")  # the map used, near bright
             grid = result_image("Grid", elem_id="depth-grid")  # init | depth / ControlNet | restyled
+            slider = result_image("Image | final: drag to compare", elem_id="depth-slider", slider=True)
             gallery = result_gallery("Images", columns=4, height=220, elem_id="depth-images")
             summary = summary_box("depth-summary")
             code, downloads = recipe_panel()
@@ -295,9 +300,9 @@ def build(engine: Engine, tools: list) -> Finished:
         gallery: list[tuple[str, str]] = []  # each image's PNG is written once
         for state in engine.depth(job, progress=gradio_progress(progress, "ControlNet depth"), cancel=cancel):
             items, entries = gallery_entries(state)
-            gallery += png_outputs(settings, items[len(gallery) :])
-            script, files = recipe_files(settings, *entries[-1]) if state.finished else ("", None)
             ids = [engine.results.put(*entry) for entry in entries]
+            gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])
+            script, files = recipe_files(settings, *entries[-1]) if state.finished else ("", None)
             yield state.grid(), gallery, state.depth, summary_text(state), script, files, ids, job.seed
 
     def on_restyle_model(key: str):
@@ -334,5 +339,7 @@ def build(engine: Engine, tools: list) -> Finished:
         tools=tools,
     )
     wire_recipe_selection(engine, gallery, recipes, code, downloads)
+    wire_comparison(engine, done, recipes, gallery, slider, last=True)
+    clear_errors_on_example(picks, [grid, slider, gallery, preview, summary, code, downloads])
     reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
     return Finished(done, gallery)

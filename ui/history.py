@@ -7,22 +7,21 @@ digits naming a PNG this server wrote, so a crafted local storage cannot name an
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import gradio as gr
 
 from engine.recipe import read_recipe
+from engine.results import is_result_id
 from ui.widgets import as_text, downloads, outputs_dir, recipe_files, result_gallery
 
 HISTORY_SIZE = 24
 STORAGE_KEY = "img2img-studio-history"
-_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _entry_path(settings, entry: object) -> Path | None:
     """The PNG an entry names, or None for anything malformed or gone."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not _ID.fullmatch(entry["id"]):
+    if not isinstance(entry, dict) or not is_result_id(entry.get("id")):
         return None
     path = outputs_dir(settings) / f"{entry['id']}.png"
     return path if path.is_file() else None
@@ -73,7 +72,7 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
         with gr.Column(scale=1):
             summary = gr.Markdown(elem_id="history-recipe")
             code = gr.Code(language="python", label="Script", interactive=False)
-            files = downloads("Downloads: script, recipe JSON")
+            files = downloads("Downloads: script, init image, recipe JSON")
 
     def show(entries, event: gr.SelectData):
         entries = _clean(settings, entries)
@@ -84,8 +83,17 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
             recipe = read_recipe(path)
         except ValueError as exc:  # metadata was off when it was made
             return as_text(exc), "", None
-        script, files_out = recipe_files(settings, recipe, None)
+        stored = engine.results.get(entries[event.index]["id"])  # the PNG is named by its id there
+        if stored is not None:
+            script, files_out = recipe_files(settings, recipe, stored.init, stored.inputs)
+        else:
+            script, files_out = recipe_files(settings, recipe, None)
         line = f"**{as_text(recipe.workflow)}** · {as_text(recipe.model)} · seed {recipe.seed}"
+        if stored is None and recipe.reads_init:
+            line += (
+                " · the server no longer holds its init image (restarted, or the result is old): "
+                "the script reads your own `init.png`"
+            )
         return line, script, files_out
 
     gallery.select(show, inputs=history, outputs=[summary, code, files], queue=False, api_visibility="private")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
+from PIL import Image
 
 from engine.catalog import models_for
 from engine.core import Engine
 from engine.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text, read_recipe
+from engine.results import is_result_id
 from engine.script import script_for
 from engine.webui import BasicFields
 from engine.webui import basic_fields as webui_fields
 from ui.mcp import tool_spec
-from ui.widgets import GenerationInputs, documented, scheduler_choices, summary_box, user_errors
+from ui.widgets import GenerationInputs, documented, run_button, scheduler_choices, summary_box, user_errors
 
 EXAMPLE_INFOTEXT = (
     "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k\n"
@@ -70,6 +74,23 @@ def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicF
     return None, webui_fields(infotext)
 
 
+def held_init(engine: Engine, path: str | None, recipe: Recipe | None) -> Image.Image | None:
+    """The init image this server still holds for an app PNG it named by its result id (a download from a
+    gallery keeps that name), provided the PNG's recipe is that result's; else None."""
+    if not path or recipe is None or not is_result_id(Path(path).stem):
+        return None
+    stored = engine.results.get(Path(path).stem)
+    if stored is None or not recipe.reads_init or stored.recipe.to_json() != recipe.to_json():
+        return None
+    return stored.init
+
+
+INIT_HINT = (
+    "The init image is not part of a recipe: put the image this result was made from into Basic's "
+    "Init image (the app's own downloads keep it as init.png beside the script)."
+)
+
+
 def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -> None:
     """Lay out the Recipe tab; `basic` are the Basic tab's inputs that "Send to Basic" fills. Adds its
     handler to `tools`."""
@@ -85,7 +106,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
                 value="", label="…or a web UI infotext (prompt, Negative prompt:, Steps: …)", lines=4
             )  # value "": optional in the API, /recipe(image) alone works
             with gr.Row():
-                read = gr.Button("Read recipe", variant="primary")
+                read = run_button("Read recipe")
                 send = gr.Button("Send to Basic")
         with gr.Column(scale=1):
             summary = summary_box("recipe-fields", label="Fields")
@@ -121,7 +142,12 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
 
     @user_errors
     def send_to_basic(image: str | None, infotext: str):
-        _, fields = read_source(image, infotext)
+        found, fields = read_source(image, infotext)
+        init = held_init(engine, image, found)
+        if init is None:
+            fields.notes.append(INIT_HINT)
+        else:
+            fields.notes.append("Init image: the one this result was made from, as the pipeline saw it.")
         values = [fields.values.get(name) for name in FIELD_ORDER[:-1]]
         model = fields.values.get("model")
         scheduler = fields.values.get("scheduler")
@@ -132,7 +158,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
         )
         sent = "Filled from the Recipe tab:\n" + _fields_text(fields)
         filled = [gr.skip() if value is None else value for value in values]
-        return [*filled, schedulers, sent, gr.Tabs(selected="basic")]
+        return [*filled, schedulers, sent, gr.skip() if init is None else init, gr.Tabs(selected="basic")]
 
     send.click(
         send_to_basic,
@@ -148,6 +174,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
             basic.weighted_prompt,
             basic.scheduler,
             basic.summary,
+            basic.image,
             tabs,
         ],
         api_visibility="private",

@@ -18,6 +18,7 @@ from ui.basic import EXAMPLE_PROMPTS
 from ui.widgets import (
     Finished,
     advanced_inputs,
+    clear_errors_on_example,
     documented,
     download_folder,
     downloads,
@@ -30,6 +31,7 @@ from ui.widgets import (
     recipe_panel,
     result_gallery,
     result_image,
+    run_button,
     summary_box,
     user_errors,
     warning_text,
@@ -116,15 +118,16 @@ def build(engine: Engine, tools: list) -> Finished:
     )
     examples = engine.example_images()
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=2):
             inputs = main_inputs(settings, default_model)
             with gr.Row():
                 x_axis = engine_checked(gr.Dropdown(axis_choices, value="guidance_scale", label="X axis"))
                 y_axis = engine_checked(gr.Dropdown(["", *axis_choices], value="", label="Y axis (optional)"))
             with gr.Row():
-                x_values = gr.Textbox(value=AXIS_EXAMPLES["guidance_scale"], label="X values", info=VALUES_INFO)
-                y_values = gr.Textbox(value="", label="Y values", lines=1)
-            gr.Examples(
+                x_values = gr.Textbox(value=AXIS_EXAMPLES["guidance_scale"], label="X values", lines=2, max_lines=8)
+                y_values = gr.Textbox(value="", label="Y values", lines=2, max_lines=8, placeholder="(one row)")
+            gr.Markdown(VALUES_INFO, elem_classes=["hint"])
+            picks = gr.Examples(
                 examples=[
                     [
                         str(examples["chelsea the cat"]),
@@ -140,14 +143,19 @@ def build(engine: Engine, tools: list) -> Finished:
             )
             plan = gr.Markdown()
             with gr.Row():
-                run = gr.Button("Run sweep", variant="primary", scale=3)
+                run = run_button("Run sweep")
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
                 advanced_inputs(inputs, settings, default_model)
                 schedulers = gr.Markdown(f"Schedulers for this model: {', '.join(schedulers_for(default_model))}")
-        with gr.Column(scale=1):
+        with gr.Column(scale=3):  # the grid gets the room: a row of four cells is wide
             grid = result_image("Grid", elem_id="sweep-grid")
             summary = summary_box("sweep-summary")
+            gr.Markdown(
+                "How to read it: each column is one X value, each row one Y value; every other setting is the "
+                "same, so what changes along a row is that parameter's effect. Select a cell for its code.",
+                elem_classes=["hint"],
+            )
             cells = result_gallery("Cells", columns=4, height=300, elem_id="sweep-cells")
             files = downloads()  # grid, cells as CSV and JSON
             code, recipe_downloads = recipe_panel()
@@ -206,12 +214,12 @@ def build(engine: Engine, tools: list) -> Finished:
         init = plan.cells[0].job.image.image
         for state in engine.sweep(plan, progress=report, cancel=cancel):
             cells_done = len(state.done_cells)
-            for cell in state.done_cells:
+            ids = [engine.results.put(state.recipes[cell.index], init) for cell in state.done_cells]
+            for cell, key in zip(state.done_cells, ids, strict=True):
                 if cell.index not in saved:
                     item = (state.images[cell.index], state.recipes[cell.index], cell.caption)
-                    saved[cell.index] = png_outputs(settings, [item])[0]
+                    saved[cell.index] = png_outputs(settings, [item], [key])[0]
             gallery = [saved[cell.index] for cell in state.done_cells]
-            ids = [engine.results.put(state.recipes[cell.index], init) for cell in state.done_cells]
             last = state.finished
             grid = state.grid()
             yield grid, summary_text(state), gallery, export_files(settings, state, grid) if last else None, ids
@@ -241,4 +249,5 @@ def build(engine: Engine, tools: list) -> Finished:
         outputs=[grid, summary, cells, files, recipes],
         tools=tools,
     )
+    clear_errors_on_example(picks, [grid, summary, cells, files, code, recipe_downloads])
     return Finished(done, cells)

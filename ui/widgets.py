@@ -124,12 +124,23 @@ def header_only(image: str | None) -> HeaderOnly | None:
 
 
 OUTPUT_CLASS = "studio-output"  # marks result areas (the browser tests check none offers an upload)
+RUN_CLASS = "studio-run"  # the button Ctrl+Enter presses on its tab
 
 
-def result_image(label: str, *, elem_id: str | None = None, slider: bool = False, type: str = "pil"):
+def run_button(label: str) -> gr.Button:
+    """A tab's main button (the one Ctrl+Enter presses)."""
+    return gr.Button(label, variant="primary", scale=3, elem_classes=[RUN_CLASS])
+
+
+def result_image(
+    label: str, *, elem_id: str | None = None, slider: bool = False, type: str = "pil", visible: bool = True
+):
     """A result image (or an init | result slider): PNG, with the download button, not editable."""
     kind = gr.ImageSlider if slider else gr.Image
-    return kind(label=label, type=type, format="png", interactive=False, elem_id=elem_id, elem_classes=[OUTPUT_CLASS])
+    return kind(
+        label=label, type=type, format="png", interactive=False, elem_id=elem_id, elem_classes=[OUTPUT_CLASS],
+        visible=visible,
+    )  # fmt: skip
 
 
 def result_gallery(label: str, *, columns: int, height: int, elem_id: str | None = None, **options) -> gr.Gallery:
@@ -518,6 +529,40 @@ def wire_generation(
     return event
 
 
+def clear_errors_on_example(examples: gr.Examples, outputs: list) -> None:
+    """Picking an example clears the red Error badges a failed run left on `outputs` (their values stay)."""
+    examples.load_input_event.then(
+        lambda: [gr.skip()] * len(outputs),
+        outputs=outputs,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
+def compare(engine, ids: list, gallery: list | None, *, last: bool = False):
+    """A before/after slider's pair: the init the first result was made from, as the pipeline saw it, and
+    the first (or `last`) result; None when there is no result or no init (a chain from text)."""
+    made = [(key, item) for key, item in zip(ids or [], gallery or [], strict=False) if key]
+    stored = engine.results.get(made[0][0]) if made else None
+    if stored is None or stored.init is None:
+        return None
+    item = made[-1 if last else 0][1]
+    return (stored.init, item[0] if isinstance(item, list | tuple) else item)
+
+
+def wire_comparison(engine, done, ids: gr.State, gallery: gr.Gallery, slider, *, last: bool = False) -> None:
+    """After a run succeeds, the before/after slider shows the init and the first (or last) result."""
+    done.success(
+        lambda kept, shown: compare(engine, kept, shown, last=last),
+        inputs=[ids, gallery],
+        outputs=slider,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
 def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> None:
     """Re-describe what a run will do whenever one of `components` changes (no queue, no API)."""
     for component in components:
@@ -554,18 +599,20 @@ def served_dirs(settings) -> list[str]:
     return [str(data / "outputs"), str(data / "downloads"), str(data / "examples")]
 
 
-def png_outputs(settings, items: list[tuple]) -> list[tuple[str, str]]:
+def png_outputs(settings, items: list[tuple], ids: list[str] | None = None) -> list[tuple[str, str]]:
     """(image, recipe, caption) items as PNG files carrying their recipes (unless metadata is off).
 
     Returns (path, caption) pairs for a Gallery. Gradio keeps the files' bytes, so the recipe chunks
-    reach the browser and the API as written. A result (an item with a recipe) is named by a random
-    id that the history can find it by; inputs shown beside results (init, depth map) are not.
+    reach the browser and the API as written. A result (an item with a recipe) is named by its id in
+    engine.results (`ids`, one per item; "" or none: a random one), so the history and the Recipe tab
+    can find its init image from the file name; inputs shown beside results (init, depth map) are not.
     """
     folder = outputs_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     outputs = []
-    for image, recipe, caption in items:
-        name = uuid.uuid4().hex + (".png" if recipe is not None else "-input.png")
+    for index, (image, recipe, caption) in enumerate(items):
+        known = ids[index] if ids is not None and index < len(ids) else ""
+        name = (known or uuid.uuid4().hex) + (".png" if recipe is not None else "-input.png")
         path = save_png(image, recipe if settings.metadata else None, folder / name)
         outputs.append((str(path), caption))
         if next(_writes) % PRUNE_EVERY == 0:

@@ -171,6 +171,9 @@ def test_results_survive_a_reload_in_the_history(page, shots):
     assert image_loaded(page, "#history-gallery")
     page.locator("#history-gallery img").first.click()
     expect(page.locator("#history-recipe")).to_contain_text("img2img", timeout=30_000)
+    panel = page.locator("[role=tabpanel]:visible")
+    expect(panel.get_by_role("cell", name="recipe.py")).to_be_visible()
+    expect(panel.get_by_role("cell", name="init.png")).to_be_visible()  # the script's second argument
     page.screenshot(**shot(shots, "history"))
 
 
@@ -193,6 +196,7 @@ def test_a_web_ui_png_sent_to_basic_fills_what_maps_and_notes_the_rest(page, tmp
     expect_summary(page, "basic-summary", "Filled from the Recipe tab", timeout=60_000)
     expect_summary(page, "basic-summary", "<lora:add_detail:0.7> removed: LoRAs are not loaded here")
     expect_summary(page, "basic-summary", "Clip skip: 2")
+    expect_summary(page, "basic-summary", "The init image is not part of a recipe")
     basic = page.locator("[role=tabpanel]:visible")
     expect(basic.get_by_label("Prompt", exact=True)).to_have_value("a (red fox)1.2 in the snow", timeout=30_000)
     expect(basic.get_by_label("Negative prompt").first).to_have_value("(blurry)0.909")
@@ -260,3 +264,144 @@ def test_tiny_mode_on_a_cpu_starts_small_and_counts_steps_one_way(page):
     panel.get_by_role("button", name="Generate").click()
     expect_summary(page, "basic-summary", f"{steps} denoising steps", timeout=120_000)
     expect_summary(page, "basic-summary", "256×256")  # the astronaut, 512x512, at the quick working size
+
+
+def visible_errors(page) -> int:
+    """Red "Error" badges on the open tab's outputs (a failed run leaves them)."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('[role=tabpanel] .studio-output .error, "
+        "[role=tabpanel] [id$=-summary] .error')].filter(e => e.offsetParent !== null).length"
+    )
+
+
+def test_a_new_example_clears_the_error_badges_of_a_failed_run(page):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    strength = panel.get_by_label("Strength").locator("xpath=..").locator("input[type=number]").first
+    strength.fill("0")
+    strength.press("Enter")
+    panel.get_by_role("button", name="Generate").click()
+    expect(page.locator(".toast-body").first).to_contain_text("strength", timeout=60_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[role=tabpanel] .studio-output .error')].some(e => e.offsetParent)"
+    )
+    pick_example(panel, 2)
+    expect(panel.get_by_label("Prompt", exact=True)).to_have_value(re.compile("^Astronaut"))
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('[role=tabpanel] .studio-output .error')].some(e => e.offsetParent)",
+        timeout=30_000,
+    )
+    assert visible_errors(page) == 0
+
+
+def test_sweep_values_line_up_and_the_grid_separates_its_cells(page):
+    panel = open_tab(page, "Sweep")
+    x_box = panel.get_by_label("X values")
+    y_box = panel.get_by_label("Y values")
+    x, y = x_box.bounding_box(), y_box.bounding_box()
+    assert abs(x["y"] - y["y"]) <= 2 and abs(x["height"] - y["height"]) <= 2, (x, y)
+    grid_panel = page.locator("#sweep-grid").bounding_box()
+    inputs_panel = panel.get_by_label("Prompt", exact=True).bounding_box()
+    assert grid_panel["width"] > inputs_panel["width"]  # the grid gets the wider column
+    pick_example(panel, 3)  # seeds 1-4
+    panel.get_by_role("button", name="Run sweep").click()
+    expect_summary(page, "sweep-summary", "Done:", timeout=120_000)
+    image_loaded(page, "#sweep-grid")
+    # the grid as served: white columns run between the four cells, from their top to their bottom
+    from io import BytesIO
+
+    import httpx
+    from PIL import Image
+
+    src = page.locator("#sweep-grid img").first.get_attribute("src")
+    grid = Image.open(BytesIO(httpx.get(src, timeout=30).content)).convert("L")
+    band = grid.crop((0, grid.height - 40, grid.width, grid.height - 5))  # inside the cells, below the labels
+    white = [all(band.getpixel((x, y)) == 255 for y in range(band.height)) for x in range(band.width)]
+    inner = white[white.index(False) : len(white) - white[::-1].index(False)]
+    gaps = sum(1 for x in range(1, len(inner)) if inner[x] and not inner[x - 1])
+    assert gaps == 3, f"{gaps} white gaps between 4 cells"
+
+
+def test_chain_captions_and_the_depth_map_label_show_in_full(page):
+    panel = open_tab(page, "Chain")
+    pick_example(panel, 1)
+    panel.get_by_role("button", name="Run chain").click()
+    expect_summary(page, "chain-summary", "Done: seed", timeout=180_000)
+    captions = page.locator("#chain-stages .caption-label")
+    expect(captions).to_have_count(3)
+    for index in range(3):
+        caption = captions.nth(index)
+        assert caption.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), caption.inner_text()
+    expect(captions.nth(2)).to_contain_text("(final)")
+    open_tab(page, "Depth")
+    label = page.locator("[role=tabpanel]:visible .studio-unopened-upload [data-testid=block-label]").nth(1)
+    expect(label).to_contain_text("Depth map")
+    assert label.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), label.inner_text()
+
+
+def test_downloads_offer_no_remove_buttons_after_a_run(page):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 3)
+    panel.get_by_role("button", name="Generate").click()
+    expect_summary(page, "basic-summary", "Seed", timeout=120_000)
+    panel.get_by_text("Recipe: the diffusers code").click()
+    expect(panel.get_by_role("cell", name="init.png")).to_be_visible(timeout=30_000)
+    remove = page.locator("[role=tabpanel]:visible .studio-output button[aria-label='Remove this file']")
+    assert remove.count() >= 1  # Gradio draws them; the page hides them
+    for index in range(remove.count()):
+        expect(remove.nth(index)).to_be_hidden()
+
+
+def test_ctrl_enter_runs_the_open_tab(page):
+    panel = open_tab(page, "Recipe")
+    pick_example(panel, 1)
+    panel.get_by_label(re.compile("web UI infotext")).press("Control+Enter")
+    expect_summary(page, "recipe-fields", "seed: 33", timeout=60_000)
+
+
+def test_a_result_dragged_onto_the_init_image_becomes_the_init(page):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)  # chelsea, 451x300: the plan names the input size
+    plan = panel.locator(".prose").filter(has_text="denoising steps will run").first
+    expect(plan).to_contain_text("input 451×300")
+    panel.get_by_role("button", name="Generate").click()
+    expect_summary(page, "basic-summary", "Seed", timeout=120_000)
+    width, height = image_loaded(page, "#basic-gallery")[0]
+    page.locator("#basic-gallery img").first.drag_to(panel.locator(".studio-unopened-upload").first)
+    expect(plan).to_contain_text(f"input {width}×{height}", timeout=60_000)
+
+
+def test_chain_and_depth_have_a_before_after_slider(page):
+    for tab, button, done in (("Chain", "Run chain", "Done: seed"), ("Depth", "Generate", "Restyle:")):
+        panel = open_tab(page, tab)
+        pick_example(panel, 1)
+        panel.get_by_role("button", name=button).click()
+        expect_summary(page, f"{tab.lower()}-summary", done, timeout=180_000)
+        page.wait_for_function(
+            "sel => [...document.querySelectorAll(sel + ' img')].filter(i => i.naturalWidth > 0).length >= 2",
+            arg=f"#{tab.lower()}-slider",
+            timeout=60_000,
+        )
+        expect(panel.get_by_text("drag to compare")).to_be_visible()
+
+
+def test_a_result_png_sent_to_basic_brings_its_init_image(page, tmp_path):
+    import httpx
+
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 2)  # the astronaut
+    panel.get_by_role("button", name="Generate").click()
+    expect_summary(page, "basic-summary", "Seed", timeout=120_000)
+    image_loaded(page, "#basic-gallery")
+    url = page.locator("#basic-gallery img").first.get_attribute("src")
+    png = tmp_path / url.rsplit("/", 1)[-1]  # saved as the browser's download names it
+    png.write_bytes(httpx.get(url, timeout=30).content)
+    pick_example(panel, 1)  # another init image is in Basic now
+    plan = panel.locator(".prose").filter(has_text="denoising steps will run").first
+    expect(plan).to_contain_text("input 451×300")
+    panel = open_tab(page, "Recipe")
+    panel.locator("input[type=file]").first.set_input_files(str(png))
+    expect(panel.get_by_text(png.name)).to_be_visible(timeout=60_000)
+    panel.get_by_role("button", name="Send to Basic").click()
+    expect_summary(page, "basic-summary", "Init image: the one this result was made from", timeout=60_000)
+    expect(plan).to_contain_text("input 256×256", timeout=60_000)  # the astronaut as the pipeline saw it
