@@ -13,6 +13,7 @@ from engine.errors import shown_value
 from engine.repos import repo_facts
 
 # Latent families: stages whose models share one may pass latents without decode/encode.
+DEFAULT_MODEL = "sd15"  # the model a request or a tab starts with when none is named
 SD15_LATENTS = "sd15-vae"  # AutoencoderKL, scaling 0.18215, 4 channels, factor 8
 SDXL_LATENTS = "sdxl-vae"  # AutoencoderKL, scaling 0.13025, 4 channels, factor 8
 MOVQ_LATENTS = "kandinsky-movq"  # VQModel, 4 channels, factor 8

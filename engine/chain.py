@@ -28,12 +28,13 @@ from engine.grid import image_grid
 from engine.images import NormalizedImage, fit_size
 from engine.recipe import Recipe
 from engine.requests import (
+    MAX_SIDE,
     RANDOM_SEED,
     check_flag,
     check_number,
+    check_sampling,
     check_seed,
     check_text,
-    denoising_steps,
     normalize_for_model,
 )
 from engine.run import GenerationCancelled, StepReporter, call_pipeline
@@ -241,8 +242,8 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
     spec = get_spec(stages[0].model)
     init = None
     if first_kind == "text2img":
-        width = check_number("width", request.width, low=settings.min_side, high=4096, integer=True)
-        height = check_number("height", request.height, low=settings.min_side, high=4096, integer=True)
+        width = check_number("width", request.width, low=settings.min_side, high=MAX_SIDE, integer=True)
+        height = check_number("height", request.height, low=settings.min_side, high=MAX_SIDE, integer=True)
         size = fit_size(
             (width, height),
             multiple=spec.size_multiple,
@@ -322,34 +323,13 @@ def _output_size(size: tuple[int, int], spec: ModelSpec) -> tuple[int, int]:
 
 
 def _resolve(stage, index, spec, kind, subject, settings, input_size, output_size, receives) -> StagePlan:
-    defaults = spec.defaults
-    if defaults is None:
+    if spec.defaults is None:
         raise ValueError(f"model {spec.key!r} cannot run as a stage")
     prompt = check_text("prompt", stage.prompt.replace(SUBJECT, subject), max_chars=settings.max_prompt_chars)
     if not prompt:
         raise ValueError("prompt is empty")
     negative = check_text("negative_prompt", stage.negative_prompt, max_chars=settings.max_prompt_chars)
-    strength = None
-    if kind == "img2img":
-        value = defaults.strength if stage.strength is None else stage.strength
-        strength = check_number("strength", value, low=0.0, high=1.0, low_open=True)
-    guidance = check_number(
-        "guidance_scale",
-        defaults.guidance_scale if stage.guidance_scale is None else stage.guidance_scale,
-        low=0.0,
-        high=50.0,
-    )
-    steps = check_number(
-        "num_inference_steps",
-        settings.steps_default(defaults.num_inference_steps)
-        if stage.num_inference_steps is None
-        else stage.num_inference_steps,
-        low=1,
-        high=settings.max_steps,
-        integer=True,
-    )
-    if strength is not None and denoising_steps(steps, strength) < 1:
-        raise ValueError(f"int({steps} x {strength}) = 0 denoising steps; raise strength or num_inference_steps")
+    strength, guidance, steps = check_sampling(spec, settings, stage, img2img=kind == "img2img")
     return StagePlan(index, spec, kind, prompt, negative, strength, guidance, steps, input_size, output_size, receives)
 
 

@@ -21,21 +21,20 @@ from PIL import Image, ImageOps
 
 from engine.basic import Img2ImgResult, run_img2img
 from engine.cache import PipelineCache
-from engine.catalog import ModelSpec, get_spec, models_for
+from engine.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.grid import image_grid
 from engine.images import NormalizedImage, open_image
 from engine.recipe import Recipe
 from engine.requests import (
-    MAX_GUIDANCE,
     RANDOM_SEED,
     Img2ImgJob,
     Img2ImgRequest,
     check_flag,
     check_model,
     check_number,
+    check_sampling,
     check_seed,
     check_text,
-    denoising_steps,
     normalize_for_model,
 )
 from engine.run import GenerationCancelled, StepReporter, call_pipeline
@@ -129,9 +128,9 @@ class DepthRequest:
     depth_estimator: str = DEFAULT_ESTIMATOR
     prompt: str = DEFAULT_PROMPT
     negative_prompt: str = ""
-    strength: float = 0.8
-    guidance_scale: float = 7.5
-    num_inference_steps: int = 50
+    strength: float | None = None  # None: the base model's default, as for Img2ImgRequest
+    guidance_scale: float | None = None
+    num_inference_steps: int | None = None
     seed: int = RANDOM_SEED
     controlnet_conditioning_scale: float = DEFAULT_CONDITIONING_SCALE
     restyle_model: str | None = DEFAULT_RESTYLE
@@ -143,7 +142,7 @@ class DepthRequest:
     restyle_prompt: str | None = None  # None: the style's trigger words, then the prompt
     restyle_strength: float | None = None  # None: the style model's default
     restyle_guidance_scale: float | None = None
-    model: str = "sd15"
+    model: str = DEFAULT_MODEL
 
     def validate(self, settings: Settings) -> DepthJob:
         """Check every value before any work.
@@ -160,16 +159,7 @@ class DepthRequest:
         estimator = check_model(self.depth_estimator, "depth", name="depth_estimator")
         prompt = check_text("prompt", self.prompt, max_chars=settings.max_prompt_chars, required=True)
         negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
-        strength = check_number("strength", self.strength, low=0.0, high=1.0, low_open=True)
-        guidance = check_number("guidance_scale", self.guidance_scale, low=0.0, high=MAX_GUIDANCE)
-        steps = check_number(
-            "num_inference_steps", self.num_inference_steps, low=1, high=settings.max_steps, integer=True
-        )
-        if denoising_steps(steps, strength) < 1:
-            raise ValueError(
-                f"num_inference_steps x strength must give at least one denoising step: "
-                f"int({steps} x {strength}) = 0; raise strength or num_inference_steps"
-            )
+        strength, guidance, steps = check_sampling(spec, settings, self)
         conditioning = check_number(
             "controlnet_conditioning_scale", self.controlnet_conditioning_scale, low=0.0, high=MAX_CONDITIONING_SCALE
         )

@@ -13,10 +13,11 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from PIL import Image
 
-from engine.catalog import ModelSpec, get_spec, models_for
+from engine.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.errors import HUGE, shown_value
 from engine.images import NormalizedImage, normalize_image
 from engine.schedulers import check_scheduler, denoising_steps, steps_run
@@ -24,7 +25,8 @@ from engine.settings import Settings
 
 SEED_LIMIT = 2**32
 RANDOM_SEED = -1
-MAX_GUIDANCE = 50.0
+MAX_GUIDANCE = 50.0  # every guidance_scale: the engine's check and every slider
+MAX_SIDE = 4096  # a requested width or height (a text-to-image start); the working size caps it after
 
 
 def check_number(
@@ -162,7 +164,7 @@ class Img2ImgRequest:
 
     image: Image.Image | str | Path | bytes | None
     prompt: str
-    model: str = "sd15"
+    model: str = DEFAULT_MODEL
     negative_prompt: str = ""
     strength: float | None = None
     guidance_scale: float | None = None
@@ -179,28 +181,9 @@ class Img2ImgRequest:
             ValueError: naming the parameter and the value it got.
         """
         spec = check_model(self.model, "img2img")
-        defaults = spec.defaults
-        assert defaults is not None  # every img2img model has defaults (catalog invariant, not user input)
         prompt = check_text("prompt", self.prompt, max_chars=settings.max_prompt_chars, required=True)
         negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
-        strength = check_number(
-            "strength", _default(self.strength, defaults.strength), low=0.0, high=1.0, low_open=True
-        )
-        guidance = check_number(
-            "guidance_scale", _default(self.guidance_scale, defaults.guidance_scale), low=0.0, high=MAX_GUIDANCE
-        )
-        steps = check_number(
-            "num_inference_steps",
-            _default(self.num_inference_steps, settings.steps_default(defaults.num_inference_steps)),
-            low=1,
-            high=settings.max_steps,
-            integer=True,
-        )
-        if denoising_steps(steps, strength) < 1:
-            raise ValueError(
-                f"num_inference_steps x strength must give at least one denoising step: "
-                f"int({steps} x {strength}) = 0; raise strength or num_inference_steps"
-            )
+        strength, guidance, steps = check_sampling(spec, settings, self)
         count = check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True)
         check_flag("weighted_prompt", self.weighted_prompt)
         if self.weighted_prompt and spec.weighting_unavailable_reason:
@@ -225,8 +208,60 @@ class Img2ImgRequest:
         )
 
 
-def _default(value: object, default: float) -> object:
-    return default if value is None else value
+def check_denoising_steps(steps: int, strength: float) -> int:
+    """The steps an img2img run of `steps` at `strength` denoises (int(steps x strength)).
+
+    Raises:
+        ValueError: none would run.
+    """
+    kept = denoising_steps(steps, strength)
+    if kept < 1:
+        raise ValueError(
+            f"num_inference_steps x strength must give at least one denoising step: "
+            f"int({steps} x {strength:g}) = 0; raise strength or num_inference_steps"
+        )
+    return kept
+
+
+class AskedSampling(Protocol):
+    """What a request or a chain stage asks of a run's sampling (None: the model's default)."""
+
+    strength: float | None
+    guidance_scale: float | None
+    num_inference_steps: int | None
+
+
+def check_sampling(
+    spec: ModelSpec, settings: Settings, asked: AskedSampling, *, img2img: bool = True
+) -> tuple[float | None, float, int]:
+    """The strength, guidance_scale and num_inference_steps that `asked` (a request or a chain stage: any
+    object with those attributes) gives a run of `spec`, each checked; None takes the model's default
+    (the settings' step count). Without `img2img` (a text-to-image or upscaler run) strength is not read
+    and comes back None.
+
+    Raises:
+        ValueError: a value out of range, or steps x strength that leaves no denoising step.
+    """
+    defaults = spec.defaults
+    if defaults is None:
+        raise ValueError(f"model {spec.key!r} has no sampling defaults")
+    strength, guidance_scale, num_inference_steps = asked.strength, asked.guidance_scale, asked.num_inference_steps
+    checked_strength = None
+    if img2img:
+        value = defaults.strength if strength is None else strength
+        checked_strength = check_number("strength", value, low=0.0, high=1.0, low_open=True)
+    guidance_value = defaults.guidance_scale if guidance_scale is None else guidance_scale
+    guidance = check_number("guidance_scale", guidance_value, low=0.0, high=MAX_GUIDANCE)
+    steps = check_number(
+        "num_inference_steps",
+        settings.steps_default(defaults.num_inference_steps) if num_inference_steps is None else num_inference_steps,
+        low=1,
+        high=settings.max_steps,
+        integer=True,
+    )
+    if checked_strength is not None:
+        check_denoising_steps(steps, checked_strength)
+    return checked_strength, guidance, steps
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,30 @@ def test_page_header_says_which_models_are_live(server):
     assert "Model mode:" in page and "tiny" in page and "noise from random weights" in page
 
 
+def test_every_slider_spans_what_the_engine_accepts(server, engine, cat_png):
+    """The page's sliders end where the engine's checks do: a value the engine takes is never out of reach."""
+    from dataclasses import replace
+
+    from engine.chain import ChainRequest
+    from engine.requests import Img2ImgRequest
+
+    config = httpx.get(server + "config", timeout=30).json()
+    sliders = [c["props"] for c in config["components"] if c["type"] == "slider"]
+    guidance = [s for s in sliders if "guidance scale" in s["label"].lower() and "control" not in s["label"].lower()]
+    assert len(guidance) >= 4  # Basic, Sweep, Depth and its restyle
+    request = Img2ImgRequest(image=str(cat_png), prompt="x")
+    for slider in guidance:
+        replace(request, guidance_scale=slider["maximum"]).validate(engine.settings)
+        with pytest.raises(ValueError, match="guidance_scale"):
+            replace(request, guidance_scale=slider["maximum"] + 0.5).validate(engine.settings)
+    (width,) = [s for s in sliders if s["label"].startswith("Width (text-to-image")]
+    chain = ChainRequest(image=None, preset="text-image-image", width=width["maximum"], height=512)
+    engine.plan_chain(chain)
+    with pytest.raises(ValueError, match="width"):
+        engine.plan_chain(replace(chain, width=width["maximum"] + 8))
+    assert width["minimum"] == engine.settings.min_side
+
+
 def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/sweep"]
     assert [p["parameter_name"] for p in info["parameters"]][:12] == [

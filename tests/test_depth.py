@@ -76,6 +76,18 @@ def test_16_bit_maps_keep_their_precision(depth_png):
     assert raw[0, 0] == 0 and raw[0, -1] == 255
 
 
+def test_a_16_bit_map_with_a_narrow_range_keeps_its_detail(tmp_path):
+    """A real sensor's map often spans a sliver of the 16-bit range (here 256 levels within one 8-bit
+    level): normalised, it must still become a full ramp, which a map read as 8 bits cannot."""
+    narrow = np.tile(np.arange(30000, 30256), (8, 1)).astype(np.uint16)
+    path = tmp_path / "narrow16.png"
+    Image.fromarray(narrow).save(path)
+    array = load_depth_map(path, max_input_pixels=10**6)
+    assert len(np.unique(array)) == 256
+    control = np.asarray(depth_to_control(array, normalize=True))
+    assert control[0, 0] == 0 and control[0, -1] == 255 and len(np.unique(control)) == 256
+
+
 def test_rgba_maps_count_transparent_pixels_as_far(tmp_path):
     rgba = np.full((20, 20, 4), 200, dtype=np.uint8)
     rgba[:, :10, 3], rgba[:, 10:, 3] = 0, 255  # left half transparent, right half opaque
@@ -310,3 +322,19 @@ def test_exported_script_reproduces_the_controlnet_result(engine, photo, depth_p
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(state.controlnet))
+
+
+def test_an_unset_strength_guidance_or_step_count_is_the_base_models_default(engine, photo, depth_png):
+    """One source for defaults: the catalog's, as Basic uses them (the settings' quick step count included)."""
+    from engine.catalog import get_spec
+
+    defaults = get_spec("sd15").defaults
+    job = engine.plan_depth(DepthRequest(image=photo, depth_map=str(depth_png)))
+    assert (job.strength, job.guidance_scale) == (defaults.strength, defaults.guidance_scale)
+    assert job.num_inference_steps == engine.settings.steps_default(defaults.num_inference_steps)
+    basic = Img2ImgRequest(image=photo, prompt="x").validate(engine.settings)  # the Basic tab's own defaults
+    assert (basic.strength, basic.guidance_scale, basic.num_inference_steps) == (
+        job.strength,
+        job.guidance_scale,
+        job.num_inference_steps,
+    )

@@ -127,13 +127,21 @@ def test_a_cancelled_job_frees_the_lock_and_the_next_one_runs(server, cat_png, e
 def test_a_client_that_disconnects_mid_run_leaves_nothing_locked(server, client, cat_png, engine):
     upload = httpx.post(server + "gradio_api/upload", files={"files": ("cat.png", cat_png.read_bytes(), "image/png")})
     image = {"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}}
-    body = {"data": [image, "a cat", "", "sd15", 1.0, 7.5, 60, 1, 1, False, ""]}
-    event = httpx.post(server + "gradio_api/call/img2img", json=body, timeout=30).json()["event_id"]
-    with httpx.stream("GET", f"{server}gradio_api/call/img2img/{event}", timeout=30) as stream:
-        for line in stream.iter_lines():  # read until the job runs, then hang up
-            if "progress" in line or "generating" in line or line.startswith("data:"):
-                break
+    body = {"data": [image, "a cat", "", "sd15", 1.0, 7.5, 150, 1, 4, False, ""]}
+    calls, handle = _unet_calls(engine)
+    try:
+        event = httpx.post(server + "gradio_api/call/img2img", json=body, timeout=30).json()["event_id"]
+        with httpx.stream("GET", f"{server}gradio_api/call/img2img/{event}", timeout=30):
+            deadline = time.monotonic() + 120
+            while calls[0] < 3 and time.monotonic() < deadline:  # the job runs; then hang up
+                time.sleep(0.05)
+        assert calls[0] >= 3, "the job never started"
+        assert engine.cache.lock.acquire(timeout=60), "the abandoned job still holds the GPU lock"
+        engine.cache.lock.release()
+        # it stopped at a step boundary once its client was gone (the job token asks at every step whether
+        # anyone still waits; an API cancel, tested above, cancels the task instead)
+        assert calls[0] < 150
+    finally:
+        handle.remove()
     gallery, *_ = client.predict(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 2, 1, api_name="/img2img")
     assert len(gallery) == 1
-    assert engine.cache.lock.acquire(timeout=60)
-    engine.cache.lock.release()

@@ -63,10 +63,32 @@ def test_check_text_is_bounded_and_free_of_control_characters(text, limit):
     assert cleaned == cleaned.strip()
 
 
-@given(steps=st.integers(1, 150), strength=st.floats(0.001, 1.0))
-def test_denoising_steps_match_diffusers_arithmetic(steps, strength):
-    run = denoising_steps(steps, strength)
-    assert run == min(int(steps * strength), steps) and 0 <= run <= steps
+SD15_SCHEDULERS = ["", "DDIM", "PLMS", "Euler", "Euler a", "DPM++ 2M Karras", "Heun", "DPM2", "UniPC", "LMS"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=st.integers(1, 150), strength=st.floats(0.001, 1.0), scheduler=st.sampled_from(SD15_SCHEDULERS))
+def test_planned_steps_are_the_model_calls_diffusers_makes(steps, strength, scheduler):
+    """The plan's count against diffusers itself: its img2img pipeline's get_timesteps on the scheduler
+    built as the app builds it (SD 1.5's own config, a sampler's overrides), one model call per timestep."""
+    from types import SimpleNamespace
+
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    from engine.catalog import get_spec
+    from engine.repos import repo_facts
+    from engine.schedulers import SCHEDULERS, _class, steps_run
+
+    config = repo_facts(get_spec("sd15").hub_id).config("scheduler/scheduler_config.json")
+    class_name, overrides = SCHEDULERS[scheduler] if scheduler else (config["_class_name"], {})
+    instance = _class(class_name).from_config(config, **overrides)
+    instance.set_timesteps(steps)
+    timesteps, kept = StableDiffusionImg2ImgPipeline.get_timesteps(
+        SimpleNamespace(scheduler=instance), steps, strength, "cpu"
+    )
+    assert denoising_steps(steps, strength) == kept
+    if kept >= 1:
+        assert steps_run("sd15", steps, strength, scheduler or None) == len(timesteps)
 
 
 @given(

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -63,7 +64,13 @@ def test_local_tokenizer_tokenizes_anything_at_clip_length():
 
 
 def test_cli_writes_one_folder_per_key(twins, capsys):
+    from engine.catalog import CATALOG
+    from engine.tiny import has_twin
+
     # the session's twin folder: twins already built are kept, so the 0.5 GB MiDaS twin is written once
     main(["--out", str(twins)])
+    printed = [Path(line) for line in capsys.readouterr().out.splitlines()]
+    assert [path.name for path in printed] == [key for key in CATALOG if has_twin(key)]  # one line per twin
+    assert all(path.parent == twins.resolve() and any(path.iterdir()) for path in printed)
     written = {p.name for p in twins.iterdir() if (p / "model_index.json").is_file()}
     assert {"sd15", "sdxl-refiner", "kandinsky22", "kandinsky22-prior", "comic-diffusion"} <= written

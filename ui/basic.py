@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.catalog import get_spec
+from engine.catalog import DEFAULT_MODEL, get_spec
 from engine.core import Engine
 from engine.images import fit_size, probe_size
 from engine.requests import RANDOM_SEED, denoising_steps
@@ -95,7 +95,7 @@ def result_text(result) -> str:
 def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them) and
     its finished run. Adds its handler to `tools`."""
-    default_model = "sd15"
+    default_model = DEFAULT_MODEL
     settings = engine.settings
     strength0, guidance0, steps0 = model_defaults(default_model, settings)
     last_seed = gr.State(RANDOM_SEED)

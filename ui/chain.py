@@ -6,7 +6,7 @@ import gradio as gr
 
 from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.core import Engine
-from engine.requests import RANDOM_SEED
+from engine.requests import MAX_SIDE, RANDOM_SEED
 from engine.run import CancelToken
 from ui.widgets import (
     Finished,
@@ -123,8 +123,10 @@ def build(engine: Engine, tools: list) -> Finished:
                 gr.Markdown(STAGES_INFO)
                 seed, _, _ = seed_row()
                 with gr.Row():
-                    width = engine_checked(gr.Slider(64, 1024, value=512, step=8, label="Width (text-to-image start)"))
-                    height = engine_checked(gr.Slider(64, 1024, value=512, step=8, label="Height"))
+                    width = engine_checked(
+                        gr.Slider(settings.min_side, MAX_SIDE, value=512, step=8, label="Width (text-to-image start)")
+                    )
+                    height = engine_checked(gr.Slider(settings.min_side, MAX_SIDE, value=512, step=8, label="Height"))
                 latent_handover = gr.Checkbox(
                     value=True,
                     label="Pass latents between stages of one latent family",
@@ -172,8 +174,8 @@ def build(engine: Engine, tools: list) -> Finished:
             seed: -1 for random, else in [0, 2^32); every stage uses it.
             stages: JSON list of at most $max_chain_stages stages, used when preset is empty:
                 [{"model": "sd15", "kind": "img2img", "strength": 0.6, "prompt": "{subject}, ..."}, ...].
-            width: width of a text-to-image first stage (64 to 1024).
-            height: height of a text-to-image first stage (64 to 1024).
+            width: width of a text-to-image first stage ($min_side to $max_side; the working size caps the image).
+            height: height of a text-to-image first stage ($min_side to $max_side).
             latent_handover: pass latents between stages of one latent family instead of decoding.
         """
         request = chain_request(image, preset, prompt, seed, stages, width, height, latent_handover)

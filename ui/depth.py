@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from engine.catalog import DEFAULT_MODEL
 from engine.core import Engine
 from engine.depth import (
     DEFAULT_CONDITIONING_SCALE,
@@ -21,7 +22,6 @@ from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
 from ui.basic import EXAMPLE_PROMPTS
 from ui.widgets import (
-    GUIDANCE_INFO,
     NEGATIVE_INFO,
     STEPS_INFO,
     STRENGTH_INFO,
@@ -30,6 +30,7 @@ from ui.widgets import (
     documented,
     engine_checked,
     gradio_progress,
+    guidance_slider,
     image_input,
     model_defaults,
     model_picker,
@@ -104,7 +105,7 @@ def gallery_entries(state: DepthProgress) -> list[tuple]:
 def build(engine: Engine, tools: list) -> Finished:
     """Lay out the Depth tab and wire its events; adds its handlers to `tools`."""
     settings = engine.settings
-    strength0, guidance0, steps0 = model_defaults("sd15", settings)
+    strength0, guidance0, steps0 = model_defaults(DEFAULT_MODEL, settings)
     style_strength0, style_guidance0, _ = model_defaults(DEFAULT_RESTYLE, settings)
     last_seed = gr.State(RANDOM_SEED)
     gr.Markdown(
@@ -163,9 +164,7 @@ def build(engine: Engine, tools: list) -> Finished:
                 run = run_button("Generate")
                 stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
-                guidance = engine_checked(
-                    gr.Slider(0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO)
-                )
+                guidance = guidance_slider(guidance0)
                 steps = engine_checked(
                     gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO)
                 )
@@ -178,7 +177,7 @@ def build(engine: Engine, tools: list) -> Finished:
                     label="Guess mode",
                     info="The ControlNet reads the depth map without the prompt; works best with guidance 3-5.",
                 )
-                model = model_picker("img2img", "sd15", label="Base model", keys=depth_models())
+                model = model_picker("img2img", DEFAULT_MODEL, label="Base model", keys=depth_models())
                 restyle_prompt = gr.Textbox(
                     value="", label="Restyle prompt", info=RESTYLE_PROMPT_INFO, max_length=settings.max_prompt_chars
                 )
@@ -186,9 +185,7 @@ def build(engine: Engine, tools: list) -> Finished:
                     restyle_strength = engine_checked(
                         gr.Slider(0.0, 1.0, value=style_strength0, step=0.01, label="Restyle strength")
                     )
-                    restyle_guidance = engine_checked(
-                        gr.Slider(0.0, 30.0, value=style_guidance0, step=0.5, label="Restyle guidance scale")
-                    )
+                    restyle_guidance = guidance_slider(style_guidance0, label="Restyle guidance scale", info=None)
         with gr.Column(scale=1):
             preview = result_image("Depth map")  # the map used, near bright
             grid = result_image("Grid", elem_id="depth-grid")  # init | depth / ControlNet | restyled
@@ -242,7 +239,7 @@ def build(engine: Engine, tools: list) -> Finished:
         restyle_prompt: str = "",
         restyle_strength: float | None = None,
         restyle_guidance_scale: float | None = None,
-        model: str = "sd15",
+        model: str = DEFAULT_MODEL,
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -259,7 +256,7 @@ def build(engine: Engine, tools: list) -> Finished:
             prompt: what the image should become (at most $max_prompt_chars characters).
             negative_prompt: what to steer away from.
             strength: in (0, 1].
-            guidance_scale: in [0, 50].
+            guidance_scale: in [0, $max_guidance].
             num_inference_steps: 1 to $max_steps (the restyle uses it too).
             seed: -1 for random, else in [0, 2^32).
             controlnet_conditioning_scale: in [0, 2]; how strongly the depth map steers (0.8 by default).

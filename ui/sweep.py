@@ -8,7 +8,7 @@ import json
 import gradio as gr
 from PIL import Image
 
-from engine.catalog import models_for
+from engine.catalog import DEFAULT_MODEL, models_for
 from engine.core import Engine
 from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
@@ -107,7 +107,7 @@ def export_files(settings, state: SweepProgress, grid: Image.Image) -> list[str]
 
 def build(engine: Engine, tools: list) -> Finished:
     """Lay out the Sweep tab and wire its events; adds its handler to `tools`."""
-    default_model = "sd15"
+    default_model = DEFAULT_MODEL
     settings = engine.settings
     strength0, guidance0, steps0 = model_defaults(default_model, settings)
     axis_choices = list(AXES)

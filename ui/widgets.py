@@ -22,7 +22,7 @@ from engine.cache import ModelUnavailable
 from engine.catalog import CATALOG, get_spec, models_for
 from engine.images import HeaderOnly
 from engine.recipe import Recipe, save_png
-from engine.requests import RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
+from engine.requests import MAX_GUIDANCE, MAX_SIDE, RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
 from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.schedulers import schedulers_for
 from engine.script import script_for
@@ -213,9 +213,9 @@ BASIC_ARGS = """
                 $working_pixels pixels, sides rounded to the model's multiple).
             prompt: what the image should become (at most $max_prompt_chars characters).
             negative_prompt: what to steer away from; may be empty.
-            model: catalog key: sd15, sdxl-refiner, kandinsky22, comic-diffusion, pixel-art-style, elden-ring.
+            model: catalog key: $img2img_models.
             strength: in (0, 1]: how far to move from the init; int(num_inference_steps x strength) steps run.
-            guidance_scale: in [0, 50]: how literally to follow the prompt (classifier-free guidance).
+            guidance_scale: in [0, $max_guidance]: how literally to follow the prompt (classifier-free guidance).
             num_inference_steps: 1 to $max_steps: steps of the full schedule.
             seed: -1 for random, else in [0, 2^32); the seed used is in the summary."""
 SCHEDULER_ARG = (
@@ -231,6 +231,8 @@ def documented(settings) -> Callable[[Callable], Callable]:
 
     limits = {name: f"{value:,}" if isinstance(value, int) else value for name, value in vars(settings).items()}
     limits["working_pixels"] = f"{settings.working_pixels:,}"
+    limits.update(max_side=f"{MAX_SIDE:,}", max_guidance=f"{MAX_GUIDANCE:g}")  # the engine's fixed limits
+    limits["img2img_models"] = ", ".join(models_for("img2img"))
 
     def apply(fn: Callable) -> Callable:
         text = Template(BASIC_ARGS).safe_substitute(limits)
@@ -351,12 +353,15 @@ def main_inputs(settings, default_model: str, *, image_label: str = "Init image"
     return GenerationInputs(image, prompt, negative_prompt, model, strength)
 
 
+def guidance_slider(value: float, *, label: str = "Guidance scale", info: str | None = GUIDANCE_INFO) -> gr.Slider:
+    """A guidance_scale slider over the engine's whole range (0 to MAX_GUIDANCE)."""
+    return engine_checked(gr.Slider(0.0, MAX_GUIDANCE, value=value, step=0.5, label=label, info=info))
+
+
 def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> GenerationInputs:
     """Guidance, steps, seed row and Compel weighting (call inside the tab's Advanced accordion)."""
     _, guidance0, steps0 = model_defaults(default_model, settings)
-    inputs.guidance_scale = engine_checked(
-        gr.Slider(0.0, 30.0, value=guidance0, step=0.5, label="Guidance scale", info=GUIDANCE_INFO)
-    )
+    inputs.guidance_scale = guidance_slider(guidance0)
     inputs.num_inference_steps = engine_checked(
         gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO)
     )
