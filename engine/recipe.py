@@ -17,12 +17,13 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from engine import __version__
 from engine.images import PNG_SIGNATURE
 from engine.recipe_schema import validated_fields
 from engine.run import denoiser_of
 from engine.schedulers import sampler_name
 
-APP_VERSION = "0.1.0"
+APP_VERSION = __version__  # written into every recipe
 MAX_RECIPE_CHARS = 1_000_000
 PARAMETERS_KEY = "parameters"
 RECIPE_KEY = "img2img-studio"

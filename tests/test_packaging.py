@@ -1,0 +1,37 @@
+"""The project's metadata: one version (engine.__version__), read by pyproject.toml and written into recipes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_built_package_carries_the_one_version_and_the_requirements(tmp_path):
+    import engine
+    from engine.recipe import APP_VERSION
+
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
+    for name in ("pyproject.toml", "README.md", "requirements.txt"):
+        source.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for package in ("engine", "ui"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "dist"
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."]
+    subprocess.run(build, cwd=source, check=True, timeout=300, capture_output=True)
+    (wheel,) = out.glob("img2img_studio-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = archive.read(name).decode()
+        assert {"engine/core.py", "ui/basic.py"} <= set(archive.namelist())
+    assert f"\nVersion: {engine.__version__}\n" in metadata
+    assert engine.__version__ == APP_VERSION  # what every recipe records
+    requires = [line.removeprefix("Requires-Dist:") for line in metadata.splitlines() if "Requires-Dist:" in line]
+    required = {re.match(r"\s*([A-Za-z0-9_.-]+)", line).group(1) for line in requires}
+    assert {"torch", "diffusers", "gradio"} <= required
