@@ -329,7 +329,8 @@ def _resolve(stage, index, spec, kind, subject, settings, input_size, output_siz
     if not prompt:
         raise ValueError("prompt is empty")
     negative = check_text("negative_prompt", stage.negative_prompt, max_chars=settings.max_prompt_chars)
-    strength, guidance, steps = check_sampling(spec, settings, stage, img2img=kind == "img2img")
+    img2img_strength, guidance, steps = check_sampling(spec, settings, stage, img2img=kind == "img2img")
+    strength = img2img_strength if kind == "img2img" else None  # the others run their whole schedule
     return StagePlan(index, spec, kind, prompt, negative, strength, guidance, steps, input_size, output_size, receives)
 
 

@@ -226,18 +226,23 @@ def check_denoising_steps(steps: int, strength: float) -> int:
 class AskedSampling(Protocol):
     """What a request or a chain stage asks of a run's sampling (None: the model's default)."""
 
-    strength: float | None
-    guidance_scale: float | None
-    num_inference_steps: int | None
+    @property
+    def strength(self) -> float | None: ...
+
+    @property
+    def guidance_scale(self) -> float | None: ...
+
+    @property
+    def num_inference_steps(self) -> int | None: ...
 
 
 def check_sampling(
     spec: ModelSpec, settings: Settings, asked: AskedSampling, *, img2img: bool = True
-) -> tuple[float | None, float, int]:
+) -> tuple[float, float, int]:
     """The strength, guidance_scale and num_inference_steps that `asked` (a request or a chain stage: any
     object with those attributes) gives a run of `spec`, each checked; None takes the model's default
     (the settings' step count). Without `img2img` (a text-to-image or upscaler run) strength is not read
-    and comes back None.
+    and comes back 1.0: the whole schedule runs.
 
     Raises:
         ValueError: a value out of range, or steps x strength that leaves no denoising step.
@@ -245,23 +250,22 @@ def check_sampling(
     defaults = spec.defaults
     if defaults is None:
         raise ValueError(f"model {spec.key!r} has no sampling defaults")
-    strength, guidance_scale, num_inference_steps = asked.strength, asked.guidance_scale, asked.num_inference_steps
-    checked_strength = None
+    strength = 1.0
     if img2img:
-        value = defaults.strength if strength is None else strength
-        checked_strength = check_number("strength", value, low=0.0, high=1.0, low_open=True)
-    guidance_value = defaults.guidance_scale if guidance_scale is None else guidance_scale
-    guidance = check_number("guidance_scale", guidance_value, low=0.0, high=MAX_GUIDANCE)
+        asked_strength = defaults.strength if asked.strength is None else asked.strength
+        strength = float(check_number("strength", asked_strength, low=0.0, high=1.0, low_open=True))
+    asked_guidance = defaults.guidance_scale if asked.guidance_scale is None else asked.guidance_scale
+    guidance = float(check_number("guidance_scale", asked_guidance, low=0.0, high=MAX_GUIDANCE))
+    asked_steps = asked.num_inference_steps
     steps = check_number(
         "num_inference_steps",
-        settings.steps_default(defaults.num_inference_steps) if num_inference_steps is None else num_inference_steps,
+        settings.steps_default(defaults.num_inference_steps) if asked_steps is None else asked_steps,
         low=1,
         high=settings.max_steps,
         integer=True,
     )
-    if checked_strength is not None:
-        check_denoising_steps(steps, checked_strength)
-    return checked_strength, guidance, steps
+    check_denoising_steps(int(steps), strength)
+    return strength, guidance, int(steps)
 
 
 @dataclass(frozen=True)
