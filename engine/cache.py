@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -130,7 +131,7 @@ class _Weights:
     """One checkpoint in memory and the pipelines of each kind built on it."""
 
     key: str
-    pipes: dict[str, object] = field(default_factory=dict)
+    pipes: dict[str, Any] = field(default_factory=dict)  # kind -> diffusers pipeline (untyped)
     nbytes: int = 0
     placement: str = "cpu"  # cpu | cuda | model-offload | sequential-offload
     loaded_in_s: float = 0.0
@@ -385,7 +386,7 @@ def apply_speedups(pipe, policy: DevicePolicy) -> None:
             if module is not None:
                 module.to(memory_format=torch.channels_last)
     if policy.compile:
-        options = {"mode": policy.compile_mode} if policy.compile_mode else {}
+        options: dict[str, Any] = {"mode": policy.compile_mode} if policy.compile_mode else {}
         if unet is not None:
             if policy.cuda_graphs and policy.device == "cuda":
                 graph_forward(unet, torch.compile(unet.forward, **options))
@@ -412,9 +413,10 @@ def _denoisers(pipe) -> list[torch.nn.Module]:
 def _causes(exc: BaseException) -> list[BaseException]:
     """The exception and what it was raised from, outermost first (libraries wrap the real cause)."""
     chain: list[BaseException] = []
-    while exc is not None and exc not in chain and len(chain) < 10:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
     return chain
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -205,7 +206,7 @@ def stages_json(preset: str, settings: Settings | None = None) -> str:
     for stage in PRESETS[preset]:
         spec = get_spec(stage.model)
         defaults = spec.defaults
-        row = {"model": stage.model, "prompt": stage.prompt}
+        row: dict[str, object] = {"model": stage.model, "prompt": stage.prompt}
         if stage.kind:
             row["kind"] = stage.kind
         if defaults is not None:
@@ -228,7 +229,7 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
     if preset is not None and (not isinstance(preset, str) or (preset and preset not in PRESETS)):
         raise ValueError(f"preset must be one of {', '.join(PRESETS)} or empty; got {shown_value(preset)}")
     if preset:
-        stages = list(PRESETS[request.preset])
+        stages = list(PRESETS[preset])
     else:
         if request.stages in (None, "", []):
             raise ValueError("stages is empty: pick a preset or give stages as JSON")
@@ -245,7 +246,7 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
         width = check_number("width", request.width, low=settings.min_side, high=MAX_SIDE, integer=True)
         height = check_number("height", request.height, low=settings.min_side, high=MAX_SIDE, integer=True)
         size = fit_size(
-            (width, height),
+            (int(width), int(height)),
             multiple=spec.size_multiple,
             max_pixels=settings.working_pixels,
             min_side=settings.min_side,
@@ -266,7 +267,7 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
             if previous is not None:
                 receives = "latent" if request.latent_handover and _shares_latents(previous, spec) else "image"
             input_size = None if kind == "text2img" else _input_size(current, spec, receives, settings)
-            output_size = current if kind == "text2img" else _output_size(input_size, spec)
+            output_size = current if input_size is None else _output_size(input_size, spec)
             planned.append(_resolve(stage, index, spec, kind, subject, settings, input_size, output_size, receives))
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
@@ -390,7 +391,7 @@ def run_chain(
     reporter = reporter or StepReporter()
     records: list[dict] = []
     progress = ChainProgress(plan=plan, notes=reporter.notes)
-    carried: Image.Image | torch.Tensor | None = plan.init.image if plan.init is not None else None
+    carried: Any = plan.init.image if plan.init is not None else None  # an image, or latents (a tensor)
     for stage in plan.stages:
         started = time.perf_counter()
         steps_before = reporter.steps
@@ -469,9 +470,10 @@ def stage_kwargs(pipe, stage: StagePlan, carried) -> dict:
             "num_inference_steps": stage.num_inference_steps,
         }
     image = carried
-    if isinstance(carried, Image.Image) and carried.size != stage.input_size:
+    if isinstance(carried, Image.Image) and stage.input_size is not None and carried.size != stage.input_size:
         image = carried.resize(stage.input_size, Image.Resampling.LANCZOS)
     if stage.kind == "img2img":
+        assert stage.input_size is not None and stage.strength is not None  # an img2img stage has both (its plan)
         return img2img_call_kwargs(
             pipe,
             stage.spec,

@@ -58,7 +58,9 @@ def depth_models() -> list[str]:
 # -- depth maps ---------------------------------------------------------------------------------
 
 
-def load_depth_map(source: object, *, max_input_pixels: int, name: str = "depth_map") -> np.ndarray:
+def load_depth_map(
+    source: Image.Image | str | Path | bytes, *, max_input_pixels: int, name: str = "depth_map"
+) -> np.ndarray:
     """An uploaded depth map as float64 (H, W), integer formats scaled to [0, 1] by their bit depth.
 
     8- and 16-bit greyscale, RGB (its luminance), RGBA and LA (transparent counts as far), palette and
@@ -310,7 +312,8 @@ class DepthProgress:
         if self.controlnet is not None:
             items.append((self.controlnet, "ControlNet"))
         if self.restyled is not None:
-            items.append((self.restyled, f"restyled ({self.job.restyle.model})"))
+            restyle = self.job.restyle
+            items.append((self.restyled, f"restyled ({restyle.model if restyle else ''})"))
         return items
 
     def grid(self) -> Image.Image:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +29,8 @@ class Estimator:
 
     spec: ModelSpec
     model: torch.nn.Module
-    detector: object = None  # controlnet-aux's detector object
-    processor: object = None  # transformers' image processor
+    detector: Any = None  # controlnet-aux's detector object (untyped)
+    processor: Any = None  # transformers' image processor
 
     @property
     def components(self) -> dict[str, torch.nn.Module]:

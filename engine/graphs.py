@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
@@ -46,7 +47,7 @@ class GraphedForward:
     def __init__(self, module: torch.nn.Module, eager) -> None:
         self.eager = eager
         self.captures: OrderedDict[tuple, _Capture | None] = OrderedDict()  # None: runs eagerly
-        self.pool = None
+        self.pool: Any = None  # one CUDA graph memory pool, made at the first capture
         self.name = type(module).__name__
         self.captured = 0
         self.calls = 0  # calls that could replay

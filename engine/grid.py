@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont  # what ImageFont.load_default returns
+
 
 def image_grid(
     images: Sequence[Image.Image], rows: int, cols: int, *, background: tuple[int, int, int] = (255, 255, 255)
@@ -75,7 +77,7 @@ def grid_layout(cell_size: tuple[int, int], cols: int, rows: int, *, has_y: bool
     return GridLayout(cell_w, cell_h, cols, rows, top, left, font_size, pad, gap)
 
 
-def _longest_fitting(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> int:
+def _longest_fitting(text: str, font: Font, max_width: int) -> int:
     """How many leading characters of `text` fit in max_width (at least 1): a binary search on width."""
     low, high = 1, min(len(text), max(1, max_width))  # no glyph is narrower than a pixel, bar a few
     while low < high:
@@ -87,13 +89,13 @@ def _longest_fitting(text: str, font: ImageFont.FreeTypeFont, max_width: int) ->
     return low
 
 
-def _fits(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> bool:
+def _fits(text: str, font: Font, max_width: int) -> bool:
     """Whether text fits in max_width; text of more characters than pixels is not measured (measuring
     costs in proportion to its length, and no glyph is narrower than a pixel, bar a few)."""
     return len(text) <= max_width and font.getlength(text) <= max_width
 
 
-def fit_text(text: str, font: ImageFont.FreeTypeFont, max_width: int, max_lines: int) -> list[str]:
+def fit_text(text: str, font: Font, max_width: int, max_lines: int) -> list[str]:
     """Wrap text to max_width; past max_lines the last line ends with an ellipsis. Never wider than allowed.
 
     The work is bounded by what can be shown, not by the text: only as many characters as max_lines

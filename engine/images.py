@@ -48,11 +48,12 @@ class NormalizedImage:
         return self.image.size
 
 
-def open_image(source: Image.Image | str | Path | bytes, *, name: str, max_input_pixels: int) -> Image.Image:
+def open_image(source: object, *, name: str, max_input_pixels: int) -> Image.Image:
     """Open an image, checking its pixel count from the header before any pixel is decoded.
 
     Args:
-        source: a PIL image, a file path (from the UI's upload folder) or the file's bytes.
+        source: a PIL image, a file path (from the UI's upload folder) or the file's bytes; anything
+            else (None, a number from an API client) is refused with a message naming `name`.
         name: the parameter name used in error messages.
         max_input_pixels: refuse images with more pixels than this.
 
@@ -73,7 +74,7 @@ def open_image(source: Image.Image | str | Path | bytes, *, name: str, max_input
     return image
 
 
-def _open_header(source: str | Path | bytes, *, name: str, max_input_pixels: int) -> tuple[Image.Image, str]:
+def _open_header(source: object, *, name: str, max_input_pixels: int) -> tuple[Image.Image, str]:
     """A file opened by the reader its first bytes name, its header read and its pixel count checked;
     no pixel decoded yet. Returns the image and the file's name for messages."""
     if isinstance(source, bytes):
@@ -143,7 +144,7 @@ def _header_orientation(image: Image.Image) -> int:
     """
     if image.format != "PNG" or "exif" in image.info:
         return image.getexif().get(_EXIF_ORIENTATION, 1)
-    fp = image.fp
+    fp = getattr(image, "fp", None)  # an ImageFile opened from a file has one
     if fp is None:
         return 1
     position = fp.tell()
@@ -256,7 +257,7 @@ def fit_size(
 
 
 def normalize_image(
-    source: Image.Image | str | Path | bytes | HeaderOnly,
+    source: object,  # see open_image; or a HeaderOnly
     *,
     multiple: int,
     max_pixels: int,

@@ -207,7 +207,9 @@ def parse_infotext(text: str) -> dict[str, Any]:
     if len(pairs) >= 3:
         lines = lines[:-1]
         params = dict(pairs)
-    prompt_lines, negative_lines, in_negative = [], [], False
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
     for line in lines:
         if line.startswith("Negative prompt:"):
             in_negative = True
@@ -273,7 +275,7 @@ def read_png_text(source: str | Path | bytes) -> dict[str, str]:
         fp.seek(0)
         try:
             with Image.open(fp, formats=["PNG"]) as image:
-                return {k: v for k, v in image.info.items() if isinstance(v, str)}
+                return {str(k): v for k, v in image.info.items() if isinstance(v, str)}
         except (OSError, SyntaxError, ValueError) as exc:  # Pillow's refusals, e.g. a text chunk too large
             raise ValueError(f"image could not be read as a PNG: {str(exc)[:200]}") from None
 

@@ -62,6 +62,17 @@ class RepoFacts:
     def model_index(self) -> dict | None:
         return self.config("model_index.json")
 
+    def required(self, path: str) -> dict:
+        """A recorded config that must exist (a twin is built from it).
+
+        Raises:
+            ValueError: it was not recorded.
+        """
+        config = self.config(path)
+        if config is None:
+            raise ValueError(f"{self.hub_id} has no recorded {path}")
+        return config
+
 
 @cache
 def _read_json(path: Path) -> str | None:

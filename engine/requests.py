@@ -111,19 +111,19 @@ def check_seed(value: object, *, count: int = 1) -> int:
     `count` seeds starting here are used (seed, seed + 1, ...), so a random seed leaves room for them.
     """
     try:
-        check_number("seed", value)  # a number, finite, not too large for a float
+        number = check_number("seed", value)  # a number, finite, not too large for a float
     except ValueError:
         raise ValueError(
             f"seed must be a whole number in [0, {SEED_LIMIT}) or -1 for random, got {shown_value(value)}"
         ) from None
-    if value != int(value):
+    if number != int(number):
         raise ValueError(f"seed must be a whole number, got {shown_value(value)}")
-    value = int(value)
-    if value == RANDOM_SEED:
+    seed = int(number)
+    if seed == RANDOM_SEED:
         return secrets.randbelow(SEED_LIMIT - count + 1)
-    if not 0 <= value < SEED_LIMIT:
+    if not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"seed must be in [0, {SEED_LIMIT}) or -1 for random, got {shown_value(value)}")
-    return value
+    return seed
 
 
 def seed_series(seed: int, count: int) -> tuple[int, ...]:
@@ -184,7 +184,7 @@ class Img2ImgRequest:
         prompt = check_text("prompt", self.prompt, max_chars=settings.max_prompt_chars, required=True)
         negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
         strength, guidance, steps = check_sampling(spec, settings, self)
-        count = check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True)
+        count = int(check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True))
         check_flag("weighted_prompt", self.weighted_prompt)
         if self.weighted_prompt and spec.weighting_unavailable_reason:
             raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")

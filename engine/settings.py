@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 MODEL_MODES = ("auto", "hub", "tiny")
 FULL_PIXELS = 1024 * 1024
@@ -150,7 +151,7 @@ class Settings:
             ValueError: an env var holds a value of the wrong type or outside its choices.
         """
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each parsed to its field's type by _parse
         for f in fields(cls):
             raw = environ.get(f.metadata["env"])
             if raw is None and f.name in _GRADIO_FALLBACK:

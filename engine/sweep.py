@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from PIL import Image
@@ -77,6 +78,7 @@ def parse_values(axis: str, text: object, *, name: str = "values", max_values: i
         raise ValueError(f"{where} is empty: give a list like 0.3, 0.5, 0.8 or one value per line")
     if len(text) > 100_000:
         raise ValueError(f"{where} is {len(text):,} characters long; the limit is 100,000")
+    values: list[str] | list[float | int]
     if axis in TEXT_AXES or axis in ("scheduler", "model"):
         values = [line.strip() for line in text.splitlines() if line.strip()]
         if axis in ("scheduler", "model") and len(values) == 1 and "," in values[0]:
@@ -256,7 +258,7 @@ def plan_sweep(spec: SweepSpec, settings: Settings) -> SweepPlan:
     checked = replace(base_request, **first).validate(settings)
     base_request = replace(base_request, image=checked.image.image)
 
-    cells = []
+    cells: list[SweepCell] = []
     for row, y_value in enumerate(y_values):
         for col, x_value in enumerate(x_values):
             values = {x_axis: x_value} if y_axis is None else {x_axis: x_value, y_axis: y_value}
@@ -307,7 +309,7 @@ def _check_model_axis(x_axis, x_values, y_axis, y_values) -> list[str]:
 
 
 def _make_cell(index: int, row: int, col: int, values: dict, base: Img2ImgRequest, settings: Settings) -> SweepCell:
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}  # checked by the request's validate
     for axis, value in values.items():
         if axis == "seed":
             overrides["seed"] = check_seed(value)
@@ -327,7 +329,7 @@ def _group_calls(cells: Sequence[SweepCell], max_batch: int) -> tuple[tuple[int,
     for cell in cells:
         key = cell.batch_key() if cell.job.spec.family != "kandinsky22" else ("single", cell.index)
         groups.setdefault(key, []).append(cell.index)
-    calls = []
+    calls: list[tuple[int, ...]] = []
     for indices in groups.values():
         calls.extend(tuple(indices[i : i + max_batch]) for i in range(0, len(indices), max_batch))
     return tuple(sorted(calls, key=lambda call: call[0]))
@@ -438,7 +440,7 @@ def run_sweep(
 class _SharedWork:
     """Encodings computed once per sweep: init-image posteriors per model, prompt embeddings per pair."""
 
-    posteriors: dict[str, object] = field(default_factory=dict)
+    posteriors: dict[str, Any] = field(default_factory=dict)  # the VAE's latent distributions
     prompts: dict[tuple, dict] = field(default_factory=dict)
     model_id: Callable[[str], str] = str
     model_mode: str = "tiny"

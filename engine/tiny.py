@@ -237,7 +237,7 @@ def published_scheduler(hub_id: str):
     """A repository's own scheduler, from its recorded config (for pipelines built in memory)."""
     import diffusers
 
-    config = repo_facts(hub_id).config("scheduler/scheduler_config.json")
+    config = repo_facts(hub_id).required("scheduler/scheduler_config.json")
     return getattr(diffusers, config["_class_name"]).from_config(config)
 
 
@@ -275,8 +275,8 @@ def _transformers_model(class_name: str, config: dict, tokens: int):
         cfg["vocab_size"] = tokens
     if class_name == "DepthAnythingForDepthEstimation":
         backbone = transformers.Dinov2Config(**cfg.pop("backbone_config"))
-        config = transformers.DepthAnythingConfig(backbone_config=backbone, **cfg)
-        return transformers.DepthAnythingForDepthEstimation(config)
+        depth_config = transformers.DepthAnythingConfig(backbone_config=backbone, **cfg)
+        return transformers.DepthAnythingForDepthEstimation(depth_config)
     model_class = getattr(transformers, class_name)
     return model_class(model_class.config_class(**cfg))
 
@@ -314,18 +314,18 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
     target = folder / name
     target.mkdir(parents=True, exist_ok=True)
     if class_name.endswith("Scheduler"):
-        _write_json(target / "scheduler_config.json", facts.config(f"{name}/scheduler_config.json"))
+        _write_json(target / "scheduler_config.json", facts.required(f"{name}/scheduler_config.json"))
         return
     if class_name == "CLIPImageProcessor":
-        _write_json(target / "preprocessor_config.json", facts.config(f"{name}/preprocessor_config.json"))
+        _write_json(target / "preprocessor_config.json", facts.required(f"{name}/preprocessor_config.json"))
         return
     if class_name == "CLIPTokenizer":
-        special = facts.config(f"{name}/special_tokens_map.json")
+        special = facts.required(f"{name}/special_tokens_map.json")
         pad = special["pad_token"]
         build_tokenizer(pad_token=pad if isinstance(pad, str) else pad["content"]).save_pretrained(target)
         return
     torch.manual_seed(_component_seed(seed, name))
-    config = facts.config(f"{name}/config.json")
+    config = facts.required(f"{name}/config.json")
     if library == "diffusers":
         model = _diffusers_model(class_name, config)
     else:
@@ -335,7 +335,7 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
 
 def write_pipeline_repo(facts: RepoFacts, folder: Path, seed: int, prior: str | None = None) -> None:
     """Every component of a diffusers pipeline repository, as its model_index.json lists them."""
-    index = facts.model_index()
+    index = facts.required("model_index.json")
     for name, entry in index.items():
         if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
             continue
@@ -355,8 +355,8 @@ def _write_controlnet(facts: RepoFacts, folder: Path, seed: int) -> None:
     sd15 = get_spec("sd15")
     base = repo_facts(sd15.hub_id)
     torch.manual_seed(_component_seed(_seed_for("sd15"), "unet"))  # the SD 1.5 twin's own UNet weights
-    unet = _diffusers_model("UNet2DConditionModel", base.config("unet/config.json"))
-    recorded = facts.config("config.json")
+    unet = _diffusers_model("UNet2DConditionModel", base.required("unet/config.json"))
+    recorded = facts.required("config.json")
     torch.manual_seed(seed)
     controlnet = ControlNetModel.from_unet(
         unet,
@@ -392,9 +392,9 @@ def _write_depth_anything(facts: RepoFacts, folder: Path, seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
-    model = _transformers_model("DepthAnythingForDepthEstimation", facts.config("config.json"), 0)
+    model = _transformers_model("DepthAnythingForDepthEstimation", facts.required("config.json"), 0)
     _save_weights(model, folder, facts)
-    _write_json(folder / "preprocessor_config.json", facts.config("preprocessor_config.json"))
+    _write_json(folder / "preprocessor_config.json", facts.required("preprocessor_config.json"))
 
 
 # family -> writer of a repository's twin into a folder. Families not here have no twin (ZoeDepth and
