@@ -132,6 +132,10 @@ def test_a_non_image_after_an_example_gets_the_apps_message(page, tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("this is not an image")
     panel.locator("input[type=file]").first.set_input_files(str(notes))
+    # the upload has reached the server once the plan preview reads it (a loaded machine uploads slowly,
+    # and Generate pressed before that would run the example's image)
+    plan = panel.locator(".prose").filter(has_text="notes.png").first
+    expect(plan).to_contain_text("image is not an image this app can read", timeout=60_000)
     panel.get_by_role("button", name="Generate").click()
     toast = page.locator(".toast-body").first
     expect(toast).to_contain_text("image is not an image this app can read ('notes.png')", timeout=60_000)
