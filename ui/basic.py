@@ -7,7 +7,7 @@ import gradio as gr
 from engine.catalog import DEFAULT_MODEL, get_spec
 from engine.core import Engine
 from engine.images import fit_size, probe_size
-from engine.requests import RANDOM_SEED, denoising_steps
+from engine.requests import RANDOM_SEED, check_denoising_steps
 from engine.run import CancelToken, GenerationCancelled
 from engine.schedulers import check_scheduler, steps_text
 from ui.widgets import (
@@ -52,8 +52,7 @@ def plan_text(
         spec = get_spec(model)
         lines = []
         if isinstance(strength, int | float) and isinstance(steps, int | float) and steps >= 1:
-            if denoising_steps(int(steps), float(strength)) < 1:
-                raise ValueError(f"int({int(steps)} × {strength:g}) = 0 denoising steps; raise strength or steps")
+            check_denoising_steps(int(steps), float(strength))
             lines.append(steps_text(model, int(steps), float(strength), check_scheduler(scheduler, model)))
         if image:
             settings = engine.settings
