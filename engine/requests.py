@@ -236,6 +236,19 @@ class AskedSampling(Protocol):
     def num_inference_steps(self) -> int | None: ...
 
 
+def model_defaults(key: str, settings: Settings) -> tuple[float, float, int]:
+    """strength, guidance_scale, num_inference_steps a run of a catalog model starts with (the settings'
+    step count: quick mode shortens it).
+
+    Raises:
+        ValueError: the model has no sampling defaults (an estimator).
+    """
+    defaults = get_spec(key).defaults
+    if defaults is None:
+        raise ValueError(f"model {key!r} has no defaults")
+    return defaults.strength, defaults.guidance_scale, settings.steps_default(defaults.num_inference_steps)
+
+
 def check_sampling(
     spec: ModelSpec, settings: Settings, asked: AskedSampling, *, img2img: bool = True
 ) -> tuple[float, float, int]:
@@ -247,23 +260,15 @@ def check_sampling(
     Raises:
         ValueError: a value out of range, or steps x strength that leaves no denoising step.
     """
-    defaults = spec.defaults
-    if defaults is None:
-        raise ValueError(f"model {spec.key!r} has no sampling defaults")
+    default_strength, default_guidance, default_steps = model_defaults(spec.key, settings)
     strength = 1.0
     if img2img:
-        asked_strength = defaults.strength if asked.strength is None else asked.strength
+        asked_strength = default_strength if asked.strength is None else asked.strength
         strength = float(check_number("strength", asked_strength, low=0.0, high=1.0, low_open=True))
-    asked_guidance = defaults.guidance_scale if asked.guidance_scale is None else asked.guidance_scale
+    asked_guidance = default_guidance if asked.guidance_scale is None else asked.guidance_scale
     guidance = float(check_number("guidance_scale", asked_guidance, low=0.0, high=MAX_GUIDANCE))
-    asked_steps = asked.num_inference_steps
-    steps = check_number(
-        "num_inference_steps",
-        settings.steps_default(defaults.num_inference_steps) if asked_steps is None else asked_steps,
-        low=1,
-        high=settings.max_steps,
-        integer=True,
-    )
+    asked_steps = default_steps if asked.num_inference_steps is None else asked.num_inference_steps
+    steps = check_number("num_inference_steps", asked_steps, low=1, high=settings.max_steps, integer=True)
     check_denoising_steps(int(steps), strength)
     return strength, guidance, int(steps)
 

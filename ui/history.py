@@ -84,10 +84,8 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
         except ValueError as exc:  # metadata was off when it was made
             return as_text(exc), "", None
         stored = engine.results.get(entries[event.index]["id"])  # the PNG is named by its id there
-        if stored is not None:
-            script, files_out = recipe_files(settings, recipe, stored.init, stored.inputs)
-        else:
-            script, files_out = recipe_files(settings, recipe, None)
+        init, inputs = (stored.init, stored.inputs) if stored is not None else (None, None)
+        script, files_out = recipe_files(settings, recipe, init, inputs)
         line = f"**{as_text(recipe.workflow)}** · {as_text(recipe.model)} · seed {recipe.seed}"
         if stored is None and recipe.reads_init:
             line += (

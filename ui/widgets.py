@@ -22,7 +22,7 @@ from engine.cache import ModelUnavailable
 from engine.catalog import CATALOG, get_spec, models_for
 from engine.images import HeaderOnly
 from engine.recipe import Recipe, save_png
-from engine.requests import MAX_GUIDANCE, MAX_SIDE, RANDOM_SEED, SEED_LIMIT, Img2ImgRequest
+from engine.requests import MAX_GUIDANCE, MAX_SIDE, RANDOM_SEED, SEED_LIMIT, Img2ImgRequest, model_defaults
 from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.schedulers import schedulers_for
 from engine.script import script_for
@@ -138,9 +138,14 @@ def result_image(
     """A result image (or an init | result slider): PNG, with the download button, not editable."""
     kind = gr.ImageSlider if slider else gr.Image
     return kind(
-        label=label, type=type, format="png", interactive=False, elem_id=elem_id, elem_classes=[OUTPUT_CLASS],
+        label=label,
+        type=type,
+        format="png",
+        interactive=False,
+        elem_id=elem_id,
+        elem_classes=[OUTPUT_CLASS],
         visible=visible,
-    )  # fmt: skip
+    )
 
 
 def result_gallery(label: str, *, columns: int, height: int, elem_id: str | None = None, **options) -> gr.Gallery:
@@ -189,14 +194,6 @@ def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, 
         reuse = gr.Button("♻️ Last seed", scale=1, min_width=80)
     dice.click(lambda: RANDOM_SEED, outputs=seed, queue=False, api_visibility="private")
     return seed, dice, reuse
-
-
-def model_defaults(key: str, settings: Settings) -> tuple[float, float, int]:
-    """strength, guidance_scale, num_inference_steps a run of a catalog model starts with."""
-    defaults = get_spec(key).defaults
-    if defaults is None:
-        raise ValueError(f"model {key!r} has no defaults")
-    return defaults.strength, defaults.guidance_scale, settings.steps_default(defaults.num_inference_steps)
 
 
 def gradio_progress(progress: gr.Progress, desc: str = "Denoising") -> Callable[[int, int], None]:
