@@ -73,7 +73,7 @@ def img2img_call_kwargs(
 ) -> dict:
     """img2img arguments for any workflow; `image` is a PIL image or latents of the model's family.
 
-    The output size is always passed where a pipeline would otherwise default to 512x512 (Kandinsky
+    The family adds the output size where its pipeline would otherwise default to 512x512 (Kandinsky
     2.2), so every model's output follows the (rounded) input size.
     """
     kwargs: dict = {
@@ -88,30 +88,14 @@ def img2img_call_kwargs(
         kwargs["prompt"] = prompt
         # None, not "": Kandinsky's prior treats None as "no negative" (zero embedding), as the guide does
         kwargs["negative_prompt"] = negative_prompt or None
-    if spec.family == "kandinsky22":
-        kwargs.update(kandinsky_size_kwargs(*size))
+    kwargs.update(spec.adapter.output_size(*size))
     return kwargs
 
 
-def kandinsky_size_kwargs(width: int, height: int) -> dict:
-    """height/width for Kandinsky 2.2 img2img so that the output is width x height.
-
-    diffusers' KandinskyV22Img2ImgPipeline calls `image_processor.preprocess(image, width, height)`, whose
-    parameters are (height, width): non-square images come out transposed. Passing the two swapped
-    gives the intended size; tests/test_basic.py checks a non-square Kandinsky output, so a fix
-    upstream shows up as a failing test rather than as silently transposed images.
-    """
-    return {"height": width, "width": height}
-
-
 def seed_groups(job: Img2ImgJob) -> list[tuple[int, ...]]:
-    """Seeds per pipeline call: all in one batch, except Kandinsky 2.2, one call per seed.
-
-    Kandinsky's prior doubles its batch for the negative prompt but draws from the generator list by
-    the doubled size, so a list of per-image generators fails inside diffusers; one call per seed
-    keeps every image reproducible from its own seed.
-    """
-    if job.spec.family == "kandinsky22":
+    """Seeds per pipeline call: all in one batch, or one call per seed for a family that needs it
+    (Kandinsky 2.2, see engine/families/kandinsky22.py)."""
+    if job.spec.adapter.one_call_per_seed:
         return [(seed,) for seed in job.seeds]
     return [job.seeds]
 

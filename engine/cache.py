@@ -46,7 +46,7 @@ def load_options(spec: ModelSpec, policy: DevicePolicy, *, hub: bool, safety_che
         options["variant"] = "fp16"
     if hub and spec.revision:
         options["revision"] = spec.revision
-    if not safety_checker and spec.family == "sd15":
+    if not safety_checker and spec.adapter.has_safety_checker:
         options.update(safety_checker=None, requires_safety_checker=False)
     return options
 

@@ -8,9 +8,13 @@ two chained stages can hand over latents.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.errors import shown_value
 from engine.repos import repo_facts
+
+if TYPE_CHECKING:
+    from engine.families import Family
 
 # Latent families: stages whose models share one may pass latents without decode/encode.
 DEFAULT_MODEL = "sd15"  # the model a request or a tab starts with when none is named
@@ -36,12 +40,12 @@ class ModelSpec:
     Args:
         key: short name used in the UI, the API and the twin folder.
         hub_id: the real checkpoint on the Hugging Face Hub.
-        family: architecture family; decides how the tiny twin is built and how the pipeline is called.
+        family: architecture family: names its adapter, engine/families/<family>.py, which says how the
+            pipeline is called, how prompts are encoded and how the tiny twin is built.
         kinds: pipeline kinds this checkpoint serves (img2img, text2img, upscale, controlnet, prior, depth).
         defaults: starting parameters (None for entries that are not run on their own).
         latent_family: see the *_LATENTS constants; None where the model makes no latents of its own.
         size_multiple: image sides are rounded to this many pixels.
-        takes_embeddings: the pipeline accepts prompt_embeds, so Compel weighting works.
         prior: catalog key of the connected prior pipeline (Kandinsky 2.2).
     """
 
@@ -56,7 +60,6 @@ class ModelSpec:
     latent_family: str | None = None
     size_multiple: int = 8
     native_size: int = 512
-    takes_embeddings: bool = False
     prior: str | None = None
     revision: str | None = None
     scheduler: str = "PNDMScheduler"  # the checkpoint's own scheduler class
@@ -75,11 +78,18 @@ class ModelSpec:
         return "fp16" in repo_facts(self.hub_id).variants
 
     @property
+    def adapter(self) -> Family:
+        """The family's adapter (engine.families): every way this model differs from the others."""
+        from engine.families import get_family  # the families' modules import nothing of the catalog
+
+        return get_family(self.family)
+
+    @property
     def weighting_unavailable_reason(self) -> str | None:
         """Why Compel weighting cannot be used with this model, or None when it can."""
-        if self.takes_embeddings:
+        if self.adapter.weighted_prompt is not None:
             return None
-        return f"{self.label} is conditioned on image embeddings from its prior, not on CLIP prompt embeddings"
+        return f"{self.label} {self.adapter.no_weighting}"
 
 
 _SD15_DEFAULTS = Defaults(strength=0.8, guidance_scale=7.5, num_inference_steps=50)
@@ -97,7 +107,6 @@ CATALOG: dict[str, ModelSpec] = {
             license="creativeml-openrail-m",
             defaults=_SD15_DEFAULTS,
             latent_family=SD15_LATENTS,
-            takes_embeddings=True,
         ),
         ModelSpec(
             key="sdxl-refiner",
@@ -109,7 +118,6 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=Defaults(strength=0.5, guidance_scale=5.0, num_inference_steps=50),
             latent_family=SDXL_LATENTS,
             native_size=1024,
-            takes_embeddings=True,
             scheduler="EulerDiscreteScheduler",
         ),
         ModelSpec(
@@ -146,7 +154,6 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=_SD15_DEFAULTS,
             trigger_words="charliebo artstyle",
             latent_family=SD15_LATENTS,
-            takes_embeddings=True,
         ),
         ModelSpec(
             key="pixel-art-style",
@@ -158,7 +165,6 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=_SD15_DEFAULTS,
             trigger_words="pixelartstyle",
             latent_family=SD15_LATENTS,
-            takes_embeddings=True,
             scheduler="DDIMScheduler",
         ),
         ModelSpec(
@@ -171,7 +177,6 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=Defaults(strength=0.45, guidance_scale=10.5, num_inference_steps=50),
             trigger_words="elden ring style",
             latent_family=SD15_LATENTS,
-            takes_embeddings=True,
         ),
         ModelSpec(
             key="sd-x2-latent-upscaler",

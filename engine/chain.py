@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
 from engine.basic import img2img_call_kwargs
@@ -27,6 +26,7 @@ from engine.catalog import ModelSpec, get_spec
 from engine.errors import shown_value
 from engine.grid import image_grid
 from engine.images import NormalizedImage, fit_size
+from engine.portable import decode_latents
 from engine.recipe import Recipe
 from engine.requests import (
     MAX_SIDE,
@@ -44,9 +44,6 @@ from engine.settings import Settings
 
 SUBJECT = "{subject}"
 DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
-# Pipelines that read a 4-channel `image` as latents of their own latent family.
-TAKES_LATENTS = frozenset({"sd15", "sdxl-refiner", "sd-x2-latent-upscaler"})
-UPSCALE_FACTOR = {"sd-x2-latent-upscaler": 2, "sd-x4-upscaler": 4}
 KINDS = ("text2img", "img2img", "upscale")
 
 
@@ -308,7 +305,7 @@ def _shares_latents(previous: ModelSpec, spec: ModelSpec) -> bool:
     return (
         previous.latent_family is not None
         and previous.latent_family == spec.latent_family
-        and (spec.family in TAKES_LATENTS)
+        and spec.adapter.takes_latents
     )
 
 
@@ -319,7 +316,7 @@ def _input_size(size: tuple[int, int], spec: ModelSpec, receives: str | None, se
 
 
 def _output_size(size: tuple[int, int], spec: ModelSpec) -> tuple[int, int]:
-    factor = UPSCALE_FACTOR.get(spec.family, 1)
+    factor = spec.adapter.upscale_factor
     return size[0] * factor, size[1] * factor
 
 
@@ -492,11 +489,3 @@ def stage_kwargs(pipe, stage: StagePlan, carried) -> dict:
         "guidance_scale": stage.guidance_scale,
         "num_inference_steps": stage.num_inference_steps,
     }
-
-
-def decode_latents(pipe, latents: torch.Tensor) -> Image.Image:
-    """Decode a stage's latents with its own VAE, for display."""
-    vae = pipe.vae
-    with torch.inference_mode():
-        pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]

@@ -40,7 +40,6 @@ from engine.requests import (
 from engine.run import GenerationCancelled, StepReporter, call_pipeline
 from engine.settings import Settings
 
-CONTROLNET = "controlnet-depth"
 DEFAULT_ESTIMATOR = "midas"
 DEFAULT_RESTYLE = "elden-ring"
 NO_RESTYLE = "none"
@@ -51,8 +50,15 @@ MAX_CONDITIONING_SCALE = 2.0
 
 
 def depth_models() -> list[str]:
-    """Base models the SD 1.5 depth ControlNet fits: the SD 1.5 family of the catalog."""
-    return [key for key in models_for("img2img") if get_spec(key).family == "sd15"]
+    """Base models a depth ControlNet fits: img2img models whose family names one (engine.families)."""
+    return [key for key in models_for("img2img") if get_spec(key).adapter.depth_controlnet]
+
+
+def depth_controlnet(spec: ModelSpec) -> str:
+    """Catalog key of the depth ControlNet for a base model of `depth_models()`."""
+    key = spec.adapter.depth_controlnet
+    assert key is not None, f"{spec.key} has no depth ControlNet"  # DepthRequest.validate checked it
+    return key
 
 
 # -- depth maps ---------------------------------------------------------------------------------
@@ -153,10 +159,9 @@ class DepthRequest:
             ValueError: naming the parameter and the value it got.
         """
         spec = check_model(self.model, "img2img")
-        if spec.family != "sd15":
+        if not spec.adapter.depth_controlnet:
             raise ValueError(
-                f"model must be an SD 1.5 model for the SD 1.5 depth ControlNet ({', '.join(depth_models())}); "
-                f"got {self.model!r}"
+                f"model must be a base model with a depth ControlNet ({', '.join(depth_models())}); got {self.model!r}"
             )
         estimator = check_model(self.depth_estimator, "depth", name="depth_estimator")
         prompt = check_text("prompt", self.prompt, max_chars=settings.max_prompt_chars, required=True)
@@ -207,9 +212,9 @@ class DepthRequest:
         if key is None or (isinstance(key, str) and key.strip().lower() in ("", NO_RESTYLE)):
             return None
         style = check_model(key, "img2img", name="restyle_model")
-        if style.family != "sd15":
+        if style.key not in depth_models():
             raise ValueError(
-                f"restyle_model must be an SD 1.5 model ({', '.join(depth_models())}) or {NO_RESTYLE!r}; got {key!r}"
+                f"restyle_model must be one of {', '.join(depth_models())} or {NO_RESTYLE!r}; got {key!r}"
             )
         assert style.defaults is not None  # catalog invariant: img2img models have defaults
         restyle_prompt = self.restyle_prompt
@@ -356,7 +361,8 @@ def run_depth(
     yield progress
 
     started = time.perf_counter()
-    pipe = cache.get_controlnet(job.spec.key, CONTROLNET)
+    controlnet = depth_controlnet(job.spec)
+    pipe = cache.get_controlnet(job.spec.key, controlnet)
     kwargs = job.call_kwargs(progress.depth)
     reporter.start_call(calls_left=2 if job.restyle is not None else 1)
     try:
@@ -387,8 +393,8 @@ def run_depth(
         revision=job.spec.revision,
         extra={
             "family": job.spec.family,
-            "controlnet": CONTROLNET,
-            "controlnet_id": model_id(CONTROLNET),
+            "controlnet": controlnet,
+            "controlnet_id": model_id(controlnet),
             "depth_source": job.depth_source,
             "invert_depth": job.invert_depth,
             "normalize_depth": job.normalize_depth,

@@ -87,6 +87,8 @@ def _import_controlnet_aux():
     return controlnet_aux
 
 
+# Estimator families that transformers loads (AutoModelForDepthEstimation); the others are controlnet-aux's.
+TRANSFORMERS_ESTIMATORS = frozenset({"depth-anything-v2"})
 # The files each controlnet-aux annotator reads from lllyasviel/Annotators.
 ANNOTATOR_FILES = {
     "midas": ("dpt_hybrid-midas-501f0c75.pt",),
@@ -113,7 +115,7 @@ def load_estimator(spec: ModelSpec, source: str, revision: str | None = None) ->
         OSError: weights missing (no network, not in the cache); ValueError/RuntimeError: not loadable;
         pickle.UnpicklingError: an annotator file that is not a plain state dict (torch's weights-only load).
     """
-    if spec.family == "depth-anything-v2":
+    if spec.family in TRANSFORMERS_ESTIMATORS:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         model = AutoModelForDepthEstimation.from_pretrained(source, use_safetensors=True, revision=revision).eval()

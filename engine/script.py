@@ -9,10 +9,14 @@ result pixel for pixel. In tiny mode the model ids are the twins' local folders,
 
 from __future__ import annotations
 
+import inspect
 import json
+import textwrap
+from collections.abc import Callable
 from typing import Any
 
 from engine.catalog import CATALOG
+from engine.portable import decode_latents, encode_posterior, per_sample_guidance, sample_latents
 from engine.recipe import Recipe
 
 HEADER = '''"""{title}
@@ -134,31 +138,32 @@ def _scheduler_lines(recipe: Recipe) -> list[str]:
     ]
 
 
+def _source(*functions: Callable) -> list[str]:
+    """The functions' own source (engine.portable, a family's encoders), as the engine runs them."""
+    lines: list[str] = []
+    for function in functions:
+        lines += [*textwrap.dedent(inspect.getsource(function)).rstrip("\n").split("\n"), "", ""]
+    return lines
+
+
+def _weighted_prompt(recipe: Recipe) -> Callable:
+    """The Compel encoder of the recipe's model family.
+
+    Raises:
+        ValueError: the family takes no weighted prompt (a crafted recipe).
+    """
+    encode = CATALOG[recipe.model].adapter.weighted_prompt
+    if encode is None:
+        raise ValueError(f"model {recipe.model!r} takes no weighted prompt")
+    return encode
+
+
 def _weighted_prompt_lines(recipe: Recipe) -> list[str]:
-    family = recipe.extra.get("family")
     p = recipe.parameters
     prompt, negative = p.get("prompt") or "", p.get("negative_prompt") or ""
-    if family == "sdxl-refiner":
-        return [
-            "from compel import Compel, ReturnedEmbeddingsType",
-            "",
-            "compel = Compel(",
-            "    tokenizer=pipe.tokenizer_2,",
-            "    text_encoder=pipe.text_encoder_2,",
-            "    returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,",
-            "    requires_pooled=True,",
-            "    truncate_long_prompts=False,",
-            "    device=pipe._execution_device,",
-            ")",
-            f"embeds, pooled = compel([{_literal(prompt)}, {_literal(negative)}])",
-            "prompt_kwargs = dict(prompt_embeds=embeds[:1], pooled_prompt_embeds=pooled[:1],",
-            "                     negative_prompt_embeds=embeds[1:], negative_pooled_prompt_embeds=pooled[1:])",
-        ]
     return [
-        "from compel import CompelForSD",
-        "",
-        f"conditioning = CompelForSD(pipe, device=pipe._execution_device)({_literal(prompt)}, {_literal(negative)})",
-        "prompt_kwargs = dict(prompt_embeds=conditioning.embeds, negative_prompt_embeds=conditioning.negative_embeds)",
+        *_source(_weighted_prompt(recipe)),
+        f"prompt_kwargs = weighted_prompt(pipe, {_literal(prompt)}, {_literal(negative)})",
     ]
 
 
@@ -186,7 +191,7 @@ def _img2img_script(recipe: Recipe) -> str:
     else:
         lines.append("prompt_kwargs = {}")
     seeds = [int(seed) for seed in recipe.seeds]
-    if recipe.extra.get("family") == "kandinsky22":
+    if CATALOG[recipe.model].adapter.swaps_height_width:
         lines.append("# height and width are passed swapped: diffusers' Kandinsky 2.2 img2img transposes them")
     lines += [
         f"call = {_literal(p)}",
@@ -278,10 +283,9 @@ def _chain_script(recipe: Recipe) -> str:
             "",
         ]
     lines += [
+        *_source(decode_latents),
         "if not isinstance(carried, Image.Image):  # an intermediate stage's latents: decode them for display",
-        "    with torch.no_grad():",
-        "        pixels = pipe.vae.decode(carried.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample",
-        "    carried = pipe.image_processor.postprocess(pixels, output_type='pil')[0]",
+        "    carried = decode_latents(pipe, carried)",
         "carried.save(OUTPUT)",
         'print("saved", OUTPUT)',
         "",
@@ -294,94 +298,59 @@ SWEEP_BODY = """
 batch = {batch}
 position = {position}
 
-# 1. Prompt embeddings, encoded as the pipeline encodes them, one row per cell.
-def encode(cell):
+# 1. Prompt embeddings, encoded as the app encodes them, one row per cell.
 {encode}
-
-rows = [encode(cell) for cell in batch]
 prompt_kwargs = {{name: torch.cat([row[name] for row in rows]) for name in rows[0]}}
 
 # 2. The init image through the VAE encoder once; each cell samples the posterior with its own generator,
-#    where the pipeline would, so the generator continues as in a single run.
+#    where the pipeline would, so the generator goes on as in a run of its own.
 generators = [torch.Generator(GENERATOR_DEVICE).manual_seed(cell["seed"]) for cell in batch]
-vae = pipe.vae
-pixels = pipe.image_processor.preprocess(init_image).to(device=pipe._execution_device, dtype=pipe.dtype)
-upcast = getattr(vae.config, "force_upcast", False) and vae.dtype != torch.float32
-with torch.no_grad():
-    if upcast:
-        vae.to(dtype=torch.float32)
-        pixels = pixels.float()
-    posterior = vae.encode(pixels).latent_dist
-    if upcast:
-        vae.to(dtype=pipe.dtype)
-    latents = torch.cat([posterior.sample(g) for g in generators]).to(pipe.dtype) * vae.config.scaling_factor
+latents = sample_latents(pipe, encode_posterior(pipe, init_image), generators)
 
-# 3. One scalar guidance scale per call: rescale each cell's conditional prediction in the UNet's output,
-#    so the pipeline's u + g (c' - u) becomes u + g_i (c - u). (diffusers runs no CFG at g <= 1.)
-scales = [max(cell["guidance_scale"], 1.0) for cell in batch]
-call_scale = max(cell["guidance_scale"] for cell in batch)
-channels = pipe.unet.config.in_channels
-
-
-def per_sample_guidance(module, args, kwargs, output):
-    sample = output[0] if isinstance(output, tuple) else output.sample
-    half = sample.shape[0] // 2
-    uncond, cond = sample[:half], sample[half:]
-    ratio = torch.tensor([s / call_scale for s in scales], device=sample.device, dtype=sample.dtype)
-    ratio = ratio.view(-1, 1, 1, 1)
-    mixed = uncond[:, :channels] + ratio * (cond[:, :channels] - uncond[:, :channels])
-    new = torch.cat([uncond, torch.cat([mixed, cond[:, channels:]], dim=1)])
-    if isinstance(output, tuple):
-        return (new, *output[1:])
-    output.sample = new
-    return output
-
-
-hook = None
-if call_scale > 1.0 and any(s != call_scale for s in scales):
-    hook = pipe.unet.register_forward_hook(per_sample_guidance, with_kwargs=True)
-images = pipe(
-    image=latents,
-    strength={strength},
-    num_inference_steps={steps},
-    guidance_scale=call_scale,
-    num_images_per_prompt=1,
-    generator=generators,
-    **prompt_kwargs,
-).images
-if hook is not None:
-    hook.remove()
+# 3. One guidance scale per call: per_sample_guidance gives each cell its own.
+scales = [cell["guidance_scale"] for cell in batch]
+call_scale = max(scales)
+with per_sample_guidance(pipe.unet, scales, call_scale):
+    images = pipe(
+        image=latents,
+        strength={strength},
+        num_inference_steps={steps},
+        guidance_scale=call_scale,
+        num_images_per_prompt=1,
+        generator=generators,
+        **prompt_kwargs,
+    ).images
 images[position].save(OUTPUT)
 print("saved", OUTPUT)
 """
 
-ENCODE = {
-    "sd15": """    embeds, negative = pipe.encode_prompt(
-        cell["prompt"], pipe._execution_device, 1, True, negative_prompt=cell["negative_prompt"]
-    )
-    return {"prompt_embeds": embeds, "negative_prompt_embeds": negative}""",
-    "sdxl-refiner": """    embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
-        cell["prompt"], device=pipe._execution_device, num_images_per_prompt=1,
-        do_classifier_free_guidance=True, negative_prompt=cell["negative_prompt"],
-    )
-    return {"prompt_embeds": embeds, "negative_prompt_embeds": negative,
-            "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}""",
-}
+
+def _sweep_encode_lines(recipe: Recipe) -> list[str]:
+    """The prompt encoder of the cell's family and the rows it makes, as engine.sweep calls it."""
+    if recipe.weighted_prompt:
+        return [
+            *_source(_weighted_prompt(recipe)),
+            'rows = [weighted_prompt(pipe, cell["prompt"], cell["negative_prompt"] or "") for cell in batch]',
+        ]
+    encode = CATALOG[recipe.model].adapter.encode_prompt
+    if encode is None:
+        raise ValueError(f"model {recipe.model!r} does not batch sweep cells")
+    return [
+        *_source(encode),
+        "with torch.inference_mode():",
+        '    rows = [encode_prompt(pipe, cell["prompt"], cell["negative_prompt"]) for cell in batch]',
+    ]
 
 
 def _sweep_script(recipe: Recipe) -> str:
     """A batched sweep cell: replays the whole batched call, then keeps this cell's image."""
-    family = recipe.extra.get("family", "sd15")
-    if recipe.weighted_prompt:
-        raise ValueError("no script export yet for a sweep cell with a weighted prompt")
-    if family not in ENCODE:
-        raise ValueError(f"no script export for a batched sweep cell of model family {family!r}")
     p = recipe.parameters
     lines = _img2img_preamble(recipe, f"sweep cell with {recipe.model_id}, seed {recipe.seed}")
+    lines += ["import contextlib", "", "", *_source(encode_posterior, sample_latents, per_sample_guidance)]
     body = SWEEP_BODY.format(
         batch=_literal(recipe.extra["batch"]),
         position=int(recipe.extra["position"]),
-        encode=ENCODE[family],
+        encode="\n".join(_sweep_encode_lines(recipe)),
         strength=_literal(p["strength"]),
         steps=_literal(p["num_inference_steps"]),
     )

@@ -18,7 +18,6 @@ call, exactly where the pipeline would draw it, so a batched cell reproduces the
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
 import re
@@ -34,6 +33,7 @@ from engine.basic import run_img2img
 from engine.cache import PipelineCache
 from engine.errors import shown_value
 from engine.grid import grid_layout, labelled_grid
+from engine.portable import encode_posterior, per_sample_guidance, sample_latents
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
 from engine.requests import (
@@ -327,7 +327,7 @@ def _group_calls(cells: Sequence[SweepCell], max_batch: int) -> tuple[tuple[int,
     """Cells with the same batch key run together, in chunks of max_batch, in grid order."""
     groups: dict[tuple, list[int]] = {}
     for cell in cells:
-        key = cell.batch_key() if cell.job.spec.family != "kandinsky22" else ("single", cell.index)
+        key = cell.batch_key() if cell.job.spec.adapter.batches_cells else ("single", cell.index)
         groups.setdefault(key, []).append(cell.index)
     calls: list[tuple[int, ...]] = []
     for indices in groups.values():
@@ -448,8 +448,7 @@ class _SharedWork:
 
 def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork, reporter: StepReporter):
     first = cells[0]
-    if first.job.spec.family == "kandinsky22":
-        # Kandinsky's prior cannot batch generators with a negative prompt: run the Basic path as is.
+    if not first.job.spec.adapter.batches_cells:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
         result = run_img2img(
             cache, first.job, model_id=shared.model_id(first.job.spec.key), model_mode=shared.model_mode,
             reporter=reporter,
@@ -515,7 +514,10 @@ def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporte
     first = cells[0]
     seeds = [cell.job.seeds[0] for cell in cells]
     generators = make_generators(seeds, cache.policy.generator_device)
-    latents = _init_latents(pipe, first.job, generators, shared)
+    key = first.job.spec.key
+    if key not in shared.posteriors:  # the VAE encoder runs once per model and sweep
+        shared.posteriors[key] = encode_posterior(pipe, first.job.image.image)
+    latents = sample_latents(pipe, shared.posteriors[key], generators)
     scales = [cell.job.guidance_scale for cell in cells]
     call_scale = max(scales)
     kwargs = {
@@ -526,7 +528,7 @@ def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporte
         "guidance_scale": call_scale,
         "num_images_per_prompt": 1,
     }
-    with _per_sample_guidance(pipe, scales, call_scale):
+    with per_sample_guidance(denoiser_of(pipe).unet, scales, call_scale):
         output = call_pipeline(
             pipe,
             kwargs,
@@ -536,36 +538,6 @@ def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporte
             generators=generators,
         )
     return list(output.images)
-
-
-def _init_latents(pipe, job: Img2ImgJob, generators: list[torch.Generator], shared: _SharedWork) -> torch.Tensor:
-    """Each cell's scaled init latents, drawn from its generator as the pipeline would draw them.
-
-    The VAE encoder runs once per model and sweep; only the posterior sample is per cell.
-    """
-    device = pipe._execution_device
-    vae = pipe.vae
-    key = job.spec.key
-    if key not in shared.posteriors:
-        pixels = pipe.image_processor.preprocess(job.image.image).to(device=device, dtype=pipe.dtype)
-        upcast = getattr(vae.config, "force_upcast", False) and vae.dtype != torch.float32
-        with torch.inference_mode():
-            if upcast:  # as the SDXL pipeline does: the fp16 VAE overflows
-                vae.to(dtype=torch.float32)
-                pixels = pixels.float()
-            try:
-                shared.posteriors[key] = vae.encode(pixels).latent_dist
-            finally:
-                if upcast:
-                    vae.to(dtype=pipe.dtype)
-    posterior = shared.posteriors[key]
-    samples = torch.cat([posterior.sample(generator) for generator in generators]).to(pipe.dtype)
-    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-    if mean is not None and std is not None:
-        mean = torch.tensor(mean, device=samples.device, dtype=samples.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(std, device=samples.device, dtype=samples.dtype).view(1, -1, 1, 1)
-        return (samples - mean) * vae.config.scaling_factor / std
-    return vae.config.scaling_factor * samples
 
 
 def _embeddings(pipe, job: Img2ImgJob, shared: _SharedWork) -> dict:
@@ -579,53 +551,7 @@ def _embeddings(pipe, job: Img2ImgJob, shared: _SharedWork) -> dict:
 def _encode(pipe, job: Img2ImgJob) -> dict:
     if job.weighted_prompt:
         return weighted_embeddings(pipe, job.spec, job.prompt, job.negative_prompt)
-    device = pipe._execution_device
-    negative = job.negative_prompt or None  # as the Basic path passes it
+    encode = job.spec.adapter.encode_prompt
+    assert encode is not None  # only families that batch cells reach here (_group_calls)
     with torch.inference_mode():
-        if job.spec.family == "sdxl-refiner":
-            embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-                job.prompt,
-                device=device,
-                num_images_per_prompt=1,
-                do_classifier_free_guidance=True,
-                negative_prompt=negative,
-            )
-            return {
-                "prompt_embeds": embeds,
-                "negative_prompt_embeds": negative_embeds,
-                "pooled_prompt_embeds": pooled,
-                "negative_pooled_prompt_embeds": negative_pooled,
-            }
-        embeds, negative_embeds = pipe.encode_prompt(job.prompt, device, 1, True, negative_prompt=negative)
-    return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
-
-
-@contextlib.contextmanager
-def _per_sample_guidance(pipe, scales: Sequence[float], call_scale: float):
-    """Make the pipeline's scalar CFG act per sample (see the module docstring)."""
-    # diffusers runs no CFG at scale <= 1 (conditional output only): such cells get ratio 1/g.
-    effective = [max(s, 1.0) for s in scales]
-    if call_scale <= 1.0 or all(s == call_scale for s in effective):
-        yield
-        return
-    ratios = torch.tensor([s / call_scale for s in effective])
-    unet = denoiser_of(pipe).unet
-    channels = unet.config.in_channels
-
-    def hook(module, args, kwargs, output):
-        sample = output[0] if isinstance(output, tuple) else output.sample
-        half = sample.shape[0] // 2
-        uncond, cond = sample[:half], sample[half:]
-        ratio = ratios.to(device=sample.device, dtype=sample.dtype).view(-1, 1, 1, 1)
-        mixed = uncond[:, :channels] + ratio * (cond[:, :channels] - uncond[:, :channels])
-        new = torch.cat([uncond, torch.cat([mixed, cond[:, channels:]], dim=1)])
-        if isinstance(output, tuple):
-            return (new, *output[1:])
-        output.sample = new
-        return output
-
-    handle = unet.register_forward_hook(hook, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
+        return encode(pipe, job.prompt, job.negative_prompt or None)  # None, as the Basic path passes it

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from engine.catalog import CATALOG, get_spec
+from engine.catalog import CATALOG, ModelSpec, get_spec
 from engine.repos import PICKLE, SAFETENSORS, RepoFacts, repo_facts
 
 logger = logging.getLogger(__name__)
@@ -397,36 +397,43 @@ def _write_depth_anything(facts: RepoFacts, folder: Path, seed: int) -> None:
     _write_json(folder / "preprocessor_config.json", facts.required("preprocessor_config.json"))
 
 
-# family -> writer of a repository's twin into a folder. Families not here have no twin (ZoeDepth and
-# LeReS: controlnet-aux builds them at full size only, 1.4 GB and 0.85 GB of random weights).
-_PIPELINE_FAMILIES = {
-    "sd15",
-    "sdxl-refiner",
-    "kandinsky22",
-    "kandinsky22-prior",
-    "sd-x2-latent-upscaler",
-    "sd-x4-upscaler",
-}
-_WRITERS: dict[str, Callable[[RepoFacts, Path, int], None]] = {
-    "controlnet-sd15": _write_controlnet,
+# How a twin is written: a diffusion family's adapter names its layout (engine.families: Family.twin); a depth
+# estimator's family has its own writer. Estimators not here have no twin (ZoeDepth and LeReS: controlnet-aux
+# builds them at full size only, 1.4 GB and 0.85 GB of random weights).
+_LAYOUTS: dict[str, Callable[[RepoFacts, Path, int], None]] = {"controlnet": _write_controlnet}
+_ESTIMATORS: dict[str, Callable[[RepoFacts, Path, int], None]] = {
     "midas": _write_midas,
     "depth-anything-v2": _write_depth_anything,
 }
 
 
+def _writer(spec: ModelSpec) -> Callable[[RepoFacts, Path, int], None] | None:
+    """The writer of a catalog entry's twin other than a pipeline repository's, or None."""
+    if "depth" in spec.kinds:
+        return _ESTIMATORS.get(spec.family)
+    return _LAYOUTS[spec.adapter.twin]
+
+
 def has_twin(key: str) -> bool:
     """Whether a tiny twin can be built for this catalog key."""
-    family = get_spec(key).family
-    return family in _PIPELINE_FAMILIES or family in _WRITERS
+    spec = get_spec(key)
+    return _is_pipeline(spec) or _writer(spec) is not None
+
+
+def _is_pipeline(spec: ModelSpec) -> bool:
+    return "depth" not in spec.kinds and spec.adapter.twin == "pipeline"
 
 
 def _write_twin(key: str, folder: Path, prior: str | None) -> None:
+    """A twin's files; `prior` names a pipeline's connected prior (a twin folder, or a repo id in a Hub cache)."""
     spec = get_spec(key)
     facts = repo_facts(spec.hub_id)
-    if spec.family in _PIPELINE_FAMILIES:
+    if _is_pipeline(spec):
         write_pipeline_repo(facts, folder, _seed_for(key), prior)
-    else:
-        _WRITERS[spec.family](facts, folder, _seed_for(key))
+        return
+    writer = _writer(spec)
+    assert writer is not None  # build_twin checked has_twin
+    writer(facts, folder, _seed_for(key))
 
 
 def twin_dir(root: Path, key: str) -> Path:

@@ -12,12 +12,14 @@ from PIL import Image
 
 from engine.cache import ModelUnavailable
 from engine.core import Engine, motorcycle_disparity
-from engine.depth import CONTROLNET, DepthRequest, control_image, depth_to_control, load_depth_map
+from engine.depth import DepthRequest, control_image, depth_to_control, load_depth_map
 from engine.recipe import save_png
 from engine.requests import Img2ImgRequest
 from engine.run import CancelToken
 from engine.script import script_for
 from engine.settings import Settings
+
+CONTROLNET = "controlnet-depth"  # the catalog entry of the SD 1.5 depth ControlNet
 
 STEPS = 4
 
@@ -278,8 +280,8 @@ def test_stop_during_the_restyle_keeps_the_controlnet_result(engine, photo):
     ("fields", "message"),
     [
         ({"depth_estimator": "../../etc"}, "depth_estimator must be one of midas, depth-anything-v2-small"),
-        ({"model": "sdxl-refiner"}, "model must be an SD 1.5 model"),
-        ({"restyle_model": "kandinsky22"}, "restyle_model must be an SD 1.5 model"),
+        ({"model": "sdxl-refiner"}, "model must be a base model with a depth ControlNet"),
+        ({"restyle_model": "kandinsky22"}, "restyle_model must be one of sd15, comic-diffusion"),
         ({"restyle_model": "/etc/passwd"}, "restyle_model must be one of"),
         ({"controlnet_conditioning_scale": float("nan")}, "controlnet_conditioning_scale must be a finite number"),
         ({"controlnet_conditioning_scale": 3}, r"controlnet_conditioning_scale must be in \[0, 2\], got 3"),

@@ -77,7 +77,13 @@ def test_bad_infotext_field_names_it():
 
 @pytest.mark.parametrize(
     ("model", "weighted", "scheduler"),
-    [("sd15", True, None), ("kandinsky22", False, None), ("sd15", False, "DPM++ 2M SDE Karras")],
+    [
+        ("sd15", True, None),
+        ("kandinsky22", False, None),
+        ("sd15", False, "DPM++ 2M SDE Karras"),
+        ("sdxl-refiner", True, None),
+        ("sdxl-refiner", False, "Euler a"),
+    ],
 )
 def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weighted, scheduler):
     result = engine.img2img(
@@ -88,17 +94,31 @@ def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weigh
     assert np.array_equal(rerun(tmp_path, result.recipe.for_image(1), result.job.image.image), ours)
 
 
-def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path):
-    base = Img2ImgRequest(image=photo, prompt="a cat", negative_prompt="blurry", strength=0.6, num_inference_steps=4,
-                          seed=5)  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "weighted"), [("sd15", False), ("sd15", True), ("sdxl-refiner", False), ("sdxl-refiner", True)]
+)
+def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, model, weighted):
+    base = Img2ImgRequest(image=photo, prompt="a (cat)1.2", negative_prompt="blurry", strength=0.6,
+                          num_inference_steps=4, seed=5, model=model, weighted_prompt=weighted)  # fmt: skip
     plan = engine.plan_sweep(
         SweepSpec(base=base, x_axis="guidance_scale", x_values="1, 4, 9", y_axis="seed", y_values="5, 6")
     )
     *_, final = engine.sweep(plan)
     cell = plan.cells[4]
     recipe = final.recipes[cell.index]
+    assert recipe.workflow == "sweep" and recipe.weighted_prompt == weighted
     assert recipe.extra["position"] == 4 and len(recipe.extra["batch"]) == 6
     assert np.array_equal(rerun(tmp_path, recipe, cell.job.image.image), np.asarray(final.images[cell.index]))
+
+
+def test_a_kandinsky_sweep_cell_exports_its_own_call(engine, photo, tmp_path):
+    """Kandinsky 2.2 runs a sweep cell by cell (engine/families/kandinsky22.py): its script is a Basic one."""
+    base = Img2ImgRequest(image=photo, prompt="a cat", model="kandinsky22", num_inference_steps=4, seed=5)
+    plan = engine.plan_sweep(SweepSpec(base=base, x_axis="guidance_scale", x_values="2, 6"))
+    *_, final = engine.sweep(plan)
+    recipe = final.recipes[1]
+    assert recipe.workflow == "img2img"
+    assert np.array_equal(rerun(tmp_path, recipe, plan.cells[1].job.image.image), np.asarray(final.images[1]))
 
 
 @pytest.mark.parametrize("preset", ["image-image-image", "text-image-image", "image-upscale-superres"])

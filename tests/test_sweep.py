@@ -134,6 +134,24 @@ def test_each_batched_cell_equals_the_basic_path(engine, photo, model, x, y):
         assert np.array_equal(first, second)
 
 
+def test_a_vae_with_latent_statistics_normalises_as_diffusers_does(engine, photo):
+    """SDXL-family VAEs may publish latents_mean/latents_std; diffusers' img2img then normalises the init
+    latents with them. The batched cells draw their own init latents (engine.portable.sample_latents), so they
+    must do the same to equal the Basic path."""
+    vae = engine.cache.get("sdxl-refiner").vae
+    channels = vae.config.latent_channels
+    vae.register_to_config(latents_mean=[0.3] * channels, latents_std=[2.5] * channels)
+    try:
+        plan = engine.plan_sweep(spec(photo, model="sdxl-refiner", x_axis="guidance_scale", x_values="3, 7"))
+        *_, final = engine.sweep(plan)
+        for cell in plan.cells:
+            ours = np.asarray(final.images[cell.index], dtype=np.int16)
+            theirs = np.asarray(basic_image(engine, photo, cell, "sdxl-refiner"), dtype=np.int16)
+            assert np.abs(ours - theirs).max() <= 2, f"cell {cell.caption} differs from its Basic run"
+    finally:
+        vae.register_to_config(latents_mean=None, latents_std=None)
+
+
 def test_strength_and_steps_cells_run_as_separate_calls(engine, photo):
     plan = engine.plan_sweep(
         spec(photo, x_axis="strength", x_values="0.4, 0.8", y_axis="num_inference_steps", y_values="4, 6")

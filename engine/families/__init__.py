@@ -1,0 +1,98 @@
+"""Model families: every quirk of a diffusion family in one module, named by the catalog.
+
+A catalog entry's `family` names a module of this package (`sdxl-refiner` is
+`engine/families/sdxl_refiner.py`) whose `FAMILY` is a `Family`. Workflows ask the family what to do
+(one call per seed? swap height and width? hand over latents? encode prompts how?) instead of
+comparing family names, so a new family is one module here and its catalog entries.
+
+A family's `encode_prompt` and `weighted_prompt` are portable functions (engine.portable): exported
+scripts hold their source, so they use only their arguments, torch and their own imports.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# (pipe, prompt, negative_prompt) -> the pipeline's prompt keyword arguments (prompt_embeds, ...)
+PromptEncoder = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class Family:
+    """How the workflows treat one diffusion family.
+
+    Args:
+        name: the catalog's family name.
+        takes_latents: its img2img or upscale pipeline reads a 4-channel `image` as latents of its
+            latent family, so a chain may hand latents over instead of decoding (engine.chain).
+        upscale_factor: output side over input side.
+        one_call_per_seed: several seeds cannot share one call (Kandinsky 2.2's prior), so Basic calls
+            once per seed and a sweep runs its cells one by one.
+        swaps_height_width: the img2img pipeline reads height/width transposed (see `output_size`).
+        has_safety_checker: the repository ships a safety checker the owner may turn off.
+        depth_controlnet: catalog key of the depth ControlNet made for this family, if any.
+        encode_prompt: the prompt embeddings as the pipeline makes them; with it a sweep batches cells.
+        weighted_prompt: Compel's embeddings for a weighted prompt; None where weighting cannot work.
+        no_weighting: why weighting cannot work, read after the model's label (shown to the user).
+        twin: how engine.tiny writes the tiny twin: "pipeline" (every component its model_index.json
+            lists) or "controlnet" (ControlNetModel.from_unet on the SD 1.5 twin's UNet).
+    """
+
+    name: str
+    takes_latents: bool = False
+    upscale_factor: int = 1
+    one_call_per_seed: bool = False
+    swaps_height_width: bool = False
+    has_safety_checker: bool = False
+    depth_controlnet: str | None = None
+    encode_prompt: PromptEncoder | None = None
+    weighted_prompt: PromptEncoder | None = None
+    no_weighting: str = ""
+    twin: str = "pipeline"
+
+    def output_size(self, width: int, height: int) -> dict:
+        """height/width for an img2img call whose output must be width x height.
+
+        Pipelines that default to 512x512 get the size; Kandinsky 2.2's gets it swapped, because
+        diffusers' KandinskyV22Img2ImgPipeline calls `image_processor.preprocess(image, width, height)`,
+        whose parameters are (height, width). tests/test_basic.py checks a non-square Kandinsky output,
+        so a fix upstream shows up as a failing test rather than as transposed images.
+        """
+        if self.swaps_height_width:
+            return {"height": width, "width": height}
+        return {}
+
+    @property
+    def batches_cells(self) -> bool:
+        """A sweep may run several cells in one call (embeddings stacked, per-cell generators)."""
+        return self.encode_prompt is not None and not self.one_call_per_seed
+
+
+def module_name(family: str) -> str:
+    """The module of a family name: `sdxl-refiner` -> `engine.families.sdxl_refiner`."""
+    return f"{__name__}.{family.replace('-', '_')}"
+
+
+@functools.cache
+def get_family(name: str) -> Family:
+    """The adapter of a catalog family.
+
+    Raises:
+        ValueError: no catalog entry has this family, or it has no adapter (depth estimators are
+            engine.estimators' business).
+    """
+    from engine.catalog import CATALOG
+
+    if name not in {spec.family for spec in CATALOG.values()}:
+        raise ValueError(f"no catalog model has family {name!r}")
+    try:
+        module = importlib.import_module(module_name(name))
+    except ModuleNotFoundError:
+        raise ValueError(f"model family {name!r} has no adapter in engine/families") from None
+    family = module.FAMILY
+    if family.name != name:
+        raise ValueError(f"{module_name(name)}.FAMILY is named {family.name!r}, not {name!r}")
+    return family

@@ -1,0 +1,93 @@
+"""One shape for every workflow.
+
+    request --validate(settings)--> plan --run(plan, context)--> progress, progress, ...
+
+* A **request** is a frozen dataclass of what the user asked for, as typed (strings, None for the
+  model's default). Its one `validate(settings)` checks every value before any work and returns the
+  plan, or raises ValueError naming the parameter and the value.
+* A **plan** holds resolved values only: the catalog entry, the working-size image, the seeds, the
+  steps that will run. The UI previews it (the plan line under each run button) before anything loads.
+* **run(plan, context)** yields progress objects as work finishes (a cell, a stage, an image). A
+  `RunContext` carries what every run shares: the pipeline cache, the settings, the step reporter
+  (progress bar, Stop, a closed page) and how recipes name models.
+* **Stop** is one thing everywhere: the reporter raises GenerationCancelled at the next denoising step,
+  and `stoppable` turns it into the progress so far with `stopped` set, yielded last.
+
+engine.workflows registers each workflow (name, request and plan types, run, script writer) for the
+Engine, the recipe checks and the script export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from engine.run import GenerationCancelled, StepReporter
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from engine.cache import PipelineCache
+    from engine.recipe import Recipe
+    from engine.settings import Settings
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a running workflow uses besides its plan.
+
+    Args:
+        cache: the pipelines (loaded lazily, shared, evicted by budget).
+        settings: the limits, for work validated while running (a depth restyle's image).
+        reporter: counts steps, reports progress, raises GenerationCancelled on Stop; one per job.
+        model_id: the id a recipe records for a catalog key (Hub id, or the twin's folder).
+        model_mode: "hub" or "tiny", as recipes record it.
+        estimate: depth maps by estimator key (the Engine's remembers recent ones); None: uncached.
+    """
+
+    cache: PipelineCache
+    settings: Settings
+    reporter: StepReporter = field(default_factory=StepReporter)
+    model_id: Callable[[str], str] = str
+    model_mode: str = "tiny"
+    estimate: Callable[[str, Image.Image], np.ndarray] | None = None
+
+
+class Stoppable(Protocol):
+    stopped: str | None
+
+
+P = TypeVar("P", bound=Stoppable)
+
+
+def stoppable(progress: P, steps: Iterator[P]) -> Iterator[P]:
+    """A workflow's progress; Stop (GenerationCancelled) ends it with `progress.stopped` set, yielded last.
+
+    `steps` updates `progress` in place and yields it; what it finished before the Stop stays in it.
+    """
+    try:
+        yield from steps
+    except GenerationCancelled as stopped:
+        progress.stopped = str(stopped)
+        yield progress
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One registered workflow.
+
+    Args:
+        name: as recipes name it (Recipe.workflow).
+        request: the request type; `request.validate(settings)` returns a `plan`.
+        plan: the plan type.
+        run: (plan, context) -> progress objects; a Basic run yields its one result.
+        script: a recipe of this workflow -> the runnable diffusers script (engine.script's helpers).
+    """
+
+    name: str
+    request: type
+    plan: type
+    run: Callable[[Any, RunContext], Iterator[Any]]
+    script: Callable[[Recipe], str]
