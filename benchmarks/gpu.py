@@ -445,12 +445,12 @@ class Harness:
             self.sweep_once(label, options)
 
     def sweep_once(self, label: str, options: dict) -> None:
-        from engine.sweep import SweepSpec
+        from engine.sweep import SweepRequest
 
         engine = self.engine(**options)
         engine.cache.adopt("sd15", "img2img", sd15_pipeline(self.device, self.dtype, self.args.small))
-        spec = SweepSpec(base=self.request, x_axis="guidance_scale", x_values="3, 5, 7.5, 10")
-        plan = engine.plan_sweep(spec)
+        spec = SweepRequest(base=self.request, x_axis="guidance_scale", x_values="3, 5, 7.5, 10")
+        plan = engine.plan(spec)
 
         def one_by_one() -> None:
             for cell in plan.cells:

@@ -49,7 +49,7 @@ def main() -> None:
 
 def measure(engine, image: Image.Image, steps: int, rounds: int) -> None:
     from engine.requests import Img2ImgRequest
-    from engine.sweep import SweepSpec
+    from engine.sweep import SweepRequest
 
     base = Img2ImgRequest(
         image=image,
@@ -62,11 +62,11 @@ def measure(engine, image: Image.Image, steps: int, rounds: int) -> None:
         seed=7,
     )
     sweeps = {
-        "guidance 1.5, 4.5, 7.5, 12": SweepSpec(base=base, x_axis="guidance_scale", x_values="1.5, 4.5, 7.5, 12"),
-        "seeds 1-4": SweepSpec(base=base, x_axis="seed", x_values="1-4"),
+        "guidance 1.5, 4.5, 7.5, 12": SweepRequest(base=base, x_axis="guidance_scale", x_values="1.5, 4.5, 7.5, 12"),
+        "seeds 1-4": SweepRequest(base=base, x_axis="seed", x_values="1-4"),
     }
     for name, spec in sweeps.items():
-        plan = engine.plan_sweep(spec)
+        plan = engine.plan(spec)
 
         def run_sweep(plan=plan) -> list[Image.Image]:
             *_, final = engine.sweep(plan)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from PIL import Image
 
-from engine.cache import PipelineCache
-from engine.catalog import ModelSpec
+from engine.catalog import ModelSpec, get_spec
 from engine.grid import image_grid
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
-from engine.requests import Img2ImgJob
-from engine.run import StepReporter, call_pipeline
+from engine.requests import Img2ImgPlan, Img2ImgRequest
+from engine.run import call_pipeline
 from engine.schedulers import swapped_scheduler
+from engine.script import img2img_preamble, literal, weighted_prompt_lines
+from engine.workflow import RunContext, Workflow
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Img2ImgResult:
     steps_run: int
     seconds: float
     recipe: Recipe
-    job: Img2ImgJob
+    job: Img2ImgPlan
     nsfw: tuple[bool, ...] = ()  # per image: the safety checker blacked it out
     notes: tuple[str, ...] = ()  # faults recovered from (out of memory, NaN) on the way
 
@@ -42,7 +44,7 @@ def unflagged(nsfw: tuple[bool, ...], count: int) -> list[int]:
     return [index for index in range(count) if not (nsfw and nsfw[index])]
 
 
-def img2img_kwargs(pipe, job: Img2ImgJob) -> dict:
+def img2img_kwargs(pipe, job: Img2ImgPlan) -> dict:
     """The pipeline-call arguments for a job, generator and callback aside."""
     return img2img_call_kwargs(
         pipe,
@@ -92,7 +94,7 @@ def img2img_call_kwargs(
     return kwargs
 
 
-def seed_groups(job: Img2ImgJob) -> list[tuple[int, ...]]:
+def seed_groups(job: Img2ImgPlan) -> list[tuple[int, ...]]:
     """Seeds per pipeline call: all in one batch, or one call per seed for a family that needs it
     (Kandinsky 2.2, see engine/families/kandinsky22.py)."""
     if job.spec.adapter.one_call_per_seed:
@@ -100,7 +102,7 @@ def seed_groups(job: Img2ImgJob) -> list[tuple[int, ...]]:
     return [job.seeds]
 
 
-def call_parameters(kwargs: dict, job: Img2ImgJob) -> dict:
+def call_parameters(kwargs: dict, job: Img2ImgPlan) -> dict:
     """The plain-valued pipeline arguments as passed, plus the prompt texts behind any embeddings."""
     plain = {k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None}
     plain.setdefault("prompt", job.prompt)
@@ -108,16 +110,13 @@ def call_parameters(kwargs: dict, job: Img2ImgJob) -> dict:
     return plain
 
 
-def run_img2img(
-    cache: PipelineCache,
-    job: Img2ImgJob,
-    *,
-    model_id: str,
-    model_mode: str,
-    reporter: StepReporter | None = None,
-) -> Img2ImgResult:
-    """Run a validated job on the cached pipeline and return images, grid and recipe."""
-    reporter = reporter or StepReporter()
+def run_img2img(job: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
+    """Run a validated job on the cached pipeline and return images, grid and recipe.
+
+    Raises:
+        GenerationCancelled: Stop, a closed page (nothing of a Basic run is kept).
+    """
+    cache, reporter = context.cache, context.reporter
     started = time.perf_counter()
     steps_before = reporter.steps  # a reporter shared with earlier calls (the depth tab's restyle) counts on
     pipe = cache.get(job.spec.key, "img2img")
@@ -142,12 +141,12 @@ def run_img2img(
             pipe,
             workflow="img2img",
             model=job.spec.key,
-            model_id=model_id,
+            model_id=context.model_id(job.spec.key),
             generator_device=cache.policy.generator_device,
             seeds=job.seeds,
             parameters={**call_parameters(kwargs, job), "num_images_per_prompt": len(groups[0])},
             size=job.image.size,
-            model_mode=model_mode,
+            model_mode=context.model_mode,
             revision=job.spec.revision,
             weighted_prompt=job.weighted_prompt,
             extra={"pipeline_calls": len(groups), "family": job.spec.family, "scheduler_name": job.scheduler},
@@ -164,3 +163,51 @@ def run_img2img(
         nsfw=tuple(nsfw),
         notes=tuple(reporter.notes),
     )
+
+
+# -- script export ---------------------------------------------------------------------------------
+
+
+def img2img_script(recipe: Recipe) -> str:
+    """A Basic image's script: the pipeline call with the recipe's seeds, keeping the recipe's image."""
+    p = dict(recipe.parameters)
+    index = recipe.extra.get("index", 0)
+    per_seed = recipe.extra.get("pipeline_calls", 1) > 1
+    lines = img2img_preamble(recipe, f"img2img with {recipe.model_id}, seed {recipe.seed}")
+    if recipe.weighted_prompt:
+        lines += weighted_prompt_lines(recipe)
+        p.pop("prompt", None)
+        p.pop("negative_prompt", None)
+    else:
+        lines.append("prompt_kwargs = {}")
+    seeds = [int(seed) for seed in recipe.seeds]
+    if get_spec(recipe.model).adapter.swaps_height_width:
+        lines.append("# height and width are passed swapped: diffusers' Kandinsky 2.2 img2img transposes them")
+    lines += [
+        f"call = {literal(p)}",
+        f"seeds = {seeds!r}",
+        "",
+    ]
+    if per_seed:  # Kandinsky 2.2: one call per seed (its prior cannot take a generator list)
+        lines += [
+            "images = []",
+            "for seed in seeds:",
+            "    generator = [torch.Generator(GENERATOR_DEVICE).manual_seed(seed)]",
+            "    images += pipe(image=init_image, generator=generator, **{**call, 'num_images_per_prompt': 1},",
+            "                   **prompt_kwargs).images",
+        ]
+    else:
+        lines += [
+            "generator = [torch.Generator(GENERATOR_DEVICE).manual_seed(seed) for seed in seeds]",
+            "images = pipe(image=init_image, generator=generator, **call, **prompt_kwargs).images",
+        ]
+    lines += [f"images[{int(index)}].save(OUTPUT)", 'print("saved", OUTPUT)', ""]
+    return "\n".join(lines)
+
+
+def run(plan: Img2ImgPlan, context: RunContext) -> Iterator[Img2ImgResult]:
+    """The Basic workflow's one result, in the shape every workflow runs in (engine.workflow)."""
+    yield run_img2img(plan, context)
+
+
+WORKFLOW = Workflow(name="img2img", request=Img2ImgRequest, plan=Img2ImgPlan, run=run, script=img2img_script)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from typing import Any
 from PIL import Image
 
 from engine.basic import img2img_call_kwargs
-from engine.cache import PipelineCache
 from engine.catalog import ModelSpec, get_spec
 from engine.errors import shown_value
 from engine.grid import image_grid
@@ -38,9 +37,11 @@ from engine.requests import (
     check_text,
     normalize_for_model,
 )
-from engine.run import GenerationCancelled, StepReporter, call_pipeline
+from engine.run import call_pipeline
 from engine.schedulers import steps_run
+from engine.script import comment, header, init_image_lines, literal, load, size_literal, source
 from engine.settings import Settings
+from engine.workflow import RunContext, Workflow, stoppable
 
 SUBJECT = "{subject}"
 DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
@@ -105,6 +106,10 @@ class ChainRequest:
     height: int = 512
     latent_handover: bool = True
     previews: bool = True
+
+    def validate(self, settings: Settings) -> ChainPlan:
+        """Stages, hand-overs and sizes resolved and checked before any work (see plan_chain)."""
+        return plan_chain(self, settings)
 
 
 @dataclass(frozen=True)
@@ -373,41 +378,24 @@ class ChainProgress:
         return image_grid([init.resize(final.size, Image.Resampling.LANCZOS), final], rows=1, cols=2)
 
 
-def run_chain(
-    cache: PipelineCache,
-    plan: ChainPlan,
-    *,
-    reporter: StepReporter | None = None,
-    model_id: Callable[[str], str] = str,
-    model_mode: str = "tiny",
-) -> Iterator[ChainProgress]:
-    """Run the stages in order, yielding after each; Stop keeps the stages already done.
+def run_chain(plan: ChainPlan, context: RunContext) -> Iterator[ChainProgress]:
+    """Run the stages in order, yielding after each; Stop keeps the stages already done."""
+    progress = ChainProgress(plan=plan, notes=context.reporter.notes)
+    return stoppable(progress, _stages(plan, context, progress))
 
-    `model_id` names a catalog key's checkpoint in the recipes (Hub id or twin folder).
-    """
-    reporter = reporter or StepReporter()
+
+def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> Iterator[ChainProgress]:
+    cache, reporter, model_id = context.cache, context.reporter, context.model_id
     records: list[dict] = []
-    progress = ChainProgress(plan=plan, notes=reporter.notes)
     carried: Any = plan.init.image if plan.init is not None else None  # an image, or latents (a tensor)
     for stage in plan.stages:
         started = time.perf_counter()
         steps_before = reporter.steps
         reporter.start_call(calls_left=len(plan.stages) - stage.index)
         hands_latents = plan.hands_latents(stage.index)
-        try:
-            pipe = cache.get(stage.spec.key, stage.kind)
-            kwargs = {**stage_kwargs(pipe, stage, carried), "output_type": "latent" if hands_latents else "pil"}
-            output = call_pipeline(
-                pipe,
-                kwargs,
-                seeds=(plan.seed,),
-                cache=cache,
-                reporter=reporter,
-            )
-        except GenerationCancelled as stopped:
-            progress.stopped = str(stopped)
-            yield progress
-            return
+        pipe = cache.get(stage.spec.key, stage.kind)
+        kwargs = {**stage_kwargs(pipe, stage, carried), "output_type": "latent" if hands_latents else "pil"}
+        output = call_pipeline(pipe, kwargs, seeds=(plan.seed,), cache=cache, reporter=reporter)
         if hands_latents:
             carried = output.images
             shown = decode_latents(pipe, carried) if plan.request.previews else None
@@ -437,7 +425,7 @@ def run_chain(
                 seeds=(plan.seed,),
                 parameters={**records[-1]["call"], "stages": [dict(r) for r in records]},
                 size=shown.size,
-                model_mode=model_mode,
+                model_mode=context.model_mode,
                 revision=stage.spec.revision,
             )
         progress.results.append(
@@ -489,3 +477,63 @@ def stage_kwargs(pipe, stage: StagePlan, carried) -> dict:
         "guidance_scale": stage.guidance_scale,
         "num_inference_steps": stage.num_inference_steps,
     }
+
+
+# -- script export ---------------------------------------------------------------------------------
+
+
+LOADERS = {
+    "img2img": "AutoPipelineForImage2Image",
+    "text2img": "AutoPipelineForText2Image",
+    "upscale": "DiffusionPipeline",
+}
+
+
+def chain_script(recipe: Recipe) -> str:
+    stages = recipe.parameters["stages"]
+    seed = int(recipe.seed)
+    lines = header(recipe, f"a {len(stages)}-stage chain, seed {seed}", [LOADERS[s["kind"]] for s in stages])
+    if recipe.reads_init:
+        lines += init_image_lines(stages[0]["input_size"])
+        lines.append("carried = init_image")
+    else:
+        lines.append("carried = None")
+    lines.append("")
+    previous = None
+    for number, stage in enumerate(stages, start=1):
+        loader = LOADERS[stage["kind"]]
+        call = stage["call"]
+        receives = stage.get("receives") or "nothing"
+        lines.append(comment(f"# stage {number}: {stage['model']} ({stage['kind']}), receives {receives}"))
+        if previous is not None and previous["model_id"] == stage["model_id"] and loader != "DiffusionPipeline":
+            # the same weights in another pipeline kind: share them, passing the dtype (diffusers issue 12754)
+            lines.append(f"pipe = {loader}.from_pipe(pipe, dtype=DTYPE)")
+        else:
+            loaded = load(loader, stage["model"], stage["model_id"], stage.get("revision"))
+            lines.append(f"pipe = {loaded}.to(DEVICE)")
+        lines.append(f"call = {literal(call)}")
+        previous = stage
+        if stage["kind"] != "text2img":
+            size = size_literal(stage["input_size"])
+            lines += [
+                f"if isinstance(carried, Image.Image) and carried.size != {size}:",
+                f"    carried = carried.resize({size}, Image.Resampling.LANCZOS)",
+                "call['image'] = carried",
+            ]
+        lines += [
+            f"output = pipe(generator=[torch.Generator(GENERATOR_DEVICE).manual_seed({seed})], **call).images",
+            "carried = output if call['output_type'] == 'latent' else output[0]",
+            "",
+        ]
+    lines += [
+        *source(decode_latents),
+        "if not isinstance(carried, Image.Image):  # an intermediate stage's latents: decode them for display",
+        "    carried = decode_latents(pipe, carried)",
+        "carried.save(OUTPUT)",
+        'print("saved", OUTPUT)',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+WORKFLOW = Workflow(name="chain", request=ChainRequest, plan=ChainPlan, run=run_chain, script=chain_script)

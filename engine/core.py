@@ -18,20 +18,23 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from engine.basic import Img2ImgResult, run_img2img
+from engine.basic import Img2ImgResult
 from engine.cache import DevicePolicy, PipelineCache, load_options
 from engine.catalog import ModelSpec, get_spec
-from engine.chain import ChainPlan, ChainProgress, ChainRequest, plan_chain, run_chain
-from engine.depth import DepthJob, DepthProgress, DepthRequest, depth_to_control, estimate, run_depth
-from engine.requests import Img2ImgRequest, check_flag, check_model, normalize_for_model
+from engine.chain import ChainPlan, ChainProgress, ChainRequest
+from engine.depth import DepthPlan, DepthProgress, DepthRequest, depth_to_control, estimate
+from engine.requests import Img2ImgPlan, Img2ImgRequest, check_flag, check_model, normalize_for_model
 from engine.results import ResultStore
 from engine.run import CancelToken, ProgressFn, StepReporter
 from engine.settings import Settings
-from engine.sweep import SweepPlan, SweepProgress, SweepSpec, plan_sweep, run_sweep
+from engine.sweep import SweepPlan, SweepProgress, SweepRequest
+from engine.workflow import RunContext
+from engine.workflows import workflow_of
 
 logger = logging.getLogger(__name__)
 
@@ -175,80 +178,69 @@ class Engine:
 
     # -- workflows -----------------------------------------------------------------------------
 
+    def context(self, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> RunContext:
+        """What one run shares with the engine: cache, settings, a fresh step reporter, model ids."""
+        return RunContext(
+            cache=self.cache,
+            settings=self.settings,
+            reporter=StepReporter(progress=progress, cancel=cancel),
+            model_id=self.model_id,
+            model_mode=self.mode,
+            estimate=self._estimate,
+        )
+
+    def plan(self, request: Any) -> Any:
+        """Validate any workflow's request into its plan, before any work.
+
+        Raises:
+            ValueError: bad input, naming the parameter and the value.
+        """
+        workflow_of(request)
+        return request.validate(self.settings)
+
+    def run(
+        self,
+        request: Any,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[Any]:
+        """Plan (unless given a plan) and run any workflow, yielding its progress as work finishes.
+
+        Stop (the token) ends a run with its progress so far, `stopped` set; a Basic run has nothing to keep
+        and raises GenerationCancelled.
+        """
+        workflow = workflow_of(request)
+        plan = request if isinstance(request, workflow.plan) else request.validate(self.settings)
+        yield from workflow.run(plan, self.context(progress=progress, cancel=cancel))
+
     def img2img(
         self,
-        request: Img2ImgRequest,
+        request: Img2ImgRequest | Img2ImgPlan,
         *,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> Img2ImgResult:
-        """Validate and run one Basic request.
+        """Validate and run one Basic request; its result.
 
         Raises:
             ValueError: bad input, naming the parameter and the value.
             GenerationCancelled: the token was cancelled mid-run.
         """
-        job = request.validate(self.settings)
-        reporter = StepReporter(progress=progress, cancel=cancel)
-        return run_img2img(
-            self.cache, job, model_id=self.model_id(job.spec.key), model_mode=self.mode, reporter=reporter
-        )
+        (result,) = self.run(request, progress=progress, cancel=cancel)
+        return result
 
-    def plan_sweep(self, spec: SweepSpec) -> SweepPlan:
-        """Validate a sweep and plan its calls, before any work. Raises ValueError naming the axis and value."""
-        return plan_sweep(spec, self.settings)
-
-    def sweep(
-        self,
-        spec: SweepSpec | SweepPlan,
-        *,
-        progress: ProgressFn | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Iterator[SweepProgress]:
+    def sweep(self, request: SweepRequest | SweepPlan, **options) -> Iterator[SweepProgress]:
         """Plan (unless given a plan) and run a sweep, yielding after each pipeline call."""
-        plan = spec if isinstance(spec, SweepPlan) else self.plan_sweep(spec)
-        reporter = StepReporter(progress=progress, cancel=cancel)
-        yield from run_sweep(self.cache, plan, reporter=reporter, model_id=self.model_id, model_mode=self.mode)
+        return self.run(request, **options)
 
-    def plan_chain(self, request: ChainRequest) -> ChainPlan:
-        """Resolve a chain's stages, hand-overs and sizes before any work."""
-        return plan_chain(request, self.settings)
-
-    def chain(
-        self,
-        request: ChainRequest | ChainPlan,
-        *,
-        progress: ProgressFn | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Iterator[ChainProgress]:
+    def chain(self, request: ChainRequest | ChainPlan, **options) -> Iterator[ChainProgress]:
         """Plan (unless given a plan) and run a chain, yielding after each stage."""
-        plan = request if isinstance(request, ChainPlan) else self.plan_chain(request)
-        reporter = StepReporter(progress=progress, cancel=cancel)
-        yield from run_chain(self.cache, plan, reporter=reporter, model_id=self.model_id, model_mode=self.mode)
+        return self.run(request, **options)
 
-    def plan_depth(self, request: DepthRequest) -> DepthJob:
-        """Validate a depth request before any work. Raises ValueError naming the parameter and value."""
-        return request.validate(self.settings)
-
-    def depth(
-        self,
-        request: DepthRequest | DepthJob,
-        *,
-        progress: ProgressFn | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Iterator[DepthProgress]:
+    def depth(self, request: DepthRequest | DepthPlan, **options) -> Iterator[DepthProgress]:
         """Depth map, ControlNet img2img and restyle; yields when each is ready."""
-        job = request if isinstance(request, DepthJob) else self.plan_depth(request)
-        reporter = StepReporter(progress=progress, cancel=cancel)
-        yield from run_depth(
-            self.cache,
-            job,
-            reporter=reporter,
-            model_id=self.model_id,
-            model_mode=self.mode,
-            estimator=self._estimate,
-            settings=self.settings,
-        )
+        return self.run(request, **options)
 
     def estimate_depth(
         self, image, depth_estimator: str = "midas", *, invert: bool = False, normalize: bool = True

@@ -12,7 +12,7 @@ loaded once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from engine.images import NormalizedImage, open_image
 from engine.recipe import Recipe
 from engine.requests import (
     RANDOM_SEED,
-    Img2ImgJob,
+    Img2ImgPlan,
     Img2ImgRequest,
     check_flag,
     check_model,
@@ -37,8 +37,10 @@ from engine.requests import (
     check_text,
     normalize_for_model,
 )
-from engine.run import GenerationCancelled, StepReporter, call_pipeline
+from engine.run import call_pipeline
+from engine.script import header, init_image_lines, literal, load, size_literal, weight_options
 from engine.settings import Settings
+from engine.workflow import RunContext, Workflow, stoppable
 
 DEFAULT_ESTIMATOR = "midas"
 DEFAULT_RESTYLE = "elden-ring"
@@ -152,7 +154,7 @@ class DepthRequest:
     restyle_guidance_scale: float | None = None
     model: str = DEFAULT_MODEL
 
-    def validate(self, settings: Settings) -> DepthJob:
+    def validate(self, settings: Settings) -> DepthPlan:
         """Check every value before any work.
 
         Raises:
@@ -186,7 +188,7 @@ class DepthRequest:
         else:
             depth = load_depth_map(self.depth_map, max_input_pixels=settings.max_input_pixels)
         restyle = self._restyle_request(image, prompt, negative, steps, seed, settings)
-        return DepthJob(
+        return DepthPlan(
             spec=spec,
             estimator=estimator,
             image=image,
@@ -240,7 +242,7 @@ class DepthRequest:
 
 
 @dataclass(frozen=True)
-class DepthJob:
+class DepthPlan:
     """A validated depth request. `depth` is the uploaded map (None: estimate it)."""
 
     spec: ModelSpec
@@ -292,7 +294,7 @@ class DepthJob:
 class DepthProgress:
     """The run so far; yielded when the depth map, the ControlNet result and the restyle are ready."""
 
-    job: DepthJob
+    job: DepthPlan
     depth: Image.Image | None = None  # the control map at the init's working size, RGB
     controlnet: Image.Image | None = None
     restyled: Image.Image | None = None
@@ -335,26 +337,22 @@ def estimate(cache: PipelineCache, estimator: str, image: Image.Image) -> np.nda
         return cache.get(estimator, "depth").predict(image)
 
 
-def run_depth(
-    cache: PipelineCache,
-    job: DepthJob,
-    *,
-    reporter: StepReporter | None = None,
-    model_id: Callable[[str], str] = str,
-    model_mode: str = "tiny",
-    estimator: Callable[[str, Image.Image], np.ndarray] | None = None,
-    settings: Settings | None = None,
-) -> Iterator[DepthProgress]:
+def run_depth(job: DepthPlan, context: RunContext) -> Iterator[DepthProgress]:
     """Depth map, ControlNet img2img, restyle; yields after each. Stop keeps what is done.
 
-    `estimator(key, image)` gives a depth array (the engine passes one that remembers recent maps).
+    The context's `estimate(key, image)` gives a depth array (the engine's remembers recent maps).
     """
-    reporter = reporter or StepReporter()
-    progress = DepthProgress(job=job, notes=reporter.notes)
+    progress = DepthProgress(job=job, notes=context.reporter.notes)
+    return stoppable(progress, _steps(job, context, progress))
+
+
+def _steps(job: DepthPlan, context: RunContext, progress: DepthProgress) -> Iterator[DepthProgress]:
+    cache, reporter, model_id = context.cache, context.reporter, context.model_id
     started = time.perf_counter()
     array = job.depth
     if array is None:
-        array = (estimator or (lambda key, image: estimate(cache, key, image)))(job.estimator.key, job.image.image)
+        estimator = context.estimate or (lambda key, image: estimate(cache, key, image))
+        array = estimator(job.estimator.key, job.image.image)
     control_map = depth_to_control(array, invert=job.invert_depth, normalize=job.normalize_depth)
     progress.depth = control_image(control_map, job.image.size)
     progress.seconds["depth"] = time.perf_counter() - started
@@ -365,18 +363,7 @@ def run_depth(
     pipe = cache.get_controlnet(job.spec.key, controlnet)
     kwargs = job.call_kwargs(progress.depth)
     reporter.start_call(calls_left=2 if job.restyle is not None else 1)
-    try:
-        output = call_pipeline(
-            pipe,
-            kwargs,
-            seeds=(job.seed,),
-            cache=cache,
-            reporter=reporter,
-        )
-    except GenerationCancelled as stopped:
-        progress.stopped = str(stopped)
-        yield progress
-        return
+    output = call_pipeline(pipe, kwargs, seeds=(job.seed,), cache=cache, reporter=reporter)
     progress.controlnet = output.images[0]
     progress.steps.append(reporter.steps)
     progress.seconds["controlnet"] = time.perf_counter() - started
@@ -389,7 +376,7 @@ def run_depth(
         seeds=(job.seed,),
         parameters={k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None},
         size=job.image.size,
-        model_mode=model_mode,
+        model_mode=context.model_mode,
         revision=job.spec.revision,
         extra={
             "family": job.spec.family,
@@ -404,18 +391,47 @@ def run_depth(
     if job.restyle is None:
         return
 
-    assert settings is not None, "a restyle needs the settings to validate its request"
-    restyle_job: Img2ImgJob = replace(job.restyle, image=progress.controlnet).validate(settings)
-    try:
-        result = run_img2img(
-            cache, restyle_job, model_id=model_id(restyle_job.spec.key), model_mode=model_mode, reporter=reporter
-        )
-    except GenerationCancelled as stopped:
-        progress.stopped = str(stopped)
-        yield progress
-        return
+    restyle_job: Img2ImgPlan = replace(job.restyle, image=progress.controlnet).validate(context.settings)
+    result = run_img2img(restyle_job, context)
     progress.restyle_result = result
     progress.restyled = result.images[0]
     progress.steps.append(reporter.steps - progress.steps[0])
     progress.seconds["restyle"] = result.seconds
     yield progress
+
+
+# -- script export ---------------------------------------------------------------------------------
+
+
+def depth_script(recipe: Recipe) -> str:
+    """ControlNet img2img as the guide writes it: the ControlNet loaded, then passed to the pipeline."""
+    p = dict(recipe.parameters)
+    size = size_literal(recipe.size)
+    pinned = f", revision={literal(recipe.revision)}" if recipe.revision else ""
+    lines = header(
+        recipe,
+        f"ControlNet depth img2img with {recipe.model_id}, seed {recipe.seed}",
+        ["AutoPipelineForImage2Image", "ControlNetModel"],
+        more_args=" [control.png]",
+    )
+    lines += init_image_lines(recipe.size)
+    lines += [
+        'CONTROL = sys.argv[3] if len(sys.argv) > 3 else "control.png"',
+        f'control_image = Image.open(CONTROL).convert("RGB").resize({size}, Image.Resampling.BILINEAR)',
+        "",
+        f"controlnet = {load('ControlNetModel', recipe.extra['controlnet'], recipe.extra['controlnet_id'], None)}",
+        "pipe = AutoPipelineForImage2Image.from_pretrained(",
+        f"    {literal(recipe.model_id)}{pinned}, controlnet=controlnet, dtype=DTYPE{weight_options(recipe.model)}",
+        ").to(DEVICE)",
+        "",
+        f"call = {literal(p)}",
+        f"generator = [torch.Generator(GENERATOR_DEVICE).manual_seed({int(recipe.seed)})]",
+        "image = pipe(image=init_image, control_image=control_image, generator=generator, **call).images[0]",
+        "image.save(OUTPUT)",
+        'print("saved", OUTPUT)',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+WORKFLOW = Workflow(name="depth", request=DepthRequest, plan=DepthPlan, run=run_depth, script=depth_script)

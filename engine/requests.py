@@ -174,7 +174,7 @@ class Img2ImgRequest:
     weighted_prompt: bool = False
     scheduler: str | None = None  # a web UI sampler name (DPM++ 2M Karras, Euler a, ...); None: the model's own
 
-    def validate(self, settings: Settings) -> Img2ImgJob:
+    def validate(self, settings: Settings) -> Img2ImgPlan:
         """Resolve defaults, check every value and normalise the image.
 
         Raises:
@@ -194,7 +194,7 @@ class Img2ImgRequest:
         seed = check_seed(self.seed, count=count)
         scheduler = check_scheduler(self.scheduler, spec.key)
         image = normalize_for_model(self.image, spec, settings)
-        return Img2ImgJob(
+        return Img2ImgPlan(
             spec=spec,
             image=image,
             prompt=prompt,
@@ -274,7 +274,7 @@ def check_sampling(
 
 
 @dataclass(frozen=True)
-class Img2ImgJob:
+class Img2ImgPlan:
     """A validated Basic request: every value concrete, the image ready for the pipeline."""
 
     spec: ModelSpec

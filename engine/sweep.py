@@ -22,7 +22,7 @@ import html
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,21 +30,23 @@ import torch
 from PIL import Image
 
 from engine.basic import run_img2img
-from engine.cache import PipelineCache
+from engine.catalog import get_spec
 from engine.errors import shown_value
 from engine.grid import grid_layout, labelled_grid
 from engine.portable import encode_posterior, per_sample_guidance, sample_latents
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
 from engine.requests import (
-    Img2ImgJob,
+    Img2ImgPlan,
     Img2ImgRequest,
     check_model,
     check_seed,
 )
-from engine.run import GenerationCancelled, StepReporter, call_pipeline, denoiser_of, make_generators
+from engine.run import call_pipeline, denoiser_of, make_generators
 from engine.schedulers import swapped_scheduler
+from engine.script import img2img_preamble, literal, source, weighted_prompt_encoder
 from engine.settings import Settings
+from engine.workflow import RunContext, Workflow, stoppable
 
 NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed")
 TEXT_AXES = ("prompt", "negative_prompt")
@@ -157,7 +159,7 @@ def format_value(axis: str, value: object) -> str:
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepRequest:
     """A sweep request: the Basic parameters plus an X axis and an optional Y axis."""
 
     base: Img2ImgRequest
@@ -165,6 +167,10 @@ class SweepSpec:
     x_values: str
     y_axis: str | None = None
     y_values: str = ""
+
+    def validate(self, settings: Settings) -> SweepPlan:
+        """Every cell checked and grouped into calls, before any work (see plan_sweep)."""
+        return plan_sweep(self, settings)
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,7 @@ class SweepCell:
     row: int
     col: int
     values: dict[str, object]
-    job: Img2ImgJob
+    job: Img2ImgPlan
 
     @property
     def scheduler(self) -> str | None:
@@ -230,7 +236,7 @@ class SweepPlan:
         return "\n\n".join(lines)
 
 
-def plan_sweep(spec: SweepSpec, settings: Settings) -> SweepPlan:
+def plan_sweep(spec: SweepRequest, settings: Settings) -> SweepPlan:
     """Parse and validate both axes and every cell, then group cells into calls.
 
     Raises:
@@ -398,41 +404,33 @@ class SweepProgress:
         return rows
 
 
-def run_sweep(
-    cache: PipelineCache,
-    plan: SweepPlan,
-    *,
-    reporter: StepReporter | None = None,
-    model_id: Callable[[str], str] = str,
-    model_mode: str = "tiny",
-) -> Iterator[SweepProgress]:
+def run_sweep(plan: SweepPlan, context: RunContext) -> Iterator[SweepProgress]:
     """Run a plan, yielding progress after every pipeline call; Stop ends it keeping finished cells.
 
     Each cell gets a recipe; a batched cell's records its batch and place in it, so its script replays
     the very call that made it.
     """
-    reporter = reporter or StepReporter()
     progress = SweepProgress(plan=plan, images=[None] * len(plan.cells), recipes=[None] * len(plan.cells))
-    progress.notes = reporter.notes
+    progress.notes = context.reporter.notes
+    return stoppable(progress, _calls(plan, context, progress))
+
+
+def _calls(plan: SweepPlan, context: RunContext, progress: SweepProgress) -> Iterator[SweepProgress]:
+    reporter = context.reporter
     started = time.perf_counter()
-    shared = _SharedWork(model_id=model_id, model_mode=model_mode)
+    shared = _SharedWork()
     for number, call in enumerate(plan.calls):
         cells = [plan.cells[i] for i in call]
         reporter.start_call(calls_left=len(plan.calls) - number)
         try:
-            images = _run_call(cache, cells, shared, reporter)
-        except GenerationCancelled as stopped:
-            progress.stopped = str(stopped)
+            images = _run_call(context, cells, shared)
+        finally:  # a Stop keeps the time and steps spent
             progress.seconds = time.perf_counter() - started
             progress.steps_run = reporter.steps
-            yield progress
-            return
         for cell, (image, recipe) in zip(cells, images, strict=True):
             progress.images[cell.index] = image
             progress.recipes[cell.index] = recipe
         progress.done_calls = number + 1
-        progress.seconds = time.perf_counter() - started
-        progress.steps_run = reporter.steps
         yield progress
 
 
@@ -442,18 +440,14 @@ class _SharedWork:
 
     posteriors: dict[str, Any] = field(default_factory=dict)  # the VAE's latent distributions
     prompts: dict[tuple, dict] = field(default_factory=dict)
-    model_id: Callable[[str], str] = str
-    model_mode: str = "tiny"
 
 
-def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork, reporter: StepReporter):
+def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) -> list:
     first = cells[0]
     if not first.job.spec.adapter.batches_cells:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
-        result = run_img2img(
-            cache, first.job, model_id=shared.model_id(first.job.spec.key), model_mode=shared.model_mode,
-            reporter=reporter,
-        )  # fmt: skip
+        result = run_img2img(first.job, context)
         return [(result.images[0], result.recipe)]
+    cache = context.cache
     pipe = cache.get(first.job.spec.key, "img2img")
     images: list[tuple | None] = [None] * len(cells)
     with cache.lock, swapped_scheduler(pipe, first.scheduler, cache.lock):
@@ -464,13 +458,13 @@ def _run_call(cache: PipelineCache, cells: list[SweepCell], shared: _SharedWork,
             by_shape.setdefault(tuple(embeds["prompt_embeds"].shape), []).append(position)
         for positions in by_shape.values():
             batch = [cells[p] for p in positions]
-            outputs = _batched_call(pipe, batch, [embeddings[p] for p in positions], shared, cache, reporter)
+            outputs = _batched_call(pipe, batch, [embeddings[p] for p in positions], shared, context)
             for place, (position, image) in enumerate(zip(positions, outputs, strict=True)):
-                images[position] = (image, _cell_recipe(pipe, batch, place, image, shared, cache))
+                images[position] = (image, _cell_recipe(pipe, batch, place, image, context))
     return images
 
 
-def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, shared, cache) -> Recipe:
+def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, context: RunContext) -> Recipe:
     """A batched cell's recipe: its own parameters, plus the batch and its place in it."""
     cell = batch[place]
     job = cell.job
@@ -478,8 +472,8 @@ def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, s
         pipe,
         workflow="sweep",
         model=job.spec.key,
-        model_id=shared.model_id(job.spec.key),
-        generator_device=cache.policy.generator_device,
+        model_id=context.model_id(job.spec.key),
+        generator_device=context.cache.policy.generator_device,
         seeds=(job.seeds[0],),
         parameters={
             "prompt": job.prompt,
@@ -489,7 +483,7 @@ def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, s
             "num_inference_steps": job.num_inference_steps,
         },
         size=image.size,
-        model_mode=shared.model_mode,
+        model_mode=context.model_mode,
         revision=job.spec.revision,
         weighted_prompt=job.weighted_prompt,
         extra={
@@ -509,11 +503,11 @@ def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, s
     )
 
 
-def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporter: StepReporter) -> list[Image.Image]:
+def _batched_call(pipe, cells, embeddings, shared: _SharedWork, context: RunContext) -> list[Image.Image]:
     """One pipeline call for cells that share model, strength, steps and scheduler."""
     first = cells[0]
     seeds = [cell.job.seeds[0] for cell in cells]
-    generators = make_generators(seeds, cache.policy.generator_device)
+    generators = make_generators(seeds, context.cache.policy.generator_device)
     key = first.job.spec.key
     if key not in shared.posteriors:  # the VAE encoder runs once per model and sweep
         shared.posteriors[key] = encode_posterior(pipe, first.job.image.image)
@@ -533,14 +527,14 @@ def _batched_call(pipe, cells, embeddings, shared, cache: PipelineCache, reporte
             pipe,
             kwargs,
             seeds=seeds,
-            cache=cache,
-            reporter=reporter,
+            cache=context.cache,
+            reporter=context.reporter,
             generators=generators,
         )
     return list(output.images)
 
 
-def _embeddings(pipe, job: Img2ImgJob, shared: _SharedWork) -> dict:
+def _embeddings(pipe, job: Img2ImgPlan, shared: _SharedWork) -> dict:
     """A cell's prompt embeddings; each distinct (model, prompt, negative) is encoded once per sweep."""
     key = (job.spec.key, job.prompt, job.negative_prompt, job.weighted_prompt)
     if key not in shared.prompts:
@@ -548,10 +542,80 @@ def _embeddings(pipe, job: Img2ImgJob, shared: _SharedWork) -> dict:
     return shared.prompts[key]
 
 
-def _encode(pipe, job: Img2ImgJob) -> dict:
+def _encode(pipe, job: Img2ImgPlan) -> dict:
     if job.weighted_prompt:
         return weighted_embeddings(pipe, job.spec, job.prompt, job.negative_prompt)
     encode = job.spec.adapter.encode_prompt
     assert encode is not None  # only families that batch cells reach here (_group_calls)
     with torch.inference_mode():
         return encode(pipe, job.prompt, job.negative_prompt or None)  # None, as the Basic path passes it
+
+
+# -- script export ---------------------------------------------------------------------------------
+
+
+SWEEP_BODY = """
+# The cells of the batched call this image came from, and its place in it.
+batch = {batch}
+position = {position}
+
+# 1. Prompt embeddings, encoded as the app encodes them, one row per cell.
+{encode}
+prompt_kwargs = {{name: torch.cat([row[name] for row in rows]) for name in rows[0]}}
+
+# 2. The init image through the VAE encoder once; each cell samples the posterior with its own generator,
+#    where the pipeline would, so the generator goes on as in a run of its own.
+generators = [torch.Generator(GENERATOR_DEVICE).manual_seed(cell["seed"]) for cell in batch]
+latents = sample_latents(pipe, encode_posterior(pipe, init_image), generators)
+
+# 3. One guidance scale per call: per_sample_guidance gives each cell its own.
+scales = [cell["guidance_scale"] for cell in batch]
+call_scale = max(scales)
+with per_sample_guidance(pipe.unet, scales, call_scale):
+    images = pipe(
+        image=latents,
+        strength={strength},
+        num_inference_steps={steps},
+        guidance_scale=call_scale,
+        num_images_per_prompt=1,
+        generator=generators,
+        **prompt_kwargs,
+    ).images
+images[position].save(OUTPUT)
+print("saved", OUTPUT)
+"""
+
+
+def _sweep_encode_lines(recipe: Recipe) -> list[str]:
+    """The prompt encoder of the cell's family and the rows it makes, as engine.sweep calls it."""
+    if recipe.weighted_prompt:
+        return [
+            *source(weighted_prompt_encoder(recipe)),
+            'rows = [weighted_prompt(pipe, cell["prompt"], cell["negative_prompt"] or "") for cell in batch]',
+        ]
+    encode = get_spec(recipe.model).adapter.encode_prompt
+    if encode is None:
+        raise ValueError(f"model {recipe.model!r} does not batch sweep cells")
+    return [
+        *source(encode),
+        "with torch.inference_mode():",
+        '    rows = [encode_prompt(pipe, cell["prompt"], cell["negative_prompt"]) for cell in batch]',
+    ]
+
+
+def sweep_script(recipe: Recipe) -> str:
+    """A batched sweep cell: replays the whole batched call, then keeps this cell's image."""
+    p = recipe.parameters
+    lines = img2img_preamble(recipe, f"sweep cell with {recipe.model_id}, seed {recipe.seed}")
+    lines += ["import contextlib", "", "", *source(encode_posterior, sample_latents, per_sample_guidance)]
+    body = SWEEP_BODY.format(
+        batch=literal(recipe.extra["batch"]),
+        position=int(recipe.extra["position"]),
+        encode="\n".join(_sweep_encode_lines(recipe)),
+        strength=literal(p["strength"]),
+        steps=literal(p["num_inference_steps"]),
+    )
+    return "\n".join(lines) + body
+
+
+WORKFLOW = Workflow(name="sweep", request=SweepRequest, plan=SweepPlan, run=run_sweep, script=sweep_script)

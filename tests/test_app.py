@@ -120,9 +120,9 @@ def test_every_slider_spans_what_the_engine_accepts(server, engine, cat_png):
             replace(request, guidance_scale=slider["maximum"] + 0.5).validate(engine.settings)
     (width,) = [s for s in sliders if s["label"].startswith("Width (text-to-image")]
     chain = ChainRequest(image=None, preset="text-image-image", width=width["maximum"], height=512)
-    engine.plan_chain(chain)
+    engine.plan(chain)
     with pytest.raises(ValueError, match="width"):
-        engine.plan_chain(replace(chain, width=width["maximum"] + 8))
+        engine.plan(replace(chain, width=width["maximum"] + 8))
     assert width["minimum"] == engine.settings.min_side
 
 

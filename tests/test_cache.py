@@ -69,6 +69,7 @@ def test_speed_options_apply_and_keep_the_image(engine, photo):
 
     from engine.basic import run_img2img
     from engine.requests import Img2ImgRequest
+    from engine.workflow import RunContext
 
     job = Img2ImgRequest(image=photo, prompt="a cat", strength=0.6, num_inference_steps=4, seed=3).validate(
         engine.settings
@@ -78,7 +79,7 @@ def test_speed_options_apply_and_keep_the_image(engine, photo):
     pipe = fast.get("sd15")
     assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"FusedAttnProcessor2_0"}
-    images = [run_img2img(c, job, model_id="", model_mode="tiny").images[0] for c in (eager, fast)]
+    images = [run_img2img(job, RunContext(cache=c, settings=engine.settings)).images[0] for c in (eager, fast)]
     assert np.abs(np.asarray(images[0], dtype=np.int16) - np.asarray(images[1], dtype=np.int16)).max() <= 2
 
 

@@ -116,7 +116,7 @@ def test_invert_swaps_near_and_far():
 
 
 def test_a_map_of_another_size_is_resized_to_the_init(engine, photo, depth_png):
-    job = engine.plan_depth(DepthRequest(image=photo, depth_map=str(depth_png), num_inference_steps=STEPS))
+    job = engine.plan(DepthRequest(image=photo, depth_map=str(depth_png), num_inference_steps=STEPS))
     first = next(engine.depth(job))
     assert first.depth.size == job.image.size == (136, 96)
     assert first.depth.mode == "RGB"  # the pipeline's control image
@@ -295,7 +295,7 @@ def test_stop_during_the_restyle_keeps_the_controlnet_result(engine, photo):
 def test_bad_values_are_refused_before_any_work(engine, photo, fields, message):
     loads = engine.cache.loads
     with pytest.raises(ValueError, match=message):
-        engine.plan_depth(DepthRequest(image=photo, **fields))
+        engine.plan(DepthRequest(image=photo, **fields))
     assert engine.cache.loads == loads
 
 
@@ -303,7 +303,7 @@ def test_an_unreadable_depth_map_is_named(engine, photo, tmp_path):
     bad = tmp_path / "depth.png"
     bad.write_text("not an image")
     with pytest.raises(ValueError, match="depth_map is not an image"):
-        engine.plan_depth(DepthRequest(image=photo, depth_map=str(bad)))
+        engine.plan(DepthRequest(image=photo, depth_map=str(bad)))
 
 
 def test_exported_script_reproduces_the_controlnet_result(engine, photo, depth_png, tmp_path):
@@ -331,7 +331,7 @@ def test_an_unset_strength_guidance_or_step_count_is_the_base_models_default(eng
     from engine.catalog import get_spec
 
     defaults = get_spec("sd15").defaults
-    job = engine.plan_depth(DepthRequest(image=photo, depth_map=str(depth_png)))
+    job = engine.plan(DepthRequest(image=photo, depth_map=str(depth_png)))
     assert (job.strength, job.guidance_scale) == (defaults.strength, defaults.guidance_scale)
     assert job.num_inference_steps == engine.settings.steps_default(defaults.num_inference_steps)
     basic = Img2ImgRequest(image=photo, prompt="x").validate(engine.settings)  # the Basic tab's own defaults

@@ -17,7 +17,7 @@ from engine.depth import DepthRequest
 from engine.recipe import Recipe
 from engine.requests import Img2ImgRequest
 from engine.script import script_for
-from engine.sweep import SweepSpec
+from engine.sweep import SweepRequest
 
 json_values = st.recursive(
     st.none()
@@ -38,21 +38,14 @@ def _base(workflow: str):
     base = Img2ImgRequest(image=IMAGE, prompt="a cat", num_inference_steps=2)
     return {
         "img2img": base,
-        "sweep": SweepSpec(base=base, x_axis="seed", x_values="1, 2"),
+        "sweep": SweepRequest(base=base, x_axis="seed", x_values="1, 2"),
         "chain": ChainRequest(image=IMAGE, preset="image-image-image", prompt="a cat", seed=1, stages=None),
         "depth": DepthRequest(image=IMAGE, num_inference_steps=2, restyle_model="none"),
     }[workflow]
 
 
 def _validate(engine, request) -> None:
-    if isinstance(request, Img2ImgRequest):
-        request.validate(engine.settings)
-    elif isinstance(request, SweepSpec):
-        engine.plan_sweep(request)
-    elif isinstance(request, ChainRequest):
-        engine.plan_chain(request)
-    else:
-        engine.plan_depth(request)
+    engine.plan(request)  # every workflow's request has one validate (engine.workflow)
 
 
 @pytest.mark.parametrize("workflow", ["img2img", "sweep", "chain", "depth"])

@@ -167,11 +167,11 @@ def recipes(engine, photo_module) -> dict[str, Recipe]:
     from engine.chain import ChainRequest
     from engine.depth import DepthRequest
     from engine.requests import Img2ImgRequest
-    from engine.sweep import SweepSpec
+    from engine.sweep import SweepRequest
 
     base = Img2ImgRequest(image=photo_module, prompt="a cat", num_inference_steps=2, strength=1.0, seed=3)
     found = {"img2img": engine.img2img(base).recipe}
-    *_, swept = engine.sweep(SweepSpec(base=base, x_axis="guidance_scale", x_values="3, 7"))
+    *_, swept = engine.sweep(SweepRequest(base=base, x_axis="guidance_scale", x_values="3, 7"))
     found["sweep"] = swept.recipes[1]
     *_, chained = engine.chain(ChainRequest(image=photo_module, preset="image-image-image", prompt="a cat", seed=3,
                                             stages=None))  # fmt: skip
@@ -569,12 +569,12 @@ def test_an_axis_outside_the_dropdown_is_named_by_the_engine(client, cat_png):
 
 
 def test_an_unforeseen_error_is_titled_and_shows_no_internals(monkeypatch, client, cat_png):
-    from engine import core
+    from engine import basic
 
     def broken(*args, **kwargs):
         raise KeyError("/srv/secret/path")
 
-    monkeypatch.setattr(core, "run_img2img", broken)
+    monkeypatch.setattr(basic, "run_img2img", broken)
     with pytest.raises(AppError) as error:
         img2img(client, cat_png)
     assert "Something went wrong inside the app (KeyError)" in str(error.value)

@@ -32,7 +32,7 @@ from engine.repos import repo_facts
 from engine.requests import Img2ImgRequest
 from engine.script import script_for
 from engine.settings import Settings
-from engine.sweep import SweepSpec
+from engine.sweep import SweepRequest
 from engine.tiny import cache_repo_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def test_every_img2img_model_loads_from_its_repo_id_and_equals_its_twin(hub_engi
 def test_a_sweep_over_the_sd15_family_runs_in_hub_mode_and_equals_tiny_mode(hub_engine, engine, photo):
     base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2)
     keys = ("sd15", "comic-diffusion", "pixel-art-style", "elden-ring")
-    spec = SweepSpec(base=base, x_axis="model", x_values=", ".join(keys))
+    spec = SweepRequest(base=base, x_axis="model", x_values=", ".join(keys))
     *_, hub = hub_engine.sweep(spec)
     *_, tiny = engine.sweep(spec)
     assert hub.finished and hub.stopped is None

@@ -14,7 +14,7 @@ from PIL import Image, PngImagePlugin
 from engine.recipe import png_bytes, read_recipe, save_png
 from engine.requests import Img2ImgRequest
 from engine.schedulers import SCHEDULERS, check_scheduler, sampler_name, schedulers_for
-from engine.sweep import SweepSpec
+from engine.sweep import SweepRequest
 from engine.webui import basic_fields, model_key, to_compel
 
 SWEPT = ["DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M", "DEIS", "PLMS", "Euler a"]
@@ -27,8 +27,8 @@ def sweep_pngs(engine, tmp_path_factory):
 
     photo = Image.fromarray(data.chelsea()).resize((136, 96))
     base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=4, strength=0.5, seed=3)
-    spec = SweepSpec(base=base, x_axis="scheduler", x_values="\n".join(SWEPT))
-    *_, final = engine.sweep(engine.plan_sweep(spec))
+    spec = SweepRequest(base=base, x_axis="scheduler", x_values="\n".join(SWEPT))
+    *_, final = engine.sweep(engine.plan(spec))
     folder = tmp_path_factory.mktemp("sweep-pngs")
     return [save_png(final.images[i], final.recipes[i], folder / f"{i}.png") for i in range(len(SWEPT))]
 

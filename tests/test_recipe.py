@@ -11,7 +11,7 @@ from engine.chain import ChainRequest, stages_json
 from engine.recipe import Recipe, parse_infotext, png_bytes, read_png_text, read_recipe
 from engine.requests import Img2ImgRequest
 from engine.script import script_for
-from engine.sweep import SweepSpec
+from engine.sweep import SweepRequest
 
 
 def rerun(tmp_path, recipe, init):
@@ -100,8 +100,8 @@ def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weigh
 def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, model, weighted):
     base = Img2ImgRequest(image=photo, prompt="a (cat)1.2", negative_prompt="blurry", strength=0.6,
                           num_inference_steps=4, seed=5, model=model, weighted_prompt=weighted)  # fmt: skip
-    plan = engine.plan_sweep(
-        SweepSpec(base=base, x_axis="guidance_scale", x_values="1, 4, 9", y_axis="seed", y_values="5, 6")
+    plan = engine.plan(
+        SweepRequest(base=base, x_axis="guidance_scale", x_values="1, 4, 9", y_axis="seed", y_values="5, 6")
     )
     *_, final = engine.sweep(plan)
     cell = plan.cells[4]
@@ -114,7 +114,7 @@ def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, mod
 def test_a_kandinsky_sweep_cell_exports_its_own_call(engine, photo, tmp_path):
     """Kandinsky 2.2 runs a sweep cell by cell (engine/families/kandinsky22.py): its script is a Basic one."""
     base = Img2ImgRequest(image=photo, prompt="a cat", model="kandinsky22", num_inference_steps=4, seed=5)
-    plan = engine.plan_sweep(SweepSpec(base=base, x_axis="guidance_scale", x_values="2, 6"))
+    plan = engine.plan(SweepRequest(base=base, x_axis="guidance_scale", x_values="2, 6"))
     *_, final = engine.sweep(plan)
     recipe = final.recipes[1]
     assert recipe.workflow == "img2img"

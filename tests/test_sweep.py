@@ -5,7 +5,7 @@ import pytest
 
 from engine.requests import Img2ImgRequest
 from engine.run import CancelToken
-from engine.sweep import SweepSpec, parse_values, plan_sweep
+from engine.sweep import SweepRequest, parse_values, plan_sweep
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def spec(photo, model="sd15", **axes):
         num_inference_steps=5,
         seed=11,
     )
-    return SweepSpec(base=base, **axes)
+    return SweepRequest(base=base, **axes)
 
 
 def test_cell_values_are_validated_before_any_work(settings, photo):
@@ -120,7 +120,7 @@ def basic_image(engine, photo, cell, model):
     ],
 )
 def test_each_batched_cell_equals_the_basic_path(engine, photo, model, x, y):
-    plan = engine.plan_sweep(spec(photo, model=model, x_axis=x[0], x_values=x[1], y_axis=y[0], y_values=y[1]))
+    plan = engine.plan(spec(photo, model=model, x_axis=x[0], x_values=x[1], y_axis=y[0], y_values=y[1]))
     assert len(plan.calls) == 1, "these cells differ only along batched axes"
     *_, final = engine.sweep(plan)
     assert final.finished and final.stopped is None
@@ -142,7 +142,7 @@ def test_a_vae_with_latent_statistics_normalises_as_diffusers_does(engine, photo
     channels = vae.config.latent_channels
     vae.register_to_config(latents_mean=[0.3] * channels, latents_std=[2.5] * channels)
     try:
-        plan = engine.plan_sweep(spec(photo, model="sdxl-refiner", x_axis="guidance_scale", x_values="3, 7"))
+        plan = engine.plan(spec(photo, model="sdxl-refiner", x_axis="guidance_scale", x_values="3, 7"))
         *_, final = engine.sweep(plan)
         for cell in plan.cells:
             ours = np.asarray(final.images[cell.index], dtype=np.int16)
@@ -153,7 +153,7 @@ def test_a_vae_with_latent_statistics_normalises_as_diffusers_does(engine, photo
 
 
 def test_strength_and_steps_cells_run_as_separate_calls(engine, photo):
-    plan = engine.plan_sweep(
+    plan = engine.plan(
         spec(photo, x_axis="strength", x_values="0.4, 0.8", y_axis="num_inference_steps", y_values="4, 6")
     )
     assert len(plan.calls) == 4
@@ -178,7 +178,7 @@ def test_shared_work_is_done_once(engine, photo):
         pipe.text_encoder.register_forward_hook(count("text_encoder")),
     ]
     try:
-        plan = engine.plan_sweep(spec(photo, x_axis="seed", x_values="1-3", y_axis="strength", y_values="0.5, 0.9"))
+        plan = engine.plan(spec(photo, x_axis="seed", x_values="1-3", y_axis="strength", y_values="0.5, 0.9"))
         list(engine.sweep(plan))
     finally:
         for handle in handles:
@@ -190,7 +190,7 @@ def test_shared_work_is_done_once(engine, photo):
 def test_scheduler_axis_swaps_and_restores(engine, photo):
     pipe = engine.cache.get("sd15")
     original = pipe.scheduler
-    plan = engine.plan_sweep(spec(photo, x_axis="scheduler", x_values="PNDM\nEuler\nDPM++ 2M"))
+    plan = engine.plan(spec(photo, x_axis="scheduler", x_values="PNDM\nEuler\nDPM++ 2M"))
     *_, final = engine.sweep(plan)
     assert pipe.scheduler is original
     images = [np.asarray(im, dtype=np.int16) for im in final.images]
@@ -199,7 +199,7 @@ def test_scheduler_axis_swaps_and_restores(engine, photo):
 
 
 def test_model_axis_runs_each_model(engine, photo):
-    plan = engine.plan_sweep(spec(photo, x_axis="model", x_values="sd15\ncomic-diffusion"))
+    plan = engine.plan(spec(photo, x_axis="model", x_values="sd15\ncomic-diffusion"))
     *_, final = engine.sweep(plan)
     assert [row["model"] for row in final.table()] == ["sd15", "comic-diffusion"]
     for cell in plan.cells:
@@ -209,7 +209,7 @@ def test_model_axis_runs_each_model(engine, photo):
 
 
 def test_kandinsky_sweep_matches_basic(engine, photo):
-    plan = engine.plan_sweep(spec(photo, model="kandinsky22", x_axis="guidance_scale", x_values="2, 6"))
+    plan = engine.plan(spec(photo, model="kandinsky22", x_axis="guidance_scale", x_values="2, 6"))
     *_, final = engine.sweep(plan)
     for cell in plan.cells:
         ours = np.asarray(final.images[cell.index], dtype=np.int16)
@@ -219,7 +219,7 @@ def test_kandinsky_sweep_matches_basic(engine, photo):
 
 def test_stop_keeps_the_finished_cells(engine, photo):
     token = CancelToken()
-    plan = engine.plan_sweep(spec(photo, x_axis="strength", x_values="0.4, 0.6, 0.8"))
+    plan = engine.plan(spec(photo, x_axis="strength", x_values="0.4, 0.6, 0.8"))
     states = []
     for state in engine.sweep(plan, cancel=token):
         states.append(state)
@@ -237,13 +237,13 @@ def test_stop_keeps_the_finished_cells(engine, photo):
 
 
 def test_cells_appear_as_they_finish(engine, photo):
-    plan = engine.plan_sweep(spec(photo, x_axis="num_inference_steps", x_values="3, 4, 5"))
+    plan = engine.plan(spec(photo, x_axis="num_inference_steps", x_values="3, 4, 5"))
     done = [len(state.done_cells) for state in engine.sweep(plan)]
     assert done == [1, 2, 3]
 
 
 def test_table_has_every_parameter_and_seed(engine, photo):
-    plan = engine.plan_sweep(spec(photo, x_axis="seed", x_values="5, 6"))
+    plan = engine.plan(spec(photo, x_axis="seed", x_values="5, 6"))
     *_, final = engine.sweep(plan)
     rows = final.table()
     assert [r["seed"] for r in rows] == [5, 6]

@@ -54,7 +54,7 @@ def chain_request(image, preset, prompt, seed, stages="", width=512, height=512,
 
 def plan_text(engine: Engine, image, *values) -> str:
     try:
-        return engine.plan_chain(chain_request(header_only(image), *values)).describe()
+        return engine.plan(chain_request(header_only(image), *values)).describe()
     except ValueError as exc:
         return warning_text(exc)
 
@@ -179,7 +179,7 @@ def build(engine: Engine, tools: list) -> Finished:
             latent_handover: pass latents between stages of one latent family instead of decoding.
         """
         request = chain_request(image, preset, prompt, seed, stages, width, height, latent_handover)
-        plan = engine.plan_chain(request)
+        plan = engine.plan(request)
 
         def report(done: int, total: int) -> None:
             progress((done, total), desc=f"Chain: {len(plan.stages)} stages", unit="steps")

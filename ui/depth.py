@@ -293,7 +293,7 @@ def build(engine: Engine, tools: list) -> Finished:
             restyle_guidance_scale=restyle_guidance_scale,
             model=model,
         )
-        job = engine.plan_depth(request)
+        job = engine.plan(request)
         gallery: list[tuple[str, str]] = []  # each image's PNG is written once
         for state in engine.depth(job, progress=gradio_progress(progress, "ControlNet depth"), cancel=cancel):
             items, entries = gallery_entries(state)

@@ -13,7 +13,7 @@ from engine.core import Engine
 from engine.requests import RANDOM_SEED
 from engine.run import CancelToken
 from engine.schedulers import schedulers_for
-from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepSpec
+from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest
 from ui.basic import EXAMPLE_PROMPTS
 from ui.widgets import (
     Finished,
@@ -60,7 +60,7 @@ def plan_text(engine: Engine, *values) -> str:
     """The parsed axes, cell count, grid size and steps in all, or what is wrong, before running."""
     image, *rest = values
     try:
-        return engine.plan_sweep(sweep_spec(header_only(image), *rest)).describe()
+        return engine.plan(sweep_spec(header_only(image), *rest)).describe()
     except ValueError as exc:
         return warning_text(exc)
 
@@ -68,12 +68,12 @@ def plan_text(engine: Engine, *values) -> str:
 def sweep_spec(
     image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
     x_axis, x_values, y_axis, y_values, weighted_prompt=False, scheduler="",
-) -> SweepSpec:  # fmt: skip
+) -> SweepRequest:  # fmt: skip
     base = img2img_request(
         image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
         weighted_prompt=weighted_prompt, scheduler=scheduler or None,
     )  # fmt: skip
-    return SweepSpec(base=base, x_axis=x_axis, x_values=x_values, y_axis=y_axis or None, y_values=y_values or "")
+    return SweepRequest(base=base, x_axis=x_axis, x_values=x_values, y_axis=y_axis or None, y_values=y_values or "")
 
 
 def summary_text(state: SweepProgress) -> str:
@@ -203,7 +203,7 @@ def build(engine: Engine, tools: list) -> Finished:
             image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
             x_axis, x_values, y_axis, y_values, weighted_prompt, scheduler,
         )  # fmt: skip
-        plan = engine.plan_sweep(spec)
+        plan = engine.plan(spec)
         total = len(plan.cells)
         cells_done = 0
 

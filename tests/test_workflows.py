@@ -1,0 +1,84 @@
+"""One shape for every workflow: request -> validate -> plan -> run(plan, context) -> progress; one Stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from engine.chain import ChainRequest
+from engine.depth import DepthRequest
+from engine.recipe_schema import WORKFLOWS as RECIPE_WORKFLOWS
+from engine.requests import Img2ImgRequest
+from engine.run import GenerationCancelled
+from engine.sweep import SweepRequest
+from engine.workflow import stoppable
+from engine.workflows import WORKFLOWS, workflow_of
+
+
+def requests(photo):
+    base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2)
+    return {
+        "img2img": base,
+        "sweep": SweepRequest(base=base, x_axis="seed", x_values="2, 3"),
+        "chain": ChainRequest(
+            image=photo.resize((64, 64)), preset="", stages='[{"model": "sd15", "num_inference_steps": 3}]', seed=2
+        ),
+        "depth": DepthRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2, restyle_model="none"),
+    }
+
+
+def test_every_registered_workflow_has_a_recipe_the_checks_accept():
+    assert tuple(WORKFLOWS) == RECIPE_WORKFLOWS
+
+
+@pytest.mark.parametrize("name", list(WORKFLOWS))
+def test_each_workflow_plans_and_runs_through_the_one_engine_entry(engine, photo, name):
+    request = requests(photo)[name]
+    workflow = WORKFLOWS[name]
+    assert workflow_of(request) is workflow
+    plan = engine.plan(request)
+    assert isinstance(plan, workflow.plan) and workflow_of(plan) is workflow
+    states = list(engine.run(plan))
+    assert states and getattr(states[-1], "stopped", None) is None
+    recipe = states[-1].recipe if name == "img2img" else None
+    if recipe is not None:
+        assert recipe.workflow == name
+
+
+def test_a_stranger_is_not_a_request():
+    with pytest.raises(TypeError, match="not a request or plan of any workflow: dict"):
+        workflow_of({"prompt": "a cat"})
+
+
+def test_bad_input_is_refused_by_the_requests_own_validate(engine, photo):
+    with pytest.raises(ValueError, match="x_axis must be one of"):
+        engine.plan(SweepRequest(base=requests(photo)["img2img"], x_axis="colour", x_values="1"))
+
+
+@dataclass
+class Progress:
+    done: int = 0
+    stopped: str | None = None
+
+
+def test_stop_ends_a_run_with_what_it_finished():
+    progress = Progress()
+
+    def steps():
+        progress.done = 1
+        yield progress
+        raise GenerationCancelled("stopped by the user")
+
+    states = list(stoppable(progress, steps()))
+    assert len(states) == 2 and states[-1].done == 1
+    assert states[-1].stopped == str(GenerationCancelled("stopped by the user"))
+
+
+def test_other_errors_pass_through_stop():
+    def steps():
+        raise KeyError("broken")
+        yield
+
+    with pytest.raises(KeyError):
+        list(stoppable(Progress(), steps()))
