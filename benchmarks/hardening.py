@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(Settings.from_env({}, models="tiny", data_dir=data, max_pixels=256 * 192))
     app = ui.build_app(engine)
     port = _free_port()
-    ui.launch(app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-              sweep_cache=False)  # fmt: skip
+    ui.launch(
+        app, engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, sweep_cache=False
+    )
     base = f"http://127.0.0.1:{port}/gradio_api"
     photo = data / "cat.png"
     Image.open(engine.example_images()["chelsea the cat"]).resize((256, 192)).save(photo)
@@ -76,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def call(api: str, data: list) -> tuple[str, object]:
         """A raw /call/ request (a session of its own): ("complete" | "error", data)."""
-        posted = http.post(f"{base}/call/{api}", content=json.dumps({"data": data}),
-                           headers={"content-type": "application/json"})  # fmt: skip
+        posted = http.post(
+            f"{base}/call/{api}", content=json.dumps({"data": data}), headers={"content-type": "application/json"}
+        )
         text = http.get(f"{base}/call/{api}/{posted.json()['event_id']}").text
         event = [line for line in text.splitlines() if line.startswith("event:")][-1].split(":", 1)[1].strip()
         payload = [line for line in text.splitlines() if line.startswith("data:")][-1].split(":", 1)[1]
@@ -86,23 +88,35 @@ def main(argv: list[str] | None = None) -> None:
     def basic(steps: int = 2, **changes) -> list:
         values = {"prompt": "a cat", "strength": 1.0, "steps": steps, "seed": 1}
         values.update(changes)
-        return [upload(), values["prompt"], "", "sd15", values["strength"], 7.5, values["steps"], values["seed"], 1,
-                changes.get("weighted", False)]  # fmt: skip
+        return [
+            upload(),
+            values["prompt"],
+            "",
+            "sd15",
+            values["strength"],
+            7.5,
+            values["steps"],
+            values["seed"],
+            1,
+            changes.get("weighted", False),
+        ]
 
     # 1. parser and grid, as ratios to a normal request
     normal_infotext = "a cat\nSteps: 50, Sampler: PLMS, CFG scale: 7.5, Seed: 33, Size: 448x296"
     crafted = ['k: "a, ' * 2800, "a," * 9999, "a:" * 9999, "Key: value, " * 1600]
     worst = 0.0
     for text in crafted:
-        times = paired_times(lambda t=text: call("recipe", [None, t]), lambda: call("recipe", [None, normal_infotext]),
-                             rounds=3)  # fmt: skip
+        times = paired_times(
+            lambda t=text: call("recipe", [None, t]), lambda: call("recipe", [None, normal_infotext]), rounds=3
+        )
         worst = max(worst, median_ratio(*times))
     print(f"crafted /recipe infotexts (20,000 characters) / normal: worst median ratio {worst:.2f}")
     cells = [Image.new("RGB", (256, 256)) for _ in range(4)]
 
     def grid(label):
-        return labelled_grid(cells, cols=2, rows=2, x_name="prompt", x_labels=[label] * 2, y_name="seed",
-                             y_labels=[label] * 2)  # fmt: skip
+        return labelled_grid(
+            cells, cols=2, rows=2, x_name="prompt", x_labels=[label] * 2, y_name="seed", y_labels=[label] * 2
+        )
 
     times = paired_times(lambda: grid("w" * 2000), lambda: grid("a watercolor painting of a cat"), rounds=9)
     print(f"grid with 2000-character labels / short labels: median ratio {median_ratio(*times):.2f}")
@@ -110,10 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     # 2. crafted inputs: each must be a clear, titled error or a success
     image = upload()
     payloads = [
-        ("img2img", basic(strength=10**400)), ("img2img", basic(seed=10**400)), ("img2img", basic(steps=10**400)),
+        ("img2img", basic(strength=10**400)),
+        ("img2img", basic(seed=10**400)),
+        ("img2img", basic(steps=10**400)),
         ("img2img", basic(prompt="a \ud800 cat")),
         ("img2img", basic(prompt="(" * 500 + "x" + ")" * 500, weighted=True)),
-        ("img2img", basic(strength=float("nan"))), ("img2img", basic(prompt="<img src=x onerror=alert(1)>")),
+        ("img2img", basic(strength=float("nan"))),
+        ("img2img", basic(prompt="<img src=x onerror=alert(1)>")),
         ("chain", [image, "", "a cat", 1, '[{"model": "sd15", "prompt": 123}]', 512, 512, True]),
         ("chain", [image, "", "a cat", 1, '[{"model": "sd15", "prompt": null}]', 512, 512, True]),
         ("chain", [image, "", "a cat", 1, "[" * 40000 + "]" * 40000, 512, 512, True]),
@@ -123,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         ("sweep", [image, "a cat", "", "sd15", 0.5, 7.5, 2, 1, "[" * 3000, "1", "", "", False, ""]),
         ("recipe", [None, "x" * 2**20]),
         ("recipe", [None, "<img src=x onerror=alert(1)>\nSteps: <b>, Seed: 1, CFG scale: 2"]),
-    ]  # fmt: skip
+    ]
     clear = 0
     for api, values in payloads:
         event, payload = call(api, values)

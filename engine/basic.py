@@ -15,7 +15,7 @@ from engine.recipe import Recipe
 from engine.requests import Img2ImgPlan, Img2ImgRequest
 from engine.run import call_pipeline
 from engine.schedulers import swapped_scheduler
-from engine.script import img2img_preamble, literal, weighted_prompt_lines
+from engine.script import img2img_preamble, literal, saved, weighted_prompt_lines
 from engine.workflow import RunContext, Workflow
 
 
@@ -201,7 +201,7 @@ def img2img_script(recipe: Recipe) -> str:
             "generator = [torch.Generator(GENERATOR_DEVICE).manual_seed(seed) for seed in seeds]",
             "images = pipe(image=init_image, generator=generator, **call, **prompt_kwargs).images",
         ]
-    lines += [f"images[{int(index)}].save(OUTPUT)", 'print("saved", OUTPUT)', ""]
+    lines += saved(f"images[{int(index)}]")
     return "\n".join(lines)
 
 

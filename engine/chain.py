@@ -39,7 +39,7 @@ from engine.requests import (
 )
 from engine.run import call_pipeline
 from engine.schedulers import steps_run
-from engine.script import comment, header, init_image_lines, literal, load, size_literal, source
+from engine.script import comment, header, init_image_lines, literal, load, saved, size_literal, source
 from engine.settings import Settings
 from engine.workflow import RunContext, Workflow, stoppable
 
@@ -529,9 +529,7 @@ def chain_script(recipe: Recipe) -> str:
         *source(decode_latents),
         "if not isinstance(carried, Image.Image):  # an intermediate stage's latents: decode them for display",
         "    carried = decode_latents(pipe, carried)",
-        "carried.save(OUTPUT)",
-        'print("saved", OUTPUT)',
-        "",
+        *saved("carried"),
     ]
     return "\n".join(lines)
 

@@ -38,7 +38,7 @@ from engine.requests import (
     normalize_for_model,
 )
 from engine.run import call_pipeline
-from engine.script import header, init_image_lines, literal, load, size_literal, weight_options
+from engine.script import header, init_image_lines, literal, load, saved, size_literal, weight_options
 from engine.settings import Settings
 from engine.workflow import RunContext, Workflow, stoppable
 
@@ -427,9 +427,7 @@ def depth_script(recipe: Recipe) -> str:
         f"call = {literal(p)}",
         f"generator = [torch.Generator(GENERATOR_DEVICE).manual_seed({int(recipe.seed)})]",
         "image = pipe(image=init_image, control_image=control_image, generator=generator, **call).images[0]",
-        "image.save(OUTPUT)",
-        'print("saved", OUTPUT)',
-        "",
+        *saved("image"),
     ]
     return "\n".join(lines)
 

@@ -80,6 +80,11 @@ def header(recipe: Recipe, title: str, classes: list[str], more_args: str = "") 
     ]
 
 
+def saved(image: str) -> list[str]:
+    """A script's last lines: save `image` (a Python expression) to OUTPUT and say so."""
+    return [f"{image}.save(OUTPUT)", 'print("saved", OUTPUT)', ""]
+
+
 def weight_options(key: str) -> str:
     """The weight-file arguments the app loads a catalog entry with (engine.cache.load_options, as on a float16
     device: the script picks VARIANT at run time); safetensors only for a key the catalog does not know

@@ -74,9 +74,13 @@ def build_tokenizer(pad_token: str = EOS):
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer(
-        vocab=dict(_vocab()), merges=[], model_max_length=_MAX_TOKENS, pad_token=pad_token, unk_token=EOS,
+        vocab=dict(_vocab()),
+        merges=[],
+        model_max_length=_MAX_TOKENS,
+        pad_token=pad_token,
+        unk_token=EOS,
         bos_token=BOS,
-    )  # fmt: skip
+    )
 
 
 # -- shrinking a published config -----------------------------------------------------------------

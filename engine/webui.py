@@ -29,8 +29,19 @@ MODEL_ALIASES = {
 WEBUI_EMPHASIS = 1.1  # the web UI's factor for one pair of () or []
 LORA_TAG = re.compile(r"<(lora|lyco|hypernet):[^>]{1,200}>", re.IGNORECASE)
 # Fields Basic reads directly; the rest of an infotext is listed as not mapped.
-USED_FIELDS = {"prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "seed", "strength",
-               "sampler", "model", "width", "height", "Workflow"}  # fmt: skip
+USED_FIELDS = {
+    "prompt",
+    "negative_prompt",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "strength",
+    "sampler",
+    "model",
+    "width",
+    "height",
+    "Workflow",
+}
 
 
 @dataclass

@@ -129,20 +129,42 @@ def test_every_slider_spans_what_the_engine_accepts(server, engine, cat_png):
 def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/sweep"]
     assert [p["parameter_name"] for p in info["parameters"]][:12] == [
-        "image", "prompt", "negative_prompt", "model", "strength", "guidance_scale", "num_inference_steps", "seed",
-        "x_axis", "x_values", "y_axis", "y_values",
-    ]  # fmt: skip
+        "image",
+        "prompt",
+        "negative_prompt",
+        "model",
+        "strength",
+        "guidance_scale",
+        "num_inference_steps",
+        "seed",
+        "x_axis",
+        "x_values",
+        "y_axis",
+        "y_values",
+    ]
     grid, summary, cells, files = client.predict(
-        handle_file(str(cat_png)), "a cat", "", "sd15", 0.5, 7.5, 4, 3,
-        "guidance_scale", "1.5, 7.5", "seed", "1-2",
+        handle_file(str(cat_png)),
+        "a cat",
+        "",
+        "sd15",
+        0.5,
+        7.5,
+        4,
+        3,
+        "guidance_scale",
+        "1.5, 7.5",
+        "seed",
+        "1-2",
         api_name="/sweep",
-    )  # fmt: skip
+    )
     assert "Done:" in summary and "4/4 cells" in summary
     assert read_recipe(cells[3]["image"]).extra["position"] == 3
     assert [c["caption"] for c in cells] == [
-        "guidance_scale=1.5, seed=1", "guidance_scale=7.5, seed=1", "guidance_scale=1.5, seed=2",
+        "guidance_scale=1.5, seed=1",
+        "guidance_scale=7.5, seed=1",
+        "guidance_scale=1.5, seed=2",
         "guidance_scale=7.5, seed=2",
-    ]  # fmt: skip
+    ]
     with Image.open(grid) as image:
         assert image.format == "PNG" and image.width > 2 * 200 and image.height > 2 * 136
     names = sorted(Path(f).name for f in files)
@@ -154,10 +176,20 @@ def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
 def test_sweep_over_the_limit_is_refused_with_the_reason(client, cat_png):
     with pytest.raises(AppError, match="the sweep has 10 x 10 = 100 cells; the limit is 64"):
         client.predict(
-            handle_file(str(cat_png)), "a cat", "", "sd15", 0.5, 7.5, 4, 3,
-            "strength", "0.1-1.0 [10]", "seed", "1-10",
+            handle_file(str(cat_png)),
+            "a cat",
+            "",
+            "sd15",
+            0.5,
+            7.5,
+            4,
+            3,
+            "strength",
+            "0.1-1.0 [10]",
+            "seed",
+            "1-10",
             api_name="/sweep",
-        )  # fmt: skip
+        )
 
 
 def test_chain_endpoint_runs_stages_and_names_the_handover(client, cat_png):

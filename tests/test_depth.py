@@ -176,8 +176,15 @@ def test_an_estimate_is_reused_by_the_generation_after_it(engine, photo, monkeyp
     monkeypatch.setattr(core, "estimate", lambda *args: calls.append(args[1]) or real(*args))
     image = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # pixels no other test estimates
     preview = engine.estimate_depth(image, "depth-anything-v2-small", invert=True)
-    state = run(engine, image=image, depth_estimator="depth-anything-v2-small", invert_depth=True,
-                num_inference_steps=STEPS, restyle_model="none", seed=1)  # fmt: skip
+    state = run(
+        engine,
+        image=image,
+        depth_estimator="depth-anything-v2-small",
+        invert_depth=True,
+        num_inference_steps=STEPS,
+        restyle_model="none",
+        seed=1,
+    )
     assert calls == ["depth-anything-v2-small"]
     assert np.array_equal(np.asarray(state.depth.convert("L")), np.asarray(preview))
 
@@ -205,9 +212,19 @@ def test_evicting_the_controlnet_drops_the_derived_pipeline(settings):
 def test_controlnet_result_equals_raw_diffusers(engine, photo, depth_png, twins):
     from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
 
-    state = run(engine, image=photo, depth_map=str(depth_png), prompt="a cat made of clay", strength=0.7,
-                guidance_scale=6.0, num_inference_steps=STEPS, seed=42, controlnet_conditioning_scale=0.6,
-                control_guidance_end=0.75, restyle_model="none")  # fmt: skip
+    state = run(
+        engine,
+        image=photo,
+        depth_map=str(depth_png),
+        prompt="a cat made of clay",
+        strength=0.7,
+        guidance_scale=6.0,
+        num_inference_steps=STEPS,
+        seed=42,
+        controlnet_conditioning_scale=0.6,
+        control_guidance_end=0.75,
+        restyle_model="none",
+    )
     controlnet = ControlNetModel.from_pretrained(twins / CONTROLNET, use_safetensors=True)
     raw = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
         twins / "sd15", controlnet=controlnet, safety_checker=None, use_safetensors=True
@@ -243,11 +260,24 @@ def test_the_depth_map_steers_the_result(engine, photo):
 
 
 def test_restyle_equals_a_basic_run_on_the_controlnet_result(engine, photo):
-    state = run(engine, image=photo, depth_estimator="depth-anything-v2-small", prompt="a knight",
-                num_inference_steps=STEPS, seed=9)  # fmt: skip
+    state = run(
+        engine,
+        image=photo,
+        depth_estimator="depth-anything-v2-small",
+        prompt="a knight",
+        num_inference_steps=STEPS,
+        seed=9,
+    )
     assert state.finished and [caption for _, caption in state.images()][-1] == "restyled (elden-ring)"
-    request = Img2ImgRequest(image=state.controlnet, prompt="elden ring style a knight", model="elden-ring",
-                             strength=0.45, guidance_scale=10.5, num_inference_steps=STEPS, seed=9)  # fmt: skip
+    request = Img2ImgRequest(
+        image=state.controlnet,
+        prompt="elden ring style a knight",
+        model="elden-ring",
+        strength=0.45,
+        guidance_scale=10.5,
+        num_inference_steps=STEPS,
+        seed=9,
+    )
     basic = engine.img2img(request)
     assert np.array_equal(np.asarray(state.restyled), np.asarray(basic.images[0]))
     assert state.restyle_result.steps_run == basic.steps_run == int(STEPS * 0.45) + 1  # PNDM's warm-up call
@@ -307,8 +337,15 @@ def test_an_unreadable_depth_map_is_named(engine, photo, tmp_path):
 
 
 def test_exported_script_reproduces_the_controlnet_result(engine, photo, depth_png, tmp_path):
-    state = run(engine, image=photo, depth_map=str(depth_png), num_inference_steps=STEPS, seed=77,
-                guess_mode=True, restyle_model="none")  # fmt: skip
+    state = run(
+        engine,
+        image=photo,
+        depth_map=str(depth_png),
+        num_inference_steps=STEPS,
+        seed=77,
+        guess_mode=True,
+        restyle_model="none",
+    )
     recipe = state.controlnet_recipe
     assert recipe.workflow == "depth" and recipe.extra["depth_source"] == "uploaded"
     assert recipe.parameters["guess_mode"] is True and recipe.parameters["controlnet_conditioning_scale"] == 0.8
@@ -318,10 +355,17 @@ def test_exported_script_reproduces_the_controlnet_result(engine, photo, depth_p
     state.depth.save(tmp_path / "control.png")
     save_png(state.controlnet, recipe, tmp_path / "app.png")
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "out.png"), str(tmp_path / "init.png"),
-         str(tmp_path / "control.png")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path / "out.png"),
+            str(tmp_path / "init.png"),
+            str(tmp_path / "control.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(state.controlnet))
 

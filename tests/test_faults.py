@@ -59,8 +59,9 @@ def test_out_of_memory_in_the_unet_is_retried_once_with_the_same_result(local, p
         handle.remove()
     assert np.array_equal(np.asarray(result.images[0]), np.asarray(expected))  # same generator states
     assert result.steps_run == int(STEPS * 0.8) + 1  # the failed attempt's steps are not counted
-    assert any("out of memory in the denoising loop" in note and "1 other model(s) unloaded" in note
-               for note in result.notes)  # fmt: skip
+    assert any(
+        "out of memory in the denoising loop" in note and "1 other model(s) unloaded" in note for note in result.notes
+    )
     assert "comic-diffusion" not in local.cache.loaded()
 
 
@@ -172,8 +173,9 @@ def test_switching_models_twenty_times_keeps_memory_flat(settings, photo):
     rss = []
     for switch in range(20):
         key = models[switch % len(models)]
-        engine.img2img(Img2ImgRequest(image=photo, prompt="a cat", model=key, num_inference_steps=2, strength=1.0,
-                                      seed=switch))  # fmt: skip
+        engine.img2img(
+            Img2ImgRequest(image=photo, prompt="a cat", model=key, num_inference_steps=2, strength=1.0, seed=switch)
+        )
         pipe = engine.cache.peek(key)
         alive.append(weakref.ref(getattr(pipe, "unet", None) or pipe.decoder_pipe.unet))
         del pipe

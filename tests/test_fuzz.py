@@ -25,11 +25,22 @@ json_values = st.recursive(
     | st.integers(min_value=-(10**400), max_value=10**400)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=40)
-    | st.sampled_from(["", "sd15", "(" * 40 + "x", "a \ud800 b", "1-" + "9" * 400, "<img src=x onerror=alert(1)>",
-                       "[" * 2000, "../../etc/passwd", "float32; import os"]),
+    | st.sampled_from(
+        [
+            "",
+            "sd15",
+            "(" * 40 + "x",
+            "a \ud800 b",
+            "1-" + "9" * 400,
+            "<img src=x onerror=alert(1)>",
+            "[" * 2000,
+            "../../etc/passwd",
+            "float32; import os",
+        ]
+    ),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=8,
-)  # fmt: skip
+)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 IMAGE = Image.new("RGB", (64, 64))
 
@@ -105,8 +116,10 @@ def test_any_recipe_json_is_refused_or_makes_the_same_code(engine):
 
 
 @FUZZ
-@given(text=st.text(max_size=300) | st.lists(st.sampled_from(["a", ":", ",", '"', "\\", " ", "\n", "Steps", "7"]),
-                                             max_size=400).map("".join))  # fmt: skip
+@given(
+    text=st.text(max_size=300)
+    | st.lists(st.sampled_from(["a", ":", ",", '"', "\\", " ", "\n", "Steps", "7"]), max_size=400).map("".join)
+)
 def test_any_infotext_parses_or_is_named(text):
     from engine.recipe import parse_infotext
 

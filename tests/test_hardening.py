@@ -113,8 +113,9 @@ def test_a_grid_of_2000_character_labels_costs_what_a_short_one_does():
     cells = [Image.new("RGB", (256, 256), (i * 40, 0, 0)) for i in range(4)]
 
     def grid(label: str):
-        return labelled_grid(cells, cols=2, rows=2, x_name="prompt", x_labels=[label] * 2, y_name="seed",
-                             y_labels=[label] * 2)  # fmt: skip
+        return labelled_grid(
+            cells, cols=2, rows=2, x_name="prompt", x_labels=[label] * 2, y_name="seed", y_labels=[label] * 2
+        )
 
     normal = best_of(lambda: grid("a watercolor painting of a cat"))
     long_word = best_of(lambda: grid("w" * 2000))
@@ -173,8 +174,9 @@ def recipes(engine, photo_module) -> dict[str, Recipe]:
     found = {"img2img": engine.img2img(base).recipe}
     *_, swept = engine.sweep(SweepRequest(base=base, x_axis="guidance_scale", x_values="3, 7"))
     found["sweep"] = swept.recipes[1]
-    *_, chained = engine.chain(ChainRequest(image=photo_module, preset="image-image-image", prompt="a cat", seed=3,
-                                            stages=None))  # fmt: skip
+    *_, chained = engine.chain(
+        ChainRequest(image=photo_module, preset="image-image-image", prompt="a cat", seed=3, stages=None)
+    )
     found["chain"] = chained.results[-1].recipe
     *_, depth = engine.depth(DepthRequest(image=photo_module, num_inference_steps=2, restyle_model="none", seed=3))
     found["depth"] = depth.controlnet_recipe
@@ -198,16 +200,37 @@ def _set(data: dict, path: tuple, value) -> dict:
 
 
 INJECTABLE = {
-    "img2img": [("dtype",), ("model_id",), ("app_version",), ("revision",), ("generator_device",), ("scheduler",),
-                ("pipeline",), ("model",), ("extra", "family"), ("extra", "index"), ("seeds", 0), ("size", 0),
-                ("parameters", "prompt")],
-    "sweep": [("extra", "position"), ("extra", "scheduler_name"), ("extra", "batch", 0, "seed"),
-              ("parameters", "strength"), ("parameters", "num_inference_steps")],
-    "chain": [("parameters", "stages", 0, "model"), ("parameters", "stages", 0, "kind"),
-              ("parameters", "stages", 0, "model_id"), ("parameters", "stages", 0, "input_size", 0),
-              ("parameters", "stages", 1, "receives")],
+    "img2img": [
+        ("dtype",),
+        ("model_id",),
+        ("app_version",),
+        ("revision",),
+        ("generator_device",),
+        ("scheduler",),
+        ("pipeline",),
+        ("model",),
+        ("extra", "family"),
+        ("extra", "index"),
+        ("seeds", 0),
+        ("size", 0),
+        ("parameters", "prompt"),
+    ],
+    "sweep": [
+        ("extra", "position"),
+        ("extra", "scheduler_name"),
+        ("extra", "batch", 0, "seed"),
+        ("parameters", "strength"),
+        ("parameters", "num_inference_steps"),
+    ],
+    "chain": [
+        ("parameters", "stages", 0, "model"),
+        ("parameters", "stages", 0, "kind"),
+        ("parameters", "stages", 0, "model_id"),
+        ("parameters", "stages", 0, "input_size", 0),
+        ("parameters", "stages", 1, "receives"),
+    ],
     "depth": [("extra", "controlnet_id"), ("extra", "controlnet")],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(
@@ -247,8 +270,16 @@ def test_the_script_writer_alone_keeps_payloads_as_literals(recipes, workflow):
                 {**stage, "model": payload, "model_id": f"{payload}{index}"} for index, stage in enumerate(stages)
             ]
         extra = {**genuine.extra, "controlnet_id": payload} if workflow == "depth" else genuine.extra
-        crafted = replace(genuine, model_id=payload, app_version=payload, dtype=payload, generator_device=payload,
-                          revision=payload, parameters=parameters, extra=extra)  # fmt: skip
+        crafted = replace(
+            genuine,
+            model_id=payload,
+            app_version=payload,
+            dtype=payload,
+            generator_device=payload,
+            revision=payload,
+            parameters=parameters,
+            extra=extra,
+        )
         assert code_shape(script_for(crafted)) == shape, f"{payload!r} changed the code"
 
 
@@ -266,13 +297,21 @@ def test_recipe_endpoint_refuses_a_crafted_png_naming_the_field(client, cat_png,
     crafted = _set(recipes["img2img"].as_dict(), ("dtype",), "float32; open('x','w').write('y')")
     path = tmp_path / "crafted.png"
     path.write_bytes(_png_with_recipe_text(json.dumps(crafted)))
-    text = refused(client, cat_png, lambda: client.predict(handle_file(str(path)), "", api_name="/recipe"),
-                   "recipe field dtype must be one of bfloat16, float16, float32, got")  # fmt: skip
+    text = refused(
+        client,
+        cat_png,
+        lambda: client.predict(handle_file(str(path)), "", api_name="/recipe"),
+        "recipe field dtype must be one of bfloat16, float16, float32, got",
+    )
     assert "open(" in text and "<" not in text
     markup = _set(recipes["img2img"].as_dict(), ("model",), "<img src=x onerror=alert(1)>")
     path.write_bytes(_png_with_recipe_text(json.dumps(markup)))
-    text = refused(client, cat_png, lambda: client.predict(handle_file(str(path)), "", api_name="/recipe"),
-                   "recipe field model must be one of")  # fmt: skip
+    text = refused(
+        client,
+        cat_png,
+        lambda: client.predict(handle_file(str(path)), "", api_name="/recipe"),
+        "recipe field model must be one of",
+    )
     assert "<img" not in text and "&lt;img" in text
 
 
@@ -379,9 +418,19 @@ def test_an_ico_upload_gets_a_clear_error(client, cat_png, tmp_path):
 def test_the_result_store_is_bounded_by_count_and_bytes():
     from dataclasses import replace
 
-    base = Recipe(workflow="img2img", model="sd15", model_id="a/b", pipeline="P", scheduler="S",
-                  scheduler_config={}, dtype="float32", generator_device="cpu", seeds=(1,), parameters={},
-                  size=(64, 64))  # fmt: skip
+    base = Recipe(
+        workflow="img2img",
+        model="sd15",
+        model_id="a/b",
+        pipeline="P",
+        scheduler="S",
+        scheduler_config={},
+        dtype="float32",
+        generator_device="cpu",
+        seeds=(1,),
+        parameters={},
+        size=(64, 64),
+    )
     store = ResultStore(max_entries=5, max_bytes=3 * 100 * 100 * 3)
     shared = Image.new("RGB", (100, 100))
     ids = [store.put(replace(base, seeds=(i,)), shared) for i in range(5)]
@@ -424,14 +473,14 @@ def test_api_sessions_keep_no_images(served_app, client, cat_png, engine):
 
 def test_download_and_output_folders_are_pruned(tmp_path):
     from engine.settings import Settings
-    from ui import widgets
+    from ui import outputs
 
     settings = Settings.from_env({}, models="tiny", data_dir=tmp_path, max_outputs_mb=1)
-    for _ in range(3 * widgets.PRUNE_EVERY):
-        folder = widgets.download_folder(settings)
+    for _ in range(3 * outputs.PRUNE_EVERY):
+        folder = outputs.download_folder(settings)
         (folder / "grid.png").write_bytes(b"x" * 100_000)
-    widgets.prune_disk(settings)
-    kept = list(widgets.downloads_dir(settings).iterdir())
+    outputs.prune_disk(settings)
+    kept = list(outputs.downloads_dir(settings).iterdir())
     assert sum(f.stat().st_size for d in kept for f in d.iterdir()) <= 2**20 // 2
     assert 1 <= len(kept) <= 6
 
@@ -519,10 +568,12 @@ def test_a_client_that_goes_away_stops_its_job_within_a_step(server, client, cat
     [
         (dict(api_name="/img2img", strength=10**400), "strength must be a finite number, got an integer of about 401"),
         (dict(api_name="/img2img", seed=10**400), "seed must be a whole number in [0, 4294967296) or -1"),
-        (dict(api_name="/img2img", prompt="(" * 500 + "cat" + ")" * 500, weighted_prompt=True),
-         "prompt nests brackets 500 deep"),
+        (
+            dict(api_name="/img2img", prompt="(" * 500 + "cat" + ")" * 500, weighted_prompt=True),
+            "prompt nests brackets 500 deep",
+        ),
     ],
-)  # fmt: skip
+)
 def test_odd_basic_values_are_named(client, cat_png, call, message):
     args = dict(prompt="a cat", model="sd15", strength=0.5, num_inference_steps=2, seed=1)
     args.update(call)
@@ -554,17 +605,43 @@ def test_odd_chain_values_are_named(client, cat_png, changes, message):
 
 
 def test_an_absurd_sweep_range_is_named(client, cat_png):
-    call = dict(prompt="a cat", negative_prompt="", model="sd15", strength=0.5, guidance_scale=7.5,
-                num_inference_steps=2, seed=1, x_axis="seed", x_values="1-" + "9" * 400)  # fmt: skip
-    refused(client, cat_png, lambda: client.predict(handle_file(str(cat_png)), api_name="/sweep", **call),
-            "has an end too large to use")  # fmt: skip
+    call = dict(
+        prompt="a cat",
+        negative_prompt="",
+        model="sd15",
+        strength=0.5,
+        guidance_scale=7.5,
+        num_inference_steps=2,
+        seed=1,
+        x_axis="seed",
+        x_values="1-" + "9" * 400,
+    )
+    refused(
+        client,
+        cat_png,
+        lambda: client.predict(handle_file(str(cat_png)), api_name="/sweep", **call),
+        "has an end too large to use",
+    )
 
 
 def test_an_axis_outside_the_dropdown_is_named_by_the_engine(client, cat_png):
-    call = dict(prompt="a cat", negative_prompt="", model="sd15", strength=0.5, guidance_scale=7.5,
-                num_inference_steps=2, seed=1, x_axis="[" * 3000, x_values="1")  # fmt: skip
-    text = refused(client, cat_png, lambda: client.predict(handle_file(str(cat_png)), api_name="/sweep", **call),
-                   "x_axis must be one of strength, guidance_scale")  # fmt: skip
+    call = dict(
+        prompt="a cat",
+        negative_prompt="",
+        model="sd15",
+        strength=0.5,
+        guidance_scale=7.5,
+        num_inference_steps=2,
+        seed=1,
+        x_axis="[" * 3000,
+        x_values="1",
+    )
+    text = refused(
+        client,
+        cat_png,
+        lambda: client.predict(handle_file(str(cat_png)), api_name="/sweep", **call),
+        "x_axis must be one of strength, guidance_scale",
+    )
     assert len(text) < 400 and "list of choices" not in text
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from engine.recipe import read_recipe
 from engine.requests import Img2ImgRequest
 from ui import history
-from ui.widgets import outputs_dir, png_outputs
+from ui.outputs import outputs_dir, png_outputs
 
 
 def test_results_are_remembered_newest_first_and_capped(settings, engine, photo):

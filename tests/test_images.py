@@ -128,3 +128,41 @@ def test_probe_size_reads_the_upright_size_from_the_header(tmp_path):
     big.write_bytes(png_bytes(Image.new("L", (10000, 10000)))[:2000])
     with pytest.raises(ValueError, match="over the limit"):
         probe_size(big, name="image", max_input_pixels=10**6)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_with_late_exif(size: tuple[int, int], orientation: int) -> bytes:
+    """A PNG whose eXIf chunk comes after the pixel data (and after a text chunk), before IEND: Pillow's
+    getexif() would decode the pixels to find it, so the header walker must step over each chunk."""
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "x" * 37)  # an odd length: a walker off by a byte loses the chunk grid
+    data = png_bytes(Image.new("RGB", size, (10, 20, 30)), pnginfo=text)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    end = data.rindex(b"IEND") - 4
+    return data[:end] + _chunk(b"eXIf", exif.tobytes()[6:]) + data[end:]  # the chunk holds TIFF, no "Exif\0\0"
+
+
+@pytest.mark.parametrize(("orientation", "expected"), [(6, (80, 120)), (8, (80, 120)), (3, (120, 80)), (1, (120, 80))])
+def test_the_header_walker_finds_an_exif_chunk_after_the_pixels(tmp_path, orientation, expected):
+    from engine.images import probe_size
+
+    path = tmp_path / "late-exif.png"
+    path.write_bytes(png_with_late_exif((120, 80), orientation))
+    assert probe_size(path, name="image", max_input_pixels=10**6) == expected
+    assert normalize_image(path.read_bytes(), multiple=8, **LIMITS).size == expected  # decoded, it agrees
+
+
+def test_the_pixel_cap_is_inclusive():
+    at_cap = png_bytes(Image.new("RGB", (100, 40)))
+    assert open_image(at_cap, name="image", max_input_pixels=4000).size == (100, 40)
+    with pytest.raises(ValueError, match=r"image is 100x41 = 4,100 pixels, over the limit of 4,000"):
+        open_image(png_bytes(Image.new("RGB", (100, 41))), name="image", max_input_pixels=4000)

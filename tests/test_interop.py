@@ -66,16 +66,21 @@ def test_every_sampler_name_round_trips_through_class_and_config():
 
 def test_basic_with_a_scheduler_equals_raw_diffusers(engine, photo, twins):
     result = engine.img2img(
-        Img2ImgRequest(image=photo, prompt="a cat", strength=0.6, num_inference_steps=6, seed=9,
-                       scheduler="DPM++ 2M Karras")
-    )  # fmt: skip
+        Img2ImgRequest(
+            image=photo, prompt="a cat", strength=0.6, num_inference_steps=6, seed=9, scheduler="DPM++ 2M Karras"
+        )
+    )
     pipe = AutoPipelineForImage2Image.from_pretrained(twins / "sd15", dtype=torch.float32)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
     pipe.set_progress_bar_config(disable=True)
     expected = pipe(
-        image=result.job.image.image, prompt="a cat", strength=0.6, num_inference_steps=6, guidance_scale=7.5,
+        image=result.job.image.image,
+        prompt="a cat",
+        strength=0.6,
+        num_inference_steps=6,
+        guidance_scale=7.5,
         generator=[torch.Generator("cpu").manual_seed(9)],
-    ).images[0]  # fmt: skip
+    ).images[0]
     assert np.array_equal(np.asarray(result.images[0]), np.asarray(expected))
     assert result.recipe.scheduler_config["use_karras_sigmas"] is True
     assert "Sampler: DPM++ 2M Karras" in result.recipe.infotext()
@@ -153,13 +158,26 @@ def test_a_web_ui_png_is_read_on_the_recipe_endpoint(client, tmp_path):
     png = webui_png(tmp_path / "webui.png")
     fields, script, recipe_json = client.predict(handle_file(str(png)), api_name="/recipe")
     lines = fields.splitlines()
-    expected = {"prompt: 'masterpiece, a (red fox)1.2 in the snow'", "negative_prompt: '(blurry)0.909, lowres'",
-                "model: 'sd15'", "strength: 0.55", "guidance_scale: 6.5", "num_inference_steps: 28",
-                "seed: 1234567", "weighted_prompt: True", "scheduler: 'DPM++ 2M Karras'"}  # fmt: skip
+    expected = {
+        "prompt: 'masterpiece, a (red fox)1.2 in the snow'",
+        "negative_prompt: '(blurry)0.909, lowres'",
+        "model: 'sd15'",
+        "strength: 0.55",
+        "guidance_scale: 6.5",
+        "num_inference_steps: 28",
+        "seed: 1234567",
+        "weighted_prompt: True",
+        "scheduler: 'DPM++ 2M Karras'",
+    }
     assert expected <= set(lines), fields
     notes = "\n".join(line for line in lines if line.startswith("Note: "))
-    for unmapped in ("<lora:add_detail:0.7>", "Clip skip: 2", "Model hash: 6ce0161689", "Version: v1.10.1",
-                     "Size 512x768"):  # fmt: skip
+    for unmapped in (
+        "<lora:add_detail:0.7>",
+        "Clip skip: 2",
+        "Model hash: 6ce0161689",
+        "Version: v1.10.1",
+        "Size 512x768",
+    ):
         assert unmapped in notes
     assert (script, recipe_json) == ("", "")
 

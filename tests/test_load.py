@@ -30,17 +30,20 @@ def test_every_gpu_event_shares_one_concurrency_id_and_the_queue_is_bounded(engi
 def jobs_for_every_tab(client, cat_png, depth_png, numbers: range) -> list[tuple[str, object]]:
     """Submit jobs `numbers` of a round-robin over the GPU endpoints; returns (endpoint, job)."""
     image = handle_file(str(cat_png))
-    stages = json.dumps([{"model": "sd15", "num_inference_steps": 2}, {"model": "comic-diffusion",
-                         "num_inference_steps": 3}])  # fmt: skip
+    stages = json.dumps(
+        [{"model": "sd15", "num_inference_steps": 2}, {"model": "comic-diffusion", "num_inference_steps": 3}]
+    )
     make = {
         "img2img": lambda i: client.submit(image, "a cat", "", "sd15", 1.0, 7.5, 2, i, api_name="/img2img"),
-        "sweep": lambda i: client.submit(image, "a cat", "", "sd15", 1.0, 7.5, 2, i, "guidance_scale", "3, 7", "",
-                                         "", api_name="/sweep"),
+        "sweep": lambda i: client.submit(
+            image, "a cat", "", "sd15", 1.0, 7.5, 2, i, "guidance_scale", "3, 7", "", "", api_name="/sweep"
+        ),
         "chain": lambda i: client.submit(image, "", "a cat", i, stages, api_name="/chain"),
-        "depth": lambda i: client.submit(image, handle_file(str(depth_png)), "midas", "a cat", "", 1.0, 7.5, 2, i,
-                                         0.8, "none", api_name="/depth"),
+        "depth": lambda i: client.submit(
+            image, handle_file(str(depth_png)), "midas", "a cat", "", 1.0, 7.5, 2, i, 0.8, "none", api_name="/depth"
+        ),
         "estimate_depth": lambda i: client.submit(image, "depth-anything-v2-small", api_name="/estimate_depth"),
-    }  # fmt: skip
+    }
     order = ["img2img", "sweep", "chain", "depth", "estimate_depth"]
     return [(order[index % len(order)], make[order[index % len(order)]](index)) for index in numbers]
 
@@ -82,8 +85,10 @@ def test_a_full_queue_answers_cleanly_and_loses_nothing(engine, cat_png):
     )
     try:
         clients = [Client(f"http://127.0.0.1:{port}/", verbose=False) for _ in range(6)]
-        jobs = [c.submit(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 8, 1, api_name="/img2img")
-                for c in clients]  # fmt: skip
+        jobs = [
+            c.submit(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 8, 1, api_name="/img2img")
+            for c in clients
+        ]
         done, full = 0, 0
         for job in jobs:
             try:
@@ -108,8 +113,9 @@ def test_a_cancelled_job_frees_the_lock_and_the_next_one_runs(server, cat_png, e
     client = Client(server, verbose=False)
     calls, handle = _unet_calls(engine)
     try:
-        long_job = client.submit(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 150, 1, 4,
-                                 api_name="/img2img")  # fmt: skip
+        long_job = client.submit(
+            handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 150, 1, 4, api_name="/img2img"
+        )
         while calls[0] < 3:  # running
             time.sleep(0.05)
         assert long_job.cancel()
@@ -117,8 +123,15 @@ def test_a_cancelled_job_frees_the_lock_and_the_next_one_runs(server, cat_png, e
         engine.cache.lock.release()
         stopped_at = calls[0]
         assert stopped_at < 150  # it stopped at a step boundary, long before its 150 steps
-        gallery, *_ = client.predict(handle_file(str(cat_png)), "a cat", "", "sd15", 1.0, 7.5, 2, 1,
-                                     api_name="/img2img")  # fmt: skip  # same session: not left cancelled
+        gallery, *_ = client.predict(  # the same session: not left cancelled
+            image=handle_file(str(cat_png)),
+            prompt="a cat",
+            model="sd15",
+            strength=1.0,
+            num_inference_steps=2,
+            seed=1,
+            api_name="/img2img",
+        )
         assert len(gallery) == 1
     finally:
         handle.remove()

@@ -84,9 +84,15 @@ def test_tools_are_listed_with_whole_descriptions_required_flags_and_integer_typ
         "recipe": set(),
     }
     props = {name: tool.inputSchema["properties"] for name, tool in tools.items()}
-    for name, field in [("img2img", "num_inference_steps"), ("img2img", "seed"), ("img2img", "num_images"),
-                        ("sweep", "num_inference_steps"), ("chain", "width"), ("chain", "height"),
-                        ("depth", "num_inference_steps")]:  # fmt: skip
+    for name, field in [
+        ("img2img", "num_inference_steps"),
+        ("img2img", "seed"),
+        ("img2img", "num_images"),
+        ("sweep", "num_inference_steps"),
+        ("chain", "width"),
+        ("chain", "height"),
+        ("depth", "num_inference_steps"),
+    ]:
         assert props[name][field]["type"] == "integer", (name, field)
     assert props["img2img"]["strength"]["type"] == "number"
     # whole descriptions, continuation lines included (Gradio's parser kept the first line only)
@@ -104,8 +110,14 @@ def test_img2img_returns_images_inline_and_as_urls_that_keep_the_recipe(mcp_url,
     async def progress(done, total, message):
         steps.append((done, total))
 
-    arguments = {"image": data_uri(photo), "prompt": "a cat wizard", "strength": 0.5, "num_inference_steps": 6,
-                 "seed": 7, "num_images": 2}  # fmt: skip
+    arguments = {
+        "image": data_uri(photo),
+        "prompt": "a cat wizard",
+        "strength": 0.5,
+        "num_inference_steps": 6,
+        "seed": 7,
+        "num_images": 2,
+    }
     result = call(mcp_url, "img2img", arguments, progress_callback=progress)
     assert not result.isError, text_of(result)
     inline = images_of(result)
@@ -140,8 +152,11 @@ def test_a_url_the_server_returned_is_an_image_input(mcp_url, photo):
 
 def test_sweep_chain_depth_and_estimate_depth_return_images(mcp_url, photo):
     image = data_uri(photo)
-    sweep = call(mcp_url, "sweep", {"image": image, "prompt": "a cat", "num_inference_steps": 4, "seed": 1,
-                                    "x_axis": "seed", "x_values": "1-2"})  # fmt: skip
+    sweep = call(
+        mcp_url,
+        "sweep",
+        {"image": image, "prompt": "a cat", "num_inference_steps": 4, "seed": 1, "x_axis": "seed", "x_values": "1-2"},
+    )
     assert not sweep.isError, text_of(sweep)
     grid = Image.open(io.BytesIO(images_of(sweep)[0]))
     assert grid.width >= 2 * 136 and grid.height > 96  # two cells and their labels

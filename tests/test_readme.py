@@ -68,8 +68,16 @@ def readme_table() -> dict[str, tuple[list[str], list[str]]]:
         endpoint, required, optional, returns = (cell.strip() for cell in line.strip("|").split("|"))
         names = [name.strip() for name in required.strip("`").split(",") if name.strip()]
         if optional.startswith("the same eight"):  # Basic's eight parameters come first
-            names = ["image", "prompt", "negative_prompt", "model", "strength", "guidance_scale",
-                     "num_inference_steps", "seed"]  # fmt: skip
+            names = [
+                "image",
+                "prompt",
+                "negative_prompt",
+                "model",
+                "strength",
+                "guidance_scale",
+                "num_inference_steps",
+                "seed",
+            ]
         names += re.findall(r"`(\w+)`", optional)
         table[endpoint.strip("`")] = (names, [name.strip() for name in returns.strip("`").split(",")])
     return table

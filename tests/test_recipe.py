@@ -52,19 +52,35 @@ def test_metadata_off_leaves_the_png_bare(photo):
             "a cat\nNegative prompt: blurry, ugly\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, "
             "Size: 512x768, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Denoising strength: 0.6, "
             "Version: v1.9.4",
-            {"prompt": "a cat", "negative_prompt": "blurry, ugly", "num_inference_steps": 20, "guidance_scale": 7.0,
-             "seed": 42, "width": 512, "height": 768, "strength": 0.6, "model": "v1-5-pruned-emaonly",
-             "Model hash": "6ce0161689", "Version": "v1.9.4"},
+            {
+                "prompt": "a cat",
+                "negative_prompt": "blurry, ugly",
+                "num_inference_steps": 20,
+                "guidance_scale": 7.0,
+                "seed": 42,
+                "width": 512,
+                "height": 768,
+                "strength": 0.6,
+                "model": "v1-5-pruned-emaonly",
+                "Model hash": "6ce0161689",
+                "Version": "v1.9.4",
+            },
         ),
         (
             "two lines\nof prompt\nSteps: 30, Sampler: DPM++ 2M Karras, CFG scale: 5.5, Seed: 1, Size: 512x512, "
             'Lora hashes: "a: 1, b: 2"',
-            {"prompt": "two lines\nof prompt", "negative_prompt": "", "num_inference_steps": 30, "seed": 1,
-             "Lora hashes": "a: 1, b: 2", "sampler": "DPM++ 2M Karras"},
+            {
+                "prompt": "two lines\nof prompt",
+                "negative_prompt": "",
+                "num_inference_steps": 30,
+                "seed": 1,
+                "Lora hashes": "a: 1, b: 2",
+                "sampler": "DPM++ 2M Karras",
+            },
         ),
         ("just a prompt", {"prompt": "just a prompt", "negative_prompt": ""}),
     ],
-)  # fmt: skip
+)
 def test_web_ui_infotext_parses_into_the_shared_fields(text, expected):
     parsed = parse_infotext(text)
     assert {k: parsed[k] for k in expected} == expected
@@ -87,9 +103,18 @@ def test_bad_infotext_field_names_it():
 )
 def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weighted, scheduler):
     result = engine.img2img(
-        Img2ImgRequest(image=photo.resize((200, 96)), prompt="a (cat)1.3", model=model, negative_prompt="blurry",
-                       num_inference_steps=4, seed=21, num_images=2, weighted_prompt=weighted, scheduler=scheduler)
-    )  # fmt: skip
+        Img2ImgRequest(
+            image=photo.resize((200, 96)),
+            prompt="a (cat)1.3",
+            model=model,
+            negative_prompt="blurry",
+            num_inference_steps=4,
+            seed=21,
+            num_images=2,
+            weighted_prompt=weighted,
+            scheduler=scheduler,
+        )
+    )
     ours = np.asarray(result.images[1])
     assert np.array_equal(rerun(tmp_path, result.recipe.for_image(1), result.job.image.image), ours)
 
@@ -98,8 +123,16 @@ def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weigh
     ("model", "weighted"), [("sd15", False), ("sd15", True), ("sdxl-refiner", False), ("sdxl-refiner", True)]
 )
 def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, model, weighted):
-    base = Img2ImgRequest(image=photo, prompt="a (cat)1.2", negative_prompt="blurry", strength=0.6,
-                          num_inference_steps=4, seed=5, model=model, weighted_prompt=weighted)  # fmt: skip
+    base = Img2ImgRequest(
+        image=photo,
+        prompt="a (cat)1.2",
+        negative_prompt="blurry",
+        strength=0.6,
+        num_inference_steps=4,
+        seed=5,
+        model=model,
+        weighted_prompt=weighted,
+    )
     plan = engine.plan(
         SweepRequest(base=base, x_axis="guidance_scale", x_values="1, 4, 9", y_axis="seed", y_values="5, 6")
     )
@@ -127,8 +160,9 @@ def test_chain_script_reproduces_each_preset(engine, photo, tmp_path, preset):
     for stage in stages:
         stage["num_inference_steps"] = 4
     image = None if preset.startswith("text") else photo.resize((64, 64))
-    *_, last = engine.chain(ChainRequest(image=image, preset="", stages=json.dumps(stages), seed=12, width=64,
-                                         height=64))  # fmt: skip
+    *_, last = engine.chain(
+        ChainRequest(image=image, preset="", stages=json.dumps(stages), seed=12, width=64, height=64)
+    )
     assert last.finished
     final = last.results[-1]
     assert [s["receives"] for s in final.recipe.parameters["stages"]] == [s.receives for s in last.plan.stages]
@@ -158,9 +192,17 @@ def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo, tmp_pa
     path = save_png(result.images[0], result.recipe, tmp_path / "app.png")
     found, fields = read_source(str(path), "")
     assert found == result.recipe
-    assert fields.values == {"prompt": "a cat", "negative_prompt": "", "strength": 0.45, "guidance_scale": 10.5,
-                             "num_inference_steps": 3, "seed": 4, "model": "elden-ring", "weighted_prompt": False,
-                             "scheduler": "Euler"}  # fmt: skip
+    assert fields.values == {
+        "prompt": "a cat",
+        "negative_prompt": "",
+        "strength": 0.45,
+        "guidance_scale": 10.5,
+        "num_inference_steps": 3,
+        "seed": 4,
+        "model": "elden-ring",
+        "weighted_prompt": False,
+        "scheduler": "Euler",
+    }
     _, from_webui = read_source(None, "a fox\nNegative prompt: dark\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2")
     assert from_webui.values["prompt"] == "a fox" and from_webui.values["seed"] == 2
     assert from_webui.values["model"] is None and from_webui.values["scheduler"] == "Euler"

@@ -76,3 +76,15 @@ def test_seed_series_wraps():
 def test_denoising_steps_use_diffusers_arithmetic(steps, strength, expected):
     # 100 x 0.29 is 28.999999999999996 in floating point: diffusers runs 28, so do we.
     assert denoising_steps(steps, strength) == expected
+
+
+def test_prompt_nesting_is_refused_just_past_the_limit():
+    from engine.requests import MAX_WEIGHT_NESTING, check_nesting
+
+    check_nesting("prompt", "(" * MAX_WEIGHT_NESTING + "cat" + ")" * MAX_WEIGHT_NESTING)
+    check_nesting("prompt", ")" * 50 + "(cat)" * 50)  # closers first and siblings do not add up
+    deep = MAX_WEIGHT_NESTING + 1
+    with pytest.raises(ValueError, match=f"prompt nests brackets {deep} deep; weighted prompts take at most"):
+        check_nesting("prompt", "[" * deep + "cat" + "]" * deep)
+    with pytest.raises(ValueError, match=f"nests brackets {deep} deep"):  # stray closers do not buy depth
+        check_nesting("prompt", ")" * 5 + "(" * deep + "cat")

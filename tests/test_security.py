@@ -18,8 +18,9 @@ from PIL import Image
 
 def good_request(client, cat_png) -> None:
     """After every bad input: a good request through the same app succeeds."""
-    gallery, *_ = client.predict(handle_file(str(cat_png)), "a cat", num_inference_steps=2, strength=1.0, seed=1,
-                                 api_name="/img2img")  # fmt: skip
+    gallery, *_ = client.predict(
+        handle_file(str(cat_png)), "a cat", num_inference_steps=2, strength=1.0, seed=1, api_name="/img2img"
+    )
     assert Image.open(gallery[0]["image"]).size == (200, 136)
 
 
@@ -53,8 +54,9 @@ def _bad_files(tmp_path):
     assert huge.stat().st_size < 20_000  # a 12 KB file of 100 million pixels
     files["10000x10000"] = (huge, "image is 10000x10000 = 100,000,000 pixels, over the limit of 40,000,000")
     files["bomb"] = (_png(Image.new("1", (15000, 15000)), tmp_path / "bomb.png"), "over the limit of 40,000,000")
-    whole = _png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 136, 3), np.uint8)),
-                 tmp_path / "whole.png")  # fmt: skip
+    whole = _png(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 136, 3), np.uint8)), tmp_path / "whole.png"
+    )
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     files["truncated"] = (truncated, "image is truncated or corrupt")
@@ -151,8 +153,12 @@ def test_control_characters_in_prompts_are_cleaned(client, cat_png):
 def _raw_call(server: str, api: str, data: list) -> dict:
     """POST a raw JSON body (NaN and Infinity literals included) and read the event's last message."""
     base = server + "gradio_api"
-    posted = httpx.post(f"{base}/call/{api}", content=json.dumps({"data": data}), timeout=30,
-                        headers={"content-type": "application/json"})  # fmt: skip
+    posted = httpx.post(
+        f"{base}/call/{api}",
+        content=json.dumps({"data": data}),
+        timeout=30,
+        headers={"content-type": "application/json"},
+    )
     assert posted.status_code == 200, posted.text
     stream = httpx.get(f"{base}/call/{api}/{posted.json()['event_id']}", timeout=120).text
     event = [line for line in stream.splitlines() if line.startswith("event:")][-1].split(":", 1)[1].strip()
@@ -184,13 +190,34 @@ def test_nan_and_inf_through_raw_http_are_named(server, client, cat_png, index, 
 
 def test_sweeps_and_chains_over_their_limits_are_refused_before_work(client, cat_png, engine):
     loads = engine.cache.loads
-    refused(client, cat_png, lambda: client.predict(
-        handle_file(str(cat_png)), "a cat", "", "sd15", 0.5, 7.5, 2, 1, "seed", "1-10000", "", "",
-        api_name="/sweep"), "'1-10000' gives 10000 values; at most 64")  # fmt: skip
+    refused(
+        client,
+        cat_png,
+        lambda: client.predict(
+            handle_file(str(cat_png)),
+            "a cat",
+            "",
+            "sd15",
+            0.5,
+            7.5,
+            2,
+            1,
+            "seed",
+            "1-10000",
+            "",
+            "",
+            api_name="/sweep",
+        ),
+        "'1-10000' gives 10000 values; at most 64",
+    )
     stages = json.dumps([{"model": "sd15"}] * 50)
     message = "stages has 50 stages; a chain takes at most 5"
-    refused(client, cat_png, lambda: client.predict(handle_file(str(cat_png)), "", "a cat", 1, stages,
-                                                   api_name="/chain"), message)  # fmt: skip
+    refused(
+        client,
+        cat_png,
+        lambda: client.predict(handle_file(str(cat_png)), "", "a cat", 1, stages, api_name="/chain"),
+        message,
+    )
     assert engine.cache.loads == loads
 
 
@@ -216,9 +243,20 @@ def test_html_in_axis_values_is_escaped_in_the_plan_and_drawn_as_text(client, ca
     plan = planned.describe()
     assert "&lt;script&gt;alert('x')&lt;/script&gt;" in plan and "<script>" not in plan
     grid, _, cells, _ = client.predict(
-        handle_file(str(cat_png)), "a cat", "", "sd15", 0.5, 7.5, 2, 1, "prompt", f"a cat\n{SCRIPT}", "", "",
+        handle_file(str(cat_png)),
+        "a cat",
+        "",
+        "sd15",
+        0.5,
+        7.5,
+        2,
+        1,
+        "prompt",
+        f"a cat\n{SCRIPT}",
+        "",
+        "",
         api_name="/sweep",
-    )  # fmt: skip
+    )
     assert cells[1]["caption"] == f"prompt={SCRIPT}, seed=1"  # a caption is text (Gradio shows it as text)
     # the label row is drawn into the image, nothing interpreted: two 200-pixel cells, their gap, no more
     assert Image.open(grid).size == planned.grid_size and planned.grid_size[0] < 2 * 200 + 16
@@ -249,18 +287,35 @@ def test_model_ids_are_refused_before_any_loader_sees_them(client, cat_png, engi
     loads = engine.cache.loads
     calls = {
         "img2img model": lambda: img2img(client, cat_png, model=model_id),
-        "sweep model": lambda: client.predict(handle_file(str(cat_png)), "a cat", "", model_id, 0.5, 7.5, 2, 1,
-                                              "seed", "1, 2", "", "", api_name="/sweep"),
-        "sweep model axis": lambda: client.predict(handle_file(str(cat_png)), "a cat", "", "sd15", 0.5, 7.5, 2, 1,
-                                                   "model", f"sd15\n{model_id}", "", "", api_name="/sweep"),
-        "chain stage": lambda: client.predict(handle_file(str(cat_png)), "", "a cat", 1,
-                                              json.dumps([{"model": model_id}]), api_name="/chain"),
-        "depth model": lambda: client.predict(handle_file(str(cat_png)), None, "midas", "a cat", model=model_id,
-                                              api_name="/depth"),
-        "restyle model": lambda: client.predict(handle_file(str(cat_png)), None, "midas", "a cat",
-                                                restyle_model=model_id, api_name="/depth"),
+        "sweep model": lambda: client.predict(
+            handle_file(str(cat_png)), "a cat", "", model_id, 0.5, 7.5, 2, 1, "seed", "1, 2", "", "", api_name="/sweep"
+        ),
+        "sweep model axis": lambda: client.predict(
+            handle_file(str(cat_png)),
+            "a cat",
+            "",
+            "sd15",
+            0.5,
+            7.5,
+            2,
+            1,
+            "model",
+            f"sd15\n{model_id}",
+            "",
+            "",
+            api_name="/sweep",
+        ),
+        "chain stage": lambda: client.predict(
+            handle_file(str(cat_png)), "", "a cat", 1, json.dumps([{"model": model_id}]), api_name="/chain"
+        ),
+        "depth model": lambda: client.predict(
+            handle_file(str(cat_png)), None, "midas", "a cat", model=model_id, api_name="/depth"
+        ),
+        "restyle model": lambda: client.predict(
+            handle_file(str(cat_png)), None, "midas", "a cat", restyle_model=model_id, api_name="/depth"
+        ),
         "depth estimator": lambda: client.predict(handle_file(str(cat_png)), model_id, api_name="/estimate_depth"),
-    }  # fmt: skip
+    }
     for where, call in calls.items():
         with pytest.raises(AppError) as error:
             call()
@@ -288,12 +343,16 @@ def test_the_owners_token_is_never_sent_implicitly(monkeypatch):
     [
         ({"path": "/etc/passwd"}, "Cannot move /etc/passwd to the gradio cache dir because it was not uploaded"),
         ({"path": "../../../../etc/passwd"}, "was not uploaded by a user"),
-        ({"path": "http://169.254.169.254/latest/meta-data/x.png", "url": "http://169.254.169.254/latest/x.png"},
-         "Hostname 169.254.169.254 failed validation"),
-        ({"path": "http://127.0.0.1:1/x.png", "url": "http://127.0.0.1:1/x.png"},
-         "Hostname 127.0.0.1 failed validation"),
+        (
+            {"path": "http://169.254.169.254/latest/meta-data/x.png", "url": "http://169.254.169.254/latest/x.png"},
+            "Hostname 169.254.169.254 failed validation",
+        ),
+        (
+            {"path": "http://127.0.0.1:1/x.png", "url": "http://127.0.0.1:1/x.png"},
+            "Hostname 127.0.0.1 failed validation",
+        ),
     ],
-)  # fmt: skip
+)
 def test_files_outside_uploads_and_private_fetches_are_refused(server, client, cat_png, file_data, message):
     data = [{**file_data, "meta": {"_type": "gradio.FileData"}}, "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, ""]
     result = _raw_call(server, "img2img", data)

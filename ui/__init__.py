@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+
 import gradio as gr
 
 from engine.core import Engine
-from ui.widgets import RUN_CLASS, UNOPENED_UPLOAD, served_dirs
+from ui.components import RUN_CLASS, UNOPENED_UPLOAD
+from ui.outputs import served_dirs
 
 GRADIO_CACHE_SWEEP = (600, 3600)  # (every N seconds, delete cached files older than M seconds)
 
@@ -64,9 +67,18 @@ PAGE_JS = f"""
 """
 
 
+# The generating tabs after Basic, one line each: (tab label, module of ui/ whose build(engine, tools)
+# returns a Finished). Basic comes first (Recipe fills its inputs); Recipe and History come last.
+WORKFLOW_TABS = (
+    ("Sweep", "sweep"),
+    ("Chain", "chain"),
+    ("Depth", "depth"),
+)
+
+
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole page for an engine. Building it writes the example images; it loads no model."""
-    from ui import basic, chain, depth, history, recipe, sweep
+    from ui import basic, history, recipe
 
     settings = engine.settings
     tools: list = []  # each tab's handlers as MCP tools (ui.mcp), served with --mcp
@@ -82,12 +94,9 @@ def build_app(engine: Engine) -> gr.Blocks:
             finished = {}
             with gr.Tab("Basic", id="basic"):
                 basic_inputs, finished["basic"] = basic.build(engine, tools)
-            with gr.Tab("Sweep", id="sweep"):
-                finished["sweep"] = sweep.build(engine, tools)
-            with gr.Tab("Chain", id="chain"):
-                finished["chain"] = chain.build(engine, tools)
-            with gr.Tab("Depth", id="depth"):
-                finished["depth"] = depth.build(engine, tools)
+            for label, name in WORKFLOW_TABS:
+                with gr.Tab(label, id=name):
+                    finished[name] = importlib.import_module(f"ui.{name}").build(engine, tools)
             with gr.Tab("Recipe", id="recipe"):
                 recipe.build(engine, basic_inputs, tabs, tools)
             with gr.Tab("History", id="history"):

@@ -7,27 +7,25 @@ import gradio as gr
 from engine.catalog import DEFAULT_MODEL, get_spec
 from engine.core import Engine
 from engine.images import fit_size, probe_size
-from engine.requests import RANDOM_SEED, check_denoising_steps
+from engine.requests import RANDOM_SEED, Img2ImgRequest, check_denoising_steps, model_defaults
 from engine.run import CancelToken, GenerationCancelled
 from engine.schedulers import check_scheduler, steps_text
-from ui.widgets import (
-    Finished,
+from ui.components import (
     GenerationInputs,
     advanced_inputs,
-    clear_errors_on_example,
-    documented,
     engine_checked,
-    gradio_progress,
-    img2img_request,
     main_inputs,
-    model_defaults,
-    png_outputs,
-    recipe_files,
     recipe_panel,
     result_gallery,
     result_image,
     run_button,
     summary_box,
+)
+from ui.events import (
+    Finished,
+    clear_errors_on_example,
+    documented,
+    gradio_progress,
     user_errors,
     warning_text,
     wire_comparison,
@@ -35,6 +33,7 @@ from ui.widgets import (
     wire_preview,
     wire_recipe_selection,
 )
+from ui.outputs import png_outputs, recipe_files
 
 EXAMPLE_PROMPTS = {
     "chelsea the cat": "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k",
@@ -166,10 +165,19 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
             weighted_prompt: read the prompts as Compel syntax, e.g. (word)1.3 (SD 1.5 and SDXL refiner).
             scheduler: $scheduler_arg
         """
-        request = img2img_request(
-            image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-            num_images=num_images, weighted_prompt=weighted_prompt, scheduler=scheduler or None,
-        )  # fmt: skip
+        request = Img2ImgRequest(
+            image=image,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
+            strength=strength,
+            guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
+            seed=seed,
+            num_images=num_images,
+            weighted_prompt=weighted_prompt,
+            scheduler=scheduler or None,
+        )
         try:
             result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
         except GenerationCancelled as stopped:

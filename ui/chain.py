@@ -8,21 +8,21 @@ from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, 
 from engine.core import Engine
 from engine.requests import MAX_SIDE, RANDOM_SEED
 from engine.run import CancelToken
-from ui.widgets import (
-    Finished,
-    clear_errors_on_example,
-    documented,
+from ui.components import (
     engine_checked,
     header_only,
     image_input,
-    png_outputs,
-    recipe_files,
     recipe_panel,
     result_gallery,
     result_image,
     run_button,
     seed_row,
     summary_box,
+)
+from ui.events import (
+    Finished,
+    clear_errors_on_example,
+    documented,
     user_errors,
     warning_text,
     wire_comparison,
@@ -30,6 +30,7 @@ from ui.widgets import (
     wire_preview,
     wire_recipe_selection,
 )
+from ui.outputs import png_outputs, recipe_files
 
 DEFAULT_PRESET = "image-image-image"
 STAGES_INFO = (

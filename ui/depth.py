@@ -3,6 +3,9 @@ model then restyles the result, as in the guide."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 
 from engine.catalog import DEFAULT_MODEL
@@ -18,35 +21,35 @@ from engine.depth import (
     DepthRequest,
     depth_models,
 )
-from engine.requests import RANDOM_SEED
+from engine.requests import RANDOM_SEED, model_defaults
 from engine.run import CancelToken
 from ui.basic import EXAMPLE_PROMPTS
-from ui.widgets import (
+from ui.components import (
     NEGATIVE_INFO,
     STEPS_INFO,
     STRENGTH_INFO,
-    Finished,
-    clear_errors_on_example,
-    documented,
     engine_checked,
-    gradio_progress,
     guidance_slider,
     image_input,
-    model_defaults,
     model_picker,
-    png_outputs,
-    recipe_files,
     recipe_panel,
     result_gallery,
     result_image,
     run_button,
     seed_row,
     summary_box,
+)
+from ui.events import (
+    Finished,
+    clear_errors_on_example,
+    documented,
+    gradio_progress,
     user_errors,
     wire_comparison,
     wire_generation,
     wire_recipe_selection,
 )
+from ui.outputs import png_outputs, recipe_files
 
 CONDITIONING_INFO = (
     "How strongly the depth map steers each step: 0 ignores it, 1 follows it closely. The pipeline's default is 0.8."
@@ -102,8 +105,73 @@ def gallery_entries(state: DepthProgress) -> list[tuple]:
     return items, entries
 
 
-def build(engine: Engine, tools: list) -> Finished:
-    """Lay out the Depth tab and wire its events; adds its handlers to `tools`."""
+@dataclass(frozen=True)
+class DepthTab:
+    """The Depth tab's components, as its events read and fill them."""
+
+    image: gr.Image
+    depth_map: gr.Image
+    prompt: gr.Textbox
+    picks: gr.Examples
+    negative_prompt: gr.Textbox
+    estimator: gr.Dropdown
+    estimate: gr.Button
+    invert: gr.Checkbox
+    normalize: gr.Checkbox
+    strength: gr.Slider
+    conditioning: gr.Slider
+    restyle_model: gr.Dropdown
+    run: gr.Button
+    stop: gr.Button
+    guidance: gr.Slider
+    steps: gr.Slider
+    seed: gr.Number
+    reuse_seed: gr.Button
+    start: gr.Slider
+    end: gr.Slider
+    guess_mode: gr.Checkbox
+    model: gr.Dropdown
+    restyle_prompt: gr.Textbox
+    restyle_strength: gr.Slider
+    restyle_guidance: gr.Slider
+    preview: gr.Image
+    grid: gr.Image
+    slider: gr.Image
+    gallery: gr.Gallery
+    summary: gr.Textbox
+    code: gr.Code
+    downloads: gr.File
+    last_seed: gr.State
+    recipes: gr.State
+
+    def api_inputs(self) -> list:
+        """The depth handler's inputs, in its signature's (and the API's) order."""
+        return [
+            self.image,
+            self.depth_map,
+            self.estimator,
+            self.prompt,
+            self.negative_prompt,
+            self.strength,
+            self.guidance,
+            self.steps,
+            self.seed,
+            self.conditioning,
+            self.restyle_model,
+            self.start,
+            self.end,
+            self.guess_mode,
+            self.invert,
+            self.normalize,
+            self.restyle_prompt,
+            self.restyle_strength,
+            self.restyle_guidance,
+            self.model,
+        ]
+
+
+def layout(engine: Engine) -> DepthTab:
+    """The Depth tab's layout: inputs on the left, results on the right."""
     settings = engine.settings
     strength0, guidance0, steps0 = model_defaults(DEFAULT_MODEL, settings)
     style_strength0, style_guidance0, _ = model_defaults(DEFAULT_RESTYLE, settings)
@@ -193,7 +261,51 @@ def build(engine: Engine, tools: list) -> Finished:
             gallery = result_gallery("Images", columns=4, height=220, elem_id="depth-images")
             summary = summary_box("depth-summary")
             code, downloads = recipe_panel()
-    recipes = gr.State([])
+    return DepthTab(
+        image=image,
+        depth_map=depth_map,
+        prompt=prompt,
+        picks=picks,
+        negative_prompt=negative_prompt,
+        estimator=estimator,
+        estimate=estimate,
+        invert=invert,
+        normalize=normalize,
+        strength=strength,
+        conditioning=conditioning,
+        restyle_model=restyle_model,
+        run=run,
+        stop=stop,
+        guidance=guidance,
+        steps=steps,
+        seed=seed,
+        reuse_seed=reuse_seed,
+        start=start,
+        end=end,
+        guess_mode=guess_mode,
+        model=model,
+        restyle_prompt=restyle_prompt,
+        restyle_strength=restyle_strength,
+        restyle_guidance=restyle_guidance,
+        preview=preview,
+        grid=grid,
+        slider=slider,
+        gallery=gallery,
+        summary=summary,
+        code=code,
+        downloads=downloads,
+        last_seed=last_seed,
+        recipes=gr.State([]),
+    )
+
+
+def handlers(engine: Engine) -> tuple[Callable, Callable]:
+    """The tab's two handlers (each an API endpoint and an MCP tool): estimate_depth and depth.
+
+    Their signatures are the API: the defaults are the default models' starting values.
+    """
+    settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults(DEFAULT_MODEL, settings)
 
     @documented(settings)
     @user_errors
@@ -302,41 +414,44 @@ def build(engine: Engine, tools: list) -> Finished:
             script, files = recipe_files(settings, *entries[-1]) if state.finished else ("", None)
             yield state.grid(), gallery, state.depth, summary_text(state), script, files, ids, job.seed
 
-    def on_restyle_model(key: str):
-        try:
-            strength_value, guidance_value, _ = model_defaults(key, settings)
-        except ValueError:  # "none" or a typed key: Generate names any problem
-            return gr.skip(), gr.skip()
-        return strength_value, guidance_value
+    return estimate_depth, depth
 
-    restyle_model.input(
-        on_restyle_model,
-        inputs=restyle_model,
-        outputs=[restyle_strength, restyle_guidance],
+
+def restyle_defaults(key: str, settings) -> tuple:
+    """A chosen restyle model's strength and guidance, for its sliders (unchanged for "none")."""
+    try:
+        strength_value, guidance_value, _ = model_defaults(key, settings)
+    except ValueError:  # "none" or a typed key: Generate names any problem
+        return gr.skip(), gr.skip()
+    return strength_value, guidance_value
+
+
+def build(engine: Engine, tools: list) -> Finished:
+    """Lay out the Depth tab and wire its events; adds its handlers to `tools`."""
+    tab = layout(engine)
+    estimate_depth, depth = handlers(engine)
+    tab.restyle_model.input(
+        lambda key: restyle_defaults(key, engine.settings),
+        inputs=tab.restyle_model,
+        outputs=[tab.restyle_strength, tab.restyle_guidance],
         queue=False,
         api_visibility="private",
     )
     wire_generation(
-        estimate,
+        tab.estimate,
         None,
         estimate_depth,
-        inputs=[image, estimator, invert, normalize],
-        outputs=preview,
+        inputs=[tab.image, tab.estimator, tab.invert, tab.normalize],
+        outputs=tab.preview,
         tools=tools,
     )
-    api_inputs = [image, depth_map, estimator, prompt, negative_prompt, strength, guidance, steps, seed]
-    api_inputs += [conditioning, restyle_model, start, end, guess_mode, invert, normalize, restyle_prompt]
-    api_inputs += [restyle_strength, restyle_guidance, model]
-    done = wire_generation(
-        run,
-        stop,
-        depth,
-        inputs=api_inputs,
-        outputs=[grid, gallery, preview, summary, code, downloads, recipes, last_seed],
-        tools=tools,
+    outputs = [tab.grid, tab.gallery, tab.preview, tab.summary, tab.code, tab.downloads, tab.recipes, tab.last_seed]
+    done = wire_generation(tab.run, tab.stop, depth, inputs=tab.api_inputs(), outputs=outputs, tools=tools)
+    wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.downloads)
+    wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider, last=True)
+    results = [tab.grid, tab.slider, tab.gallery, tab.preview, tab.summary, tab.code, tab.downloads]
+    clear_errors_on_example(tab.picks, results)
+    tab.reuse_seed.click(
+        lambda value: value, inputs=tab.last_seed, outputs=tab.seed, queue=False, api_visibility="private"
     )
-    wire_recipe_selection(engine, gallery, recipes, code, downloads)
-    wire_comparison(engine, done, recipes, gallery, slider, last=True)
-    clear_errors_on_example(picks, [grid, slider, gallery, preview, summary, code, downloads])
-    reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
-    return Finished(done, gallery)
+    return Finished(done, tab.gallery)

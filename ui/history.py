@@ -13,7 +13,9 @@ import gradio as gr
 
 from engine.recipe import read_recipe
 from engine.results import is_result_id
-from ui.widgets import as_text, downloads, outputs_dir, recipe_files, result_gallery
+from ui.components import downloads, result_gallery
+from ui.events import as_text
+from ui.outputs import outputs_dir, recipe_files
 
 HISTORY_SIZE = 24
 STORAGE_KEY = "img2img-studio-history"

@@ -35,7 +35,8 @@ import gradio as gr
 from PIL import Image
 
 from engine.run import CancelToken
-from ui.widgets import cancellable, outputs_dir, png_outputs, served_dirs
+from ui.events import cancellable
+from ui.outputs import outputs_dir, png_outputs, served_dirs
 
 MCP_PATH = "/gradio_api/mcp"
 FILE_ROUTE = "/gradio_api/file="
@@ -267,9 +268,12 @@ class ToolServer:
                 return
             done, total = value
             notification = session.send_progress_notification(
-                progress_token=token, progress=float(done), total=float(total), message=desc,
+                progress_token=token,
+                progress=float(done),
+                total=float(total),
+                message=desc,
                 related_request_id=str(request_id),
-            )  # fmt: skip
+            )
             asyncio.run_coroutine_threadsafe(notification, loop)
 
         return report

@@ -14,8 +14,9 @@ from engine.results import is_result_id
 from engine.script import script_for
 from engine.webui import BasicFields
 from engine.webui import basic_fields as webui_fields
+from ui.components import BASIC_FIELDS, GenerationInputs, run_button, scheduler_choices, summary_box
+from ui.events import documented, user_errors
 from ui.mcp import tool_spec
-from ui.widgets import GenerationInputs, documented, run_button, scheduler_choices, summary_box, user_errors
 
 EXAMPLE_INFOTEXT = (
     "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k\n"
@@ -25,8 +26,7 @@ EXAMPLE_INFOTEXT = (
 )
 
 
-FIELD_ORDER = ("prompt", "negative_prompt", "model", "strength", "guidance_scale", "num_inference_steps", "seed",
-               "weighted_prompt", "scheduler")  # fmt: skip
+FIELD_ORDER = (*BASIC_FIELDS[1:], "weighted_prompt", "scheduler")  # the init image is not a recipe field
 
 
 def recipe_fields(recipe: Recipe) -> BasicFields:

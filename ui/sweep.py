@@ -10,35 +10,35 @@ from PIL import Image
 
 from engine.catalog import DEFAULT_MODEL, models_for
 from engine.core import Engine
-from engine.requests import RANDOM_SEED
+from engine.requests import RANDOM_SEED, Img2ImgRequest, model_defaults
 from engine.run import CancelToken
 from engine.schedulers import schedulers_for
 from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest
 from ui.basic import EXAMPLE_PROMPTS
-from ui.widgets import (
-    Finished,
+from ui.components import (
+    BASIC_FIELDS,
     advanced_inputs,
-    clear_errors_on_example,
-    documented,
-    download_folder,
     downloads,
     engine_checked,
     header_only,
-    img2img_request,
     main_inputs,
-    model_defaults,
-    png_outputs,
     recipe_panel,
     result_gallery,
     result_image,
     run_button,
     summary_box,
+)
+from ui.events import (
+    Finished,
+    clear_errors_on_example,
+    documented,
     user_errors,
     warning_text,
     wire_generation,
     wire_preview,
     wire_recipe_selection,
 )
+from ui.outputs import download_folder, png_outputs
 
 AXIS_EXAMPLES = {
     "strength": "0.3, 0.5, 0.7, 0.9",
@@ -58,21 +58,28 @@ VALUES_INFO = (
 
 def plan_text(engine: Engine, *values) -> str:
     """The parsed axes, cell count, grid size and steps in all, or what is wrong, before running."""
-    image, *rest = values
+    fields = dict(zip(SWEEP_FIELDS, values, strict=False))  # weighting and scheduler may be left out
     try:
-        return engine.plan(sweep_spec(header_only(image), *rest)).describe()
+        return engine.plan(sweep_request(**{**fields, "image": header_only(fields["image"])})).describe()
     except ValueError as exc:
         return warning_text(exc)
 
 
-def sweep_spec(
-    image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-    x_axis, x_values, y_axis, y_values, weighted_prompt=False, scheduler="",
-) -> SweepRequest:  # fmt: skip
-    base = img2img_request(
-        image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-        weighted_prompt=weighted_prompt, scheduler=scheduler or None,
-    )  # fmt: skip
+# The sweep handler's inputs in the page's (and the API's) order.
+SWEEP_FIELDS = (
+    *BASIC_FIELDS,
+    "x_axis",
+    "x_values",
+    "y_axis",
+    "y_values",
+    "weighted_prompt",
+    "scheduler",
+)
+
+
+def sweep_request(*, x_axis, x_values, y_axis, y_values, weighted_prompt=False, scheduler="", **basic) -> SweepRequest:
+    """A sweep request from the tab's values; `basic` holds the Basic fields (image, prompt, ..., seed)."""
+    base = Img2ImgRequest(**basic, weighted_prompt=weighted_prompt, scheduler=scheduler or None)
     return SweepRequest(base=base, x_axis=x_axis, x_values=x_values, y_axis=y_axis or None, y_values=y_values or "")
 
 
@@ -199,10 +206,22 @@ def build(engine: Engine, tools: list) -> Finished:
             weighted_prompt: read the prompts as Compel syntax.
             scheduler: $scheduler_arg A scheduler axis overrides it.
         """
-        spec = sweep_spec(
-            image, prompt, negative_prompt, model, strength, guidance_scale, num_inference_steps, seed,
-            x_axis, x_values, y_axis, y_values, weighted_prompt, scheduler,
-        )  # fmt: skip
+        spec = sweep_request(
+            image=image,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
+            strength=strength,
+            guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
+            seed=seed,
+            x_axis=x_axis,
+            x_values=x_values,
+            y_axis=y_axis,
+            y_values=y_values,
+            weighted_prompt=weighted_prompt,
+            scheduler=scheduler,
+        )
         plan = engine.plan(spec)
         total = len(plan.cells)
         cells_done = 0
@@ -227,10 +246,14 @@ def build(engine: Engine, tools: list) -> Finished:
     sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
     run_inputs = [*sweep_inputs, inputs.weighted_prompt, inputs.scheduler]
     wire_preview(run_inputs, lambda *values: plan_text(engine, *values), plan)
-    x_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=x_axis, outputs=x_values, queue=False,
-                  api_visibility="private")  # fmt: skip
-    y_axis.change(lambda axis: AXIS_EXAMPLES.get(axis, ""), inputs=y_axis, outputs=y_values, queue=False,
-                  api_visibility="private")  # fmt: skip
+    for axis, values in ((x_axis, x_values), (y_axis, y_values)):  # a new axis shows an example of its values
+        axis.change(
+            lambda name: AXIS_EXAMPLES.get(name, ""),
+            inputs=axis,
+            outputs=values,
+            queue=False,
+            api_visibility="private",
+        )
     inputs.model.change(
         lambda key: (
             f"Schedulers for this model: {', '.join(schedulers_for(key))}" if key in models_for("img2img") else ""

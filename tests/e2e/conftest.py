@@ -38,8 +38,18 @@ def app_url(tmp_path_factory):
         # no STUDIO_MAX_PIXELS or steps: tiny mode on a CPU starts small and quick by itself
     }
     log = open(data / "app.log", "w")  # noqa: SIM115 - closed below
-    command = [sys.executable, "app.py", "--models", "tiny", "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data)]  # fmt: skip
+    command = [
+        sys.executable,
+        "app.py",
+        "--models",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+    ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180

@@ -1,0 +1,318 @@
+"""Components every tab builds from: inputs, pickers, result areas, and the engine's checks on them."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import gradio as gr
+
+from engine.catalog import CATALOG, get_spec, models_for
+from engine.images import HeaderOnly
+from engine.requests import MAX_GUIDANCE, RANDOM_SEED, SEED_LIMIT, model_defaults
+from engine.schedulers import schedulers_for
+from engine.settings import Settings
+
+STRENGTH_INFO = (
+    "How far to move away from the init image: the share of the noise schedule that is run. "
+    "Low keeps the layout and colours; 1.0 ignores the image almost entirely."
+)
+
+
+GUIDANCE_INFO = (
+    "How strongly each step is pushed towards the prompt (classifier-free guidance). "
+    "Higher follows the prompt more literally, at the cost of variety and, past ~12, of quality."
+)
+
+
+NEGATIVE_INFO = "What to steer away from: guidance pushes from this text instead of from an empty prompt."
+
+
+STEPS_INFO = "Steps of the full schedule; img2img runs only int(steps x strength) of them."
+
+
+ENGINE_CHECKED = "studio-engine-checked"
+
+
+UNOPENED_UPLOAD = "studio-unopened-upload"
+
+
+def _classes(component: gr.components.Component) -> list[str]:
+    classes = component.elem_classes or []
+    return [classes] if isinstance(classes, str) else list(classes)
+
+
+def _marked(component: gr.components.Component, marker: str) -> bool:
+    return marker in _classes(component)
+
+
+def install_preprocess_hooks() -> None:
+    """Route the preprocessing of marked components past Gradio's own (idempotent; called when building).
+
+    The marker is a CSS class, not an attribute of the instance: Gradio rebuilds a component from its
+    constructor arguments whenever an event (an Example, say) updates its properties, and a patch on
+    the old instance would be lost, while the class travels with the arguments. (Not a subclass: Gradio
+    writes a .pyi file beside the source of every Component subclass.)
+    """
+    if getattr(gr.Image, "_studio_hooks", False):
+        return
+    for kind in (gr.Image, gr.Slider, gr.Number, gr.Dropdown):
+        original = kind.preprocess
+
+        def preprocess(self, payload, _original=original):
+            if _marked(self, UNOPENED_UPLOAD):
+                return str(payload.path) if payload is not None and payload.path else None
+            if _marked(self, ENGINE_CHECKED):
+                return payload
+            return _original(self, payload)
+
+        kind.preprocess = preprocess
+    gr.Image._studio_hooks = True
+
+
+def engine_checked(component: gr.Slider | gr.Number | gr.Dropdown) -> gr.Slider | gr.Number | gr.Dropdown:
+    """Let an input hand its value to the engine unchecked; its bounds or choices still guide the browser.
+
+    Gradio's own check answers "Value 1.5 is greater than maximum value 1.0" without naming the
+    parameter (and a dropdown echoes whatever was sent, at any length); the engine's answers
+    "strength must be in (0, 1], got 1.5".
+    """
+    install_preprocess_hooks()
+    component.elem_classes = [*_classes(component), ENGINE_CHECKED]
+    component.constructor_args["elem_classes"] = component.elem_classes  # kept when Gradio rebuilds it
+    return component
+
+
+def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
+    """An image upload whose file reaches the engine unopened.
+
+    Gradio's own preprocessing opens every upload with PIL and, for a non-RGB file, decodes and
+    re-encodes it, before any handler runs: a 12 KB PNG of 10000x10000 pixels would be decoded in
+    full, and a file that is no image gets Gradio's raw error. Here the uploaded file's path goes
+    straight to the engine, whose checks refuse it unread, with a message naming the parameter.
+    (Gradio still refuses paths that were not uploaded and fetches of private addresses.)
+    """
+    install_preprocess_hooks()
+    return gr.Image(
+        label=label,
+        type="filepath",
+        sources=["upload", "clipboard"],
+        format="png",
+        image_mode=None,  # keep 16-bit, grey and RGBA files as uploaded
+        height=height,
+        elem_classes=[UNOPENED_UPLOAD],
+    )
+
+
+def summary_box(elem_id: str, label: str = "Summary") -> gr.Textbox:
+    """A run's facts as plain text: shown as typed on the page, and the same plain text for API clients."""
+    return gr.Textbox(label=label, interactive=False, lines=2, max_lines=40, elem_id=elem_id)
+
+
+def header_only(image: str | None) -> HeaderOnly | None:
+    """An upload for a plan preview: sized from its header, never decoded (previews run outside the queue)."""
+    return HeaderOnly(image) if image else None
+
+
+OUTPUT_CLASS = "studio-output"  # marks result areas (the browser tests check none offers an upload)
+
+
+RUN_CLASS = "studio-run"  # the button Ctrl+Enter presses on its tab
+
+
+def run_button(label: str) -> gr.Button:
+    """A tab's main button (the one Ctrl+Enter presses)."""
+    return gr.Button(label, variant="primary", scale=3, elem_classes=[RUN_CLASS])
+
+
+def result_image(
+    label: str, *, elem_id: str | None = None, slider: bool = False, type: str = "pil", visible: bool = True
+):
+    """A result image (or an init | result slider): PNG, with the download button, not editable."""
+    kind = gr.ImageSlider if slider else gr.Image
+    return kind(
+        label=label,
+        type=type,
+        format="png",
+        interactive=False,
+        elem_id=elem_id,
+        elem_classes=[OUTPUT_CLASS],
+        visible=visible,
+    )
+
+
+def result_gallery(label: str, *, columns: int, height: int, elem_id: str | None = None, **options) -> gr.Gallery:
+    """Result images as a gallery: PNGs (with their recipes), an output, with no upload area or delete buttons."""
+    return gr.Gallery(
+        label=label,
+        format="png",
+        columns=columns,
+        height=height,
+        interactive=False,
+        elem_id=elem_id,
+        elem_classes=[OUTPUT_CLASS],
+        **options,
+    )
+
+
+def downloads(label: str = "Downloads") -> gr.File:
+    """Files to download: a list with download links, no upload area or remove buttons."""
+    return gr.File(label=label, file_count="multiple", interactive=False, elem_classes=[OUTPUT_CLASS])
+
+
+def model_picker(
+    kind: str,
+    value: str,
+    label: str = "Model",
+    *,
+    keys: list[str] | None = None,
+    extra: list[tuple] = (),
+    info: str = "The checkpoint that repaints the image; each has its own style and defaults.",
+    **options,
+) -> gr.Dropdown:
+    """A dropdown of the catalog models that serve a pipeline kind (or of `keys`); values are catalog keys."""
+    choices = [*extra, *[(f"{CATALOG[key].label} ({key})", key) for key in (keys or models_for(kind))]]
+    # allow_custom_value: the engine's check answers an unknown key, naming the parameter and listing the keys
+    return gr.Dropdown(choices=choices, value=value, label=label, info=info, allow_custom_value=True, **options)
+
+
+def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, gr.Button]:
+    """Seed box (-1 = random) with a dice button (random) and a recycle button (last seed used)."""
+    with gr.Row(equal_height=True):
+        seed = gr.Number(
+            value=RANDOM_SEED,
+            label="Seed",
+            info="-1 picks a random seed; the seed used is shown with the result.",
+            precision=0,
+            minimum=RANDOM_SEED,
+            maximum=settings_max,
+            scale=4,
+        )
+        engine_checked(seed)
+        dice = gr.Button("🎲 Random", scale=1, min_width=80)
+        reuse = gr.Button("♻️ Last seed", scale=1, min_width=80)
+    dice.click(lambda: RANDOM_SEED, outputs=seed, queue=False, api_visibility="private")
+    return seed, dice, reuse
+
+
+WEIGHTING_INFO = "Compel syntax: (word)1.3 or word++ to stress, (word)0.7 or word-- to soften."
+
+
+SCHEDULER_INFO = "Named as the web UI names its samplers; the model's own unless you pick one."
+
+
+# The fields every generating tab's handler starts with, in the API's order.
+BASIC_FIELDS = (
+    "image",
+    "prompt",
+    "negative_prompt",
+    "model",
+    "strength",
+    "guidance_scale",
+    "num_inference_steps",
+    "seed",
+)
+
+
+@dataclass
+class GenerationInputs:
+    """The Basic parameters every generating tab starts from, in the order the API names them."""
+
+    image: gr.Image
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    model: gr.Dropdown
+    strength: gr.Slider
+    guidance_scale: gr.Slider | None = None
+    num_inference_steps: gr.Slider | None = None
+    seed: gr.Number | None = None
+    reuse_seed: gr.Button | None = None
+    weighted_prompt: gr.Checkbox | None = None
+    scheduler: gr.Dropdown | None = None
+    summary: gr.Textbox | None = None  # the tab's result summary (Send to Basic says there what it filled)
+
+    def api_inputs(self) -> list:
+        """The components of BASIC_FIELDS, in that order."""
+        return [getattr(self, name) for name in BASIC_FIELDS]
+
+
+def main_inputs(settings, default_model: str, *, image_label: str = "Init image") -> GenerationInputs:
+    """Image, prompt, negative prompt, model and strength: the top of a generating tab."""
+    strength0, _, _ = model_defaults(default_model, settings)
+    image = image_input(image_label)
+    prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+    negative_prompt = gr.Textbox(
+        value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
+    )
+    model = model_picker("img2img", default_model)
+    # minimum 0, not 0.01: a typed 0 reaches the engine, whose error says why (the slider would clamp it silently)
+    strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO))
+    return GenerationInputs(image, prompt, negative_prompt, model, strength)
+
+
+def guidance_slider(value: float, *, label: str = "Guidance scale", info: str | None = GUIDANCE_INFO) -> gr.Slider:
+    """A guidance_scale slider over the engine's whole range (0 to MAX_GUIDANCE)."""
+    return engine_checked(gr.Slider(0.0, MAX_GUIDANCE, value=value, step=0.5, label=label, info=info))
+
+
+def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> GenerationInputs:
+    """Guidance, steps, seed row and Compel weighting (call inside the tab's Advanced accordion)."""
+    _, guidance0, steps0 = model_defaults(default_model, settings)
+    inputs.guidance_scale = guidance_slider(guidance0)
+    inputs.num_inference_steps = engine_checked(
+        gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO)
+    )
+    inputs.seed, _, inputs.reuse_seed = seed_row()
+    inputs.weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
+    inputs.scheduler = engine_checked(
+        gr.Dropdown(scheduler_choices(default_model), value="", label="Scheduler (sampler)", info=SCHEDULER_INFO)
+    )
+    # .input, not .change: a person picking a model gets its defaults; Send to Basic keeps the values it sets
+    inputs.model.input(
+        functools.partial(on_model_change, settings=settings),
+        inputs=inputs.model,
+        outputs=[
+            inputs.strength,
+            inputs.guidance_scale,
+            inputs.num_inference_steps,
+            inputs.weighted_prompt,
+            inputs.scheduler,
+        ],
+        queue=False,
+        api_visibility="private",
+    )
+    return inputs
+
+
+def scheduler_choices(model: str) -> list[tuple[str, str]]:
+    """The schedulers that fit a model, by their web UI names; "" is the checkpoint's own."""
+    return [(f"the model's own ({get_spec(model).scheduler})", ""), *[(n, n) for n in schedulers_for(model)]]
+
+
+def on_model_change(key: str, settings: Settings):
+    """A model's defaults and schedulers, and Compel weighting disabled with the reason where the model
+    cannot take it."""
+    try:
+        strength_value, guidance_value, steps_value = model_defaults(key, settings)
+    except ValueError:  # a typed, unknown key: leave the values; Generate will name the problem
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    reason = get_spec(key).weighting_unavailable_reason
+    weighting = gr.Checkbox(
+        value=False if reason else gr.skip(),
+        interactive=reason is None,
+        info=f"Not available: {reason}." if reason else WEIGHTING_INFO,
+    )
+    schedulers = gr.Dropdown(choices=scheduler_choices(key), value="")
+    return strength_value, guidance_value, steps_value, weighting, schedulers
+
+
+def recipe_panel() -> tuple[gr.Code, gr.File]:
+    """The script behind the selected result, with downloads (script, init image, recipe JSON)."""
+    with gr.Accordion("Recipe: the diffusers code behind the selected image", open=False):
+        gr.Markdown(
+            "Run it with `python recipe.py result.png init.png`. Downloads: the script, the init image as the "
+            "pipeline saw it, the recipe as JSON."
+        )
+        code = gr.Code(language="python", label="Script", interactive=False)
+        files = downloads()
+    return code, files

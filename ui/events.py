@@ -1,0 +1,298 @@
+"""Event wiring every tab shares: the GPU queue, Stop and closed pages, errors shown to users, previews."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import html
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from engine.cache import ModelUnavailable
+from engine.catalog import models_for
+from engine.requests import MAX_GUIDANCE, MAX_SIDE
+from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
+from ui.outputs import recipe_files
+
+logger = logging.getLogger(__name__)
+
+
+def gradio_progress(progress: gr.Progress, desc: str = "Denoising") -> Callable[[int, int], None]:
+    """Adapt the engine's progress(done, total) callback to a gr.Progress bar."""
+
+    def report(done: int, total: int) -> None:
+        progress((done, total), desc=desc, unit="steps")
+
+    return report
+
+
+BASIC_ARGS = """
+            image: the init image (PNG/JPEG/WebP, at most $max_input_pixels pixels; scaled to at most
+                $working_pixels pixels, sides rounded to the model's multiple).
+            prompt: what the image should become (at most $max_prompt_chars characters).
+            negative_prompt: what to steer away from; may be empty.
+            model: catalog key: $img2img_models.
+            strength: in (0, 1]: how far to move from the init; int(num_inference_steps x strength) steps run.
+            guidance_scale: in [0, $max_guidance]: how literally to follow the prompt (classifier-free guidance).
+            num_inference_steps: 1 to $max_steps: steps of the full schedule.
+            seed: -1 for random, else in [0, 2^32); the seed used is in the summary."""
+
+
+SCHEDULER_ARG = (
+    "empty for the model's own scheduler, or a web UI sampler name: DDIM, PLMS, Euler, Euler a, DPM++ 2M, "
+    "DPM++ 2M Karras, DPM++ 2M SDE, UniPC, ... (those that fit the model)."
+)
+
+
+def documented(settings) -> Callable[[Callable], Callable]:
+    """Fill a handler's docstring with the live limits ($max_steps, ...) and the shared Basic arguments
+    ($basic_args): the API page and the MCP tool descriptions are read from it."""
+    from string import Template
+
+    limits = {name: f"{value:,}" if isinstance(value, int) else value for name, value in vars(settings).items()}
+    limits["working_pixels"] = f"{settings.working_pixels:,}"
+    limits.update(max_side=f"{MAX_SIDE:,}", max_guidance=f"{MAX_GUIDANCE:g}")  # the engine's fixed limits
+    limits["img2img_models"] = ", ".join(models_for("img2img"))
+
+    def apply(fn: Callable) -> Callable:
+        text = Template(BASIC_ARGS).safe_substitute(limits)
+        fn.__doc__ = Template(fn.__doc__ or "").safe_substitute(
+            {**limits, "basic_args": text.strip(), "scheduler_arg": SCHEDULER_ARG}
+        )
+        return fn
+
+    return apply
+
+
+def as_text(message: object) -> str:
+    """A message for the page as text: Gradio renders error toasts and Markdown as HTML, and a value a
+    person typed (a prompt, a model id) must show as typed, never as markup."""
+    return html.escape(str(message), quote=False)
+
+
+def warning_text(exc: Exception) -> str:
+    """A plan preview's warning line."""
+    return f"⚠️ {as_text(exc)}"
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn bad input (ValueError), Stop and a model that cannot load into messages the browser shows.
+
+    ValueError messages already name the parameter and value; they reach the page as text (escaped)
+    so the user sees exactly what to fix, and the server keeps serving.
+    """
+
+    @contextlib.contextmanager
+    def shown_to_user():
+        try:
+            yield
+        except ValueError as exc:
+            raise gr.Error(as_text(exc), title="Invalid input", print_exception=False) from None
+        except GenerationCancelled as exc:
+            raise gr.Error(as_text(f"Stopped: {exc}"), title="Stopped", print_exception=False) from None
+        except ModelUnavailable as exc:
+            raise gr.Error(as_text(exc), title="Model unavailable", print_exception=False) from None
+        except OutOfMemory as exc:
+            raise gr.Error(as_text(exc), title="Out of memory", print_exception=False) from None
+        except NonFiniteOutput as exc:
+            raise gr.Error(as_text(exc), title="No image", print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as exc:  # a bug or an input no check foresaw: logged whole, shown without internals
+            logger.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(
+                f"Something went wrong inside the app ({type(exc).__name__}); the server logged it and keeps "
+                "serving. Try again, or change the input.",
+                title="Internal error",
+                print_exception=False,
+            ) from None
+
+    if inspect.isgeneratorfunction(fn):  # Gradio streams generators; errors arrive while iterating
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with shown_to_user():
+                yield from fn(*args, **kwargs)
+
+    else:
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with shown_to_user():
+                return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A tab's main run, for what follows it (the history): its event and the gallery it fills."""
+
+    event: object
+    gallery: gr.Gallery
+
+
+GPU_QUEUE = "gpu"  # every event that runs a pipeline shares this concurrency id, one at a time
+
+
+def client_connected() -> Callable[[], bool] | None:
+    """For the event being run: a check that its page or API client is still connected.
+
+    When the event stream of a session closes (a closed tab, a client that went away), Gradio's
+    queue marks that session's running events dead but lets a running function go on; a job that
+    asks this at every step stops within one. None outside a queued event.
+    """
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    if queue is None or event_id is None:
+        return None
+    for events in queue.active_jobs:
+        for event in events or ():
+            if event._id == event_id:
+                return lambda: event.alive
+    return None
+
+
+def cancellable(fn: Callable) -> Callable:
+    """`fn` run in a worker thread, with its CancelToken set when Gradio cancels the event.
+
+    Gradio cancels a job (an API client's cancel, a closed page) by cancelling its asyncio task; a
+    thread running a pipeline would not notice and would hold the GPU lock to the end. Here the task
+    awaits the thread, and its cancellation sets the job's token, so the pipeline stops at its next
+    step and the next job runs. Works for plain functions and generators; keeps fn's signature and
+    docstring for the API page.
+    """
+
+    def with_job_token(args, kwargs) -> tuple[list, dict, CancelToken]:
+        """The session's token in the arguments swapped for a child token of this job's own."""
+        session = next((v for v in (*args, *kwargs.values()) if isinstance(v, CancelToken)), None)
+        alive = client_connected()
+        job = session.child(alive=alive) if session is not None else CancelToken(alive=alive)
+
+        def swap(value):
+            return job if value is session else value
+
+        return [swap(v) for v in args], {name: swap(v) for name, v in kwargs.items()}, job
+
+    @contextlib.contextmanager
+    def cancelled_with_the_task(token: CancelToken):
+        try:
+            yield
+        except asyncio.CancelledError:
+            token.cancel()  # the worker thread stops at its next step and lets go of the GPU lock
+            raise
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        async def stream(*args, **kwargs):
+            args, kwargs, token = with_job_token(args, kwargs)
+            iterator = fn(*args, **kwargs)
+            done = object()
+            with cancelled_with_the_task(token):
+                while (item := await asyncio.to_thread(next, iterator, done)) is not done:
+                    yield item
+
+        return stream
+
+    @functools.wraps(fn)
+    async def call(*args, **kwargs):
+        args, kwargs, token = with_job_token(args, kwargs)
+        with cancelled_with_the_task(token):
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+    return call
+
+
+def wire_generation(
+    run: gr.Button, stop: gr.Button | None, fn: Callable, *, inputs: list, outputs: list, tools: list
+) -> gr.events.Dependency:
+    """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
+
+    The event is the API endpoint named like `fn`, and `fn` is added to `tools` (the MCP tools). Each
+    browser session gets its own CancelToken (passed as fn's last input), reset before every run, so
+    one user's Stop never stops another's job.
+    """
+    from ui.mcp import tool_spec  # ui.mcp builds on this module
+
+    tools.append(tool_spec(fn, inputs, outputs))
+    cancel_state = gr.State(CancelToken())
+    event = run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
+        cancellable(fn),
+        inputs=[*inputs, cancel_state],
+        outputs=outputs,
+        api_name=fn.__name__,
+        concurrency_id=GPU_QUEUE,
+        concurrency_limit=1,
+    )
+    if stop is not None:
+        stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
+    return event
+
+
+def clear_errors_on_example(examples: gr.Examples, outputs: list) -> None:
+    """Picking an example clears the red Error badges a failed run left on `outputs` (their values stay)."""
+    examples.load_input_event.then(
+        lambda: [gr.skip()] * len(outputs),
+        outputs=outputs,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
+def compare(engine, ids: list, gallery: list | None, *, last: bool = False):
+    """A before/after slider's pair: the init the first result was made from, as the pipeline saw it, and
+    the first (or `last`) result; None when there is no result or no init (a chain from text)."""
+    made = [(key, item) for key, item in zip(ids or [], gallery or [], strict=False) if key]
+    stored = engine.results.get(made[0][0]) if made else None
+    if stored is None or stored.init is None:
+        return None
+    item = made[-1 if last else 0][1]
+    return (stored.init, item[0] if isinstance(item, list | tuple) else item)
+
+
+def wire_comparison(engine, done, ids: gr.State, gallery: gr.Gallery, slider, *, last: bool = False) -> None:
+    """After a run succeeds, the before/after slider shows the init and the first (or last) result."""
+    done.success(
+        lambda kept, shown: compare(engine, kept, shown, last=last),
+        inputs=[ids, gallery],
+        outputs=slider,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
+def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> None:
+    """Re-describe what a run will do whenever one of `components` changes (no queue, no API)."""
+    for component in components:
+        component.change(
+            describe,
+            inputs=components,
+            outputs=output,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+
+
+def wire_recipe_selection(engine, gallery: gr.Gallery, ids: gr.State, code: gr.Code, files: gr.File) -> None:
+    """Selecting an image in `gallery` shows its script; `ids` holds each image's id in engine.results."""
+
+    def show(kept, event: gr.SelectData):
+        if not kept or event.index is None or event.index >= len(kept) or not kept[event.index]:
+            return "", None
+        stored = engine.results.get(kept[event.index])
+        if stored is None:
+            return "# No longer kept on the server: the PNG still carries its recipe (Recipe tab).", None
+        return recipe_files(engine.settings, stored.recipe, stored.init, stored.inputs)
+
+    gallery.select(show, inputs=ids, outputs=[code, files], queue=False, api_visibility="private")
