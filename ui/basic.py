@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 
 from engine.catalog import DEFAULT_MODEL, get_spec
@@ -90,13 +93,35 @@ def result_text(result) -> str:
     return "\n\n".join(lines)
 
 
-def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
-    """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them) and
-    its finished run. Adds its handler to `tools`."""
+@dataclass(frozen=True)
+class BasicTab:
+    """The Basic tab's components, as its events read and fill them (`inputs.summary` is its summary)."""
+
+    inputs: GenerationInputs
+    picks: gr.Examples
+    plan: gr.Markdown
+    generate: gr.Button
+    stop: gr.Button
+    num_images: gr.Slider
+    gallery: gr.Gallery
+    slider: gr.Image
+    grid: gr.Image
+    code: gr.Code
+    files: gr.File
+    recipes: gr.State
+    last_seed: gr.State
+
+    def api_inputs(self) -> list:
+        """The img2img handler's inputs, in its signature's (and the API's) order."""
+        inputs = self.inputs
+        return [*inputs.api_inputs(), self.num_images, inputs.weighted_prompt, inputs.scheduler]
+
+
+def layout(engine: Engine) -> BasicTab:
+    """The Basic tab's layout: image, prompt and settings on the left, results on the right."""
     default_model = DEFAULT_MODEL
     settings = engine.settings
-    strength0, guidance0, steps0 = model_defaults(default_model, settings)
-    last_seed = gr.State(RANDOM_SEED)
+    strength0, _, steps0 = model_defaults(default_model, settings)
 
     gr.Markdown(
         "Start from an image and a prompt. **Strength** decides how much of the image survives; "
@@ -130,11 +155,30 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
                 elem_classes=["hint"],
             )
             grid = result_image("Comparison")  # init | results
-            info = inputs.summary = summary_box("basic-summary")
+            inputs.summary = summary_box("basic-summary")
             code, files = recipe_panel()
-    recipes = gr.State([])
-    image, model, strength = inputs.image, inputs.model, inputs.strength
-    num_inference_steps, seed = inputs.num_inference_steps, inputs.seed
+    return BasicTab(
+        inputs=inputs,
+        picks=picks,
+        plan=plan,
+        generate=generate,
+        stop=stop,
+        num_images=num_images,
+        gallery=gallery,
+        slider=slider,
+        grid=grid,
+        code=code,
+        files=files,
+        recipes=gr.State([]),
+        last_seed=gr.State(RANDOM_SEED),
+    )
+
+
+def handler(engine: Engine) -> Callable:
+    """The img2img handler (the /img2img endpoint and MCP tool); its defaults are the default model's values."""
+    default_model = DEFAULT_MODEL
+    settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults(default_model, settings)
 
     @documented(settings)
     @user_errors
@@ -193,19 +237,24 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
         script, downloads = recipe_files(settings, per_image[0], result.init_image) if per_image else ("", None)
         return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], ids
 
-    plan_inputs = [image, model, strength, num_inference_steps, inputs.scheduler]
-    wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
+    return img2img
 
+
+def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
+    """Lay out the Basic tab and wire its events; returns its inputs (the Recipe tab fills them) and
+    its finished run. Adds its handler to `tools`."""
+    tab = layout(engine)
+    inputs = tab.inputs
+    plan_inputs = [inputs.image, inputs.model, inputs.strength, inputs.num_inference_steps, inputs.scheduler]
+    wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), tab.plan)
+    outputs = [tab.gallery, tab.grid, inputs.summary, tab.code, tab.files, tab.last_seed, tab.recipes]
     done = wire_generation(
-        generate,
-        stop,
-        img2img,
-        inputs=[*inputs.api_inputs(), num_images, inputs.weighted_prompt, inputs.scheduler],
-        outputs=[gallery, grid, info, code, files, last_seed, recipes],
-        tools=tools,
+        tab.generate, tab.stop, handler(engine), inputs=tab.api_inputs(), outputs=outputs, tools=tools
     )
-    wire_comparison(engine, done, recipes, gallery, slider)
-    clear_errors_on_example(picks, [gallery, slider, grid, info, code, files])
-    wire_recipe_selection(engine, gallery, recipes, code, files)
-    inputs.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
-    return inputs, Finished(done, gallery)
+    wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
+    clear_errors_on_example(tab.picks, [tab.gallery, tab.slider, tab.grid, inputs.summary, tab.code, tab.files])
+    wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)
+    inputs.reuse_seed.click(
+        lambda value: value, inputs=tab.last_seed, outputs=inputs.seed, queue=False, api_visibility="private"
+    )
+    return inputs, Finished(done, tab.gallery)

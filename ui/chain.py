@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 
 from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
@@ -85,8 +88,47 @@ def summary_text(state: ChainProgress) -> str:
     return "\n\n".join([*lines, *state.notes])
 
 
-def build(engine: Engine, tools: list) -> Finished:
-    """Lay out the Chain tab and wire its events; adds its handler to `tools`."""
+@dataclass(frozen=True)
+class ChainTab:
+    """The Chain tab's components, as its events read and fill them."""
+
+    image: gr.Image
+    preset: gr.Dropdown
+    prompt: gr.Textbox
+    picks: gr.Examples
+    plan: gr.Markdown
+    run: gr.Button
+    stop: gr.Button
+    stages: gr.Code
+    seed: gr.Number
+    width: gr.Slider
+    height: gr.Slider
+    latent_handover: gr.Checkbox
+    gallery: gr.Gallery
+    final: gr.Image
+    slider: gr.Image
+    comparison: gr.Image
+    summary: gr.Textbox
+    code: gr.Code
+    recipe_downloads: gr.File
+    recipes: gr.State
+
+    def api_inputs(self) -> list:
+        """The chain handler's inputs, in its signature's (and the API's) order."""
+        return [
+            self.image,
+            self.preset,
+            self.prompt,
+            self.seed,
+            self.stages,
+            self.width,
+            self.height,
+            self.latent_handover,
+        ]
+
+
+def layout(engine: Engine) -> ChainTab:
+    """The Chain tab's layout: image, preset and stages on the left, the stages' results on the right."""
     settings = engine.settings
     gr.Markdown(
         "Run pipelines one after another. Stages of one latent family pass **latents** "
@@ -145,7 +187,33 @@ def build(engine: Engine, tools: list) -> Finished:
             )
             summary = summary_box("chain-summary")
             code, recipe_downloads = recipe_panel()
-    recipes = gr.State([])
+    return ChainTab(
+        image=image,
+        preset=preset,
+        prompt=prompt,
+        picks=picks,
+        plan=plan,
+        run=run,
+        stop=stop,
+        stages=stages,
+        seed=seed,
+        width=width,
+        height=height,
+        latent_handover=latent_handover,
+        gallery=gallery,
+        final=final,
+        slider=slider,
+        comparison=comparison,
+        summary=summary,
+        code=code,
+        recipe_downloads=recipe_downloads,
+        recipes=gr.State([]),
+    )
+
+
+def handler(engine: Engine) -> Callable:
+    """The chain handler (the /chain endpoint and MCP tool)."""
+    settings = engine.settings
 
     @documented(settings)
     @user_errors
@@ -195,25 +263,33 @@ def build(engine: Engine, tools: list) -> Finished:
             script, downloads = recipe_files(settings, items[-1][1], init) if state.finished else ("", None)
             yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, ids
 
-    plan_inputs = [image, preset, prompt, seed, stages, width, height, latent_handover]
-    wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), plan)
+    return chain
 
-    def on_preset(name: str):
-        if not name:
-            return gr.skip(), gr.Dropdown(info="Custom: the stages below are run.")
-        return stages_json(name, engine.settings), gr.Dropdown(info=PRESET_NOTES[name])
 
-    preset.change(on_preset, inputs=preset, outputs=[stages, preset], queue=False, api_visibility="private")
-    stages.input(lambda _: "", inputs=stages, outputs=preset, queue=False, api_visibility="private")
-    wire_recipe_selection(engine, gallery, recipes, code, recipe_downloads)
-    done = wire_generation(
-        run,
-        stop,
-        chain,
-        inputs=plan_inputs,
-        outputs=[gallery, final, comparison, summary, code, recipe_downloads, recipes],
-        tools=tools,
+def preset_chosen(name: str, settings) -> tuple:
+    """A preset fills the stages and says what it does; none ("custom") keeps the stages."""
+    if not name:
+        return gr.skip(), gr.Dropdown(info="Custom: the stages below are run.")
+    return stages_json(name, settings), gr.Dropdown(info=PRESET_NOTES[name])
+
+
+def build(engine: Engine, tools: list) -> Finished:
+    """Lay out the Chain tab and wire its events; adds its handler to `tools`."""
+    tab = layout(engine)
+    inputs = tab.api_inputs()
+    wire_preview(inputs, lambda *values: plan_text(engine, *values), tab.plan)
+    tab.preset.change(
+        lambda name: preset_chosen(name, engine.settings),
+        inputs=tab.preset,
+        outputs=[tab.stages, tab.preset],
+        queue=False,
+        api_visibility="private",
     )
-    wire_comparison(engine, done, recipes, gallery, slider, last=True)
-    clear_errors_on_example(picks, [gallery, final, slider, summary, code, recipe_downloads])
-    return Finished(done, gallery)
+    tab.stages.input(lambda _: "", inputs=tab.stages, outputs=tab.preset, queue=False, api_visibility="private")
+    wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.recipe_downloads)
+    outputs = [tab.gallery, tab.final, tab.comparison, tab.summary, tab.code, tab.recipe_downloads, tab.recipes]
+    done = wire_generation(tab.run, tab.stop, handler(engine), inputs=inputs, outputs=outputs, tools=tools)
+    wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider, last=True)
+    results = [tab.gallery, tab.final, tab.slider, tab.summary, tab.code, tab.recipe_downloads]
+    clear_errors_on_example(tab.picks, results)
+    return Finished(done, tab.gallery)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import gradio as gr
 from PIL import Image
@@ -17,6 +19,7 @@ from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest
 from ui.basic import EXAMPLE_PROMPTS
 from ui.components import (
     BASIC_FIELDS,
+    GenerationInputs,
     advanced_inputs,
     downloads,
     engine_checked,
@@ -112,11 +115,46 @@ def export_files(settings, state: SweepProgress, grid: Image.Image) -> list[str]
     return [str(grid_path), str(folder / "sweep-cells.csv"), str(folder / "sweep-cells.json")]
 
 
-def build(engine: Engine, tools: list) -> Finished:
-    """Lay out the Sweep tab and wire its events; adds its handler to `tools`."""
+@dataclass(frozen=True)
+class SweepTab:
+    """The Sweep tab's components, as its events read and fill them."""
+
+    inputs: GenerationInputs
+    x_axis: gr.Dropdown
+    y_axis: gr.Dropdown
+    x_values: gr.Textbox
+    y_values: gr.Textbox
+    picks: gr.Examples
+    plan: gr.Markdown
+    run: gr.Button
+    stop: gr.Button
+    schedulers: gr.Markdown
+    grid: gr.Image
+    summary: gr.Textbox
+    cells: gr.Gallery
+    files: gr.File
+    code: gr.Code
+    recipe_downloads: gr.File
+    recipes: gr.State
+
+    def api_inputs(self) -> list:
+        """The sweep handler's inputs, in SWEEP_FIELDS' order."""
+        inputs = self.inputs
+        return [
+            *inputs.api_inputs(),
+            self.x_axis,
+            self.x_values,
+            self.y_axis,
+            self.y_values,
+            inputs.weighted_prompt,
+            inputs.scheduler,
+        ]
+
+
+def layout(engine: Engine) -> SweepTab:
+    """The Sweep tab's layout: inputs and axes on the left, the grid and cells on the right."""
     default_model = DEFAULT_MODEL
     settings = engine.settings
-    strength0, guidance0, steps0 = model_defaults(default_model, settings)
     axis_choices = list(AXES)
 
     gr.Markdown(
@@ -166,7 +204,32 @@ def build(engine: Engine, tools: list) -> Finished:
             cells = result_gallery("Cells", columns=4, height=300, elem_id="sweep-cells")
             files = downloads()  # grid, cells as CSV and JSON
             code, recipe_downloads = recipe_panel()
-    recipes = gr.State([])
+    return SweepTab(
+        inputs=inputs,
+        x_axis=x_axis,
+        y_axis=y_axis,
+        x_values=x_values,
+        y_values=y_values,
+        picks=picks,
+        plan=plan,
+        run=run,
+        stop=stop,
+        schedulers=schedulers,
+        grid=grid,
+        summary=summary,
+        cells=cells,
+        files=files,
+        code=code,
+        recipe_downloads=recipe_downloads,
+        recipes=gr.State([]),
+    )
+
+
+def handler(engine: Engine) -> Callable:
+    """The sweep handler (the /sweep endpoint and MCP tool); its defaults are the default model's values."""
+    default_model = DEFAULT_MODEL
+    settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults(default_model, settings)
 
     @documented(settings)
     @user_errors
@@ -243,34 +306,31 @@ def build(engine: Engine, tools: list) -> Finished:
             grid = state.grid()
             yield grid, summary_text(state), gallery, export_files(settings, state, grid) if last else None, ids
 
-    sweep_inputs = [*inputs.api_inputs(), x_axis, x_values, y_axis, y_values]
-    run_inputs = [*sweep_inputs, inputs.weighted_prompt, inputs.scheduler]
-    wire_preview(run_inputs, lambda *values: plan_text(engine, *values), plan)
-    for axis, values in ((x_axis, x_values), (y_axis, y_values)):  # a new axis shows an example of its values
-        axis.change(
-            lambda name: AXIS_EXAMPLES.get(name, ""),
-            inputs=axis,
-            outputs=values,
-            queue=False,
-            api_visibility="private",
-        )
-    inputs.model.change(
-        lambda key: (
-            f"Schedulers for this model: {', '.join(schedulers_for(key))}" if key in models_for("img2img") else ""
-        ),
-        inputs=inputs.model,
-        outputs=schedulers,
-        queue=False,
-        api_visibility="private",
-    )
-    wire_recipe_selection(engine, cells, recipes, code, recipe_downloads)
-    done = wire_generation(
-        run,
-        stop,
-        sweep,
-        inputs=run_inputs,
-        outputs=[grid, summary, cells, files, recipes],
-        tools=tools,
-    )
-    clear_errors_on_example(picks, [grid, summary, cells, files, code, recipe_downloads])
-    return Finished(done, cells)
+    return sweep
+
+
+def axis_example(axis: str) -> str:
+    """Example values for an axis just chosen."""
+    return AXIS_EXAMPLES.get(axis, "")
+
+
+def schedulers_line(key: str) -> str:
+    """The schedulers a model offers, under the Advanced accordion."""
+    return f"Schedulers for this model: {', '.join(schedulers_for(key))}" if key in models_for("img2img") else ""
+
+
+def build(engine: Engine, tools: list) -> Finished:
+    """Lay out the Sweep tab and wire its events; adds its handler to `tools`."""
+    tab = layout(engine)
+    run_inputs = tab.api_inputs()
+    wire_preview(run_inputs, lambda *values: plan_text(engine, *values), tab.plan)
+    for axis, values in ((tab.x_axis, tab.x_values), (tab.y_axis, tab.y_values)):  # an example of the new axis
+        axis.change(axis_example, inputs=axis, outputs=values, queue=False, api_visibility="private")
+    model = tab.inputs.model
+    model.change(schedulers_line, inputs=model, outputs=tab.schedulers, queue=False, api_visibility="private")
+    wire_recipe_selection(engine, tab.cells, tab.recipes, tab.code, tab.recipe_downloads)
+    outputs = [tab.grid, tab.summary, tab.cells, tab.files, tab.recipes]
+    done = wire_generation(tab.run, tab.stop, handler(engine), inputs=run_inputs, outputs=outputs, tools=tools)
+    results = [tab.grid, tab.summary, tab.cells, tab.files, tab.code, tab.recipe_downloads]
+    clear_errors_on_example(tab.picks, results)
+    return Finished(done, tab.cells)
