@@ -16,7 +16,6 @@ from typing import Any
 from engine.catalog import CATALOG
 from engine.errors import shown_value
 
-WORKFLOWS = ("img2img", "sweep", "chain", "depth")
 DTYPES = ("float32", "float16", "bfloat16")
 MODEL_MODES = ("hub", "tiny")
 HANDOVERS = ("latent", "image")
@@ -133,6 +132,13 @@ def _schedulers() -> frozenset[str]:
     return frozenset(name for name in dir(diffusers) if name.endswith("Scheduler") and name[0].isupper())
 
 
+def _workflows() -> tuple[str, ...]:
+    """The registered workflows' names (engine.workflows: its modules import engine.recipe, which imports this)."""
+    from engine.workflows import WORKFLOWS
+
+    return tuple(WORKFLOWS)
+
+
 def _families() -> set[str]:
     return {spec.family for spec in CATALOG.values()}
 
@@ -213,7 +219,7 @@ def validated_fields(data: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: naming the first field that is not what the app writes, and its value.
     """
-    workflow = _choice("workflow", data.get("workflow"), WORKFLOWS)
+    workflow = _choice("workflow", data.get("workflow"), _workflows())
     mode = _choice("model_mode", data.get("model_mode", "hub"), MODEL_MODES)
     seeds = tuple(_int(f"seeds[{i}]", s, 0, SEED_END) for i, s in enumerate(_list("seeds", data.get("seeds", []))))
     parameters = _mapping("parameters", data.get("parameters"), skip=("stages",))
