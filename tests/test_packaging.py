@@ -29,7 +29,15 @@ def test_the_built_package_carries_the_one_version_and_the_requirements(tmp_path
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(name).decode()
-        assert {"engine/core.py", "ui/basic.py"} <= set(archive.namelist())
+        packed = set(archive.namelist())
+    shipped = {
+        str(path.relative_to(ROOT))
+        for package in ("engine", "ui")
+        for path in (ROOT / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert {"engine/families/sd15.py", "engine/hub_repos/README.md"} <= shipped
+    assert shipped - packed == set()  # every module and data file of the app is in the wheel
     assert f"\nVersion: {engine.__version__}\n" in metadata
     assert engine.__version__ == APP_VERSION  # what every recipe records
     requires = [line.removeprefix("Requires-Dist:") for line in metadata.splitlines() if "Requires-Dist:" in line]
