@@ -27,3 +27,21 @@ def test_every_module_function_the_map_names_exists():
         if not hasattr(importlib.import_module(module.replace("/", ".")), name)
     ]
     assert missing == []
+
+
+def test_the_engine_imports_no_gradio():
+    """The layer rule the map states: every engine module imports without Gradio (a script can use the engine)."""
+    import subprocess
+    import sys
+
+    modules = sorted(
+        str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
+        for path in (ROOT / "engine").rglob("*.py")
+        if path.name != "__init__.py" or path.parent.name == "families"
+    )
+    assert "engine.workflows" in modules and "engine.families.sd15" in modules
+    report = "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gradio'))"
+    code = f"import sys; import {', '.join(modules)}; {report}"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
