@@ -211,7 +211,7 @@ class Engine:
         and raises GenerationCancelled.
         """
         workflow = workflow_of(request)
-        plan = request if isinstance(request, workflow.plan) else request.validate(self.settings)
+        plan = request if isinstance(request, workflow.plan) else self.plan(request)
         yield from workflow.run(plan, self.context(progress=progress, cancel=cancel))
 
     def img2img(

@@ -44,7 +44,7 @@ from engine.requests import (
 )
 from engine.run import call_pipeline, denoiser_of, make_generators
 from engine.schedulers import swapped_scheduler
-from engine.script import img2img_preamble, literal, source, weighted_prompt_encoder
+from engine.script import img2img_preamble, literal, saved, source, weighted_prompt_encoder
 from engine.settings import Settings
 from engine.workflow import RunContext, Workflow, stoppable
 
@@ -581,8 +581,6 @@ with per_sample_guidance(pipe.unet, scales, call_scale):
         generator=generators,
         **prompt_kwargs,
     ).images
-images[position].save(OUTPUT)
-print("saved", OUTPUT)
 """
 
 
@@ -615,7 +613,7 @@ def sweep_script(recipe: Recipe) -> str:
         strength=literal(p["strength"]),
         steps=literal(p["num_inference_steps"]),
     )
-    return "\n".join(lines) + body
+    return "\n".join([*lines, body, *saved("images[position]")])
 
 
 WORKFLOW = Workflow(name="sweep", request=SweepRequest, plan=SweepPlan, run=run_sweep, script=sweep_script)

@@ -404,15 +404,16 @@ def _write_depth_anything(facts: RepoFacts, folder: Path, seed: int) -> None:
 # How a twin is written: a diffusion family's adapter names its layout (engine.families: Family.twin); a depth
 # estimator's family has its own writer. Estimators not here have no twin (ZoeDepth and LeReS: controlnet-aux
 # builds them at full size only, 1.4 GB and 0.85 GB of random weights).
-_LAYOUTS: dict[str, Callable[[RepoFacts, Path, int], None]] = {"controlnet": _write_controlnet}
-_ESTIMATORS: dict[str, Callable[[RepoFacts, Path, int], None]] = {
+# (facts, folder, seed) -> the twin's files; a pipeline with a connected prior gets it as a fourth argument.
+_LAYOUTS: dict[str, Callable[..., None]] = {"pipeline": write_pipeline_repo, "controlnet": _write_controlnet}
+_ESTIMATORS: dict[str, Callable[..., None]] = {
     "midas": _write_midas,
     "depth-anything-v2": _write_depth_anything,
 }
 
 
-def _writer(spec: ModelSpec) -> Callable[[RepoFacts, Path, int], None] | None:
-    """The writer of a catalog entry's twin other than a pipeline repository's, or None."""
+def _writer(spec: ModelSpec) -> Callable[..., None] | None:
+    """The writer of a catalog entry's twin, or None when it has none."""
     if "depth" in spec.kinds:
         return _ESTIMATORS.get(spec.family)
     return _LAYOUTS[spec.adapter.twin]
@@ -420,24 +421,15 @@ def _writer(spec: ModelSpec) -> Callable[[RepoFacts, Path, int], None] | None:
 
 def has_twin(key: str) -> bool:
     """Whether a tiny twin can be built for this catalog key."""
-    spec = get_spec(key)
-    return _is_pipeline(spec) or _writer(spec) is not None
-
-
-def _is_pipeline(spec: ModelSpec) -> bool:
-    return "depth" not in spec.kinds and spec.adapter.twin == "pipeline"
+    return _writer(get_spec(key)) is not None
 
 
 def _write_twin(key: str, folder: Path, prior: str | None) -> None:
     """A twin's files; `prior` names a pipeline's connected prior (a twin folder, or a repo id in a Hub cache)."""
     spec = get_spec(key)
-    facts = repo_facts(spec.hub_id)
-    if _is_pipeline(spec):
-        write_pipeline_repo(facts, folder, _seed_for(key), prior)
-        return
     writer = _writer(spec)
     assert writer is not None  # build_twin checked has_twin
-    writer(facts, folder, _seed_for(key))
+    writer(repo_facts(spec.hub_id), folder, _seed_for(key), *([prior] if prior else []))
 
 
 def twin_dir(root: Path, key: str) -> Path:

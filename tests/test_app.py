@@ -14,35 +14,38 @@ from PIL import Image
 
 from engine.recipe import read_png_text, read_recipe
 
+# Every generating endpoint starts with Basic's eight parameters, in this order (the README's API table).
+BASIC_PARAMETERS = [
+    "image",
+    "prompt",
+    "negative_prompt",
+    "model",
+    "strength",
+    "guidance_scale",
+    "num_inference_steps",
+    "seed",
+]
+
 
 def test_api_parameters_are_named_as_documented(client):
     info = client.view_api(return_format="dict", print_info=False)
     endpoint = info["named_endpoints"]["/img2img"]
     names = [p["parameter_name"] for p in endpoint["parameters"]]
-    assert names[:8] == [
-        "image",
-        "prompt",
-        "negative_prompt",
-        "model",
-        "strength",
-        "guidance_scale",
-        "num_inference_steps",
-        "seed",
-    ]
+    assert names[:8] == BASIC_PARAMETERS
     assert all(p["parameter_has_default"] for p in endpoint["parameters"][2:])
 
 
 def test_img2img_returns_pngs_of_the_rounded_size(client, cat_png):
     gallery, grid, summary, script, downloads = client.predict(
-        handle_file(str(cat_png)),
-        "cat wizard",
-        "",
-        "sd15",
-        0.5,
-        7.5,
-        6,
-        42,
-        2,
+        image=handle_file(str(cat_png)),
+        prompt="cat wizard",
+        negative_prompt="",
+        model="sd15",
+        strength=0.5,
+        guidance_scale=7.5,
+        num_inference_steps=6,
+        seed=42,
+        num_images=2,
         api_name="/img2img",
     )
     assert len(gallery) == 2
@@ -129,32 +132,25 @@ def test_every_slider_spans_what_the_engine_accepts(server, engine, cat_png):
 def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/sweep"]
     assert [p["parameter_name"] for p in info["parameters"]][:12] == [
-        "image",
-        "prompt",
-        "negative_prompt",
-        "model",
-        "strength",
-        "guidance_scale",
-        "num_inference_steps",
-        "seed",
+        *BASIC_PARAMETERS,
         "x_axis",
         "x_values",
         "y_axis",
         "y_values",
     ]
     grid, summary, cells, files = client.predict(
-        handle_file(str(cat_png)),
-        "a cat",
-        "",
-        "sd15",
-        0.5,
-        7.5,
-        4,
-        3,
-        "guidance_scale",
-        "1.5, 7.5",
-        "seed",
-        "1-2",
+        image=handle_file(str(cat_png)),
+        prompt="a cat",
+        negative_prompt="",
+        model="sd15",
+        strength=0.5,
+        guidance_scale=7.5,
+        num_inference_steps=4,
+        seed=3,
+        x_axis="guidance_scale",
+        x_values="1.5, 7.5",
+        y_axis="seed",
+        y_values="1-2",
         api_name="/sweep",
     )
     assert "Done:" in summary and "4/4 cells" in summary
@@ -176,18 +172,18 @@ def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
 def test_sweep_over_the_limit_is_refused_with_the_reason(client, cat_png):
     with pytest.raises(AppError, match="the sweep has 10 x 10 = 100 cells; the limit is 64"):
         client.predict(
-            handle_file(str(cat_png)),
-            "a cat",
-            "",
-            "sd15",
-            0.5,
-            7.5,
-            4,
-            3,
-            "strength",
-            "0.1-1.0 [10]",
-            "seed",
-            "1-10",
+            image=handle_file(str(cat_png)),
+            prompt="a cat",
+            negative_prompt="",
+            model="sd15",
+            strength=0.5,
+            guidance_scale=7.5,
+            num_inference_steps=4,
+            seed=3,
+            x_axis="strength",
+            x_values="0.1-1.0 [10]",
+            y_axis="seed",
+            y_values="1-10",
             api_name="/sweep",
         )
 
@@ -199,7 +195,7 @@ def test_chain_endpoint_runs_stages_and_names_the_handover(client, cat_png):
         [{"model": "sd15", "num_inference_steps": 4}, {"model": "elden-ring", "num_inference_steps": 4}]
     )
     gallery, final, comparison, summary, script, downloads = client.predict(
-        handle_file(str(cat_png)), "", "a cat", 5, stages, api_name="/chain"
+        image=handle_file(str(cat_png)), preset="", prompt="a cat", seed=5, stages=stages, api_name="/chain"
     )
     assert read_recipe(final).parameters["stages"][1]["receives"] == "latent"
     assert "comic" not in script and "elden-ring" in script and "recipe.py" in {Path(f).name for f in downloads}
@@ -213,12 +209,20 @@ def test_chain_endpoint_runs_stages_and_names_the_handover(client, cat_png):
         assert image.size == (400, 136)
     assert "received latent" in summary and "Done: seed 5" in summary
     with pytest.raises(AppError, match="preset must be one of"):
-        client.predict(handle_file(str(cat_png)), "nope", "a cat", 5, api_name="/chain")
+        client.predict(image=handle_file(str(cat_png)), preset="nope", prompt="a cat", seed=5, api_name="/chain")
 
 
 def test_recipe_endpoint_reads_a_png_from_the_app(client, cat_png):
     gallery, *_ = client.predict(
-        handle_file(str(cat_png)), "a cat", "blurry", "sd15", 0.5, 6.0, 4, 77, api_name="/img2img"
+        image=handle_file(str(cat_png)),
+        prompt="a cat",
+        negative_prompt="blurry",
+        model="sd15",
+        strength=0.5,
+        guidance_scale=6.0,
+        num_inference_steps=4,
+        seed=77,
+        api_name="/img2img",
     )
     fields, script, recipe_json = client.predict(handle_file(gallery[0]["image"]), "", api_name="/recipe")
     assert {"seed: 77", "negative_prompt: 'blurry'"} <= set(fields.splitlines())
@@ -254,17 +258,17 @@ def test_depth_endpoint_returns_the_guides_grid_and_pngs_with_recipes(client, ca
     depth = tmp_path / "depth.png"
     Image.fromarray(np.tile(np.linspace(0, 65535, 40), (25, 1)).astype(np.uint16)).save(depth)
     grid, gallery, used, summary, script, downloads = client.predict(
-        handle_file(str(cat_png)),
-        handle_file(str(depth)),
-        "midas",
-        "a clay cat",
-        "",
-        0.8,
-        7.5,
-        4,
-        11,
-        0.8,
-        "elden-ring",
+        image=handle_file(str(cat_png)),
+        depth_map=handle_file(str(depth)),
+        depth_estimator="midas",
+        prompt="a clay cat",
+        negative_prompt="",
+        strength=0.8,
+        guidance_scale=7.5,
+        num_inference_steps=4,
+        seed=11,
+        controlnet_conditioning_scale=0.8,
+        restyle_model="elden-ring",
         api_name="/depth",
     )
     assert Image.open(grid).size == (400, 272)  # 2x2 of the 200x136 init

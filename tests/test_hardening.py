@@ -604,18 +604,13 @@ def test_odd_chain_values_are_named(client, cat_png, changes, message):
     refused(client, cat_png, lambda: client.predict(handle_file(str(cat_png)), api_name="/chain", **args), message)
 
 
+SWEEP_CALL = dict(
+    prompt="a cat", negative_prompt="", model="sd15", strength=0.5, guidance_scale=7.5, num_inference_steps=2, seed=1
+)  # a sweep's Basic values; each test adds its axis
+
+
 def test_an_absurd_sweep_range_is_named(client, cat_png):
-    call = dict(
-        prompt="a cat",
-        negative_prompt="",
-        model="sd15",
-        strength=0.5,
-        guidance_scale=7.5,
-        num_inference_steps=2,
-        seed=1,
-        x_axis="seed",
-        x_values="1-" + "9" * 400,
-    )
+    call = dict(SWEEP_CALL, x_axis="seed", x_values="1-" + "9" * 400)
     refused(
         client,
         cat_png,
@@ -625,17 +620,7 @@ def test_an_absurd_sweep_range_is_named(client, cat_png):
 
 
 def test_an_axis_outside_the_dropdown_is_named_by_the_engine(client, cat_png):
-    call = dict(
-        prompt="a cat",
-        negative_prompt="",
-        model="sd15",
-        strength=0.5,
-        guidance_scale=7.5,
-        num_inference_steps=2,
-        seed=1,
-        x_axis="[" * 3000,
-        x_values="1",
-    )
+    call = dict(SWEEP_CALL, x_axis="[" * 3000, x_values="1")
     text = refused(
         client,
         cat_png,

@@ -15,6 +15,9 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+# The Basic values these tests' sweeps share; each call adds its image, prompt and axes.
+SWEEP_BASICS = dict(negative_prompt="", model="sd15", strength=0.5, guidance_scale=7.5, num_inference_steps=2)
+
 
 def good_request(client, cat_png) -> None:
     """After every bad input: a good request through the same app succeeds."""
@@ -194,19 +197,15 @@ def test_sweeps_and_chains_over_their_limits_are_refused_before_work(client, cat
         client,
         cat_png,
         lambda: client.predict(
-            handle_file(str(cat_png)),
-            "a cat",
-            "",
-            "sd15",
-            0.5,
-            7.5,
-            2,
-            1,
-            "seed",
-            "1-10000",
-            "",
-            "",
+            image=handle_file(str(cat_png)),
+            prompt="a cat",
+            seed=1,
+            x_axis="seed",
+            x_values="1-10000",
+            y_axis="",
+            y_values="",
             api_name="/sweep",
+            **SWEEP_BASICS,
         ),
         "'1-10000' gives 10000 values; at most 64",
     )
@@ -215,7 +214,9 @@ def test_sweeps_and_chains_over_their_limits_are_refused_before_work(client, cat
     refused(
         client,
         cat_png,
-        lambda: client.predict(handle_file(str(cat_png)), "", "a cat", 1, stages, api_name="/chain"),
+        lambda: client.predict(
+            image=handle_file(str(cat_png)), preset="", prompt="a cat", seed=1, stages=stages, api_name="/chain"
+        ),
         message,
     )
     assert engine.cache.loads == loads
@@ -243,19 +244,15 @@ def test_html_in_axis_values_is_escaped_in_the_plan_and_drawn_as_text(client, ca
     plan = planned.describe()
     assert "&lt;script&gt;alert('x')&lt;/script&gt;" in plan and "<script>" not in plan
     grid, _, cells, _ = client.predict(
-        handle_file(str(cat_png)),
-        "a cat",
-        "",
-        "sd15",
-        0.5,
-        7.5,
-        2,
-        1,
-        "prompt",
-        f"a cat\n{SCRIPT}",
-        "",
-        "",
+        image=handle_file(str(cat_png)),
+        prompt="a cat",
+        seed=1,
+        x_axis="prompt",
+        x_values=f"a cat\n{SCRIPT}",
+        y_axis="",
+        y_values="",
         api_name="/sweep",
+        **SWEEP_BASICS,
     )
     assert cells[1]["caption"] == f"prompt={SCRIPT}, seed=1"  # a caption is text (Gradio shows it as text)
     # the label row is drawn into the image, nothing interpreted: two 200-pixel cells, their gap, no more
@@ -288,31 +285,54 @@ def test_model_ids_are_refused_before_any_loader_sees_them(client, cat_png, engi
     calls = {
         "img2img model": lambda: img2img(client, cat_png, model=model_id),
         "sweep model": lambda: client.predict(
-            handle_file(str(cat_png)), "a cat", "", model_id, 0.5, 7.5, 2, 1, "seed", "1, 2", "", "", api_name="/sweep"
-        ),
-        "sweep model axis": lambda: client.predict(
-            handle_file(str(cat_png)),
-            "a cat",
-            "",
-            "sd15",
-            0.5,
-            7.5,
-            2,
-            1,
-            "model",
-            f"sd15\n{model_id}",
-            "",
-            "",
+            image=handle_file(str(cat_png)),
+            prompt="a cat",
+            negative_prompt="",
+            model=model_id,
+            strength=0.5,
+            guidance_scale=7.5,
+            num_inference_steps=2,
+            seed=1,
+            x_axis="seed",
+            x_values="1, 2",
+            y_axis="",
+            y_values="",
             api_name="/sweep",
         ),
+        "sweep model axis": lambda: client.predict(
+            image=handle_file(str(cat_png)),
+            prompt="a cat",
+            seed=1,
+            x_axis="model",
+            x_values=f"sd15\n{model_id}",
+            y_axis="",
+            y_values="",
+            api_name="/sweep",
+            **SWEEP_BASICS,
+        ),
         "chain stage": lambda: client.predict(
-            handle_file(str(cat_png)), "", "a cat", 1, json.dumps([{"model": model_id}]), api_name="/chain"
+            image=handle_file(str(cat_png)),
+            preset="",
+            prompt="a cat",
+            seed=1,
+            stages=json.dumps([{"model": model_id}]),
+            api_name="/chain",
         ),
         "depth model": lambda: client.predict(
-            handle_file(str(cat_png)), None, "midas", "a cat", model=model_id, api_name="/depth"
+            image=handle_file(str(cat_png)),
+            depth_map=None,
+            depth_estimator="midas",
+            prompt="a cat",
+            model=model_id,
+            api_name="/depth",
         ),
         "restyle model": lambda: client.predict(
-            handle_file(str(cat_png)), None, "midas", "a cat", restyle_model=model_id, api_name="/depth"
+            image=handle_file(str(cat_png)),
+            depth_map=None,
+            depth_estimator="midas",
+            prompt="a cat",
+            restyle_model=model_id,
+            api_name="/depth",
         ),
         "depth estimator": lambda: client.predict(handle_file(str(cat_png)), model_id, api_name="/estimate_depth"),
     }
