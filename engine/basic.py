@@ -16,7 +16,7 @@ from engine.requests import Img2ImgPlan, Img2ImgRequest
 from engine.run import call_pipeline
 from engine.schedulers import swapped_scheduler
 from engine.script import img2img_preamble, literal, saved, weighted_prompt_lines
-from engine.workflow import RunContext, Workflow
+from engine.workflow import GpuWork, RunContext, Workflow
 
 
 @dataclass(frozen=True)
@@ -210,4 +210,18 @@ def run(plan: Img2ImgPlan, context: RunContext) -> Iterator[Img2ImgResult]:
     yield run_img2img(plan, context)
 
 
-WORKFLOW = Workflow(name="img2img", request=Img2ImgRequest, plan=Img2ImgPlan, run=run, script=img2img_script)
+def work(plan: Img2ImgPlan) -> list[GpuWork]:
+    """One denoising loop over every seed (Kandinsky's call per seed costs the same steps)."""
+    width, height = plan.image.size
+    return [GpuWork(plan.spec.key, plan.denoising_steps, width * height, images=len(plan.seeds))]
+
+
+WORKFLOW = Workflow(
+    name="img2img",
+    request=Img2ImgRequest,
+    plan=Img2ImgPlan,
+    run=run,
+    work=work,
+    script=img2img_script,
+    streams=False,
+)

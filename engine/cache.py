@@ -24,6 +24,7 @@ import torch
 
 from engine.catalog import ModelSpec, get_spec
 from engine.graphs import graph_forward, ungraph_forward
+from engine.hosting import renew_after_fork
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +65,31 @@ class DevicePolicy:
     fuse_qkv: bool = False
     cuda_graphs: bool = False  # the denoisers replay CUDA graphs (engine.graphs); CUDA and resident models only
     cudnn_benchmark: bool = False  # cuDNN times its convolution algorithms once per shape and keeps the fastest
+    zero_gpu: bool = False  # a ZeroGPU Space: resident models only, never offloaded (detect says why)
 
     @classmethod
-    def detect(cls, offload: str = "auto", compile: bool = False, cuda_graphs: bool = True) -> DevicePolicy:
+    def detect(
+        cls,
+        offload: str = "auto",
+        compile: bool = False,
+        cuda_graphs: bool = True,
+        *,
+        zero_gpu: bool = False,
+        cuda: bool | None = None,
+    ) -> DevicePolicy:
         """The machine's policy. On CUDA: fp16 with SDPA, channels_last, CUDA graphs unless turned off,
         torch.compile when asked (benchmarks/RESULTS.md has the H100 figures). Not cuDNN's algorithm search:
-        it gained 3% and its trials took up to 75 GiB for a moment, which could starve a process beside it."""
-        if torch.cuda.is_available():
+        it gained 3% and its trials took up to 75 GiB for a moment, which could starve a process beside it.
+
+        On ZeroGPU (`zero_gpu`): models stay on the (lent) GPU, never offloaded (its workers get the weights
+        moved onto their GPU at start; offload hooks would move them back), and neither torch.compile nor
+        CUDA graphs (ZeroGPU supports no compile; a capture would be redone in every new worker within the
+        call's paid seconds). `cuda`: whether CUDA is available, for tests; None asks torch.
+        """
+        cuda = torch.cuda.is_available() if cuda is None else cuda
+        if cuda and zero_gpu:
+            return cls(device="cuda", dtype=torch.float16, offload="none", channels_last=True, zero_gpu=True)
+        if cuda:
             return cls(
                 device="cuda",
                 dtype=torch.float16,
@@ -167,6 +186,7 @@ class PipelineCache:
         self._weights: OrderedDict[str, _Weights] = OrderedDict()
         # Re-entrant: a workflow holds it around a pipeline call and may ask for another pipeline inside.
         self.lock = threading.RLock()
+        renew_after_fork(self, "lock", threading.RLock)
         self.loads = 0  # from_pretrained calls, for tests and the status line
 
     def get(self, key: str, kind: str = "img2img"):
@@ -250,7 +270,7 @@ class PipelineCache:
             evicted = [key for key in list(self._weights) if owner is None or key != owner.key]
             for key in evicted:
                 self.evict(key)
-            if owner is not None and owner.placement == "cuda":
+            if owner is not None and owner.placement == "cuda" and not self.policy.zero_gpu:
                 for derived in owner.pipes.values():
                     for module in _denoisers(derived):
                         ungraph_forward(module)  # offload moves the weights: captured addresses go stale

@@ -41,7 +41,7 @@ from engine.run import call_pipeline
 from engine.schedulers import steps_run
 from engine.script import comment, header, init_image_lines, literal, load, saved, size_literal, source
 from engine.settings import Settings
-from engine.workflow import RunContext, Workflow, stoppable
+from engine.workflow import GpuWork, RunContext, Workflow, stoppable
 
 SUBJECT = "{subject}"
 DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
@@ -534,4 +534,12 @@ def chain_script(recipe: Recipe) -> str:
     return "\n".join(lines)
 
 
-WORKFLOW = Workflow(name="chain", request=ChainRequest, plan=ChainPlan, run=run_chain, script=chain_script)
+def work(plan: ChainPlan) -> list[GpuWork]:
+    """Each stage's loop at its output size."""
+    return [
+        GpuWork(stage.spec.key, stage.denoising_steps, stage.output_size[0] * stage.output_size[1])
+        for stage in plan.stages
+    ]
+
+
+WORKFLOW = Workflow(name="chain", request=ChainRequest, plan=ChainPlan, run=run_chain, work=work, script=chain_script)

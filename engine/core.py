@@ -11,29 +11,32 @@ The UI talks to this and nothing else; a script can too:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from engine.basic import Img2ImgResult
-from engine.cache import DevicePolicy, PipelineCache, load_options
-from engine.catalog import ModelSpec, get_spec
+from engine.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_options
+from engine.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.chain import ChainPlan, ChainProgress, ChainRequest
 from engine.depth import DepthPlan, DepthProgress, DepthRequest, depth_to_control, estimate
+from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu, renew_after_fork
 from engine.requests import Img2ImgPlan, Img2ImgRequest, check_flag, check_model, normalize_for_model
 from engine.results import ResultStore
 from engine.run import CancelToken, ProgressFn, StepReporter
 from engine.settings import Settings
 from engine.sweep import SweepPlan, SweepProgress, SweepRequest
-from engine.workflow import RunContext
+from engine.workflow import GpuWork, RunContext
 from engine.workflows import workflow_of
 
 logger = logging.getLogger(__name__)
@@ -97,6 +100,37 @@ def _hub_answers(timeout: float = 3.0) -> bool | str:
         return reason
 
 
+class GpuCalls(Protocol):
+    """Where the GPU work of an engine runs when not in this process (ui.zerogpu: ZeroGPU's calls).
+
+    Arguments and results cross a process boundary as pickles: plans and progress objects do (tested).
+    """
+
+    def run(self, plan: Any) -> Iterator[Any]:
+        """A plan's progress objects, as Engine.run_here yields them."""
+        ...
+
+    def depth(self, key: str, image: Image.Image) -> np.ndarray:
+        """An estimator's depth array of `image`, as engine.depth.estimate gives it."""
+        ...
+
+
+def preload_keys(settings: Settings, *, zero_gpu: bool) -> list[str]:
+    """The catalog keys STUDIO_PRELOAD names (the default model on ZeroGPU when it names none).
+
+    Raises:
+        ValueError: a key that is not a model that can be loaded ahead, naming STUDIO_PRELOAD.
+    """
+    keys = [key.strip() for key in settings.preload.split(",") if key.strip()]
+    if not keys and zero_gpu:
+        return [DEFAULT_MODEL]
+    allowed = [*models_for("img2img"), *models_for("upscale"), *models_for("controlnet")]
+    for key in keys:
+        if key not in allowed:
+            raise ValueError(f"STUDIO_PRELOAD must list catalog keys among {', '.join(allowed)}; got {key!r}")
+    return keys
+
+
 def _quiet_library_progress_bars() -> None:
     """Loading bars go to the server log per component; the UI has its own progress."""
     from diffusers.utils import logging as diffusers_logging
@@ -113,21 +147,65 @@ class Engine:
         settings: limits and flags.
         policy: device policy; detected from the machine when not given.
         probe_hub: for `auto` mode, a function that says whether the Hub answers (tests pass a stub).
+        zero_gpu: on a ZeroGPU Space (engine.hosting); None reads the environment.
     """
 
-    def __init__(self, settings: Settings, *, policy: DevicePolicy | None = None, probe_hub=None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policy: DevicePolicy | None = None,
+        probe_hub=None,
+        zero_gpu: bool | None = None,
+    ) -> None:
         _quiet_library_progress_bars()
+        self.zero_gpu = on_zero_gpu() if zero_gpu is None else zero_gpu
+        self.preload_keys = preload_keys(settings, zero_gpu=self.zero_gpu)
         self.mode = resolve_mode(settings, probe_hub=probe_hub)
-        self.policy = policy or DevicePolicy.detect(settings.offload, settings.compile, settings.cuda_graphs)
+        self.policy = policy or DevicePolicy.detect(
+            settings.offload, settings.compile, settings.cuda_graphs, zero_gpu=self.zero_gpu
+        )
+        # Said in the page header and the log: a GPU the app cannot use (None when all is as expected).
+        self.gpu_problem = gpu_problem(zero_gpu=self.zero_gpu, cuda_available=self.policy.device == "cuda")
+        # Where GPU work runs: None here, in this process; ui.zerogpu sets ZeroGPU's calls on ZeroGPU.
+        self.gpu_calls: GpuCalls | None = None
         self.quick = self.mode == "tiny" and self.policy.device == "cpu"
         self.settings = settings = settings.resolved(quick=self.quick)
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        renew_after_fork(self, "_memo_lock", threading.Lock)
         self.results = ResultStore(max_bytes=settings.results_mb * 2**20)
         logger.info(
-            "model mode %s (%s) on %s (%s)", self.mode, self.mode.reason, self.policy.device, self.policy.dtype
+            "model mode %s (%s) on %s (%s)%s",
+            self.mode,
+            self.mode.reason,
+            self.policy.device,
+            self.policy.dtype,
+            " on ZeroGPU" if self.zero_gpu else "",
         )
+        if self.gpu_problem:
+            logger.warning("GPU: %s", self.gpu_problem)
+
+    def preload(self) -> list[str]:
+        """Load the models STUDIO_PRELOAD names (on ZeroGPU, before the server starts: ZeroGPU then copies
+        their weights onto each worker's GPU at its start); returns the keys that loaded. A model that cannot
+        load is logged, not fatal."""
+        loaded = []
+        for key in self.preload_keys:
+            spec = get_spec(key)
+            try:
+                if "controlnet" in spec.kinds:
+                    self.cache.get_controlnet(DEFAULT_MODEL, key)
+                else:
+                    self.cache.get(key, next(kind for kind in ("img2img", "upscale") if kind in spec.kinds))
+            except ModelUnavailable as exc:  # the app still starts; a run with this model says why again
+                logger.warning("could not load %s at start (STUDIO_PRELOAD): %s", key, exc)
+                continue
+            loaded.append(key)
+            logger.info("loaded %s at start (STUDIO_PRELOAD)", key)
+        return loaded
 
     # -- models --------------------------------------------------------------------------------
 
@@ -155,11 +233,7 @@ class Engine:
     @property
     def banner(self) -> str:
         """One line for the page header saying which models are live."""
-        speedups = [
-            name for name, on in (("CUDA graphs", self.policy.cuda_graphs), ("compiled", self.policy.compile)) if on
-        ]
-        details = ", ".join([str(self.policy.dtype).removeprefix("torch."), *speedups])
-        device = f"{self.policy.device} ({details})"
+        device = self.device_text
         if self.mode == "tiny":
             why = f" ({html.escape(self.mode.reason, quote=False)})" if self.mode.reason.startswith("auto") else ""
             return (
@@ -176,6 +250,23 @@ class Engine:
         checker = "" if self.settings.safety_checker else " The safety checker is off (STUDIO_SAFETY_CHECKER=false)."
         return f"Model mode: **hub**: real checkpoints from the Hugging Face Hub, on {device}.{checker}"
 
+    @property
+    def warning(self) -> str:
+        """A line for the page header when the GPU cannot be used as it should (empty when all is well)."""
+        if not self.gpu_problem:
+            return ""
+        return f"⚠️ **No GPU in use**: {html.escape(self.gpu_problem, quote=False)}."
+
+    @property
+    def device_text(self) -> str:
+        """The device in the header's words: where it runs, with its dtype and speed-ups."""
+        speedups = [
+            name for name, on in (("CUDA graphs", self.policy.cuda_graphs), ("compiled", self.policy.compile)) if on
+        ]
+        details = ", ".join([str(self.policy.dtype).removeprefix("torch."), *speedups])
+        place = " on ZeroGPU, a GPU lent per run" if self.zero_gpu else ""
+        return f"{self.policy.device} ({details}){place}"
+
     # -- workflows -----------------------------------------------------------------------------
 
     def context(self, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> RunContext:
@@ -186,7 +277,7 @@ class Engine:
             reporter=StepReporter(progress=progress, cancel=cancel),
             model_id=self.model_id,
             model_mode=self.mode,
-            estimate=self._estimate,
+            estimate=functools.partial(self.depth_array, here=True),
         )
 
     def plan(self, request: Any) -> Any:
@@ -212,7 +303,37 @@ class Engine:
         """
         workflow = workflow_of(request)
         plan = request if isinstance(request, workflow.plan) else self.plan(request)
-        yield from workflow.run(plan, self.context(progress=progress, cancel=cancel))
+        if self.gpu_calls is not None:  # ZeroGPU: the worker reports progress itself; Stop ends it at the end
+            yield from self.gpu_calls.run(plan)
+            return
+        yield from self.run_here(plan, progress=progress, cancel=cancel)
+
+    def run_here(
+        self, plan: Any, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+    ) -> Iterator[Any]:
+        """Run a plan in this process (what a ZeroGPU worker runs), yielding its progress."""
+        yield from workflow_of(plan).run(plan, self.context(progress=progress, cancel=cancel))
+
+    def gpu_work(self, plan: Any) -> list[GpuWork]:
+        """The denoising loops a plan (or request, planned first) will run."""
+        workflow = workflow_of(plan)
+        return workflow.work(plan if isinstance(plan, workflow.plan) else self.plan(plan))
+
+    def gpu_seconds(self, plan: Any) -> int:
+        """Seconds a ZeroGPU call for `plan` asks for (engine.hosting), models loaded at start counted as loaded.
+
+        Raises:
+            ValueError: more than STUDIO_GPU_SECONDS_MAX, naming the estimate and what to change.
+        """
+        return self._checked_seconds(self.gpu_work(plan))
+
+    def depth_seconds(self, key: str, image: Image.Image) -> int:
+        """Seconds a ZeroGPU call for one depth estimate asks for."""
+        return self._checked_seconds([GpuWork(key, 1, image.size[0] * image.size[1])])
+
+    def _checked_seconds(self, work: list[GpuWork]) -> int:
+        seconds = gpu_seconds(work, resident=self.cache.loaded())
+        return check_gpu_seconds(seconds, self.settings.gpu_seconds_max, work)
 
     def img2img(
         self,
@@ -253,23 +374,29 @@ class Engine:
         estimator = check_model(depth_estimator, "depth", name="depth_estimator")
         invert, normalize = check_flag("invert_depth", invert), check_flag("normalize_depth", normalize)
         working = normalize_for_model(image, get_spec("sd15"), self.settings)
-        array = self._estimate(estimator.key, working.image)
+        array = self.depth_array(estimator.key, working.image)
         depth = depth_to_control(array, invert=invert, normalize=normalize)
         return depth.resize(working.original_size, Image.Resampling.BILINEAR)
 
-    def _estimate(self, key: str, image: Image.Image) -> np.ndarray:
-        """estimate() with a few recent results remembered, keyed by estimator and pixels."""
+    def depth_array(self, key: str, image: Image.Image, *, here: bool = False) -> np.ndarray:
+        """estimate() with a few recent results remembered, keyed by estimator and pixels; on ZeroGPU in a GPU
+        call unless `here` (inside a running workflow, already in one)."""
         digest = hashlib.sha256(image.tobytes()).hexdigest()
         memo_key = (key, image.size, image.mode, digest, self.mode)
-        with self.cache.lock:
+        with self._memo_lock:
             if memo_key in self._depth_memo:
                 self._depth_memo.move_to_end(memo_key)
                 return self._depth_memo[memo_key]
-            array = estimate(self.cache, key, image)
+        if here or self.gpu_calls is None:
+            with self.cache.lock:  # one estimator run at a time, as every model's
+                array = estimate(self.cache, key, image)
+        else:
+            array = self.gpu_calls.depth(key, image)
+        with self._memo_lock:
             self._depth_memo[memo_key] = array
             while len(self._depth_memo) > DEPTH_MEMO_SIZE:
                 self._depth_memo.popitem(last=False)
-            return array
+        return array
 
     # -- examples ------------------------------------------------------------------------------
 

@@ -38,9 +38,10 @@ from engine.requests import (
     normalize_for_model,
 )
 from engine.run import call_pipeline
+from engine.schedulers import steps_run
 from engine.script import header, init_image_lines, literal, load, saved, size_literal, weight_options
 from engine.settings import Settings
-from engine.workflow import RunContext, Workflow, stoppable
+from engine.workflow import GpuWork, RunContext, Workflow, stoppable
 
 DEFAULT_ESTIMATOR = "midas"
 DEFAULT_RESTYLE = "elden-ring"
@@ -432,4 +433,18 @@ def depth_script(recipe: Recipe) -> str:
     return "\n".join(lines)
 
 
-WORKFLOW = Workflow(name="depth", request=DepthRequest, plan=DepthPlan, run=run_depth, script=depth_script)
+def work(plan: DepthPlan) -> list[GpuWork]:
+    """The estimate (unless a map was uploaded), the ControlNet loop, and the restyle's loop."""
+    width, height = plan.image.size
+    loops = [] if plan.depth is not None else [GpuWork(plan.estimator.key, 1, width * height)]
+    steps = steps_run(plan.spec.key, plan.num_inference_steps, plan.strength)
+    loops.append(GpuWork(depth_controlnet(plan.spec), steps, width * height))
+    restyle = plan.restyle
+    if restyle is not None:
+        restyle_steps = restyle.num_inference_steps or plan.num_inference_steps
+        strength = restyle.strength if restyle.strength is not None else 1.0
+        loops.append(GpuWork(restyle.model, steps_run(restyle.model, restyle_steps, strength), width * height))
+    return loops
+
+
+WORKFLOW = Workflow(name="depth", request=DepthRequest, plan=DepthPlan, run=run_depth, work=work, script=depth_script)

@@ -138,6 +138,22 @@ class Settings:
             "memory for recent results' recipes and init images (the scripts' downloads); oldest evicted first",
         ),
     )
+    preload: str = field(
+        default="",
+        metadata=_env(
+            "STUDIO_PRELOAD",
+            "catalog keys of models to load before the page opens, comma-separated (e.g. sd15,controlnet-depth); "
+            "empty: none, or sd15 on ZeroGPU",
+        ),
+    )
+    gpu_seconds_max: int = field(
+        default=120,
+        metadata=_env(
+            "STUDIO_GPU_SECONDS_MAX",
+            "ZeroGPU only: the most GPU seconds one run may ask for; a run estimated above it is refused with "
+            "what to change",
+        ),
+    )
     cache_budget_gb: float = field(
         default=0.0,
         metadata=_env("STUDIO_CACHE_GB", "memory the pipeline cache may hold, in GB; 0 picks it from the device"),

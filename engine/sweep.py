@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from engine import basic
 from engine.basic import run_img2img
 from engine.catalog import get_spec
 from engine.errors import shown_value
@@ -46,7 +47,7 @@ from engine.run import call_pipeline, denoiser_of, make_generators
 from engine.schedulers import swapped_scheduler
 from engine.script import img2img_preamble, literal, saved, source, weighted_prompt_encoder
 from engine.settings import Settings
-from engine.workflow import RunContext, Workflow, stoppable
+from engine.workflow import GpuWork, RunContext, Workflow, stoppable
 
 NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed")
 TEXT_AXES = ("prompt", "negative_prompt")
@@ -616,4 +617,9 @@ def sweep_script(recipe: Recipe) -> str:
     return "\n".join([*lines, body, *saved("images[position]")])
 
 
-WORKFLOW = Workflow(name="sweep", request=SweepRequest, plan=SweepPlan, run=run_sweep, script=sweep_script)
+def work(plan: SweepPlan) -> list[GpuWork]:
+    """Every cell's loop, as if run one by one (a batched call costs less: an upper bound)."""
+    return [loop for cell in plan.cells for loop in basic.work(cell.job)]
+
+
+WORKFLOW = Workflow(name="sweep", request=SweepRequest, plan=SweepPlan, run=run_sweep, work=work, script=sweep_script)

@@ -13,7 +13,10 @@
 * **Stop** is one thing everywhere: the reporter raises GenerationCancelled at the next denoising step,
   and `stoppable` turns it into the progress so far with `stopped` set, yielded last.
 
-engine.workflows registers each workflow (name, request and plan types, run, script writer) for the
+* **work(plan)** lists the denoising loops a plan will run (`GpuWork`), before any of them runs: a
+  ZeroGPU call asks for the seconds they need (engine.hosting).
+
+engine.workflows registers each workflow (name, request and plan types, run, work, script writer) for the
 Engine, the recipe checks and the script export.
 """
 
@@ -75,6 +78,23 @@ def stoppable(progress: P, steps: Iterator[P]) -> Iterator[P]:
 
 
 @dataclass(frozen=True)
+class GpuWork:
+    """One denoising loop a plan will run: which model, how many steps, on how much image.
+
+    Args:
+        key: the catalog key of the model whose denoiser runs (its family sets the cost of a step).
+        steps: denoiser calls, as the progress bar counts them.
+        pixels: output pixels of one image.
+        images: images denoised together in each step (a batch, or the seeds of a Basic run).
+    """
+
+    key: str
+    steps: int
+    pixels: int
+    images: int = 1
+
+
+@dataclass(frozen=True)
 class Workflow:
     """One registered workflow.
 
@@ -83,11 +103,15 @@ class Workflow:
         request: the request type; `request.validate(settings)` returns a `plan`.
         plan: the plan type.
         run: (plan, context) -> progress objects; a Basic run yields its one result.
+        work: plan -> the denoising loops it will run (what a GPU call is sized by).
         script: a recipe of this workflow -> the runnable diffusers script (engine.script's helpers).
+        streams: its progress is worth showing as it comes (False: one result at the end).
     """
 
     name: str
     request: type
     plan: type
     run: Callable[[Any, RunContext], Iterator[Any]]
+    work: Callable[[Any], list[GpuWork]]
     script: Callable[[Recipe], str]
+    streams: bool = True

@@ -3,22 +3,16 @@ the Hugging Face Hub cannot be reached (here: HF_ENDPOINT on a closed loopback p
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
-from ports import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
+from ports import ROOT, clean_env, free_port, serving
 
 
 def test_python_app_py_serves_the_twins_when_the_hub_cannot_be_reached(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "STUDIO_", "GRADIO_"))}
-    env.update(
+    env = clean_env(
         HF_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # nothing listens: the probe fails at once
         HF_HOME=str(tmp_path / "hf"),  # no cached weights
         GRADIO_TEMP_DIR=str(tmp_path / "gradio"),
@@ -26,38 +20,24 @@ def test_python_app_py_serves_the_twins_when_the_hub_cannot_be_reached(tmp_path)
         STUDIO_DATA_DIR=str(tmp_path / "data"),
     )
     log = tmp_path / "app.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 180
-            page = None
-            while time.monotonic() < deadline and page is None:
-                assert process.poll() is None, f"app.py exited: {log.read_text()[-3000:]}"
-                try:
-                    page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            assert page is not None, "app.py did not answer within 180 s"
-            config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=30).text
-            assert "Model mode: **tiny** (auto: the Hugging Face Hub cannot be reached (" in config
-            logged = log.read_text()
-            assert "ConnectError" in logged and "model mode tiny (auto: the Hugging Face Hub" in logged
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    with serving([], env, log):
+        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=30).text
+        assert "Model mode: **tiny** (auto: the Hugging Face Hub cannot be reached (" in config
+        logged = log.read_text()
+        assert "ConnectError" in logged and "model mode tiny (auto: the Hugging Face Hub" in logged
 
 
 def test_hub_mode_serves_offline_from_the_twin_cache(tmp_path):
     """The README's offline hub-mode recipe: write the twin cache with the CLI, then
     `HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 python app.py --models hub`, and call /img2img with gradio_client."""
     from gradio_client import Client, handle_file
+    from PIL import Image
     from skimage import data
 
     cache = tmp_path / "hub"
     subprocess.run([sys.executable, "-m", "engine.tiny", "--hub-cache", str(cache)], cwd=ROOT, check=True, timeout=600)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "STUDIO_", "GRADIO_"))}
-    env.update(
+    env = clean_env(
         HF_HUB_CACHE=str(cache),
         HF_HUB_OFFLINE="1",
         GRADIO_TEMP_DIR=str(tmp_path / "gradio"),
@@ -65,35 +45,18 @@ def test_hub_mode_serves_offline_from_the_twin_cache(tmp_path):
         STUDIO_DATA_DIR=str(tmp_path / "data"),
         STUDIO_MAX_PIXELS="16384",
     )
-    from PIL import Image
-
     Image.fromarray(data.chelsea()).resize((128, 96)).save(tmp_path / "cat.png")
     log = tmp_path / "app.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--models", "hub"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+    with serving(["--models", "hub"], env, log):
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        gallery, _grid, summary, script, _files = client.predict(
+            image=handle_file(str(tmp_path / "cat.png")),
+            prompt="a cat wizard",
+            model="comic-diffusion",  # a repo that publishes pickled .bin weights only
+            num_inference_steps=3,
+            seed=4,
+            api_name="/img2img",
         )
-        try:
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                assert process.poll() is None, f"app.py exited: {log.read_text()[-3000:]}"
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-            gallery, _grid, summary, script, _files = client.predict(
-                image=handle_file(str(tmp_path / "cat.png")),
-                prompt="a cat wizard",
-                model="comic-diffusion",  # a repo that publishes pickled .bin weights only
-                num_inference_steps=3,
-                seed=4,
-                api_name="/img2img",
-            )
-            assert [item["caption"] for item in gallery] == ["seed 4"] and "Comic-Diffusion" in summary
-            assert "from_pretrained('ogkalu/Comic-Diffusion', dtype=DTYPE, use_safetensors=None)" in script
-            assert "model mode hub (--models hub)" in log.read_text()
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+        assert [item["caption"] for item in gallery] == ["seed 4"] and "Comic-Diffusion" in summary
+        assert "from_pretrained('ogkalu/Comic-Diffusion', dtype=DTYPE, use_safetensors=None)" in script
+        assert "model mode hub (--models hub)" in log.read_text()

@@ -8,6 +8,7 @@ import gradio as gr
 
 from engine.core import Engine
 from ui.components import RUN_CLASS, UNOPENED_UPLOAD
+from ui.events import GPU_QUEUE
 from ui.outputs import served_dirs
 
 GRADIO_CACHE_SWEEP = (600, 3600)  # (every N seconds, delete cached files older than M seconds)
@@ -16,6 +17,7 @@ CSS = """
 .mode-banner { padding: 0.6em 1em; border-radius: 8px; }
 .mode-tiny { background: #fff4d6; border: 2px solid #e0a800; color: #4a3800; }
 .mode-hub { background: #e8f4ea; border: 1px solid #5a9a68; color: #1d3d24; }
+.gpu-warning { background: #fde8e8; border: 2px solid #c0392b; color: #5a1010; }
 .hint { font-size: 0.85em; opacity: 0.8; }
 .studio-output .caption-label { white-space: normal; overflow: visible; text-overflow: clip; }
 .studio-output .label-clear-button { display: none; }
@@ -90,6 +92,8 @@ def build_app(engine: Engine) -> gr.Blocks:
             "to start from it."
         )
         gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
+        if engine.warning:
+            gr.Markdown(engine.warning, elem_classes=["mode-banner", "gpu-warning"], elem_id="gpu-warning")
         with gr.Tabs() as tabs:
             finished = {}
             with gr.Tab("Basic", id="basic"):
@@ -106,8 +110,19 @@ def build_app(engine: Engine) -> gr.Blocks:
         history.restore(app, settings, stored, history_gallery)
     # api_open=False: no route runs an event outside the queue (Gradio leaves /run/ open off Spaces).
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1, api_open=False)
+    if engine.zero_gpu:
+        unlimit_gpu_queue(app)
     app.studio_tools = tools
     return app
+
+
+def unlimit_gpu_queue(app: gr.Blocks) -> None:
+    """On ZeroGPU every run gets a GPU of its own for its call, so runs need not wait for each other in the
+    app's queue: ZeroGPU's scheduler queues the calls (and charges each visitor's quota). Gradio, too,
+    sizes the queue by its thread pool on ZeroGPU rather than by one job at a time."""
+    for fn in app.fns.values():
+        if fn.concurrency_id == GPU_QUEUE:
+            fn.concurrency_limit = None
 
 
 def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overrides) -> None:

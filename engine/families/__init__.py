@@ -39,6 +39,8 @@ class Family:
         no_weighting: why weighting cannot work, read after the model's label (shown to the user).
         twin: how engine.tiny writes the tiny twin: "pipeline" (every component its model_index.json
             lists) or "controlnet" (ControlNetModel.from_unet on the SD 1.5 twin's UNet).
+        gpu_step_seconds: an upper bound on one denoising step of one 512x512 image with guidance, in fp16
+            without CUDA graphs or compile, on ZeroGPU's GPU slice (engine.hosting sizes GPU calls by it).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Family:
     weighted_prompt: PromptEncoder | None = None
     no_weighting: str = ""
     twin: str = "pipeline"
+    gpu_step_seconds: float = 0.06
 
     def output_size(self, width: int, height: int) -> dict:
         """height/width for an img2img call whose output must be width x height.

@@ -4,4 +4,9 @@ from __future__ import annotations
 
 from engine.families import Family
 
-FAMILY = Family(name="controlnet-sd15", no_weighting="is a ControlNet, not an image model", twin="controlnet")
+FAMILY = Family(
+    name="controlnet-sd15",
+    no_weighting="is a ControlNet, not an image model",
+    twin="controlnet",
+    gpu_step_seconds=0.10,
+)

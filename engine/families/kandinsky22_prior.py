@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from engine.families import Family
 
-FAMILY = Family(name="kandinsky22-prior", no_weighting="is a prior, not an image model")
+FAMILY = Family(name="kandinsky22-prior", no_weighting="is a prior, not an image model", gpu_step_seconds=0.03)

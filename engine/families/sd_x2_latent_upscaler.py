@@ -9,4 +9,5 @@ FAMILY = Family(
     takes_latents=True,
     upscale_factor=2,
     no_weighting="takes plain prompts",
+    gpu_step_seconds=0.10,
 )

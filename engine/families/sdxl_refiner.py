@@ -48,4 +48,5 @@ FAMILY = Family(
     takes_latents=True,
     encode_prompt=encode_prompt,
     weighted_prompt=weighted_prompt,
+    gpu_step_seconds=0.08,
 )
