@@ -388,8 +388,7 @@ class Engine:
                 self._depth_memo.move_to_end(memo_key)
                 return self._depth_memo[memo_key]
         if here or self.gpu_calls is None:
-            with self.cache.lock:  # one estimator run at a time, as every model's
-                array = estimate(self.cache, key, image)
+            array = estimate(self.cache, key, image)
         else:
             array = self.gpu_calls.depth(key, image)
         with self._memo_lock:

@@ -43,3 +43,19 @@ def test_the_built_package_carries_the_one_version_and_the_requirements(tmp_path
     requires = [line.removeprefix("Requires-Dist:") for line in metadata.splitlines() if "Requires-Dist:" in line]
     required = {re.match(r"\s*([A-Za-z0-9_.-]+)", line).group(1) for line in requires}
     assert {"torch", "diffusers", "gradio"} <= required
+
+
+def test_the_code_needs_no_python_newer_than_3_10():
+    """ZeroGPU Spaces run Python 3.10 or 3.12 (this machine has only 3.11): vermin reads every module and
+    names any syntax, module or function newer than 3.10 (it fails on `import tomllib`, a 3.11 module)."""
+    vermin = shutil.which("vermin", path=str(Path(sys.executable).parent)) or shutil.which("vermin")
+    assert vermin, "vermin is in requirements-dev.txt"
+    folders = ["engine", "ui", "app.py", "tools", "benchmarks", "tests"]
+    result = subprocess.run(
+        [vermin, "--target=3.10-", "--violations", "--no-tips", "--eval-annotations", *folders],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
