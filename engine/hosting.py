@@ -33,7 +33,7 @@ ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU Spaces (the s
 # Sizing a GPU call (seconds). Each family's step cost is Family.gpu_step_seconds; the figures behind
 # them and these are in benchmarks/RESULTS.md ("ZeroGPU call sizes").
 START_SECONDS = 10.0  # a worker's start: fork, CUDA init, the weights loaded at start copied onto the GPU
-LOAD_SECONDS = 20.0  # a model not loaded at start, read from the Space's disk onto the GPU
+LOAD_SECONDS = 10.0  # a model not loaded at start, read from the Space's disk onto the GPU (H100: 1-2 s warm)
 ESTIMATE_SECONDS = 2.0  # one depth estimate
 DECODE_SECONDS_PER_MEGAPIXEL = 0.3  # VAE encode and decode (and the safety checker), per image
 MARGIN = 1.5  # asked for over the estimate: a call cut off at its duration loses all its work

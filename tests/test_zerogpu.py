@@ -162,8 +162,8 @@ def test_a_run_past_the_spaces_limit_is_refused_before_any_gpu_call(settings, ph
 
 def test_call_sizes_grow_with_the_work_and_count_models_loaded_at_start():
     one = [GpuWork("sd15", 40, 512 * 512)]
-    # 10 s start + 20 s load + 40 steps x 0.06 s + 0.26 MP x 0.3 s decode, x 1.5, rounded up
-    assert hosting.gpu_seconds(one) == 49
+    # 10 s start + 10 s load + 40 steps x 0.06 s + 0.26 MP x 0.3 s decode, x 1.5, rounded up
+    assert hosting.gpu_seconds(one) == 34
     assert hosting.gpu_seconds(one, resident={"sd15"}) == 19
     assert hosting.gpu_seconds([GpuWork("sd15", 80, 512 * 512)]) > hosting.gpu_seconds(one)
     assert hosting.gpu_seconds([GpuWork("sd15", 40, 1024 * 1024)]) > hosting.gpu_seconds(one)

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from engine.families import Family
 
-FAMILY = Family(name="sd-x4-upscaler", upscale_factor=4, no_weighting="takes plain prompts", gpu_step_seconds=0.25)
+FAMILY = Family(name="sd-x4-upscaler", upscale_factor=4, no_weighting="takes plain prompts", gpu_step_seconds=0.12)
