@@ -1,8 +1,8 @@
 """ZeroGPU: the engine's GPU work runs in `spaces.GPU` calls, each asking for the seconds its plan needs.
 
 On a ZeroGPU Space (engine.hosting.on_zero_gpu) `attach(engine)` makes the engine send every run and every
-depth estimate through three wrapped functions (every tab, the API, MCP tools and the Recipe tab reach
-the GPU through Engine.run and Engine.estimate_depth, so nothing else changes):
+depth estimate through three wrapped functions (every tab, API endpoint and MCP tool reaches the GPU
+only through Engine.run and Engine.estimate_depth, so nothing else changes):
 
 * a Basic run, one result: a plain function, so the worker's progress bar reaches the page;
 * Sweep, Chain and Depth runs: a generator, so each cell, stage or image reaches the page as it is made;
