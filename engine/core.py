@@ -301,8 +301,7 @@ class Engine:
         Stop (the token) ends a run with its progress so far, `stopped` set; a Basic run has nothing to keep
         and raises GenerationCancelled.
         """
-        workflow = workflow_of(request)
-        plan = request if isinstance(request, workflow.plan) else self.plan(request)
+        plan = self._as_plan(request)
         if self.gpu_calls is not None:  # ZeroGPU: the worker reports progress itself; Stop ends it at the end
             yield from self.gpu_calls.run(plan)
             return
@@ -314,10 +313,15 @@ class Engine:
         """Run a plan in this process (what a ZeroGPU worker runs), yielding its progress."""
         yield from workflow_of(plan).run(plan, self.context(progress=progress, cancel=cancel))
 
+    def _as_plan(self, request: Any) -> Any:
+        """A request planned (validated), or a plan as it is."""
+        workflow = workflow_of(request)
+        return request if isinstance(request, workflow.plan) else self.plan(request)
+
     def gpu_work(self, plan: Any) -> list[GpuWork]:
         """The denoising loops a plan (or request, planned first) will run."""
-        workflow = workflow_of(plan)
-        return workflow.work(plan if isinstance(plan, workflow.plan) else self.plan(plan))
+        plan = self._as_plan(plan)
+        return workflow_of(plan).work(plan)
 
     def gpu_seconds(self, plan: Any) -> int:
         """Seconds a ZeroGPU call for `plan` asks for (engine.hosting), models loaded at start counted as loaded.

@@ -17,7 +17,7 @@ those files alone.
 from __future__ import annotations
 
 from engine.catalog import CATALOG, get_spec, models_for
-from engine.repos import repo_facts
+from engine.repos import RepoFacts, repo_facts
 
 TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
 PRELOADED_ESTIMATORS = ("midas", "depth-anything-v2-small")  # the default and the small one; ZoeDepth and
@@ -26,10 +26,14 @@ SUGGESTED_HARDWARE = "l4x1"  # 24 GB: every model resident in fp16 (the largest,
 TAGS = ("image-to-image", "diffusers", "stable-diffusion", "controlnet", "img2img")
 
 
-def component_files(name: str, library: str, class_name: str, *, hub_id: str, fp16: bool) -> list[str]:
+def _variant(facts: RepoFacts, fp16: bool) -> str:
+    """The weight files' infix: `.fp16` on a GPU where the repository publishes that variant."""
+    return ".fp16" if fp16 and "fp16" in facts.variants else ""
+
+
+def component_files(name: str, library: str, class_name: str, *, facts: RepoFacts, fp16: bool) -> list[str]:
     """The files `from_pretrained` reads for one component of a pipeline repository."""
-    facts = repo_facts(hub_id)
-    variant = ".fp16" if fp16 and "fp16" in facts.variants else ""
+    variant = _variant(facts, fp16)
     if class_name.endswith("Scheduler"):
         return [f"{name}/scheduler_config.json"]
     if class_name.endswith("Tokenizer"):
@@ -52,8 +56,7 @@ def repo_files(key: str, *, fp16: bool = True, safety_checker: bool = True) -> l
         return sorted({*facts.recorded(), spec.weights})
     index = facts.model_index()
     if index is None:  # a single model: the ControlNet
-        variant = ".fp16" if fp16 and "fp16" in facts.variants else ""
-        return ["config.json", f"diffusion_pytorch_model{variant}.safetensors"]
+        return ["config.json", f"diffusion_pytorch_model{_variant(facts, fp16)}.safetensors"]
     files = ["model_index.json"]
     if spec.prior:  # diffusers finds a connected pipeline's prior in the model card's `prior:` metadata
         files.append("README.md")
@@ -62,11 +65,11 @@ def repo_files(key: str, *, fp16: bool = True, safety_checker: bool = True) -> l
             continue
         if not safety_checker and name in ("safety_checker", "feature_extractor"):
             continue
-        files += component_files(name, value[0], value[1], hub_id=spec.hub_id, fp16=fp16)
+        files += component_files(name, value[0], value[1], facts=facts, fp16=fp16)
     return sorted(files)
 
 
-def preload_keys() -> list[str]:
+def preloaded_keys() -> list[str]:
     """The catalog entries a Space preloads: every image model, the ControlNet, and two estimators."""
     keys = [key for key, spec in CATALOG.items() if "depth" not in spec.kinds]
     return keys + [key for key in PRELOADED_ESTIMATORS if key in models_for("depth")]
@@ -75,7 +78,7 @@ def preload_keys() -> list[str]:
 def preload_from_hub(*, fp16: bool = True, safety_checker: bool = True) -> list[str]:
     """`preload_from_hub` entries: "repo_id file,file,..." per repository, files merged for a shared repo."""
     files: dict[str, set[str]] = {}
-    for key in preload_keys():
+    for key in preloaded_keys():
         files.setdefault(get_spec(key).hub_id, set()).update(repo_files(key, fp16=fp16, safety_checker=safety_checker))
     return [f"{hub_id} {','.join(sorted(names))}" for hub_id, names in files.items()]
 

@@ -25,6 +25,17 @@ BASIC_PARAMETERS = [
     "num_inference_steps",
     "seed",
 ]
+# The Basic values both /sweep calls below share.
+SWEEP_BASICS = dict(
+    prompt="a cat",
+    negative_prompt="",
+    model="sd15",
+    strength=0.5,
+    guidance_scale=7.5,
+    num_inference_steps=4,
+    seed=3,
+    api_name="/sweep",
+)
 
 
 def test_api_parameters_are_named_as_documented(client):
@@ -140,18 +151,11 @@ def test_sweep_endpoint_returns_grid_cells_and_downloads(client, cat_png):
     ]
     grid, summary, cells, files = client.predict(
         image=handle_file(str(cat_png)),
-        prompt="a cat",
-        negative_prompt="",
-        model="sd15",
-        strength=0.5,
-        guidance_scale=7.5,
-        num_inference_steps=4,
-        seed=3,
         x_axis="guidance_scale",
         x_values="1.5, 7.5",
         y_axis="seed",
         y_values="1-2",
-        api_name="/sweep",
+        **SWEEP_BASICS,
     )
     assert "Done:" in summary and "4/4 cells" in summary
     assert read_recipe(cells[3]["image"]).extra["position"] == 3
@@ -173,18 +177,11 @@ def test_sweep_over_the_limit_is_refused_with_the_reason(client, cat_png):
     with pytest.raises(AppError, match="the sweep has 10 x 10 = 100 cells; the limit is 64"):
         client.predict(
             image=handle_file(str(cat_png)),
-            prompt="a cat",
-            negative_prompt="",
-            model="sd15",
-            strength=0.5,
-            guidance_scale=7.5,
-            num_inference_steps=4,
-            seed=3,
             x_axis="strength",
             x_values="0.1-1.0 [10]",
             y_axis="seed",
             y_values="1-10",
-            api_name="/sweep",
+            **SWEEP_BASICS,
         )
 
 

@@ -287,17 +287,13 @@ def test_model_ids_are_refused_before_any_loader_sees_them(client, cat_png, engi
         "sweep model": lambda: client.predict(
             image=handle_file(str(cat_png)),
             prompt="a cat",
-            negative_prompt="",
-            model=model_id,
-            strength=0.5,
-            guidance_scale=7.5,
-            num_inference_steps=2,
             seed=1,
             x_axis="seed",
             x_values="1, 2",
             y_axis="",
             y_values="",
             api_name="/sweep",
+            **{**SWEEP_BASICS, "model": model_id},
         ),
         "sweep model axis": lambda: client.predict(
             image=handle_file(str(cat_png)),

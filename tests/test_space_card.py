@@ -92,7 +92,7 @@ def test_every_model_loads_on_a_gpu_policy_from_the_preloaded_files_alone(preloa
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(constants, "HF_HUB_CACHE", str(preload_only_cache))
         patch.setattr(constants, "HF_HUB_OFFLINE", True)
-        for key in space_card.preload_keys():
+        for key in space_card.preloaded_keys():
             spec = get_spec(key)
             if "prior" in spec.kinds:
                 continue  # read with its decoder: Kandinsky 2.2's img2img pipeline loads both

@@ -9,14 +9,10 @@ $STUDIO_SCREENSHOTS (docs/ regenerates the README's) or a temporary folder.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from ports import free_port
+from ports import free_port, serving
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,39 +31,11 @@ def app_url(tmp_path_factory):
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "GRADIO_TEMP_DIR": str(data / "gradio"),  # its cache, emptied when it stops, is its own
+        "STUDIO_PORT": str(port),
         # no STUDIO_MAX_PIXELS or steps: tiny mode on a CPU starts small and quick by itself
     }
-    log = open(data / "app.log", "w")  # noqa: SIM115 - closed below
-    command = [
-        sys.executable,
-        "app.py",
-        "--models",
-        "tiny",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data),
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the app exited: {(data / 'app.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the app did not answer within 180 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    with serving(["--models", "tiny", "--host", "127.0.0.1", "--data-dir", str(data)], env, data / "app.log"):
+        yield f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="session")
