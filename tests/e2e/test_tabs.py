@@ -207,7 +207,9 @@ def test_a_web_ui_png_sent_to_basic_fills_what_maps_and_notes_the_rest(page, tmp
     Image.new("RGB", (64, 96), (90, 120, 160)).save(png, pnginfo=info)
     panel = open_tab(page, "Recipe")
     panel.locator("input[type=file]").first.set_input_files(str(png))
-    expect(panel.get_by_text("webui.png")).to_be_visible(timeout=60_000)
+    # the uploaded file's row is named by its aria-label: its text is stem and extension in two spans, which
+    # a server-rendered page separates with a space ("webui .png"), so a text match is not reliable
+    expect(panel.get_by_role("cell", name="webui.png")).to_be_visible(timeout=60_000)
     panel.get_by_role("button", name="Send to Basic").click()
     expect_summary(page, "basic-summary", "Filled from the Recipe tab", timeout=60_000)
     expect_summary(page, "basic-summary", "<lora:add_detail:0.7> removed: LoRAs are not loaded here")
