@@ -2,6 +2,7 @@
 
 python app.py                  # auto: real checkpoints when the Hub answers, else tiny twins
 python app.py --models tiny    # random-weight twins, offline, on a CPU
+python app.py --backend ray    # the models on Ray Serve replicas, one per GPU (README, Scaling out)
 python app.py --help           # every flag; each also has an env var
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 
@@ -28,7 +30,10 @@ def main(argv: list[str] | None = None) -> None:
         engine = Engine(settings)
     except ValueError as exc:  # a setting the engine checks (STUDIO_PRELOAD)
         raise SystemExit(f"app.py: {exc}") from None
-    engine.preload()  # STUDIO_PRELOAD (on ZeroGPU, the default model): loaded before the page opens
+    if settings.backend == "ray":
+        start_ray_backend(engine)
+    else:
+        engine.preload()  # STUDIO_PRELOAD (on ZeroGPU, the default model): loaded before the page opens
 
     import ui
 
@@ -38,6 +43,20 @@ def main(argv: list[str] | None = None) -> None:
         attach(engine)  # every run and depth estimate becomes a spaces.GPU call sized by its plan
     app = ui.build_app(engine)
     ui.launch(app, engine)
+
+
+def start_ray_backend(engine) -> None:
+    """Replicas of the engine on Ray Serve (README, Scaling out); each loads STUDIO_PRELOAD itself."""
+    if engine.zero_gpu:
+        raise SystemExit("app.py: --backend ray cannot run on ZeroGPU, which lends a GPU per call; use the local backend")
+    from engine import scale_out
+
+    try:
+        scale_out.start(engine)
+    except (ValueError, RuntimeError) as exc:  # a bad replica count, Ray Serve not installed
+        raise SystemExit(f"app.py: {exc}") from None
+    # A stopped server (SIGTERM) exits through atexit, so the Ray instance it started stops with it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 
 if __name__ == "__main__":

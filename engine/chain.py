@@ -380,8 +380,14 @@ class ChainProgress:
 
 def run_chain(plan: ChainPlan, context: RunContext) -> Iterator[ChainProgress]:
     """Run the stages in order, yielding after each; Stop keeps the stages already done."""
-    progress = ChainProgress(plan=plan, notes=context.reporter.notes)
+    progress = start_chain(plan)
+    progress.notes = context.reporter.notes
     return stoppable(progress, _stages(plan, context, progress))
+
+
+def start_chain(plan: ChainPlan) -> ChainProgress:
+    """A chain's progress before its first stage."""
+    return ChainProgress(plan=plan)
 
 
 def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> Iterator[ChainProgress]:
@@ -542,4 +548,6 @@ def work(plan: ChainPlan) -> list[GpuWork]:
     ]
 
 
-WORKFLOW = Workflow(name="chain", request=ChainRequest, plan=ChainPlan, run=run_chain, work=work, script=chain_script)
+WORKFLOW = Workflow(
+    name="chain", request=ChainRequest, plan=ChainPlan, run=run_chain, work=work, script=chain_script, start=start_chain
+)

@@ -101,13 +101,18 @@ def _hub_answers(timeout: float = 3.0) -> bool | str:
 
 
 class GpuCalls(Protocol):
-    """Where the GPU work of an engine runs when not in this process (ui.zerogpu: ZeroGPU's calls).
+    """Where the GPU work of an engine runs when not in this process: ZeroGPU's calls (ui.zerogpu), Ray Serve
+    replicas (engine.scale_out).
 
     Arguments and results cross a process boundary as pickles: plans and progress objects do (tested).
     """
 
-    def run(self, plan: Any) -> Iterator[Any]:
-        """A plan's progress objects, as Engine.run_here yields them."""
+    concurrency: int | None  # runs at once: the GPU queue's limit (None: no limit, the calls queue themselves)
+    where: str  # where the work runs, for the page header
+
+    def run(self, plan: Any, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Iterator[Any]:
+        """A plan's progress objects, as Engine.run_here yields them (progress and Stop as far as the
+        backend can carry them)."""
         ...
 
     def depth(self, key: str, image: Image.Image) -> np.ndarray:
@@ -264,8 +269,17 @@ class Engine:
             name for name, on in (("CUDA graphs", self.policy.cuda_graphs), ("compiled", self.policy.compile)) if on
         ]
         details = ", ".join([str(self.policy.dtype).removeprefix("torch."), *speedups])
+        if self.gpu_calls is not None:
+            return self.gpu_calls.where
         place = " on ZeroGPU, a GPU lent per run" if self.zero_gpu else ""
         return f"{self.policy.device} ({details}){place}"
+
+    @property
+    def gpu_concurrency(self) -> int | None:
+        """How many runs may use the GPU at once: one here; the backend's number (None: ZeroGPU, unlimited)."""
+        if self.gpu_calls is not None:
+            return self.gpu_calls.concurrency
+        return None if self.zero_gpu else 1
 
     # -- workflows -----------------------------------------------------------------------------
 
@@ -302,8 +316,8 @@ class Engine:
         and raises GenerationCancelled.
         """
         plan = self._as_plan(request)
-        if self.gpu_calls is not None:  # ZeroGPU: the worker reports progress itself; Stop ends it at the end
-            yield from self.gpu_calls.run(plan)
+        if self.gpu_calls is not None:  # ZeroGPU's calls or Ray Serve's replicas
+            yield from self.gpu_calls.run(plan, progress=progress, cancel=cancel)
             return
         yield from self.run_here(plan, progress=progress, cancel=cancel)
 

@@ -343,8 +343,14 @@ def run_depth(job: DepthPlan, context: RunContext) -> Iterator[DepthProgress]:
 
     The context's `estimate(key, image)` gives a depth array (the engine's remembers recent maps).
     """
-    progress = DepthProgress(job=job, notes=context.reporter.notes)
+    progress = start_depth(job)
+    progress.notes = context.reporter.notes
     return stoppable(progress, _steps(job, context, progress))
+
+
+def start_depth(job: DepthPlan) -> DepthProgress:
+    """A depth run's progress before its depth map."""
+    return DepthProgress(job=job)
 
 
 def _steps(job: DepthPlan, context: RunContext, progress: DepthProgress) -> Iterator[DepthProgress]:
@@ -447,4 +453,6 @@ def work(plan: DepthPlan) -> list[GpuWork]:
     return loops
 
 
-WORKFLOW = Workflow(name="depth", request=DepthRequest, plan=DepthPlan, run=run_depth, work=work, script=depth_script)
+WORKFLOW = Workflow(
+    name="depth", request=DepthRequest, plan=DepthPlan, run=run_depth, work=work, script=depth_script, start=start_depth
+)

@@ -38,6 +38,9 @@ class GenerationCancelled(Exception):
         super().__init__(f"stopped by the user after {steps_done} denoising step(s)")
         self.steps_done = steps_done
 
+    def __reduce__(self):  # crosses processes (ZeroGPU's worker, a Ray replica) as itself
+        return (type(self), (self.steps_done,))
+
 
 class CancelToken:
     """A per-session Stop flag. Copies are fresh tokens, so Gradio's per-session State gets its own.

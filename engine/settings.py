@@ -19,6 +19,7 @@ FULL_PIXELS = 1024 * 1024
 QUICK_PIXELS = 256 * 256
 QUICK_STEPS = 10
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+BACKENDS = ("local", "ray")
 
 
 def _env(name: str, help_text: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None) -> dict:
@@ -152,6 +153,31 @@ class Settings:
             "STUDIO_GPU_SECONDS_MAX",
             "ZeroGPU only: the most GPU seconds one run may ask for; a run estimated above it is refused with "
             "what to change",
+        ),
+    )
+    backend: str = field(
+        default="local",
+        metadata=_env(
+            "STUDIO_BACKEND",
+            "local: models run in this process; ray: on Ray Serve replicas (README, Scaling out)",
+            flag="--backend",
+            choices=BACKENDS,
+        ),
+    )
+    ray_address: str = field(
+        default="",
+        metadata=_env(
+            "STUDIO_RAY_ADDRESS",
+            "ray backend: the Ray cluster to join (e.g. 10.0.0.5:6379, or auto); empty: start Ray on this machine",
+            flag="--ray-address",
+        ),
+    )
+    replicas: int = field(
+        default=0,
+        metadata=_env(
+            "STUDIO_REPLICAS",
+            "ray backend: engine replicas, one GPU each; 0: one per GPU in the cluster (1 where it has none)",
+            flag="--replicas",
         ),
     )
     cache_budget_gb: float = field(

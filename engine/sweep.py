@@ -411,9 +411,30 @@ def run_sweep(plan: SweepPlan, context: RunContext) -> Iterator[SweepProgress]:
     Each cell gets a recipe; a batched cell's records its batch and place in it, so its script replays
     the very call that made it.
     """
-    progress = SweepProgress(plan=plan, images=[None] * len(plan.cells), recipes=[None] * len(plan.cells))
+    progress = start_sweep(plan)
     progress.notes = context.reporter.notes
     return stoppable(progress, _calls(plan, context, progress))
+
+
+def start_sweep(plan: SweepPlan) -> SweepProgress:
+    """A sweep's progress before any cell is made."""
+    return SweepProgress(plan=plan, images=[None] * len(plan.cells), recipes=[None] * len(plan.cells))
+
+
+def split_sweep(plan: SweepPlan) -> list[SweepPlan]:
+    """One plan per pipeline call: the same cells and grid, one call each (what several workers share)."""
+    return [replace(plan, calls=(call,)) for call in plan.calls]
+
+
+def gather_sweep(progress: SweepProgress, part: SweepProgress) -> None:
+    """A part's finished cells, steps and notes taken into the whole sweep's progress (parts in order)."""
+    for call in part.plan.calls[: part.done_calls]:
+        for index in call:
+            progress.images[index] = part.images[index]
+            progress.recipes[index] = part.recipes[index]
+    progress.done_calls += part.done_calls
+    progress.steps_run += part.steps_run
+    progress.notes.extend(note for note in part.notes if note not in progress.notes)
 
 
 def _calls(plan: SweepPlan, context: RunContext, progress: SweepProgress) -> Iterator[SweepProgress]:
@@ -622,4 +643,14 @@ def work(plan: SweepPlan) -> list[GpuWork]:
     return [loop for cell in plan.cells for loop in basic.work(cell.job)]
 
 
-WORKFLOW = Workflow(name="sweep", request=SweepRequest, plan=SweepPlan, run=run_sweep, work=work, script=sweep_script)
+WORKFLOW = Workflow(
+    name="sweep",
+    request=SweepRequest,
+    plan=SweepPlan,
+    run=run_sweep,
+    work=work,
+    script=sweep_script,
+    start=start_sweep,
+    parts=split_sweep,
+    gather=gather_sweep,
+)

@@ -13,6 +13,8 @@
 * **Stop** is one thing everywhere: the reporter raises GenerationCancelled at the next denoising step,
   and `stoppable` turns it into the progress so far with `stopped` set, yielded last.
 
+* **parts(plan)** splits a plan into independent plans (a sweep's pipeline calls) and **gather** takes
+  their results back in order: the Ray Serve backend (engine.scale_out) fans them out across replicas.
 * **work(plan)** lists the denoising loops a plan will run (`GpuWork`), before any of them runs: a
   ZeroGPU call asks for the seconds they need (engine.hosting).
 
@@ -106,6 +108,12 @@ class Workflow:
         work: plan -> the denoising loops it will run (what a GPU call is sized by).
         script: a recipe of this workflow -> the runnable diffusers script (engine.script's helpers).
         streams: its progress is worth showing as it comes (False: one result at the end).
+        start: plan -> its progress before any work (what a Stop before the first result gives); None for a
+            workflow with one result (Basic: a Stop raises GenerationCancelled).
+        parts: plan -> independent plans that together make it (a sweep: one per pipeline call), which a
+            backend with several workers runs side by side; None: the plan runs whole.
+        gather: (progress, a finished part's last progress) -> None: the part's work taken into `progress`
+            (made by `start`), parts gathered in their order.
     """
 
     name: str
@@ -115,3 +123,6 @@ class Workflow:
     work: Callable[[Any], list[GpuWork]]
     script: Callable[[Recipe], str]
     streams: bool = True
+    start: Callable[[Any], Any] | None = None
+    parts: Callable[[Any], list[Any]] | None = None
+    gather: Callable[[Any, Any], None] | None = None

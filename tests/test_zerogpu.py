@@ -27,6 +27,7 @@ from engine.requests import Img2ImgRequest
 from engine.settings import Settings
 from engine.sweep import SweepRequest
 from engine.workflow import GpuWork
+from pixels import assert_same_pixels
 
 STEPS = 4
 
@@ -108,26 +109,6 @@ def test_every_workflow_runs_through_one_sized_gpu_call_and_equals_the_local_run
         assert_same_pixels(local[-1], remote[-1])
     # Basic ends with one result (a plain call: its progress bar works on ZeroGPU); the others stream
     assert names == ["_run_to_end", "_run_streaming", "_run_streaming", "_run_streaming"]
-
-
-def assert_same_pixels(local, remote) -> None:
-    """Every image of a finished run (results, grid, final, ControlNet and restyle) equal, and some compared."""
-    compared = 0
-    for attribute in ("images", "grid", "final", "controlnet", "restyled"):
-        value = getattr(local, attribute, None)
-        if value is None:
-            continue
-        other = getattr(remote, attribute)
-        if callable(value):
-            value, other = value(), other()
-        pairs = zip(value, other, strict=True) if isinstance(value, list) else [(value, other)]
-        for a, b in pairs:
-            if isinstance(a, tuple):  # (image, caption)
-                a, b = a[0], b[0]
-            if a is not None:
-                assert np.array_equal(np.asarray(a), np.asarray(b)), attribute
-                compared += 1
-    assert compared, f"no image compared in {type(local).__name__}"
 
 
 def test_a_depth_estimate_is_its_own_sized_call(engine, zero, photo):

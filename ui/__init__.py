@@ -110,19 +110,18 @@ def build_app(engine: Engine) -> gr.Blocks:
         history.restore(app, settings, stored, history_gallery)
     # api_open=False: no route runs an event outside the queue (Gradio leaves /run/ open off Spaces).
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1, api_open=False)
-    if engine.zero_gpu:
-        unlimit_gpu_queue(app)
+    set_gpu_concurrency(app, engine.gpu_concurrency)
     app.studio_tools = tools
     return app
 
 
-def unlimit_gpu_queue(app: gr.Blocks) -> None:
-    """On ZeroGPU every run gets a GPU of its own for its call, so runs need not wait for each other in the
-    app's queue: ZeroGPU's scheduler queues the calls (and charges each visitor's quota). Gradio, too,
-    sizes the queue by its thread pool on ZeroGPU rather than by one job at a time."""
+def set_gpu_concurrency(app: gr.Blocks, limit: int | None) -> None:
+    """How many runs the GPU queue lets through at once: one on a single GPU; one per replica on Ray Serve;
+    no limit on ZeroGPU, where every run gets a GPU of its own for its call and ZeroGPU's scheduler queues
+    the calls (and charges each visitor's quota)."""
     for fn in app.fns.values():
         if fn.concurrency_id == GPU_QUEUE:
-            fn.concurrency_limit = None
+            fn.concurrency_limit = limit
 
 
 def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overrides) -> None:

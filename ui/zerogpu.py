@@ -39,11 +39,14 @@ class ZeroGpuCalls:
 
     def __init__(self, engine: Engine, gpu: Callable[..., Callable]) -> None:
         self.engine = engine
+        self.concurrency = None  # each call gets a GPU slice: ZeroGPU's scheduler queues them, not the app
+        self.where = engine.device_text
         self._once = gpu(duration=engine.gpu_seconds)(self._run_to_end)
         self._stream = gpu(duration=engine.gpu_seconds)(self._run_streaming)
         self._depth = gpu(duration=engine.depth_seconds)(self._estimate)
 
-    def run(self, plan: Any) -> Iterator[Any]:
+    def run(self, plan: Any, progress: Any = None, cancel: Any = None) -> Iterator[Any]:
+        """The worker reports progress to the page itself; Stop takes effect when the call ends."""
         if workflow_of(plan).streams:
             yield from self._stream(plan)
         else:

@@ -1,0 +1,25 @@
+"""Two runs of the same plan compared image by image (another backend against this process)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def assert_same_pixels(local, remote) -> None:
+    """Every image of a finished run (results, grid, final, ControlNet and restyle) equal, and some compared."""
+    compared = 0
+    for attribute in ("images", "grid", "final", "controlnet", "restyled"):
+        value = getattr(local, attribute, None)
+        if value is None:
+            continue
+        other = getattr(remote, attribute)
+        if callable(value):
+            value, other = value(), other()
+        pairs = zip(value, other, strict=True) if isinstance(value, list) else [(value, other)]
+        for a, b in pairs:
+            if isinstance(a, tuple):  # (image, caption)
+                a, b = a[0], b[0]
+            if a is not None:
+                assert np.array_equal(np.asarray(a), np.asarray(b)), attribute
+                compared += 1
+    assert compared, f"no image compared in {type(local).__name__}"
