@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> None:
 def start_ray_backend(engine) -> None:
     """Replicas of the engine on Ray Serve (README, Scaling out); each loads STUDIO_PRELOAD itself."""
     if engine.zero_gpu:
-        raise SystemExit("app.py: --backend ray cannot run on ZeroGPU, which lends a GPU per call; use the local backend")
+        raise SystemExit(
+            "app.py: --backend ray cannot run on ZeroGPU (it lends a GPU per call); use the local backend"
+        )
     from engine import scale_out
 
     try:

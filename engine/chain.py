@@ -549,5 +549,11 @@ def work(plan: ChainPlan) -> list[GpuWork]:
 
 
 WORKFLOW = Workflow(
-    name="chain", request=ChainRequest, plan=ChainPlan, run=run_chain, work=work, script=chain_script, start=start_chain
+    name="chain",
+    request=ChainRequest,
+    plan=ChainPlan,
+    run=run_chain,
+    work=work,
+    script=chain_script,
+    start=start_chain,
 )

@@ -454,5 +454,11 @@ def work(plan: DepthPlan) -> list[GpuWork]:
 
 
 WORKFLOW = Workflow(
-    name="depth", request=DepthRequest, plan=DepthPlan, run=run_depth, work=work, script=depth_script, start=start_depth
+    name="depth",
+    request=DepthRequest,
+    plan=DepthPlan,
+    run=run_depth,
+    work=work,
+    script=depth_script,
+    start=start_depth,
 )

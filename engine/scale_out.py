@@ -94,8 +94,11 @@ class EngineReplica:
 
         def work() -> None:
             try:
-                steps = self.engine.run_here(plan, progress=lambda done, total: put(("step", done, total)), cancel=token)
-                for item in steps:
+
+                def progress(done: int, total: int) -> None:
+                    put(("step", done, total))
+
+                for item in self.engine.run_here(plan, progress=progress, cancel=token):
                     put(("item", item))
                 put(("end",))
             except Exception as exc:  # sent to the front end, which raises it there
@@ -117,8 +120,9 @@ class EngineReplica:
         """("ok", an estimator's depth array of `image`) or ("error", exception)."""
         await self.model(key)
         loop = asyncio.get_running_loop()
+        estimate = functools.partial(self.engine.depth_array, key, image, here=True)
         try:
-            return ("ok", await loop.run_in_executor(None, functools.partial(self.engine.depth_array, key, image, here=True)))
+            return ("ok", await loop.run_in_executor(None, estimate))
         except Exception as exc:  # raised again in the front end
             return ("error", _portable(exc))
 
@@ -206,7 +210,8 @@ def start(engine: Engine, *, pin: bool = False) -> RayCalls:
         raise ValueError(f"STUDIO_REPLICAS asks for {replicas} replicas of one GPU each; the cluster has {gpus}")
     serve.start(proxy_location="Disabled")  # the front end calls the replicas through a handle: no HTTP port
     # The replicas load what this front end would: its model mode (no Hub probe each) and an absolute data dir.
-    replica_settings = dataclasses.replace(settings, models=str(engine.mode), data_dir=Path(settings.data_dir).resolve())
+    data_dir = Path(settings.data_dir).resolve()
+    replica_settings = dataclasses.replace(settings, models=str(engine.mode), data_dir=data_dir)
     app = deployment(replicas, gpus=gpus > 0).bind(replica_settings, pin)
     handle = serve.run(app, name=APP_NAME, route_prefix=None)
     calls = RayCalls(handle, replicas)
@@ -260,7 +265,7 @@ class RayCalls:
 
     def __init__(self, handle: Any, replicas: int) -> None:
         self.handle = handle
-        self.concurrency = replicas
+        self.concurrency: int | None = replicas
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}  # replica name -> requests of this front end running on it
         self.served: collections.Counter[str] = collections.Counter()  # replica name -> requests it took
@@ -415,8 +420,14 @@ class _Job:
                     return
                 first_loss = what
                 self.events.put(
-                    (index, ("retry", f"Recovered: Ray Serve replica {what} stopped mid-run; its part ran again "
-                                      "with the same seeds."))
+                    (
+                        index,
+                        (
+                            "retry",
+                            f"Recovered: Ray Serve replica {what} stopped mid-run; its part ran again "
+                            "with the same seeds.",
+                        ),
+                    )
                 )
             except Exception as exc:  # anything else the request raised: the job fails with it
                 self.events.put((index, ("error", exc)))
@@ -447,4 +458,3 @@ def _noted(item: Any, notes: list[str]) -> Any:
     if isinstance(held, tuple):
         return dataclasses.replace(item, notes=(*held, *(note for note in notes if note not in held)))
     return item
-

@@ -443,15 +443,25 @@ def _seed_for(key: str) -> int:
     return list(CATALOG).index(key)
 
 
-def _staged(root: Path, target: Path, write: Callable[[Path], None]) -> None:
-    """Write into a temporary sibling and rename, so a crash never leaves half a twin."""
+def _staged(root: Path, target: Path, write: Callable[[Path], None], *, replace_current: bool = False) -> None:
+    """Write into a temporary sibling and rename, so a crash never leaves half a twin.
+
+    Several processes may build the same twin at once (Ray Serve replicas sharing a data dir): a current
+    twin another one finished meanwhile is kept, not swapped under a process loading from it, unless
+    `replace_current` (a forced rebuild)."""
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
     try:
         write(staging)
         if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+            if not replace_current and _is_current(target / _MARKER):
+                return
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:  # another process renamed its own build into place first
+            if not _is_current(target / _MARKER):
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -483,7 +493,7 @@ def build_twin(key: str, root: Path, *, force: bool = False) -> Path:
         marker = {"version": TWIN_VERSION, "key": key, "twin_of": spec.hub_id, "seed": _seed_for(key)}
         (staging / _MARKER).write_text(json.dumps(marker))
 
-    _staged(root, target, write)
+    _staged(root, target, write, replace_current=force)
     logger.info("built tiny twin of %s in %s", spec.hub_id, target)
     return target
 

@@ -85,7 +85,7 @@ def test_the_front_end_waits_for_as_many_jobs_as_there_are_replicas(backend):
 
 
 def test_every_workflow_equals_the_local_backend(engine, backend, photo):
-    front, calls = backend
+    front, _ = backend
     requests = [
         Img2ImgRequest(image=photo, prompt="a cat wizard", num_inference_steps=STEPS, seed=3, num_images=2),
         ChainRequest(image=photo, preset="image-image-image", prompt="a cat", seed=7),
@@ -163,10 +163,11 @@ def test_stop_ends_a_sweep_with_the_cells_made_and_frees_the_replicas(engine, ba
         )
     # both replicas stopped at their next step: two jobs sent now finish long before the sweep would have
     results = []
-    runs = [
-        threading.Thread(target=lambda s=s: results.append(front.img2img(Img2ImgRequest(image=photo, prompt="x", seed=s))))
-        for s in (1, 2)
-    ]
+
+    def basic(seed: int) -> None:
+        results.append(front.img2img(Img2ImgRequest(image=photo, prompt="x", seed=seed)))
+
+    runs = [threading.Thread(target=basic, args=(seed,)) for seed in (1, 2)]
     started = time.monotonic()
     for run in runs:
         run.start()
@@ -213,7 +214,7 @@ def test_a_job_whose_replica_dies_twice_fails_with_a_clear_message(engine, backe
             kill(busy[0])
 
     request = Img2ImgRequest(image=photo, prompt="x", num_inference_steps=60, strength=1.0, seed=4)
-    with pytest.raises(scale_out.ReplicaLost, match="stopped twice .*run it again"):
+    with pytest.raises(scale_out.ReplicaLost, match=r"stopped twice .*run it again"):
         front.img2img(request, progress=kill_each_replica_it_runs_on)
     assert len(killed) == 2
     # Serve replaces both: the next job runs and equals the local one

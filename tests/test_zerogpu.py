@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pixels import assert_same_pixels
 
 from engine import hosting
 from engine.cache import DevicePolicy
@@ -27,7 +28,6 @@ from engine.requests import Img2ImgRequest
 from engine.settings import Settings
 from engine.sweep import SweepRequest
 from engine.workflow import GpuWork
-from pixels import assert_same_pixels
 
 STEPS = 4
 
