@@ -108,6 +108,14 @@ def cat_png(tmp_path_factory, photo_module):
 
 
 @pytest.fixture(scope="session")
+def depth_png(tmp_path_factory):
+    """A left-to-right gradient as an uploaded depth map (64x48 PNG)."""
+    path = tmp_path_factory.mktemp("depth") / "depth.png"
+    Image.fromarray(np.tile(np.linspace(0, 255, 64), (48, 1)).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def photo_module():
     from skimage import data
 

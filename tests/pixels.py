@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def one_thread():
+    """This process on one torch thread, as a Ray replica of one CPU runs: float results on a CPU depend
+    on the thread count, so runs compared with a replica's are made this way."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def assert_same_pixels(local, remote) -> None:

@@ -7,8 +7,6 @@ import time
 from dataclasses import replace
 
 import httpx
-import numpy as np
-import pytest
 from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
 from PIL import Image
@@ -46,13 +44,6 @@ def jobs_for_every_tab(client, cat_png, depth_png, numbers: range) -> list[tuple
     }
     order = ["img2img", "sweep", "chain", "depth", "estimate_depth"]
     return [(order[index % len(order)], make[order[index % len(order)]](index)) for index in numbers]
-
-
-@pytest.fixture(scope="module")
-def depth_png(tmp_path_factory):
-    path = tmp_path_factory.mktemp("depth") / "depth.png"
-    Image.fromarray(np.tile(np.linspace(0, 255, 64), (48, 1)).astype(np.uint8)).save(path)
-    return path
 
 
 def test_sixteen_concurrent_jobs_across_every_tab_all_complete(server, cat_png, depth_png, engine):

@@ -6,25 +6,23 @@ count, so the local runs compared against are made with one torch thread too (on
 
 from __future__ import annotations
 
-import contextlib
+import sys
 import threading
 import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
-from pixels import assert_same_pixels
+import ray
+from pixels import assert_same_pixels, one_thread
 
+from engine import scale_out
 from engine.chain import ChainRequest
 from engine.core import Engine
 from engine.depth import DepthRequest
 from engine.requests import Img2ImgRequest
 from engine.run import CancelToken, GenerationCancelled
 from engine.sweep import SweepRequest
-
-ray = pytest.importorskip("ray")
-scale_out = pytest.importorskip("engine.scale_out")
 
 STEPS = 4
 
@@ -42,16 +40,6 @@ def backend(settings):
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-@contextlib.contextmanager
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def local_run(engine, plan) -> list:
@@ -220,3 +208,12 @@ def test_a_job_whose_replica_dies_twice_fails_with_a_clear_message(engine, backe
     # Serve replaces both: the next job runs and equals the local one
     plan = engine.plan(replace(request, num_inference_steps=STEPS))
     assert_same_pixels(local_run(engine, plan)[-1], list(front.run(plan))[-1])
+
+
+def test_the_ray_backend_says_what_is_missing_or_wrong(settings, monkeypatch):
+    with pytest.raises(ValueError, match=r"STUDIO_REPLICAS must be 0 .* got -1"):
+        scale_out.start(Engine(replace(settings, replicas=-1)))
+    monkeypatch.setitem(sys.modules, "ray.serve", None)  # Ray Serve not installed
+    monkeypatch.delattr(ray, "serve", raising=False)
+    with pytest.raises(RuntimeError, match=r"pip install -r requirements-ray\.txt"):
+        scale_out.start(Engine(settings))

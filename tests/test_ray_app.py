@@ -10,23 +10,13 @@ import subprocess
 import time
 
 import numpy as np
-import pytest
-import torch
 from gradio_client import Client
 from PIL import Image
+from pixels import one_thread
 from ports import clean_env, free_port, serving
 from test_load import GPU_ENDPOINTS, jobs_for_every_tab
 
 from engine.requests import Img2ImgRequest
-
-pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def depth_png(tmp_path_factory):
-    path = tmp_path_factory.mktemp("depth") / "depth.png"
-    Image.fromarray(np.tile(np.linspace(0, 255, 64), (48, 1)).astype(np.uint8)).save(path)
-    return path
 
 
 def ray_processes(wait: float = 60) -> list[str]:
@@ -62,9 +52,7 @@ def test_sixteen_visitors_at_once_on_two_replicas_all_get_their_results(tmp_path
     assert all("Done: seed" in summary for _, (_, _, _, summary, *_) in outputs["chain"])
     assert all(len(images) == 3 for _, (_, images, *_) in outputs["depth"])
     # each Basic result is the one this process makes (one torch thread, as each replica has)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         for seed, (gallery, *_) in outputs["img2img"]:
             request = Img2ImgRequest(
                 image=Image.open(cat_png),
@@ -77,6 +65,4 @@ def test_sixteen_visitors_at_once_on_two_replicas_all_get_their_results(tmp_path
             )
             expected = engine.img2img(request).images[0]
             assert np.array_equal(np.asarray(Image.open(gallery[0]["image"]).convert("RGB")), np.asarray(expected))
-    finally:
-        torch.set_num_threads(before)
     assert ray_processes() == [], "the Ray instance outlived the server"
