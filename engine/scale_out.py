@@ -208,6 +208,11 @@ def start(engine: Engine, *, pin: bool = False) -> RayCalls:
     replicas = settings.replicas or max(1, gpus)
     if gpus and replicas > gpus:
         raise ValueError(f"STUDIO_REPLICAS asks for {replicas} replicas of one GPU each; the cluster has {gpus}")
+    return _off_loop(_deploy, engine, serve, replicas, gpus, pin)
+
+
+def _deploy(engine: Engine, serve: Any, replicas: int, gpus: int, pin: bool) -> RayCalls:
+    settings = engine.settings
     serve.start(proxy_location="Disabled")  # the front end calls the replicas through a handle: no HTTP port
     # The replicas load what this front end would: its model mode (no Hub probe each) and an absolute data dir.
     data_dir = Path(settings.data_dir).resolve()
@@ -218,6 +223,31 @@ def start(engine: Engine, *, pin: bool = False) -> RayCalls:
     engine.gpu_calls = calls
     logger.info("Ray Serve backend: %s", calls.where)
     return calls
+
+
+def _off_loop(fn: Any, *args: Any) -> Any:
+    """fn(*args) in a thread with no asyncio loop running. Serve's handles refuse blocking calls inside a
+    running loop (a notebook's, Playwright's sync API's) and run their router in that loop when made in
+    one; made and called off it, they work wherever the engine is used."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    result: list = []
+    failure: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            result.append(fn(*args))
+        except BaseException as exc:  # raised again in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=call, name="ray-off-loop")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def runtime_env() -> dict:
@@ -349,7 +379,8 @@ class RayCalls:
         lost = _lost_errors()
         for attempt in (1, 2):
             try:
-                status, value = self.handle.options(multiplexed_model_id=key).depth.remote(key, image).result()
+                response = self.handle.options(multiplexed_model_id=key).depth.remote(key, image)
+                status, value = _off_loop(response.result)
             except lost as exc:
                 if attempt == 2:
                     raise ReplicaLost(_lost_text("depth estimate", exc)) from exc

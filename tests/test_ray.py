@@ -6,6 +6,7 @@ count, so the local runs compared against are made with one torch thread too (on
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -217,3 +218,21 @@ def test_the_ray_backend_says_what_is_missing_or_wrong(settings, monkeypatch):
     monkeypatch.delattr(ray, "serve", raising=False)
     with pytest.raises(RuntimeError, match=r"pip install -r requirements-ray\.txt"):
         scale_out.start(Engine(settings))
+
+
+def test_the_backend_works_where_an_event_loop_runs(engine, backend, photo):
+    """A notebook's cell (or Playwright's sync API) runs in a running asyncio loop, where Serve refuses
+    blocking calls: the backend makes them off that loop."""
+    front, _ = backend
+    small = photo.resize((96, 64))
+
+    async def notebook_cell():
+        depth = front.estimate_depth(small, "depth-anything-v2-small")
+        return depth, front.img2img(Img2ImgRequest(image=small, prompt="x", num_inference_steps=STEPS, seed=9))
+
+    answers: list = []  # the cell runs in a thread of its own: this one may hold a running loop already
+    cell = threading.Thread(target=lambda: answers.append(asyncio.run(notebook_cell())))
+    cell.start()
+    cell.join(timeout=300)
+    ((depth, result),) = answers
+    assert depth.size == small.size and len(result.images) == 1
