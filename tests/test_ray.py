@@ -29,6 +29,13 @@ STEPS = 4
 
 
 @pytest.fixture(scope="module")
+def engine(settings):
+    """A fresh local engine to compare with: the session's has remembered depth maps and pipelines that other
+    tests changed (made with two torch threads, or retried with VAE tiling)."""
+    return Engine(settings)
+
+
+@pytest.fixture(scope="module")
 def backend(settings):
     """A front-end engine whose GPU work runs on 2 Serve replicas of a local Ray instance."""
     from ray import serve
