@@ -257,11 +257,6 @@ def runtime_env() -> dict:
     return {"py_modules": [str(Path(__file__).resolve().parent)], "env_vars": env}
 
 
-def stop() -> None:
-    """Take the deployment down (the Ray instance stays)."""
-    _serve().delete(APP_NAME)
-
-
 def model_key(plan: Any) -> str:
     """The catalog key a plan is routed by: the model of its largest denoising loop."""
     work = workflow_of(plan).work(plan)
