@@ -33,20 +33,33 @@ class ModelUnavailable(RuntimeError):
     """A catalog model could not be loaded (no network, missing safetensors weights, ...)."""
 
 
-def load_options(spec: ModelSpec, policy: DevicePolicy, *, hub: bool, safety_checker: bool = True) -> dict:
+def model_dtype(spec: ModelSpec, policy: DevicePolicy) -> torch.dtype:
+    """The dtype a catalog entry runs in: the policy's, or its family's own on CUDA (bfloat16 for FLUX.1, SD3.5)."""
+    wanted = spec.adapter.cuda_dtype
+    if wanted and policy.device == "cuda":
+        return getattr(torch, wanted)
+    return policy.dtype
+
+
+def load_options(
+    spec: ModelSpec, policy: DevicePolicy, *, hub: bool, safety_checker: bool = True, token: str = ""
+) -> dict:
     """The `from_pretrained` keyword arguments for a catalog entry, besides its dtype.
 
     Safetensors only, except for entries whose repository publishes pickled `.bin` weights alone: for
     those `use_safetensors=None` lets diffusers prefer safetensors and fall back to `.bin`, which diffusers
     and transformers read with `torch.load(weights_only=True)` (torch >= 2.6 refuses a pickle that
     carries code). The `fp16` variant on a float16 device where the repository has one (half the
-    download); the pinned revision in hub mode; and no safety checker when the owner turned it off.
+    download); in hub mode the pinned revision and the owner's token (gated repositories), no other; and no
+    safety checker when the owner turned it off.
     """
     options: dict = {"use_safetensors": None if spec.pickle_weights else True}
-    if spec.fp16_variant and policy.dtype == torch.float16:
+    if spec.fp16_variant and model_dtype(spec, policy) == torch.float16:
         options["variant"] = "fp16"
     if hub and spec.revision:
         options["revision"] = spec.revision
+    if hub:  # the owner's STUDIO_HF_TOKEN, or explicitly none: never HF_TOKEN or a stored login
+        options["token"] = token or False
     if not safety_checker and spec.adapter.has_safety_checker:
         options.update(safety_checker=None, requires_safety_checker=False)
     return options
@@ -112,6 +125,17 @@ class DevicePolicy:
             return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3)
         except (ValueError, OSError, AttributeError):
             return 8 * 2**30
+
+
+def auto_offload(pipe, nbytes: int, resident: int, budget: int) -> str:
+    """The offload a pipeline needs beside `resident` bytes under `budget`: none when all of it fits; model
+    offload (one component on the GPU at a time) when its largest component fits; else sequential (layer by
+    layer: FLUX.1's 24 GB transformer on a 16 GB card)."""
+    if resident + nbytes <= budget:
+        return "none"
+    components = getattr(pipe, "components", {}).values()
+    largest = max((module_bytes(c) for c in components if isinstance(c, torch.nn.Module)), default=nbytes)
+    return "model" if largest <= budget else "sequential"
 
 
 def module_bytes(pipe: object) -> int:
@@ -298,7 +322,7 @@ class PipelineCache:
         if options.get("use_safetensors") is None and not is_torch_version(">=", "2.6"):
             # torch.load(weights_only=True) is only safe against crafted pickles from 2.6 (CVE-2025-32434)
             raise ValueError(f"reading the .bin weights of {spec.hub_id} safely needs torch >= 2.6")
-        return _auto_pipeline_class(kind).from_pretrained(source, dtype=self.policy.dtype, **options)
+        return _auto_pipeline_class(kind).from_pretrained(source, dtype=model_dtype(spec, self.policy), **options)
 
     def _load(self, spec: ModelSpec, kind: str):
         started = time.perf_counter()
@@ -365,7 +389,7 @@ class PipelineCache:
             return "cpu"
         mode = policy.offload
         if mode == "auto":
-            mode = "none" if self._resident_bytes() + nbytes <= self.budget_bytes else "model"
+            mode = auto_offload(pipe, nbytes, self._resident_bytes(), self.budget_bytes)
         if mode == "sequential":
             pipe.enable_sequential_cpu_offload()
             return "sequential-offload"
@@ -459,16 +483,26 @@ def load_failure(spec: ModelSpec, exc: BaseException) -> str:
         if isinstance(cause, RevisionNotFoundError) or ("revision" in str(cause).lower() and spec.revision):
             return f"revision {spec.revision!r} of {spec.hub_id} was not found ({_first_line(cause)})"
         if isinstance(cause, GatedRepoError):
-            return f"{spec.hub_id} is gated: accept its licence on https://huggingface.co/{spec.hub_id} first"
+            return (
+                f"{spec.hub_id} is gated and this app's token has no access to it: accept its licence at "
+                f"https://huggingface.co/{spec.hub_id} with your Hugging Face account, then start the app with "
+                "STUDIO_HF_TOKEN set to a read token of that account (HF_TOKEN and stored logins are not used)"
+            )
     for cause in chain:
         text = str(cause)
         if "safetensors" in text and ("Could not find" in text or "not found" in text.lower()):
             return f"{spec.hub_id} publishes no safetensors weights for this load ({_first_line(cause)})"
         if isinstance(cause, LocalEntryNotFoundError) or "local cache" in text or "disk cache" in text:
             at = f" at revision {spec.revision!r}" if spec.revision else ""
+            gated = (
+                f"; it is gated: its licence must be accepted at https://huggingface.co/{spec.hub_id} and "
+                "STUDIO_HF_TOKEN set to download it"
+                if spec.gated
+                else ""
+            )
             return (
                 f"the weights of {spec.hub_id}{at} are not in the Hugging Face cache and the Hub could not be "
-                f"reached ({_first_line(cause)})"
+                f"reached ({_first_line(cause)}){gated}"
             )
     return _first_line(chain[-1]) if len(chain) > 1 else _first_line(exc)
 

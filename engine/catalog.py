@@ -22,6 +22,8 @@ SD15_LATENTS = "sd15-vae"  # AutoencoderKL, scaling 0.18215, 4 channels, factor 
 SDXL_LATENTS = "sdxl-vae"  # AutoencoderKL, scaling 0.13025, 4 channels, factor 8
 MOVQ_LATENTS = "kandinsky-movq"  # VQModel, 4 channels, factor 8
 X4_LATENTS = "x4-upscaler-vae"  # AutoencoderKL, scaling 0.08333, 4 channels, factor 4
+SD3_LATENTS = "sd3-vae"  # AutoencoderKL, scaling 1.5305, shift 0.0609, 16 channels, factor 8
+FLUX_LATENTS = "flux-vae"  # AutoencoderKL, scaling 0.3611, shift 0.1159, 16 channels, factor 8 (packed 2x2)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class ModelSpec:
     scheduler: str = "PNDMScheduler"  # the checkpoint's own scheduler class
     notes: str = ""
     weights: str = ""  # for depth estimators: the weight files they need from `hub_id`
+    gated: bool = False  # the Hub serves it only to accounts that accepted its licence (STUDIO_HF_TOKEN)
+    preloaded: bool = True  # a Space downloads it at build time (engine.space_card); False for the largest
 
     @property
     def pickle_weights(self) -> bool:
@@ -210,6 +214,76 @@ CATALOG: dict[str, ModelSpec] = {
             kinds=("controlnet",),
             license="openrail",
             notes="Conditions SD 1.5 on a depth map, near bright.",
+        ),
+        # Current families (past the guide): 1024-pixel models; the largest are not preloaded on a Space.
+        ModelSpec(
+            key="sdxl-base",
+            hub_id="stabilityai/stable-diffusion-xl-base-1.0",
+            label="SDXL base 1.0",
+            family="sdxl",
+            kinds=("img2img", "text2img"),
+            license="openrail++",
+            defaults=Defaults(strength=0.6, guidance_scale=5.0, num_inference_steps=40),
+            latent_family=SDXL_LATENTS,
+            native_size=1024,
+            scheduler="EulerDiscreteScheduler",
+            preloaded=False,
+        ),
+        ModelSpec(
+            key="controlnet-depth-sdxl",
+            hub_id="diffusers/controlnet-depth-sdxl-1.0",
+            label="ControlNet depth (SDXL)",
+            family="controlnet-sdxl",
+            kinds=("controlnet",),
+            license="openrail++",
+            notes="Conditions SDXL base 1.0 on a depth map, near bright.",
+            preloaded=False,
+        ),
+        ModelSpec(
+            key="sd35-medium",
+            hub_id="stabilityai/stable-diffusion-3.5-medium",
+            label="Stable Diffusion 3.5 Medium",
+            family="sd3",
+            kinds=("img2img", "text2img"),
+            license="other (stabilityai-ai-community)",
+            defaults=Defaults(strength=0.6, guidance_scale=4.5, num_inference_steps=40),
+            latent_family=SD3_LATENTS,
+            size_multiple=16,
+            native_size=1024,
+            scheduler="FlowMatchEulerDiscreteScheduler",
+            gated=True,
+            preloaded=False,
+        ),
+        ModelSpec(
+            key="flux-schnell",
+            hub_id="black-forest-labs/FLUX.1-schnell",
+            label="FLUX.1 [schnell]",
+            family="flux",
+            kinds=("img2img", "text2img"),
+            license="apache-2.0",
+            defaults=Defaults(strength=0.95, guidance_scale=0.0, num_inference_steps=4),
+            latent_family=FLUX_LATENTS,
+            size_multiple=16,
+            native_size=1024,
+            scheduler="FlowMatchEulerDiscreteScheduler",
+            notes="Distilled to 4 steps; guidance is ignored.",
+            preloaded=False,
+        ),
+        ModelSpec(
+            key="flux-dev",
+            hub_id="black-forest-labs/FLUX.1-dev",
+            label="FLUX.1 [dev]",
+            family="flux",
+            kinds=("img2img", "text2img"),
+            license="other (flux-1-dev-non-commercial-license)",
+            defaults=Defaults(strength=0.8, guidance_scale=3.5, num_inference_steps=28),
+            latent_family=FLUX_LATENTS,
+            size_multiple=16,
+            native_size=1024,
+            scheduler="FlowMatchEulerDiscreteScheduler",
+            notes="Guidance-distilled: the guidance scale is embedded, not a second pass.",
+            gated=True,
+            preloaded=False,
         ),
         # Depth estimators for the ControlNet-depth tab: kind "depth", loaded by engine.estimators.
         ModelSpec(

@@ -228,7 +228,13 @@ class Engine:
 
     def load_options(self, spec: ModelSpec) -> dict:
         """from_pretrained options for a catalog entry: weight format, fp16 variant, revision, safety checker."""
-        return load_options(spec, self.policy, hub=self.mode == "hub", safety_checker=self.settings.safety_checker)
+        return load_options(
+            spec,
+            self.policy,
+            hub=self.mode == "hub",
+            safety_checker=self.settings.safety_checker,
+            token=self.settings.hf_token,
+        )
 
     def model_id(self, key: str) -> str:
         """The id a recipe records: the Hub id, or the twin's folder in tiny mode."""

@@ -21,6 +21,7 @@ HUB_REPOS_DIR = Path(__file__).resolve().parent / "hub_repos"
 
 SAFETENSORS = "safetensors"
 PICKLE = "bin"  # torch.save files: pytorch_model.bin, diffusion_pytorch_model.bin, .pt/.pth
+UNREAD = "0" * 40  # the snapshot of a repository no stored page showed a commit of (the twin cache's refs/main)
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,41 @@ REPOS: dict[str, RepoFacts] = {
             formats=(SAFETENSORS, PICKLE),
             variants=("fp16",),
             download_gb=(1.45, 0.72),
+        ),
+        # The current families: no stored page showed their files, so their configs were reconstructed
+        # (engine/hub_repos/README.md), their snapshot is unread and their sizes are parameter counts times
+        # bytes per parameter; the large components are published in shards, which the twins write whole.
+        RepoFacts(
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            commit=UNREAD,
+            formats=(SAFETENSORS,),
+            variants=("fp16",),
+            download_gb=(13.9, 6.9),
+        ),
+        RepoFacts(
+            "diffusers/controlnet-depth-sdxl-1.0",
+            commit=UNREAD,
+            formats=(SAFETENSORS,),
+            variants=("fp16",),
+            download_gb=(5.0, 2.5),
+        ),
+        RepoFacts(
+            "stabilityai/stable-diffusion-3.5-medium",
+            commit=UNREAD,
+            formats=(SAFETENSORS,),
+            download_gb=(16.4, None),
+        ),
+        RepoFacts(
+            "black-forest-labs/FLUX.1-schnell",
+            commit=UNREAD,
+            formats=(SAFETENSORS,),
+            download_gb=(33.7, None),
+        ),
+        RepoFacts(
+            "black-forest-labs/FLUX.1-dev",
+            commit=UNREAD,
+            formats=(SAFETENSORS,),
+            download_gb=(33.7, None),
         ),
         RepoFacts(
             "depth-anything/Depth-Anything-V2-Small-hf",

@@ -186,6 +186,11 @@ class Img2ImgRequest:
         strength, guidance, steps = check_sampling(spec, settings, self)
         count = int(check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True))
         check_flag("weighted_prompt", self.weighted_prompt)
+        if negative and not spec.adapter.negative_prompt:
+            raise ValueError(
+                f"negative_prompt {shown_value(negative)} cannot be used with {spec.label}: it has no negative "
+                "conditioning; leave negative_prompt empty"
+            )
         if self.weighted_prompt and spec.weighting_unavailable_reason:
             raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")
         if self.weighted_prompt:
@@ -208,13 +213,13 @@ class Img2ImgRequest:
         )
 
 
-def check_denoising_steps(steps: int, strength: float) -> int:
+def check_denoising_steps(steps: int, strength: float, model: str | None = None) -> int:
     """The steps an img2img run of `steps` at `strength` denoises (int(steps x strength)).
 
     Raises:
         ValueError: none would run.
     """
-    kept = denoising_steps(steps, strength)
+    kept = denoising_steps(steps, strength, model)
     if kept < 1:
         raise ValueError(
             f"num_inference_steps x strength must give at least one denoising step: "
@@ -269,7 +274,7 @@ def check_sampling(
     guidance = float(check_number("guidance_scale", asked_guidance, low=0.0, high=MAX_GUIDANCE))
     asked_steps = default_steps if asked.num_inference_steps is None else asked.num_inference_steps
     steps = check_number("num_inference_steps", asked_steps, low=1, high=settings.max_steps, integer=True)
-    check_denoising_steps(int(steps), strength)
+    check_denoising_steps(int(steps), strength, spec.key)
     return strength, guidance, int(steps)
 
 

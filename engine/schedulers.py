@@ -98,10 +98,16 @@ def schedulers_for(model: str) -> list[str]:
     return [name for name, (cls, _) in SCHEDULERS.items() if cls in compatible]
 
 
-def denoising_steps(num_inference_steps: int, strength: float) -> int:
+def denoising_steps(num_inference_steps: int, strength: float, model: str | None = None) -> int:
     """How many of the schedule's steps img2img keeps: diffusers' own `get_timesteps` arithmetic (0 is
-    refused). `steps_run` counts the model calls, which a scheduler may add to."""
-    return min(int(num_inference_steps * strength), num_inference_steps)
+    refused). `steps_run` counts the model calls, which a scheduler may add to.
+
+    The UNet pipelines keep int(n x strength); SD3's and FLUX.1's skip int(n - n x strength) and keep the
+    rest (4 steps at 0.95: 4, not 3), which their family says (`Family.keeps_partial_step`)."""
+    n = num_inference_steps
+    if model is not None and get_spec(model).adapter.keeps_partial_step:
+        return n - int(max(n - n * strength, 0))
+    return min(int(n * strength), n)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -111,7 +117,7 @@ def steps_run(model: str, num_inference_steps: int, strength: float = 1.0, sched
     timestep per step, so int(steps x strength); PNDM (SD 1.5's default) repeats one (41 of 50 at 0.8),
     second-order schedulers (Heun, DPM2) call the model twice per step."""
     n = int(num_inference_steps)
-    kept = denoising_steps(n, strength)
+    kept = denoising_steps(n, strength, model)
     try:
         config = repo_facts(get_spec(model).hub_id).config("scheduler/scheduler_config.json")
     except ValueError:
@@ -120,16 +126,19 @@ def steps_run(model: str, num_inference_steps: int, strength: float = 1.0, sched
         return kept
     class_name, overrides = SCHEDULERS[scheduler] if scheduler else (config["_class_name"], {})
     instance = _class(class_name).from_config(config, **overrides)
-    instance.set_timesteps(n)
+    # FLUX.1 dev shifts its schedule by the image size (`mu`); the count of timesteps does not depend on it
+    instance.set_timesteps(n, **({"mu": 1.0} if config.get("use_dynamic_shifting") else {}))
     return len(instance.timesteps) - (n - kept) * instance.order
 
 
 def steps_text(model: str, num_inference_steps: int, strength: float = 1.0, scheduler: str | None = None) -> str:
     """The plan's sentence for a run's step count, with the arithmetic when the scheduler adds calls."""
     n = int(num_inference_steps)
-    kept = denoising_steps(n, strength)
+    kept = denoising_steps(n, strength, model)
     run = steps_run(model, n, strength, scheduler)
     formula = f"int({n} × {strength:g}) = {kept}" if strength != 1 else f"{n}"
+    if strength != 1 and get_spec(model).adapter.keeps_partial_step:
+        formula = f"{n} − int({n} − {n} × {strength:g}) = {kept}"
     if run == kept:
         return f"**{run}** of {n} steps will run: {formula}." if strength != 1 else f"**{run}** steps will run."
     name = scheduler or get_spec(model).scheduler.removesuffix("Scheduler")

@@ -22,8 +22,15 @@ OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 BACKENDS = ("local", "ray")
 
 
-def _env(name: str, help_text: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None) -> dict:
-    return {"env": name, "help": help_text, "flag": flag, "choices": choices}
+def _env(
+    name: str,
+    help_text: str,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+) -> dict:
+    return {"env": name, "help": help_text, "flag": flag, "choices": choices, "secret": secret}
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,8 @@ class Settings:
         default=0,
         metadata=_env(
             "STUDIO_DEFAULT_STEPS",
-            f"num_inference_steps a run starts with; 0: each model's own (50 for SD 1.5), or {QUICK_STEPS} in tiny "
-            "mode on a CPU",
+            f"num_inference_steps a run starts with, at most the model's own; 0: each model's own (50 for SD 1.5, "
+            f"4 for FLUX.1 schnell), or {QUICK_STEPS} in tiny mode on a CPU",
         ),
     )
     min_side: int = field(default=64, metadata=_env("STUDIO_MIN_SIDE", "smallest image side accepted, in pixels"))
@@ -184,6 +191,16 @@ class Settings:
         default=0.0,
         metadata=_env("STUDIO_CACHE_GB", "memory the pipeline cache may hold, in GB; 0 picks it from the device"),
     )
+    # Never repr'd, logged or shown: describe() says only whether it is set.
+    hf_token: str = field(
+        default="",
+        repr=False,
+        metadata=_env(
+            "STUDIO_HF_TOKEN",
+            "Hugging Face token for gated models (SD3.5, FLUX.1 dev) in hub mode; no other token is ever sent",
+            secret=True,
+        ),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -221,8 +238,9 @@ class Settings:
         return self.max_pixels or FULL_PIXELS
 
     def steps_default(self, model_default: int) -> int:
-        """num_inference_steps when a run does not say: default_steps, or the model's own."""
-        return self.default_steps or model_default
+        """num_inference_steps when a run does not say: default_steps, or the model's own, whichever is fewer
+        (a distilled model's 4 steps are not raised to a shortened default meant for 50-step models)."""
+        return min(self.default_steps, model_default) if self.default_steps else model_default
 
     def resolved(self, *, quick: bool) -> Settings:
         """The automatic values filled in: small and fast (`quick`: tiny mode on a CPU) or full."""
@@ -234,7 +252,13 @@ class Settings:
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(env var, value, meaning) for every setting, for the README and the startup log."""
-        return [(f.metadata["env"], str(getattr(self, f.name)), f.metadata["help"]) for f in fields(self)]
+        return [(f.metadata["env"], self._shown(f), f.metadata["help"]) for f in fields(self)]
+
+    def _shown(self, f) -> str:
+        value = getattr(self, f.name)
+        if f.metadata["secret"]:
+            return "(set)" if value else "(not set)"
+        return str(value)
 
 
 # Hugging Face Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, and Gradio's documented switch for

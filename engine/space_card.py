@@ -20,6 +20,7 @@ from engine.catalog import CATALOG, get_spec, models_for
 from engine.repos import RepoFacts, repo_facts
 
 TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
+T5_TOKENIZER_FILES = ("special_tokens_map.json", "spiece.model", "tokenizer.json", "tokenizer_config.json")
 PRELOADED_ESTIMATORS = ("midas", "depth-anything-v2-small")  # the default and the small one; ZoeDepth and
 # LeReS (2.3 GB together) download when first chosen
 SUGGESTED_HARDWARE = "l4x1"  # 24 GB: every model resident in fp16 (the largest, the refiner at 1024: 15 GB)
@@ -38,6 +39,8 @@ def component_files(name: str, library: str, class_name: str, *, facts: RepoFact
         return [f"{name}/scheduler_config.json"]
     if class_name.endswith("Tokenizer"):
         return [f"{name}/{file}" for file in TOKENIZER_FILES]
+    if class_name.endswith("TokenizerFast"):  # T5's: a SentencePiece model and its fast tokenizer
+        return [f"{name}/{file}" for file in T5_TOKENIZER_FILES]
     if class_name.endswith(("ImageProcessor", "FeatureExtractor")):
         return [f"{name}/preprocessor_config.json"]
     if library == "diffusers":
@@ -70,8 +73,10 @@ def repo_files(key: str, *, fp16: bool = True, safety_checker: bool = True) -> l
 
 
 def preloaded_keys() -> list[str]:
-    """The catalog entries a Space preloads: every image model, the ControlNet, and two estimators."""
-    keys = [key for key, spec in CATALOG.items() if "depth" not in spec.kinds]
+    """The catalog entries a Space preloads: every image model of the guide, its ControlNet, and two estimators.
+    Not the current families (SDXL base and its ControlNet, SD3.5, FLUX.1: 70 GB more, two of them gated): they
+    download when first chosen, into the Space's persistent storage where it has one."""
+    keys = [key for key, spec in CATALOG.items() if "depth" not in spec.kinds and spec.preloaded]
     return keys + [key for key in PRELOADED_ESTIMATORS if key in models_for("depth")]
 
 

@@ -83,12 +83,59 @@ def build_tokenizer(pad_token: str = EOS):
     )
 
 
+_T5_SPECIAL = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2, as in T5's SentencePiece model
+
+
+@cache
+def _t5_pieces() -> list[tuple[str, float]]:
+    """A Unigram vocabulary over printable ASCII, word-initial ("▁c") and inner ("c"), T5's specials first;
+    other characters are `<unk>`, as characters outside T5's own vocabulary are."""
+    import string
+
+    chars = [c for c in string.printable if not c.isspace()]
+    words = [("▁" + c, -3.0) for c in chars]
+    return [(t, 0.0) for t in _T5_SPECIAL] + [("▁", -2.0)] + words + [(c, -4.0) for c in chars]
+
+
+def build_t5_tokenizer(model_max_length: int, extra_ids: int):
+    """T5's fast tokenizer laid out as T5 v1.1's (Metaspace words, `</s>` appended, `<extra_id_N>` last)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]  # transformers 5: a lazy alias
+
+    tokenizer = Tokenizer(models.Unigram(_t5_pieces(), unk_id=_T5_SPECIAL.index("<unk>")))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    eos = _T5_SPECIAL.index("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
+    )
+    return T5TokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=extra_ids,
+        model_max_length=model_max_length,
+    )
+
+
+def _t5_vocab_size() -> int:
+    return len(_t5_pieces()) + 100  # the pieces and T5's 100 sentinel tokens
+
+
 # -- shrinking a published config -----------------------------------------------------------------
 
 # Keys a twin may change, per class: sizes only. Everything else must equal the recorded config
 # (tests/test_twin_fidelity.py checks it). Keys in DEPTH_KEYS are per-block lists a twin keeps a
 # selection of, in order.
-DEPTH_KEYS = {"down_block_types", "up_block_types", "only_cross_attention", "out_indices", "out_features"}
+DEPTH_KEYS = {
+    "down_block_types",
+    "up_block_types",
+    "only_cross_attention",
+    "out_indices",
+    "out_features",
+    "dual_attention_layers",
+}
 _UNET_SIZES = {
     "block_out_channels",
     "layers_per_block",
@@ -103,6 +150,15 @@ _UNET_SIZES = {
     "time_cond_proj_dim",
 }
 _CLIP_SIZES = {"hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "projection_dim"}
+_T5_SIZES = {"d_model", "d_ff", "d_kv", "num_heads", "num_layers", "num_decoder_layers", "vocab_size"}
+_T5_WIDTH = 2 * _HIDDEN  # T5's width = the joint attention width, which must hold both CLIPs' states side by side
+_DIT_SIZES = {
+    "attention_head_dim",
+    "num_attention_heads",
+    "num_layers",
+    "joint_attention_dim",
+    "pooled_projection_dim",
+}
 SIZE_KEYS: dict[str, set[str]] = {
     "UNet2DConditionModel": _UNET_SIZES | DEPTH_KEYS,
     "ControlNetModel": _UNET_SIZES | DEPTH_KEYS | {"conditioning_embedding_out_channels"},
@@ -112,6 +168,11 @@ SIZE_KEYS: dict[str, set[str]] = {
     "CLIPTextModel": _CLIP_SIZES | {"vocab_size"},
     "CLIPTextModelWithProjection": _CLIP_SIZES | {"vocab_size"},
     "CLIPVisionModelWithProjection": _CLIP_SIZES,
+    "T5EncoderModel": _T5_SIZES,
+    # SD3's MMDiT: `dual_attention_layers` is a selection of its layers, `pos_embed_max_size` the largest latent grid
+    "SD3Transformer2DModel": _DIT_SIZES | {"caption_projection_dim", "dual_attention_layers", "pos_embed_max_size"},
+    # FLUX.1: the rotary axes split the head width, so they shrink with it
+    "FluxTransformer2DModel": _DIT_SIZES | {"num_single_layers", "axes_dims_rope"},
     "StableDiffusionSafetyChecker": {"projection_dim", "text_config", "vision_config"},
     "DepthAnythingForDepthEstimation": {
         "backbone_config",
@@ -139,7 +200,14 @@ def _pick(value, indices: list[int]):
     return [value[i] for i in indices] if isinstance(value, (list, tuple)) else value
 
 
-def _shrink_unet(config: dict, text_dim: int = _HIDDEN) -> dict:
+def _text_width(config: dict) -> int:
+    """The tiny cross-attention width: SDXL base attends to two text encoders' states side by side
+    (CLIP ViT-L 768 + OpenCLIP bigG 1280 = 2048), every other UNet to one encoder's."""
+    return 2 * _HIDDEN if config.get("cross_attention_dim") == 2048 else _HIDDEN
+
+
+def _shrink_unet(config: dict) -> dict:
+    text_dim = _text_width(config)
     down, up = _kept_blocks(config)
     n = len(down)
     widths = ([32, 32, 64, 64] if n == 4 else [32, 64, 64])[:n]
@@ -157,10 +225,10 @@ def _shrink_unet(config: dict, text_dim: int = _HIDDEN) -> dict:
         out["norm_num_groups"] = 8
     if config.get("transformer_layers_per_block") is not None:
         out["transformer_layers_per_block"] = 1
-    if config.get("addition_embed_type") == "text_time":  # SDXL: pooled text + 5 (refiner) or 6 time ids
+    if config.get("addition_embed_type") == "text_time":  # SDXL: bigG's pooled text + 5 (refiner) or 6 time ids
         out["addition_time_embed_dim"] = 8
         ids = (config["projection_class_embeddings_input_dim"] - 1280) // config["addition_time_embed_dim"]
-        out["projection_class_embeddings_input_dim"] = text_dim + ids * 8
+        out["projection_class_embeddings_input_dim"] = _HIDDEN + ids * 8
     if config.get("encoder_hid_dim") is not None:
         out["encoder_hid_dim"] = text_dim
     if config.get("time_cond_proj_dim") is not None:  # the x2 upscaler: noise-level embedding (128) + pooled text
@@ -197,6 +265,37 @@ def _shrink_clip(config: dict) -> dict:
     }
 
 
+def _shrink_t5(config: dict) -> dict:
+    return {"d_model": _T5_WIDTH, "d_ff": 37, "d_kv": 8, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 2}
+
+
+def _shrink_sd3(config: dict) -> dict:
+    # pooled: both CLIPs' projections side by side; joint: T5's width; the caption projection is the inner width
+    return {
+        "attention_head_dim": 8,
+        "num_attention_heads": 4,
+        "caption_projection_dim": 32,
+        "num_layers": 2,
+        "dual_attention_layers": [0] if config.get("dual_attention_layers") else [],
+        "joint_attention_dim": _T5_WIDTH,
+        "pooled_projection_dim": 2 * _HIDDEN,
+        "pos_embed_max_size": 128,  # latent grids up to 256x256 patches: 2048-pixel sides
+    }
+
+
+def _shrink_flux(config: dict) -> dict:
+    # pooled: CLIP ViT-L's pooled output; joint: T5's width
+    return {
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "joint_attention_dim": _T5_WIDTH,
+        "pooled_projection_dim": _HIDDEN,
+        "axes_dims_rope": [4, 6, 6],
+    }
+
+
 def _shrink_depth_anything(config: dict) -> dict:
     backbone = dict(config["backbone_config"])
     backbone.update(
@@ -228,6 +327,9 @@ _SHRINK: dict[str, Callable[[dict], dict]] = {
     "CLIPTextModel": _shrink_clip,
     "CLIPTextModelWithProjection": _shrink_clip,
     "CLIPVisionModelWithProjection": _shrink_clip,
+    "T5EncoderModel": _shrink_t5,
+    "SD3Transformer2DModel": _shrink_sd3,
+    "FluxTransformer2DModel": _shrink_flux,
     "DepthAnythingForDepthEstimation": _shrink_depth_anything,
 }
 
@@ -282,7 +384,13 @@ def _transformers_model(class_name: str, config: dict, tokens: int):
         depth_config = transformers.DepthAnythingConfig(backbone_config=backbone, **cfg)
         return transformers.DepthAnythingForDepthEstimation(depth_config)
     model_class = getattr(transformers, class_name)
-    return model_class(model_class.config_class(**cfg))
+    model = model_class(model_class.config_class(**cfg))
+    if class_name == "T5EncoderModel":
+        # T5EncoderModel turns its config into an encoder-only one (no cache, not encoder-decoder, tied
+        # embeddings); the published file is the whole T5's, and the twin saves it as published
+        for key in ("is_encoder_decoder", "use_cache", "tie_word_embeddings"):
+            setattr(model.config, key, cfg[key])
+    return model
 
 
 def _save_weights(model, folder: Path, facts: RepoFacts) -> None:
@@ -323,6 +431,10 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
     if class_name == "CLIPImageProcessor":
         _write_json(target / "preprocessor_config.json", facts.required(f"{name}/preprocessor_config.json"))
         return
+    if class_name == "T5TokenizerFast":
+        config = facts.required(f"{name}/tokenizer_config.json")
+        build_t5_tokenizer(config["model_max_length"], config["extra_ids"]).save_pretrained(target)
+        return
     if class_name == "CLIPTokenizer":
         special = facts.required(f"{name}/special_tokens_map.json")
         pad = special["pad_token"]
@@ -333,7 +445,8 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
     if library == "diffusers":
         model = _diffusers_model(class_name, config)
     else:
-        model = _transformers_model(class_name, config, len(_vocab()))
+        tokens = _t5_vocab_size() if class_name == "T5EncoderModel" else len(_vocab())
+        model = _transformers_model(class_name, config, tokens)
     _save_weights(model, target, facts)
 
 
@@ -350,15 +463,15 @@ def write_pipeline_repo(facts: RepoFacts, folder: Path, seed: int, prior: str | 
         (folder / "README.md").write_text(f"---\nprior:\n- {prior}\n---\nTiny twin of {facts.hub_id}.\n")
 
 
-def _write_controlnet(facts: RepoFacts, folder: Path, seed: int) -> None:
-    """The depth ControlNet's twin: ControlNetModel.from_unet on the SD 1.5 twin's UNet, as diffusers
-    initialises a new ControlNet, so its blocks line up with the base UNet the way the real one does."""
+def _write_controlnet(facts: RepoFacts, folder: Path, seed: int, base_key: str) -> None:
+    """A depth ControlNet's twin: ControlNetModel.from_unet on its base model's twin UNet (SD 1.5, SDXL base),
+    as diffusers initialises a new ControlNet, so its blocks line up with the base UNet the way the real
+    one's do."""
     import torch
     from diffusers import ControlNetModel
 
-    sd15 = get_spec("sd15")
-    base = repo_facts(sd15.hub_id)
-    torch.manual_seed(_component_seed(_seed_for("sd15"), "unet"))  # the SD 1.5 twin's own UNet weights
+    base = repo_facts(get_spec(base_key).hub_id)
+    torch.manual_seed(_component_seed(_seed_for(base_key), "unet"))  # the base twin's own UNet weights
     unet = _diffusers_model("UNet2DConditionModel", base.required("unet/config.json"))
     recorded = facts.required("config.json")
     torch.manual_seed(seed)
@@ -429,7 +542,12 @@ def _write_twin(key: str, folder: Path, prior: str | None) -> None:
     spec = get_spec(key)
     writer = _writer(spec)
     assert writer is not None  # build_twin checked has_twin
-    writer(repo_facts(spec.hub_id), folder, _seed_for(key), *([prior] if prior else []))
+    extra = [prior] if prior else []
+    if writer is _write_controlnet:
+        base = spec.adapter.controlnet_base
+        assert base is not None, f"{key}: a ControlNet family names its base model"
+        extra = [base]
+    writer(repo_facts(spec.hub_id), folder, _seed_for(key), *extra)
 
 
 def twin_dir(root: Path, key: str) -> Path:

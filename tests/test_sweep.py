@@ -110,7 +110,7 @@ def basic_image(engine, photo, cell, model):
     ).images[0]
 
 
-@pytest.mark.parametrize("model", ["sd15", "sdxl-refiner"])
+@pytest.mark.parametrize("model", ["sd15", "sdxl-refiner", "sdxl-base"])
 @pytest.mark.parametrize(
     ("x", "y"),
     [

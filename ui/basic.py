@@ -54,7 +54,7 @@ def plan_text(
         spec = get_spec(model)
         lines = []
         if isinstance(strength, int | float) and isinstance(steps, int | float) and steps >= 1:
-            check_denoising_steps(int(steps), float(strength))
+            check_denoising_steps(int(steps), float(strength), model)
             lines.append(steps_text(model, int(steps), float(strength), check_scheduler(scheduler, model)))
         if image:
             settings = engine.settings

@@ -32,13 +32,22 @@ class Family:
         one_call_per_seed: several seeds cannot share one call (Kandinsky 2.2's prior), so Basic calls
             once per seed and a sweep runs its cells one by one.
         swaps_height_width: the img2img pipeline reads height/width transposed (see `output_size`).
+        keeps_partial_step: img2img keeps n - int(n - n x strength) steps, not int(n x strength) (SD3's and
+            FLUX.1's `get_timesteps`; engine.schedulers.denoising_steps).
+        passes_size: the img2img pipeline makes its native size unless told the input's (SD3, FLUX.1: 1024x1024
+            whatever the input), so the call passes height and width.
+        negative_prompt: the family reads a negative prompt (FLUX.1 has no negative conditioning: one is refused,
+            not silently dropped).
         has_safety_checker: the repository ships a safety checker the owner may turn off.
         depth_controlnet: catalog key of the depth ControlNet made for this family, if any.
         encode_prompt: the prompt embeddings as the pipeline makes them; with it a sweep batches cells.
         weighted_prompt: Compel's embeddings for a weighted prompt; None where weighting cannot work.
         no_weighting: why weighting cannot work, read after the model's label (shown to the user).
         twin: how engine.tiny writes the tiny twin: "pipeline" (every component its model_index.json
-            lists) or "controlnet" (ControlNetModel.from_unet on the SD 1.5 twin's UNet).
+            lists) or "controlnet" (ControlNetModel.from_unet on the `controlnet_base` twin's UNet).
+        controlnet_base: for a ControlNet family, the catalog key of the base model it attaches to.
+        cuda_dtype: the dtype on CUDA when it is not float16: FLUX.1 and SD3.5 were trained in bfloat16, and
+            their T5 encoder overflows float16 (inf, then a black image).
         gpu_step_seconds: an upper bound on one denoising step of one 512x512 image with guidance, in fp16
             without CUDA graphs or compile, on ZeroGPU's GPU slice (engine.hosting sizes GPU calls by it).
     """
@@ -48,24 +57,32 @@ class Family:
     upscale_factor: int = 1
     one_call_per_seed: bool = False
     swaps_height_width: bool = False
+    passes_size: bool = False
+    keeps_partial_step: bool = False
+    negative_prompt: bool = True
     has_safety_checker: bool = False
     depth_controlnet: str | None = None
     encode_prompt: PromptEncoder | None = None
     weighted_prompt: PromptEncoder | None = None
     no_weighting: str = ""
     twin: str = "pipeline"
+    controlnet_base: str | None = None
+    cuda_dtype: str | None = None
     gpu_step_seconds: float = 0.06
 
     def output_size(self, width: int, height: int) -> dict:
         """height/width for an img2img call whose output must be width x height.
 
-        Pipelines that default to 512x512 get the size; Kandinsky 2.2's gets it swapped, because
+        Pipelines that default to their native size get the size (SD3 and FLUX.1 would make 1024x1024);
+        Kandinsky 2.2's gets it swapped, because
         diffusers' KandinskyV22Img2ImgPipeline calls `image_processor.preprocess(image, width, height)`,
         whose parameters are (height, width). tests/test_basic.py checks a non-square Kandinsky output,
         so a fix upstream shows up as a failing test rather than as transposed images.
         """
         if self.swaps_height_width:
             return {"height": width, "width": height}
+        if self.passes_size:
+            return {"height": height, "width": width}
         return {}
 
     @property

@@ -8,5 +8,6 @@ FAMILY = Family(
     name="controlnet-sd15",
     no_weighting="is a ControlNet, not an image model",
     twin="controlnet",
+    controlnet_base="sd15",
     gpu_step_seconds=0.10,
 )
