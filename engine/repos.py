@@ -185,7 +185,7 @@ REPOS: dict[str, RepoFacts] = {
             "stabilityai/stable-diffusion-3.5-medium",
             commit=UNREAD,
             formats=(SAFETENSORS,),
-            download_gb=(16.4, None),
+            download_gb=(16.3, None),
         ),
         RepoFacts(
             "black-forest-labs/FLUX.1-schnell",
