@@ -379,7 +379,10 @@ def test_downloads_offer_no_remove_buttons_after_a_run(page):
 def test_ctrl_enter_runs_the_open_tab(page):
     panel = open_tab(page, "Recipe")
     pick_example(panel, 1)
-    panel.get_by_label(re.compile("web UI infotext")).press("Control+Enter")
+    infotext = panel.get_by_label(re.compile("web UI infotext"))
+    # the example's text first: on a loaded machine the keypress could otherwise run on the empty field
+    expect(infotext).to_have_value(re.compile("Seed: 33"), timeout=60_000)
+    infotext.press("Control+Enter")
     expect_summary(page, "recipe-fields", "seed: 33", timeout=60_000)
 
 
