@@ -10,6 +10,7 @@ from PIL import Image
 
 from engine.catalog import ModelSpec, get_spec
 from engine.grid import image_grid
+from engine.lora import applied, recorded
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
 from engine.requests import Img2ImgPlan, Img2ImgRequest
@@ -124,7 +125,11 @@ def run_img2img(job: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
     images: list[Image.Image] = []
     nsfw: list[bool] = []
     # embeddings and the calls together, so a concurrent eviction cannot split them
-    with cache.lock, swapped_scheduler(pipe, job.scheduler, cache.lock):
+    with (
+        cache.lock,
+        swapped_scheduler(pipe, job.scheduler, cache.lock),
+        applied(pipe, job.loras, job.spec.label, context.settings.hf_token),
+    ):
         kwargs = img2img_kwargs(pipe, job)
         for index, seeds in enumerate(groups):
             reporter.start_call(calls_left=len(groups) - index)
@@ -149,7 +154,12 @@ def run_img2img(job: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
             model_mode=context.model_mode,
             revision=job.spec.revision,
             weighted_prompt=job.weighted_prompt,
-            extra={"pipeline_calls": len(groups), "family": job.spec.family, "scheduler_name": job.scheduler},
+            extra={
+                "pipeline_calls": len(groups),
+                "family": job.spec.family,
+                "scheduler_name": job.scheduler,
+                **({"loras": recorded(job.loras)} if job.loras else {}),
+            },
         )
     shown = [images[index] for index in unflagged(tuple(nsfw), len(images))]
     return Img2ImgResult(

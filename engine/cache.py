@@ -53,6 +53,8 @@ def load_options(
     download); in hub mode the pinned revision and the owner's token (gated repositories), no other; and no
     safety checker when the owner turned it off.
     """
+    if spec.origin == "file":  # engine.owner.load_single_file: local files only, the owner's safety choice
+        return {"local_files_only": True, "safety_checker": safety_checker}
     options: dict = {"use_safetensors": None if spec.pickle_weights else True}
     if spec.fp16_variant and model_dtype(spec, policy) == torch.float16:
         options["variant"] = "fp16"
@@ -317,6 +319,12 @@ class PipelineCache:
 
             # float32: estimators are small and fp16 costs them accuracy
             return load_estimator(spec, source, revision=options.get("revision"))
+        if spec.origin == "file":  # `source` is the base's folder on this disk (engine.owner)
+            from engine.portable import single_file_pipeline
+
+            dtype = model_dtype(spec, self.policy)
+            auto_class = _auto_pipeline_class(kind)
+            return single_file_pipeline(spec.file, source, auto_class, dtype, options["safety_checker"])
         from diffusers.utils import is_torch_version
 
         if options.get("use_safetensors") is None and not is_torch_version(">=", "2.6"):
@@ -488,6 +496,15 @@ def load_failure(spec: ModelSpec, exc: BaseException) -> str:
                 f"https://huggingface.co/{spec.hub_id} with your Hugging Face account, then start the app with "
                 "STUDIO_HF_TOKEN set to a read token of that account (HF_TOKEN and stored logins are not used)"
             )
+    if spec.origin == "file" and any(
+        isinstance(cause, LocalEntryNotFoundError) or "local cache" in str(cause) for cause in chain
+    ):
+        base = spec.config_spec
+        return (
+            f"its base {base.label} ({base.hub_id}) is not in the Hugging Face cache: a checkpoint file's configs and "
+            f"tokenizers are read from disk, never downloaded. Run {base.key} once in hub mode (or "
+            f"`hf download {base.hub_id}`) so they are cached"
+        )
     for cause in chain:
         text = str(cause)
         if "safetensors" in text and ("Could not find" in text or "not found" in text.lower()):

@@ -69,17 +69,28 @@ class ModelSpec:
     weights: str = ""  # for depth estimators: the weight files they need from `hub_id`
     gated: bool = False  # the Hub serves it only to accounts that accepted its licence (STUDIO_HF_TOKEN)
     preloaded: bool = True  # a Space downloads it at build time (engine.space_card); False for the largest
+    # The owner's own models (engine.owner): "file" (a single-file checkpoint in STUDIO_MODELS_DIR) or "hub" (a
+    # repo STUDIO_ALLOW_HUB_MODELS allows); `base` is the catalog entry whose configs they load with.
+    origin: str = "catalog"
+    base: str | None = None
+    file: str = ""  # origin "file": the checkpoint's absolute path
+    config_id: str = ""  # origin "file": the base's configs (its twin folder in tiny mode, its Hub id in hub mode)
 
     @property
     def pickle_weights(self) -> bool:
         """The repository publishes pickled `.bin` weights only (engine.repos); they are accepted for it alone,
         read with `torch.load(weights_only=True)` (a pickle that carries code is refused)."""
-        return not repo_facts(self.hub_id).has_safetensors
+        return self.origin == "catalog" and not repo_facts(self.hub_id).has_safetensors
 
     @property
     def fp16_variant(self) -> bool:
         """The repository publishes half-precision `fp16` variant files next to the full ones."""
-        return "fp16" in repo_facts(self.hub_id).variants
+        return self.origin == "catalog" and "fp16" in repo_facts(self.hub_id).variants
+
+    @property
+    def config_spec(self) -> ModelSpec:
+        """The catalog entry whose configs, tokenizers and missing components this model loads with."""
+        return CATALOG[self.base] if self.base else self
 
     @property
     def adapter(self) -> Family:
@@ -330,17 +341,107 @@ CATALOG: dict[str, ModelSpec] = {
 }
 
 
+class UnknownModel(ValueError):
+    """A key that is neither a catalog entry nor one of the owner's models."""
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A LoRA the owner offers (engine.lora): a file of STUDIO_LORA_DIR or an allowed Hub repo.
+
+    Args:
+        name: what a visitor picks and recipes record: the file's name without `.safetensors`, or the repo id.
+        source: what `load_lora_weights` reads: the file's absolute path, or the repo id.
+        origin: "file" or "hub".
+    """
+
+    name: str
+    source: str
+    origin: str = "file"
+
+    @property
+    def adapter(self) -> str:
+        """The PEFT adapter name: one per source, a valid module name whatever the file is called."""
+        import hashlib
+
+        return "lora_" + hashlib.sha256(self.source.encode()).hexdigest()[:12]
+
+
+class OwnerModels:
+    """The owner's own models beside the catalog (engine.owner fills it from the settings).
+
+    `entries` are known by key; `resolve` may add one on demand (a Hub repo id matching an allowed pattern)
+    and returns None for anything the owner did not allow.
+    """
+
+    def __init__(
+        self,
+        entries: dict[str, ModelSpec] | None = None,
+        resolve=None,
+        loras: dict[str, LoraSpec] | None = None,
+        resolve_lora=None,
+    ) -> None:
+        self.entries: dict[str, ModelSpec] = dict(entries or {})
+        self.resolve = resolve
+        self.loras: dict[str, LoraSpec] = dict(loras or {})
+        self.resolve_lora = resolve_lora
+
+    def lora(self, name: str) -> LoraSpec | None:
+        """The LoRA offered as `name` (an allowed Hub repo looked up on demand), else None."""
+        if name in self.loras:
+            return self.loras[name]
+        spec = self.resolve_lora(name) if self.resolve_lora is not None else None
+        if spec is not None:
+            self.loras[name] = spec
+        return spec
+
+    def get(self, key: str) -> ModelSpec | None:
+        if key in self.entries:
+            return self.entries[key]
+        spec = self.resolve(key) if self.resolve is not None else None
+        if spec is not None:
+            self.entries[key] = spec
+        return spec
+
+
+# The process's owner models: one app serves one set; Engine installs them (engine.owner.install).
+_OWNER = OwnerModels()
+
+
+def install_owner_models(owner: OwnerModels) -> OwnerModels:
+    """Make `owner` the models beside the catalog; returns the ones it replaces (tests put them back)."""
+    global _OWNER
+    previous, _OWNER = _OWNER, owner
+    return previous
+
+
+def owner_models() -> OwnerModels:
+    return _OWNER
+
+
+def known_spec(key: object) -> ModelSpec | None:
+    """The catalog entry or owner's model already known by `key` (none looked up), else None."""
+    if not isinstance(key, str):
+        return None
+    return CATALOG.get(key) or _OWNER.entries.get(key)
+
+
 def get_spec(key: str) -> ModelSpec:
-    """The catalog entry for `key`.
+    """The catalog entry, or the owner's model, for `key`.
 
     Raises:
         ValueError: unknown key; the message lists the known ones.
     """
-    if not isinstance(key, str) or key not in CATALOG:
-        raise ValueError(f"model must be one of {', '.join(CATALOG)}; got {shown_value(key)}")
-    return CATALOG[key]
+    spec = CATALOG.get(key) if isinstance(key, str) else None
+    if spec is None and isinstance(key, str):
+        spec = _OWNER.get(key)
+    if spec is None:
+        known = [*CATALOG, *_OWNER.entries]
+        raise UnknownModel(f"model must be one of {', '.join(known)}; got {shown_value(key)}")
+    return spec
 
 
 def models_for(kind: str) -> list[str]:
-    """Catalog keys of the checkpoints that serve a pipeline kind, in catalog order."""
-    return [key for key, spec in CATALOG.items() if kind in spec.kinds]
+    """Keys of the checkpoints that serve a pipeline kind: the catalog's in order, then the owner's."""
+    specs = [*CATALOG.values(), *_OWNER.entries.values()]
+    return [spec.key for spec in specs if kind in spec.kinds]

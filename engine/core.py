@@ -176,6 +176,9 @@ class Engine:
         self.gpu_calls: GpuCalls | None = None
         self.quick = self.mode == "tiny" and self.policy.device == "cpu"
         self.settings = settings = settings.resolved(quick=self.quick)
+        from engine.owner import install
+
+        self.owner = install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -220,10 +223,12 @@ class Engine:
 
     def model_source(self, spec: ModelSpec) -> str:
         """What from_pretrained loads for a catalog entry: its Hub id, or its twin folder (built on demand)."""
-        if self.mode == "hub":
-            return spec.hub_id
         from engine.tiny import build_twin
 
+        if spec.origin == "file":  # the file's configs: the base's twin, or its Hub id read from the cache only
+            return spec.config_id if self.mode == "hub" else str(build_twin(spec.config_spec.key, self.twins_dir))
+        if self.mode == "hub":
+            return spec.hub_id
         return str(build_twin(spec.key, self.twins_dir))
 
     def load_options(self, spec: ModelSpec) -> dict:
@@ -239,7 +244,9 @@ class Engine:
     def model_id(self, key: str) -> str:
         """The id a recipe records: the Hub id, or the twin's folder in tiny mode."""
         spec = get_spec(key)
-        return spec.hub_id if self.mode == "hub" else str((self.twins_dir / key).resolve())
+        if spec.origin == "file":
+            return spec.file
+        return spec.hub_id if self.mode == "hub" or spec.origin == "hub" else str((self.twins_dir / key).resolve())
 
     @property
     def banner(self) -> str:

@@ -86,3 +86,47 @@ def decode_latents(pipe, latents):
     with torch.inference_mode():
         pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
     return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+
+
+def single_file_pipeline(path, config, auto_class, dtype, safety_checker=True):
+    """A single-file checkpoint's pipeline as `auto_class` (AutoPipelineForImage2Image, ...), its base's configs,
+    tokenizers and other components from `config`: a folder, or a Hub id read from the local cache only.
+
+    A whole checkpoint (SD 1.5, SDXL) loads as its base's pipeline class; a file holding only the denoiser (an
+    SD3.5 MMDiT, a FLUX.1 transformer, as those are shared) loads its transformer and takes the rest from
+    `config`. Nothing is downloaded; a pickled file is read weights-only by diffusers.
+    """
+    import json
+    import os
+
+    import diffusers
+    from huggingface_hub import snapshot_download
+
+    folder = config if os.path.isdir(config) else snapshot_download(config, local_files_only=True)
+    with open(os.path.join(folder, "model_index.json")) as handle:
+        index = json.load(handle)
+    if "unet" not in index:  # a transformer family: the file is its denoiser
+        transformer_class = getattr(diffusers, index["transformer"][1])
+        transformer = transformer_class.from_single_file(
+            path, config=folder, subfolder="transformer", local_files_only=True, dtype=dtype
+        )
+        return auto_class.from_pretrained(
+            folder, transformer=transformer, dtype=dtype, local_files_only=True, use_safetensors=True
+        )
+    extra = {}
+    if index.get("safety_checker", [None])[0] is not None:
+        if safety_checker:
+            from diffusers.pipelines.stable_diffusion import StableDiffusionSafetyChecker
+            from transformers import CLIPImageProcessor
+
+            extra["safety_checker"] = StableDiffusionSafetyChecker.from_pretrained(
+                folder, subfolder="safety_checker", dtype=dtype, local_files_only=True, use_safetensors=True
+            )
+            extra["feature_extractor"] = CLIPImageProcessor.from_pretrained(
+                folder, subfolder="feature_extractor", local_files_only=True
+            )
+        else:
+            extra.update(safety_checker=None, requires_safety_checker=False)
+    pipeline_class = getattr(diffusers, index["_class_name"])
+    pipe = pipeline_class.from_single_file(path, config=folder, local_files_only=True, dtype=dtype, **extra)
+    return auto_class.from_pipe(pipe, dtype=dtype)

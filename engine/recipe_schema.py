@@ -13,7 +13,7 @@ import re
 from functools import cache
 from typing import Any
 
-from engine.catalog import CATALOG
+from engine.catalog import CATALOG, get_spec, owner_models
 from engine.errors import shown_value
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -113,9 +113,37 @@ def _listed(size: tuple[int, int] | None) -> list[int] | None:
     return None if size is None else list(size)
 
 
+def _lora(name: str, value: Any) -> dict[str, Any]:
+    """A run's LoRA as the app records it: a name (a file's or an allowed repo id) and a weight."""
+    from engine.lora import MAX_WEIGHT, NAME
+
+    if not isinstance(value, dict):
+        raise _fail(name, value, "an object with name and weight")
+    lora_name = value.get("name")
+    if not isinstance(lora_name, str) or not (NAME.fullmatch(lora_name) or _REPO_ID.fullmatch(lora_name)):
+        raise _fail(f"{name}.name", lora_name, "a LoRA name")
+    weight = value.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not abs(weight) <= MAX_WEIGHT:
+        raise _fail(f"{name}.weight", weight, f"a number in [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]")
+    return {"name": lora_name, "weight": float(weight)}
+
+
+def _model(name: str, value: Any) -> str:
+    """A catalog key or one of the owner's models (an allowed Hub repo is looked up as a visitor's would be)."""
+    try:
+        spec = get_spec(value) if isinstance(value, str) else None
+    except ValueError:
+        spec = None
+    if spec is None:
+        raise _fail(name, value, f"a model of this app ({', '.join([*CATALOG, *owner_models().entries])})")
+    return value
+
+
 def _model_id(name: str, value: Any, mode: str) -> str:
-    """A Hub repo id, or in tiny mode an absolute path (the twin's folder)."""
+    """A Hub repo id, in tiny mode an absolute path (the twin's folder), or the path of an owner's file."""
     if isinstance(value, str) and mode == "tiny" and _LOCAL_PATH.fullmatch(value) and ".." not in value:
+        return value
+    if isinstance(value, str) and any(spec.file == value for spec in owner_models().entries.values()):
         return value
     return _match(name, value, _REPO_ID, "a Hugging Face repo id (owner/name)")
 
@@ -150,7 +178,7 @@ def _stage(name: str, value: Any, mode: str) -> dict[str, Any]:
         raise _fail(name, value, "an object")
     receives = value.get("receives")
     return {
-        "model": _choice(f"{name}.model", value.get("model"), CATALOG),
+        "model": _model(f"{name}.model", value.get("model")),
         "model_id": _model_id(f"{name}.model_id", value.get("model_id"), mode),
         "revision": _revision(f"{name}.revision", value.get("revision")),
         "kind": _choice(f"{name}.kind", value.get("kind"), KINDS),
@@ -200,6 +228,10 @@ def _extra(value: Any, workflow: str, mode: str, seeds: tuple[int, ...]) -> dict
             if name is None:
                 raise _fail("extra.scheduler_name", value["scheduler_name"], "a scheduler name the app writes")
         extra["scheduler_name"] = name
+    if "loras" in value:
+        extra["loras"] = [
+            _lora(f"extra.loras[{i}]", item) for i, item in enumerate(_list("extra.loras", value["loras"]))
+        ]
     if workflow == "sweep":
         batch = _list("extra.batch", value.get("batch"), required=True)
         extra["batch"] = [_batch_cell(f"extra.batch[{i}]", cell) for i, cell in enumerate(batch)]
@@ -228,7 +260,7 @@ def validated_fields(data: dict[str, Any]) -> dict[str, Any]:
         parameters["stages"] = [_stage(f"parameters.stages[{i}]", stage, mode) for i, stage in enumerate(stages)]
     return {
         "workflow": workflow,
-        "model": _choice("model", data.get("model"), CATALOG),
+        "model": _model("model", data.get("model")),
         "model_id": _model_id("model_id", data.get("model_id"), mode),
         "pipeline": _match("pipeline", data.get("pipeline"), _PIPELINE, "a diffusers pipeline class name"),
         "scheduler": _choice("scheduler", data.get("scheduler"), _schedulers()),

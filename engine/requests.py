@@ -17,9 +17,10 @@ from typing import Protocol
 
 from PIL import Image
 
-from engine.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
+from engine.catalog import DEFAULT_MODEL, LoraSpec, ModelSpec, UnknownModel, get_spec, models_for
 from engine.errors import HUGE, shown_value
 from engine.images import NormalizedImage, normalize_image
+from engine.lora import check_loras
 from engine.schedulers import check_scheduler, denoising_steps, steps_run
 from engine.settings import Settings
 
@@ -144,11 +145,19 @@ def normalize_for_model(image: object, spec: ModelSpec, settings: Settings, name
 
 
 def check_model(key: object, kind: str, *, name: str = "model") -> ModelSpec:
-    """A catalog key that serves `kind`; the error names the parameter and lists the keys that do."""
-    allowed = models_for(kind)
-    if not isinstance(key, str) or key not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {shown_value(key)}")
-    return get_spec(key)
+    """A catalog key (or one of the owner's models) that serves `kind`; the error names the parameter and lists
+    the keys that do, or says why an allowed Hub repo cannot be used."""
+    spec = None
+    if isinstance(key, str):
+        try:
+            spec = get_spec(key)
+        except UnknownModel:
+            spec = None
+        except ValueError as exc:  # an allowed Hub repo whose model_index.json says it cannot run here
+            raise ValueError(f"{name} {shown_value(key)}: {exc}") from None
+    if spec is None or kind not in spec.kinds:
+        raise ValueError(f"{name} must be one of {', '.join(models_for(kind))}; got {shown_value(key)}")
+    return spec
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -173,6 +182,7 @@ class Img2ImgRequest:
     num_images: int = 1
     weighted_prompt: bool = False
     scheduler: str | None = None  # a web UI sampler name (DPM++ 2M Karras, Euler a, ...); None: the model's own
+    loras: object = ()  # the owner's LoRAs with weights: "name:0.8, other:0.5" or [[name, weight], ...]
 
     def validate(self, settings: Settings) -> Img2ImgPlan:
         """Resolve defaults, check every value and normalise the image.
@@ -198,6 +208,7 @@ class Img2ImgRequest:
             check_nesting("negative_prompt", negative)
         seed = check_seed(self.seed, count=count)
         scheduler = check_scheduler(self.scheduler, spec.key)
+        loras = check_loras(self.loras, spec)
         image = normalize_for_model(self.image, spec, settings)
         return Img2ImgPlan(
             spec=spec,
@@ -210,6 +221,7 @@ class Img2ImgRequest:
             seeds=seed_series(seed, count),
             weighted_prompt=self.weighted_prompt,
             scheduler=scheduler,
+            loras=loras,
         )
 
 
@@ -292,6 +304,7 @@ class Img2ImgPlan:
     seeds: tuple[int, ...]
     weighted_prompt: bool = False
     scheduler: str | None = None  # engine.schedulers name; None: the checkpoint's own
+    loras: tuple[tuple[LoraSpec, float], ...] = ()  # engine.lora: applied with these weights for the run
 
     @property
     def denoising_steps(self) -> int:

@@ -15,7 +15,8 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from engine.catalog import CATALOG
+from engine.catalog import known_spec
+from engine.portable import single_file_pipeline
 from engine.recipe import Recipe
 
 HEADER = '''"""{title}
@@ -65,6 +66,9 @@ def size_literal(size) -> str:
 
 
 def header(recipe: Recipe, title: str, classes: list[str], more_args: str = "") -> list[str]:
+    """Imports, arguments, device and dtype; the single-file loader when the recipe uses the owner's file."""
+    keys = [recipe.model, *(stage.get("model") for stage in recipe.parameters.get("stages") or ())]
+    single_file = any(getattr(known_spec(key), "origin", "") == "file" for key in keys)
     return [
         HEADER.format(title=comment(title), version=comment(recipe.app_version), more=more_args).rstrip("\n"),
         f"from diffusers import {', '.join(sorted(set(classes)))}",
@@ -77,6 +81,7 @@ def header(recipe: Recipe, title: str, classes: list[str], more_args: str = "") 
         f"GENERATOR_DEVICE = {literal(recipe.generator_device)} if DEVICE == {literal(recipe.generator_device)} "
         "else DEVICE",
         "",
+        *(source(single_file_pipeline) if single_file else []),
     ]
 
 
@@ -93,7 +98,7 @@ def weight_options(key: str) -> str:
 
     from engine.cache import DevicePolicy, load_options
 
-    spec = CATALOG.get(key) if isinstance(key, str) else None
+    spec = known_spec(key)
     if spec is None:
         return ", use_safetensors=True"
     options = load_options(spec, DevicePolicy(dtype=torch.float16), hub=False)
@@ -102,6 +107,10 @@ def weight_options(key: str) -> str:
 
 
 def load(loader: str, key: str, model_id: str, revision: str | None) -> str:
+    """The expression that loads a model as the app did: by repo id or folder, or the owner's single file."""
+    spec = known_spec(key)
+    if spec is not None and spec.origin == "file":
+        return f"single_file_pipeline({literal(model_id)}, {literal(spec.config_id)}, {loader}, DTYPE)"
     pinned = f", revision={literal(revision)}" if revision else ""
     return f"{loader}.from_pretrained({literal(model_id)}{pinned}, dtype=DTYPE{weight_options(key)})"
 
@@ -147,7 +156,8 @@ def weighted_prompt_encoder(recipe: Recipe) -> Callable:
     Raises:
         ValueError: the family takes no weighted prompt (a crafted recipe).
     """
-    encode = CATALOG[recipe.model].adapter.weighted_prompt
+    spec = known_spec(recipe.model)
+    encode = spec.adapter.weighted_prompt if spec is not None else None
     if encode is None:
         raise ValueError(f"model {recipe.model!r} takes no weighted prompt")
     return encode
@@ -171,4 +181,26 @@ def img2img_preamble(recipe: Recipe, title: str) -> list[str]:
         "pipe = pipe.to(DEVICE)",
         "",
     ]
-    return lines + scheduler_lines(recipe)
+    return lines + lora_lines(recipe) + scheduler_lines(recipe)
+
+
+def lora_lines(recipe: Recipe) -> list[str]:
+    """The run's LoRAs loaded and weighted as the app applied them (engine.lora), by the names the recipe keeps.
+
+    Raises:
+        ValueError: a LoRA this app does not offer (the recipe came from elsewhere).
+    """
+    from engine.catalog import owner_models
+
+    chosen = recipe.extra.get("loras") or []
+    if not chosen:
+        return []
+    lines = ["# The run's LoRAs with their weights (diffusers' PEFT integration)"]
+    for item in chosen:
+        lora = owner_models().lora(item["name"])
+        if lora is None:
+            raise ValueError(f"the recipe's LoRA {item['name']!r} is not offered by this app")
+        lines.append(f"pipe.load_lora_weights({literal(lora.source)}, adapter_name={literal(lora.adapter)})")
+    adapters = [owner_models().loras[item["name"]].adapter for item in chosen]
+    weights = [item["weight"] for item in chosen]
+    return [*lines, f"pipe.set_adapters({literal(adapters)}, adapter_weights={literal(weights)})", ""]

@@ -191,6 +191,29 @@ class Settings:
         default=0.0,
         metadata=_env("STUDIO_CACHE_GB", "memory the pipeline cache may hold, in GB; 0 picks it from the device"),
     )
+    models_dir: str = field(
+        default="",
+        metadata=_env(
+            "STUDIO_MODELS_DIR",
+            "a folder of your own single-file checkpoints (.safetensors; .ckpt/.pt only as plain tensors): each "
+            "becomes a model named file:<file name>, its family read from its tensors",
+        ),
+    )
+    allow_hub_models: str = field(
+        default="",
+        metadata=_env(
+            "STUDIO_ALLOW_HUB_MODELS",
+            "hub mode: Hub repos visitors may pick besides the catalog, comma-separated ids or patterns "
+            "(me/my-model, me/*); the family comes from each repo's model_index.json",
+        ),
+    )
+    lora_dir: str = field(
+        default="",
+        metadata=_env(
+            "STUDIO_LORA_DIR",
+            "a folder of LoRA .safetensors files: each can be applied to a run with a weight (several at once)",
+        ),
+    )
     # Never repr'd, logged or shown: describe() says only whether it is set.
     hf_token: str = field(
         default="",

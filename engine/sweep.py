@@ -34,6 +34,7 @@ from engine.basic import run_img2img
 from engine.catalog import get_spec
 from engine.errors import shown_value
 from engine.grid import grid_layout, labelled_grid
+from engine.lora import applied, recorded
 from engine.portable import encode_posterior, per_sample_guidance, sample_latents
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
@@ -49,7 +50,7 @@ from engine.script import img2img_preamble, literal, saved, source, weighted_pro
 from engine.settings import Settings
 from engine.workflow import GpuWork, RunContext, Workflow, stoppable
 
-NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed")
+NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed", "lora_weight")
 TEXT_AXES = ("prompt", "negative_prompt")
 AXES = (*NUMERIC_AXES, *TEXT_AXES, "scheduler", "model")
 NONE_TOKEN = "(none)"  # an empty negative prompt as a line of its own
@@ -197,7 +198,7 @@ class SweepCell:
     def batch_key(self) -> tuple:
         """Cells with equal keys can share a batched call."""
         job = self.job
-        return (job.spec.key, job.strength, job.num_inference_steps, self.scheduler, job.weighted_prompt)
+        return (job.spec.key, job.strength, job.num_inference_steps, self.scheduler, job.weighted_prompt, job.loras)
 
 
 @dataclass(frozen=True)
@@ -264,12 +265,14 @@ def plan_sweep(spec: SweepRequest, settings: Settings) -> SweepPlan:
     first = {a: v[0] for a, v in ((x_axis, x_values), (y_axis, y_values)) if a in _REQUEST_FIELDS and v[0] is not None}
     checked = replace(base_request, **first).validate(settings)
     base_request = replace(base_request, image=checked.image.image)
+    if "lora_weight" in (x_axis, y_axis) and not checked.loras:
+        raise ValueError("the lora_weight axis varies the weight of the first LoRA in loras: name one there first")
 
     cells: list[SweepCell] = []
     for row, y_value in enumerate(y_values):
         for col, x_value in enumerate(x_values):
             values = {x_axis: x_value} if y_axis is None else {x_axis: x_value, y_axis: y_value}
-            cells.append(_make_cell(len(cells), row, col, values, base_request, settings))
+            cells.append(_make_cell(len(cells), row, col, values, base_request, settings, checked.loras))
     cell_size = cells[0].job.image.size
     layout = grid_layout(cell_size, len(x_values), len(y_values), has_y=y_axis is not None)
     if layout.size[0] * layout.size[1] > settings.max_grid_pixels:
@@ -315,11 +318,17 @@ def _check_model_axis(x_axis, x_values, y_axis, y_values) -> list[str]:
     return []
 
 
-def _make_cell(index: int, row: int, col: int, values: dict, base: Img2ImgRequest, settings: Settings) -> SweepCell:
+def _make_cell(
+    index: int, row: int, col: int, values: dict, base: Img2ImgRequest, settings: Settings, loras: tuple = ()
+) -> SweepCell:
+    """One cell: the base request with the cell's axis values; `loras` are the base's, checked (the lora_weight
+    axis sets the first one's weight)."""
     overrides: dict[str, Any] = {}  # checked by the request's validate
     for axis, value in values.items():
         if axis == "seed":
             overrides["seed"] = check_seed(value)
+        elif axis == "lora_weight":
+            overrides["loras"] = [[loras[0][0].name, value], *([lora.name, weight] for lora, weight in loras[1:])]
         else:
             overrides[axis] = value
     try:
@@ -472,7 +481,11 @@ def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) 
     cache = context.cache
     pipe = cache.get(first.job.spec.key, "img2img")
     images: list[tuple | None] = [None] * len(cells)
-    with cache.lock, swapped_scheduler(pipe, first.scheduler, cache.lock):
+    with (
+        cache.lock,
+        swapped_scheduler(pipe, first.scheduler, cache.lock),
+        applied(pipe, first.job.loras, first.job.spec.label, context.settings.hf_token),
+    ):
         embeddings = [_embeddings(pipe, cell.job, shared) for cell in cells]
         # Weighted prompts past 77 tokens make longer embeddings: only equal shapes stack into one batch.
         by_shape: dict[tuple, list[int]] = {}
@@ -511,6 +524,7 @@ def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, c
         extra={
             "family": job.spec.family,
             "scheduler_name": cell.scheduler,
+            **({"loras": recorded(job.loras)} if job.loras else {}),
             "position": place,
             "batch": [
                 {
@@ -558,7 +572,8 @@ def _batched_call(pipe, cells, embeddings, shared: _SharedWork, context: RunCont
 
 def _embeddings(pipe, job: Img2ImgPlan, shared: _SharedWork) -> dict:
     """A cell's prompt embeddings; each distinct (model, prompt, negative) is encoded once per sweep."""
-    key = (job.spec.key, job.prompt, job.negative_prompt, job.weighted_prompt)
+    key = (job.spec.key, job.prompt, job.negative_prompt, job.weighted_prompt, job.loras)  # a LoRA may hold the
+    # text encoder's deltas too
     if key not in shared.prompts:
         shared.prompts[key] = _encode(pipe, job)
     return shared.prompts[key]

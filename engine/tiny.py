@@ -695,6 +695,51 @@ def write_hub_cache(cache: Path, *, force: bool = False) -> list[Path]:
     return written
 
 
+LORA_TARGETS = {  # the attention projections LoRA trainers target (kohya's and diffusers' scripts)
+    "unet": ["to_q", "to_k", "to_v", "to_out.0"],
+    "text_encoder": ["q_proj", "k_proj", "v_proj", "out_proj"],
+}
+
+
+def write_lora(twin: Path, path: Path, *, seed: int = 0, rank: int = 4) -> Path:
+    """A LoRA for the SD 1.5 twin at `twin`, shaped from its own modules (UNet and text encoder attention), with
+    random non-zero deltas so it changes the image; saved as diffusers' `save_lora_weights` writes it."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = StableDiffusionPipeline.from_pretrained(twin, use_safetensors=True, safety_checker=None)
+    torch.manual_seed(seed)
+    layers = {}
+    for name, targets in LORA_TARGETS.items():
+        module = getattr(pipe, name)
+        # init_lora_weights=False draws both matrices at random: a trained LoRA's B is not zero either
+        module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=False))
+        state = get_peft_model_state_dict(module)
+        if name == "text_encoder":  # published LoRAs name CLIP's layers under text_model. (transformers 5 drops it)
+            state = {key if key.startswith("text_model.") else f"text_model.{key}": t for key, t in state.items()}
+        layers[f"{name}_lora_layers"] = state
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(path.parent, weight_name=path.name, safe_serialization=True, **layers)
+    return path
+
+
+def write_owner_examples(folder: Path, twins: Path) -> tuple[Path, Path]:
+    """An example STUDIO_MODELS_DIR and STUDIO_LORA_DIR for tiny mode: the SD 1.5 twin as a single-file checkpoint
+    in the original layout, and two LoRAs for it."""
+    from engine.ldm import write_single_file
+
+    models, loras = Path(folder) / "models", Path(folder) / "loras"
+    models.mkdir(parents=True, exist_ok=True)
+    twin = build_twin("sd15", twins)
+    write_single_file(twin, models / "my-sd15.safetensors")
+    for seed, name in enumerate(("paper-cut", "ink-wash")):
+        write_lora(twin, loras / f"{name}.safetensors", seed=seed)
+    return models, loras
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the tiny random-weight twin of every catalog model.")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -705,9 +750,20 @@ def main(argv: list[str] | None = None) -> None:
         help="write a Hugging Face cache of the twins under the real repo ids; then run "
         "HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 python app.py --models hub",
     )
+    where.add_argument(
+        "--owner-examples",
+        type=Path,
+        help="write DIR/models (a single-file SD 1.5 twin) and DIR/loras (two LoRAs for it); then run "
+        "STUDIO_MODELS_DIR=DIR/models STUDIO_LORA_DIR=DIR/loras python app.py --models tiny",
+    )
+    parser.add_argument("--twins", type=Path, default=Path(".huggingface/twins"), help="where the twins are built")
     parser.add_argument("--force", action="store_true", help="rebuild twins that already exist")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.owner_examples is not None:
+        for path in write_owner_examples(args.owner_examples, args.twins):
+            print(path.resolve())
+        return
     if args.hub_cache is not None:
         write_hub_cache(args.hub_cache, force=args.force)
         print(args.hub_cache.resolve())

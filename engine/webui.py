@@ -3,16 +3,19 @@
 An infotext (a web UI PNG's `parameters` chunk, or text pasted from it) names its sampler, size and
 checkpoint in the web UI's terms and weights its prompt in the web UI's syntax. Here the sampler
 becomes a scheduler (engine.schedulers), known checkpoint names become catalog keys, `(word:1.2)`,
-`(word)` and `[word]` become Compel's `(word)1.2`, `(word)1.1` and `(word)0.9`, and every field that
-has no counterpart (LoRA tags, Clip skip, hashes, hires fix, ...) is listed in a note.
+`(word)` and `[word]` become Compel's `(word)1.2`, `(word)1.1` and `(word)0.9`, `<lora:name:0.8>` becomes the
+owner's LoRA of that name where one is offered (engine.lora), and every field that has no counterpart (other
+LoRAs, Clip skip, hashes, hires fix, ...) is listed in a note.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from engine.catalog import CATALOG, get_spec, models_for
+from engine.catalog import CATALOG, get_spec, models_for, owner_models
+from engine.lora import offered
 from engine.recipe import parse_infotext
 from engine.schedulers import check_scheduler, lookup
 
@@ -52,12 +55,28 @@ class BasicFields:
     notes: list[str] = field(default_factory=list)
 
 
+def _offered_lora(tag: str, loras: list[str]) -> bool:
+    """Adds `name:weight` to `loras` for a `<lora:name:weight>` tag the owner offers a LoRA for."""
+    kind, _, rest = tag[1:-1].partition(":")
+    name, _, weight = rest.partition(":")
+    weight = weight.partition(":")[0].strip() or "1"  # <lora:name:unet weight:text weight>: the first
+    if kind.lower() != "lora" or name.strip() not in offered():
+        return False
+    try:
+        loras.append(f"{name.strip()}:{float(weight):g}")
+    except ValueError:
+        return False
+    return True
+
+
 def model_key(name: str) -> str | None:
     """The catalog key for a web UI checkpoint name (with or without extension and [hash]), if known."""
     text = re.sub(r"\s*\[[0-9a-fA-F]{6,}\]$", "", name.strip())
     text = re.sub(r"\.(safetensors|ckpt|pt|bin)$", "", text, flags=re.IGNORECASE).lower()
     names = {key: key for key in CATALOG}
     names |= {spec.hub_id.rsplit("/", 1)[-1].lower(): key for key, spec in CATALOG.items()}
+    # the owner's checkpoint files by their name, as the web UI writes it (my-model.safetensors -> my-model)
+    names |= {Path(spec.file).stem.lower(): spec.key for spec in owner_models().entries.values() if spec.file}
     return (names | MODEL_ALIASES).get(text)
 
 
@@ -126,13 +145,20 @@ def basic_fields(text: str) -> BasicFields:
             f"Size {parsed['width']}x{parsed['height']}: Basic makes the init image's size (rounded to the model's "
             "multiple); resize the init to change it."
         )
+    loras: list[str] = []
     for name in ("prompt", "negative_prompt"):
         text_value = values[name] or ""
         tags = [match.group(0) for match in LORA_TAG.finditer(text_value)]
+        missing = [tag for tag in tags if not _offered_lora(tag, loras)]
+        if missing:
+            result.notes.append(f"{name}: {', '.join(missing)} removed: no LoRA of that name is offered here.")
         if tags:
-            result.notes.append(f"{name}: {', '.join(tags)} removed: LoRAs are not loaded here.")
-            text_value = re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", LORA_TAG.sub("", text_value))).strip(" ,")
+            text_value = re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", LORA_TAG.sub("", text_value)))
+            text_value = re.sub(r",(\s*,)+", ",", text_value).strip(" ,")  # the commas between removed tags
         values[name] = text_value
+    if loras:
+        values["loras"] = ", ".join(loras)
+        result.notes.append(f"LoRAs applied with their weights: {values['loras']}.")
     weighted = any(re.search(r"(?<!\\)[\(\[]", values[name]) for name in ("prompt", "negative_prompt"))
     reason = get_spec(target).weighting_unavailable_reason
     if weighted and reason:

@@ -114,7 +114,7 @@ class BasicTab:
     def api_inputs(self) -> list:
         """The img2img handler's inputs, in its signature's (and the API's) order."""
         inputs = self.inputs
-        return [*inputs.api_inputs(), self.num_images, inputs.weighted_prompt, inputs.scheduler]
+        return [*inputs.api_inputs(), self.num_images, inputs.weighted_prompt, inputs.scheduler, inputs.loras]
 
 
 def layout(engine: Engine) -> BasicTab:
@@ -194,6 +194,7 @@ def handler(engine: Engine) -> Callable:
         num_images: int = 1,
         weighted_prompt: bool = False,
         scheduler: str = "",
+        loras: str = "",
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -208,6 +209,7 @@ def handler(engine: Engine) -> Callable:
             num_images: 1 to $max_images images, from consecutive seeds.
             weighted_prompt: read the prompts as Compel syntax, e.g. (word)1.3 (SD 1.5 and SDXL refiner).
             scheduler: $scheduler_arg
+            loras: $loras_arg
         """
         request = Img2ImgRequest(
             image=image,
@@ -221,6 +223,7 @@ def handler(engine: Engine) -> Callable:
             num_images=num_images,
             weighted_prompt=weighted_prompt,
             scheduler=scheduler or None,
+            loras=loras,
         )
         try:
             result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from engine.catalog import CATALOG, get_spec, models_for
+from engine.catalog import get_spec, models_for
 from engine.images import HeaderOnly
 from engine.requests import MAX_GUIDANCE, RANDOM_SEED, SEED_LIMIT, model_defaults
 from engine.schedulers import schedulers_for
@@ -171,7 +171,7 @@ def model_picker(
     **options,
 ) -> gr.Dropdown:
     """A dropdown of the catalog models that serve a pipeline kind (or of `keys`); values are catalog keys."""
-    choices = [*extra, *[(f"{CATALOG[key].label} ({key})", key) for key in (keys or models_for(kind))]]
+    choices = [*extra, *[(f"{get_spec(key).label} ({key})", key) for key in (keys or models_for(kind))]]
     # allow_custom_value: the engine's check answers an unknown key, naming the parameter and listing the keys
     return gr.Dropdown(choices=choices, value=value, label=label, info=info, allow_custom_value=True, **options)
 
@@ -229,6 +229,7 @@ class GenerationInputs:
     reuse_seed: gr.Button | None = None
     weighted_prompt: gr.Checkbox | None = None
     scheduler: gr.Dropdown | None = None
+    loras: gr.Textbox | None = None
     summary: gr.Textbox | None = None  # the tab's result summary (Send to Basic says there what it filled)
 
     def api_inputs(self) -> list:
@@ -267,6 +268,7 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
     inputs.scheduler = engine_checked(
         gr.Dropdown(scheduler_choices(default_model), value="", label="Scheduler (sampler)", info=SCHEDULER_INFO)
     )
+    inputs.loras = lora_input(settings)
     # .input, not .change: a person picking a model gets its defaults; Send to Basic keeps the values it sets
     inputs.model.input(
         functools.partial(on_model_change, settings=settings),
@@ -282,6 +284,22 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
         api_visibility="private",
     )
     return inputs
+
+
+def lora_input(settings) -> gr.Textbox:
+    """The run's LoRAs as `name:weight, ...`; shown where the owner offers LoRAs (STUDIO_LORA_DIR, allowed repos)."""
+    from engine.lora import offered
+
+    names = offered()
+    hub = " Allowed Hub repos by id." if settings.allow_hub_models else ""
+    return gr.Textbox(
+        value="",
+        label="LoRAs",
+        placeholder=f"{names[0]}:0.8" if names else "name:0.8",
+        info=f"name:weight, comma-separated (weights -4 to 4). Offered: {', '.join(names) or 'none'}.{hub}",
+        visible=bool(names or settings.allow_hub_models),
+        max_lines=2,
+    )
 
 
 def scheduler_choices(model: str) -> list[tuple[str, str]]:

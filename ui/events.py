@@ -49,6 +49,14 @@ SCHEDULER_ARG = (
 )
 
 
+def lora_arg() -> str:
+    """The loras argument's description, naming the LoRAs the owner offers."""
+    from engine.lora import offered
+
+    names = ", ".join(offered()) or "none are offered here"
+    return f'the owner\'s LoRAs with weights, "name:0.8, other:0.5" (weights -4 to 4), or empty: {names}.'
+
+
 def documented(settings) -> Callable[[Callable], Callable]:
     """Fill a handler's docstring with the live limits ($max_steps, ...) and the shared Basic arguments
     ($basic_args): the API page and the MCP tool descriptions are read from it."""
@@ -62,7 +70,7 @@ def documented(settings) -> Callable[[Callable], Callable]:
     def apply(fn: Callable) -> Callable:
         text = Template(BASIC_ARGS).safe_substitute(limits)
         fn.__doc__ = Template(fn.__doc__ or "").safe_substitute(
-            {**limits, "basic_args": text.strip(), "scheduler_arg": SCHEDULER_ARG}
+            {**limits, "basic_args": text.strip(), "scheduler_arg": SCHEDULER_ARG, "loras_arg": lora_arg()}
         )
         return fn
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from engine.catalog import models_for
 from engine.core import Engine
+from engine.lora import text as lora_text
 from engine.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text, read_recipe
 from engine.results import is_result_id
 from engine.script import script_for
@@ -26,7 +27,8 @@ EXAMPLE_INFOTEXT = (
 )
 
 
-FIELD_ORDER = (*BASIC_FIELDS[1:], "weighted_prompt", "scheduler")  # the init image is not a recipe field
+# the init image is not a recipe field; the scheduler comes last (its choices follow the model)
+FIELD_ORDER = (*BASIC_FIELDS[1:], "weighted_prompt", "loras", "scheduler")
 
 
 def recipe_fields(recipe: Recipe) -> BasicFields:
@@ -42,6 +44,7 @@ def recipe_fields(recipe: Recipe) -> BasicFields:
             "seed": recipe.seed,
             "model": recipe.model if recipe.model in models_for("img2img") else None,
             "weighted_prompt": recipe.weighted_prompt,
+            "loras": lora_text(recipe.extra.get("loras") or []),
             "scheduler": recipe.extra.get("scheduler_name"),
         }
     )
@@ -172,6 +175,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
             basic.num_inference_steps,
             basic.seed,
             basic.weighted_prompt,
+            basic.loras,
             basic.scheduler,
             basic.summary,
             basic.image,

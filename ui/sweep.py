@@ -52,6 +52,7 @@ AXIS_EXAMPLES = {
     "negative_prompt": f"{NONE_TOKEN}\nblurry, low quality\nwatercolor",
     "scheduler": "PLMS\nEuler a\nDPM++ 2M Karras\nDPM++ 2M SDE",
     "model": "sd15\ncomic-diffusion\npixel-art-style",
+    "lora_weight": "0, 0.4, 0.8, 1.2",
 }
 VALUES_INFO = (
     "A list (0.3, 0.5, 0.8), a range with a step (0.2-1.0 (+0.2)) or a count (0.2-1.0 [5]), 1-4 for whole "
@@ -77,12 +78,15 @@ SWEEP_FIELDS = (
     "y_values",
     "weighted_prompt",
     "scheduler",
+    "loras",
 )
 
 
-def sweep_request(*, x_axis, x_values, y_axis, y_values, weighted_prompt=False, scheduler="", **basic) -> SweepRequest:
+def sweep_request(
+    *, x_axis, x_values, y_axis, y_values, weighted_prompt=False, scheduler="", loras="", **basic
+) -> SweepRequest:
     """A sweep request from the tab's values; `basic` holds the Basic fields (image, prompt, ..., seed)."""
-    base = Img2ImgRequest(**basic, weighted_prompt=weighted_prompt, scheduler=scheduler or None)
+    base = Img2ImgRequest(**basic, weighted_prompt=weighted_prompt, scheduler=scheduler or None, loras=loras)
     return SweepRequest(base=base, x_axis=x_axis, x_values=x_values, y_axis=y_axis or None, y_values=y_values or "")
 
 
@@ -148,6 +152,7 @@ class SweepTab:
             self.y_values,
             inputs.weighted_prompt,
             inputs.scheduler,
+            inputs.loras,
         ]
 
 
@@ -248,6 +253,7 @@ def handler(engine: Engine) -> Callable:
         y_values: str = "",
         weighted_prompt: bool = False,
         scheduler: str = "",
+        loras: str = "",
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -260,7 +266,7 @@ def handler(engine: Engine) -> Callable:
         Args:
             $basic_args
             x_axis: the parameter that changes along the columns: strength, guidance_scale, num_inference_steps,
-                seed, prompt, negative_prompt, scheduler or model.
+                seed, prompt, negative_prompt, scheduler, model or lora_weight (the first LoRA's weight).
             x_values: its values: a list "0.3, 0.5", a range "0.2-1.0 (+0.2)" or a count "0.2-1.0 [5]", whole
                 numbers "1-4"; prompts, schedulers (Euler, DDIM, DPM++ 2M Karras, ...) and models one per line
                 ((none) for an empty negative prompt).
@@ -268,6 +274,7 @@ def handler(engine: Engine) -> Callable:
             y_values: values for y_axis, in the same forms.
             weighted_prompt: read the prompts as Compel syntax.
             scheduler: $scheduler_arg A scheduler axis overrides it.
+            loras: $loras_arg
         """
         spec = sweep_request(
             image=image,
@@ -284,6 +291,7 @@ def handler(engine: Engine) -> Callable:
             y_values=y_values,
             weighted_prompt=weighted_prompt,
             scheduler=scheduler,
+            loras=loras,
         )
         plan = engine.plan(spec)
         total = len(plan.cells)

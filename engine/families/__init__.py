@@ -46,6 +46,7 @@ class Family:
         twin: how engine.tiny writes the tiny twin: "pipeline" (every component its model_index.json
             lists) or "controlnet" (ControlNetModel.from_unet on the `controlnet_base` twin's UNet).
         controlnet_base: for a ControlNet family, the catalog key of the base model it attaches to.
+        takes_lora: its pipeline loads LoRAs through diffusers' PEFT integration (engine.lora).
         cuda_dtype: the dtype on CUDA when it is not float16: FLUX.1 and SD3.5 were trained in bfloat16, and
             their T5 encoder overflows float16 (inf, then a black image).
         gpu_step_seconds: an upper bound on one denoising step of one 512x512 image with guidance, in fp16
@@ -67,6 +68,7 @@ class Family:
     no_weighting: str = ""
     twin: str = "pipeline"
     controlnet_base: str | None = None
+    takes_lora: bool = False
     cuda_dtype: str | None = None
     gpu_step_seconds: float = 0.06
 

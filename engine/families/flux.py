@@ -12,6 +12,7 @@ from engine.families import Family
 
 FAMILY = Family(
     name="flux",
+    takes_lora=True,
     no_weighting="encodes prompts with T5 as well as CLIP; Compel's weighting covers CLIP encoders only",
     negative_prompt=False,
     passes_size=True,

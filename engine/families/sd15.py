@@ -21,6 +21,7 @@ def weighted_prompt(pipe, prompt, negative_prompt):
 
 FAMILY = Family(
     name="sd15",
+    takes_lora=True,
     takes_latents=True,
     has_safety_checker=True,
     depth_controlnet="controlnet-depth",

@@ -14,6 +14,7 @@ from engine.families import Family
 
 FAMILY = Family(
     name="sd3",
+    takes_lora=True,
     no_weighting="encodes prompts with T5 as well as CLIP; Compel's weighting covers CLIP encoders only",
     one_call_per_seed=True,
     passes_size=True,

@@ -31,6 +31,7 @@ def weighted_prompt(pipe, prompt, negative_prompt):
 
 FAMILY = Family(
     name="sdxl",
+    takes_lora=True,
     takes_latents=True,
     depth_controlnet="controlnet-depth-sdxl",
     encode_prompt=encode_prompt,

@@ -45,6 +45,7 @@ def weighted_prompt(pipe, prompt, negative_prompt):
 
 FAMILY = Family(
     name="sdxl-refiner",
+    takes_lora=True,
     takes_latents=True,
     encode_prompt=encode_prompt,
     weighted_prompt=weighted_prompt,
