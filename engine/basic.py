@@ -128,7 +128,7 @@ def run_img2img(job: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
     with (
         cache.lock,
         swapped_scheduler(pipe, job.scheduler, cache.lock),
-        applied(pipe, job.loras, job.spec.label, context.settings.hf_token),
+        applied(pipe, job.loras, job.spec.label),
     ):
         kwargs = img2img_kwargs(pipe, job)
         for index, seeds in enumerate(groups):

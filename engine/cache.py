@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from engine.catalog import ModelSpec, get_spec
+from engine.errors import first_line
 from engine.graphs import graph_forward, ungraph_forward
 from engine.hosting import renew_after_fork
 
@@ -472,11 +473,6 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else 'no message'}"
-
-
 def load_failure(spec: ModelSpec, exc: BaseException) -> str:
     """The real reason a catalog entry did not load, in words, from the chain of exceptions."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RevisionNotFoundError
@@ -486,10 +482,10 @@ def load_failure(spec: ModelSpec, exc: BaseException) -> str:
         if isinstance(cause, pickle.UnpicklingError):
             return (
                 f"a weights file of {spec.hub_id} is a pickle that does not hold plain tensors, so it was refused "
-                f"unread (weights-only loading; {_first_line(cause)})"
+                f"unread (weights-only loading; {first_line(cause)})"
             )
         if isinstance(cause, RevisionNotFoundError) or ("revision" in str(cause).lower() and spec.revision):
-            return f"revision {spec.revision!r} of {spec.hub_id} was not found ({_first_line(cause)})"
+            return f"revision {spec.revision!r} of {spec.hub_id} was not found ({first_line(cause)})"
         if isinstance(cause, GatedRepoError):
             return (
                 f"{spec.hub_id} is gated and this app's token has no access to it: accept its licence at "
@@ -508,7 +504,7 @@ def load_failure(spec: ModelSpec, exc: BaseException) -> str:
     for cause in chain:
         text = str(cause)
         if "safetensors" in text and ("Could not find" in text or "not found" in text.lower()):
-            return f"{spec.hub_id} publishes no safetensors weights for this load ({_first_line(cause)})"
+            return f"{spec.hub_id} publishes no safetensors weights for this load ({first_line(cause)})"
         if isinstance(cause, LocalEntryNotFoundError) or "local cache" in text or "disk cache" in text:
             at = f" at revision {spec.revision!r}" if spec.revision else ""
             gated = (
@@ -519,9 +515,9 @@ def load_failure(spec: ModelSpec, exc: BaseException) -> str:
             )
             return (
                 f"the weights of {spec.hub_id}{at} are not in the Hugging Face cache and the Hub could not be "
-                f"reached ({_first_line(cause)}){gated}"
+                f"reached ({first_line(cause)}){gated}"
             )
-    return _first_line(chain[-1]) if len(chain) > 1 else _first_line(exc)
+    return first_line(chain[-1]) if len(chain) > 1 else first_line(exc)
 
 
 def unavailable_message(spec: ModelSpec, exc: BaseException) -> str:

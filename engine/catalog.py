@@ -351,7 +351,7 @@ class LoraSpec:
 
     Args:
         name: what a visitor picks and recipes record: the file's name without `.safetensors`, or the repo id.
-        source: what `load_lora_weights` reads: the file's absolute path, or the repo id.
+        source: what `load_lora_weights` reads: the file's absolute path (a Hub repo's in the Hugging Face cache).
         origin: "file" or "hub".
     """
 

@@ -31,6 +31,7 @@ from engine.requests import (
     MAX_SIDE,
     RANDOM_SEED,
     check_flag,
+    check_negative,
     check_number,
     check_sampling,
     check_seed,
@@ -332,6 +333,7 @@ def _resolve(stage, index, spec, kind, subject, settings, input_size, output_siz
     if not prompt:
         raise ValueError("prompt is empty")
     negative = check_text("negative_prompt", stage.negative_prompt, max_chars=settings.max_prompt_chars)
+    check_negative(spec, negative)
     img2img_strength, guidance, steps = check_sampling(spec, settings, stage, img2img=kind == "img2img")
     strength = img2img_strength if kind == "img2img" else None  # the others run their whole schedule
     return StagePlan(index, spec, kind, prompt, negative, strength, guidance, steps, input_size, output_size, receives)

@@ -12,3 +12,9 @@ def shown_value(value: object, limit: int = 80) -> str:
         return f"an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits"
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as `Type: its first line` (libraries' messages run to pages), for a message to a person."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else 'no message'}"

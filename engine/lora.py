@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engine.cache import ModelUnavailable
 from engine.catalog import LoraSpec, ModelSpec, owner_models
-from engine.errors import shown_value
+from engine.errors import first_line, shown_value
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _order(pipe) -> list[str]:
     return denoiser.__dict__.setdefault("_studio_lora_order", [])
 
 
-def _load(pipe, lora: LoraSpec, label: str, token: str) -> None:
+def _load(pipe, lora: LoraSpec, label: str) -> None:
     from engine.cache import _denoisers
     from engine.graphs import ungraph_forward
 
@@ -183,14 +183,12 @@ def _load(pipe, lora: LoraSpec, label: str, token: str) -> None:
     order = _order(pipe)
     while len(order) >= MAX_LOADED:
         pipe.delete_adapters(order.pop(0))
-    options = {"token": token or False} if lora.origin == "hub" else {}
-    try:
-        pipe.load_lora_weights(lora.source, adapter_name=lora.adapter, **options)
+    try:  # a file on this disk (an allowed Hub repo's is in the Hugging Face cache: engine.owner.hub_lora)
+        pipe.load_lora_weights(lora.source, adapter_name=lora.adapter)
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         if lora.adapter in _loaded(pipe):
             pipe.delete_adapters(lora.adapter)
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise LoraUnavailable(f"LoRA {lora.name!r} could not be applied to {label}: {first}") from exc
+        raise LoraUnavailable(f"LoRA {lora.name!r} could not be applied to {label}: {first_line(exc)}") from exc
     if lora.adapter not in _denoiser_adapters(pipe):
         if lora.adapter in _loaded(pipe):
             pipe.delete_adapters(lora.adapter)
@@ -202,7 +200,7 @@ def _load(pipe, lora: LoraSpec, label: str, token: str) -> None:
 
 
 @contextlib.contextmanager
-def applied(pipe, loras: tuple[Choice, ...], label: str, token: str = "") -> Iterator[None]:
+def applied(pipe, loras: tuple[Choice, ...], label: str) -> Iterator[None]:
     """The run's LoRAs active on `pipe` (loaded on first use) for the block, disabled after it.
 
     The caller holds the cache's lock: adapters live on modules every pipeline of the model shares.
@@ -213,7 +211,7 @@ def applied(pipe, loras: tuple[Choice, ...], label: str, token: str = "") -> Ite
     order = _order(pipe)
     for lora, _ in loras:
         if lora.adapter not in _loaded(pipe):
-            _load(pipe, lora, label, token)
+            _load(pipe, lora, label)
         elif lora.adapter in order:  # most recently used last
             order.remove(lora.adapter)
             order.append(lora.adapter)

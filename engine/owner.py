@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.catalog import CATALOG, LoraSpec, ModelSpec, OwnerModels, install_owner_models
+from engine.errors import first_line
 from engine.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,9 @@ def read_pickle(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise Refused(
             f"{path.name} is a pickle that does not hold plain tensors only, so it was refused unread "
-            f"(weights-only loading: {first}); convert it to .safetensors"
+            f"(weights-only loading: {first_line(exc)}); convert it to .safetensors"
         ) from None
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -259,8 +259,7 @@ def hub_spec(repo_id: str, token: str = "") -> ModelSpec:
         index = read("model_index.json")
         transformer = read("transformer/config.json") if index.get("_class_name", "").startswith("Flux") else None
     except (OSError, HfHubHTTPError, json.JSONDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"the Hub repo {repo_id} could not be read ({type(exc).__name__}: {first})") from None
+        raise ValueError(f"the Hub repo {repo_id} could not be read ({first_line(exc)})") from None
     base = CATALOG[family_of_index(index, transformer)]
     return replace(
         base,
@@ -276,6 +275,38 @@ def hub_spec(repo_id: str, token: str = "") -> ModelSpec:
         origin="hub",
         base=base.key,
     )
+
+
+LORA_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights and training scripts write
+
+
+def hub_lora(repo_id: str, token: str = "") -> LoraSpec:
+    """An allowed Hub repo as a LoRA: its `pytorch_lora_weights.safetensors`, else its one top-level
+    `.safetensors` file, downloaded into the Hugging Face cache (a repo with several, or a whole model, is refused:
+    nothing but that file is fetched).
+
+    Raises:
+        ValueError: the repo could not be read or holds no single LoRA file.
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        try:
+            path = hf_hub_download(repo_id, LORA_FILE, token=token or False)
+        except EntryNotFoundError:  # a LoRA named its own way: the repo's one top-level .safetensors file
+            names = [n for n in HfApi().list_repo_files(repo_id, token=token or False) if "/" not in n]
+            files = [n for n in names if n.endswith(".safetensors")]
+            if len(files) != 1:
+                listed = ", ".join(files[:5]) or "none"
+                raise ValueError(
+                    f"the Hub repo {repo_id} holds {len(files)} top-level .safetensors files ({listed}); a LoRA repo "
+                    "holds one"
+                ) from None
+            path = hf_hub_download(repo_id, files[0], token=token or False)
+    except (OSError, HfHubHTTPError) as exc:
+        raise ValueError(f"the Hub repo {repo_id} could not be read as a LoRA ({first_line(exc)})") from None
+    return LoraSpec(name=repo_id, source=str(path), origin="hub")
 
 
 # -- the process's owner models ------------------------------------------------------------------------------
@@ -319,7 +350,7 @@ def owner_models(settings: Settings, mode: str, twins_dir: Path) -> OwnerModels:
             raise ValueError("the owner's Hub LoRAs apply in hub mode only; this app runs the tiny twins")
         if sum(lora.origin == "hub" for lora in owner.loras.values()) >= MAX_HUB_MODELS:
             raise ValueError(f"at most {MAX_HUB_MODELS} allowed Hub LoRAs are kept; restart the app for others")
-        return LoraSpec(name=name, source=name, origin="hub")
+        return hub_lora(name, settings.hf_token)
 
     from engine.lora import scan_lora_dir
 

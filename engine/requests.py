@@ -160,6 +160,16 @@ def check_model(key: object, kind: str, *, name: str = "model") -> ModelSpec:
     return spec
 
 
+def check_negative(spec: ModelSpec, negative: str, *, name: str = "negative_prompt") -> None:
+    """A negative prompt only for a family that reads one (FLUX.1 has no negative conditioning: refused, not
+    silently dropped), wherever a run of `spec` takes one (Basic, a sweep cell, a chain stage)."""
+    if negative and not spec.adapter.negative_prompt:
+        raise ValueError(
+            f"{name} {shown_value(negative)} cannot be used with {spec.label}: it has no negative "
+            f"conditioning; leave {name} empty"
+        )
+
+
 def check_flag(name: str, value: object) -> bool:
     """A true/false option; numbers and strings are refused rather than guessed at."""
     if not isinstance(value, bool):
@@ -196,11 +206,7 @@ class Img2ImgRequest:
         strength, guidance, steps = check_sampling(spec, settings, self)
         count = int(check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True))
         check_flag("weighted_prompt", self.weighted_prompt)
-        if negative and not spec.adapter.negative_prompt:
-            raise ValueError(
-                f"negative_prompt {shown_value(negative)} cannot be used with {spec.label}: it has no negative "
-                "conditioning; leave negative_prompt empty"
-            )
+        check_negative(spec, negative)
         if self.weighted_prompt and spec.weighting_unavailable_reason:
             raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")
         if self.weighted_prompt:

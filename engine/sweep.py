@@ -484,7 +484,7 @@ def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) 
     with (
         cache.lock,
         swapped_scheduler(pipe, first.scheduler, cache.lock),
-        applied(pipe, first.job.loras, first.job.spec.label, context.settings.hf_token),
+        applied(pipe, first.job.loras, first.job.spec.label),
     ):
         embeddings = [_embeddings(pipe, cell.job, shared) for cell in cells]
         # Weighted prompts past 77 tokens make longer embeddings: only equal shapes stack into one batch.

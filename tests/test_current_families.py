@@ -117,6 +117,11 @@ def test_family_defaults_follow_the_model_cards():
 def test_flux_refuses_a_negative_prompt_by_name(engine, photo):
     with pytest.raises(ValueError, match=r"negative_prompt 'blurry' cannot be used with FLUX\.1 \[schnell\]"):
         engine.plan(Img2ImgRequest(image=photo, prompt="a cat", model="flux-schnell", negative_prompt="blurry"))
+    # a chain stage too: FLUX's pipeline would take it and drop it without a word (true_cfg_scale 1)
+    stages = [{"model": "sd15"}, {"model": "flux-dev", "negative_prompt": "blurry"}]
+    request = ChainRequest(image=photo, preset="", stages=json.dumps(stages), prompt="a cat", seed=1)
+    with pytest.raises(ValueError, match=r"stage 2.*negative_prompt 'blurry' cannot be used with FLUX\.1 \[dev\]"):
+        engine.plan(request)
 
 
 def test_weighting_is_refused_for_t5_families_and_works_for_sdxl_base(engine, photo):

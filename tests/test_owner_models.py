@@ -337,6 +337,8 @@ def test_tiny_mode_says_the_owners_hub_repos_need_hub_mode(tmp_path, photo, engi
         tiny = Engine(settings)
         with pytest.raises(ValueError, match="model 'studio-owner/my-sd15': the owner's Hub models run in hub mode"):
             tiny.plan(Img2ImgRequest(image=photo, prompt="a cat", model=OWNER_REPO))
+        with pytest.raises(ValueError, match="loras: the owner's Hub LoRAs apply in hub mode only"):
+            tiny.plan(Img2ImgRequest(image=photo, prompt="a cat", loras="studio-owner/paper-cut-lora:1"))
     finally:
         catalog.install_owner_models(previous)
 
@@ -346,3 +348,41 @@ def test_repo_facts_are_not_asked_of_the_owners_models(owner_engine):
     assert not spec.pickle_weights and not spec.fp16_variant
     with pytest.raises(ValueError, match="no recorded facts"):
         repo_facts(spec.hub_id)
+
+
+LORA_REPO = "studio-owner/paper-cut-lora"
+
+
+def test_an_allowed_hub_repo_applies_as_a_lora_equal_to_raw_diffusers(owner_hub, hub_cache, photo, twins):
+    """The twin LoRA published in the twin cache as the owner's LoRA repo (diffusers' file name), named by id."""
+    from diffusers import AutoPipelineForImage2Image
+
+    from engine.tiny import write_lora
+
+    snapshot = cache_repo_folder(hub_cache, LORA_REPO) / "snapshots" / ("0" * 40)
+    if not snapshot.exists():
+        write_lora(build_twin("sd15", twins), snapshot / "pytorch_lora_weights.safetensors", seed=3)
+        (snapshot.parents[1] / "refs").mkdir()
+        (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    request = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2, loras=f"{LORA_REPO}:0.9")
+    result = owner_hub.img2img(request)
+    assert result.recipe.extra["loras"] == [{"name": LORA_REPO, "weight": 0.9}]
+    raw = AutoPipelineForImage2Image.from_pretrained(get_spec("sd15").hub_id, use_safetensors=True)
+    raw.load_lora_weights(str(snapshot / "pytorch_lora_weights.safetensors"), adapter_name="owner")
+    raw.set_adapters(["owner"], adapter_weights=[0.9])
+    job = result.job
+    (expected,) = raw(
+        image=job.image.image,
+        prompt="a cat",
+        strength=job.strength,
+        guidance_scale=job.guidance_scale,
+        num_inference_steps=3,
+        generator=[torch.Generator("cpu").manual_seed(2)],
+    ).images
+    assert same(result.images[0], expected)
+    for refused, why in (
+        ("other-owner/lora:1", "is not an offered LoRA"),
+        ("studio-owner/gone:1", "could not be read as a LoRA"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            owner_hub.plan(Img2ImgRequest(image=photo, prompt="a cat", loras=refused))

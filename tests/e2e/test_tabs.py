@@ -212,7 +212,7 @@ def test_a_web_ui_png_sent_to_basic_fills_what_maps_and_notes_the_rest(page, tmp
     expect(panel.get_by_role("cell", name="webui.png")).to_be_visible(timeout=60_000)
     panel.get_by_role("button", name="Send to Basic").click()
     expect_summary(page, "basic-summary", "Filled from the Recipe tab", timeout=60_000)
-    expect_summary(page, "basic-summary", "<lora:add_detail:0.7> removed: LoRAs are not loaded here")
+    expect_summary(page, "basic-summary", "<lora:add_detail:0.7> removed: no LoRA of that name is offered here")
     expect_summary(page, "basic-summary", "Clip skip: 2")
     expect_summary(page, "basic-summary", "The init image is not part of a recipe")
     basic = page.locator("[role=tabpanel]:visible")
