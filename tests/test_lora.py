@@ -203,7 +203,7 @@ def test_the_basic_endpoint_takes_loras_through_gradio_client(lora_engine, photo
     app = launched(lora_engine)
     try:
         client = Client(app.studio_url, verbose=False, download_files=str(tmp_path))
-        gallery, *_ = client.predict(
+        gallery, _, summary, *_ = client.predict(
             image=handle_file(str(tmp_path / "cat.png")),
             prompt="a cat wizard",
             num_inference_steps=4,
@@ -211,6 +211,7 @@ def test_the_basic_endpoint_takes_loras_through_gradio_client(lora_engine, photo
             loras="paper-cut:0.8",
             api_name="/img2img",
         )
+        assert "LoRAs paper-cut:0.8" in summary
         with pytest.raises(Exception, match="'nope' is not an offered LoRA"):
             client.predict(
                 image=handle_file(str(tmp_path / "cat.png")), prompt="a cat", loras="nope:1", api_name="/img2img"

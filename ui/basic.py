@@ -10,6 +10,7 @@ import gradio as gr
 from engine.catalog import DEFAULT_MODEL, get_spec
 from engine.core import Engine
 from engine.images import fit_size, probe_size
+from engine.lora import text as lora_text
 from engine.requests import RANDOM_SEED, Img2ImgRequest, check_denoising_steps, model_defaults
 from engine.run import CancelToken, GenerationCancelled
 from engine.schedulers import check_scheduler, steps_text
@@ -79,6 +80,7 @@ def result_text(result) -> str:
     lines = [
         f"Seed {seed_text} · {result.steps_run} denoising steps · "
         f"{job.image.size[0]}×{job.image.size[1]} · {result.seconds:.1f}s · {job.spec.label}"
+        + (f" · LoRAs {lora_text(job.loras)}" if job.loras else "")
     ]
     if job.image.notes:
         lines.append("Input: " + "; ".join(job.image.notes) + ".")
