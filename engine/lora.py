@@ -174,15 +174,18 @@ def _order(pipe) -> list[str]:
     return denoiser.__dict__.setdefault("_studio_lora_order", [])
 
 
-def _load(pipe, lora: LoraSpec, label: str) -> None:
+def _load(pipe, lora: LoraSpec, label: str, keep: set[str]) -> None:
     from engine.cache import _denoisers
     from engine.graphs import ungraph_forward
 
     for module in _denoisers(pipe):  # captured graphs would replay the layers without the new adapter
         ungraph_forward(module)
     order = _order(pipe)
-    while len(order) >= MAX_LOADED:
-        pipe.delete_adapters(order.pop(0))
+    spare = [adapter for adapter in order if adapter not in keep]  # never one the run itself applies
+    while len(order) >= MAX_LOADED and spare:
+        adapter = spare.pop(0)
+        order.remove(adapter)
+        pipe.delete_adapters(adapter)
     try:  # a file on this disk (an allowed Hub repo's is in the Hugging Face cache: engine.owner.hub_lora)
         pipe.load_lora_weights(lora.source, adapter_name=lora.adapter)
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
@@ -211,7 +214,7 @@ def applied(pipe, loras: tuple[Choice, ...], label: str) -> Iterator[None]:
     order = _order(pipe)
     for lora, _ in loras:
         if lora.adapter not in _loaded(pipe):
-            _load(pipe, lora, label)
+            _load(pipe, lora, label, keep={chosen.adapter for chosen, _ in loras})
         elif lora.adapter in order:  # most recently used last
             order.remove(lora.adapter)
             order.append(lora.adapter)

@@ -271,6 +271,9 @@ class Settings:
             self,
             max_pixels=self.max_pixels or (QUICK_PIXELS if quick else FULL_PIXELS),
             default_steps=self.default_steps or (QUICK_STEPS if quick else 0),
+            # absolute, so Ray replicas (another working directory) read the same folders
+            models_dir=str(Path(self.models_dir).expanduser().resolve()) if self.models_dir else "",
+            lora_dir=str(Path(self.lora_dir).expanduser().resolve()) if self.lora_dir else "",
         )
 
     def describe(self) -> list[tuple[str, str, str]]:

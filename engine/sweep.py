@@ -35,6 +35,7 @@ from engine.catalog import get_spec
 from engine.errors import shown_value
 from engine.grid import grid_layout, labelled_grid
 from engine.lora import applied, recorded
+from engine.lora import text as lora_text
 from engine.portable import encode_posterior, per_sample_guidance, sample_latents
 from engine.prompts import weighted_embeddings
 from engine.recipe import Recipe
@@ -407,6 +408,7 @@ class SweepProgress:
                     "denoising_steps": job.denoising_steps,
                     "seed": job.seeds[0],
                     "scheduler": cell.scheduler or job.spec.scheduler,
+                    "loras": lora_text(job.loras),
                     "width": job.image.size[0],
                     "height": job.image.size[1],
                 }

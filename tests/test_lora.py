@@ -110,6 +110,21 @@ def test_after_a_lora_run_the_base_model_runs_exactly_as_before_without_reloadin
     assert "loras" not in after.recipe.extra
 
 
+def test_past_the_loaded_limit_the_least_recent_lora_is_deleted_and_loads_again_the_same(
+    lora_engine, photo, monkeypatch
+):
+    import engine.lora
+
+    monkeypatch.setattr(engine.lora, "MAX_LOADED", 1)
+    unload(lora_engine.cache.get("sd15"))
+    first = lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras="paper-cut:0.8"))
+    lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras="ink-wash:0.8"))
+    adapters = lora_engine.cache.get("sd15").get_list_adapters()
+    assert [len(names) for names in adapters.values()] == [1, 1]  # paper-cut's adapter was deleted for ink-wash's
+    again = lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras="paper-cut:0.8"))
+    assert np.array_equal(pixels(first.images[0]), pixels(again.images[0]))
+
+
 def test_a_lora_applies_to_the_owners_checkpoint_file_too(lora_engine, photo):
     on_file = lora_engine.img2img(
         Img2ImgRequest(image=photo, **BASE, model="file:my-sd15.safetensors", loras="paper-cut:0.8")
