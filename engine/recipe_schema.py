@@ -135,7 +135,7 @@ def _model(name: str, value: Any) -> str:
     except ValueError:
         spec = None
     if spec is None:
-        raise _fail(name, value, f"a model of this app ({', '.join([*CATALOG, *owner_models().entries])})")
+        raise _fail(name, value, f"one of {', '.join([*CATALOG, *owner_models().entries])}")
     return value
 
 

@@ -71,6 +71,12 @@ def launched(engine):
     return app
 
 
+@pytest.fixture
+def launch():
+    """`launched`, for a test that serves an engine of its own (close the app it returns)."""
+    return launched
+
+
 @pytest.fixture(scope="session")
 def served_app(engine):
     app = launched(engine)

@@ -541,7 +541,7 @@ def test_a_client_that_goes_away_stops_its_job_within_a_step(server, client, cat
     calls = []
     hook = pipe.unet.register_forward_hook(lambda *_: calls.append(time.sleep(0.05)))
     try:
-        data = [_uploaded(server, cat_png), "a cat", "", "sd15", 1.0, 7.5, 150, 1, 1, False, ""]
+        data = [_uploaded(server, cat_png), "a cat", "", "sd15", 1.0, 7.5, 150, 1, 1, False, "", ""]
         lock = engine.cache.lock
         with httpx.Client(timeout=120) as http:
             event = http.post(server + "gradio_api/call/img2img", json={"data": data}).json()["event_id"]
@@ -581,7 +581,7 @@ def test_odd_basic_values_are_named(client, cat_png, call, message):
 
 
 def test_a_lone_surrogate_sent_as_raw_json_is_named(server, client, cat_png):
-    data = [_uploaded(server, cat_png), "a \ud800 cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, ""]
+    data = [_uploaded(server, cat_png), "a \ud800 cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]
     result = _raw_call(server, "img2img", data)  # JSON's "\ud800" escape: no client library sends it
     assert result["event"] == "error"
     assert result["data"]["error"].startswith("prompt holds an invalid character (U+D800 at position 2)")

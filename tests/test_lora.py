@@ -210,12 +210,11 @@ def test_a_web_ui_lora_tag_maps_to_the_offered_lora_of_that_name(lora_engine):
     assert any("<lora:someone-else:1> removed: no LoRA of that name is offered here" in note for note in fields.notes)
 
 
-def test_the_basic_endpoint_takes_loras_through_gradio_client(lora_engine, photo, tmp_path):
-    from conftest import launched
+def test_the_basic_endpoint_takes_loras_through_gradio_client(lora_engine, photo, tmp_path, launch):
     from gradio_client import Client, handle_file
 
     photo.save(tmp_path / "cat.png")
-    app = launched(lora_engine)
+    app = launch(lora_engine)
     try:
         client = Client(app.studio_url, verbose=False, download_files=str(tmp_path))
         gallery, _, summary, *_ = client.predict(

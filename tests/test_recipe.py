@@ -201,6 +201,7 @@ def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo, tmp_pa
         "seed": 4,
         "model": "elden-ring",
         "weighted_prompt": False,
+        "loras": "",  # a recipe without LoRAs clears Basic's field
         "scheduler": "Euler",
     }
     _, from_webui = read_source(None, "a fox\nNegative prompt: dark\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2")

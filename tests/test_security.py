@@ -184,7 +184,7 @@ def _uploaded(server: str, path) -> dict:
     ],
 )
 def test_nan_and_inf_through_raw_http_are_named(server, client, cat_png, index, value, message):
-    data = [_uploaded(server, cat_png), "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, ""]
+    data = [_uploaded(server, cat_png), "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]
     data[index] = value
     result = _raw_call(server, "img2img", data)
     assert result["event"] == "error" and result["data"]["error"] == message
@@ -370,7 +370,7 @@ def test_the_owners_token_is_never_sent_implicitly(monkeypatch):
     ],
 )
 def test_files_outside_uploads_and_private_fetches_are_refused(server, client, cat_png, file_data, message):
-    data = [{**file_data, "meta": {"_type": "gradio.FileData"}}, "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, ""]
+    data = [{**file_data, "meta": {"_type": "gradio.FileData"}}, "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]
     result = _raw_call(server, "img2img", data)
     assert result["event"] == "error" and message in result["data"]["error"]
     good_request(client, cat_png)

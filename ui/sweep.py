@@ -266,7 +266,7 @@ def handler(engine: Engine) -> Callable:
         Args:
             $basic_args
             x_axis: the parameter that changes along the columns: strength, guidance_scale, num_inference_steps,
-                seed, prompt, negative_prompt, scheduler, model or lora_weight (the first LoRA's weight).
+                seed, prompt, negative_prompt, scheduler, lora_weight (the first LoRA's weight) or model.
             x_values: its values: a list "0.3, 0.5", a range "0.2-1.0 (+0.2)" or a count "0.2-1.0 [5]", whole
                 numbers "1-4"; prompts, schedulers (Euler, DDIM, DPM++ 2M Karras, ...) and models one per line
                 ((none) for an empty negative prompt).
