@@ -492,6 +492,13 @@ def load_failure(spec: ModelSpec, exc: BaseException) -> str:
                 f"https://huggingface.co/{spec.hub_id} with your Hugging Face account, then start the app with "
                 "STUDIO_HF_TOKEN set to a read token of that account (HF_TOKEN and stored logins are not used)"
             )
+    mismatch = ("size mismatch", "expected shape")  # torch's load_state_dict, diffusers' meta loading
+    if spec.origin == "file" and any(words in str(cause) for cause in chain for words in mismatch):
+        return (
+            f"its tensors do not fit {spec.config_spec.label}'s configs here: a checkpoint file loads with its base's "
+            "configs, which in tiny mode are the tiny twin's, so only a twin-sized file fits there; start the app "
+            "with --models hub for real checkpoints"
+        )
     if spec.origin == "file" and any(
         isinstance(cause, LocalEntryNotFoundError) or "local cache" in str(cause) for cause in chain
     ):

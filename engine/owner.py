@@ -312,7 +312,7 @@ def hub_lora(repo_id: str, token: str = "") -> LoraSpec:
 # -- the process's owner models ------------------------------------------------------------------------------
 
 
-def owner_models(settings: Settings, mode: str, twins_dir: Path) -> OwnerModels:
+def build_owner_models(settings: Settings, mode: str, twins_dir: Path) -> OwnerModels:
     """The owner's models the settings name, in the engine's model mode.
 
     Raises:
@@ -368,6 +368,6 @@ def owner_models(settings: Settings, mode: str, twins_dir: Path) -> OwnerModels:
 
 def install(settings: Settings, mode: str, twins_dir: Path) -> OwnerModels:
     """Make the settings' owner models this process's; returns them."""
-    owner = owner_models(settings, mode, twins_dir)
+    owner = build_owner_models(settings, mode, twins_dir)
     install_owner_models(owner)
     return owner

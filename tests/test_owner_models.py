@@ -386,3 +386,26 @@ def test_an_allowed_hub_repo_applies_as_a_lora_equal_to_raw_diffusers(owner_hub,
     ):
         with pytest.raises(ValueError, match=why):
             owner_hub.plan(Img2ImgRequest(image=photo, prompt="a cat", loras=refused))
+
+
+def test_in_tiny_mode_a_full_size_checkpoint_is_refused_with_why(tmp_path, photo, twins, engine):
+    """A real checkpoint's tensors against the twin's configs: said in words, not as a state-dict dump."""
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    write_single_file(build_twin("sd15", twins), tmp_path / "twin.safetensors")
+    state = load_file(tmp_path / "twin.safetensors")
+    conv_in = "model.diffusion_model.input_blocks.0.0.weight"
+    state[conv_in] = torch.zeros((320, *state[conv_in].shape[1:]))  # SD 1.5's real width, 4 input channels
+    save_file(state, folder / "real-size.safetensors")
+    previous = catalog.owner_models()
+    try:
+        tiny = Engine(Settings.from_env({"STUDIO_MODELS_DIR": str(folder)}, models="tiny", data_dir=tmp_path / "d"))
+        with pytest.raises(
+            ModelUnavailable, match="only a twin-sized file fits there; start the app with --models hub"
+        ):
+            tiny.img2img(Img2ImgRequest(image=photo, prompt="a cat", model="file:real-size.safetensors", seed=1))
+        assert tiny.img2img(Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=2, seed=1)).images
+    finally:
+        catalog.install_owner_models(previous)
