@@ -299,7 +299,7 @@ class PipelineCache:
                 self.evict(key)
             if owner is not None and owner.placement == "cuda" and not self.policy.zero_gpu:
                 for derived in owner.pipes.values():
-                    for module in _denoisers(derived):
+                    for module in denoisers(derived):
                         ungraph_forward(module)  # offload moves the weights: captured addresses go stale
                     derived.enable_model_cpu_offload()
                 owner.placement = "model-offload"
@@ -454,11 +454,11 @@ def apply_speedups(pipe, policy: DevicePolicy) -> None:
 def apply_graphs(pipe, policy: DevicePolicy) -> None:
     """CUDA graphs for the pipeline's denoisers (UNet, ControlNet) when the policy asks for them."""
     if policy.cuda_graphs and policy.device == "cuda":
-        for module in _denoisers(pipe):
+        for module in denoisers(pipe):
             graph_forward(module)
 
 
-def _denoisers(pipe) -> list[torch.nn.Module]:
+def denoisers(pipe) -> list[torch.nn.Module]:
     """The modules a pipeline calls at every step."""
     return [m for m in (getattr(pipe, "unet", None), getattr(pipe, "controlnet", None)) if m is not None]
 

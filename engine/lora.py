@@ -18,9 +18,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.cache import ModelUnavailable
+from engine.cache import ModelUnavailable, denoisers
 from engine.catalog import LoraSpec, ModelSpec, owner_models
 from engine.errors import first_line, shown_value
+from engine.graphs import ungraph_forward
 
 logger = logging.getLogger(__name__)
 
@@ -175,10 +176,7 @@ def _order(pipe) -> list[str]:
 
 
 def _load(pipe, lora: LoraSpec, label: str, keep: set[str]) -> None:
-    from engine.cache import _denoisers
-    from engine.graphs import ungraph_forward
-
-    for module in _denoisers(pipe):  # captured graphs would replay the layers without the new adapter
+    for module in denoisers(pipe):  # captured graphs would replay the layers without the new adapter
         ungraph_forward(module)
     order = _order(pipe)
     spare = [adapter for adapter in order if adapter not in keep]  # never one the run itself applies
