@@ -54,15 +54,15 @@ def load_options(
     download); in hub mode the pinned revision and the owner's token (gated repositories), no other; and no
     safety checker when the owner turned it off.
     """
-    if spec.origin == "file":  # engine.owner.load_single_file: local files only, the owner's safety choice
-        return {"local_files_only": True, "safety_checker": safety_checker}
-    options: dict = {"use_safetensors": None if spec.pickle_weights else True}
-    if spec.fp16_variant and model_dtype(spec, policy) == torch.float16:
-        options["variant"] = "fp16"
-    if hub and spec.revision:
-        options["revision"] = spec.revision
-    if hub:  # the owner's STUDIO_HF_TOKEN, or explicitly none: never HF_TOKEN or a stored login
-        options["token"] = token or False
+    options: dict = {}
+    if spec.origin != "file":  # a single file reads its base's files from disk (engine.portable.single_file_pipeline)
+        options["use_safetensors"] = None if spec.pickle_weights else True
+        if spec.fp16_variant and model_dtype(spec, policy) == torch.float16:
+            options["variant"] = "fp16"
+        if hub and spec.revision:
+            options["revision"] = spec.revision
+        if hub:  # the owner's STUDIO_HF_TOKEN, or explicitly none: never HF_TOKEN or a stored login
+            options["token"] = token or False
     if not safety_checker and spec.adapter.has_safety_checker:
         options.update(safety_checker=None, requires_safety_checker=False)
     return options
@@ -325,7 +325,8 @@ class PipelineCache:
 
             dtype = model_dtype(spec, self.policy)
             auto_class = _auto_pipeline_class(kind)
-            return single_file_pipeline(spec.file, source, auto_class, dtype, options["safety_checker"])
+            keep_checker = "safety_checker" not in options  # load_options drops it with safety_checker=None
+            return single_file_pipeline(spec.file, source, auto_class, dtype, keep_checker)
         from diffusers.utils import is_torch_version
 
         if options.get("use_safetensors") is None and not is_torch_version(">=", "2.6"):

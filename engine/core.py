@@ -178,7 +178,7 @@ class Engine:
         self.settings = settings = settings.resolved(quick=self.quick)
         from engine.owner import install
 
-        self.owner = install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog
+        install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog (engine.owner)
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()

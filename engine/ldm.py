@@ -29,6 +29,7 @@ UNET_TOP = [
     ("conv_norm_out.", "out.0."),
     ("conv_out.", "out.2."),
 ]
+VAE_RESNET = [("conv_shortcut.", "nin_shortcut.")]
 VAE_ATTENTION = [
     ("group_norm.", "norm."),
     ("to_q.", "q."),
@@ -72,17 +73,19 @@ def unet_original(unet) -> dict[str, torch.Tensor]:
     pairs = unet_prefixes(unet.config)
     out = {}
     for name, tensor in unet.state_dict().items():
-        out[UNET + _resnet_inner(name, _renamed(name, pairs))] = tensor
+        out[UNET + _inner(name, _renamed(name, pairs), "resnets.", RESNET)] = tensor
     return out
 
 
-def _resnet_inner(name: str, renamed: str) -> str:
-    """Inside a ResNet block the layer names differ too (norm1 -> in_layers.0, ...)."""
-    if "resnets." not in name:
+def _inner(name: str, renamed: str, block: str, layers: list[tuple[str, str]]) -> str:
+    """Inside a block (`resnets.`, `attentions.`) the layer names differ too (norm1 -> in_layers.0, ...):
+    `renamed` with what follows the block's index renamed by `layers`, where one of them matches."""
+    if block not in name:
         return renamed
-    inner = name.partition("resnets.")[2].split(".", 1)[1]  # after the resnet index
-    outer = renamed[: len(renamed) - len(inner)]
-    return outer + _renamed(inner, RESNET) if any(inner.startswith(old) for old, _ in RESNET) else renamed
+    inner = name.partition(block)[2].split(".", 1)[1]  # after the block's index
+    if not any(inner.startswith(old) for old, _ in layers):
+        return renamed
+    return renamed[: len(renamed) - len(inner)] + _renamed(inner, layers)
 
 
 def vae_prefixes(config) -> list[tuple[str, str]]:
@@ -108,16 +111,10 @@ def vae_original(vae) -> dict[str, torch.Tensor]:
         if not name.startswith(("encoder.", "decoder.")) or name.split(".")[1] in ("conv_in", "conv_out"):
             out[VAE + name] = tensor  # quant_conv, post_quant_conv, conv_in, conv_out keep their names
             continue
-        renamed = _renamed(name, pairs)
-        if ".attentions." in name:
-            inner = name.split(".attentions.0.", 1)[1]
-            renamed = renamed[: len(renamed) - len(inner)] + _renamed(inner, VAE_ATTENTION)
-            if tensor.ndim == 2:  # the original attention uses 1x1 convolutions
-                tensor = tensor[:, :, None, None]
-        elif "resnets." in name:
-            inner = name.split("resnets.", 1)[1].split(".", 1)[1]
-            if inner.startswith("conv_shortcut."):
-                renamed = renamed[: len(renamed) - len(inner)] + "nin_shortcut." + inner[len("conv_shortcut.") :]
+        renamed = _inner(name, _renamed(name, pairs), "resnets.", VAE_RESNET)
+        renamed = _inner(name, renamed, "attentions.", VAE_ATTENTION)
+        if ".attentions." in name and tensor.ndim == 2:  # the original attention uses 1x1 convolutions
+            tensor = tensor[:, :, None, None]
         out[VAE + renamed] = tensor
     return out
 

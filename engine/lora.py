@@ -44,14 +44,14 @@ def scan_lora_dir(folder: Path) -> dict[str, LoraSpec]:
     Raises:
         ValueError: the folder does not exist, naming STUDIO_LORA_DIR.
     """
-    from engine.owner import Refused, tensor_shapes
+    from engine.owner import PICKLES, Refused, tensor_shapes
 
     if not folder.is_dir():
         raise ValueError(f"STUDIO_LORA_DIR must be a folder; got {str(folder)!r}, which is not one")
     loras: dict[str, LoraSpec] = {}
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.suffix != SUFFIX:
-            if path.suffix in (".ckpt", ".pt", ".bin"):
+            if path.suffix in PICKLES:
                 logger.warning("STUDIO_LORA_DIR: %s is not offered: LoRAs are read from .safetensors only", path.name)
             continue
         name = path.name[: -len(SUFFIX)]

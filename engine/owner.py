@@ -24,11 +24,13 @@ import logging
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from engine.catalog import CATALOG, LoraSpec, ModelSpec, OwnerModels, install_owner_models
 from engine.errors import first_line
+from engine.recipe_schema import REPO_ID
 from engine.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,8 +39,6 @@ FILE_PREFIX = "file:"
 SAFETENSORS = ".safetensors"
 PICKLES = (".ckpt", ".pt", ".pth", ".bin")
 DENOISER = "model.diffusion_model."  # the original (LDM) checkpoints' UNet prefix
-# A Hub repo id as the Hub accepts it: owner/name, letters, digits, - _ . (no "..", no leading punctuation).
-REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 PATTERN = re.compile(r"[A-Za-z0-9*?][A-Za-z0-9_.*?-]{0,95}/[A-Za-z0-9*?][A-Za-z0-9_.*?-]{0,95}")
 MAX_HUB_MODELS = 64  # allowed repos looked up on demand and kept, per process
 
@@ -128,8 +128,17 @@ def detect(shapes: dict[str, tuple[int, ...]]) -> tuple[str, str]:
     raise Refused("it holds a UNet but no text encoder the catalog's families use")
 
 
-def file_spec(path: Path, config_id: str) -> ModelSpec:
-    """The model a checkpoint file becomes, built like its detected base (`config_id`: where its configs are).
+def _owned(base: ModelSpec, key: str, **fields) -> ModelSpec:
+    """An owner's model built like catalog entry `base`: its family, kinds and defaults; none of its own trigger
+    words, revision, gating or preloading."""
+    return replace(
+        base, key=key, trigger_words="", revision=None, gated=False, preloaded=False, base=base.key, **fields
+    )
+
+
+def file_spec(path: Path, config_id: Callable[[str], str]) -> ModelSpec:
+    """The model a checkpoint file becomes, built like its detected base (`config_id(base_key)`: where the
+    base's configs are).
 
     Raises:
         Refused: see `tensor_shapes` and `detect`.
@@ -137,25 +146,20 @@ def file_spec(path: Path, config_id: str) -> ModelSpec:
     base_key, part = detect(tensor_shapes(path))
     base = CATALOG[base_key]
     what = "a whole checkpoint" if part == "pipeline" else "its denoiser (the rest from the base)"
-    return replace(
+    return _owned(
         base,
-        key=FILE_PREFIX + path.name,
+        FILE_PREFIX + path.name,
         hub_id=path.name,
         label=f"{path.stem} (your {base.label} checkpoint)",
         license="the owner's",
-        trigger_words="",
         notes=f"{path.name} from STUDIO_MODELS_DIR: {what}, read as {base.label}",
-        revision=None,
-        gated=False,
-        preloaded=False,
         origin="file",
-        base=base.key,
         file=str(path.resolve()),
-        config_id=config_id,
+        config_id=config_id(base_key),
     )
 
 
-def scan_models_dir(folder: Path, config_id) -> tuple[dict[str, ModelSpec], dict[str, str]]:
+def scan_models_dir(folder: Path, config_id: Callable[[str], str]) -> tuple[dict[str, ModelSpec], dict[str, str]]:
     """The checkpoints of a folder (not its subfolders) as models, and the refused files with why.
 
     `config_id(base_key)` says where a base's configs are. A file name that two suffixes share keeps its
@@ -172,8 +176,7 @@ def scan_models_dir(folder: Path, config_id) -> tuple[dict[str, ModelSpec], dict
         if not path.is_file() or path.suffix not in (SAFETENSORS, *PICKLES):
             continue
         try:
-            base_key, _ = detect(tensor_shapes(path))
-            spec = file_spec(path, config_id(base_key))
+            spec = file_spec(path, config_id)
         except Refused as exc:
             refused[path.name] = str(exc)
             logger.warning("STUDIO_MODELS_DIR: %s is not offered: %s", path.name, exc)
@@ -261,19 +264,14 @@ def hub_spec(repo_id: str, token: str = "") -> ModelSpec:
     except (OSError, HfHubHTTPError, json.JSONDecodeError) as exc:
         raise ValueError(f"the Hub repo {repo_id} could not be read ({first_line(exc)})") from None
     base = CATALOG[family_of_index(index, transformer)]
-    return replace(
+    return _owned(
         base,
-        key=repo_id,
+        repo_id,
         hub_id=repo_id,
         label=f"{repo_id} ({base.label})",
         license=f"see https://huggingface.co/{repo_id}",
-        trigger_words="",
         notes=f"allowed by STUDIO_ALLOW_HUB_MODELS; runs as {base.label}",
-        revision=None,
-        gated=False,
-        preloaded=False,
         origin="hub",
-        base=base.key,
     )
 
 
@@ -318,39 +316,37 @@ def build_owner_models(settings: Settings, mode: str, twins_dir: Path) -> OwnerM
     Raises:
         ValueError: a setting that names no folder, or a malformed pattern.
     """
-    from engine.tiny import build_twin
 
     def config_id(base_key: str) -> str:
-        """Where a base's configs are: its twin folder (tiny mode), its Hub id read from the cache (hub mode)."""
-        if mode == "tiny":
-            return str(build_twin(base_key, twins_dir).resolve())
-        return CATALOG[base_key].hub_id
+        """Where a base's configs are: its twin's folder (tiny mode; built when the model first loads), its Hub id
+        read from the cache (hub mode)."""
+        return str((twins_dir / base_key).resolve()) if mode == "tiny" else CATALOG[base_key].hub_id
 
     entries: dict[str, ModelSpec] = {}
     if settings.models_dir:
         entries, _ = scan_models_dir(Path(settings.models_dir).expanduser(), config_id)
     patterns = hub_patterns(settings.allow_hub_models)
 
-    def resolve(key: str) -> ModelSpec | None:
+    def may_look_up(key: str, known: dict, what: str, verb: str) -> bool:
+        """Whether `key` is an allowed repo to look up here (False: not allowed; ValueError: allowed, but why not)."""
         if not hub_allowed(key, patterns):
-            return None
+            return False
         if mode != "hub":
-            raise ValueError("the owner's Hub models run in hub mode only; this app runs the tiny twins")
-        if sum(spec.origin == "hub" for spec in owner.entries.values()) >= MAX_HUB_MODELS:
-            raise ValueError(f"at most {MAX_HUB_MODELS} allowed Hub models are kept; restart the app for others")
+            raise ValueError(f"the owner's Hub {what} {verb} in hub mode only; this app runs the tiny twins")
+        if sum(item.origin == "hub" for item in known.values()) >= MAX_HUB_MODELS:
+            raise ValueError(f"at most {MAX_HUB_MODELS} allowed Hub {what} are kept; restart the app for others")
+        return True
+
+    def resolve(key: str) -> ModelSpec | None:
+        if not may_look_up(key, owner.entries, "models", "run"):
+            return None
         try:
             return hub_spec(key, settings.hf_token)
         except Refused as exc:
             raise ValueError(f"the Hub repo {key} cannot be used: {exc}") from None
 
     def resolve_lora(name: str) -> LoraSpec | None:
-        if not hub_allowed(name, patterns):
-            return None
-        if mode != "hub":
-            raise ValueError("the owner's Hub LoRAs apply in hub mode only; this app runs the tiny twins")
-        if sum(lora.origin == "hub" for lora in owner.loras.values()) >= MAX_HUB_MODELS:
-            raise ValueError(f"at most {MAX_HUB_MODELS} allowed Hub LoRAs are kept; restart the app for others")
-        return hub_lora(name, settings.hf_token)
+        return hub_lora(name, settings.hf_token) if may_look_up(name, owner.loras, "LoRAs", "apply") else None
 
     from engine.lora import scan_lora_dir
 

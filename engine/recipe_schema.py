@@ -24,7 +24,8 @@ MAX_ITEMS = 64  # longest list (seeds, sweep batch, chain stages)
 SEED_END = 2**64
 
 # The Hub's repo-id form (diffusers' and huggingface_hub's rule): owner/name, letters, digits, - _ .
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+# A Hub repo id as the Hub accepts it: owner/name of letters, digits, - _ . (engine.owner matches visitors' ids by it)
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 _LOCAL_PATH = re.compile(r"/[A-Za-z0-9_./ +-]{1,500}")  # a tiny-mode twin folder
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,99}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -120,7 +121,7 @@ def _lora(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _fail(name, value, "an object with name and weight")
     lora_name = value.get("name")
-    if not isinstance(lora_name, str) or not (NAME.fullmatch(lora_name) or _REPO_ID.fullmatch(lora_name)):
+    if not isinstance(lora_name, str) or not (NAME.fullmatch(lora_name) or REPO_ID.fullmatch(lora_name)):
         raise _fail(f"{name}.name", lora_name, "a LoRA name")
     weight = value.get("weight")
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not abs(weight) <= MAX_WEIGHT:
@@ -145,7 +146,7 @@ def _model_id(name: str, value: Any, mode: str) -> str:
         return value
     if isinstance(value, str) and any(spec.file == value for spec in owner_models().entries.values()):
         return value
-    return _match(name, value, _REPO_ID, "a Hugging Face repo id (owner/name)")
+    return _match(name, value, REPO_ID, "a Hugging Face repo id (owner/name)")
 
 
 def _revision(name: str, value: Any) -> str | None:

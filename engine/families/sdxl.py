@@ -4,30 +4,7 @@
 from __future__ import annotations
 
 from engine.families import Family
-from engine.families.sdxl_refiner import encode_prompt
-
-
-def weighted_prompt(pipe, prompt, negative_prompt):
-    """Compel's embeddings for a weighted prompt through both encoders: penultimate hidden states side by side,
-    the pooled output of the second (as StableDiffusionXLPipeline.encode_prompt makes them)."""
-    from compel import Compel, ReturnedEmbeddingsType
-
-    compel = Compel(
-        tokenizer=[pipe.tokenizer, pipe.tokenizer_2],
-        text_encoder=[pipe.text_encoder, pipe.text_encoder_2],
-        returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
-        requires_pooled=[False, True],
-        truncate_long_prompts=False,
-        device=pipe._execution_device,
-    )
-    embeds, pooled = compel([prompt, negative_prompt])
-    return {
-        "prompt_embeds": embeds[:1],
-        "pooled_prompt_embeds": pooled[:1],
-        "negative_prompt_embeds": embeds[1:],
-        "negative_pooled_prompt_embeds": pooled[1:],
-    }
-
+from engine.families.sdxl_refiner import encode_prompt, weighted_prompt  # both encoders where it has them
 
 FAMILY = Family(
     name="sdxl",

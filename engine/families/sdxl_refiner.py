@@ -23,14 +23,21 @@ def encode_prompt(pipe, prompt, negative_prompt):
 
 
 def weighted_prompt(pipe, prompt, negative_prompt):
-    """Compel's embeddings for a weighted prompt: the penultimate hidden states plus the pooled output."""
+    """Compel's embeddings for a weighted prompt: the penultimate hidden states plus the pooled output of the
+    second encoder, as StableDiffusionXL*Pipeline.encode_prompt makes them. SDXL base's two encoders side by side;
+    the refiner has only the second (its `text_encoder` is None)."""
     from compel import Compel, ReturnedEmbeddingsType
 
+    if pipe.text_encoder is None:  # the refiner: OpenCLIP bigG alone
+        tokenizer, text_encoder, pooled = pipe.tokenizer_2, pipe.text_encoder_2, True
+    else:
+        tokenizer, text_encoder = [pipe.tokenizer, pipe.tokenizer_2], [pipe.text_encoder, pipe.text_encoder_2]
+        pooled = [False, True]
     compel = Compel(
-        tokenizer=pipe.tokenizer_2,
-        text_encoder=pipe.text_encoder_2,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
         returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
-        requires_pooled=True,
+        requires_pooled=pooled,
         truncate_long_prompts=False,
         device=pipe._execution_device,
     )
