@@ -706,16 +706,17 @@ def write_lora(twin: Path, path: Path, *, seed: int = 0, rank: int = 4) -> Path:
     random non-zero deltas so it changes the image; saved as diffusers' `save_lora_weights` writes it."""
     import torch
     from diffusers import StableDiffusionPipeline
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 
     pipe = StableDiffusionPipeline.from_pretrained(twin, use_safetensors=True, safety_checker=None)
     torch.manual_seed(seed)
     layers = {}
     for name, targets in LORA_TARGETS.items():
         module = getattr(pipe, name)
-        # init_lora_weights=False draws both matrices at random: a trained LoRA's B is not zero either
-        module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=False))
+        # init_lora_weights=False draws both matrices at random: a trained LoRA's B is not zero either.
+        # peft itself, not the models' add_adapter: transformers 5.24+ ties its integration to peft >= 0.22
+        config = LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=False)
+        inject_adapter_in_model(config, module)
         state = get_peft_model_state_dict(module)
         if name == "text_encoder":  # published LoRAs name CLIP's layers under text_model. (transformers 5 drops it)
             state = {key if key.startswith("text_model.") else f"text_model.{key}": t for key, t in state.items()}
