@@ -24,8 +24,8 @@ import torch
 
 from engine.catalog import ModelSpec, get_spec
 from engine.errors import first_line
+from engine.forks import renew_after_fork
 from engine.graphs import graph_forward, ungraph_forward
-from engine.hosting import renew_after_fork
 
 logger = logging.getLogger(__name__)
 

@@ -7,14 +7,16 @@ two chained stages can hand over latents.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from engine.errors import shown_value
+from engine.families import Family, get_family
 from engine.repos import repo_facts
 
-if TYPE_CHECKING:
-    from engine.families import Family
+# A Hub repo id as the Hub accepts it (diffusers' and huggingface_hub's rule): owner/name of letters, digits,
+# - _ . (engine.owner matches visitors' ids by it; recipes are checked against it)
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 # Latent families: stages whose models share one may pass latents without decode/encode.
 DEFAULT_MODEL = "sd15"  # the model a request or a tab starts with when none is named
@@ -95,8 +97,6 @@ class ModelSpec:
     @property
     def adapter(self) -> Family:
         """The family's adapter (engine.families): every way this model differs from the others."""
-        from engine.families import get_family  # the families' modules import nothing of the catalog
-
         return get_family(self.family)
 
     @property

@@ -30,7 +30,8 @@ from engine.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_opt
 from engine.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.chain import ChainPlan, ChainProgress, ChainRequest
 from engine.depth import DepthPlan, DepthProgress, DepthRequest, depth_to_control, estimate
-from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu, renew_after_fork
+from engine.forks import renew_after_fork
+from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu
 from engine.requests import Img2ImgPlan, Img2ImgRequest, check_flag, check_model, normalize_for_model
 from engine.results import ResultStore
 from engine.run import CancelToken, ProgressFn, StepReporter

@@ -18,15 +18,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engine.catalog import get_spec
-
-if TYPE_CHECKING:
-    from engine.workflow import GpuWork  # engine.workflow -> engine.run -> engine.cache -> this module
+from engine.workflow import GpuWork
 
 ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU Spaces (the spaces package reads it too)
 
@@ -48,24 +44,6 @@ def on_zero_gpu(environ: Mapping[str, str] | None = None) -> bool:
     """True on a ZeroGPU Space (`SPACES_ZERO_GPU` true, read as the spaces package reads it)."""
     value = (os.environ if environ is None else environ).get(ZERO_GPU_ENV, "")
     return value.strip().lower() in ("1", "t", "true")
-
-
-def renew_after_fork(owner: object, attribute: str, make: Callable[[], object]) -> None:
-    """Give `owner.attribute` a fresh `make()` in a child process forked from this one.
-
-    ZeroGPU runs each GPU call in a worker forked from the server: a lock that another thread held at
-    that moment would stay held in the worker for ever, and its first use there would hang.
-    """
-    if not hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-        return
-    ref = weakref.ref(owner)
-
-    def renew() -> None:
-        alive = ref()
-        if alive is not None:
-            setattr(alive, attribute, make())
-
-    os.register_at_fork(after_in_child=renew)
 
 
 def loop_seconds(work: GpuWork) -> float:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 from collections.abc import Iterator
-from pathlib import Path
 
 from engine.cache import ModelUnavailable, denoisers
 from engine.catalog import LoraSpec, ModelSpec, owner_models
@@ -28,43 +26,12 @@ logger = logging.getLogger(__name__)
 MAX_LORAS = 8  # LoRAs in one run
 MAX_LOADED = 8  # adapters kept loaded per model
 MAX_WEIGHT = 4.0  # |weight|; the web UI's sliders stop at 2, negative weights invert a LoRA
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+ -]{0,99}")  # a file name a visitor can type and a recipe can carry
-SUFFIX = ".safetensors"
 
 Choice = tuple[LoraSpec, float]
 
 
 class LoraUnavailable(ModelUnavailable):
     """A LoRA could not be applied to a model (it was made for another family, or could not be read)."""
-
-
-def scan_lora_dir(folder: Path) -> dict[str, LoraSpec]:
-    """The LoRA files of a folder (not its subfolders), by name; files that are not LoRAs are logged and skipped.
-
-    Raises:
-        ValueError: the folder does not exist, naming STUDIO_LORA_DIR.
-    """
-    from engine.owner import PICKLES, Refused, tensor_shapes
-
-    if not folder.is_dir():
-        raise ValueError(f"STUDIO_LORA_DIR must be a folder; got {str(folder)!r}, which is not one")
-    loras: dict[str, LoraSpec] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix != SUFFIX:
-            if path.suffix in PICKLES:
-                logger.warning("STUDIO_LORA_DIR: %s is not offered: LoRAs are read from .safetensors only", path.name)
-            continue
-        name = path.name[: -len(SUFFIX)]
-        try:
-            if not NAME.fullmatch(name):
-                raise Refused("its name holds characters a run cannot name (letters, digits, _ . + - and spaces)")
-            if not any("lora" in key.lower() for key in tensor_shapes(path)):
-                raise Refused("it holds no LoRA tensors (lora_A/lora_B or lora_down/lora_up)")
-        except Refused as exc:
-            logger.warning("STUDIO_LORA_DIR: %s is not offered: %s", path.name, exc)
-            continue
-        loras[name] = LoraSpec(name=name, source=str(path.resolve()), origin="file")
-    return loras
 
 
 def offered() -> list[str]:

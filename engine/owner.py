@@ -28,9 +28,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from engine.catalog import CATALOG, LoraSpec, ModelSpec, OwnerModels, install_owner_models
+from engine.catalog import CATALOG, REPO_ID, LoraSpec, ModelSpec, OwnerModels, install_owner_models
 from engine.errors import first_line
-from engine.recipe_schema import REPO_ID
 from engine.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +40,9 @@ PICKLES = (".ckpt", ".pt", ".pth", ".bin")
 DENOISER = "model.diffusion_model."  # the original (LDM) checkpoints' UNet prefix
 PATTERN = re.compile(r"[A-Za-z0-9*?][A-Za-z0-9_.*?-]{0,95}/[A-Za-z0-9*?][A-Za-z0-9_.*?-]{0,95}")
 MAX_HUB_MODELS = 64  # allowed repos looked up on demand and kept, per process
+# a LoRA file's name without its suffix, as a visitor can type it and a recipe can carry it
+LORA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+ -]{0,99}")
+LORA_SUFFIX = SAFETENSORS
 
 
 class Refused(ValueError):
@@ -348,8 +350,6 @@ def build_owner_models(settings: Settings, mode: str, twins_dir: Path) -> OwnerM
     def resolve_lora(name: str) -> LoraSpec | None:
         return hub_lora(name, settings.hf_token) if may_look_up(name, owner.loras, "LoRAs", "apply") else None
 
-    from engine.lora import scan_lora_dir
-
     loras = scan_lora_dir(Path(settings.lora_dir).expanduser()) if settings.lora_dir else {}
     owner = OwnerModels(entries, resolve, loras, resolve_lora)
     if mode == "hub":  # the ids named in full are offered from the start; patterns as visitors name them
@@ -360,6 +360,33 @@ def build_owner_models(settings: Settings, mode: str, twins_dir: Path) -> OwnerM
                 except ValueError as exc:
                     logger.warning("STUDIO_ALLOW_HUB_MODELS: %s", exc)
     return owner
+
+
+def scan_lora_dir(folder: Path) -> dict[str, LoraSpec]:
+    """The LoRA files of a folder (not its subfolders), by name; files that are not LoRAs are logged and skipped.
+
+    Raises:
+        ValueError: the folder does not exist, naming STUDIO_LORA_DIR.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"STUDIO_LORA_DIR must be a folder; got {str(folder)!r}, which is not one")
+    loras: dict[str, LoraSpec] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix != LORA_SUFFIX:
+            if path.suffix in PICKLES:
+                logger.warning("STUDIO_LORA_DIR: %s is not offered: LoRAs are read from .safetensors only", path.name)
+            continue
+        name = path.name[: -len(LORA_SUFFIX)]
+        try:
+            if not LORA_NAME.fullmatch(name):
+                raise Refused("its name holds characters a run cannot name (letters, digits, _ . + - and spaces)")
+            if not any("lora" in key.lower() for key in tensor_shapes(path)):
+                raise Refused("it holds no LoRA tensors (lora_A/lora_B or lora_down/lora_up)")
+        except Refused as exc:
+            logger.warning("STUDIO_LORA_DIR: %s is not offered: %s", path.name, exc)
+            continue
+        loras[name] = LoraSpec(name=name, source=str(path.resolve()), origin="file")
+    return loras
 
 
 def install(settings: Settings, mode: str, twins_dir: Path) -> OwnerModels:

@@ -13,8 +13,10 @@ import re
 from functools import cache
 from typing import Any
 
-from engine.catalog import CATALOG, get_spec, owner_models
+from engine.catalog import CATALOG, REPO_ID, get_spec, owner_models
 from engine.errors import shown_value
+from engine.lora import MAX_WEIGHT
+from engine.owner import LORA_NAME
 
 DTYPES = ("float32", "float16", "bfloat16")
 MODEL_MODES = ("hub", "tiny")
@@ -23,9 +25,6 @@ MAX_TEXT = 20_000  # longest string value (prompts are capped far lower by the s
 MAX_ITEMS = 64  # longest list (seeds, sweep batch, chain stages)
 SEED_END = 2**64
 
-# The Hub's repo-id form (diffusers' and huggingface_hub's rule): owner/name, letters, digits, - _ .
-# A Hub repo id as the Hub accepts it: owner/name of letters, digits, - _ . (engine.owner matches visitors' ids by it)
-REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 _LOCAL_PATH = re.compile(r"/[A-Za-z0-9_./ +-]{1,500}")  # a tiny-mode twin folder
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,99}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -116,12 +115,10 @@ def _listed(size: tuple[int, int] | None) -> list[int] | None:
 
 def _lora(name: str, value: Any) -> dict[str, Any]:
     """A run's LoRA as the app records it: a name (a file's or an allowed repo id) and a weight."""
-    from engine.lora import MAX_WEIGHT, NAME
-
     if not isinstance(value, dict):
         raise _fail(name, value, "an object with name and weight")
     lora_name = value.get("name")
-    if not isinstance(lora_name, str) or not (NAME.fullmatch(lora_name) or REPO_ID.fullmatch(lora_name)):
+    if not isinstance(lora_name, str) or not (LORA_NAME.fullmatch(lora_name) or REPO_ID.fullmatch(lora_name)):
         raise _fail(f"{name}.name", lora_name, "a LoRA name")
     weight = value.get("weight")
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not abs(weight) <= MAX_WEIGHT:

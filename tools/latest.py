@@ -14,6 +14,7 @@ gradio, torch) has released; record the result in benchmarks/RESULTS.md ("Newest
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         tests = subprocess.run(
             [python, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *chosen],
             cwd=tree,
+            env={**os.environ, "COLUMNS": "240"},  # pytest cuts its summary lines at the terminal's width
             capture_output=True,
             text=True,
             timeout=args.timeout,

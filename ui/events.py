@@ -18,6 +18,7 @@ from engine.catalog import models_for
 from engine.requests import MAX_GUIDANCE, MAX_SIDE
 from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from ui.outputs import recipe_files
+from ui.tools import tool_spec
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +229,6 @@ def wire_generation(
     browser session gets its own CancelToken (passed as fn's last input), reset before every run, so
     one user's Stop never stops another's job.
     """
-    from ui.mcp import tool_spec  # ui.mcp builds on this module
-
     tools.append(tool_spec(fn, inputs, outputs))
     cancel_state = gr.State(CancelToken())
     event = run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(

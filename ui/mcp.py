@@ -26,7 +26,6 @@ import types
 import typing
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -37,58 +36,16 @@ from PIL import Image
 from engine.run import CancelToken
 from ui.events import cancellable
 from ui.outputs import outputs_dir, png_outputs, served_dirs
+from ui.tools import SKIPPED_PARAMETERS, ToolSpec
 
 MCP_PATH = "/gradio_api/mcp"
 FILE_ROUTE = "/gradio_api/file="
 MAX_INLINE_IMAGES = 8  # images sent inline per call; the rest (a sweep's cells) as URLs only
-SKIPPED_PARAMETERS = ("cancel", "progress")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 IMAGE_PARAMETER_NOTE = (
     " Pass an image as a data: URI (data:image/png;base64,...) or an http(s) URL; a URL this server "
     "returned (its /gradio_api/file= links) is read from its own disk."
 )
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """One tab's handler as a tool.
-
-    `outputs` names the handler's return values in order (None: not for clients, e.g. the page's
-    state); `images` are its parameters that take an image; `choices` the allowed values of others.
-    """
-
-    fn: Callable
-    outputs: tuple[str | None, ...]
-    images: tuple[str, ...] = ()
-    choices: dict[str, list] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.fn.__name__
-
-
-def output_name(component) -> str | None:
-    """The name API clients know a value by: its component's label as gradio_client shows it; None for
-    state, which no client sees."""
-    from gradio_client.utils import sanitize_parameter_names
-
-    if isinstance(component, gr.State):
-        return None
-    return sanitize_parameter_names(component.label)
-
-
-def tool_spec(fn: Callable, inputs: list, outputs: list) -> ToolSpec:
-    """The tool of an event's handler, from its components: outputs named as the Gradio API names them,
-    file and upload inputs taking images, dropdowns' choices as the allowed values."""
-    names = [name for name in inspect.signature(fn).parameters if name not in SKIPPED_PARAMETERS]
-    outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-    images, choices = [], {}
-    for name, component in zip(names, inputs, strict=False):
-        if isinstance(component, gr.Image | gr.File):
-            images.append(name)
-        elif isinstance(component, gr.Dropdown):
-            choices[name] = [value for _, value in component.choices]
-    return ToolSpec(fn, tuple(output_name(c) for c in outputs), tuple(images), choices)
 
 
 def parse_docstring(fn: Callable) -> tuple[str, dict[str, str]]:

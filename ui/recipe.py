@@ -17,7 +17,7 @@ from engine.webui import BasicFields
 from engine.webui import basic_fields as webui_fields
 from ui.components import BASIC_FIELDS, GenerationInputs, run_button, scheduler_choices, summary_box
 from ui.events import documented, user_errors
-from ui.mcp import tool_spec
+from ui.tools import tool_spec
 
 EXAMPLE_INFOTEXT = (
     "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k\n"

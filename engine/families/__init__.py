@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,18 +99,19 @@ def module_name(family: str) -> str:
     return f"{__name__}.{family.replace('-', '_')}"
 
 
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # a family's name: its module's name with - for _
+
+
 @functools.cache
 def get_family(name: str) -> Family:
-    """The adapter of a catalog family.
+    """The adapter of a model family: the FAMILY of its module in this package (which knows no catalog).
 
     Raises:
-        ValueError: no catalog entry has this family, or it has no adapter (depth estimators are
+        ValueError: not a family name, or no module of this package holds it (depth estimators are
             engine.estimators' business).
     """
-    from engine.catalog import CATALOG
-
-    if name not in {spec.family for spec in CATALOG.values()}:
-        raise ValueError(f"no catalog model has family {name!r}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a model family's name")
     try:
         module = importlib.import_module(module_name(name))
     except ModuleNotFoundError:
