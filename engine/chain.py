@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from engine import recipe_schema as schema
 from engine.basic import img2img_call_kwargs
 from engine.catalog import ModelSpec, get_spec
 from engine.errors import shown_value
@@ -47,6 +48,7 @@ from engine.workflow import GpuWork, RunContext, Workflow, stoppable
 SUBJECT = "{subject}"
 DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
 KINDS = ("text2img", "img2img", "upscale")
+HANDOVERS = ("latent", "image")  # what a stage receives from the one before it (None: the first stage)
 
 
 @dataclass(frozen=True)
@@ -501,7 +503,7 @@ def chain_script(recipe: Recipe) -> str:
     stages = recipe.parameters["stages"]
     seed = int(recipe.seed)
     lines = header(recipe, f"a {len(stages)}-stage chain, seed {seed}", [LOADERS[s["kind"]] for s in stages])
-    if recipe.reads_init:
+    if reads_init(recipe):
         lines += init_image_lines(stages[0]["input_size"])
         lines.append("carried = init_image")
     else:
@@ -550,6 +552,34 @@ def work(plan: ChainPlan) -> list[GpuWork]:
     ]
 
 
+def _recipe_stage(name: str, value: Any, mode: str) -> dict[str, Any]:
+    """One stage of a chain's recipe, each field checked as the app writes it."""
+    if not isinstance(value, dict):
+        raise schema.fail(name, value, "an object")
+    receives = value.get("receives")
+    return {
+        "model": schema.model(f"{name}.model", value.get("model")),
+        "model_id": schema.model_id(f"{name}.model_id", value.get("model_id"), mode),
+        "revision": schema.revision(f"{name}.revision", value.get("revision")),
+        "kind": schema.choice(f"{name}.kind", value.get("kind"), KINDS),
+        "receives": None if receives is None else schema.choice(f"{name}.receives", receives, HANDOVERS),
+        "input_size": schema.listed(schema.size(f"{name}.input_size", value.get("input_size"), optional=True)),
+        "call": schema.mapping(f"{name}.call", value.get("call")),
+    }
+
+
+def recipe_parameters(parameters: dict[str, Any], mode: str) -> dict[str, Any]:
+    """A chain recipe's own parameters: its stages."""
+    stages = schema.items("parameters.stages", parameters.get("stages"), required=True)
+    return {"stages": [_recipe_stage(f"parameters.stages[{i}]", stage, mode) for i, stage in enumerate(stages)]}
+
+
+def reads_init(recipe: Recipe) -> bool:
+    """Its script reads an init image unless the chain starts from text."""
+    stages = recipe.parameters.get("stages")
+    return not (isinstance(stages, list) and stages and stages[0].get("kind") == "text2img")
+
+
 WORKFLOW = Workflow(
     name="chain",
     request=ChainRequest,
@@ -558,4 +588,6 @@ WORKFLOW = Workflow(
     work=work,
     script=chain_script,
     start=start_chain,
+    recipe=schema.RecipeShape(parameters=recipe_parameters),
+    reads_init=reads_init,
 )

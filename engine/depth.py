@@ -15,13 +15,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from engine import recipe_schema as schema
 from engine.basic import Img2ImgResult, run_img2img
 from engine.cache import PipelineCache
-from engine.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
+from engine.catalog import CATALOG, DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.grid import image_grid
 from engine.images import NormalizedImage, open_image
 from engine.recipe import Recipe
@@ -453,6 +455,18 @@ def work(plan: DepthPlan) -> list[GpuWork]:
     return loops
 
 
+def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """A depth run's own recipe fields: its ControlNet and how the depth map was made."""
+    checked: dict[str, Any] = {
+        "controlnet": schema.choice("extra.controlnet", extra.get("controlnet"), CATALOG),
+        "controlnet_id": schema.model_id("extra.controlnet_id", extra.get("controlnet_id"), mode),
+        "depth_source": schema.text("extra.depth_source", extra.get("depth_source", "")),
+    }
+    for name in ("invert_depth", "normalize_depth"):
+        checked[name] = schema.flag(f"extra.{name}", extra.get(name, False))
+    return checked
+
+
 WORKFLOW = Workflow(
     name="depth",
     request=DepthRequest,
@@ -461,4 +475,5 @@ WORKFLOW = Workflow(
     work=work,
     script=depth_script,
     start=start_depth,
+    recipe=schema.RecipeShape(extra=recipe_extra),
 )

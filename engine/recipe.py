@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from engine import __version__
 from engine.images import PNG_SIGNATURE
-from engine.recipe_schema import validated_fields
+from engine.recipe_schema import RecipeShape, validated_fields
 from engine.run import denoiser_of
 from engine.schedulers import sampler_name
 
@@ -50,12 +51,6 @@ class Recipe:
     app_version: str = APP_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def reads_init(self) -> bool:
-        """Whether its script reads an init image (every workflow but a chain that starts from text)."""
-        stages = self.parameters.get("stages") if self.workflow == "chain" else None
-        return not (isinstance(stages, list) and stages and stages[0].get("kind") == "text2img")
-
     @classmethod
     def from_pipeline(cls, pipe, **fields: Any) -> Recipe:
         """Fill the fields that come from the pipeline object itself."""
@@ -75,8 +70,9 @@ class Recipe:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> Recipe:
+    def from_json(cls, text: str, shapes: Mapping[str, RecipeShape]) -> Recipe:
         """The inverse of to_json, for a recipe read from a file: untrusted, so every field is checked.
+        `shapes` are the workflows' own fields (engine.workflows.recipe_from_json passes the registered ones).
 
         A recipe turns into a script that people run, so each field must be what the app writes: model
         keys from the catalog, model ids of the Hub's form, a dtype, scheduler and device from fixed sets,
@@ -93,7 +89,7 @@ class Recipe:
             raise ValueError(f"recipe is not valid JSON: {str(exc)[:120]}") from None
         if not isinstance(data, dict) or not {"workflow", "model", "parameters"} <= set(data):
             raise ValueError("recipe is missing workflow, model or parameters")
-        return cls(**validated_fields(data))
+        return cls(**validated_fields(data, shapes))
 
     def for_image(self, index: int) -> Recipe:
         """The recipe of image `index` of a multi-image result (its seed; the batch it came from)."""
@@ -280,8 +276,8 @@ def read_png_text(source: str | Path | bytes) -> dict[str, str]:
             raise ValueError(f"image could not be read as a PNG: {str(exc)[:200]}") from None
 
 
-def read_recipe(source: str | Path | bytes) -> Recipe:
-    """The recipe a PNG from the app carries.
+def read_recipe(source: str | Path | bytes, shapes: Mapping[str, RecipeShape]) -> Recipe:
+    """The recipe a PNG from the app carries (engine.workflows.read_recipe passes the registered workflows).
 
     Raises:
         ValueError: not a PNG, or it carries no recipe (made elsewhere, or with metadata off).
@@ -289,7 +285,7 @@ def read_recipe(source: str | Path | bytes) -> Recipe:
     text = read_png_text(source)
     if RECIPE_KEY not in text:
         raise ValueError("image carries no Img2Img Studio recipe (made elsewhere, or with metadata turned off)")
-    return Recipe.from_json(text[RECIPE_KEY])
+    return Recipe.from_json(text[RECIPE_KEY], shapes)
 
 
 def _plain(value: Any) -> Any:

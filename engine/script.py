@@ -31,20 +31,6 @@ from PIL import Image
 '''
 
 
-def script_for(recipe: Recipe) -> str:
-    """The script for a recipe's image, written by its workflow (engine.workflows).
-
-    Raises:
-        ValueError: a workflow with no script (yet), or a recipe its writer cannot replay.
-    """
-    from engine.workflows import WORKFLOWS  # the workflows' modules import this one
-
-    workflow = WORKFLOWS.get(recipe.workflow)
-    if workflow is None:
-        raise ValueError(f"no script export for workflow {recipe.workflow!r}")
-    return workflow.script(recipe)
-
-
 def literal(value: Any) -> str:
     """A Python literal for a JSON-like value (True/False/None, not true/false/null).
 

@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from engine import basic
+from engine import recipe_schema as schema
 from engine.basic import run_img2img
 from engine.catalog import get_spec
 from engine.errors import shown_value
@@ -660,6 +661,30 @@ def work(plan: SweepPlan) -> list[GpuWork]:
     return [loop for cell in plan.cells for loop in basic.work(cell.job)]
 
 
+def _recipe_cell(name: str, value: Any) -> dict[str, Any]:
+    """One cell of the batched call a sweep cell's recipe replays."""
+    if not isinstance(value, dict):
+        raise schema.fail(name, value, "an object")
+    guidance = value.get("guidance_scale")
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not 0 <= guidance <= 1000:
+        raise schema.fail(f"{name}.guidance_scale", guidance, "a number in [0, 1000]")
+    return {
+        "prompt": schema.text(f"{name}.prompt", value.get("prompt")),
+        "negative_prompt": schema.text(f"{name}.negative_prompt", value.get("negative_prompt"), optional=True),
+        "seed": schema.whole(f"{name}.seed", value.get("seed"), 0, schema.SEED_END),
+        "guidance_scale": guidance,
+    }
+
+
+def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """A sweep cell's own recipe fields: the batch its call ran and its position in it."""
+    batch = schema.items("extra.batch", extra.get("batch"), required=True)
+    return {
+        "batch": [_recipe_cell(f"extra.batch[{i}]", cell) for i, cell in enumerate(batch)],
+        "position": schema.whole("extra.position", extra.get("position"), 0, len(batch)),
+    }
+
+
 WORKFLOW = Workflow(
     name="sweep",
     request=SweepRequest,
@@ -670,4 +695,5 @@ WORKFLOW = Workflow(
     start=start_sweep,
     parts=split_sweep,
     gather=gather_sweep,
+    recipe=schema.RecipeShape(extra=recipe_extra),
 )

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from engine.recipe_schema import RecipeShape
 from engine.run import GenerationCancelled, StepReporter
 
 if TYPE_CHECKING:
@@ -114,6 +115,9 @@ class Workflow:
             backend with several workers runs side by side; None: the plan runs whole.
         gather: (progress, a finished part's last progress) -> None: the part's work taken into `progress`
             (made by `start`), parts gathered in their order.
+        recipe: what its recipes hold beyond every recipe's fields, checked when a recipe is read (a sweep
+            cell's batch, a chain's stages); the recipe layer knows no workflow.
+        reads_init: recipe -> whether its script reads an init image (a chain from text does not).
     """
 
     name: str
@@ -126,3 +130,5 @@ class Workflow:
     start: Callable[[Any], Any] | None = None
     parts: Callable[[Any], list[Any]] | None = None
     gather: Callable[[Any, Any], None] | None = None
+    recipe: RecipeShape = field(default_factory=RecipeShape)
+    reads_init: Callable[[Recipe], bool] = lambda recipe: True  # every workflow's script but a text chain's

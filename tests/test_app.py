@@ -12,7 +12,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from engine.recipe import read_png_text, read_recipe
+from engine.recipe import read_png_text
+from engine.workflows import read_recipe
 
 # Every generating endpoint starts with Basic's eight parameters, in this order (the README's API table).
 BASIC_PARAMETERS = [

@@ -280,7 +280,7 @@ def test_a_depth_script_with_the_sdxl_controlnet_reproduces_the_image(engine, ph
     import subprocess
     import sys
 
-    from engine.script import script_for
+    from engine.workflows import script_for
 
     request = DepthRequest(
         image=photo, depth_map=str(depth_png), model="sdxl-base", num_inference_steps=4, seed=8, restyle_model="none"

@@ -16,8 +16,8 @@ from engine.depth import DepthRequest, control_image, depth_to_control, load_dep
 from engine.recipe import save_png
 from engine.requests import Img2ImgRequest
 from engine.run import CancelToken
-from engine.script import script_for
 from engine.settings import Settings
+from engine.workflows import script_for
 
 CONTROLNET = "controlnet-depth"  # the catalog entry of the SD 1.5 depth ControlNet
 

@@ -14,10 +14,9 @@ from test_hardening import code_shape
 
 from engine.chain import ChainRequest
 from engine.depth import DepthRequest
-from engine.recipe import Recipe
 from engine.requests import Img2ImgRequest
-from engine.script import script_for
 from engine.sweep import SweepRequest
+from engine.workflows import recipe_from_json, script_for
 
 json_values = st.recursive(
     st.none()
@@ -82,7 +81,7 @@ def _recipe_json(engine) -> dict:
 
 def test_any_recipe_json_is_refused_or_makes_the_same_code(engine):
     genuine = _recipe_json(engine)
-    shape = code_shape(script_for(Recipe.from_json(json.dumps(genuine))))
+    shape = code_shape(script_for(recipe_from_json(json.dumps(genuine))))
     keys = sorted(genuine)
 
     @FUZZ
@@ -98,7 +97,7 @@ def test_any_recipe_json_is_refused_or_makes_the_same_code(engine):
         except ValueError:
             return  # not expressible as JSON (a float of inf is, an int of 400 digits is)
         try:
-            recipe = Recipe.from_json(text)
+            recipe = recipe_from_json(text)
         except ValueError as error:
             assert str(error).startswith(("recipe field", "recipe is", "recipe must")), str(error)
             return

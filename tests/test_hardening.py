@@ -23,9 +23,9 @@ from test_security import _raw_call, _uploaded, good_request, img2img, refused
 
 from engine.grid import fit_text, labelled_grid
 from engine.images import HeaderOnly, fit_size, normalize_image, open_image, probe_size
-from engine.recipe import MAX_INFOTEXT_CHARS, RECIPE_KEY, Recipe, parse_infotext, png_bytes, read_recipe
+from engine.recipe import MAX_INFOTEXT_CHARS, RECIPE_KEY, Recipe, parse_infotext, png_bytes
 from engine.results import ResultStore
-from engine.script import script_for
+from engine.workflows import read_recipe, recipe_from_json, script_for
 
 NORMAL_INFOTEXT = (
     "a cat wizard\nNegative prompt: ugly\nSteps: 50, Sampler: PLMS, CFG scale: 7.5, Seed: 33, Size: 448x296, "
@@ -186,7 +186,7 @@ def recipes(engine, photo_module) -> dict[str, Recipe]:
 @pytest.mark.parametrize("workflow", ["img2img", "sweep", "chain", "depth"])
 def test_every_workflows_recipe_passes_its_own_checks_unchanged(recipes, workflow):
     recipe = recipes[workflow]
-    assert Recipe.from_json(recipe.to_json()) == recipe
+    assert recipe_from_json(recipe.to_json()) == recipe
     assert read_recipe(png_bytes(Image.new("RGB", (64, 64)), recipe)) == recipe
 
 
@@ -244,7 +244,7 @@ def test_crafted_fields_are_refused_or_stay_values(recipes, workflow, path):
     for payload in INJECTIONS:
         crafted = _set(genuine, path, payload)
         try:
-            recipe = Recipe.from_json(json.dumps(crafted))
+            recipe = recipe_from_json(json.dumps(crafted))
         except ValueError as exc:
             assert "recipe field" in str(exc) and str(path[0]) in str(exc), str(exc)
             continue

@@ -30,10 +30,10 @@ from engine.core import Engine
 from engine.depth import DepthRequest
 from engine.repos import repo_facts
 from engine.requests import Img2ImgRequest
-from engine.script import script_for
 from engine.settings import Settings
 from engine.sweep import SweepRequest
 from engine.tiny import cache_repo_folder
+from engine.workflows import script_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

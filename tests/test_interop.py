@@ -11,11 +11,12 @@ import torch
 from diffusers import AutoPipelineForImage2Image, DPMSolverMultistepScheduler
 from PIL import Image, PngImagePlugin
 
-from engine.recipe import png_bytes, read_recipe, save_png
+from engine.recipe import png_bytes, save_png
 from engine.requests import Img2ImgRequest
 from engine.schedulers import SCHEDULERS, check_scheduler, sampler_name, schedulers_for
 from engine.sweep import SweepRequest
 from engine.webui import basic_fields, model_key, to_compel
+from engine.workflows import read_recipe
 
 SWEPT = ["DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M", "DEIS", "PLMS", "Euler a"]
 

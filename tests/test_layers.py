@@ -1,9 +1,6 @@
 """Imports go down the layers: no import circle among the app's modules, counting the imports a module hides
-inside functions and under TYPE_CHECKING (that is how the circles hid).
-
-One circle is left, the recipe layer knowing the workflows (engine.recipe_schema reads every workflow's extras,
-engine.script finds a recipe's writer in the registry, and each workflow imports both); it is cut when engine/
-moves into its wings (issue 33). Until then it is named here, so a circle that grows or a new one fails.
+inside functions and under TYPE_CHECKING (that is how the circles hid). And a workflow owns everything that
+names it: no module outside a workflow compares a recipe's or a request's workflow with a name.
 """
 
 from __future__ import annotations
@@ -15,17 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RECIPES_KNOW_WORKFLOWS = {
-    "engine.basic",
-    "engine.chain",
-    "engine.depth",
-    "engine.recipe",
-    "engine.recipe_schema",
-    "engine.script",
-    "engine.sweep",
-    "engine.workflow",
-    "engine.workflows",
-}
+WORKFLOW_MODULES = ("engine/basic.py", "engine/sweep.py", "engine/chain.py", "engine/depth.py")
 
 
 def module_name(path: Path) -> str:
@@ -92,7 +79,40 @@ def test_the_circle_finder_finds_a_circle_hidden_in_a_function():
 
 
 @pytest.mark.parametrize("package", ["engine", "ui"])
-def test_imports_make_no_circle_but_the_one_being_cut(package):
-    found = circles(import_graph(package))
-    expected = [RECIPES_KNOW_WORKFLOWS] if package == "engine" else []
-    assert found == expected, "an import circle: move the shared piece down a layer, never hide the import"
+def test_imports_make_no_circle(package):
+    graph = import_graph(package)
+    assert len(graph) > 10
+    assert circles(graph) == [], "an import circle: move the shared piece down a layer, never hide the import"
+
+
+def workflow_branches(source: str) -> list[int]:
+    """Lines comparing a `workflow` (a name or an attribute) with a string: a workflow's business written
+    outside it."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            names = any(
+                (isinstance(o, ast.Attribute) and o.attr == "workflow")
+                or (isinstance(o, ast.Name) and o.id == "workflow")
+                for o in operands
+            )
+            if names and any(isinstance(o, ast.Constant) and isinstance(o.value, str) for o in operands):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_scan_finds_a_workflow_branch():
+    source = (
+        'if recipe.workflow == "chain":\n    pass\nif workflow != "sweep":\n    pass\nif kind == "depth":\n    pass\n'
+    )
+    assert workflow_branches(source) == [1, 3]
+
+
+def test_no_module_outside_a_workflow_branches_on_a_workflow_name():
+    """The recipe checks, the script export and the downloads ask the registry (engine.workflows), which asks
+    each workflow's registration."""
+    modules = [p for folder in ("engine", "ui") for p in sorted((ROOT / folder).rglob("*.py"))]
+    found = {str(p.relative_to(ROOT)): workflow_branches(p.read_text()) for p in modules}
+    outside = {path: lines for path, lines in found.items() if lines and path not in WORKFLOW_MODULES}
+    assert outside == {}

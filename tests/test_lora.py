@@ -15,13 +15,12 @@ from test_recipe import rerun
 from engine import catalog
 from engine.core import Engine
 from engine.lora import MAX_LORAS, LoraUnavailable, unload
-from engine.recipe import Recipe
 from engine.requests import Img2ImgRequest
-from engine.script import script_for
 from engine.settings import Settings
 from engine.sweep import SweepRequest
 from engine.tiny import build_twin, write_owner_examples
 from engine.webui import basic_fields
+from engine.workflows import recipe_from_json, script_for
 
 BASE = {"prompt": "a cat wizard", "num_inference_steps": 4, "seed": 5}
 
@@ -155,7 +154,7 @@ def test_a_sweep_over_lora_weight_equals_basic_runs(lora_engine, photo):
 def test_the_recipe_and_scripts_of_lora_runs_reproduce_them(lora_engine, photo, tmp_path):
     result = lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras="paper-cut:0.8, ink-wash:0.4"))
     recipe = result.recipe.for_image(0)
-    assert Recipe.from_json(recipe.to_json()) == recipe
+    assert recipe_from_json(recipe.to_json()) == recipe
     script = script_for(recipe)
     assert "pipe.load_lora_weights(" in script and "adapter_weights=[0.8, 0.4]" in script
     (tmp_path / "basic").mkdir()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from engine.recipe import read_recipe
+from engine.workflows import read_recipe
 
 TOOLS = {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"}
 

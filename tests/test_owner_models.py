@@ -26,13 +26,12 @@ from engine.catalog import get_spec, models_for
 from engine.core import Engine
 from engine.ldm import write_single_file
 from engine.owner import Refused, detect, family_of_index, hub_allowed, hub_patterns, tensor_shapes
-from engine.recipe import Recipe
 from engine.repos import repo_facts
 from engine.requests import Img2ImgRequest
-from engine.script import script_for
 from engine.settings import Settings
 from engine.sweep import SweepRequest
 from engine.tiny import build_twin, cache_repo_folder
+from engine.workflows import recipe_from_json, script_for
 
 
 def same(a: Image.Image, b: Image.Image) -> bool:
@@ -125,7 +124,7 @@ def test_the_recipe_and_script_of_a_checkpoint_file_reproduce_it(owner_engine, p
         Img2ImgRequest(image=photo, prompt="a fox", model="file:my-sd15.safetensors", num_inference_steps=3, seed=4)
     )
     recipe = result.recipe.for_image(0)
-    assert Recipe.from_json(recipe.to_json()) == recipe  # the schema takes the owner's key and file
+    assert recipe_from_json(recipe.to_json()) == recipe  # the schema takes the owner's key and file
     script = script_for(recipe)
     assert "single_file_pipeline(" in script and "local_files_only=True" in script
     assert np.array_equal(rerun(tmp_path, recipe, result.job.image.image), np.asarray(result.images[0]))
@@ -283,7 +282,7 @@ def test_an_allowed_hub_repo_runs_as_its_family_equal_to_the_catalog_model(owner
     assert (spec.origin, spec.family, owned.recipe.model_id) == ("hub", "sd15", OWNER_REPO)
     catalog_run = owner_hub.img2img(Img2ImgRequest(**{**request.__dict__, "model": "sd15"}))
     assert same(owned.images[0], catalog_run.images[0])
-    assert Recipe.from_json(owned.recipe.to_json()) == owned.recipe
+    assert recipe_from_json(owned.recipe.to_json()) == owned.recipe
 
 
 @pytest.mark.parametrize("model", ["other-owner/my-sd15", "studio-owner/../my-sd15", "studio-owner/a/b"])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from engine.chain import ChainRequest, stages_json
-from engine.recipe import Recipe, parse_infotext, png_bytes, read_png_text, read_recipe
+from engine.recipe import parse_infotext, png_bytes, read_png_text
 from engine.requests import Img2ImgRequest
-from engine.script import script_for
 from engine.sweep import SweepRequest
+from engine.workflows import read_recipe, recipe_from_json, script_for
 
 
 def rerun(tmp_path, recipe, init):
@@ -32,7 +32,7 @@ def test_png_chunks_round_trip_losslessly(engine, photo):
     recipe = result.recipe.for_image(0)
     data = png_bytes(result.images[0], recipe)
     assert read_recipe(data) == recipe
-    assert Recipe.from_json(recipe.to_json()) == recipe
+    assert recipe_from_json(recipe.to_json()) == recipe
     text = read_png_text(data)["parameters"]
     assert text.startswith('a cat, "quoted"\nSteps: 3, Sampler: PLMS, CFG scale: 7.5, Seed: 8, Size: 136x96')
     assert parse_infotext(text)["seed"] == 8

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.recipe import read_recipe
 from engine.results import is_result_id
+from engine.workflows import read_recipe, reads_init
 from ui.components import downloads, result_gallery
 from ui.events import as_text
 from ui.outputs import outputs_dir, recipe_files
@@ -89,7 +89,7 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
         init, inputs = (stored.init, stored.inputs) if stored is not None else (None, None)
         script, files_out = recipe_files(settings, recipe, init, inputs)
         line = f"**{as_text(recipe.workflow)}** · {as_text(recipe.model)} · seed {recipe.seed}"
-        if stored is None and recipe.reads_init:
+        if stored is None and reads_init(recipe):
             line += (
                 " · the server no longer holds its init image (restarted, or the result is old): "
                 "the script reads your own `init.png`"

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.recipe import Recipe, save_png
-from engine.script import script_for
+from engine.workflows import script_for
 
 MAX_KEPT_OUTPUTS = 1000  # result PNGs kept on disk for the per-browser history; the oldest go first
 

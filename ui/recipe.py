@@ -10,11 +10,11 @@ from PIL import Image
 from engine.catalog import models_for
 from engine.core import Engine
 from engine.lora import text as lora_text
-from engine.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text, read_recipe
+from engine.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text
 from engine.results import is_result_id
-from engine.script import script_for
 from engine.webui import BasicFields
 from engine.webui import basic_fields as webui_fields
+from engine.workflows import read_recipe, reads_init, script_for
 from ui.components import BASIC_FIELDS, GenerationInputs, run_button, scheduler_choices, summary_box
 from ui.events import documented, user_errors
 from ui.tools import tool_spec
@@ -83,7 +83,7 @@ def held_init(engine: Engine, path: str | None, recipe: Recipe | None) -> Image.
     if not path or recipe is None or not is_result_id(Path(path).stem):
         return None
     stored = engine.results.get(Path(path).stem)
-    if stored is None or not recipe.reads_init or stored.recipe.to_json() != recipe.to_json():
+    if stored is None or not reads_init(recipe) or stored.recipe.to_json() != recipe.to_json():
         return None
     return stored.init
 
