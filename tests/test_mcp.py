@@ -218,7 +218,7 @@ def test_tool_calls_wait_one_at_a_time_and_a_full_queue_says_so(engine):
     from ui.mcp import ToolFailed, ToolServer
 
     app = ui.build_app(engine)
-    server = ToolServer(replace(engine.settings, queue_size=1), app.studio_tools)
+    server = ToolServer(replace(engine.settings, queue_size=1), ui.mcp_tools(app))
     recipe = server.tools["recipe"]
     infotext = {"infotext": "a fox\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2"}
 

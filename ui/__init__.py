@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import weakref
 
 import gradio as gr
 
@@ -71,6 +72,9 @@ PAGE_JS = f"""
 
 # The generating tabs after Basic, one line each: (tab label, module of ui/ whose build(engine, tools)
 # returns a Finished). Basic comes first (Recipe fills its inputs); Recipe and History come last.
+# each built app's MCP tools (its tabs' handlers), read by launch; the app itself takes no attribute of ours
+_TOOLS: weakref.WeakKeyDictionary[gr.Blocks, list] = weakref.WeakKeyDictionary()
+
 WORKFLOW_TABS = (
     ("Sweep", "sweep"),
     ("Chain", "chain"),
@@ -111,8 +115,13 @@ def build_app(engine: Engine) -> gr.Blocks:
     # api_open=False: no route runs an event outside the queue (Gradio leaves /run/ open off Spaces).
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1, api_open=False)
     set_gpu_concurrency(app, engine.gpu_concurrency)
-    app.studio_tools = tools
+    _TOOLS[app] = tools
     return app
+
+
+def mcp_tools(app: gr.Blocks) -> list:
+    """The MCP tools of an app build_app made: its tabs' handlers, as ui.mcp.ToolServer serves them."""
+    return _TOOLS[app]
 
 
 def set_gpu_concurrency(app: gr.Blocks, limit: int | None) -> None:
@@ -148,6 +157,6 @@ def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overri
     if settings.mcp:
         from ui.mcp import ToolServer
 
-        tools = ToolServer(settings, app.studio_tools)
+        tools = ToolServer(settings, mcp_tools(app))
         options["app_kwargs"] = {"routes": tools.routes(), "lifespan": tools.lifespan()}
     app.launch(**{**options, **overrides})

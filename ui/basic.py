@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.catalog import DEFAULT_MODEL, get_spec
 from engine.core import Engine
@@ -100,7 +101,7 @@ class BasicTab:
     """The Basic tab's components, as its events read and fill them (`inputs.summary` is its summary)."""
 
     inputs: GenerationInputs
-    picks: gr.Examples
+    picks: Examples
     plan: gr.Markdown
     generate: gr.Button
     stop: gr.Button
@@ -259,6 +260,7 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
     clear_errors_on_example(tab.picks, [tab.gallery, tab.slider, tab.grid, inputs.summary, tab.code, tab.files])
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)
+    assert inputs.reuse_seed is not None  # advanced_inputs built it
     inputs.reuse_seed.click(
         lambda value: value, inputs=tab.last_seed, outputs=inputs.seed, queue=False, api_visibility="private"
     )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.core import Engine
@@ -83,7 +84,7 @@ def summary_text(state: ChainProgress) -> str:
         lines.append(f"{stage.label}{into}: {result.steps} steps, {result.seconds:.1f}s")
     if state.stopped:
         lines.append(f"Stopped: {state.stopped}; the finished stages are kept.")
-    elif state.finished:
+    elif state.finished and state.final is not None:
         lines.append(f"Done: seed {state.plan.seed}, final {state.final.width}×{state.final.height}.")
     return "\n\n".join([*lines, *state.notes])
 
@@ -95,7 +96,7 @@ class ChainTab:
     image: gr.Image
     preset: gr.Dropdown
     prompt: gr.Textbox
-    picks: gr.Examples
+    picks: Examples
     plan: gr.Markdown
     run: gr.Button
     stop: gr.Button

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 import gradio as gr
 
@@ -46,6 +48,9 @@ def _marked(component: gr.components.Component, marker: str) -> bool:
     return marker in _classes(component)
 
 
+_hooks_installed = False
+
+
 def install_preprocess_hooks() -> None:
     """Route the preprocessing of marked components past Gradio's own (idempotent; called when building).
 
@@ -54,7 +59,8 @@ def install_preprocess_hooks() -> None:
     the old instance would be lost, while the class travels with the arguments. (Not a subclass: Gradio
     writes a .pyi file beside the source of every Component subclass.)
     """
-    if getattr(gr.Image, "_studio_hooks", False):
+    global _hooks_installed
+    if _hooks_installed:
         return
     for kind in (gr.Image, gr.Slider, gr.Number, gr.Dropdown):
         original = kind.preprocess
@@ -66,11 +72,14 @@ def install_preprocess_hooks() -> None:
                 return payload
             return _original(self, payload)
 
-        kind.preprocess = preprocess
-    gr.Image._studio_hooks = True
+        kind.preprocess = preprocess  # type: ignore[method-assign]  # the one patch of Gradio, for marked inputs
+    _hooks_installed = True
 
 
-def engine_checked(component: gr.Slider | gr.Number | gr.Dropdown) -> gr.Slider | gr.Number | gr.Dropdown:
+Checked = TypeVar("Checked", gr.Slider, gr.Number, gr.Dropdown)
+
+
+def engine_checked(component: Checked) -> Checked:
     """Let an input hand its value to the engine unchecked; its bounds or choices still guide the browser.
 
     Gradio's own check answers "Value 1.5 is greater than maximum value 1.0" without naming the
@@ -126,7 +135,12 @@ def run_button(label: str) -> gr.Button:
 
 
 def result_image(
-    label: str, *, elem_id: str | None = None, slider: bool = False, type: str = "pil", visible: bool = True
+    label: str,
+    *,
+    elem_id: str | None = None,
+    slider: bool = False,
+    type: Literal["numpy", "pil", "filepath"] = "pil",
+    visible: bool = True,
 ):
     """A result image (or an init | result slider): PNG, with the download button, not editable."""
     kind = gr.ImageSlider if slider else gr.Image
@@ -166,7 +180,7 @@ def model_picker(
     label: str = "Model",
     *,
     keys: list[str] | None = None,
-    extra: list[tuple] = (),
+    extra: Sequence[tuple] = (),
     info: str = "The checkpoint that repaints the image; each has its own style and defaults.",
     **options,
 ) -> gr.Dropdown:
@@ -235,6 +249,18 @@ class GenerationInputs:
     def api_inputs(self) -> list:
         """The components of BASIC_FIELDS, in that order."""
         return [getattr(self, name) for name in BASIC_FIELDS]
+
+
+def built(*components: gr.components.Component | None) -> list[gr.components.Component]:
+    """The components, each of which the tab built (advanced_inputs builds GenerationInputs' optional ones).
+
+    Raises:
+        ValueError: one was not built, naming its position.
+    """
+    missing = [index for index, component in enumerate(components) if component is None]
+    if missing:
+        raise ValueError(f"components at {missing} were not built: call advanced_inputs first")
+    return [component for component in components if component is not None]
 
 
 def main_inputs(settings, default_model: str, *, image_label: str = "Init image") -> GenerationInputs:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.catalog import DEFAULT_MODEL
 from engine.core import Engine
@@ -21,6 +22,7 @@ from engine.depth import (
     DepthRequest,
     depth_models,
 )
+from engine.recipe import Recipe
 from engine.requests import RANDOM_SEED, model_defaults
 from engine.run import CancelToken
 from ui.basic import EXAMPLE_PROMPTS
@@ -76,8 +78,8 @@ def summary_text(state: DepthProgress) -> str:
             f"ControlNet img2img: seed {job.seed} · {state.steps[0]} denoising steps · {width}×{height} · "
             f"{state.seconds['controlnet']:.1f}s · {job.spec.label}"
         )
-    if state.restyled is not None:
-        restyle = state.restyle_result
+    restyle = state.restyle_result
+    if state.restyled is not None and restyle is not None:
         lines.append(
             f"Restyle: {restyle.job.spec.label} at strength {restyle.job.strength:g}, "
             f"guidance {restyle.job.guidance_scale:g} · {restyle.steps_run} steps · {restyle.seconds:.1f}s"
@@ -89,15 +91,17 @@ def summary_text(state: DepthProgress) -> str:
     return "\n\n".join([*lines, *state.notes])
 
 
-def gallery_entries(state: DepthProgress) -> list[tuple]:
+def gallery_entries(state: DepthProgress) -> tuple[list[tuple], list[tuple]]:
     """(image, recipe, caption) per image, and (recipe, init, inputs) for its script panel."""
-    items, entries = [], []
+    items: list[tuple] = []
+    entries: list[tuple] = []
     for image, caption in state.images():
-        recipe, entry = None, (None, None)
+        recipe: Recipe | None = None
+        entry: tuple = (None, None)
         if image is state.controlnet:
             recipe = state.controlnet_recipe
             entry = (recipe, state.job.image.image, {"control.png": state.depth})
-        elif image is state.restyled:
+        elif image is state.restyled and state.restyle_result is not None:
             recipe = state.restyle_result.recipe
             entry = (recipe, state.controlnet)
         items.append((image, recipe, caption))
@@ -112,7 +116,7 @@ class DepthTab:
     image: gr.Image
     depth_map: gr.Image
     prompt: gr.Textbox
-    picks: gr.Examples
+    picks: Examples
     negative_prompt: gr.Textbox
     estimator: gr.Dropdown
     estimate: gr.Button

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.cache import ModelUnavailable
 from engine.catalog import models_for
@@ -221,7 +222,13 @@ def cancellable(fn: Callable) -> Callable:
 
 
 def wire_generation(
-    run: gr.Button, stop: gr.Button | None, fn: Callable, *, inputs: list, outputs: list, tools: list
+    run: gr.Button,
+    stop: gr.Button | None,
+    fn: Callable,
+    *,
+    inputs: list,
+    outputs: list | gr.components.Component,
+    tools: list,
 ) -> gr.events.Dependency:
     """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
 
@@ -244,7 +251,7 @@ def wire_generation(
     return event
 
 
-def clear_errors_on_example(examples: gr.Examples, outputs: list) -> None:
+def clear_errors_on_example(examples: Examples, outputs: list) -> None:
     """Picking an example clears the red Error badges a failed run left on `outputs` (their values stay)."""
     examples.load_input_event.then(
         lambda: [gr.skip()] * len(outputs),

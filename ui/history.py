@@ -81,6 +81,8 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
         if event.index is None or event.index >= len(entries):
             return "", "", None
         path = _entry_path(settings, entries[event.index])
+        if path is None:  # _clean keeps only entries whose PNG exists; it went since
+            return "", "", None
         try:
             recipe = read_recipe(path)
         except ValueError as exc:  # metadata was off when it was made

@@ -205,7 +205,7 @@ class ToolServer:
         try:
             job = cancellable(spec.fn)(**kwargs)
             if inspect.isasyncgen(job):
-                values = [None]
+                values: list[Any] = [None]
                 async for value in job:  # a streaming handler: its last value is the result
                     values[-1] = value
                 return values[-1]
@@ -315,7 +315,8 @@ class ToolServer:
 
     def _result(self, spec: ToolSpec, value: Any, root: str):
         values = value if isinstance(value, tuple) else (value,)
-        content, structured = [], {}
+        content: list[Any] = []
+        structured: dict[str, Any] = {}
         inline = [MAX_INLINE_IMAGES]
         for name, item in zip(spec.outputs, values, strict=False):
             if name is None:

@@ -15,7 +15,7 @@ from engine.results import is_result_id
 from engine.webui import BasicFields
 from engine.webui import basic_fields as webui_fields
 from engine.workflows import read_recipe, reads_init, script_for
-from ui.components import BASIC_FIELDS, GenerationInputs, run_button, scheduler_choices, summary_box
+from ui.components import BASIC_FIELDS, GenerationInputs, built, run_button, scheduler_choices, summary_box
 from ui.events import documented, user_errors
 from ui.tools import tool_spec
 
@@ -167,18 +167,20 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
         send_to_basic,
         inputs=[image, infotext],
         outputs=[
-            basic.prompt,
-            basic.negative_prompt,
-            basic.model,
-            basic.strength,
-            basic.guidance_scale,
-            basic.num_inference_steps,
-            basic.seed,
-            basic.weighted_prompt,
-            basic.loras,
-            basic.scheduler,
-            basic.summary,
-            basic.image,
+            *built(
+                basic.prompt,
+                basic.negative_prompt,
+                basic.model,
+                basic.strength,
+                basic.guidance_scale,
+                basic.num_inference_steps,
+                basic.seed,
+                basic.weighted_prompt,
+                basic.loras,
+                basic.scheduler,
+                basic.summary,
+                basic.image,
+            ),
             tabs,
         ],
         api_visibility="private",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.helpers import Examples  # gr.Examples is a function that makes one
 from PIL import Image
 
 from engine.catalog import DEFAULT_MODEL, models_for
@@ -128,7 +129,7 @@ class SweepTab:
     y_axis: gr.Dropdown
     x_values: gr.Textbox
     y_values: gr.Textbox
-    picks: gr.Examples
+    picks: Examples
     plan: gr.Markdown
     run: gr.Button
     stop: gr.Button

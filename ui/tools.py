@@ -42,7 +42,7 @@ def output_name(component) -> str | None:
     return sanitize_parameter_names(component.label)
 
 
-def tool_spec(fn: Callable, inputs: list, outputs: list) -> ToolSpec:
+def tool_spec(fn: Callable, inputs: list, outputs: list | gr.components.Component) -> ToolSpec:
     """The tool of an event's handler, from its components: outputs named as the Gradio API names them,
     file and upload inputs taking images, dropdowns' choices as the allowed values."""
     names = [name for name in inspect.signature(fn).parameters if name not in SKIPPED_PARAMETERS]

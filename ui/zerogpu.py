@@ -39,7 +39,7 @@ class ZeroGpuCalls:
 
     def __init__(self, engine: Engine, gpu: Callable[..., Callable]) -> None:
         self.engine = engine
-        self.concurrency = None  # each call gets a GPU slice: ZeroGPU's scheduler queues them, not the app
+        self.concurrency: int | None = None  # each call gets a GPU slice: ZeroGPU's scheduler queues them, not the app
         self.where = engine.device_text
         self._once = gpu(duration=engine.gpu_seconds)(self._run_to_end)
         self._stream = gpu(duration=engine.gpu_seconds)(self._run_streaming)
