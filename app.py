@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if on_zero_gpu():
         import spaces  # noqa: F401  ZeroGPU: spaces must patch torch before anything touches CUDA
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.settings import Settings
 
     settings = Settings.from_cli(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

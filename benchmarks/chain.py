@@ -33,9 +33,9 @@ def main() -> None:
 
     from skimage import data
 
-    from engine.chain import ChainRequest, stages_json
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.settings import Settings
+    from engine.workflows.chain import ChainRequest, stages_json
 
     engine = Engine(Settings.from_env({}, models="tiny", data_dir=args.data_dir))
     stages = json.loads(stages_json("image-image-image"))

@@ -31,9 +31,9 @@ def main() -> None:
 
     from skimage import data
 
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.requests import Img2ImgRequest
-    from engine.settings import Settings
+    from engine.workflows.basic import Img2ImgRequest
 
     engine = Engine(Settings.from_env({}, models="tiny", data_dir=args.data_dir))
     image = Image.fromarray(data.astronaut()).resize((args.size, args.size))

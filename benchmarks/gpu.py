@@ -183,7 +183,7 @@ def sd15_pipeline(device: str, dtype: torch.dtype, small: bool):
     from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from engine.tiny import build_tokenizer, published_scheduler
+    from engine.models.tiny import build_tokenizer, published_scheduler
 
     unet_config = unet_config_for(SD15_UNET, "unet", "stable-diffusion-v1-5/stable-diffusion-v1-5", small)
     vae = build(AutoencoderKL, {**SD_VAE, **(SMALL["vae"] if small else {})}, device, dtype)
@@ -204,7 +204,7 @@ def refiner_pipeline(device: str, dtype: torch.dtype, small: bool):
     from diffusers import AutoencoderKL, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextModelWithProjection
 
-    from engine.tiny import build_tokenizer, published_scheduler
+    from engine.models.tiny import build_tokenizer, published_scheduler
 
     unet_config = unet_config_for(REFINER_UNET, "refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", small)
     vae_config = {**SD_VAE, "scaling_factor": 0.13025, "force_upcast": True, **(SMALL["vae"] if small else {})}
@@ -302,9 +302,9 @@ class Harness:
     def __init__(self, args) -> None:
         from skimage import data
 
-        from engine.cache import DevicePolicy
-        from engine.requests import Img2ImgRequest
-        from engine.settings import Settings
+        from engine.base.settings import Settings
+        from engine.pipelines.cache import DevicePolicy
+        from engine.workflows.basic import Img2ImgRequest
 
         self.args = args
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -370,7 +370,7 @@ class Harness:
     def parts(self) -> None:
         """Where an image's time goes, eager and with CUDA graphs: one UNet step alone, VAE encode and
         decode, the prompt encoding; the rest of the loop is the scheduler and the pipeline's host work."""
-        from engine.graphs import graph_forward, ungraph_forward
+        from engine.pipelines.graphs import graph_forward, ungraph_forward
 
         engine = self.engine(**BASE)
         pipe = sd15_pipeline(self.device, self.dtype, self.args.small)
@@ -418,7 +418,7 @@ class Harness:
         """GPU-busy share of one image, eager and graphed, from torch.profiler's kernel times."""
         from torch.profiler import ProfilerActivity, profile
 
-        from engine.cache import apply_graphs
+        from engine.pipelines.cache import apply_graphs
 
         pipe = engine.cache.peek("sd15")
         for label in ("eager", "CUDA graphs"):
@@ -445,7 +445,7 @@ class Harness:
             self.sweep_once(label, options)
 
     def sweep_once(self, label: str, options: dict) -> None:
-        from engine.sweep import SweepRequest
+        from engine.workflows.sweep import SweepRequest
 
         engine = self.engine(**options)
         engine.cache.adopt("sd15", "img2img", sd15_pipeline(self.device, self.dtype, self.args.small))
@@ -487,7 +487,7 @@ class Harness:
     def controlnet_once(self, label: str, options: dict) -> None:
         from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
 
-        from engine.cache import apply_speedups
+        from engine.pipelines.cache import apply_speedups
 
         base = sd15_pipeline(self.device, self.dtype, self.args.small)
         with torch.device("meta"):
@@ -544,7 +544,7 @@ class Harness:
     def switch(self) -> None:
         """Model-switch time with full-size weights saved as safetensors on local disk: a cold load into
         the GPU, a switch to the other model (evicting or not), a switch back, and a from_pipe derivation."""
-        from engine.catalog import get_spec
+        from engine.models.catalog import get_spec
 
         folder = Path(tempfile.mkdtemp(prefix="studio-switch-"))
         builders = {"sd15": sd15_pipeline, "sdxl-refiner": refiner_pipeline}
@@ -556,7 +556,7 @@ class Harness:
             del pipe
             torch.cuda.empty_cache() if self.device == "cuda" else None
 
-        from engine.cache import PipelineCache
+        from engine.pipelines.cache import PipelineCache
 
         def source(spec):
             return str(folder / spec.key)

@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     from PIL import Image
 
     import ui
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.grid import labelled_grid
-    from engine.settings import Settings
+    from engine.workflows.grid import labelled_grid
 
     data = Path(tempfile.mkdtemp(prefix="hardening-"))
     engine = Engine(Settings.from_env({}, models="tiny", data_dir=data, max_pixels=256 * 192))
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         f"data dir {_folder_mb(data) - disk0:+.1f} MB (outputs + downloads, capped at "
         f"{engine.settings.max_outputs_mb} MB), Gradio cache {_folder_mb(gradio_tmp) - gradio0:+.1f} MB "
         f"(swept hourly), new temp folders {len(list(Path(tempfile.gettempdir()).glob('img2img-recipe-*'))) - temp0}, "
-        f"results kept {len(engine.results)} ({engine.results.bytes / 2**20:.1f} MB of images)"
+        f"results kept {len(engine.recipes.results)} ({engine.results.bytes / 2**20:.1f} MB of images)"
     )
 
     # 4. the queue after a closed client

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     from gradio_client.utils import QueueError
 
     import ui
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.settings import Settings
 
     data = Path(tempfile.mkdtemp(prefix="load-"))
     settings = replace(Settings.from_env({}, models="tiny", data_dir=data), queue_size=args.queue_size)

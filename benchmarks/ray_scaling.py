@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     from skimage import data
 
     from engine import scale_out
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.requests import Img2ImgRequest
-    from engine.settings import Settings
-    from engine.sweep import SweepRequest
+    from engine.workflows.basic import Img2ImgRequest
+    from engine.workflows.sweep import SweepRequest
 
     data_dir = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     settings = Settings.from_env({}, models="tiny", data_dir=data_dir)

@@ -35,8 +35,8 @@ def main() -> None:
 
     from skimage import data
 
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.settings import Settings
 
     engine = Engine(Settings.from_env({}, models="tiny", data_dir=args.data_dir))
     engine.cache.get("sd15")  # load once, outside the timings
@@ -48,8 +48,8 @@ def main() -> None:
 
 
 def measure(engine, image: Image.Image, steps: int, rounds: int) -> None:
-    from engine.requests import Img2ImgRequest
-    from engine.sweep import SweepRequest
+    from engine.workflows.basic import Img2ImgRequest
+    from engine.workflows.sweep import SweepRequest
 
     base = Img2ImgRequest(
         image=image,

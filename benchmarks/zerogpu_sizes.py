@@ -12,13 +12,13 @@ import tempfile
 
 from PIL import Image
 
-from engine.chain import ChainRequest
+from engine.base.settings import FULL_PIXELS, Settings
 from engine.core import Engine
-from engine.depth import DepthRequest
 from engine.hosting import gpu_seconds
-from engine.requests import Img2ImgRequest
-from engine.settings import FULL_PIXELS, Settings
-from engine.sweep import SweepRequest
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest
+from engine.workflows.depth import DepthRequest
+from engine.workflows.sweep import SweepRequest
 
 
 def requests(photo: Image.Image) -> dict[str, object]:

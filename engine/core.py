@@ -3,8 +3,8 @@
 The UI talks to this and nothing else; a script can too:
 
     from engine.core import Engine
-    from engine.requests import Img2ImgRequest
-    from engine.settings import Settings
+    from engine.workflows.basic import Img2ImgRequest
+    from engine.base.settings import Settings
     engine = Engine(Settings.from_env(models="tiny"))
     result = engine.img2img(Img2ImgRequest(image="cat.png", prompt="a cat wizard"))
 """
@@ -25,20 +25,20 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from engine.basic import Img2ImgResult
-from engine.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_options
-from engine.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
-from engine.chain import ChainPlan, ChainProgress, ChainRequest
-from engine.depth import DepthPlan, DepthProgress, DepthRequest, depth_to_control, estimate
-from engine.forks import renew_after_fork
+from engine.base.forks import renew_after_fork
+from engine.base.settings import Settings
 from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu
-from engine.requests import Img2ImgPlan, Img2ImgRequest, check_flag, check_model, normalize_for_model
-from engine.results import ResultStore
-from engine.run import CancelToken, ProgressFn, StepReporter
-from engine.settings import Settings
-from engine.sweep import SweepPlan, SweepProgress, SweepRequest
-from engine.workflow import GpuWork, RunContext
-from engine.workflows import workflow_of
+from engine.models.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
+from engine.pipelines.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_options
+from engine.pipelines.run import CancelToken, ProgressFn, StepReporter
+from engine.recipes.results import ResultStore
+from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, Img2ImgResult
+from engine.workflows.chain import ChainPlan, ChainProgress, ChainRequest
+from engine.workflows.checks import check_flag, check_model, normalize_for_model
+from engine.workflows.depth import DepthPlan, DepthProgress, DepthRequest, depth_to_control, estimate
+from engine.workflows.registry import workflow_of
+from engine.workflows.shape import GpuWork, RunContext
+from engine.workflows.sweep import SweepPlan, SweepProgress, SweepRequest
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +177,9 @@ class Engine:
         self.gpu_calls: GpuCalls | None = None
         self.quick = self.mode == "tiny" and self.policy.device == "cpu"
         self.settings = settings = settings.resolved(quick=self.quick)
-        from engine.owner import install
+        from engine.models.owner import install
 
-        install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog (engine.owner)
+        install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog (engine.models.owner)
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
         self._depth_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -224,7 +224,7 @@ class Engine:
 
     def model_source(self, spec: ModelSpec) -> str:
         """What from_pretrained loads for a catalog entry: its Hub id, or its twin folder (built on demand)."""
-        from engine.tiny import build_twin
+        from engine.models.tiny import build_twin
 
         if spec.origin == "file":  # the file's configs: the base's twin, or its Hub id read from the cache only
             return spec.config_id if self.mode == "hub" else str(build_twin(spec.config_spec.key, self.twins_dir))

@@ -4,7 +4,7 @@ ZeroGPU lends a GPU slice for each call of a function wrapped in `spaces.GPU(dur
 in a forked worker process (its arguments and results cross as pickles), and the seconds it asks for are
 checked against the visitor's per-call cap and charged to their daily quota before it starts. So a call
 should ask for about what its work needs: `gpu_seconds` sizes it from the plan's denoising loops
-(`Workflow.work`, engine.workflow.GpuWork), and `check_gpu_seconds` refuses, before the queue, a run that
+(`Workflow.work`, engine.workflows.shape.GpuWork), and `check_gpu_seconds` refuses, before the queue, a run that
 could not finish in the Space's limit. ui.zerogpu does the wrapping; this module imports neither gradio
 nor spaces.
 
@@ -21,8 +21,8 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from engine.catalog import get_spec
-from engine.workflow import GpuWork
+from engine.models.catalog import get_spec
+from engine.workflows.shape import GpuWork
 
 ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU Spaces (the spaces package reads it too)
 

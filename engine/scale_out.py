@@ -39,10 +39,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.base.settings import Settings
 from engine.core import Engine
-from engine.run import CancelToken, GenerationCancelled, ProgressFn
-from engine.settings import Settings
-from engine.workflows import workflow_of
+from engine.pipelines.run import CancelToken, GenerationCancelled, ProgressFn
+from engine.workflows.registry import workflow_of
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def settings(data_dir):
-    from engine.settings import Settings
+    from engine.base.settings import Settings
 
     return Settings.from_env({}, models="tiny", data_dir=data_dir)
 
@@ -130,8 +130,9 @@ def photo_module():
 
 @pytest.fixture(scope="session")
 def hub_cache_dir(tmp_path_factory):
-    """The twins written as a Hugging Face cache under the real repo ids (`python -m engine.tiny --hub-cache`)."""
-    from engine.tiny import write_hub_cache
+    """The twins written as a Hugging Face cache under the real repo ids
+    (`python -m engine.models.tiny --hub-cache`)."""
+    from engine.models.tiny import write_hub_cache
 
     root = tmp_path_factory.mktemp("hub-cache")
     write_hub_cache(root)

@@ -12,8 +12,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from engine.recipe import read_png_text
-from engine.workflows import read_recipe
+from engine.recipes.recipe import read_png_text
+from engine.workflows.registry import read_recipe
 
 # Every generating endpoint starts with Basic's eight parameters, in this order (the README's API table).
 BASIC_PARAMETERS = [
@@ -121,8 +121,8 @@ def test_every_slider_spans_what_the_engine_accepts(server, engine, cat_png):
     """The page's sliders end where the engine's checks do: a value the engine takes is never out of reach."""
     from dataclasses import replace
 
-    from engine.chain import ChainRequest
-    from engine.requests import Img2ImgRequest
+    from engine.workflows.basic import Img2ImgRequest
+    from engine.workflows.chain import ChainRequest
 
     config = httpx.get(server + "config", timeout=30).json()
     sliders = [c["props"] for c in config["components"] if c["type"] == "slider"]

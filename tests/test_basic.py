@@ -5,9 +5,9 @@ import pytest
 import torch
 from diffusers import AutoPipelineForImage2Image
 
-from engine.requests import Img2ImgRequest
-from engine.run import CancelToken, GenerationCancelled
-from engine.schedulers import steps_text
+from engine.pipelines.run import CancelToken, GenerationCancelled
+from engine.pipelines.schedulers import steps_text
+from engine.workflows.basic import Img2ImgRequest
 
 PROMPT = "cat wizard, gandalf, lord of the rings, detailed, fantasy"
 
@@ -37,7 +37,7 @@ def pixels(image):
     [
         ("sd15", {}),
         ("sdxl-refiner", {}),
-        # diffusers' Kandinsky img2img reads height/width transposed (engine/families/kandinsky22.py)
+        # diffusers' Kandinsky img2img reads height/width transposed (engine/models/families/kandinsky22.py)
         ("kandinsky22", "size"),
     ],
 )

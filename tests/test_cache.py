@@ -3,7 +3,7 @@ import weakref
 import pytest
 import torch
 
-from engine.cache import DevicePolicy, PipelineCache, module_bytes
+from engine.pipelines.cache import DevicePolicy, PipelineCache, module_bytes
 
 
 @pytest.fixture()
@@ -56,7 +56,7 @@ def test_kind_the_model_does_not_serve(cache):
 
 
 def test_a_model_that_cannot_load_says_which_and_why(tmp_path):
-    from engine.cache import ModelUnavailable
+    from engine.pipelines.cache import ModelUnavailable
 
     cache = PipelineCache(lambda spec: str(tmp_path / "missing"), DevicePolicy(), budget_bytes=10**9)
     with pytest.raises(ModelUnavailable, match=r"model 'sd15' \(stable-diffusion-v1-5/stable-diffusion-v1-5\)"):
@@ -67,9 +67,8 @@ def test_a_model_that_cannot_load_says_which_and_why(tmp_path):
 def test_speed_options_apply_and_keep_the_image(engine, photo):
     import numpy as np
 
-    from engine.basic import run_img2img
-    from engine.requests import Img2ImgRequest
-    from engine.workflow import RunContext
+    from engine.workflows.basic import Img2ImgRequest, run_img2img
+    from engine.workflows.shape import RunContext
 
     job = Img2ImgRequest(image=photo, prompt="a cat", strength=0.6, num_inference_steps=4, seed=3).validate(
         engine.settings

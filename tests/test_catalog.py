@@ -1,6 +1,6 @@
 import pytest
 
-from engine.catalog import CATALOG, get_spec, models_for
+from engine.models.catalog import CATALOG, get_spec, models_for
 
 
 def test_guide_checkpoints_are_named():

@@ -9,8 +9,8 @@ import torch
 from diffusers import AutoPipelineForImage2Image
 from PIL import Image
 
-from engine.chain import PRESETS, ChainRequest, plan_chain, stages_json
-from engine.run import CancelToken
+from engine.pipelines.run import CancelToken
+from engine.workflows.chain import PRESETS, ChainRequest, plan_chain, stages_json
 
 
 @pytest.fixture()

@@ -11,15 +11,15 @@ import torch
 from diffusers import AutoPipelineForImage2Image
 from PIL import Image
 
-from engine.cache import DevicePolicy, auto_offload, load_failure, load_options, model_dtype
-from engine.catalog import get_spec, models_for
-from engine.chain import ChainRequest
-from engine.depth import DepthRequest, depth_models, depth_to_control, load_depth_map
-from engine.requests import Img2ImgRequest
-from engine.schedulers import steps_run
-from engine.settings import Settings
-from engine.sweep import SweepRequest
-from engine.tiny import build_t5_tokenizer
+from engine.base.settings import Settings
+from engine.models.catalog import get_spec, models_for
+from engine.models.tiny import build_t5_tokenizer
+from engine.pipelines.cache import DevicePolicy, auto_offload, load_failure, load_options, model_dtype
+from engine.pipelines.schedulers import steps_run
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest
+from engine.workflows.depth import DepthRequest, depth_models, depth_to_control, load_depth_map
+from engine.workflows.sweep import SweepRequest
 
 CURRENT = ["sdxl-base", "sd35-medium", "flux-schnell", "flux-dev"]
 PROMPT = "a cat wizard in a misty forest"
@@ -280,7 +280,7 @@ def test_a_depth_script_with_the_sdxl_controlnet_reproduces_the_image(engine, ph
     import subprocess
     import sys
 
-    from engine.workflows import script_for
+    from engine.workflows.registry import script_for
 
     request = DepthRequest(
         image=photo, depth_map=str(depth_png), model="sdxl-base", num_inference_steps=4, seed=8, restyle_model="none"

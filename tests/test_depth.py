@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.cache import ModelUnavailable
+from engine.base.settings import Settings
 from engine.core import Engine, motorcycle_disparity
-from engine.depth import DepthRequest, control_image, depth_to_control, load_depth_map
-from engine.recipe import save_png
-from engine.requests import Img2ImgRequest
-from engine.run import CancelToken
-from engine.settings import Settings
-from engine.workflows import script_for
+from engine.pipelines.cache import ModelUnavailable
+from engine.pipelines.run import CancelToken
+from engine.recipes.recipe import save_png
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.depth import DepthRequest, control_image, depth_to_control, load_depth_map
+from engine.workflows.registry import script_for
 
 CONTROLNET = "controlnet-depth"  # the catalog entry of the SD 1.5 depth ControlNet
 
@@ -372,7 +372,7 @@ def test_exported_script_reproduces_the_controlnet_result(engine, photo, depth_p
 
 def test_an_unset_strength_guidance_or_step_count_is_the_base_models_default(engine, photo, depth_png):
     """One source for defaults: the catalog's, as Basic uses them (the settings' quick step count included)."""
-    from engine.catalog import get_spec
+    from engine.models.catalog import get_spec
 
     defaults = get_spec("sd15").defaults
     job = engine.plan(DepthRequest(image=photo, depth_map=str(depth_png)))

@@ -18,7 +18,7 @@ def test_every_file_the_map_names_exists_unless_it_is_a_new_one():
 
 
 def test_every_module_function_the_map_names_exists():
-    """`engine/basic.py`'s names, as the map writes them: `module.py: name` or `module: name`."""
+    """`engine/workflows/basic.py`'s names, as the map writes them: `module.py: name` or `module: name`."""
     named = re.findall(r"`((?:engine|ui)/[\w/]+)\.py: (\w+)`", DOC)
     assert len(named) >= 3
     missing = [
@@ -39,7 +39,7 @@ def test_the_engine_imports_no_gradio():
         for path in (ROOT / "engine").rglob("*.py")
         if path.name != "__init__.py" or path.parent.name == "families"
     )
-    assert "engine.workflows" in modules and "engine.families.sd15" in modules
+    assert "engine.workflows.registry" in modules and "engine.models.families.sd15" in modules
     report = "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gradio'))"
     code = f"import sys; import {', '.join(modules)}; {report}"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

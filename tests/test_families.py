@@ -1,5 +1,5 @@
-"""Family adapters: every quirk of a model family lives in engine/families, and the code that exported
-scripts copy (engine.portable, the families' prompt encoders) stands on its own."""
+"""Family adapters: every quirk of a model family lives in engine/models/families, and the code that exported
+scripts copy (engine.pipelines.portable, the families' prompt encoders) stands on its own."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import engine.portable
-from engine.catalog import CATALOG
-from engine.families import Family, get_family, module_name
+import engine.pipelines.portable
+from engine.models.catalog import CATALOG
+from engine.models.families import Family, get_family, module_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DIFFUSION = sorted({spec.family for spec in CATALOG.values() if "depth" not in spec.kinds})
@@ -68,20 +68,24 @@ def globals_read(function) -> set[str]:
 
 
 PORTABLE = [
-    *(f for _, f in inspect.getmembers(engine.portable, inspect.isfunction) if f.__module__ == "engine.portable"),
+    *(
+        f
+        for _, f in inspect.getmembers(engine.pipelines.portable, inspect.isfunction)
+        if f.__module__ == "engine.pipelines.portable"
+    ),
     *(f for name in DIFFUSION for f in (get_family(name).encode_prompt, get_family(name).weighted_prompt) if f),
 ]
 
 
 @pytest.mark.parametrize("function", PORTABLE, ids=lambda f: f"{f.__module__}.{f.__name__}")
 def test_portable_functions_read_only_torch_contextlib_and_builtins(function):
-    """engine.script copies these by their source into scripts that import torch and contextlib only."""
+    """engine.recipes.script copies these by their source into scripts that import torch and contextlib only."""
     import builtins
 
     assert globals_read(function) - {"torch", "contextlib"} - set(dir(builtins)) == set()
 
 
 def test_the_globals_check_sees_a_project_name():
-    from engine.sweep import _encode
+    from engine.workflows.sweep import _encode
 
     assert "weighted_embeddings" in globals_read(_encode)

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from engine.core import Engine
-from engine.requests import Img2ImgRequest
-from engine.run import NonFiniteOutput, OutOfMemory
+from engine.pipelines.run import NonFiniteOutput, OutOfMemory
+from engine.workflows.basic import Img2ImgRequest
 
 STEPS = 4
 

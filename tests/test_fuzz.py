@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_hardening import code_shape
 
-from engine.chain import ChainRequest
-from engine.depth import DepthRequest
-from engine.requests import Img2ImgRequest
-from engine.sweep import SweepRequest
-from engine.workflows import recipe_from_json, script_for
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest
+from engine.workflows.depth import DepthRequest
+from engine.workflows.registry import recipe_from_json, script_for
+from engine.workflows.sweep import SweepRequest
 
 json_values = st.recursive(
     st.none()
@@ -55,7 +55,7 @@ def _base(workflow: str):
 
 
 def _validate(engine, request) -> None:
-    engine.plan(request)  # every workflow's request has one validate (engine.workflow)
+    engine.plan(request)  # every workflow's request has one validate (engine.workflows.shape)
 
 
 @pytest.mark.parametrize("workflow", ["img2img", "sweep", "chain", "depth"])
@@ -120,7 +120,7 @@ def test_any_recipe_json_is_refused_or_makes_the_same_code(engine):
     | st.lists(st.sampled_from(["a", ":", ",", '"', "\\", " ", "\n", "Steps", "7"]), max_size=400).map("".join)
 )
 def test_any_infotext_parses_or_is_named(text):
-    from engine.recipe import parse_infotext
+    from engine.recipes.recipe import parse_infotext
 
     try:
         parsed = parse_infotext(text)

@@ -1,4 +1,4 @@
-"""CUDA graphs for the denoisers (engine.graphs): replays equal eager runs, outputs are the caller's own,
+"""CUDA graphs for the denoisers (engine.pipelines.graphs): replays equal eager runs, outputs are the caller's own,
 anything a graph cannot hold runs eagerly, and the policy turns them on only where they are safe.
 
 The CUDA tests run where a GPU is (the device machine: `python -m pytest tests/test_graphs.py --noconftest`);
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cache import DevicePolicy, apply_speedups
-from engine.graphs import GraphedForward, graph_forward, ungraph_forward
-from engine.settings import Settings
+from engine.base.settings import Settings
+from engine.pipelines.cache import DevicePolicy, apply_speedups
+from engine.pipelines.graphs import GraphedForward, graph_forward, ungraph_forward
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -123,7 +123,7 @@ def test_pipeline_with_graphs_equals_without(tmp_path):
     from skimage import data
 
     from engine.core import Engine
-    from engine.requests import Img2ImgRequest
+    from engine.workflows.basic import Img2ImgRequest
 
     settings = Settings.from_env({}, models="tiny", data_dir=tmp_path)
     request = Img2ImgRequest(
@@ -155,7 +155,7 @@ def test_pipeline_with_graphs_equals_without(tmp_path):
 def test_a_signature_that_changes_every_call_stops_capturing(monkeypatch):
     """A number that varies per step would capture a graph every step: the module goes eager instead, while
     a server's new image sizes (a capture per image of 40 steps) keep their graphs."""
-    from engine import graphs
+    from engine.pipelines import graphs
 
     monkeypatch.setattr(graphs, "_signature", lambda leaves, spec: ("call", leaves[-1]))
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)

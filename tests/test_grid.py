@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from engine.grid import image_grid
+from engine.workflows.grid import image_grid
 
 
 def solid(color, size=(20, 10)):
@@ -30,7 +30,7 @@ def test_too_many_images_is_refused():
 def test_labelled_grid_geometry_labels_and_order():
     from PIL import ImageFont
 
-    from engine.grid import fit_text, grid_layout, labelled_grid
+    from engine.workflows.grid import fit_text, grid_layout, labelled_grid
 
     colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 200, 0), (0, 200, 200), (90, 90, 90)]
     cells = [solid(c, (96, 64)) for c in colors]
@@ -56,7 +56,7 @@ def test_labelled_grid_geometry_labels_and_order():
 
 
 def test_missing_cells_are_marked_not_run():
-    from engine.grid import labelled_grid
+    from engine.workflows.grid import labelled_grid
 
     grid = labelled_grid([solid((255, 0, 0), (96, 64)), None], cols=2, rows=1, x_name="seed", x_labels=["1", "2"])
     assert grid.getpixel((grid.width - 5, grid.height - 5)) == (235, 235, 235)

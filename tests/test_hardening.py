@@ -21,11 +21,11 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageFile, ImageFont
 from test_security import _raw_call, _uploaded, good_request, img2img, refused
 
-from engine.grid import fit_text, labelled_grid
-from engine.images import HeaderOnly, fit_size, normalize_image, open_image, probe_size
-from engine.recipe import MAX_INFOTEXT_CHARS, RECIPE_KEY, Recipe, parse_infotext, png_bytes
-from engine.results import ResultStore
-from engine.workflows import read_recipe, recipe_from_json, script_for
+from engine.base.images import HeaderOnly, fit_size, normalize_image, open_image, probe_size
+from engine.recipes.recipe import MAX_INFOTEXT_CHARS, RECIPE_KEY, Recipe, parse_infotext, png_bytes
+from engine.recipes.results import ResultStore
+from engine.workflows.grid import fit_text, labelled_grid
+from engine.workflows.registry import read_recipe, recipe_from_json, script_for
 
 NORMAL_INFOTEXT = (
     "a cat wizard\nNegative prompt: ugly\nSteps: 50, Sampler: PLMS, CFG scale: 7.5, Seed: 33, Size: 448x296, "
@@ -165,10 +165,10 @@ def code_shape(script: str) -> str:
 @pytest.fixture(scope="module")
 def recipes(engine, photo_module) -> dict[str, Recipe]:
     """A real recipe of each workflow, from tiny runs."""
-    from engine.chain import ChainRequest
-    from engine.depth import DepthRequest
-    from engine.requests import Img2ImgRequest
-    from engine.sweep import SweepRequest
+    from engine.workflows.basic import Img2ImgRequest
+    from engine.workflows.chain import ChainRequest
+    from engine.workflows.depth import DepthRequest
+    from engine.workflows.sweep import SweepRequest
 
     base = Img2ImgRequest(image=photo_module, prompt="a cat", num_inference_steps=2, strength=1.0, seed=3)
     found = {"img2img": engine.img2img(base).recipe}
@@ -472,7 +472,7 @@ def test_api_sessions_keep_no_images(served_app, client, cat_png, engine):
 
 
 def test_download_and_output_folders_are_pruned(tmp_path):
-    from engine.settings import Settings
+    from engine.base.settings import Settings
     from ui import outputs
 
     settings = Settings.from_env({}, models="tiny", data_dir=tmp_path, max_outputs_mb=1)
@@ -504,8 +504,8 @@ def test_a_data_dir_outside_the_working_and_temp_folders_serves_results(cat_png)
     from ports import free_port
 
     import ui
+    from engine.base.settings import Settings
     from engine.core import Engine
-    from engine.settings import Settings
 
     data = Path.home() / f".img2img-studio-test-{free_port()}"
     try:
@@ -631,7 +631,7 @@ def test_an_axis_outside_the_dropdown_is_named_by_the_engine(client, cat_png):
 
 
 def test_an_unforeseen_error_is_titled_and_shows_no_internals(monkeypatch, client, cat_png):
-    from engine import basic
+    from engine.workflows import basic
 
     def broken(*args, **kwargs):
         raise KeyError("/srv/secret/path")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.requests import Img2ImgRequest
-from engine.workflows import read_recipe
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.registry import read_recipe
 from ui import history
 from ui.outputs import outputs_dir, png_outputs
 

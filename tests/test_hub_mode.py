@@ -22,18 +22,18 @@ import torch
 from huggingface_hub import constants
 from PIL import Image
 
-from engine import catalog
-from engine.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_options
-from engine.catalog import get_spec, models_for
-from engine.chain import PRESETS, ChainRequest, stages_json
+from engine.base.settings import Settings
 from engine.core import Engine
-from engine.depth import DepthRequest
-from engine.repos import repo_facts
-from engine.requests import Img2ImgRequest
-from engine.settings import Settings
-from engine.sweep import SweepRequest
-from engine.tiny import cache_repo_folder
-from engine.workflows import script_for
+from engine.models import catalog
+from engine.models.catalog import get_spec, models_for
+from engine.models.repos import repo_facts
+from engine.models.tiny import cache_repo_folder
+from engine.pipelines.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_options
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import PRESETS, ChainRequest, stages_json
+from engine.workflows.depth import DepthRequest
+from engine.workflows.registry import script_for
+from engine.workflows.sweep import SweepRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 

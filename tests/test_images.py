@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.images import fit_size, normalize_image, open_image, to_rgb
+from engine.base.images import fit_size, normalize_image, open_image, to_rgb
 
 LIMITS = dict(max_pixels=1024 * 1024, max_input_pixels=40_000_000, min_side=64)
 
@@ -117,7 +117,7 @@ def test_animated_gif_uses_first_frame():
 
 
 def test_probe_size_reads_the_upright_size_from_the_header(tmp_path):
-    from engine.images import probe_size
+    from engine.base.images import probe_size
 
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -153,7 +153,7 @@ def png_with_late_exif(size: tuple[int, int], orientation: int) -> bytes:
 
 @pytest.mark.parametrize(("orientation", "expected"), [(6, (80, 120)), (8, (80, 120)), (3, (120, 80)), (1, (120, 80))])
 def test_the_header_walker_finds_an_exif_chunk_after_the_pixels(tmp_path, orientation, expected):
-    from engine.images import probe_size
+    from engine.base.images import probe_size
 
     path = tmp_path / "late-exif.png"
     path.write_bytes(png_with_late_exif((120, 80), orientation))

@@ -11,12 +11,12 @@ import torch
 from diffusers import AutoPipelineForImage2Image, DPMSolverMultistepScheduler
 from PIL import Image, PngImagePlugin
 
-from engine.recipe import png_bytes, save_png
-from engine.requests import Img2ImgRequest
-from engine.schedulers import SCHEDULERS, check_scheduler, sampler_name, schedulers_for
-from engine.sweep import SweepRequest
-from engine.webui import basic_fields, model_key, to_compel
-from engine.workflows import read_recipe
+from engine.pipelines.schedulers import SCHEDULERS, check_scheduler, sampler_name, schedulers_for
+from engine.recipes.recipe import png_bytes, save_png
+from engine.recipes.webui import basic_fields, model_key, to_compel
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.registry import read_recipe
+from engine.workflows.sweep import SweepRequest
 
 SWEPT = ["DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M", "DEIS", "PLMS", "Euler a"]
 

@@ -1,5 +1,15 @@
-"""Imports go down the layers: no import circle among the app's modules, counting the imports a module hides
-inside functions and under TYPE_CHECKING (that is how the circles hid). And a workflow owns everything that
+"""Imports go down the layers, and the folders are the layers.
+
+    engine/base/       what every layer uses: settings, error wording, image files, fork safety
+    engine/models/     what a checkpoint is
+    engine/pipelines/  running one pipeline call
+    engine/recipes/    what ran, as data and as a script
+    engine/workflows/  what a user asks
+    engine/*.py        the Engine and its hosting backends
+    ui/                Gradio (above all of engine/)
+
+Every import counts, the ones a module hides inside functions and under TYPE_CHECKING too (that is how the
+circles hid): none goes up a layer, and none makes a circle inside one. And a workflow owns everything that
 names it: no module outside a workflow compares a recipe's or a request's workflow with a name.
 """
 
@@ -12,25 +22,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-WORKFLOW_MODULES = ("engine/basic.py", "engine/sweep.py", "engine/chain.py", "engine/depth.py")
+WINGS = ("base", "models", "pipelines", "recipes", "workflows")  # bottom to top; engine/*.py above them
+
+WORKFLOW_MODULES = (
+    "engine/workflows/basic.py",
+    "engine/workflows/sweep.py",
+    "engine/workflows/chain.py",
+    "engine/workflows/depth.py",
+)
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph(package: str) -> dict[str, set[str]]:
+def import_graph(package: str, root: Path = ROOT) -> dict[str, set[str]]:
     """Each module of a package -> the package's modules it imports anywhere in its source."""
     graph: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).rglob("*.py")):
+    for path in sorted((root / package).rglob("*.py")):
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
             elif isinstance(node, ast.Import):
                 names |= {alias.name for alias in node.names}
-        graph[module_name(path)] = {name for name in names if name.split(".")[0] == package}
+        graph[module_name(path, root)] = {name for name in names if name.split(".")[0] == package}
     return {module: {name for name in names if name in graph and name != module} for module, names in graph.items()}
 
 
@@ -72,6 +89,50 @@ def circles(graph: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
+def layer(module: str) -> int:
+    """A module's layer: its wing's place in WINGS; the engine package itself is at the bottom, engine/*.py
+    at the top."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return 0
+    return WINGS.index(parts[1]) if parts[1] in WINGS else len(WINGS)
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from a module to one in a higher layer."""
+    return [
+        f"{module} -> {name}"
+        for module, names in graph.items()
+        for name in sorted(names)
+        if layer(name) > layer(module)
+    ]
+
+
+def test_no_engine_import_goes_up_a_layer():
+    graph = import_graph("engine")
+    assert {layer(module) for module in graph} == set(range(len(WINGS) + 1))  # every wing has modules
+    assert upward(graph) == []
+
+
+def test_an_import_up_a_layer_is_found_inside_a_function_and_under_type_checking(tmp_path):
+    files = {
+        "engine/__init__.py": "",
+        "engine/core.py": "from engine.models import catalog\n",
+        "engine/pipelines/cache.py": "from engine.models.catalog import CATALOG\n",
+        "engine/models/catalog.py": "def f():\n    from engine.pipelines.cache import get\n",
+        "engine/models/tiny.py": "if TYPE_CHECKING:\n    from engine.recipes.recipe import Recipe\n",
+        "engine/recipes/recipe.py": "",
+    }
+    for name, source in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    assert upward(import_graph("engine", tmp_path)) == [
+        "engine.models.catalog -> engine.pipelines.cache",
+        "engine.models.tiny -> engine.recipes.recipe",
+    ]
+    assert layer("engine") == layer("engine.base.errors") == 0 and layer("engine.core") == len(WINGS)
+
+
 def test_the_circle_finder_finds_a_circle_hidden_in_a_function():
     source = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(source) == [{"a", "b", "c"}]
@@ -110,7 +171,7 @@ def test_the_scan_finds_a_workflow_branch():
 
 
 def test_no_module_outside_a_workflow_branches_on_a_workflow_name():
-    """The recipe checks, the script export and the downloads ask the registry (engine.workflows), which asks
+    """The recipe checks, the script export and the downloads ask the registry (engine.workflows.registry), which asks
     each workflow's registration."""
     modules = [p for folder in ("engine", "ui") for p in sorted((ROOT / folder).rglob("*.py"))]
     found = {str(p.relative_to(ROOT)): workflow_branches(p.read_text()) for p in modules}

@@ -1,7 +1,7 @@
 """LoRA from STUDIO_LORA_DIR: applied per run with weights through diffusers' PEFT integration, equal to raw
 diffusers; disabled after the run without reloading the base; a sweep axis; recipes, scripts and web UI
 infotexts; refused when not offered. The LoRAs are written from the SD 1.5 twin's own modules
-(engine.tiny.write_lora), in the file layout diffusers' `save_lora_weights` writes.
+(engine.models.tiny.write_lora), in the file layout diffusers' `save_lora_weights` writes.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import torch
 from PIL import Image
 from test_recipe import rerun
 
-from engine import catalog
+from engine.base.settings import Settings
 from engine.core import Engine
-from engine.lora import MAX_LORAS, LoraUnavailable, unload
-from engine.requests import Img2ImgRequest
-from engine.settings import Settings
-from engine.sweep import SweepRequest
-from engine.tiny import build_twin, write_owner_examples
-from engine.webui import basic_fields
-from engine.workflows import recipe_from_json, script_for
+from engine.models import catalog
+from engine.models.tiny import build_twin, write_owner_examples
+from engine.pipelines.lora import MAX_LORAS, LoraUnavailable, unload
+from engine.recipes.webui import basic_fields
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.registry import recipe_from_json, script_for
+from engine.workflows.sweep import SweepRequest
 
 BASE = {"prompt": "a cat wizard", "num_inference_steps": 4, "seed": 5}
 
@@ -112,9 +112,9 @@ def test_after_a_lora_run_the_base_model_runs_exactly_as_before_without_reloadin
 def test_past_the_loaded_limit_the_least_recent_lora_is_deleted_and_loads_again_the_same(
     lora_engine, photo, monkeypatch
 ):
-    import engine.lora
+    import engine.pipelines.lora
 
-    monkeypatch.setattr(engine.lora, "MAX_LOADED", 1)
+    monkeypatch.setattr(engine.pipelines.lora, "MAX_LOADED", 1)
     unload(lora_engine.cache.get("sd15"))
     first = lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras="paper-cut:0.8"))
     lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras="ink-wash:0.8"))

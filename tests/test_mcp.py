@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from engine.workflows import read_recipe
+from engine.workflows.registry import read_recipe
 
 TOOLS = {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"}
 
@@ -204,7 +204,7 @@ def test_a_url_on_this_server_must_name_a_file_it_returned(mcp_url, photo):
 
 
 def test_schema_route_and_gradio_mcp_switch(mcp_url):
-    from engine.settings import Settings
+    from engine.base.settings import Settings
 
     tools = httpx.get(mcp_url + "schema", timeout=30).json()
     assert {tool["name"] for tool in tools} == TOOLS

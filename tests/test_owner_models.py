@@ -20,18 +20,18 @@ from PIL import Image
 from safetensors.torch import save_file
 from test_recipe import rerun
 
-from engine import catalog
-from engine.cache import ModelUnavailable
-from engine.catalog import get_spec, models_for
+from engine.base.settings import Settings
 from engine.core import Engine
-from engine.ldm import write_single_file
-from engine.owner import Refused, detect, family_of_index, hub_allowed, hub_patterns, tensor_shapes
-from engine.repos import repo_facts
-from engine.requests import Img2ImgRequest
-from engine.settings import Settings
-from engine.sweep import SweepRequest
-from engine.tiny import build_twin, cache_repo_folder
-from engine.workflows import recipe_from_json, script_for
+from engine.models import catalog
+from engine.models.catalog import get_spec, models_for
+from engine.models.ldm import write_single_file
+from engine.models.owner import Refused, detect, family_of_index, hub_allowed, hub_patterns, tensor_shapes
+from engine.models.repos import repo_facts
+from engine.models.tiny import build_twin, cache_repo_folder
+from engine.pipelines.cache import ModelUnavailable
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.registry import recipe_from_json, script_for
+from engine.workflows.sweep import SweepRequest
 
 
 def same(a: Image.Image, b: Image.Image) -> bool:
@@ -356,7 +356,7 @@ def test_an_allowed_hub_repo_applies_as_a_lora_equal_to_raw_diffusers(owner_hub,
     """The twin LoRA published in the twin cache as the owner's LoRA repo (diffusers' file name), named by id."""
     from diffusers import AutoPipelineForImage2Image
 
-    from engine.tiny import write_lora
+    from engine.models.tiny import write_lora
 
     snapshot = cache_repo_folder(hub_cache, LORA_REPO) / "snapshots" / ("0" * 40)
     if not snapshot.exists():

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_built_package_carries_the_one_version_and_the_requirements(tmp_path):
     import engine
-    from engine.recipe import APP_VERSION
+    from engine.recipes.recipe import APP_VERSION
 
     source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
     for name in ("pyproject.toml", "README.md", "requirements.txt"):
@@ -36,7 +36,7 @@ def test_the_built_package_carries_the_one_version_and_the_requirements(tmp_path
         for path in (ROOT / package).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
-    assert {"engine/families/sd15.py", "engine/hub_repos/README.md"} <= shipped
+    assert {"engine/models/families/sd15.py", "engine/models/hub_repos/README.md"} <= shipped
     assert shipped - packed == set()  # every module and data file of the app is in the wheel
     assert f"\nVersion: {engine.__version__}\n" in metadata
     assert engine.__version__ == APP_VERSION  # what every recipe records

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine.images import fit_size, normalize_image
-from engine.requests import SEED_LIMIT, check_number, check_seed, check_text, denoising_steps, seed_series
+from engine.base.images import fit_size, normalize_image
+from engine.workflows.checks import SEED_LIMIT, check_number, check_seed, check_text, denoising_steps, seed_series
 
 anything = st.one_of(
     st.none(),
@@ -75,9 +75,9 @@ def test_planned_steps_are_the_model_calls_diffusers_makes(steps, strength, sche
 
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    from engine.catalog import get_spec
-    from engine.repos import repo_facts
-    from engine.schedulers import SCHEDULERS, _class, steps_run
+    from engine.models.catalog import get_spec
+    from engine.models.repos import repo_facts
+    from engine.pipelines.schedulers import SCHEDULERS, _class, steps_run
 
     config = repo_facts(get_spec("sd15").hub_id).config("scheduler/scheduler_config.json")
     class_name, overrides = SCHEDULERS[scheduler] if scheduler else (config["_class_name"], {})

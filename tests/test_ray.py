@@ -18,12 +18,12 @@ import ray
 from pixels import assert_same_pixels, one_thread
 
 from engine import scale_out
-from engine.chain import ChainRequest
 from engine.core import Engine
-from engine.depth import DepthRequest
-from engine.requests import Img2ImgRequest
-from engine.run import CancelToken, GenerationCancelled
-from engine.sweep import SweepRequest
+from engine.pipelines.run import CancelToken, GenerationCancelled
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest
+from engine.workflows.depth import DepthRequest
+from engine.workflows.sweep import SweepRequest
 
 STEPS = 4
 

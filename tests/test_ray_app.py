@@ -16,7 +16,7 @@ from pixels import one_thread
 from ports import clean_env, free_port, serving
 from test_load import GPU_ENDPOINTS, jobs_for_every_tab
 
-from engine.requests import Img2ImgRequest
+from engine.workflows.basic import Img2ImgRequest
 
 
 def ray_processes(wait: float = 60) -> list[str]:

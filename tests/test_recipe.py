@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from engine.chain import ChainRequest, stages_json
-from engine.recipe import parse_infotext, png_bytes, read_png_text
-from engine.requests import Img2ImgRequest
-from engine.sweep import SweepRequest
-from engine.workflows import read_recipe, recipe_from_json, script_for
+from engine.recipes.recipe import parse_infotext, png_bytes, read_png_text
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest, stages_json
+from engine.workflows.registry import read_recipe, recipe_from_json, script_for
+from engine.workflows.sweep import SweepRequest
 
 
 def rerun(tmp_path, recipe, init):
@@ -145,7 +145,7 @@ def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, mod
 
 
 def test_a_kandinsky_sweep_cell_exports_its_own_call(engine, photo, tmp_path):
-    """Kandinsky 2.2 runs a sweep cell by cell (engine/families/kandinsky22.py): its script is a Basic one."""
+    """Kandinsky 2.2 runs a sweep cell by cell (engine/models/families/kandinsky22.py): its script is a Basic one."""
     base = Img2ImgRequest(image=photo, prompt="a cat", model="kandinsky22", num_inference_steps=4, seed=5)
     plan = engine.plan(SweepRequest(base=base, x_axis="guidance_scale", x_values="2, 6"))
     *_, final = engine.sweep(plan)
@@ -181,7 +181,7 @@ def test_text_then_img2img_on_one_model_shares_weights_in_the_script(engine, tmp
 
 
 def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo, tmp_path):
-    from engine.recipe import save_png
+    from engine.recipes.recipe import save_png
     from ui.recipe import read_source
 
     result = engine.img2img(

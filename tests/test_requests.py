@@ -3,7 +3,8 @@ import math
 import pytest
 from PIL import Image
 
-from engine.requests import Img2ImgRequest, denoising_steps, seed_series
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.checks import denoising_steps, seed_series
 
 IMAGE = Image.new("RGB", (64, 64), (10, 20, 30))
 
@@ -79,7 +80,7 @@ def test_denoising_steps_use_diffusers_arithmetic(steps, strength, expected):
 
 
 def test_prompt_nesting_is_refused_just_past_the_limit():
-    from engine.requests import MAX_WEIGHT_NESTING, check_nesting
+    from engine.workflows.checks import MAX_WEIGHT_NESTING, check_nesting
 
     check_nesting("prompt", "(" * MAX_WEIGHT_NESTING + "cat" + ")" * MAX_WEIGHT_NESTING)
     check_nesting("prompt", ")" * 50 + "(cat)" * 50)  # closers first and siblings do not add up

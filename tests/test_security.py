@@ -235,8 +235,8 @@ def test_html_in_values_comes_back_escaped_in_messages(client, cat_png):
 
 
 def test_html_in_axis_values_is_escaped_in_the_plan_and_drawn_as_text(client, cat_png, engine):
-    from engine.requests import Img2ImgRequest
-    from engine.sweep import SweepRequest
+    from engine.workflows.basic import Img2ImgRequest
+    from engine.workflows.sweep import SweepRequest
 
     base = Img2ImgRequest(image=str(cat_png), prompt="a cat", num_inference_steps=2)
     spec = SweepRequest(base=base, x_axis="prompt", x_values=f"a cat\n{SCRIPT}")

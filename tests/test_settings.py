@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import Settings, build_parser
+from engine.base.settings import Settings, build_parser
 
 
 def test_defaults_and_env_override():

@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-from engine import space_card
-from engine.cache import DevicePolicy
-from engine.catalog import DEFAULT_MODEL, get_spec
+from engine.base.settings import Settings
 from engine.core import Engine
-from engine.settings import Settings
-from engine.tiny import cache_repo_folder
+from engine.models import space_card
+from engine.models.catalog import DEFAULT_MODEL, get_spec
+from engine.models.tiny import cache_repo_folder
+from engine.pipelines.cache import DevicePolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 # The twins' tokenizers are one tokenizer.json where the real repositories publish these three.
@@ -37,7 +37,7 @@ def test_the_readme_front_matter_carries_the_catalogs_models_and_preloads():
     assert card["sdk"] == "gradio" and card["app_file"] == "app.py"
     assert card["python_version"] in ("3.10", "3.11", "3.12")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "python -m engine.space_card" in readme
+    assert "python -m engine.models.space_card" in readme
     missing = [row for row in space_card.licence_rows() if row not in readme]
     assert not missing, f"the README's models-and-licences table lacks: {missing}"
     assert readme.index("## Models and their licences") < readme.index("## Run it yourself")  # visitors first

@@ -35,7 +35,9 @@ def test_hub_mode_serves_offline_from_the_twin_cache(tmp_path):
     from skimage import data
 
     cache = tmp_path / "hub"
-    subprocess.run([sys.executable, "-m", "engine.tiny", "--hub-cache", str(cache)], cwd=ROOT, check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "engine.models.tiny", "--hub-cache", str(cache)], cwd=ROOT, check=True, timeout=600
+    )
     port = free_port()
     env = clean_env(
         HF_HUB_CACHE=str(cache),

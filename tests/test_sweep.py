@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.requests import Img2ImgRequest
-from engine.run import CancelToken
-from engine.sweep import SweepRequest, parse_values, plan_sweep
+from engine.pipelines.run import CancelToken
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.sweep import SweepRequest, parse_values, plan_sweep
 
 
 @pytest.mark.parametrize(
@@ -136,8 +136,8 @@ def test_each_batched_cell_equals_the_basic_path(engine, photo, model, x, y):
 
 def test_a_vae_with_latent_statistics_normalises_as_diffusers_does(engine, photo):
     """SDXL-family VAEs may publish latents_mean/latents_std; diffusers' img2img then normalises the init
-    latents with them. The batched cells draw their own init latents (engine.portable.sample_latents), so they
-    must do the same to equal the Basic path."""
+    latents with them. The batched cells draw their own init latents (engine.pipelines.portable.sample_latents), so
+    they must do the same to equal the Basic path."""
     vae = engine.cache.get("sdxl-refiner").vae
     channels = vae.config.latent_channels
     vae.register_to_config(latents_mean=[0.3] * channels, latents_std=[2.5] * channels)

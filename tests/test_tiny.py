@@ -4,7 +4,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from engine.tiny import build_tokenizer, build_twin, main
+from engine.models.tiny import build_tokenizer, build_twin, main
 
 
 def test_twins_are_deterministic_and_on_disk(tmp_path):
@@ -34,7 +34,7 @@ def test_style_finetunes_are_distinct_models(twins, engine):
 
 
 def engine_spec(key):
-    from engine.catalog import get_spec
+    from engine.models.catalog import get_spec
 
     return get_spec(key)
 
@@ -64,8 +64,8 @@ def test_local_tokenizer_tokenizes_anything_at_clip_length():
 
 
 def test_cli_writes_one_folder_per_key(twins, capsys):
-    from engine.catalog import CATALOG
-    from engine.tiny import has_twin
+    from engine.models.catalog import CATALOG
+    from engine.models.tiny import has_twin
 
     # the session's twin folder: twins already built are kept, so the 0.5 GB MiDaS twin is written once
     main(["--out", str(twins)])

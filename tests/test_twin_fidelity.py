@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import CATALOG, get_spec
-from engine.repos import HUB_REPOS_DIR, PICKLE, REPOS, SAFETENSORS, repo_facts
-from engine.tiny import DEPTH_KEYS, SIZE_KEYS, build_twin, has_twin
+from engine.models.catalog import CATALOG, get_spec
+from engine.models.repos import HUB_REPOS_DIR, PICKLE, REPOS, SAFETENSORS, repo_facts
+from engine.models.tiny import DEPTH_KEYS, SIZE_KEYS, build_twin, has_twin
 
 TWINNED = [key for key in CATALOG if has_twin(key) and key != "midas"]  # MiDaS is controlnet-aux's fixed net
 # Written by whichever library version saves the file, not part of the model.

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine.chain import ChainRequest
-from engine.depth import DepthRequest
-from engine.requests import Img2ImgRequest
-from engine.run import GenerationCancelled
-from engine.sweep import SweepRequest
-from engine.workflow import stoppable
-from engine.workflows import WORKFLOWS, recipe_from_json, workflow_of
+from engine.pipelines.run import GenerationCancelled
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest
+from engine.workflows.depth import DepthRequest
+from engine.workflows.registry import WORKFLOWS, recipe_from_json, workflow_of
+from engine.workflows.shape import stoppable
+from engine.workflows.sweep import SweepRequest
 
 
 def requests(photo):

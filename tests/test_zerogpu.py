@@ -20,14 +20,14 @@ import torch
 from pixels import assert_same_pixels
 
 from engine import hosting
-from engine.cache import DevicePolicy
-from engine.chain import ChainRequest
+from engine.base.settings import Settings
 from engine.core import Engine, preload_keys
-from engine.depth import DepthRequest
-from engine.requests import Img2ImgRequest
-from engine.settings import Settings
-from engine.sweep import SweepRequest
-from engine.workflow import GpuWork
+from engine.pipelines.cache import DevicePolicy
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest
+from engine.workflows.depth import DepthRequest
+from engine.workflows.shape import GpuWork
+from engine.workflows.sweep import SweepRequest
 
 STEPS = 4
 

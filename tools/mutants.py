@@ -7,7 +7,7 @@ line so a test can be written for it (or the mutant shown to be equivalent). The
 written.
 
     python -m tools.mutants                      # every target, up to 30 mutants each
-    python -m tools.mutants --max 0 engine/grid.py   # every mutant of one module
+    python -m tools.mutants --max 0 engine/workflows/grid.py   # every mutant of one module
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # module -> the tests that exercise it without loading a model (seconds per run, not minutes)
 TARGETS: dict[str, list[str]] = {
-    "engine/grid.py": ["tests/test_grid.py"],
-    "engine/images.py": ["tests/test_images.py", "tests/test_properties.py"],
-    "engine/requests.py": ["tests/test_requests.py", "tests/test_properties.py"],
-    "engine/schedulers.py": ["tests/test_properties.py"],
+    "engine/workflows/grid.py": ["tests/test_grid.py"],
+    "engine/base/images.py": ["tests/test_images.py", "tests/test_properties.py"],
+    "engine/workflows/checks.py": ["tests/test_requests.py", "tests/test_properties.py"],
+    "engine/pipelines/schedulers.py": ["tests/test_properties.py"],
 }
 
 SWAPS: dict[type, type] = {

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
-from engine.catalog import DEFAULT_MODEL, get_spec
+from engine.base.images import fit_size, probe_size
 from engine.core import Engine
-from engine.images import fit_size, probe_size
-from engine.lora import text as lora_text
-from engine.requests import RANDOM_SEED, Img2ImgRequest, check_denoising_steps, model_defaults
-from engine.run import CancelToken, GenerationCancelled
-from engine.schedulers import check_scheduler, steps_text
+from engine.models.catalog import DEFAULT_MODEL, get_spec
+from engine.pipelines.lora import text as lora_text
+from engine.pipelines.run import CancelToken, GenerationCancelled
+from engine.pipelines.schedulers import check_scheduler, steps_text
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.checks import RANDOM_SEED, check_denoising_steps, model_defaults
 from ui.components import (
     GenerationInputs,
     advanced_inputs,

@@ -9,11 +9,11 @@ from typing import Literal, TypeVar
 
 import gradio as gr
 
-from engine.catalog import get_spec, models_for
-from engine.images import HeaderOnly
-from engine.requests import MAX_GUIDANCE, RANDOM_SEED, SEED_LIMIT, model_defaults
-from engine.schedulers import schedulers_for
-from engine.settings import Settings
+from engine.base.images import HeaderOnly
+from engine.base.settings import Settings
+from engine.models.catalog import get_spec, models_for
+from engine.pipelines.schedulers import schedulers_for
+from engine.workflows.checks import MAX_GUIDANCE, RANDOM_SEED, SEED_LIMIT, model_defaults
 
 STRENGTH_INFO = (
     "How far to move away from the init image: the share of the noise schedule that is run. "
@@ -314,7 +314,7 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
 
 def lora_input(settings) -> gr.Textbox:
     """The run's LoRAs as `name:weight, ...`; shown where the owner offers LoRAs (STUDIO_LORA_DIR, allowed repos)."""
-    from engine.lora import offered
+    from engine.pipelines.lora import offered
 
     names = offered()
     hub = " Allowed Hub repos by id." if settings.allow_hub_models else ""

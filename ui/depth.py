@@ -9,9 +9,12 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
-from engine.catalog import DEFAULT_MODEL
 from engine.core import Engine
-from engine.depth import (
+from engine.models.catalog import DEFAULT_MODEL
+from engine.pipelines.run import CancelToken
+from engine.recipes.recipe import Recipe
+from engine.workflows.checks import RANDOM_SEED, model_defaults
+from engine.workflows.depth import (
     DEFAULT_CONDITIONING_SCALE,
     DEFAULT_ESTIMATOR,
     DEFAULT_PROMPT,
@@ -22,9 +25,6 @@ from engine.depth import (
     DepthRequest,
     depth_models,
 )
-from engine.recipe import Recipe
-from engine.requests import RANDOM_SEED, model_defaults
-from engine.run import CancelToken
 from ui.basic import EXAMPLE_PROMPTS
 from ui.components import (
     NEGATIVE_INFO,

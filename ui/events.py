@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
-from engine.cache import ModelUnavailable
-from engine.catalog import models_for
-from engine.requests import MAX_GUIDANCE, MAX_SIDE
-from engine.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
+from engine.models.catalog import models_for
+from engine.pipelines.cache import ModelUnavailable
+from engine.pipelines.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
+from engine.workflows.checks import MAX_GUIDANCE, MAX_SIDE
 from ui.outputs import recipe_files
 from ui.tools import tool_spec
 
@@ -53,7 +53,7 @@ SCHEDULER_ARG = (
 
 def lora_arg() -> str:
     """The loras argument's description, naming the LoRAs the owner offers."""
-    from engine.lora import offered
+    from engine.pipelines.lora import offered
 
     names = ", ".join(offered()) or "none are offered here"
     return f'the owner\'s LoRAs with weights, "name:0.8, other:0.5" (weights -4 to 4), or empty: {names}.'
@@ -299,7 +299,7 @@ def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> N
 
 
 def wire_recipe_selection(engine, gallery: gr.Gallery, ids: gr.State, code: gr.Code, files: gr.File) -> None:
-    """Selecting an image in `gallery` shows its script; `ids` holds each image's id in engine.results."""
+    """Selecting an image in `gallery` shows its script; `ids` holds each image's id in engine.recipes.results."""
 
     def show(kept, event: gr.SelectData):
         if not kept or event.index is None or event.index >= len(kept) or not kept[event.index]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.results import is_result_id
-from engine.workflows import read_recipe, reads_init
+from engine.recipes.results import is_result_id
+from engine.workflows.registry import read_recipe, reads_init
 from ui.components import downloads, result_gallery
 from ui.events import as_text
 from ui.outputs import outputs_dir, recipe_files

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import gradio as gr
 from PIL import Image
 
-from engine.run import CancelToken
+from engine.pipelines.run import CancelToken
 from ui.events import cancellable
 from ui.outputs import outputs_dir, png_outputs, served_dirs
 from ui.tools import SKIPPED_PARAMETERS, ToolSpec

@@ -7,14 +7,14 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from engine.catalog import models_for
 from engine.core import Engine
-from engine.lora import text as lora_text
-from engine.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text
-from engine.results import is_result_id
-from engine.webui import BasicFields
-from engine.webui import basic_fields as webui_fields
-from engine.workflows import read_recipe, reads_init, script_for
+from engine.models.catalog import models_for
+from engine.pipelines.lora import text as lora_text
+from engine.recipes.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text
+from engine.recipes.results import is_result_id
+from engine.recipes.webui import BasicFields
+from engine.recipes.webui import basic_fields as webui_fields
+from engine.workflows.registry import read_recipe, reads_init, script_for
 from ui.components import BASIC_FIELDS, GenerationInputs, built, run_button, scheduler_choices, summary_box
 from ui.events import documented, user_errors
 from ui.tools import tool_spec

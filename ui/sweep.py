@@ -11,12 +11,13 @@ import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
 from PIL import Image
 
-from engine.catalog import DEFAULT_MODEL, models_for
 from engine.core import Engine
-from engine.requests import RANDOM_SEED, Img2ImgRequest, model_defaults
-from engine.run import CancelToken
-from engine.schedulers import schedulers_for
-from engine.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest
+from engine.models.catalog import DEFAULT_MODEL, models_for
+from engine.pipelines.run import CancelToken
+from engine.pipelines.schedulers import schedulers_for
+from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.checks import RANDOM_SEED, model_defaults
+from engine.workflows.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest
 from ui.basic import EXAMPLE_PROMPTS
 from ui.components import (
     BASIC_FIELDS,

@@ -23,7 +23,7 @@ from typing import Any
 import gradio as gr
 
 from engine.core import Engine
-from engine.workflows import workflow_of
+from engine.workflows.registry import workflow_of
 from ui.events import gradio_progress
 
 PROGRESS_TEXT = "Denoising on ZeroGPU"

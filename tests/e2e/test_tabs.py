@@ -279,7 +279,7 @@ def test_examples_come_before_the_run_button_and_the_advanced_controls(page):
 def test_tiny_mode_on_a_cpu_starts_small_and_counts_steps_one_way(page):
     """No flags: tiny mode on this CPU works at 256x256 from 10 steps, and the plan, the progress and the
     summary count the same steps (PNDM's repeated one included)."""
-    from engine.schedulers import steps_run
+    from engine.pipelines.schedulers import steps_run
 
     expect(page.locator(".mode-banner").first).to_contain_text("10 steps")
     panel = open_tab(page, "Basic")

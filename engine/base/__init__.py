@@ -1,0 +1,1 @@
+"""What every layer uses: the settings, error wording, image files, objects that survive a fork."""

@@ -1,0 +1,1 @@
+"""Running one pipeline call: the cache and device policy, seeds and steps, schedulers, speed-ups, LoRA."""

@@ -1,0 +1,1 @@
+"""What ran, as data and as a script; web-UI metadata; the result store."""

@@ -1,0 +1,296 @@
+"""Recipes: everything needed to reproduce a result, carried inside the PNG.
+
+A `Recipe` is built from the pipeline object that made the image, so it records what really ran
+(pipeline and scheduler classes, scheduler config, dtype, generator device), not what was asked for.
+Every PNG the app returns carries two text chunks: `parameters`, the AUTOMATIC1111 web UI's infotext
+that other tools read, and `img2img-studio`, the full recipe as JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from engine import __version__
+from engine.base.images import PNG_SIGNATURE
+from engine.pipelines.run import denoiser_of
+from engine.pipelines.schedulers import sampler_name
+from engine.recipes.schema import RecipeShape, validated_fields
+
+APP_VERSION = __version__  # written into every recipe
+MAX_RECIPE_CHARS = 1_000_000
+PARAMETERS_KEY = "parameters"
+RECIPE_KEY = "img2img-studio"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What made one result. `parameters` are the pipeline-call arguments that are plain values."""
+
+    workflow: str
+    model: str
+    model_id: str
+    pipeline: str
+    scheduler: str
+    scheduler_config: dict[str, Any]
+    dtype: str
+    generator_device: str
+    seeds: tuple[int, ...]
+    parameters: dict[str, Any]
+    size: tuple[int, int]
+    model_mode: str = "hub"
+    revision: str | None = None
+    weighted_prompt: bool = False
+    app_version: str = APP_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_pipeline(cls, pipe, **fields: Any) -> Recipe:
+        """Fill the fields that come from the pipeline object itself."""
+        scheduler = denoiser_of(pipe).scheduler
+        return cls(
+            pipeline=type(pipe).__name__,
+            scheduler=type(scheduler).__name__,
+            scheduler_config={k: _plain(v) for k, v in dict(scheduler.config).items() if not k.startswith("_")},
+            dtype=str(pipe.dtype).removeprefix("torch."),
+            **fields,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, shapes: Mapping[str, RecipeShape]) -> Recipe:
+        """The inverse of to_json, for a recipe read from a file: untrusted, so every field is checked.
+        `shapes` are the workflows' own fields (engine.workflows.registry.recipe_from_json passes the registered ones).
+
+        A recipe turns into a script that people run, so each field must be what the app writes: model
+        keys from the catalog, model ids of the Hub's form, a dtype, scheduler and device from fixed sets,
+        numbers that are numbers. Unknown fields are dropped.
+
+        Raises:
+            ValueError: not a recipe, or a field that is not what the app writes, naming it and the value.
+        """
+        if not isinstance(text, str) or len(text) > MAX_RECIPE_CHARS:
+            raise ValueError(f"recipe must be JSON text of at most {MAX_RECIPE_CHARS:,} characters")
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"recipe is not valid JSON: {str(exc)[:120]}") from None
+        if not isinstance(data, dict) or not {"workflow", "model", "parameters"} <= set(data):
+            raise ValueError("recipe is missing workflow, model or parameters")
+        return cls(**validated_fields(data, shapes))
+
+    def for_image(self, index: int) -> Recipe:
+        """The recipe of image `index` of a multi-image result (its seed; the batch it came from)."""
+        return replace(self, extra={**self.extra, "index": index})
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[self.extra.get("index", 0)] if self.seeds else 0
+
+    def infotext(self) -> str:
+        """The web UI's `parameters` text: prompt, negative prompt, then `Key: value` pairs."""
+        p = self.parameters
+        lines = [str(p.get("prompt") or "")]
+        if p.get("negative_prompt"):
+            lines.append(f"Negative prompt: {p['negative_prompt']}")
+        pairs = {
+            "Steps": p.get("num_inference_steps"),
+            "Sampler": sampler_name(self.scheduler, self.scheduler_config),
+            "CFG scale": p.get("guidance_scale"),
+            "Seed": self.seed,
+            "Size": f"{self.size[0]}x{self.size[1]}",
+            "Model": self.model_id.rsplit("/", 1)[-1],
+            "Denoising strength": p.get("strength"),
+            "Workflow": self.workflow,
+        }
+        lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in pairs.items() if v is not None))
+        return "\n".join(lines)
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if ("," in text or ":" in text or '"' in text) else text
+
+
+MAX_INFOTEXT_CHARS = 20_000  # two prompts at the longest the app accepts, and the parameter line
+_KEY = re.compile(r"[\w ./+-]{1,64}")
+_KEY_WINDOW = 66  # a key is at most 64 characters, then ':'
+
+
+def _quoted_end(line: str, start: int) -> int:
+    """The index after the closing quote of the JSON-style string opening at `start`, or -1."""
+    i = start + 1
+    while i < len(line):
+        char = line[i]
+        if char == "\\":
+            i += 2
+        elif char == '"':
+            return i + 1
+        else:
+            i += 1
+    return -1
+
+
+def _parse_pairs(line: str) -> list[tuple[str, str]]:
+    """`Key: value, Key: "quoted, value"` pairs of an infotext's last line, in one pass (linear time).
+
+    A stretch that is not a pair is skipped up to the next comma. Once an opening quote finds no
+    closing one, no later quote can (the scan from it covered the rest), so values are then unquoted.
+    """
+    pairs: list[tuple[str, str]] = []
+    i, n, quotes_close = 0, len(line), True
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        colon = line.find(":", i, i + _KEY_WINDOW)
+        key = line[i:colon].strip() if colon >= 0 else ""
+        if not _KEY.fullmatch(key):
+            comma = line.find(",", i)
+            i = n if comma < 0 else comma + 1
+            continue
+        i = colon + 1
+        while i < n and line[i] == " ":
+            i += 1
+        value = None
+        if quotes_close and i < n and line[i] == '"':
+            end = _quoted_end(line, i)
+            if end < 0:
+                quotes_close = False
+            else:
+                try:
+                    value = json.loads(line[i:end])
+                except json.JSONDecodeError:
+                    value = line[i + 1 : end - 1]
+                comma = line.find(",", end)
+                i = n if comma < 0 else comma + 1
+        if value is None:
+            comma = line.find(",", i)
+            value = line[i : n if comma < 0 else comma].strip()
+            i = n if comma < 0 else comma + 1
+        pairs.append((key, value))
+    return pairs
+
+
+def parse_infotext(text: str) -> dict[str, Any]:
+    """The fields a web UI infotext shares with the Basic tab, plus the rest as strings.
+
+    Returns prompt, negative_prompt, and where present num_inference_steps, guidance_scale, seed,
+    strength, width, height, sampler, model; other `Key: value` pairs under their own names.
+    Linear in the text's length, which is capped at MAX_INFOTEXT_CHARS.
+
+    Raises:
+        ValueError: empty, too long, or a known field whose value is not of its type.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("infotext is empty")
+    if len(text) > MAX_INFOTEXT_CHARS:
+        raise ValueError(f"infotext is {len(text):,} characters long; the limit is {MAX_INFOTEXT_CHARS:,}")
+    lines = text.strip().split("\n")
+    params: dict[str, str] = {}
+    pairs = _parse_pairs(lines[-1])
+    if len(pairs) >= 3:
+        lines = lines[:-1]
+        params = dict(pairs)
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:") :].strip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    result: dict[str, Any] = {"prompt": "\n".join(prompt_lines).strip(), "negative_prompt": "\n".join(negative_lines)}
+    conversions = {
+        "Steps": ("num_inference_steps", int),
+        "CFG scale": ("guidance_scale", float),
+        "Seed": ("seed", int),
+        "Denoising strength": ("strength", float),
+        "Sampler": ("sampler", str),
+        "Model": ("model", str),
+    }
+    for key, value in params.items():
+        if key in conversions:
+            name, convert = conversions[key]
+            try:
+                if convert is not str and len(value) > 40:  # int() of thousands of digits is refused anyway
+                    raise ValueError
+                result[name] = convert(value)
+            except ValueError:
+                shown = value if len(value) <= 40 else value[:40] + "…"
+                raise ValueError(f"infotext field {key!r} is not a {convert.__name__}: {shown!r}") from None
+        elif key == "Size" and re.fullmatch(r"\d{1,6}x\d{1,6}", value):
+            result["width"], result["height"] = (int(v) for v in value.split("x"))
+        else:
+            result[key] = value
+    return result
+
+
+def png_bytes(image: Image.Image, recipe: Recipe | None) -> bytes:
+    """The image as PNG, with the recipe's two text chunks unless `recipe` is None (metadata off)."""
+    info = None
+    if recipe is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text(PARAMETERS_KEY, recipe.infotext())
+        info.add_itxt(RECIPE_KEY, recipe.to_json())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_png(image: Image.Image, recipe: Recipe | None, path: Path) -> Path:
+    path = Path(path)
+    path.write_bytes(png_bytes(image, recipe))
+    return path
+
+
+def read_png_text(source: str | Path | bytes) -> dict[str, str]:
+    """The text chunks of a PNG (those before its pixel data, which is not decoded).
+
+    Raises:
+        ValueError: not a PNG.
+    """
+    try:
+        fp = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ValueError(f"image could not be read: {exc.strerror}") from None
+    with fp:
+        if fp.read(8) != PNG_SIGNATURE:
+            raise ValueError("image must be a PNG made by the app (its first bytes are not a PNG's)")
+        fp.seek(0)
+        try:
+            with Image.open(fp, formats=["PNG"]) as image:
+                return {str(k): v for k, v in image.info.items() if isinstance(v, str)}
+        except (OSError, SyntaxError, ValueError) as exc:  # Pillow's refusals, e.g. a text chunk too large
+            raise ValueError(f"image could not be read as a PNG: {str(exc)[:200]}") from None
+
+
+def read_recipe(source: str | Path | bytes, shapes: Mapping[str, RecipeShape]) -> Recipe:
+    """The recipe a PNG from the app carries (engine.workflows.registry.read_recipe passes the registered workflows).
+
+    Raises:
+        ValueError: not a PNG, or it carries no recipe (made elsewhere, or with metadata off).
+    """
+    text = read_png_text(source)
+    if RECIPE_KEY not in text:
+        raise ValueError("image carries no Img2Img Studio recipe (made elsewhere, or with metadata turned off)")
+    return Recipe.from_json(text[RECIPE_KEY], shapes)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

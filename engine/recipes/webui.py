@@ -1,0 +1,174 @@
+"""AUTOMATIC1111 web UI infotexts into Basic's fields: what maps, translated; what does not, said.
+
+An infotext (a web UI PNG's `parameters` chunk, or text pasted from it) names its sampler, size and
+checkpoint in the web UI's terms and weights its prompt in the web UI's syntax. Here the sampler
+becomes a scheduler (engine.pipelines.schedulers), known checkpoint names become catalog keys, `(word:1.2)`,
+`(word)` and `[word]` become Compel's `(word)1.2`, `(word)1.1` and `(word)0.9`, `<lora:name:0.8>` becomes the
+owner's LoRA of that name where one is offered (engine.pipelines.lora), and every field that has no counterpart (other
+LoRAs, Clip skip, hashes, hires fix, ...) is listed in a note.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.models.catalog import CATALOG, get_spec, models_for, owner_models
+from engine.pipelines.lora import offered
+from engine.pipelines.schedulers import check_scheduler, lookup
+from engine.recipes.recipe import parse_infotext
+
+# Checkpoint names the web UI writes for the catalog's models (its file names and the Hub repos'
+# names, which is what this app writes in `Model:`), lower-cased.
+MODEL_ALIASES = {
+    "v1-5-pruned-emaonly": "sd15",
+    "v1-5-pruned": "sd15",
+    "sd-v1-5": "sd15",
+    "sd_xl_refiner_1.0": "sdxl-refiner",
+    "comic-diffusion-v2": "comic-diffusion",
+    "eldenring-v3-pruned": "elden-ring",
+}
+WEBUI_EMPHASIS = 1.1  # the web UI's factor for one pair of () or []
+LORA_TAG = re.compile(r"<(lora|lyco|hypernet):[^>]{1,200}>", re.IGNORECASE)
+# Fields Basic reads directly; the rest of an infotext is listed as not mapped.
+USED_FIELDS = {
+    "prompt",
+    "negative_prompt",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "strength",
+    "sampler",
+    "model",
+    "width",
+    "height",
+    "Workflow",
+}
+
+
+@dataclass
+class BasicFields:
+    """The Basic controls an infotext fills (None: leave the control as it is), and notes for the person."""
+
+    values: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _offered_lora(tag: str, loras: list[str]) -> bool:
+    """Adds `name:weight` to `loras` for a `<lora:name:weight>` tag the owner offers a LoRA for."""
+    kind, _, rest = tag[1:-1].partition(":")
+    name, _, weight = rest.partition(":")
+    weight = weight.partition(":")[0].strip() or "1"  # <lora:name:unet weight:text weight>: the first
+    if kind.lower() != "lora" or name.strip() not in offered():
+        return False
+    try:
+        loras.append(f"{name.strip()}:{float(weight):g}")
+    except ValueError:
+        return False
+    return True
+
+
+def model_key(name: str) -> str | None:
+    """The catalog key for a web UI checkpoint name (with or without extension and [hash]), if known."""
+    text = re.sub(r"\s*\[[0-9a-fA-F]{6,}\]$", "", name.strip())
+    text = re.sub(r"\.(safetensors|ckpt|pt|bin)$", "", text, flags=re.IGNORECASE).lower()
+    names = {key: key for key in CATALOG}
+    names |= {spec.hub_id.rsplit("/", 1)[-1].lower(): key for key, spec in CATALOG.items()}
+    # the owner's checkpoint files by their name, as the web UI writes it (my-model.safetensors -> my-model)
+    names |= {Path(spec.file).stem.lower(): spec.key for spec in owner_models().entries.values() if spec.file}
+    return (names | MODEL_ALIASES).get(text)
+
+
+def to_compel(prompt: str) -> str:
+    """The web UI's emphasis syntax as Compel's: `(a:1.3)` -> `(a)1.3`, `(a)` -> `(a)1.1`,
+    `[a]` -> `(a)0.91`, nested pairs multiplied as the web UI does; `\\(` stays a literal bracket.
+    Unbalanced brackets are left as typed (the web UI treats them as text too)."""
+    out: list[str] = []
+    stack: list[tuple[str, int]] = []  # (opening bracket, index of its slot in out)
+    i = 0
+    while i < len(prompt):
+        char = prompt[i]
+        if char == "\\" and i + 1 < len(prompt):
+            out.append(prompt[i : i + 2])
+            i += 2
+            continue
+        if char in "([":
+            stack.append((char, len(out)))
+            out.append(char)
+        elif char in ")]" and stack and stack[-1][0] == "([)]"[")]".index(char)]:
+            opening, slot = stack.pop()
+            inner = "".join(out[slot + 1 :])
+            weight = WEBUI_EMPHASIS if opening == "(" else 1 / WEBUI_EMPHASIS
+            explicit = re.fullmatch(r"(?s)(.*):\s*([0-9]*\.?[0-9]+)\s*", inner) if opening == "(" else None
+            if explicit:
+                inner, weight = explicit.group(1), float(explicit.group(2))
+            del out[slot:]
+            out.append(f"({inner}){weight:.3g}")
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def basic_fields(text: str) -> BasicFields:
+    """Basic's fields from an infotext, with a note for everything that did not map.
+
+    Raises:
+        ValueError: not an infotext (empty, too long, a known field of the wrong type).
+    """
+    parsed = parse_infotext(text)
+    result = BasicFields()
+    values = result.values
+    for name in ("prompt", "negative_prompt", "strength", "guidance_scale", "num_inference_steps", "seed"):
+        values[name] = parsed.get(name)
+    model = None
+    if "model" in parsed:
+        model = model_key(parsed["model"])
+        if model is None:
+            result.notes.append(f"Model {parsed['model']!r} is not one of the app's models; the Basic model is kept.")
+        elif model not in models_for("img2img"):
+            result.notes.append(f"Model {parsed['model']!r} ({model}) does not run img2img; the Basic model is kept.")
+            model = None
+    values["model"] = model
+    target = model or "sd15"
+    if "sampler" in parsed:
+        try:
+            values["scheduler"] = check_scheduler(parsed["sampler"], target)
+        except ValueError:
+            known = lookup(parsed["sampler"])
+            why = "does not fit" if known else "has no diffusers counterpart here for"
+            label = get_spec(target).label
+            result.notes.append(f"Sampler {parsed['sampler']!r} {why} {label}; its own scheduler is kept.")
+    if "width" in parsed:
+        result.notes.append(
+            f"Size {parsed['width']}x{parsed['height']}: Basic makes the init image's size (rounded to the model's "
+            "multiple); resize the init to change it."
+        )
+    loras: list[str] = []
+    for name in ("prompt", "negative_prompt"):
+        text_value = values[name] or ""
+        tags = [match.group(0) for match in LORA_TAG.finditer(text_value)]
+        missing = [tag for tag in tags if not _offered_lora(tag, loras)]
+        if missing:
+            result.notes.append(f"{name}: {', '.join(missing)} removed: no LoRA of that name is offered here.")
+        if tags:
+            text_value = re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", LORA_TAG.sub("", text_value)))
+            text_value = re.sub(r",(\s*,)+", ",", text_value).strip(" ,")  # the commas between removed tags
+        values[name] = text_value
+    if loras:
+        values["loras"] = ", ".join(loras)
+        result.notes.append(f"LoRAs applied with their weights: {values['loras']}.")
+    weighted = any(re.search(r"(?<!\\)[\(\[]", values[name]) for name in ("prompt", "negative_prompt"))
+    reason = get_spec(target).weighting_unavailable_reason
+    if weighted and reason:
+        result.notes.append(f"The prompt's (word:1.2) / [word] weighting is kept as text: {reason}.")
+    elif weighted:
+        for name in ("prompt", "negative_prompt"):
+            values[name] = to_compel(values[name])
+        values["weighted_prompt"] = True
+        result.notes.append("The web UI's (word:1.2) / [word] weighting is translated to Compel syntax.")
+    unmapped = [f"{key}: {value}" for key, value in parsed.items() if key not in USED_FIELDS]
+    if unmapped:
+        result.notes.append("Not mapped (no counterpart in Basic): " + "; ".join(unmapped) + ".")
+    return result

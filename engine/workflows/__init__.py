@@ -1,0 +1,1 @@
+"""What a user asks: the registry, the workflow shape, shared checks, one module per workflow."""
