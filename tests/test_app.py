@@ -11,6 +11,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from workflow_cases import CASES
 
 from engine.recipes.recipe import read_png_text
 from engine.workflows.registry import read_recipe
@@ -302,7 +303,7 @@ def test_depth_errors_reach_the_client_and_the_app_keeps_serving(client, cat_png
 def test_mcp_flag_serves_every_endpoint_as_a_described_tool(mcp_server):
     """--mcp: each tool says what it is for, and each parameter its meaning and the live limits."""
     tools = {t["name"]: t for t in httpx.get(f"{mcp_server}gradio_api/mcp/schema", timeout=30).json()}
-    assert {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"} <= set(tools)
+    assert {*CASES, "estimate_depth", "recipe"} <= set(tools)
     assert tools["img2img"]["description"].startswith("Image-to-image (the Basic tab)")
     params = tools["img2img"]["inputSchema"]["properties"]
     assert "1 to 150" in params["num_inference_steps"]["description"]

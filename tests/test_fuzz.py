@@ -11,12 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from test_hardening import code_shape
+from workflow_cases import CASES
 
 from engine.workflows.basic import Img2ImgRequest
-from engine.workflows.chain import ChainRequest
-from engine.workflows.depth import DepthRequest
 from engine.workflows.registry import recipe_from_json, script_for
-from engine.workflows.sweep import SweepRequest
 
 json_values = st.recursive(
     st.none()
@@ -44,23 +42,13 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 IMAGE = Image.new("RGB", (64, 64))
 
 
-def _base(workflow: str):
-    base = Img2ImgRequest(image=IMAGE, prompt="a cat", num_inference_steps=2)
-    return {
-        "img2img": base,
-        "sweep": SweepRequest(base=base, x_axis="seed", x_values="1, 2"),
-        "chain": ChainRequest(image=IMAGE, preset="image-image-image", prompt="a cat", seed=1, stages=None),
-        "depth": DepthRequest(image=IMAGE, num_inference_steps=2, restyle_model="none"),
-    }[workflow]
-
-
 def _validate(engine, request) -> None:
     engine.plan(request)  # every workflow's request has one validate (engine.workflows.shape)
 
 
-@pytest.mark.parametrize("workflow", ["img2img", "sweep", "chain", "depth"])
+@pytest.mark.parametrize("workflow", sorted(CASES))
 def test_any_value_in_any_field_is_accepted_or_named(engine, workflow):
-    request = _base(workflow)
+    request = CASES[workflow].request(IMAGE)
     names = [f.name for f in fields(request) if f.name not in ("image", "base", "depth_map")]
 
     @FUZZ

@@ -20,6 +20,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageFile, ImageFont
 from test_security import _raw_call, _uploaded, good_request, img2img, refused
+from workflow_cases import CASES, run_to_end
 
 from engine.base.images import HeaderOnly, fit_size, normalize_image, open_image, probe_size
 from engine.recipes.recipe import MAX_INFOTEXT_CHARS, RECIPE_KEY, Recipe, parse_infotext, png_bytes
@@ -164,26 +165,11 @@ def code_shape(script: str) -> str:
 
 @pytest.fixture(scope="module")
 def recipes(engine, photo_module) -> dict[str, Recipe]:
-    """A real recipe of each workflow, from tiny runs."""
-    from engine.workflows.basic import Img2ImgRequest
-    from engine.workflows.chain import ChainRequest
-    from engine.workflows.depth import DepthRequest
-    from engine.workflows.sweep import SweepRequest
-
-    base = Img2ImgRequest(image=photo_module, prompt="a cat", num_inference_steps=2, strength=1.0, seed=3)
-    found = {"img2img": engine.img2img(base).recipe}
-    *_, swept = engine.sweep(SweepRequest(base=base, x_axis="guidance_scale", x_values="3, 7"))
-    found["sweep"] = swept.recipes[1]
-    *_, chained = engine.chain(
-        ChainRequest(image=photo_module, preset="image-image-image", prompt="a cat", seed=3, stages=None)
-    )
-    found["chain"] = chained.results[-1].recipe
-    *_, depth = engine.depth(DepthRequest(image=photo_module, num_inference_steps=2, restyle_model="none", seed=3))
-    found["depth"] = depth.controlnet_recipe
-    return found
+    """A real recipe of each workflow, from tiny runs (tests/workflow_cases.py)."""
+    return {name: case.recipe(run_to_end(engine, case.request(photo_module))) for name, case in CASES.items()}
 
 
-@pytest.mark.parametrize("workflow", ["img2img", "sweep", "chain", "depth"])
+@pytest.mark.parametrize("workflow", sorted(CASES))
 def test_every_workflows_recipe_passes_its_own_checks_unchanged(recipes, workflow):
     recipe = recipes[workflow]
     assert recipe_from_json(recipe.to_json()) == recipe
@@ -199,42 +185,8 @@ def _set(data: dict, path: tuple, value) -> dict:
     return data
 
 
-INJECTABLE = {
-    "img2img": [
-        ("dtype",),
-        ("model_id",),
-        ("app_version",),
-        ("revision",),
-        ("generator_device",),
-        ("scheduler",),
-        ("pipeline",),
-        ("model",),
-        ("extra", "family"),
-        ("extra", "index"),
-        ("seeds", 0),
-        ("size", 0),
-        ("parameters", "prompt"),
-    ],
-    "sweep": [
-        ("extra", "position"),
-        ("extra", "scheduler_name"),
-        ("extra", "batch", 0, "seed"),
-        ("parameters", "strength"),
-        ("parameters", "num_inference_steps"),
-    ],
-    "chain": [
-        ("parameters", "stages", 0, "model"),
-        ("parameters", "stages", 0, "kind"),
-        ("parameters", "stages", 0, "model_id"),
-        ("parameters", "stages", 0, "input_size", 0),
-        ("parameters", "stages", 1, "receives"),
-    ],
-    "depth": [("extra", "controlnet_id"), ("extra", "controlnet")],
-}
-
-
 @pytest.mark.parametrize(
-    ("workflow", "path"), [(workflow, path) for workflow, paths in INJECTABLE.items() for path in paths]
+    ("workflow", "path"), [(workflow, path) for workflow, case in CASES.items() for path in case.injectable]
 )
 def test_crafted_fields_are_refused_or_stay_values(recipes, workflow, path):
     """Each payload in each field: the recipe is refused naming the field, or its script runs the same

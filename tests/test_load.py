@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 
@@ -11,8 +10,9 @@ from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
 from PIL import Image
 from ports import free_port
+from workflow_cases import CASES
 
-GPU_ENDPOINTS = {"img2img", "sweep", "chain", "depth", "estimate_depth"}
+GPU_ENDPOINTS = {*CASES, "estimate_depth"}  # every workflow's endpoint, and the depth estimate
 
 
 def test_every_gpu_event_shares_one_concurrency_id_and_the_queue_is_bounded(engine):
@@ -27,23 +27,15 @@ def test_every_gpu_event_shares_one_concurrency_id_and_the_queue_is_bounded(engi
 
 def jobs_for_every_tab(client, cat_png, depth_png, numbers: range) -> list[tuple[str, object]]:
     """Submit jobs `numbers` of a round-robin over the GPU endpoints; returns (endpoint, job)."""
-    image = handle_file(str(cat_png))
-    stages = json.dumps(
-        [{"model": "sd15", "num_inference_steps": 2}, {"model": "comic-diffusion", "num_inference_steps": 3}]
-    )
-    make = {
-        "img2img": lambda i: client.submit(image, "a cat", "", "sd15", 1.0, 7.5, 2, i, api_name="/img2img"),
-        "sweep": lambda i: client.submit(
-            image, "a cat", "", "sd15", 1.0, 7.5, 2, i, "guidance_scale", "3, 7", "", "", api_name="/sweep"
-        ),
-        "chain": lambda i: client.submit(image, "", "a cat", i, stages, api_name="/chain"),
-        "depth": lambda i: client.submit(
-            image, handle_file(str(depth_png)), "midas", "a cat", "", 1.0, 7.5, 2, i, 0.8, "none", api_name="/depth"
-        ),
-        "estimate_depth": lambda i: client.submit(image, "depth-anything-v2-small", api_name="/estimate_depth"),
-    }
-    order = ["img2img", "sweep", "chain", "depth", "estimate_depth"]
-    return [(order[index % len(order)], make[order[index % len(order)]](index)) for index in numbers]
+    image, depth = handle_file(str(cat_png)), handle_file(str(depth_png))
+
+    def submit(name: str, seed: int):
+        if name == "estimate_depth":
+            return client.submit(image, "depth-anything-v2-small", api_name="/estimate_depth")
+        return client.submit(*CASES[name].api(image, depth, seed), api_name=f"/{name}")
+
+    order = [*CASES, "estimate_depth"]
+    return [(order[index % len(order)], submit(order[index % len(order)], index)) for index in numbers]
 
 
 def test_sixteen_concurrent_jobs_across_every_tab_all_complete(server, cat_png, depth_png, engine):
@@ -55,10 +47,8 @@ def test_sixteen_concurrent_jobs_across_every_tab_all_complete(server, cat_png, 
     outputs = {name: [] for name in GPU_ENDPOINTS}
     for name, job in jobs:
         outputs[name].append(job.result(timeout=300))  # raises on any failure (IndexError included)
-    assert all(len(gallery) == 1 for gallery, *_ in outputs["img2img"])
-    assert all(len(cells) == 2 for _, _, cells, _ in outputs["sweep"])
-    assert all("Done: seed" in summary for _, _, _, summary, *_ in outputs["chain"])
-    assert all(len(images) == 3 for _, images, *_ in outputs["depth"])  # init, depth, ControlNet
+    for name, case in CASES.items():
+        assert all(case.api_done(output) for output in outputs[name]), name
     assert all(Image.open(path).size == (200, 136) for path in outputs["estimate_depth"])
     assert engine.cache.lock.acquire(timeout=5)
     engine.cache.lock.release()

@@ -17,10 +17,11 @@ from dataclasses import replace
 import httpx
 import pytest
 from PIL import Image
+from workflow_cases import CASES
 
 from engine.workflows.registry import read_recipe
 
-TOOLS = {"img2img", "sweep", "chain", "depth", "estimate_depth", "recipe"}
+TOOLS = {*CASES, "estimate_depth", "recipe"}  # every workflow's tool, the depth estimate and the recipe reader
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +77,7 @@ def test_tools_are_listed_with_whole_descriptions_required_flags_and_integer_typ
         assert all(prop.get("description") for prop in tool.inputSchema["properties"].values()), tool.name
     required = {name: set(tool.inputSchema.get("required", [])) for name, tool in tools.items()}
     assert required == {
-        "img2img": {"image", "prompt"},
-        "sweep": {"image", "prompt"},
-        "chain": set(),
-        "depth": {"image"},
+        **{name: set(case.mcp_required) for name, case in CASES.items()},
         "estimate_depth": {"image"},
         "recipe": set(),
     }

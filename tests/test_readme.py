@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from workflow_cases import CASES
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_URL = "http://127.0.0.1:7860/"
@@ -36,7 +37,7 @@ def reader_folder(tmp_path, monkeypatch):
 
 def test_the_readme_has_an_example_for_every_endpoint_and_the_mcp_tools():
     code = "\n".join(python_blocks(README.read_text(encoding="utf-8")))
-    for name in ("/img2img", "/sweep", "/chain", "/depth", "/estimate_depth", "/recipe", "call_tool"):
+    for name in (*(f"/{workflow}" for workflow in CASES), "/estimate_depth", "/recipe", "call_tool"):
         assert name in code, name
 
 

@@ -6,31 +6,22 @@ import json
 from dataclasses import dataclass
 
 import pytest
+from workflow_cases import CASES
 
 from engine.pipelines.run import GenerationCancelled
-from engine.workflows.basic import Img2ImgRequest
-from engine.workflows.chain import ChainRequest
-from engine.workflows.depth import DepthRequest
 from engine.workflows.registry import WORKFLOWS, recipe_from_json, workflow_of
 from engine.workflows.shape import stoppable
 from engine.workflows.sweep import SweepRequest
 
 
-def requests(photo):
-    base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2)
-    return {
-        "img2img": base,
-        "sweep": SweepRequest(base=base, x_axis="seed", x_values="2, 3"),
-        "chain": ChainRequest(
-            image=photo.resize((64, 64)), preset="", stages='[{"model": "sd15", "num_inference_steps": 3}]', seed=2
-        ),
-        "depth": DepthRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2, restyle_model="none"),
-    }
+def test_every_registered_workflow_has_its_sample_in_the_shared_table():
+    """tests/workflow_cases.py feeds the fuzz and hardening tests: a workflow without a row there would go
+    unfuzzed."""
+    assert sorted(CASES) == sorted(WORKFLOWS)
 
 
 def test_the_recipe_checks_take_the_registered_workflows_and_no_other(engine, photo):
-
-    recipe = engine.img2img(requests(photo)["img2img"]).recipe
+    recipe = engine.img2img(CASES["img2img"].request(photo)).recipe
     data = json.loads(recipe.to_json())
     for name in WORKFLOWS:  # each name passes; a workflow's own fields may then be missing
         try:
@@ -43,18 +34,16 @@ def test_the_recipe_checks_take_the_registered_workflows_and_no_other(engine, ph
         recipe_from_json(json.dumps({**data, "workflow": "inpaint"}))
 
 
-@pytest.mark.parametrize("name", list(WORKFLOWS))
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_each_workflow_plans_and_runs_through_the_one_engine_entry(engine, photo, name):
-    request = requests(photo)[name]
+    request = CASES[name].request(photo)
     workflow = WORKFLOWS[name]
     assert workflow_of(request) is workflow
     plan = engine.plan(request)
     assert isinstance(plan, workflow.plan) and workflow_of(plan) is workflow
     states = list(engine.run(plan))
     assert states and getattr(states[-1], "stopped", None) is None
-    recipe = states[-1].recipe if name == "img2img" else None
-    if recipe is not None:
-        assert recipe.workflow == name
+    assert CASES[name].recipe(states[-1]).workflow == name
 
 
 def test_a_stranger_is_not_a_request():
@@ -64,7 +53,7 @@ def test_a_stranger_is_not_a_request():
 
 def test_bad_input_is_refused_by_the_requests_own_validate(engine, photo):
     with pytest.raises(ValueError, match="x_axis must be one of"):
-        engine.plan(SweepRequest(base=requests(photo)["img2img"], x_axis="colour", x_values="1"))
+        engine.plan(SweepRequest(base=CASES["img2img"].request(photo), x_axis="colour", x_values="1"))
 
 
 @dataclass
