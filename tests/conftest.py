@@ -14,6 +14,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def script_worker():
+    """The interpreter that replays exported scripts (tests/scripts.py), ended with the session."""
+    from scripts import stop_worker
+
+    yield
+    stop_worker()
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("studio-data")

@@ -277,8 +277,7 @@ def test_the_exported_script_reproduces_the_image(engine, photo, model, tmp_path
 
 
 def test_a_depth_script_with_the_sdxl_controlnet_reproduces_the_image(engine, photo, depth_png, tmp_path):
-    import subprocess
-    import sys
+    from scripts import replay
 
     from engine.workflows.registry import script_for
 
@@ -291,6 +290,5 @@ def test_a_depth_script_with_the_sdxl_controlnet_reproduces_the_image(engine, ph
     (tmp_path / "recipe.py").write_text(script)
     state.job.image.image.save(tmp_path / "init.png")
     state.depth.save(tmp_path / "control.png")
-    run = [sys.executable, "recipe.py", "out.png", "init.png", "control.png"]
-    subprocess.run(run, cwd=tmp_path, check=True, timeout=600, capture_output=True)
+    replay(tmp_path / "recipe.py", "out.png", "init.png", "control.png")
     assert np.array_equal(pixels(Image.open(tmp_path / "out.png")), pixels(state.controlnet))

@@ -1,11 +1,10 @@
 """Recipes: PNG chunks round-trip, web UI infotext parses, exported scripts reproduce the app's pixels."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from scripts import replay
 
 from engine.recipes.recipe import parse_infotext, png_bytes, read_png_text
 from engine.workflows.basic import Img2ImgRequest
@@ -14,17 +13,18 @@ from engine.workflows.registry import read_recipe, recipe_from_json, script_for
 from engine.workflows.sweep import SweepRequest
 
 
-def rerun(tmp_path, recipe, init):
-    """Run the exported script in a fresh interpreter; its image."""
+def rerun(tmp_path, recipe, init, *, fresh: bool = False):
+    """Run the exported script as `python recipe.py result.png init.png` does (tests/scripts.py: in the shared
+    worker interpreter, or a fresh one); its image."""
     from PIL import Image
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "recipe.py"
     script.write_text(script_for(recipe))
     if init is not None:
         init.save(tmp_path / "init.png")
-    out = tmp_path / "result.png"
-    subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "init.png")], check=True, timeout=600)
-    return np.asarray(Image.open(out))
+    replay(script, "result.png", "init.png", fresh=fresh)
+    return np.asarray(Image.open(tmp_path / "result.png"))
 
 
 def test_png_chunks_round_trip_losslessly(engine, photo):
@@ -120,9 +120,10 @@ def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weigh
 
 
 @pytest.mark.parametrize(
-    ("model", "weighted"), [("sd15", False), ("sd15", True), ("sdxl-refiner", False), ("sdxl-refiner", True)]
+    ("model", "weighted", "fresh"),  # one in a fresh interpreter, as a user runs it (tests/scripts.py)
+    [("sd15", False, True), ("sd15", True, False), ("sdxl-refiner", False, False), ("sdxl-refiner", True, False)],
 )
-def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, model, weighted):
+def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, model, weighted, fresh):
     base = Img2ImgRequest(
         image=photo,
         prompt="a (cat)1.2",
@@ -141,7 +142,8 @@ def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, mod
     recipe = final.recipes[cell.index]
     assert recipe.workflow == "sweep" and recipe.weighted_prompt == weighted
     assert recipe.extra["position"] == 4 and len(recipe.extra["batch"]) == 6
-    assert np.array_equal(rerun(tmp_path, recipe, cell.job.image.image), np.asarray(final.images[cell.index]))
+    replayed = rerun(tmp_path, recipe, cell.job.image.image, fresh=fresh)
+    assert np.array_equal(replayed, np.asarray(final.images[cell.index]))
 
 
 def test_a_kandinsky_sweep_cell_exports_its_own_call(engine, photo, tmp_path):
@@ -177,7 +179,8 @@ def test_text_then_img2img_on_one_model_shares_weights_in_the_script(engine, tmp
     )
     script = script_for(last.results[-1].recipe)
     assert "AutoPipelineForImage2Image.from_pipe(pipe, dtype=DTYPE)" in script
-    assert np.array_equal(rerun(tmp_path, last.results[-1].recipe, None), np.asarray(last.final))
+    replayed = rerun(tmp_path, last.results[-1].recipe, None, fresh=True)  # a chain's, in a fresh interpreter
+    assert np.array_equal(replayed, np.asarray(last.final))
 
 
 def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo, tmp_path):
@@ -207,3 +210,26 @@ def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo, tmp_pa
     _, from_webui = read_source(None, "a fox\nNegative prompt: dark\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2")
     assert from_webui.values["prompt"] == "a fox" and from_webui.values["seed"] == 2
     assert from_webui.values["model"] is None and from_webui.values["scheduler"] == "Euler"
+
+
+def test_the_script_worker_runs_each_script_alone_and_names_a_failure(tmp_path):
+    """tests/scripts.py's shared interpreter: a script gets its own argv, working folder and namespace (a name
+    an earlier script defined is not there), what it prints stays out of the answers, and a script that raises
+    is reported with its traceback while the worker goes on."""
+    from scripts import ScriptFailed
+
+    (tmp_path / "first.py").write_text(
+        "import sys\nLEFT_BEHIND = 1\nprint('noise')\nopen(sys.argv[1], 'w').write(sys.argv[2])\n"
+    )
+    (tmp_path / "second.py").write_text("print(LEFT_BEHIND)\n")
+    (tmp_path / "broken.py").write_text("raise ValueError('the script broke')\n")
+    replay(tmp_path / "first.py", "out.txt", "hello")
+    assert (tmp_path / "out.txt").read_text() == "hello"
+    with pytest.raises(ScriptFailed, match="NameError: name 'LEFT_BEHIND' is not defined"):
+        replay(tmp_path / "second.py")
+    with pytest.raises(ScriptFailed, match="ValueError: the script broke"):
+        replay(tmp_path / "broken.py")
+    with pytest.raises(ScriptFailed, match="ValueError: the script broke"):
+        replay(tmp_path / "broken.py", fresh=True)
+    replay(tmp_path / "first.py", "again.txt", "still serving")
+    assert (tmp_path / "again.txt").read_text() == "still serving"
