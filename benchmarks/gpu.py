@@ -303,7 +303,7 @@ class Harness:
         from skimage import data
 
         from engine.base.settings import Settings
-        from engine.pipelines.cache import DevicePolicy
+        from engine.pipelines.device import DevicePolicy
         from engine.workflows.basic import Img2ImgRequest
 
         self.args = args
@@ -418,7 +418,7 @@ class Harness:
         """GPU-busy share of one image, eager and graphed, from torch.profiler's kernel times."""
         from torch.profiler import ProfilerActivity, profile
 
-        from engine.pipelines.cache import apply_graphs
+        from engine.pipelines.speedups import apply_graphs
 
         pipe = engine.cache.peek("sd15")
         for label in ("eager", "CUDA graphs"):
@@ -487,7 +487,7 @@ class Harness:
     def controlnet_once(self, label: str, options: dict) -> None:
         from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
 
-        from engine.pipelines.cache import apply_speedups
+        from engine.pipelines.speedups import apply_speedups
 
         base = sd15_pipeline(self.device, self.dtype, self.args.small)
         with torch.device("meta"):

@@ -29,7 +29,9 @@ from engine.base.forks import renew_after_fork
 from engine.base.settings import Settings
 from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
-from engine.pipelines.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_options
+from engine.pipelines.cache import PipelineCache
+from engine.pipelines.device import DevicePolicy
+from engine.pipelines.loading import ModelUnavailable, load_options
 from engine.pipelines.run import CancelToken, ProgressFn, StepReporter
 from engine.recipes.results import ResultStore
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, Img2ImgResult

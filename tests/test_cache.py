@@ -3,7 +3,8 @@ import weakref
 import pytest
 import torch
 
-from engine.pipelines.cache import DevicePolicy, PipelineCache, module_bytes
+from engine.pipelines.cache import PipelineCache
+from engine.pipelines.device import DevicePolicy, module_bytes
 
 
 @pytest.fixture()
@@ -56,7 +57,7 @@ def test_kind_the_model_does_not_serve(cache):
 
 
 def test_a_model_that_cannot_load_says_which_and_why(tmp_path):
-    from engine.pipelines.cache import ModelUnavailable
+    from engine.pipelines.loading import ModelUnavailable
 
     cache = PipelineCache(lambda spec: str(tmp_path / "missing"), DevicePolicy(), budget_bytes=10**9)
     with pytest.raises(ModelUnavailable, match=r"model 'sd15' \(stable-diffusion-v1-5/stable-diffusion-v1-5\)"):

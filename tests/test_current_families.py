@@ -14,7 +14,8 @@ from PIL import Image
 from engine.base.settings import Settings
 from engine.models.catalog import get_spec, models_for
 from engine.models.tiny import build_t5_tokenizer
-from engine.pipelines.cache import DevicePolicy, auto_offload, load_failure, load_options, model_dtype
+from engine.pipelines.device import DevicePolicy, auto_offload, model_dtype
+from engine.pipelines.loading import load_failure, load_options
 from engine.pipelines.schedulers import steps_run
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest

@@ -12,7 +12,7 @@ from PIL import Image
 
 from engine.base.settings import Settings
 from engine.core import Engine, motorcycle_disparity
-from engine.pipelines.cache import ModelUnavailable
+from engine.pipelines.loading import ModelUnavailable
 from engine.pipelines.run import CancelToken
 from engine.recipes.recipe import save_png
 from engine.workflows.basic import Img2ImgRequest

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from engine.base.settings import Settings
-from engine.pipelines.cache import DevicePolicy, apply_speedups
+from engine.pipelines.device import DevicePolicy
 from engine.pipelines.graphs import GraphedForward, graph_forward, ungraph_forward
+from engine.pipelines.speedups import apply_speedups
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

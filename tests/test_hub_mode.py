@@ -28,7 +28,9 @@ from engine.models import catalog
 from engine.models.catalog import get_spec, models_for
 from engine.models.repos import repo_facts
 from engine.models.tiny import cache_repo_folder
-from engine.pipelines.cache import DevicePolicy, ModelUnavailable, PipelineCache, load_options
+from engine.pipelines.cache import PipelineCache
+from engine.pipelines.device import DevicePolicy
+from engine.pipelines.loading import ModelUnavailable, load_options
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import PRESETS, ChainRequest, stages_json
 from engine.workflows.depth import DepthRequest

@@ -28,7 +28,7 @@ from engine.models.ldm import write_single_file
 from engine.models.owner import Refused, detect, family_of_index, hub_allowed, hub_patterns, tensor_shapes
 from engine.models.repos import repo_facts
 from engine.models.tiny import build_twin, cache_repo_folder
-from engine.pipelines.cache import ModelUnavailable
+from engine.pipelines.loading import ModelUnavailable
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.registry import recipe_from_json, script_for
 from engine.workflows.sweep import SweepRequest

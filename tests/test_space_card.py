@@ -15,7 +15,7 @@ from engine.core import Engine
 from engine.models import space_card
 from engine.models.catalog import DEFAULT_MODEL, get_spec
 from engine.models.tiny import cache_repo_folder
-from engine.pipelines.cache import DevicePolicy
+from engine.pipelines.device import DevicePolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 # The twins' tokenizers are one tokenizer.json where the real repositories publish these three.

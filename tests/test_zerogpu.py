@@ -22,7 +22,7 @@ from pixels import assert_same_pixels
 from engine import hosting
 from engine.base.settings import Settings
 from engine.core import Engine, preload_keys
-from engine.pipelines.cache import DevicePolicy
+from engine.pipelines.device import DevicePolicy
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest

@@ -5,13 +5,15 @@ One set of weights per catalog key. The first `get(key, kind)` loads it; a later
 `AutoPipelineFor*.from_pipe(pipe, dtype=pipe.dtype)`, sharing every weight. The dtype is always passed
 (`dtype`, diffusers 0.42's name for `torch_dtype`): without it diffusers casts the shared weights to
 float32 (diffusers issue 12754).
+
+What the cache asks of other modules: where and in which dtype a model runs (engine.pipelines.device), how it
+is loaded and what a failed load says (engine.pipelines.loading), and the speed-ups the policy asks for
+(engine.pipelines.speedups).
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import os
 import pickle
 import threading
 import time
@@ -20,160 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from engine.base.errors import first_line
 from engine.base.forks import renew_after_fork
 from engine.models.catalog import ModelSpec, get_spec
-from engine.pipelines.graphs import graph_forward, ungraph_forward
+from engine.pipelines.device import DevicePolicy, auto_offload, free_memory, model_dtype, module_bytes
+from engine.pipelines.graphs import ungraph_forward
+from engine.pipelines.loading import ModelUnavailable, _auto_pipeline_class, load_options, unavailable_message
+from engine.pipelines.speedups import apply_graphs, apply_speedups, denoisers
 
 logger = logging.getLogger(__name__)
-
-
-class ModelUnavailable(RuntimeError):
-    """A catalog model could not be loaded (no network, missing safetensors weights, ...)."""
-
-
-def model_dtype(spec: ModelSpec, policy: DevicePolicy) -> torch.dtype:
-    """The dtype a catalog entry runs in: the policy's, or its family's own on CUDA (bfloat16 for FLUX.1, SD3.5)."""
-    wanted = spec.adapter.cuda_dtype
-    if wanted and policy.device == "cuda":
-        return getattr(torch, wanted)
-    return policy.dtype
-
-
-def load_options(
-    spec: ModelSpec, policy: DevicePolicy, *, hub: bool, safety_checker: bool = True, token: str = ""
-) -> dict:
-    """The `from_pretrained` keyword arguments for a catalog entry, besides its dtype.
-
-    Safetensors only, except for entries whose repository publishes pickled `.bin` weights alone: for
-    those `use_safetensors=None` lets diffusers prefer safetensors and fall back to `.bin`, which diffusers
-    and transformers read with `torch.load(weights_only=True)` (torch >= 2.6 refuses a pickle that
-    carries code). The `fp16` variant on a float16 device where the repository has one (half the
-    download); in hub mode the pinned revision and the owner's token (gated repositories), no other; and no
-    safety checker when the owner turned it off.
-    """
-    options: dict = {}
-    if (
-        spec.origin != "file"
-    ):  # a single file reads its base's files from disk (engine.pipelines.portable.single_file_pipeline)
-        options["use_safetensors"] = None if spec.pickle_weights else True
-        if spec.fp16_variant and model_dtype(spec, policy) == torch.float16:
-            options["variant"] = "fp16"
-        if hub and spec.revision:
-            options["revision"] = spec.revision
-        if hub:  # the owner's STUDIO_HF_TOKEN, or explicitly none: never HF_TOKEN or a stored login
-            options["token"] = token or False
-    if not safety_checker and spec.adapter.has_safety_checker:
-        options.update(safety_checker=None, requires_safety_checker=False)
-    return options
-
-
-@dataclass(frozen=True)
-class DevicePolicy:
-    """Where and how pipelines run: CUDA in fp16 with SDPA and offload when short, else CPU in float32."""
-
-    device: str = "cpu"
-    dtype: torch.dtype = torch.float32
-    offload: str = "none"
-    compile: bool = False
-    compile_mode: str | None = None  # torch.compile mode; "reduce-overhead"/"max-autotune" add its CUDA graphs
-    channels_last: bool = False
-    fuse_qkv: bool = False
-    cuda_graphs: bool = (
-        False  # the denoisers replay CUDA graphs (engine.pipelines.graphs); CUDA and resident models only
-    )
-    cudnn_benchmark: bool = False  # cuDNN times its convolution algorithms once per shape and keeps the fastest
-    zero_gpu: bool = False  # a ZeroGPU Space: resident models only, never offloaded (detect says why)
-
-    @classmethod
-    def detect(
-        cls,
-        offload: str = "auto",
-        compile: bool = False,
-        cuda_graphs: bool = True,
-        *,
-        zero_gpu: bool = False,
-        cuda: bool | None = None,
-    ) -> DevicePolicy:
-        """The machine's policy. On CUDA: fp16 with SDPA, channels_last, CUDA graphs unless turned off,
-        torch.compile when asked (benchmarks/RESULTS.md has the H100 figures). Not cuDNN's algorithm search:
-        it gained 3% and its trials took up to 75 GiB for a moment, which could starve a process beside it.
-
-        On ZeroGPU (`zero_gpu`): models stay on the (lent) GPU, never offloaded (its workers get the weights
-        moved onto their GPU at start; offload hooks would move them back), and neither torch.compile nor
-        CUDA graphs (ZeroGPU supports no compile; a capture would be redone in every new worker within the
-        call's paid seconds). `cuda`: whether CUDA is available, for tests; None asks torch.
-        """
-        cuda = torch.cuda.is_available() if cuda is None else cuda
-        if cuda and zero_gpu:
-            return cls(device="cuda", dtype=torch.float16, offload="none", channels_last=True, zero_gpu=True)
-        if cuda:
-            return cls(
-                device="cuda",
-                dtype=torch.float16,
-                offload=offload,
-                compile=compile,
-                channels_last=True,
-                cuda_graphs=cuda_graphs,
-            )
-        return cls()
-
-    @property
-    def generator_device(self) -> str:
-        return self.device
-
-    def default_budget(self) -> int:
-        """Bytes of weights the cache keeps resident: most of the GPU, or a third of RAM on CPU."""
-        if self.device == "cuda":
-            return int(torch.cuda.get_device_properties(0).total_memory * 0.8)
-        try:
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3)
-        except (ValueError, OSError, AttributeError):
-            return 8 * 2**30
-
-
-def auto_offload(pipe, nbytes: int, resident: int, budget: int) -> str:
-    """The offload a pipeline needs beside `resident` bytes under `budget`: none when all of it fits; model
-    offload (one component on the GPU at a time) when its largest component fits; else sequential (layer by
-    layer: FLUX.1's 24 GB transformer on a 16 GB card)."""
-    if resident + nbytes <= budget:
-        return "none"
-    components = getattr(pipe, "components", {}).values()
-    largest = max((module_bytes(c) for c in components if isinstance(c, torch.nn.Module)), default=nbytes)
-    return "model" if largest <= budget else "sequential"
-
-
-def module_bytes(pipe: object) -> int:
-    """Bytes held by a pipeline's weights and buffers (each tensor counted once)."""
-    seen: set[int] = set()
-    total = 0
-    components = {"model": pipe} if isinstance(pipe, torch.nn.Module) else getattr(pipe, "components", {})
-    for component in components.values():
-        if not isinstance(component, torch.nn.Module):
-            continue
-        for tensor in list(component.parameters()) + list(component.buffers()):
-            key = id(tensor)
-            if key not in seen:
-                seen.add(key)
-                total += tensor.numel() * tensor.element_size()
-    return total
-
-
-def _auto_pipeline_class(kind: str):
-    import diffusers
-
-    classes = {
-        "img2img": diffusers.AutoPipelineForImage2Image,
-        "text2img": diffusers.AutoPipelineForText2Image,
-        "inpaint": diffusers.AutoPipelineForInpainting,
-        "upscale": diffusers.DiffusionPipeline,  # the upscalers' own classes, from model_index.json
-        "controlnet": diffusers.ControlNetModel,  # a model, joined to a base pipeline by get_controlnet
-    }
-    if kind not in classes:
-        raise ValueError(f"pipeline kind must be one of {', '.join(classes)}; got {kind!r}")
-    return classes[kind]
 
 
 @dataclass
@@ -423,134 +279,3 @@ class PipelineCache:
             self._make_room(weights.nbytes)
             weights.placement = self._place(pipe, weights.nbytes)
             self._weights[key] = weights
-
-
-def apply_speedups(pipe, policy: DevicePolicy) -> None:
-    """channels_last, fused QKV projections, torch.compile and CUDA graphs, as the policy asks.
-
-    Compilation is in place (`module.compile()`), so the module objects that from_pipe shares and
-    that hooks attach to stay the same. The VAE's encoder and decoder are compiled separately
-    because pipelines call `vae.encode`/`vae.decode`, not `vae.forward`. With both compile and
-    `cuda_graphs`, the denoiser's compiled forward is what the graphs capture.
-    """
-    unet = getattr(pipe, "unet", None)
-    vae = getattr(pipe, "vae", None)
-    if policy.cudnn_benchmark:
-        torch.backends.cudnn.benchmark = True
-    if policy.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
-        pipe.fuse_qkv_projections()
-    if policy.channels_last:
-        for module in (unet, vae):
-            if module is not None:
-                module.to(memory_format=torch.channels_last)
-    if policy.compile:
-        options: dict[str, Any] = {"mode": policy.compile_mode} if policy.compile_mode else {}
-        if unet is not None:
-            if policy.cuda_graphs and policy.device == "cuda":
-                graph_forward(unet, torch.compile(unet.forward, **options))
-            else:
-                unet.compile(**options)
-        if vae is not None:
-            vae.encoder.compile(**options)
-            vae.decoder.compile(**options)
-    apply_graphs(pipe, policy)
-
-
-def apply_graphs(pipe, policy: DevicePolicy) -> None:
-    """CUDA graphs for the pipeline's denoisers (UNet, ControlNet) when the policy asks for them."""
-    if policy.cuda_graphs and policy.device == "cuda":
-        for module in denoisers(pipe):
-            graph_forward(module)
-
-
-def denoisers(pipe) -> list[torch.nn.Module]:
-    """The modules a pipeline calls at every step."""
-    return [m for m in (getattr(pipe, "unet", None), getattr(pipe, "controlnet", None)) if m is not None]
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception and what it was raised from, outermost first (libraries wrap the real cause)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-def load_failure(spec: ModelSpec, exc: BaseException) -> str:
-    """The real reason a catalog entry did not load, in words, from the chain of exceptions."""
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RevisionNotFoundError
-
-    chain = _causes(exc)
-    for cause in chain:
-        if isinstance(cause, pickle.UnpicklingError):
-            return (
-                f"a weights file of {spec.hub_id} is a pickle that does not hold plain tensors, so it was refused "
-                f"unread (weights-only loading; {first_line(cause)})"
-            )
-        if isinstance(cause, RevisionNotFoundError) or ("revision" in str(cause).lower() and spec.revision):
-            return f"revision {spec.revision!r} of {spec.hub_id} was not found ({first_line(cause)})"
-        if isinstance(cause, GatedRepoError):
-            return (
-                f"{spec.hub_id} is gated and this app's token has no access to it: accept its licence at "
-                f"https://huggingface.co/{spec.hub_id} with your Hugging Face account, then start the app with "
-                "STUDIO_HF_TOKEN set to a read token of that account (HF_TOKEN and stored logins are not used)"
-            )
-    mismatch = ("size mismatch", "expected shape")  # torch's load_state_dict, diffusers' meta loading
-    if spec.origin == "file" and any(words in str(cause) for cause in chain for words in mismatch):
-        return (
-            f"its tensors do not fit {spec.config_spec.label}'s configs here: a checkpoint file loads with its base's "
-            "configs, which in tiny mode are the tiny twin's, so only a twin-sized file fits there; start the app "
-            "with --models hub for real checkpoints"
-        )
-    if spec.origin == "file" and any(
-        isinstance(cause, LocalEntryNotFoundError) or "local cache" in str(cause) for cause in chain
-    ):
-        base = spec.config_spec
-        return (
-            f"its base {base.label} ({base.hub_id}) is not in the Hugging Face cache: a checkpoint file's configs and "
-            f"tokenizers are read from disk, never downloaded. Run {base.key} once in hub mode (or "
-            f"`hf download {base.hub_id}`) so they are cached"
-        )
-    for cause in chain:
-        text = str(cause)
-        if "safetensors" in text and ("Could not find" in text or "not found" in text.lower()):
-            return f"{spec.hub_id} publishes no safetensors weights for this load ({first_line(cause)})"
-        if isinstance(cause, LocalEntryNotFoundError) or "local cache" in text or "disk cache" in text:
-            at = f" at revision {spec.revision!r}" if spec.revision else ""
-            gated = (
-                f"; it is gated: its licence must be accepted at https://huggingface.co/{spec.hub_id} and "
-                "STUDIO_HF_TOKEN set to download it"
-                if spec.gated
-                else ""
-            )
-            return (
-                f"the weights of {spec.hub_id}{at} are not in the Hugging Face cache and the Hub could not be "
-                f"reached ({first_line(cause)}){gated}"
-            )
-    return first_line(chain[-1]) if len(chain) > 1 else first_line(exc)
-
-
-def unavailable_message(spec: ModelSpec, exc: BaseException) -> str:
-    """Why a catalog entry could not be loaded (the real cause), and what to do instead."""
-    reason = load_failure(spec, exc)
-    if "depth" in spec.kinds:
-        return (
-            f"depth_estimator {spec.key!r} ({spec.label}) could not be loaded: it needs {spec.weights} from "
-            f"{spec.hub_id}: {reason}. Upload a depth map instead, or pick another depth_estimator."
-        )
-    offline = "Hub could not be reached" in reason
-    advice = (
-        "Start the app with --models tiny, or download the weights once with network access."
-        if offline
-        else "Pick another model."
-    )
-    return f"model {spec.key!r} ({spec.hub_id}) could not be loaded: {reason}. {advice}"
-
-
-def free_memory() -> None:
-    """Collect garbage and give cached CUDA blocks back, so freed tensors really leave the device."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

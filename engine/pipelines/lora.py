@@ -18,8 +18,9 @@ from collections.abc import Iterator
 
 from engine.base.errors import first_line, shown_value
 from engine.models.catalog import LoraSpec, ModelSpec, owner_models
-from engine.pipelines.cache import ModelUnavailable, denoisers
 from engine.pipelines.graphs import ungraph_forward
+from engine.pipelines.loading import ModelUnavailable
+from engine.pipelines.speedups import denoisers
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.pipelines.cache import free_memory
+from engine.pipelines.device import free_memory
 
 logger = logging.getLogger(__name__)
 

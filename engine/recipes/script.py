@@ -82,7 +82,8 @@ def weight_options(key: str) -> str:
     (recipes are validated before; this writer never trusts them)."""
     import torch
 
-    from engine.pipelines.cache import DevicePolicy, load_options
+    from engine.pipelines.device import DevicePolicy
+    from engine.pipelines.loading import load_options
 
     spec = known_spec(key)
     if spec is None:
