@@ -15,8 +15,9 @@ from test_recipe import rerun
 from engine.base.settings import Settings
 from engine.core import Engine
 from engine.models import catalog
+from engine.models.loras import MAX_LORAS
 from engine.models.tiny import build_twin, write_owner_examples
-from engine.pipelines.lora import MAX_LORAS, LoraUnavailable, unload
+from engine.pipelines.lora import LoraUnavailable, unload
 from engine.recipes.webui import basic_fields
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.registry import recipe_from_json, script_for

@@ -11,7 +11,7 @@ from gradio.helpers import Examples  # gr.Examples is a function that makes one
 from engine.base.images import fit_size, probe_size
 from engine.core import Engine
 from engine.models.catalog import DEFAULT_MODEL, get_spec
-from engine.pipelines.lora import text as lora_text
+from engine.models.loras import text as lora_text
 from engine.pipelines.run import CancelToken, GenerationCancelled
 from engine.pipelines.schedulers import check_scheduler, steps_text
 from engine.workflows.basic import Img2ImgRequest

@@ -314,7 +314,7 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
 
 def lora_input(settings) -> gr.Textbox:
     """The run's LoRAs as `name:weight, ...`; shown where the owner offers LoRAs (STUDIO_LORA_DIR, allowed repos)."""
-    from engine.pipelines.lora import offered
+    from engine.models.loras import offered
 
     names = offered()
     hub = " Allowed Hub repos by id." if settings.allow_hub_models else ""

@@ -53,7 +53,7 @@ SCHEDULER_ARG = (
 
 def lora_arg() -> str:
     """The loras argument's description, naming the LoRAs the owner offers."""
-    from engine.pipelines.lora import offered
+    from engine.models.loras import offered
 
     names = ", ".join(offered()) or "none are offered here"
     return f'the owner\'s LoRAs with weights, "name:0.8, other:0.5" (weights -4 to 4), or empty: {names}.'

@@ -9,7 +9,7 @@ from PIL import Image
 
 from engine.core import Engine
 from engine.models.catalog import models_for
-from engine.pipelines.lora import text as lora_text
+from engine.models.loras import text as lora_text
 from engine.recipes.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text
 from engine.recipes.results import is_result_id
 from engine.recipes.webui import BasicFields

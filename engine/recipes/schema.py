@@ -17,8 +17,8 @@ from typing import Any
 
 from engine.base.errors import shown_value
 from engine.models.catalog import CATALOG, REPO_ID, get_spec, owner_models
+from engine.models.loras import MAX_WEIGHT
 from engine.models.owner import LORA_NAME
-from engine.pipelines.lora import MAX_WEIGHT
 from engine.pipelines.schedulers import lookup
 
 DTYPES = ("float32", "float16", "bfloat16")

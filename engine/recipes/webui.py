@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.models.catalog import CATALOG, get_spec, models_for, owner_models
-from engine.pipelines.lora import offered
+from engine.models.loras import offered
 from engine.pipelines.schedulers import check_scheduler, lookup
 from engine.recipes.recipe import parse_infotext
 

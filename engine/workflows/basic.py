@@ -12,7 +12,8 @@ from PIL import Image
 from engine.base.images import NormalizedImage
 from engine.base.settings import Settings
 from engine.models.catalog import DEFAULT_MODEL, LoraSpec, ModelSpec, get_spec
-from engine.pipelines.lora import applied, check_loras, recorded
+from engine.models.loras import check_loras, recorded
+from engine.pipelines.lora import applied
 from engine.pipelines.prompts import weighted_embeddings
 from engine.pipelines.run import call_pipeline
 from engine.pipelines.schedulers import check_scheduler, steps_run, swapped_scheduler

@@ -32,8 +32,9 @@ from PIL import Image
 from engine.base.errors import shown_value
 from engine.base.settings import Settings
 from engine.models.catalog import get_spec
-from engine.pipelines.lora import applied, recorded
-from engine.pipelines.lora import text as lora_text
+from engine.models.loras import recorded
+from engine.models.loras import text as lora_text
+from engine.pipelines.lora import applied
 from engine.pipelines.portable import encode_posterior, per_sample_guidance, sample_latents
 from engine.pipelines.prompts import weighted_embeddings
 from engine.pipelines.run import call_pipeline, denoiser_of, make_generators
