@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
             values["seed"],
             1,
             changes.get("weighted", False),
+            "",  # scheduler: the model's own
+            "",  # loras: none
         ]
 
     # 1. parser and grid, as ratios to a normal request
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         f"data dir {_folder_mb(data) - disk0:+.1f} MB (outputs + downloads, capped at "
         f"{engine.settings.max_outputs_mb} MB), Gradio cache {_folder_mb(gradio_tmp) - gradio0:+.1f} MB "
         f"(swept hourly), new temp folders {len(list(Path(tempfile.gettempdir()).glob('img2img-recipe-*'))) - temp0}, "
-        f"results kept {len(engine.recipes.results)} ({engine.results.bytes / 2**20:.1f} MB of images)"
+        f"results kept {len(engine.results)} ({engine.results.bytes / 2**20:.1f} MB of images)"
     )
 
     # 4. the queue after a closed client

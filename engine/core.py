@@ -29,6 +29,8 @@ from engine.base.forks import renew_after_fork
 from engine.base.settings import Settings
 from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
+from engine.models.owner import install
+from engine.models.tiny import build_twin
 from engine.pipelines.cache import PipelineCache
 from engine.pipelines.device import DevicePolicy
 from engine.pipelines.loading import ModelUnavailable, load_options
@@ -179,8 +181,6 @@ class Engine:
         self.gpu_calls: GpuCalls | None = None
         self.quick = self.mode == "tiny" and self.policy.device == "cpu"
         self.settings = settings = settings.resolved(quick=self.quick)
-        from engine.models.owner import install
-
         install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog (engine.models.owner)
         budget = int(settings.cache_budget_gb * 2**30) or None
         self.cache = PipelineCache(self.model_source, self.policy, budget, self.load_options)
@@ -226,8 +226,6 @@ class Engine:
 
     def model_source(self, spec: ModelSpec) -> str:
         """What from_pretrained loads for a catalog entry: its Hub id, or its twin folder (built on demand)."""
-        from engine.models.tiny import build_twin
-
         if spec.origin == "file":  # the file's configs: the base's twin, or its Hub id read from the cache only
             return spec.config_id if self.mode == "hub" else str(build_twin(spec.config_spec.key, self.twins_dir))
         if self.mode == "hub":

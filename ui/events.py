@@ -299,7 +299,7 @@ def wire_preview(components: list, describe: Callable, output: gr.Markdown) -> N
 
 
 def wire_recipe_selection(engine, gallery: gr.Gallery, ids: gr.State, code: gr.Code, files: gr.File) -> None:
-    """Selecting an image in `gallery` shows its script; `ids` holds each image's id in engine.recipes.results."""
+    """Selecting an image in `gallery` shows its script; `ids` holds each image's id in engine.results."""
 
     def show(kept, event: gr.SelectData):
         if not kept or event.index is None or event.index >= len(kept) or not kept[event.index]:

@@ -47,7 +47,7 @@ def png_outputs(settings, items: list[tuple], ids: list[str] | None = None) -> l
 
     Returns (path, caption) pairs for a Gallery. Gradio keeps the files' bytes, so the recipe chunks
     reach the browser and the API as written. A result (an item with a recipe) is named by its id in
-    engine.recipes.results (`ids`, one per item; "" or none: a random one), so the history and the Recipe tab
+    engine.results (`ids`, one per item; "" or none: a random one), so the history and the Recipe tab
     can find its init image from the file name; inputs shown beside results (init, depth map) are not.
     """
     folder = outputs_dir(settings)

@@ -15,8 +15,11 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from engine.models.catalog import known_spec
+from engine.models.catalog import known_spec, owner_models
+from engine.pipelines.device import DevicePolicy
+from engine.pipelines.loading import load_options
 from engine.pipelines.portable import single_file_pipeline
+from engine.pipelines.schedulers import SCHEDULERS
 from engine.recipes.recipe import Recipe
 
 HEADER = '''"""{title}
@@ -77,13 +80,10 @@ def saved(image: str) -> list[str]:
 
 
 def weight_options(key: str) -> str:
-    """The weight-file arguments the app loads a catalog entry with (engine.cache.load_options, as on a float16
-    device: the script picks VARIANT at run time); safetensors only for a key the catalog does not know
-    (recipes are validated before; this writer never trusts them)."""
+    """The weight-file arguments the app loads a catalog entry with (engine.pipelines.loading.load_options, as
+    on a float16 device: the script picks VARIANT at run time); safetensors only for a key the catalog does
+    not know (recipes are validated before; this writer never trusts them)."""
     import torch
-
-    from engine.pipelines.device import DevicePolicy
-    from engine.pipelines.loading import load_options
 
     spec = known_spec(key)
     if spec is None:
@@ -117,8 +117,6 @@ def scheduler_lines(recipe: Recipe) -> list[str]:
     name = recipe.extra.get("scheduler_name")
     if not name:
         return []
-    from engine.pipelines.schedulers import SCHEDULERS
-
     class_name, overrides = SCHEDULERS[name]
     return [
         f"from diffusers import {class_name}",
@@ -178,8 +176,6 @@ def lora_lines(recipe: Recipe) -> list[str]:
     Raises:
         ValueError: a LoRA this app does not offer (the recipe came from elsewhere).
     """
-    from engine.models.catalog import owner_models
-
     chosen = recipe.extra.get("loras") or []
     if not chosen:
         return []
