@@ -449,12 +449,12 @@ class Harness:
 
         engine = self.engine(**options)
         engine.cache.adopt("sd15", "img2img", sd15_pipeline(self.device, self.dtype, self.args.small))
-        spec = SweepRequest(base=self.request, x_axis="guidance_scale", x_values="3, 5, 7.5, 10")
-        plan = engine.plan(spec)
+        sweep_request = SweepRequest(base=self.request, x_axis="guidance_scale", x_values="3, 5, 7.5, 10")
+        plan = engine.plan(sweep_request)
 
         def one_by_one() -> None:
             for cell in plan.cells:
-                engine.img2img(replace(self.request, guidance_scale=cell.job.guidance_scale))
+                engine.img2img(replace(self.request, guidance_scale=cell.plan.guidance_scale))
 
         def batched() -> None:
             list(engine.sweep(plan))

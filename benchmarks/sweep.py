@@ -77,13 +77,13 @@ def measure(engine, image: Image.Image, steps: int, rounds: int) -> None:
                 engine.img2img(
                     Img2ImgRequest(
                         image=image,
-                        prompt=cell.job.prompt,
-                        negative_prompt=cell.job.negative_prompt,
+                        prompt=cell.plan.prompt,
+                        negative_prompt=cell.plan.negative_prompt,
                         model="sd15",
-                        strength=cell.job.strength,
-                        guidance_scale=cell.job.guidance_scale,
-                        num_inference_steps=cell.job.num_inference_steps,
-                        seed=cell.job.seeds[0],
+                        strength=cell.plan.strength,
+                        guidance_scale=cell.plan.guidance_scale,
+                        num_inference_steps=cell.plan.num_inference_steps,
+                        seed=cell.plan.seeds[0],
                     )
                 ).images[0]
                 for cell in plan.cells

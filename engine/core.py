@@ -32,9 +32,9 @@ from engine.models.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.models.owner import install
 from engine.models.tiny import build_twin
 from engine.pipelines.cache import PipelineCache
+from engine.pipelines.calls import CancelToken, ProgressFn, StepReporter
 from engine.pipelines.device import DevicePolicy
 from engine.pipelines.loading import ModelUnavailable, load_options
-from engine.pipelines.run import CancelToken, ProgressFn, StepReporter
 from engine.recipes.results import ResultStore
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, Img2ImgResult
 from engine.workflows.chain import ChainPlan, ChainProgress, ChainRequest

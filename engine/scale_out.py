@@ -41,7 +41,7 @@ from typing import Any
 
 from engine.base.settings import Settings
 from engine.core import Engine
-from engine.pipelines.run import CancelToken, GenerationCancelled, ProgressFn
+from engine.pipelines.calls import CancelToken, GenerationCancelled, ProgressFn
 from engine.workflows.registry import workflow_of
 
 logger = logging.getLogger(__name__)

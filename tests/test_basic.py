@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import AutoPipelineForImage2Image
 
-from engine.pipelines.run import CancelToken, GenerationCancelled
+from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.pipelines.schedulers import steps_text
 from engine.workflows.basic import Img2ImgRequest
 
@@ -54,13 +54,13 @@ def test_engine_equals_raw_diffusers(engine, photo, model, extra):
         num_images=2,
     )
     result = engine.img2img(request)
-    job = result.job
-    assert job.image.size == (136, 96) if model != "kandinsky22" else (128, 128)
-    width, height = job.image.size
+    plan = result.plan
+    assert plan.image.size == (136, 96) if model != "kandinsky22" else (128, 128)
+    width, height = plan.image.size
     kwargs = {"height": width, "width": height} if extra == "size" else {}  # swapped, as the app passes them
     expected = raw_diffusers(
         engine.twins_dir / model,
-        job.image.image,
+        plan.image.image,
         (1234, 1235),
         prompt=PROMPT,
         negative_prompt="blurry",
@@ -73,10 +73,10 @@ def test_engine_equals_raw_diffusers(engine, photo, model, extra):
     )
     assert len(result.images) == 2
     for ours, theirs in zip(result.images, expected, strict=True):
-        assert ours.size == job.image.size
+        assert ours.size == plan.image.size
         assert np.array_equal(pixels(ours), pixels(theirs))
     assert not np.array_equal(pixels(result.images[0]), pixels(result.images[1]))
-    assert result.grid.size == (job.image.size[0] * 3, job.image.size[1])
+    assert result.grid.size == (plan.image.size[0] * 3, plan.image.size[1])
 
 
 def test_kandinsky_output_follows_a_non_square_input(engine, photo):
@@ -86,7 +86,7 @@ def test_kandinsky_output_follows_a_non_square_input(engine, photo):
             image=photo.resize((200, 96)), prompt="a cat", model="kandinsky22", num_inference_steps=4, seed=1
         )
     )
-    assert result.job.image.size == (192, 128)
+    assert result.plan.image.size == (192, 128)
     assert result.images[0].size == (192, 128)
 
 
@@ -109,7 +109,7 @@ def test_steps_really_run(engine, photo, model, warmup):
         progress=lambda done, total: seen.append((done, total)),
     )
     # int(100 x 0.29) = 28 in floating point; PNDM (SD 1.5's scheduler) repeats one step, and the plan says so
-    assert result.job.denoising_steps == 28 + warmup
+    assert result.plan.denoising_steps == 28 + warmup
     assert result.steps_run == 28 + warmup
     assert seen[-1] == (28 + warmup, 28 + warmup)
     assert [d for d, _ in seen] == list(range(1, 29 + warmup))
@@ -124,7 +124,7 @@ def test_the_planned_step_count_is_the_count_that_runs(engine, photo, scheduler)
         image=photo, prompt="a cat", strength=0.5, num_inference_steps=9, seed=0, scheduler=scheduler
     )
     result = engine.img2img(request, progress=lambda done, total: seen.append(done))
-    assert result.job.denoising_steps == result.steps_run == len(seen)
+    assert result.plan.denoising_steps == result.steps_run == len(seen)
     assert steps_text("sd15", 9, 0.5, scheduler).startswith(f"**{result.steps_run}**")
 
 

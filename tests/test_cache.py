@@ -71,7 +71,7 @@ def test_speed_options_apply_and_keep_the_image(engine, photo):
     from engine.workflows.basic import Img2ImgRequest, run_img2img
     from engine.workflows.shape import RunContext
 
-    job = Img2ImgRequest(image=photo, prompt="a cat", strength=0.6, num_inference_steps=4, seed=3).validate(
+    plan = Img2ImgRequest(image=photo, prompt="a cat", strength=0.6, num_inference_steps=4, seed=3).validate(
         engine.settings
     )
     eager = PipelineCache(engine.model_source, DevicePolicy(), budget_bytes=10**9)
@@ -79,7 +79,7 @@ def test_speed_options_apply_and_keep_the_image(engine, photo):
     pipe = fast.get("sd15")
     assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"FusedAttnProcessor2_0"}
-    images = [run_img2img(job, RunContext(cache=c, settings=engine.settings)).images[0] for c in (eager, fast)]
+    images = [run_img2img(plan, RunContext(cache=c, settings=engine.settings)).images[0] for c in (eager, fast)]
     assert np.abs(np.asarray(images[0], dtype=np.int16) - np.asarray(images[1], dtype=np.int16)).max() <= 2
 
 

@@ -9,7 +9,7 @@ import torch
 from diffusers import AutoPipelineForImage2Image
 from PIL import Image
 
-from engine.pipelines.run import CancelToken
+from engine.pipelines.calls import CancelToken
 from engine.workflows.chain import PRESETS, ChainRequest, plan_chain, stages_json
 
 

@@ -64,7 +64,7 @@ def test_basic_equals_raw_diffusers_on_the_twin(engine, photo, model):
         num_images=2,
     )
     result = engine.img2img(request)
-    width, height = result.job.image.size
+    width, height = result.plan.image.size
     assert (width % spec.size_multiple, height % spec.size_multiple) == (0, 0)
     pipe_class = type(engine.cache.get(model, "img2img")).__name__
     assert (
@@ -77,7 +77,7 @@ def test_basic_equals_raw_diffusers_on_the_twin(engine, photo, model):
     )
     expected = raw_img2img(
         engine.twins_dir / model,
-        result.job.image.image,
+        result.plan.image.image,
         (77, 78),
         per_seed=spec.adapter.one_call_per_seed,
         prompt=PROMPT,
@@ -102,8 +102,8 @@ def test_flux_schnell_keeps_the_partial_step_as_its_pipeline_does(engine, photo)
     defaults = get_spec("flux-schnell").defaults
     assert (defaults.num_inference_steps, defaults.guidance_scale, defaults.strength) == (4, 0.0, 0.95)
     result = engine.img2img(Img2ImgRequest(image=photo, prompt=PROMPT, model="flux-schnell", seed=3))
-    assert result.job.num_inference_steps == 4  # quick mode's 10 steps do not raise a 4-step model's own
-    assert result.steps_run == result.job.denoising_steps == 4
+    assert result.plan.num_inference_steps == 4  # quick mode's 10 steps do not raise a 4-step model's own
+    assert result.steps_run == result.plan.denoising_steps == 4
     assert steps_run("sdxl-base", 4, 0.95) == 3  # a UNet pipeline keeps int(4 x 0.95)
 
 
@@ -146,8 +146,8 @@ def test_a_sweep_cell_equals_the_basic_run_of_its_values(engine, photo, model):
     *_, sweep = engine.run(SweepRequest(base=base, x_axis="seed", x_values="9, 10"))
     assert sweep.finished and len(sweep.done_cells) == 2
     for cell in sweep.done_cells:
-        single = engine.img2img(Img2ImgRequest(**{**base.__dict__, "seed": cell.job.seeds[0]}))
-        assert np.array_equal(pixels(sweep.images[cell.index]), pixels(single.images[0])), cell.job.seeds
+        single = engine.img2img(Img2ImgRequest(**{**base.__dict__, "seed": cell.plan.seeds[0]}))
+        assert np.array_equal(pixels(sweep.images[cell.index]), pixels(single.images[0])), cell.plan.seeds
 
 
 @pytest.mark.parametrize("model", ["sd35-medium", "flux-dev"])
@@ -194,7 +194,7 @@ def test_sdxl_depth_controlnet_equals_raw_diffusers(engine, photo, depth_png, tw
     control = Image.fromarray(ramp).resize((width, height), Image.Resampling.BILINEAR).convert("RGB")
     expected = raw(
         prompt="a cat made of clay",
-        image=state.job.image.image,
+        image=state.plan.image.image,
         control_image=control,
         height=height,
         width=width,
@@ -274,7 +274,7 @@ def test_the_exported_script_reproduces_the_image(engine, photo, model, tmp_path
     result = engine.img2img(Img2ImgRequest(image=photo, prompt=PROMPT, model=model, num_inference_steps=4, seed=21))
     recipe = result.recipe.for_image(0)
     assert recipe.extra["family"] == get_spec(model).family
-    assert np.array_equal(rerun(tmp_path, recipe, result.job.image.image), np.asarray(result.images[0]))
+    assert np.array_equal(rerun(tmp_path, recipe, result.plan.image.image), np.asarray(result.images[0]))
 
 
 def test_a_depth_script_with_the_sdxl_controlnet_reproduces_the_image(engine, photo, depth_png, tmp_path):
@@ -289,7 +289,7 @@ def test_a_depth_script_with_the_sdxl_controlnet_reproduces_the_image(engine, ph
     script = script_for(state.controlnet_recipe)
     assert "ControlNetModel.from_pretrained(" in script and "controlnet-depth-sdxl" in script
     (tmp_path / "recipe.py").write_text(script)
-    state.job.image.image.save(tmp_path / "init.png")
+    state.plan.image.image.save(tmp_path / "init.png")
     state.depth.save(tmp_path / "control.png")
     replay(tmp_path / "recipe.py", "out.png", "init.png", "control.png")
     assert np.array_equal(pixels(Image.open(tmp_path / "out.png")), pixels(state.controlnet))

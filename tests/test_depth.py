@@ -12,8 +12,8 @@ from PIL import Image
 
 from engine.base.settings import Settings
 from engine.core import Engine, motorcycle_disparity
+from engine.pipelines.calls import CancelToken
 from engine.pipelines.loading import ModelUnavailable
-from engine.pipelines.run import CancelToken
 from engine.recipes.recipe import save_png
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.depth import DepthRequest, control_image, depth_to_control, load_depth_map
@@ -116,9 +116,9 @@ def test_invert_swaps_near_and_far():
 
 
 def test_a_map_of_another_size_is_resized_to_the_init(engine, photo, depth_png):
-    job = engine.plan(DepthRequest(image=photo, depth_map=str(depth_png), num_inference_steps=STEPS))
-    first = next(engine.depth(job))
-    assert first.depth.size == job.image.size == (136, 96)
+    plan = engine.plan(DepthRequest(image=photo, depth_map=str(depth_png), num_inference_steps=STEPS))
+    first = next(engine.depth(plan))
+    assert first.depth.size == plan.image.size == (136, 96)
     assert first.depth.mode == "RGB"  # the pipeline's control image
     assert control_image(Image.new("L", (7, 5)), (64, 48)).size == (64, 48)
 
@@ -351,7 +351,7 @@ def test_exported_script_reproduces_the_controlnet_result(engine, photo, depth_p
     assert recipe.parameters["guess_mode"] is True and recipe.parameters["controlnet_conditioning_scale"] == 0.8
     script = tmp_path / "recipe.py"
     script.write_text(script_for(recipe))
-    state.job.image.image.save(tmp_path / "init.png")
+    state.plan.image.image.save(tmp_path / "init.png")
     state.depth.save(tmp_path / "control.png")
     save_png(state.controlnet, recipe, tmp_path / "app.png")
     done = subprocess.run(
@@ -375,12 +375,12 @@ def test_an_unset_strength_guidance_or_step_count_is_the_base_models_default(eng
     from engine.models.catalog import get_spec
 
     defaults = get_spec("sd15").defaults
-    job = engine.plan(DepthRequest(image=photo, depth_map=str(depth_png)))
-    assert (job.strength, job.guidance_scale) == (defaults.strength, defaults.guidance_scale)
-    assert job.num_inference_steps == engine.settings.steps_default(defaults.num_inference_steps)
+    plan = engine.plan(DepthRequest(image=photo, depth_map=str(depth_png)))
+    assert (plan.strength, plan.guidance_scale) == (defaults.strength, defaults.guidance_scale)
+    assert plan.num_inference_steps == engine.settings.steps_default(defaults.num_inference_steps)
     basic = Img2ImgRequest(image=photo, prompt="x").validate(engine.settings)  # the Basic tab's own defaults
     assert (basic.strength, basic.guidance_scale, basic.num_inference_steps) == (
-        job.strength,
-        job.guidance_scale,
-        job.num_inference_steps,
+        plan.strength,
+        plan.guidance_scale,
+        plan.num_inference_steps,
     )

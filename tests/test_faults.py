@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from engine.core import Engine
-from engine.pipelines.run import NonFiniteOutput, OutOfMemory
+from engine.pipelines.calls import NonFiniteOutput, OutOfMemory
 from engine.workflows.basic import Img2ImgRequest
 
 STEPS = 4

@@ -67,9 +67,9 @@ def test_every_img2img_model_loads_from_its_repo_id_and_equals_its_twin(hub_engi
 def test_a_sweep_over_the_sd15_family_runs_in_hub_mode_and_equals_tiny_mode(hub_engine, engine, photo):
     base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=3, seed=2)
     keys = ("sd15", "comic-diffusion", "pixel-art-style", "elden-ring")
-    spec = SweepRequest(base=base, x_axis="model", x_values=", ".join(keys))
-    *_, hub = hub_engine.sweep(spec)
-    *_, tiny = engine.sweep(spec)
+    sweep_request = SweepRequest(base=base, x_axis="model", x_values=", ".join(keys))
+    *_, hub = hub_engine.sweep(sweep_request)
+    *_, tiny = engine.sweep(sweep_request)
     assert hub.finished and hub.stopped is None
     assert [r.model_id for r in hub.recipes] == [get_spec(k).hub_id for k in keys]
     assert all(same_pixels(a, b) for a, b in zip(hub.images, tiny.images, strict=True))
@@ -97,9 +97,9 @@ def test_depth_with_each_offline_estimator_and_the_restyle(hub_engine, engine, p
     request = DepthRequest(image=photo, depth_estimator=estimator, num_inference_steps=3, seed=9)
     *_, hub = hub_engine.depth(request)
     *_, tiny = engine.depth(request)
-    assert hub.finished and tiny.finished and hub.job.restyle is not None
+    assert hub.finished and tiny.finished and hub.plan.restyle is not None
     assert hub.controlnet_recipe.extra["controlnet_id"] == get_spec("controlnet-depth").hub_id
-    assert hub.restyle_result.recipe.model_id == get_spec(hub.job.restyle.model).hub_id
+    assert hub.restyle_result.recipe.model_id == get_spec(hub.plan.restyle.model).hub_id
     assert same_pixels(hub.depth, tiny.depth)
     assert same_pixels(hub.controlnet, tiny.controlnet)
     assert same_pixels(hub.restyled, tiny.restyled)
@@ -114,7 +114,7 @@ def test_the_exported_script_loads_by_repo_id_and_reproduces_the_image(hub_engin
     script = script_for(recipe)
     assert "from_pretrained('kohbanye/pixel-art-style', dtype=DTYPE, use_safetensors=None)" in script
     (tmp_path / "recipe.py").write_text(script)
-    result.job.image.image.save(tmp_path / "init.png")
+    result.plan.image.image.save(tmp_path / "init.png")
     env = dict(os.environ, HF_HUB_CACHE=str(constants.HF_HUB_CACHE), HF_HUB_OFFLINE="1")
     out = tmp_path / "out.png"
     run = [sys.executable, "recipe.py", str(out), "init.png"]

@@ -28,8 +28,8 @@ def sweep_pngs(engine, tmp_path_factory):
 
     photo = Image.fromarray(data.chelsea()).resize((136, 96))
     base = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=4, strength=0.5, seed=3)
-    spec = SweepRequest(base=base, x_axis="scheduler", x_values="\n".join(SWEPT))
-    *_, final = engine.sweep(engine.plan(spec))
+    sweep_request = SweepRequest(base=base, x_axis="scheduler", x_values="\n".join(SWEPT))
+    *_, final = engine.sweep(engine.plan(sweep_request))
     folder = tmp_path_factory.mktemp("sweep-pngs")
     return [save_png(final.images[i], final.recipes[i], folder / f"{i}.png") for i in range(len(SWEPT))]
 
@@ -75,7 +75,7 @@ def test_basic_with_a_scheduler_equals_raw_diffusers(engine, photo, twins):
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
     pipe.set_progress_bar_config(disable=True)
     expected = pipe(
-        image=result.job.image.image,
+        image=result.plan.image.image,
         prompt="a cat",
         strength=0.6,
         num_inference_steps=6,

@@ -50,7 +50,7 @@ def lora_engine(owner_dirs, tmp_path_factory, engine):
     catalog.install_owner_models(previous)
 
 
-def raw_run(twin, job, loras: list[tuple[str, float]], seeds=(5,)):
+def raw_run(twin, plan, loras: list[tuple[str, float]], seeds=(5,)):
     """The run in raw diffusers: the twin, its LoRAs loaded by path and weighted with set_adapters."""
     from diffusers import AutoPipelineForImage2Image
 
@@ -61,11 +61,11 @@ def raw_run(twin, job, loras: list[tuple[str, float]], seeds=(5,)):
         pipe.set_adapters([f"a{n}" for n in range(len(loras))], adapter_weights=[w for _, w in loras])
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     return pipe(
-        image=job.image.image,
-        prompt=job.prompt,
-        strength=job.strength,
-        guidance_scale=job.guidance_scale,
-        num_inference_steps=job.num_inference_steps,
+        image=plan.image.image,
+        prompt=plan.prompt,
+        strength=plan.strength,
+        guidance_scale=plan.guidance_scale,
+        num_inference_steps=plan.num_inference_steps,
         generator=generators,
     ).images
 
@@ -86,9 +86,9 @@ def test_one_and_two_loras_with_weights_equal_raw_diffusers(lora_engine, photo, 
     two = lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras=[["paper-cut", 0.8], ["ink-wash", -0.5]]))
     assert not np.array_equal(pixels(plain.images[0]), pixels(one.images[0]))  # the LoRA changes the image
     assert not np.array_equal(pixels(one.images[0]), pixels(two.images[0]))
-    (expected_one,) = raw_run(twin, one.job, [(str(folder / "paper-cut.safetensors"), 0.8)])
+    (expected_one,) = raw_run(twin, one.plan, [(str(folder / "paper-cut.safetensors"), 0.8)])
     (expected_two,) = raw_run(
-        twin, two.job, [(str(folder / "paper-cut.safetensors"), 0.8), (str(folder / "ink-wash.safetensors"), -0.5)]
+        twin, two.plan, [(str(folder / "paper-cut.safetensors"), 0.8), (str(folder / "ink-wash.safetensors"), -0.5)]
     )
     assert np.array_equal(pixels(one.images[0]), pixels(expected_one))
     assert np.array_equal(pixels(two.images[0]), pixels(expected_two))
@@ -160,13 +160,13 @@ def test_the_recipe_and_scripts_of_lora_runs_reproduce_them(lora_engine, photo, 
     assert "pipe.load_lora_weights(" in script and "adapter_weights=[0.8, 0.4]" in script
     (tmp_path / "basic").mkdir()
     (tmp_path / "sweep").mkdir()
-    assert np.array_equal(rerun(tmp_path / "basic", recipe, result.job.image.image), pixels(result.images[0]))
+    assert np.array_equal(rerun(tmp_path / "basic", recipe, result.plan.image.image), pixels(result.images[0]))
     sweep = SweepRequest(
         base=Img2ImgRequest(image=photo, **BASE, loras="paper-cut:1"), x_axis="lora_weight", x_values="0.5, 1"
     )
     (*_, last) = lora_engine.sweep(sweep)
     cell = last.recipes[1]
-    assert np.array_equal(rerun(tmp_path / "sweep", cell, last.plan.cells[1].job.image.image), pixels(last.images[1]))
+    assert np.array_equal(rerun(tmp_path / "sweep", cell, last.plan.cells[1].plan.image.image), pixels(last.images[1]))
 
 
 @pytest.mark.parametrize(

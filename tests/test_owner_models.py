@@ -105,9 +105,9 @@ def test_a_checkpoint_file_runs_equal_to_raw_diffusers_from_single_file(owner_en
     raw = AutoPipelineForImage2Image.from_pipe(raw)
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in (7, 8)]
     expected = raw(
-        image=result.job.image.image,
+        image=result.plan.image.image,
         prompt="a cat wizard",
-        strength=result.job.strength,
+        strength=result.plan.strength,
         guidance_scale=7.5,
         num_inference_steps=4,
         generator=generators,
@@ -127,7 +127,7 @@ def test_the_recipe_and_script_of_a_checkpoint_file_reproduce_it(owner_engine, p
     assert recipe_from_json(recipe.to_json()) == recipe  # the schema takes the owner's key and file
     script = script_for(recipe)
     assert "single_file_pipeline(" in script and "local_files_only=True" in script
-    assert np.array_equal(rerun(tmp_path, recipe, result.job.image.image), np.asarray(result.images[0]))
+    assert np.array_equal(rerun(tmp_path, recipe, result.plan.image.image), np.asarray(result.images[0]))
 
 
 def test_a_sweep_over_checkpoint_and_catalog_models_of_one_family(owner_engine, engine, photo):
@@ -308,7 +308,7 @@ def test_in_hub_mode_a_checkpoint_file_reads_its_base_configs_from_the_cache(own
     script = script_for(recipe)
     assert "'stable-diffusion-v1-5/stable-diffusion-v1-5', AutoPipelineForImage2Image, DTYPE)" in script
     (tmp_path / "recipe.py").write_text(script)
-    result.job.image.image.save(tmp_path / "init.png")
+    result.plan.image.image.save(tmp_path / "init.png")
     env = dict(os.environ, HF_HUB_CACHE=str(constants.HF_HUB_CACHE), HF_HUB_OFFLINE="1")
     run = [sys.executable, "recipe.py", "out.png", "init.png"]
     subprocess.run(run, cwd=tmp_path, env=env, check=True, timeout=600)
@@ -369,12 +369,12 @@ def test_an_allowed_hub_repo_applies_as_a_lora_equal_to_raw_diffusers(owner_hub,
     raw = AutoPipelineForImage2Image.from_pretrained(get_spec("sd15").hub_id, use_safetensors=True)
     raw.load_lora_weights(str(snapshot / "pytorch_lora_weights.safetensors"), adapter_name="owner")
     raw.set_adapters(["owner"], adapter_weights=[0.9])
-    job = result.job
+    plan = result.plan
     (expected,) = raw(
-        image=job.image.image,
+        image=plan.image.image,
         prompt="a cat",
-        strength=job.strength,
-        guidance_scale=job.guidance_scale,
+        strength=plan.strength,
+        guidance_scale=plan.guidance_scale,
         num_inference_steps=3,
         generator=[torch.Generator("cpu").manual_seed(2)],
     ).images

@@ -19,7 +19,7 @@ from pixels import assert_same_pixels, one_thread
 
 from engine import scale_out
 from engine.core import Engine
-from engine.pipelines.run import CancelToken, GenerationCancelled
+from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest

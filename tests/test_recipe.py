@@ -116,7 +116,7 @@ def test_basic_script_reproduces_the_image(engine, photo, tmp_path, model, weigh
         )
     )
     ours = np.asarray(result.images[1])
-    assert np.array_equal(rerun(tmp_path, result.recipe.for_image(1), result.job.image.image), ours)
+    assert np.array_equal(rerun(tmp_path, result.recipe.for_image(1), result.plan.image.image), ours)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_sweep_cell_script_replays_its_batched_call(engine, photo, tmp_path, mod
     recipe = final.recipes[cell.index]
     assert recipe.workflow == "sweep" and recipe.weighted_prompt == weighted
     assert recipe.extra["position"] == 4 and len(recipe.extra["batch"]) == 6
-    replayed = rerun(tmp_path, recipe, cell.job.image.image, fresh=fresh)
+    replayed = rerun(tmp_path, recipe, cell.plan.image.image, fresh=fresh)
     assert np.array_equal(replayed, np.asarray(final.images[cell.index]))
 
 
@@ -153,7 +153,7 @@ def test_a_kandinsky_sweep_cell_exports_its_own_call(engine, photo, tmp_path):
     *_, final = engine.sweep(plan)
     recipe = final.recipes[1]
     assert recipe.workflow == "img2img"
-    assert np.array_equal(rerun(tmp_path, recipe, plan.cells[1].job.image.image), np.asarray(final.images[1]))
+    assert np.array_equal(rerun(tmp_path, recipe, plan.cells[1].plan.image.image), np.asarray(final.images[1]))
 
 
 @pytest.mark.parametrize("preset", ["image-image-image", "text-image-image", "image-upscale-superres"])

@@ -9,17 +9,17 @@ from engine.workflows.checks import denoising_steps, seed_series
 IMAGE = Image.new("RGB", (64, 64), (10, 20, 30))
 
 
-def job(settings, **changes):
+def plan(settings, **changes):
     fields = dict(image=IMAGE, prompt="a cat", model="sd15")
     fields.update(changes)
     return Img2ImgRequest(**fields).validate(settings)
 
 
 def test_defaults_follow_the_model(settings):
-    assert job(settings).strength == 0.8
-    refiner = job(settings, model="sdxl-refiner")
+    assert plan(settings).strength == 0.8
+    refiner = plan(settings, model="sdxl-refiner")
     assert (refiner.strength, refiner.guidance_scale) == (0.5, 5.0)
-    assert job(settings, model="kandinsky22").strength == 0.3
+    assert plan(settings, model="kandinsky22").strength == 0.3
 
 
 @pytest.mark.parametrize(
@@ -52,18 +52,18 @@ def test_defaults_follow_the_model(settings):
 )
 def test_bad_values_name_the_parameter(settings, changes, message):
     with pytest.raises(ValueError, match=message):
-        job(settings, **changes)
+        plan(settings, **changes)
 
 
 def test_whole_floats_and_control_characters(settings):
-    result = job(settings, num_inference_steps=20.0, prompt="a\x00cat\x1b", seed=5.0)
+    result = plan(settings, num_inference_steps=20.0, prompt="a\x00cat\x1b", seed=5.0)
     assert result.num_inference_steps == 20 and isinstance(result.num_inference_steps, int)
     assert result.prompt == "a cat"
     assert result.seeds == (5,)
 
 
 def test_random_seed_is_concrete_and_leaves_room(settings):
-    seeds = job(settings, seed=-1, num_images=3).seeds
+    seeds = plan(settings, seed=-1, num_images=3).seeds
     assert len(seeds) == 3 and seeds[1] == seeds[0] + 1 and 0 <= seeds[0] < 2**32
 
 

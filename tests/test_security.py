@@ -239,8 +239,8 @@ def test_html_in_axis_values_is_escaped_in_the_plan_and_drawn_as_text(client, ca
     from engine.workflows.sweep import SweepRequest
 
     base = Img2ImgRequest(image=str(cat_png), prompt="a cat", num_inference_steps=2)
-    spec = SweepRequest(base=base, x_axis="prompt", x_values=f"a cat\n{SCRIPT}")
-    planned = engine.plan(spec)
+    sweep_request = SweepRequest(base=base, x_axis="prompt", x_values=f"a cat\n{SCRIPT}")
+    planned = engine.plan(sweep_request)
     plan = planned.describe()
     assert "&lt;script&gt;alert('x')&lt;/script&gt;" in plan and "<script>" not in plan
     grid, _, cells, _ = client.predict(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.pipelines.run import CancelToken
+from engine.pipelines.calls import CancelToken
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.sweep import SweepRequest, parse_values, plan_sweep
 
@@ -50,7 +50,7 @@ def test_bad_syntax_names_the_axis(axis, text, message):
         parse_values(axis, text, name="x_values")
 
 
-def spec(photo, model="sd15", **axes):
+def sweep_request(photo, model="sd15", **axes):
     base = Img2ImgRequest(
         image=photo,
         prompt="a cat",
@@ -65,15 +65,17 @@ def spec(photo, model="sd15", **axes):
 
 def test_cell_values_are_validated_before_any_work(settings, photo):
     with pytest.raises(ValueError, match=r"cell strength='1.5': strength must be in \(0, 1\], got 1.5"):
-        plan_sweep(spec(photo, x_axis="strength", x_values="0.5, 1.5"), settings)
+        plan_sweep(sweep_request(photo, x_axis="strength", x_values="0.5, 1.5"), settings)
     with pytest.raises(ValueError, match="the sweep has 10 x 10 = 100 cells; the limit is 64"):
-        plan_sweep(spec(photo, x_axis="strength", x_values="0.1-1.0 [10]", y_axis="seed", y_values="1-10"), settings)
+        plan_sweep(
+            sweep_request(photo, x_axis="strength", x_values="0.1-1.0 [10]", y_axis="seed", y_values="1-10"), settings
+        )
     with pytest.raises(ValueError, match="x_axis and y_axis are both 'seed'"):
-        plan_sweep(spec(photo, x_axis="seed", x_values="1", y_axis="seed", y_values="2"), settings)
+        plan_sweep(sweep_request(photo, x_axis="seed", x_values="1", y_axis="seed", y_values="2"), settings)
     with pytest.raises(ValueError, match="mixes model families"):
-        plan_sweep(spec(photo, x_axis="model", x_values="sd15\nkandinsky22"), settings)
+        plan_sweep(sweep_request(photo, x_axis="model", x_values="sd15\nkandinsky22"), settings)
     with pytest.raises(ValueError, match="scheduler 'Foo' does not fit model 'sd15'; choose from DDIM"):
-        plan_sweep(spec(photo, x_axis="scheduler", x_values="Foo"), settings)
+        plan_sweep(sweep_request(photo, x_axis="scheduler", x_values="Foo"), settings)
 
 
 def test_grid_pixel_cap_refuses_before_work(settings, photo):
@@ -81,15 +83,16 @@ def test_grid_pixel_cap_refuses_before_work(settings, photo):
 
     small = replace(settings, max_grid_pixels=50_000)
     with pytest.raises(ValueError, match=r"the grid would be \d+x\d+ = [\d,]+ pixels, over the limit of 50,000"):
-        plan_sweep(spec(photo, x_axis="seed", x_values="1-4"), small)
+        plan_sweep(sweep_request(photo, x_axis="seed", x_values="1-4"), small)
 
 
 def test_plan_groups_batchable_cells(settings, photo):
     plan = plan_sweep(
-        spec(photo, x_axis="guidance_scale", x_values="1, 4, 7.5", y_axis="strength", y_values="0.4, 0.8"), settings
+        sweep_request(photo, x_axis="guidance_scale", x_values="1, 4, 7.5", y_axis="strength", y_values="0.4, 0.8"),
+        settings,
     )
     assert len(plan.cells) == 6 and plan.calls == ((0, 1, 2), (3, 4, 5))
-    assert [c.job.guidance_scale for c in plan.cells] == [1.0, 4.0, 7.5] * 2
+    assert [c.plan.guidance_scale for c in plan.cells] == [1.0, 4.0, 7.5] * 2
     assert [(c.row, c.col) for c in plan.cells] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     assert plan.total_steps == 3 * (2 + 1) + 3 * (4 + 1)  # int(5 x strength), and PNDM repeats a step
     assert "6** cells in **2** pipeline call(s)" in plan.describe()
@@ -99,13 +102,13 @@ def basic_image(engine, photo, cell, model):
     return engine.img2img(
         Img2ImgRequest(
             image=photo,
-            prompt=cell.job.prompt,
+            prompt=cell.plan.prompt,
             model=model,
-            negative_prompt=cell.job.negative_prompt,
-            strength=cell.job.strength,
-            guidance_scale=cell.job.guidance_scale,
-            num_inference_steps=cell.job.num_inference_steps,
-            seed=cell.job.seeds[0],
+            negative_prompt=cell.plan.negative_prompt,
+            strength=cell.plan.strength,
+            guidance_scale=cell.plan.guidance_scale,
+            num_inference_steps=cell.plan.num_inference_steps,
+            seed=cell.plan.seeds[0],
         )
     ).images[0]
 
@@ -120,7 +123,7 @@ def basic_image(engine, photo, cell, model):
     ],
 )
 def test_each_batched_cell_equals_the_basic_path(engine, photo, model, x, y):
-    plan = engine.plan(spec(photo, model=model, x_axis=x[0], x_values=x[1], y_axis=y[0], y_values=y[1]))
+    plan = engine.plan(sweep_request(photo, model=model, x_axis=x[0], x_values=x[1], y_axis=y[0], y_values=y[1]))
     assert len(plan.calls) == 1, "these cells differ only along batched axes"
     *_, final = engine.sweep(plan)
     assert final.finished and final.stopped is None
@@ -142,7 +145,7 @@ def test_a_vae_with_latent_statistics_normalises_as_diffusers_does(engine, photo
     channels = vae.config.latent_channels
     vae.register_to_config(latents_mean=[0.3] * channels, latents_std=[2.5] * channels)
     try:
-        plan = engine.plan(spec(photo, model="sdxl-refiner", x_axis="guidance_scale", x_values="3, 7"))
+        plan = engine.plan(sweep_request(photo, model="sdxl-refiner", x_axis="guidance_scale", x_values="3, 7"))
         *_, final = engine.sweep(plan)
         for cell in plan.cells:
             ours = np.asarray(final.images[cell.index], dtype=np.int16)
@@ -154,7 +157,7 @@ def test_a_vae_with_latent_statistics_normalises_as_diffusers_does(engine, photo
 
 def test_strength_and_steps_cells_run_as_separate_calls(engine, photo):
     plan = engine.plan(
-        spec(photo, x_axis="strength", x_values="0.4, 0.8", y_axis="num_inference_steps", y_values="4, 6")
+        sweep_request(photo, x_axis="strength", x_values="0.4, 0.8", y_axis="num_inference_steps", y_values="4, 6")
     )
     assert len(plan.calls) == 4
     *_, final = engine.sweep(plan)
@@ -178,7 +181,7 @@ def test_shared_work_is_done_once(engine, photo):
         pipe.text_encoder.register_forward_hook(count("text_encoder")),
     ]
     try:
-        plan = engine.plan(spec(photo, x_axis="seed", x_values="1-3", y_axis="strength", y_values="0.5, 0.9"))
+        plan = engine.plan(sweep_request(photo, x_axis="seed", x_values="1-3", y_axis="strength", y_values="0.5, 0.9"))
         list(engine.sweep(plan))
     finally:
         for handle in handles:
@@ -190,7 +193,7 @@ def test_shared_work_is_done_once(engine, photo):
 def test_scheduler_axis_swaps_and_restores(engine, photo):
     pipe = engine.cache.get("sd15")
     original = pipe.scheduler
-    plan = engine.plan(spec(photo, x_axis="scheduler", x_values="PNDM\nEuler\nDPM++ 2M"))
+    plan = engine.plan(sweep_request(photo, x_axis="scheduler", x_values="PNDM\nEuler\nDPM++ 2M"))
     *_, final = engine.sweep(plan)
     assert pipe.scheduler is original
     images = [np.asarray(im, dtype=np.int16) for im in final.images]
@@ -199,17 +202,17 @@ def test_scheduler_axis_swaps_and_restores(engine, photo):
 
 
 def test_model_axis_runs_each_model(engine, photo):
-    plan = engine.plan(spec(photo, x_axis="model", x_values="sd15\ncomic-diffusion"))
+    plan = engine.plan(sweep_request(photo, x_axis="model", x_values="sd15\ncomic-diffusion"))
     *_, final = engine.sweep(plan)
     assert [row["model"] for row in final.table()] == ["sd15", "comic-diffusion"]
     for cell in plan.cells:
         ours = np.asarray(final.images[cell.index], dtype=np.int16)
-        theirs = basic_image(engine, photo, cell, cell.job.spec.key)
+        theirs = basic_image(engine, photo, cell, cell.plan.spec.key)
         assert np.abs(ours - np.asarray(theirs, dtype=np.int16)).max() <= 2
 
 
 def test_kandinsky_sweep_matches_basic(engine, photo):
-    plan = engine.plan(spec(photo, model="kandinsky22", x_axis="guidance_scale", x_values="2, 6"))
+    plan = engine.plan(sweep_request(photo, model="kandinsky22", x_axis="guidance_scale", x_values="2, 6"))
     *_, final = engine.sweep(plan)
     for cell in plan.cells:
         ours = np.asarray(final.images[cell.index], dtype=np.int16)
@@ -219,7 +222,7 @@ def test_kandinsky_sweep_matches_basic(engine, photo):
 
 def test_stop_keeps_the_finished_cells(engine, photo):
     token = CancelToken()
-    plan = engine.plan(spec(photo, x_axis="strength", x_values="0.4, 0.6, 0.8"))
+    plan = engine.plan(sweep_request(photo, x_axis="strength", x_values="0.4, 0.6, 0.8"))
     states = []
     for state in engine.sweep(plan, cancel=token):
         states.append(state)
@@ -237,13 +240,13 @@ def test_stop_keeps_the_finished_cells(engine, photo):
 
 
 def test_cells_appear_as_they_finish(engine, photo):
-    plan = engine.plan(spec(photo, x_axis="num_inference_steps", x_values="3, 4, 5"))
+    plan = engine.plan(sweep_request(photo, x_axis="num_inference_steps", x_values="3, 4, 5"))
     done = [len(state.done_cells) for state in engine.sweep(plan)]
     assert done == [1, 2, 3]
 
 
 def test_table_has_every_parameter_and_seed(engine, photo):
-    plan = engine.plan(spec(photo, x_axis="seed", x_values="5, 6"))
+    plan = engine.plan(sweep_request(photo, x_axis="seed", x_values="5, 6"))
     *_, final = engine.sweep(plan)
     rows = final.table()
     assert [r["seed"] for r in rows] == [5, 6]
@@ -253,13 +256,13 @@ def test_table_has_every_parameter_and_seed(engine, photo):
 def test_prompt_axis_needs_no_base_prompt(settings, photo):
     from dataclasses import replace
 
-    sweep = spec(photo, x_axis="prompt", x_values="a cat\na dog")
+    sweep = sweep_request(photo, x_axis="prompt", x_values="a cat\na dog")
     plan = plan_sweep(replace(sweep, base=replace(sweep.base, prompt="")), settings)
-    assert [c.job.prompt for c in plan.cells] == ["a cat", "a dog"]
+    assert [c.plan.prompt for c in plan.cells] == ["a cat", "a dog"]
 
 
 def test_a_long_non_number_is_quoted_shortened(settings, photo):
     """Found by the fuzz test: a 3,000-character item used to be quoted whole in the error."""
     with pytest.raises(ValueError, match=r"x_values for axis 'seed': '\[{79}… is not a number") as caught:
-        plan_sweep(spec(photo, x_axis="seed", x_values="[" * 3000), settings)
+        plan_sweep(sweep_request(photo, x_axis="seed", x_values="[" * 3000), settings)
     assert len(str(caught.value)) < 200

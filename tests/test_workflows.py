@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from workflow_cases import CASES
 
-from engine.pipelines.run import GenerationCancelled
+from engine.pipelines.calls import GenerationCancelled
 from engine.workflows.registry import WORKFLOWS, recipe_from_json, workflow_of
 from engine.workflows.shape import stoppable
 from engine.workflows.sweep import SweepRequest

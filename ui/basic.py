@@ -12,7 +12,7 @@ from engine.base.images import fit_size, probe_size
 from engine.core import Engine
 from engine.models.catalog import DEFAULT_MODEL, get_spec
 from engine.models.loras import text as lora_text
-from engine.pipelines.run import CancelToken, GenerationCancelled
+from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.pipelines.schedulers import check_scheduler, steps_text
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.checks import RANDOM_SEED, check_denoising_steps, model_defaults
@@ -76,16 +76,16 @@ def plan_text(
 
 def result_text(result) -> str:
     """The facts of a finished run, in one short paragraph."""
-    job = result.job
-    seeds = job.seeds
+    plan = result.plan
+    seeds = plan.seeds
     seed_text = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
     lines = [
         f"Seed {seed_text} · {result.steps_run} denoising steps · "
-        f"{job.image.size[0]}×{job.image.size[1]} · {result.seconds:.1f}s · {job.spec.label}"
-        + (f" · LoRAs {lora_text(job.loras)}" if job.loras else "")
+        f"{plan.image.size[0]}×{plan.image.size[1]} · {result.seconds:.1f}s · {plan.spec.label}"
+        + (f" · LoRAs {lora_text(plan.loras)}" if plan.loras else "")
     ]
-    if job.image.notes:
-        lines.append("Input: " + "; ".join(job.image.notes) + ".")
+    if plan.image.notes:
+        lines.append("Input: " + "; ".join(plan.image.notes) + ".")
     flagged = [seed for seed, flag in zip(seeds, result.nsfw, strict=False) if flag]
     if flagged:
         listed = ", ".join(str(seed) for seed in flagged)
@@ -242,7 +242,7 @@ def handler(engine: Engine) -> Callable:
             ids,
         )
         script, downloads = recipe_files(settings, per_image[0], result.init_image) if per_image else ("", None)
-        return gallery_items, result.grid, result_text(result), script, downloads, result.job.seeds[0], ids
+        return gallery_items, result.grid, result_text(result), script, downloads, result.plan.seeds[0], ids
 
     return img2img
 

@@ -9,7 +9,7 @@ import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.core import Engine
-from engine.pipelines.run import CancelToken
+from engine.pipelines.calls import CancelToken
 from engine.workflows.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.workflows.checks import MAX_SIDE, RANDOM_SEED
 from ui.components import (

@@ -11,7 +11,7 @@ from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.core import Engine
 from engine.models.catalog import DEFAULT_MODEL
-from engine.pipelines.run import CancelToken
+from engine.pipelines.calls import CancelToken
 from engine.recipes.recipe import Recipe
 from engine.workflows.checks import RANDOM_SEED, model_defaults
 from engine.workflows.depth import (
@@ -64,30 +64,30 @@ RESTYLE_PROMPT_INFO = "Empty: the style's trigger words, then the prompt."
 
 
 def summary_text(state: DepthProgress) -> str:
-    job = state.job
-    width, height = job.image.size
-    if job.depth is not None:
+    plan = state.plan
+    width, height = plan.image.size
+    if plan.depth is not None:
         depth_line = f"Depth map: uploaded, resized to {width}×{height}"
     else:
-        depth_line = f"Depth map: estimated with {job.estimator.label}"
+        depth_line = f"Depth map: estimated with {plan.estimator.label}"
     if "depth" in state.seconds:
         depth_line += f" ({state.seconds['depth']:.1f}s)"
     lines = [depth_line + "."]
     if state.controlnet is not None:
         lines.append(
-            f"ControlNet img2img: seed {job.seed} · {state.steps[0]} denoising steps · {width}×{height} · "
-            f"{state.seconds['controlnet']:.1f}s · {job.spec.label}"
+            f"ControlNet img2img: seed {plan.seed} · {state.steps[0]} denoising steps · {width}×{height} · "
+            f"{state.seconds['controlnet']:.1f}s · {plan.spec.label}"
         )
     restyle = state.restyle_result
     if state.restyled is not None and restyle is not None:
         lines.append(
-            f"Restyle: {restyle.job.spec.label} at strength {restyle.job.strength:g}, "
-            f"guidance {restyle.job.guidance_scale:g} · {restyle.steps_run} steps · {restyle.seconds:.1f}s"
+            f"Restyle: {restyle.plan.spec.label} at strength {restyle.plan.strength:g}, "
+            f"guidance {restyle.plan.guidance_scale:g} · {restyle.steps_run} steps · {restyle.seconds:.1f}s"
         )
     if state.stopped:
         lines.append(f"Stopped: {state.stopped}; what was finished is kept.")
-    if job.image.notes:
-        lines.append("Input: " + "; ".join(job.image.notes) + ".")
+    if plan.image.notes:
+        lines.append("Input: " + "; ".join(plan.image.notes) + ".")
     return "\n\n".join([*lines, *state.notes])
 
 
@@ -100,7 +100,7 @@ def gallery_entries(state: DepthProgress) -> tuple[list[tuple], list[tuple]]:
         entry: tuple = (None, None)
         if image is state.controlnet:
             recipe = state.controlnet_recipe
-            entry = (recipe, state.job.image.image, {"control.png": state.depth})
+            entry = (recipe, state.plan.image.image, {"control.png": state.depth})
         elif image is state.restyled and state.restyle_result is not None:
             recipe = state.restyle_result.recipe
             entry = (recipe, state.controlnet)
@@ -409,14 +409,14 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
             restyle_guidance_scale=restyle_guidance_scale,
             model=model,
         )
-        job = engine.plan(request)
+        plan = engine.plan(request)
         gallery: list[tuple[str, str]] = []  # each image's PNG is written once
-        for state in engine.depth(job, progress=gradio_progress(progress, "ControlNet depth"), cancel=cancel):
+        for state in engine.depth(plan, progress=gradio_progress(progress, "ControlNet depth"), cancel=cancel):
             items, entries = gallery_entries(state)
             ids = [engine.results.put(*entry) for entry in entries]
             gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])
             script, files = recipe_files(settings, *entries[-1]) if state.finished else ("", None)
-            yield state.grid(), gallery, state.depth, summary_text(state), script, files, ids, job.seed
+            yield state.grid(), gallery, state.depth, summary_text(state), script, files, ids, plan.seed
 
     return estimate_depth, depth
 

@@ -15,8 +15,8 @@ import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.models.catalog import models_for
+from engine.pipelines.calls import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.pipelines.loading import ModelUnavailable
-from engine.pipelines.run import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.workflows.checks import MAX_GUIDANCE, MAX_SIDE
 from ui.outputs import recipe_files
 from ui.tools import tool_spec

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import gradio as gr
 from PIL import Image
 
-from engine.pipelines.run import CancelToken
+from engine.pipelines.calls import CancelToken
 from ui.events import cancellable
 from ui.outputs import outputs_dir, png_outputs, served_dirs
 from ui.tools import SKIPPED_PARAMETERS, ToolSpec
@@ -80,24 +80,24 @@ def _json_type(hint: Any) -> dict:
     return {"type": found[0] if len(found) == 1 else found}
 
 
-def input_schema(spec: ToolSpec) -> dict:
+def input_schema(tool: ToolSpec) -> dict:
     """The tool's JSON schema, from the handler's signature (types, defaults) and docstring (descriptions)."""
-    _, docs = parse_docstring(spec.fn)
+    _, docs = parse_docstring(tool.fn)
     properties, required = {}, []
-    for name, parameter in inspect.signature(spec.fn, eval_str=True).parameters.items():
+    for name, parameter in inspect.signature(tool.fn, eval_str=True).parameters.items():
         if name in SKIPPED_PARAMETERS:
             continue
         prop = _json_type(parameter.annotation)
-        if name in spec.images:
+        if name in tool.images:
             prop = {"type": prop["type"], "format": "uri"}
         description = docs.get(name)
         if not description:
-            raise ValueError(f"tool {spec.name}: parameter {name} has no description in the docstring")
-        if name in spec.images:
+            raise ValueError(f"tool {tool.name}: parameter {name} has no description in the docstring")
+        if name in tool.images:
             description += IMAGE_PARAMETER_NOTE
         prop["description"] = description
-        if name in spec.choices:
-            prop["enum"] = list(spec.choices[name])
+        if name in tool.choices:
+            prop["enum"] = list(tool.choices[name])
         if parameter.default is inspect.Parameter.empty:
             required.append(name)
         else:
@@ -109,9 +109,9 @@ def input_schema(spec: ToolSpec) -> dict:
     return schema
 
 
-def tool_description(spec: ToolSpec) -> str:
-    description, _ = parse_docstring(spec.fn)
-    named = [name for name in spec.outputs if name]
+def tool_description(tool: ToolSpec) -> str:
+    description, _ = parse_docstring(tool.fn)
+    named = [name for name in tool.outputs if name]
     return f"{description} Result values: {', '.join(named)}."
 
 
@@ -129,8 +129,8 @@ class ToolServer:
         from mcp.server.transport_security import TransportSecuritySettings
 
         self.settings = settings
-        self.tools = {spec.name: spec for spec in tools}
-        self.schemas = {name: input_schema(spec) for name, spec in self.tools.items()}  # once, not per call
+        self.tools = {tool.name: tool for tool in tools}
+        self.schemas = {name: input_schema(tool) for name, tool in self.tools.items()}  # once, not per call
         self.types = mcp_types
         self.server = Server("Img2Img Studio")
         self.server.list_tools()(self._list_tools)
@@ -151,48 +151,48 @@ class ToolServer:
     def describe(self) -> list[dict]:
         """name, description and inputSchema of every tool (also served at /gradio_api/mcp/schema)."""
         return [
-            {"name": name, "description": tool_description(spec), "inputSchema": self.schemas[name]}
-            for name, spec in self.tools.items()
+            {"name": name, "description": tool_description(tool), "inputSchema": self.schemas[name]}
+            for name, tool in self.tools.items()
         ]
 
     async def _list_tools(self):
-        return [self.types.Tool(**tool) for tool in self.describe()]
+        return [self.types.Tool(**described) for described in self.describe()]
 
     # ---- calling -------------------------------------------------------------------------------
     async def _call_tool(self, name: str, arguments: dict):
-        spec = self.tools.get(name)
-        if spec is None:
+        tool = self.tools.get(name)
+        if tool is None:
             return self._error(f"Unknown tool {name!r}; the tools are {', '.join(self.tools)}.")
         context = self.server.request_context
         try:
-            self._check_names(spec, arguments)
+            self._check_names(tool, arguments)
             root = self._root_url(context.request)
             with self._uploads() as uploads:
                 kwargs = {}
                 for key, value in arguments.items():
-                    kwargs[key] = await self._image_path(key, value, root, uploads) if key in spec.images else value
-                value = await self._run(spec, kwargs, context)
+                    kwargs[key] = await self._image_path(key, value, root, uploads) if key in tool.images else value
+                value = await self._run(tool, kwargs, context)
         except ToolFailed as exc:
             return self._error(str(exc))
         except gr.Error as exc:  # the handlers' checked errors; their text was escaped for the page
             return self._error(f"{exc.title}: {html.unescape(str(exc.message))}")
-        return self._result(spec, value, root)
+        return self._result(tool, value, root)
 
-    def _check_names(self, spec: ToolSpec, arguments: dict) -> None:
-        schema = self.schemas[spec.name]
+    def _check_names(self, tool: ToolSpec, arguments: dict) -> None:
+        schema = self.schemas[tool.name]
         known = schema["properties"]
         unknown = [name for name in arguments if name not in known]
         if unknown:
-            raise ToolFailed(f"{spec.name} has no parameter {unknown[0]!r}; its parameters are {', '.join(known)}")
+            raise ToolFailed(f"{tool.name} has no parameter {unknown[0]!r}; its parameters are {', '.join(known)}")
         missing = [name for name in schema.get("required", []) if name not in arguments]
         if missing:
             raise ToolFailed(f"{missing[0]} is required")
 
-    async def _run(self, spec: ToolSpec, kwargs: dict, context) -> Any:
+    async def _run(self, tool: ToolSpec, kwargs: dict, context) -> Any:
         """Run the handler as a queued job would: one at a time, a bounded wait, progress and cancel."""
         if self._waiting >= self.settings.queue_size:
             raise ToolFailed(f"The queue is full ({self.settings.queue_size} jobs waiting); try again later.")
-        parameters = inspect.signature(spec.fn).parameters
+        parameters = inspect.signature(tool.fn).parameters
         if "cancel" in parameters:
             kwargs["cancel"] = CancelToken()
         if "progress" in parameters:
@@ -203,7 +203,7 @@ class ToolServer:
         finally:
             self._waiting -= 1
         try:
-            job = cancellable(spec.fn)(**kwargs)
+            job = cancellable(tool.fn)(**kwargs)
             if inspect.isasyncgen(job):
                 values: list[Any] = [None]
                 async for value in job:  # a streaming handler: its last value is the result
@@ -313,12 +313,12 @@ class ToolServer:
     def _file_url(self, path: str, root: str) -> str:
         return f"{root}{FILE_ROUTE}{Path(path).resolve()}"
 
-    def _result(self, spec: ToolSpec, value: Any, root: str):
+    def _result(self, tool: ToolSpec, value: Any, root: str):
         values = value if isinstance(value, tuple) else (value,)
         content: list[Any] = []
         structured: dict[str, Any] = {}
         inline = [MAX_INLINE_IMAGES]
-        for name, item in zip(spec.outputs, values, strict=False):
+        for name, item in zip(tool.outputs, values, strict=False):
             if name is None:
                 continue
             shown = self._value(name, item, root, content, inline)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from engine.core import Engine
 from engine.models.catalog import DEFAULT_MODEL, models_for
-from engine.pipelines.run import CancelToken
+from engine.pipelines.calls import CancelToken
 from engine.pipelines.schedulers import schedulers_for
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.checks import RANDOM_SEED, model_defaults
@@ -95,7 +95,7 @@ def sweep_request(
 def summary_text(state: SweepProgress) -> str:
     plan = state.plan
     done = state.done_cells
-    cell_steps = sum(cell.job.denoising_steps for cell in done)
+    cell_steps = sum(cell.plan.denoising_steps for cell in done)
     head = (
         f"{len(done)}/{len(plan.cells)} cells · {cell_steps} denoising steps of cells in "
         f"{state.steps_run} batched pipeline steps · {state.seconds:.1f}s"
@@ -303,7 +303,7 @@ def handler(engine: Engine) -> Callable:
             progress((done, steps_total), desc=f"Sweep: {cells_done}/{total} cells done", unit="steps")
 
         saved: dict[int, tuple[str, str]] = {}  # each cell's PNG is written once
-        init = plan.cells[0].job.image.image
+        init = plan.cells[0].plan.image.image
         for state in engine.sweep(plan, progress=report, cancel=cancel):
             cells_done = len(state.done_cells)
             ids = [engine.results.put(state.recipes[cell.index], init) for cell in state.done_cells]

@@ -169,7 +169,7 @@ def swapped_scheduler(pipe, name: str | None, lock):
     if name is None:
         yield
         return
-    from engine.pipelines.run import denoiser_of
+    from engine.pipelines.calls import denoiser_of
 
     target = denoiser_of(pipe)
     class_name, overrides = SCHEDULERS[name]

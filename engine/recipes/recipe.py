@@ -20,7 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from engine import __version__
 from engine.base.images import PNG_SIGNATURE
-from engine.pipelines.run import denoiser_of
+from engine.pipelines.calls import denoiser_of
 from engine.pipelines.schedulers import sampler_name
 from engine.recipes.schema import RecipeShape, validated_fields
 

@@ -13,9 +13,9 @@ from engine.base.images import NormalizedImage
 from engine.base.settings import Settings
 from engine.models.catalog import DEFAULT_MODEL, LoraSpec, ModelSpec, get_spec
 from engine.models.loras import check_loras, recorded
+from engine.pipelines.calls import call_pipeline
 from engine.pipelines.lora import applied
 from engine.pipelines.prompts import weighted_embeddings
-from engine.pipelines.run import call_pipeline
 from engine.pipelines.schedulers import check_scheduler, steps_run, swapped_scheduler
 from engine.recipes.recipe import Recipe
 from engine.recipes.script import img2img_preamble, literal, saved, weighted_prompt_lines
@@ -122,7 +122,7 @@ class Img2ImgResult:
     steps_run: int
     seconds: float
     recipe: Recipe
-    job: Img2ImgPlan
+    plan: Img2ImgPlan
     nsfw: tuple[bool, ...] = ()  # per image: the safety checker blacked it out
     notes: tuple[str, ...] = ()  # faults recovered from (out of memory, NaN) on the way
 
@@ -137,19 +137,19 @@ def unflagged(nsfw: tuple[bool, ...], count: int) -> list[int]:
     return [index for index in range(count) if not (nsfw and nsfw[index])]
 
 
-def img2img_kwargs(pipe, job: Img2ImgPlan) -> dict:
-    """The pipeline-call arguments for a job, generator and callback aside."""
+def img2img_kwargs(pipe, plan: Img2ImgPlan) -> dict:
+    """The pipeline-call arguments for a plan, generator and callback aside."""
     return img2img_call_kwargs(
         pipe,
-        job.spec,
-        image=job.image.image,
-        size=job.image.size,
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        strength=job.strength,
-        guidance_scale=job.guidance_scale,
-        num_inference_steps=job.num_inference_steps,
-        weighted_prompt=job.weighted_prompt,
+        plan.spec,
+        image=plan.image.image,
+        size=plan.image.size,
+        prompt=plan.prompt,
+        negative_prompt=plan.negative_prompt,
+        strength=plan.strength,
+        guidance_scale=plan.guidance_scale,
+        num_inference_steps=plan.num_inference_steps,
+        weighted_prompt=plan.weighted_prompt,
     )
 
 
@@ -187,24 +187,24 @@ def img2img_call_kwargs(
     return kwargs
 
 
-def seed_groups(job: Img2ImgPlan) -> list[tuple[int, ...]]:
+def seed_groups(plan: Img2ImgPlan) -> list[tuple[int, ...]]:
     """Seeds per pipeline call: all in one batch, or one call per seed for a family that needs it
     (Kandinsky 2.2, see engine/models/families/kandinsky22.py)."""
-    if job.spec.adapter.one_call_per_seed:
-        return [(seed,) for seed in job.seeds]
-    return [job.seeds]
+    if plan.spec.adapter.one_call_per_seed:
+        return [(seed,) for seed in plan.seeds]
+    return [plan.seeds]
 
 
-def call_parameters(kwargs: dict, job: Img2ImgPlan) -> dict:
+def call_parameters(kwargs: dict, plan: Img2ImgPlan) -> dict:
     """The plain-valued pipeline arguments as passed, plus the prompt texts behind any embeddings."""
     plain = {k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None}
-    plain.setdefault("prompt", job.prompt)
-    plain.setdefault("negative_prompt", job.negative_prompt or None)
+    plain.setdefault("prompt", plan.prompt)
+    plain.setdefault("negative_prompt", plan.negative_prompt or None)
     return plain
 
 
-def run_img2img(job: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
-    """Run a validated job on the cached pipeline and return images, grid and recipe.
+def run_img2img(plan: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
+    """Run a validated plan on the cached pipeline and return images, grid and recipe.
 
     Raises:
         GenerationCancelled: Stop, a closed page (nothing of a Basic run is kept).
@@ -212,17 +212,17 @@ def run_img2img(job: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
     cache, reporter = context.cache, context.reporter
     started = time.perf_counter()
     steps_before = reporter.steps  # a reporter shared with earlier calls (the depth tab's restyle) counts on
-    pipe = cache.get(job.spec.key, "img2img")
-    groups = seed_groups(job)
+    pipe = cache.get(plan.spec.key, "img2img")
+    groups = seed_groups(plan)
     images: list[Image.Image] = []
     nsfw: list[bool] = []
     # embeddings and the calls together, so a concurrent eviction cannot split them
     with (
         cache.lock,
-        swapped_scheduler(pipe, job.scheduler, cache.lock),
-        applied(pipe, job.loras, job.spec.label),
+        swapped_scheduler(pipe, plan.scheduler, cache.lock),
+        applied(pipe, plan.loras, plan.spec.label),
     ):
-        kwargs = img2img_kwargs(pipe, job)
+        kwargs = img2img_kwargs(pipe, plan)
         for index, seeds in enumerate(groups):
             reporter.start_call(calls_left=len(groups) - index)
             output = call_pipeline(
@@ -237,31 +237,31 @@ def run_img2img(job: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
         recipe = Recipe.from_pipeline(  # inside: the scheduler that ran
             pipe,
             workflow="img2img",
-            model=job.spec.key,
-            model_id=context.model_id(job.spec.key),
+            model=plan.spec.key,
+            model_id=context.model_id(plan.spec.key),
             generator_device=cache.policy.generator_device,
-            seeds=job.seeds,
-            parameters={**call_parameters(kwargs, job), "num_images_per_prompt": len(groups[0])},
-            size=job.image.size,
+            seeds=plan.seeds,
+            parameters={**call_parameters(kwargs, plan), "num_images_per_prompt": len(groups[0])},
+            size=plan.image.size,
             model_mode=context.model_mode,
-            revision=job.spec.revision,
-            weighted_prompt=job.weighted_prompt,
+            revision=plan.spec.revision,
+            weighted_prompt=plan.weighted_prompt,
             extra={
                 "pipeline_calls": len(groups),
-                "family": job.spec.family,
-                "scheduler_name": job.scheduler,
-                **({"loras": recorded(job.loras)} if job.loras else {}),
+                "family": plan.spec.family,
+                "scheduler_name": plan.scheduler,
+                **({"loras": recorded(plan.loras)} if plan.loras else {}),
             },
         )
     shown = [images[index] for index in unflagged(tuple(nsfw), len(images))]
     return Img2ImgResult(
         images=images,
-        init_image=job.image.image,
-        grid=image_grid([job.image.image, *shown], rows=1, cols=len(shown) + 1),
+        init_image=plan.image.image,
+        grid=image_grid([plan.image.image, *shown], rows=1, cols=len(shown) + 1),
         steps_run=(reporter.steps - steps_before) // len(groups),
         seconds=time.perf_counter() - started,
         recipe=recipe,
-        job=job,
+        plan=plan,
         nsfw=tuple(nsfw),
         notes=tuple(reporter.notes),
     )

@@ -24,8 +24,8 @@ from engine.base.errors import shown_value
 from engine.base.images import NormalizedImage, fit_size
 from engine.base.settings import Settings
 from engine.models.catalog import ModelSpec, get_spec
+from engine.pipelines.calls import call_pipeline
 from engine.pipelines.portable import decode_latents
-from engine.pipelines.run import call_pipeline
 from engine.pipelines.schedulers import steps_run
 from engine.recipes import schema
 from engine.recipes.recipe import Recipe

@@ -24,7 +24,7 @@ from engine.base.images import NormalizedImage, open_image
 from engine.base.settings import Settings
 from engine.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.pipelines.cache import PipelineCache
-from engine.pipelines.run import call_pipeline
+from engine.pipelines.calls import call_pipeline
 from engine.pipelines.schedulers import steps_run
 from engine.recipes import schema
 from engine.recipes.recipe import Recipe
@@ -295,7 +295,7 @@ class DepthPlan:
 class DepthProgress:
     """The run so far; yielded when the depth map, the ControlNet result and the restyle are ready."""
 
-    job: DepthPlan
+    plan: DepthPlan
     depth: Image.Image | None = None  # the control map at the init's working size, RGB
     controlnet: Image.Image | None = None
     restyled: Image.Image | None = None
@@ -310,17 +310,17 @@ class DepthProgress:
     def finished(self) -> bool:
         if self.stopped is not None or self.controlnet is None:
             return False
-        return self.job.restyle is None or self.restyled is not None
+        return self.plan.restyle is None or self.restyled is not None
 
     def images(self) -> list[tuple[Image.Image, str]]:
         """(image, caption) of what exists so far, in the grid's order."""
-        items = [(self.job.image.image, "init")]
+        items = [(self.plan.image.image, "init")]
         if self.depth is not None:
-            items.append((self.depth, f"depth ({self.job.depth_source})"))
+            items.append((self.depth, f"depth ({self.plan.depth_source})"))
         if self.controlnet is not None:
             items.append((self.controlnet, "ControlNet"))
         if self.restyled is not None:
-            restyle = self.job.restyle
+            restyle = self.plan.restyle
             items.append((self.restyled, f"restyled ({restyle.model if restyle else ''})"))
         return items
 
@@ -338,68 +338,68 @@ def estimate(cache: PipelineCache, estimator: str, image: Image.Image) -> np.nda
         return cache.get(estimator, "depth").predict(image)
 
 
-def run_depth(job: DepthPlan, context: RunContext) -> Iterator[DepthProgress]:
+def run_depth(plan: DepthPlan, context: RunContext) -> Iterator[DepthProgress]:
     """Depth map, ControlNet img2img, restyle; yields after each. Stop keeps what is done.
 
     The context's `estimate(key, image)` gives a depth array (the engine's remembers recent maps).
     """
-    progress = start_depth(job)
+    progress = start_depth(plan)
     progress.notes = context.reporter.notes
-    return stoppable(progress, _steps(job, context, progress))
+    return stoppable(progress, _steps(plan, context, progress))
 
 
-def start_depth(job: DepthPlan) -> DepthProgress:
+def start_depth(plan: DepthPlan) -> DepthProgress:
     """A depth run's progress before its depth map."""
-    return DepthProgress(job=job)
+    return DepthProgress(plan=plan)
 
 
-def _steps(job: DepthPlan, context: RunContext, progress: DepthProgress) -> Iterator[DepthProgress]:
+def _steps(plan: DepthPlan, context: RunContext, progress: DepthProgress) -> Iterator[DepthProgress]:
     cache, reporter, model_id = context.cache, context.reporter, context.model_id
     started = time.perf_counter()
-    array = job.depth
+    array = plan.depth
     if array is None:
         estimator = context.estimate or (lambda key, image: estimate(cache, key, image))
-        array = estimator(job.estimator.key, job.image.image)
-    control_map = depth_to_control(array, invert=job.invert_depth, normalize=job.normalize_depth)
-    progress.depth = control_image(control_map, job.image.size)
+        array = estimator(plan.estimator.key, plan.image.image)
+    control_map = depth_to_control(array, invert=plan.invert_depth, normalize=plan.normalize_depth)
+    progress.depth = control_image(control_map, plan.image.size)
     progress.seconds["depth"] = time.perf_counter() - started
     yield progress
 
     started = time.perf_counter()
-    controlnet = depth_controlnet(job.spec)
-    pipe = cache.get_controlnet(job.spec.key, controlnet)
-    kwargs = job.call_kwargs(progress.depth)
-    reporter.start_call(calls_left=2 if job.restyle is not None else 1)
-    output = call_pipeline(pipe, kwargs, seeds=(job.seed,), cache=cache, reporter=reporter)
+    controlnet = depth_controlnet(plan.spec)
+    pipe = cache.get_controlnet(plan.spec.key, controlnet)
+    kwargs = plan.call_kwargs(progress.depth)
+    reporter.start_call(calls_left=2 if plan.restyle is not None else 1)
+    output = call_pipeline(pipe, kwargs, seeds=(plan.seed,), cache=cache, reporter=reporter)
     progress.controlnet = output.images[0]
     progress.steps.append(reporter.steps)
     progress.seconds["controlnet"] = time.perf_counter() - started
     progress.controlnet_recipe = Recipe.from_pipeline(
         pipe,
         workflow="depth",
-        model=job.spec.key,
-        model_id=model_id(job.spec.key),
+        model=plan.spec.key,
+        model_id=model_id(plan.spec.key),
         generator_device=cache.policy.generator_device,
-        seeds=(job.seed,),
+        seeds=(plan.seed,),
         parameters={k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None},
-        size=job.image.size,
+        size=plan.image.size,
         model_mode=context.model_mode,
-        revision=job.spec.revision,
+        revision=plan.spec.revision,
         extra={
-            "family": job.spec.family,
+            "family": plan.spec.family,
             "controlnet": controlnet,
             "controlnet_id": model_id(controlnet),
-            "depth_source": job.depth_source,
-            "invert_depth": job.invert_depth,
-            "normalize_depth": job.normalize_depth,
+            "depth_source": plan.depth_source,
+            "invert_depth": plan.invert_depth,
+            "normalize_depth": plan.normalize_depth,
         },
     )
     yield progress
-    if job.restyle is None:
+    if plan.restyle is None:
         return
 
-    restyle_job: Img2ImgPlan = replace(job.restyle, image=progress.controlnet).validate(context.settings)
-    result = run_img2img(restyle_job, context)
+    restyle_plan: Img2ImgPlan = replace(plan.restyle, image=progress.controlnet).validate(context.settings)
+    result = run_img2img(restyle_plan, context)
     progress.restyle_result = result
     progress.restyled = result.images[0]
     progress.steps.append(reporter.steps - progress.steps[0])

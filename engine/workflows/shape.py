@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from engine.pipelines.run import GenerationCancelled, StepReporter
+from engine.pipelines.calls import GenerationCancelled, StepReporter
 from engine.recipes.schema import RecipeShape
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class RunContext:
     Args:
         cache: the pipelines (loaded lazily, shared, evicted by budget).
         settings: the limits, for work validated while running (a depth restyle's image).
-        reporter: counts steps, reports progress, raises GenerationCancelled on Stop; one per job.
+        reporter: counts steps, reports progress, raises GenerationCancelled on Stop; one per run.
         model_id: the id a recipe records for a catalog key (Hub id, or the twin's folder).
         model_mode: "hub" or "tiny", as recipes record it.
         estimate: depth maps by estimator key (the Engine's remembers recent ones); None: uncached.

@@ -34,10 +34,10 @@ from engine.base.settings import Settings
 from engine.models.catalog import get_spec
 from engine.models.loras import recorded
 from engine.models.loras import text as lora_text
+from engine.pipelines.calls import call_pipeline, denoiser_of, make_generators
 from engine.pipelines.lora import applied
 from engine.pipelines.portable import encode_posterior, per_sample_guidance, sample_latents
 from engine.pipelines.prompts import weighted_embeddings
-from engine.pipelines.run import call_pipeline, denoiser_of, make_generators
 from engine.pipelines.schedulers import swapped_scheduler
 from engine.recipes import schema
 from engine.recipes.recipe import Recipe
@@ -175,28 +175,35 @@ class SweepRequest:
 
 @dataclass(frozen=True)
 class SweepCell:
-    """One cell: its place in the grid, the axis values that made it, and its validated job."""
+    """One cell: its place in the grid, the axis values that made it, and its validated plan."""
 
     index: int
     row: int
     col: int
     values: dict[str, object]
-    job: Img2ImgPlan
+    plan: Img2ImgPlan
 
     @property
     def scheduler(self) -> str | None:
         """The scheduler this cell swaps in (its axis value, or the sweep's own); None: the model's."""
-        return self.job.scheduler
+        return self.plan.scheduler
 
     @property
     def caption(self) -> str:
         parts = [f"{axis}={format_value(axis, v)}" for axis, v in self.values.items() if axis != "seed"]
-        return ", ".join([*parts, f"seed={self.job.seeds[0]}"])
+        return ", ".join([*parts, f"seed={self.plan.seeds[0]}"])
 
     def batch_key(self) -> tuple:
         """Cells with equal keys can share a batched call."""
-        job = self.job
-        return (job.spec.key, job.strength, job.num_inference_steps, self.scheduler, job.weighted_prompt, job.loras)
+        plan = self.plan
+        return (
+            plan.spec.key,
+            plan.strength,
+            plan.num_inference_steps,
+            self.scheduler,
+            plan.weighted_prompt,
+            plan.loras,
+        )
 
 
 @dataclass(frozen=True)
@@ -221,7 +228,7 @@ class SweepPlan:
 
     @property
     def total_steps(self) -> int:
-        return sum(c.job.denoising_steps for c in self.cells)
+        return sum(c.plan.denoising_steps for c in self.cells)
 
     def describe(self) -> str:
         """The plan in words (Markdown, axis values HTML-escaped: they are typed text), before it runs."""
@@ -236,19 +243,19 @@ class SweepPlan:
         return "\n\n".join(lines)
 
 
-def plan_sweep(spec: SweepRequest, settings: Settings) -> SweepPlan:
+def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     """Parse and validate both axes and every cell, then group cells into calls.
 
     Raises:
         ValueError: naming the axis and the bad value, or the limit a sweep exceeds; before any work.
     """
-    x_axis = _check_axis(spec.x_axis, "x_axis")
-    y_axis = None if spec.y_axis in (None, "", "none") else _check_axis(spec.y_axis, "y_axis")
+    x_axis = _check_axis(request.x_axis, "x_axis")
+    y_axis = None if request.y_axis in (None, "", "none") else _check_axis(request.y_axis, "y_axis")
     if y_axis == x_axis:
         raise ValueError(f"x_axis and y_axis are both {shown_value(x_axis)}; pick two different axes")
     limit = settings.max_sweep_cells
-    x_values = parse_values(x_axis, spec.x_values, name="x_values", max_values=limit)
-    y_values = parse_values(y_axis, spec.y_values, name="y_values", max_values=limit) if y_axis else [None]
+    x_values = parse_values(x_axis, request.x_values, name="x_values", max_values=limit)
+    y_values = parse_values(y_axis, request.y_values, name="y_values", max_values=limit) if y_axis else [None]
     count = len(x_values) * len(y_values)
     if count > limit:
         raise ValueError(f"the sweep has {len(x_values)} x {len(y_values)} = {count} cells; the limit is {limit}")
@@ -256,8 +263,10 @@ def plan_sweep(spec: SweepRequest, settings: Settings) -> SweepPlan:
     models = _check_model_axis(x_axis, x_values, y_axis, y_values)
     # The base seed is resolved once, so every cell shares it unless the seed axis varies it. The image is
     # normalised once (for the first model: a model axis stays in one family, so one size rule).
-    base_seed = check_seed(spec.base.seed)
-    base_request = replace(spec.base, model=models[0] if models else spec.base.model, seed=base_seed, num_images=1)
+    base_seed = check_seed(request.base.seed)
+    base_request = replace(
+        request.base, model=models[0] if models else request.base.model, seed=base_seed, num_images=1
+    )
     # Validate the image against the first cell's values of the swept fields (an empty base prompt is
     # fine when the prompt is an axis); each cell is validated in full below.
     first = {a: v[0] for a, v in ((x_axis, x_values), (y_axis, y_values)) if a in _REQUEST_FIELDS and v[0] is not None}
@@ -271,7 +280,7 @@ def plan_sweep(spec: SweepRequest, settings: Settings) -> SweepPlan:
         for col, x_value in enumerate(x_values):
             values = {x_axis: x_value} if y_axis is None else {x_axis: x_value, y_axis: y_value}
             cells.append(_make_cell(len(cells), row, col, values, base_request, settings, checked.loras))
-    cell_size = cells[0].job.image.size
+    cell_size = cells[0].plan.image.size
     layout = grid_layout(cell_size, len(x_values), len(y_values), has_y=y_axis is not None)
     if layout.size[0] * layout.size[1] > settings.max_grid_pixels:
         w, h = layout.size
@@ -330,18 +339,18 @@ def _make_cell(
         else:
             overrides[axis] = value
     try:
-        job = replace(base, **overrides).validate(settings)
+        plan = replace(base, **overrides).validate(settings)
     except ValueError as exc:
         shown = ", ".join(f"{a}={format_value(a, v)!r}" for a, v in values.items())
         raise ValueError(f"cell {shown}: {exc}") from None
-    return SweepCell(index=index, row=row, col=col, values=values, job=job)
+    return SweepCell(index=index, row=row, col=col, values=values, plan=plan)
 
 
 def _group_calls(cells: Sequence[SweepCell], max_batch: int) -> tuple[tuple[int, ...], ...]:
     """Cells with the same batch key run together, in chunks of max_batch, in grid order."""
     groups: dict[tuple, list[int]] = {}
     for cell in cells:
-        key = cell.batch_key() if cell.job.spec.adapter.batches_cells else ("single", cell.index)
+        key = cell.batch_key() if cell.plan.spec.adapter.batches_cells else ("single", cell.index)
         groups.setdefault(key, []).append(cell.index)
     calls: list[tuple[int, ...]] = []
     for indices in groups.values():
@@ -383,31 +392,31 @@ class SweepProgress:
             x_labels=plan.x_labels,
             y_name=plan.y_axis,
             y_labels=plan.y_labels,
-            cell_size=plan.cells[0].job.image.size,
+            cell_size=plan.cells[0].plan.image.size,
         )
 
     def table(self) -> list[dict]:
         """One row per finished cell: its place, every parameter and its seed (for CSV/JSON export)."""
         rows = []
         for cell in self.done_cells:
-            job = cell.job
+            plan = cell.plan
             rows.append(
                 {
                     "index": cell.index,
                     "row": cell.row,
                     "col": cell.col,
-                    "model": job.spec.key,
-                    "prompt": job.prompt,
-                    "negative_prompt": job.negative_prompt,
-                    "strength": job.strength,
-                    "guidance_scale": job.guidance_scale,
-                    "num_inference_steps": job.num_inference_steps,
-                    "denoising_steps": job.denoising_steps,
-                    "seed": job.seeds[0],
-                    "scheduler": cell.scheduler or job.spec.scheduler,
-                    "loras": lora_text(job.loras),
-                    "width": job.image.size[0],
-                    "height": job.image.size[1],
+                    "model": plan.spec.key,
+                    "prompt": plan.prompt,
+                    "negative_prompt": plan.negative_prompt,
+                    "strength": plan.strength,
+                    "guidance_scale": plan.guidance_scale,
+                    "num_inference_steps": plan.num_inference_steps,
+                    "denoising_steps": plan.denoising_steps,
+                    "seed": plan.seeds[0],
+                    "scheduler": cell.scheduler or plan.spec.scheduler,
+                    "loras": lora_text(plan.loras),
+                    "width": plan.image.size[0],
+                    "height": plan.image.size[1],
                 }
             )
         return rows
@@ -474,18 +483,18 @@ class _SharedWork:
 
 def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) -> list:
     first = cells[0]
-    if not first.job.spec.adapter.batches_cells:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
-        result = run_img2img(first.job, context)
+    if not first.plan.spec.adapter.batches_cells:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
+        result = run_img2img(first.plan, context)
         return [(result.images[0], result.recipe)]
     cache = context.cache
-    pipe = cache.get(first.job.spec.key, "img2img")
+    pipe = cache.get(first.plan.spec.key, "img2img")
     images: list[tuple | None] = [None] * len(cells)
     with (
         cache.lock,
         swapped_scheduler(pipe, first.scheduler, cache.lock),
-        applied(pipe, first.job.loras, first.job.spec.label),
+        applied(pipe, first.plan.loras, first.plan.spec.label),
     ):
-        embeddings = [_embeddings(pipe, cell.job, shared) for cell in cells]
+        embeddings = [_embeddings(pipe, cell.plan, shared) for cell in cells]
         # Weighted prompts past 77 tokens make longer embeddings: only equal shapes stack into one batch.
         by_shape: dict[tuple, list[int]] = {}
         for position, embeds in enumerate(embeddings):
@@ -501,36 +510,36 @@ def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) 
 def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, context: RunContext) -> Recipe:
     """A batched cell's recipe: its own parameters, plus the batch and its place in it."""
     cell = batch[place]
-    job = cell.job
+    plan = cell.plan
     return Recipe.from_pipeline(
         pipe,
         workflow="sweep",
-        model=job.spec.key,
-        model_id=context.model_id(job.spec.key),
+        model=plan.spec.key,
+        model_id=context.model_id(plan.spec.key),
         generator_device=context.cache.policy.generator_device,
-        seeds=(job.seeds[0],),
+        seeds=(plan.seeds[0],),
         parameters={
-            "prompt": job.prompt,
-            "negative_prompt": job.negative_prompt or None,
-            "strength": job.strength,
-            "guidance_scale": job.guidance_scale,
-            "num_inference_steps": job.num_inference_steps,
+            "prompt": plan.prompt,
+            "negative_prompt": plan.negative_prompt or None,
+            "strength": plan.strength,
+            "guidance_scale": plan.guidance_scale,
+            "num_inference_steps": plan.num_inference_steps,
         },
         size=image.size,
         model_mode=context.model_mode,
-        revision=job.spec.revision,
-        weighted_prompt=job.weighted_prompt,
+        revision=plan.spec.revision,
+        weighted_prompt=plan.weighted_prompt,
         extra={
-            "family": job.spec.family,
+            "family": plan.spec.family,
             "scheduler_name": cell.scheduler,
-            **({"loras": recorded(job.loras)} if job.loras else {}),
+            **({"loras": recorded(plan.loras)} if plan.loras else {}),
             "position": place,
             "batch": [
                 {
-                    "prompt": c.job.prompt,
-                    "negative_prompt": c.job.negative_prompt or None,
-                    "seed": c.job.seeds[0],
-                    "guidance_scale": c.job.guidance_scale,
+                    "prompt": c.plan.prompt,
+                    "negative_prompt": c.plan.negative_prompt or None,
+                    "seed": c.plan.seeds[0],
+                    "guidance_scale": c.plan.guidance_scale,
                 }
                 for c in batch
             ],
@@ -541,19 +550,19 @@ def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, c
 def _batched_call(pipe, cells, embeddings, shared: _SharedWork, context: RunContext) -> list[Image.Image]:
     """One pipeline call for cells that share model, strength, steps and scheduler."""
     first = cells[0]
-    seeds = [cell.job.seeds[0] for cell in cells]
+    seeds = [cell.plan.seeds[0] for cell in cells]
     generators = make_generators(seeds, context.cache.policy.generator_device)
-    key = first.job.spec.key
+    key = first.plan.spec.key
     if key not in shared.posteriors:  # the VAE encoder runs once per model and sweep
-        shared.posteriors[key] = encode_posterior(pipe, first.job.image.image)
+        shared.posteriors[key] = encode_posterior(pipe, first.plan.image.image)
     latents = sample_latents(pipe, shared.posteriors[key], generators)
-    scales = [cell.job.guidance_scale for cell in cells]
+    scales = [cell.plan.guidance_scale for cell in cells]
     call_scale = max(scales)
     kwargs = {
         **{name: torch.cat([e[name] for e in embeddings]) for name in embeddings[0]},
         "image": latents,
-        "strength": first.job.strength,
-        "num_inference_steps": first.job.num_inference_steps,
+        "strength": first.plan.strength,
+        "num_inference_steps": first.plan.num_inference_steps,
         "guidance_scale": call_scale,
         "num_images_per_prompt": 1,
     }
@@ -569,22 +578,22 @@ def _batched_call(pipe, cells, embeddings, shared: _SharedWork, context: RunCont
     return list(output.images)
 
 
-def _embeddings(pipe, job: Img2ImgPlan, shared: _SharedWork) -> dict:
+def _embeddings(pipe, plan: Img2ImgPlan, shared: _SharedWork) -> dict:
     """A cell's prompt embeddings; each distinct (model, prompt, negative) is encoded once per sweep."""
-    key = (job.spec.key, job.prompt, job.negative_prompt, job.weighted_prompt, job.loras)  # a LoRA may hold the
+    key = (plan.spec.key, plan.prompt, plan.negative_prompt, plan.weighted_prompt, plan.loras)  # a LoRA may hold the
     # text encoder's deltas too
     if key not in shared.prompts:
-        shared.prompts[key] = _encode(pipe, job)
+        shared.prompts[key] = _encode(pipe, plan)
     return shared.prompts[key]
 
 
-def _encode(pipe, job: Img2ImgPlan) -> dict:
-    if job.weighted_prompt:
-        return weighted_embeddings(pipe, job.spec, job.prompt, job.negative_prompt)
-    encode = job.spec.adapter.encode_prompt
+def _encode(pipe, plan: Img2ImgPlan) -> dict:
+    if plan.weighted_prompt:
+        return weighted_embeddings(pipe, plan.spec, plan.prompt, plan.negative_prompt)
+    encode = plan.spec.adapter.encode_prompt
     assert encode is not None  # only families that batch cells reach here (_group_calls)
     with torch.inference_mode():
-        return encode(pipe, job.prompt, job.negative_prompt or None)  # None, as the Basic path passes it
+        return encode(pipe, plan.prompt, plan.negative_prompt or None)  # None, as the Basic path passes it
 
 
 # -- script export ---------------------------------------------------------------------------------
@@ -654,7 +663,7 @@ def sweep_script(recipe: Recipe) -> str:
 
 def work(plan: SweepPlan) -> list[GpuWork]:
     """Every cell's loop, as if run one by one (a batched call costs less: an upper bound)."""
-    return [loop for cell in plan.cells for loop in basic.work(cell.job)]
+    return [loop for cell in plan.cells for loop in basic.work(cell.plan)]
 
 
 def _recipe_cell(name: str, value: Any) -> dict[str, Any]:
