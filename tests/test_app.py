@@ -313,3 +313,22 @@ def test_mcp_flag_serves_every_endpoint_as_a_described_tool(mcp_server):
     assert all(p.get("description") for name, p in sweep["inputSchema"]["properties"].items()), sweep["inputSchema"]
     assert "at most 5 stages" in tools["chain"]["inputSchema"]["properties"]["stages"]["description"]
     assert "controlnet_conditioning_scale" in tools["depth"]["inputSchema"]["properties"]
+
+
+def test_the_preprocess_patch_changes_only_the_components_it_marks(tmp_path):
+    """ui/components.py patches Gradio's preprocess process-wide; an unmarked component keeps Gradio's own."""
+    import gradio as gr
+    from gradio.data_classes import FileData
+
+    from ui.components import engine_checked, image_input, install_preprocess_hooks
+
+    install_preprocess_hooks()
+    plain, checked = gr.Slider(minimum=0, maximum=1), engine_checked(gr.Slider(minimum=0, maximum=1))
+    with pytest.raises(Exception, match="greater than maximum value"):
+        plain.preprocess(1.5)
+    assert checked.preprocess(1.5) == 1.5  # the engine's check answers, naming the parameter
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "red.png")
+    payload = FileData(path=str(tmp_path / "red.png"))
+    assert image_input().preprocess(payload) == str(tmp_path / "red.png")  # unopened
+    opened = gr.Image(type="pil").preprocess(payload)
+    assert isinstance(opened, Image.Image) and opened.size == (8, 8)  # Gradio's own: opened

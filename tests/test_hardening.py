@@ -44,7 +44,7 @@ def best_of(fn, rounds: int = 3) -> float:
     return min(times)
 
 
-# -- 1. the infotext parser is linear and capped ------------------------------------------------
+# -- 1. the infotext parser is capped (linear: tests/test_linear_parsing.py) ---------------------------
 
 ADVERSARIAL_INFOTEXTS = {
     "one long key": "a" * (MAX_INFOTEXT_CHARS - 1),
@@ -53,6 +53,7 @@ ADVERSARIAL_INFOTEXTS = {
     "unclosed quotes": 'k: "a, ' * (MAX_INFOTEXT_CHARS // 7 - 1),
     "backslashes": 'k: "' + "\\" * (MAX_INFOTEXT_CHARS - 10),
     "pairs": ("Key: value, " * 2000)[: MAX_INFOTEXT_CHARS - 1],
+    "a web-UI weight of digits": "(a:" + "1" * (MAX_INFOTEXT_CHARS - 10) + "x)",
 }
 
 
@@ -60,16 +61,6 @@ def test_infotext_parsing_keeps_quoted_commas_and_escapes():
     parsed = parse_infotext('a cat\nSteps: 20, Sampler: "DPM++ 2M, Karras", Note: "say \\"hi\\"", Seed: 3')
     assert parsed["sampler"] == "DPM++ 2M, Karras" and parsed["Note"] == 'say "hi"'
     assert parsed["num_inference_steps"] == 20 and parsed["seed"] == 3 and parsed["prompt"] == "a cat"
-
-
-@pytest.mark.parametrize("name", list(ADVERSARIAL_INFOTEXTS))
-def test_infotext_parsing_time_grows_linearly(name):
-    """The longest text accepted costs about its length's share, not its square: a quadratic parser
-    took 73 s on 40,000 characters."""
-    text = ADVERSARIAL_INFOTEXTS[name]
-    tenth = text[: len(text) // 10]
-    ratio = best_of(lambda: parse_infotext(text)) / max(best_of(lambda: parse_infotext(tenth)), 1e-5)
-    assert ratio < 40, f"10x the text took {ratio:.0f}x the time"
 
 
 def test_an_infotext_over_the_cap_is_refused_by_length():

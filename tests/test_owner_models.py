@@ -18,6 +18,7 @@ import torch
 from huggingface_hub import constants
 from PIL import Image
 from safetensors.torch import save_file
+from scripts import replay
 from test_recipe import rerun
 
 from engine.base.settings import Settings
@@ -30,6 +31,7 @@ from engine.models.repos import repo_facts
 from engine.models.tiny import build_twin, cache_repo_folder
 from engine.pipelines.loading import ModelUnavailable
 from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.depth import DepthRequest
 from engine.workflows.registry import recipe_from_json, script_for
 from engine.workflows.sweep import SweepRequest
 
@@ -128,6 +130,24 @@ def test_the_recipe_and_script_of_a_checkpoint_file_reproduce_it(owner_engine, p
     script = script_for(recipe)
     assert "single_file_pipeline(" in script and "local_files_only=True" in script
     assert np.array_equal(rerun(tmp_path, recipe, result.plan.image.image), np.asarray(result.images[0]))
+
+
+def test_depth_on_a_checkpoint_file_equals_its_twin_and_its_script_replays_it(owner_engine, engine, photo, tmp_path):
+    """The owner's file under ControlNet depth, no restyle: the script once failed after the images were made
+    (KeyError 'use_safetensors': the from_pretrained options of a file)."""
+    fields = dict(image=photo, prompt="a cat", num_inference_steps=3, seed=5, restyle_model="none")
+    *_, state = owner_engine.depth(DepthRequest(model="file:my-sd15.safetensors", **fields))
+    *_, twin = engine.depth(DepthRequest(model="sd15", **fields))
+    assert state.finished and same(state.controlnet, twin.controlnet)  # the file holds the twin's weights
+    recipe = state.controlnet_recipe
+    assert recipe.model == "file:my-sd15.safetensors" and recipe_from_json(recipe.to_json()) == recipe
+    script = tmp_path / "recipe.py"
+    script.write_text(script_for(recipe))
+    assert "single_file_pipeline(" in script.read_text()
+    state.plan.image.image.save(tmp_path / "init.png")
+    state.depth.save(tmp_path / "control.png")
+    replay(script, "out.png", "init.png", "control.png", cwd=tmp_path)
+    assert same(Image.open(tmp_path / "out.png"), state.controlnet)
 
 
 def test_a_sweep_over_checkpoint_and_catalog_models_of_one_family(owner_engine, engine, photo):

@@ -80,7 +80,7 @@ def test_denoising_steps_use_diffusers_arithmetic(steps, strength, expected):
 
 
 def test_prompt_nesting_is_refused_just_past_the_limit():
-    from engine.workflows.checks import MAX_WEIGHT_NESTING, check_nesting
+    from engine.pipelines.prompts import MAX_WEIGHT_NESTING, check_nesting
 
     check_nesting("prompt", "(" * MAX_WEIGHT_NESTING + "cat" + ")" * MAX_WEIGHT_NESTING)
     check_nesting("prompt", ")" * 50 + "(cat)" * 50)  # closers first and siblings do not add up

@@ -19,6 +19,7 @@ from engine.models.catalog import known_spec, owner_models
 from engine.pipelines.device import DevicePolicy
 from engine.pipelines.loading import load_options
 from engine.pipelines.portable import single_file_pipeline
+from engine.pipelines.prompts import LINEAR_PARSING_LINE
 from engine.pipelines.schedulers import SCHEDULERS
 from engine.recipes.recipe import Recipe
 
@@ -153,6 +154,9 @@ def weighted_prompt_lines(recipe: Recipe) -> list[str]:
     prompt, negative = p.get("prompt") or "", p.get("negative_prompt") or ""
     return [
         *source(weighted_prompt_encoder(recipe)),
+        "import pyparsing",
+        "",
+        LINEAR_PARSING_LINE,
         f"prompt_kwargs = weighted_prompt(pipe, {literal(prompt)}, {literal(negative)})",
     ]
 

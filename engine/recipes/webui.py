@@ -80,34 +80,44 @@ def model_key(name: str) -> str | None:
     return (names | MODEL_ALIASES).get(text)
 
 
+_WEIGHT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*")  # unambiguous, so matching it is linear
+
+
 def to_compel(prompt: str) -> str:
     """The web UI's emphasis syntax as Compel's: `(a:1.3)` -> `(a)1.3`, `(a)` -> `(a)1.1`,
     `[a]` -> `(a)0.91`, nested pairs multiplied as the web UI does; `\\(` stays a literal bracket.
-    Unbalanced brackets are left as typed (the web UI treats them as text too)."""
+    Unbalanced brackets are left as typed (the web UI treats them as text too).
+
+    One pass, linear in the prompt's length: a closing bracket looks only at what its group holds after
+    its last colon at its own level (an explicit weight holds no bracket), so no character is read twice.
+    """
     out: list[str] = []
-    stack: list[tuple[str, int]] = []  # (opening bracket, index of its slot in out)
+    # per open group: its bracket, the index of its slot in out, the index in out of its last colon
+    # (None once a nested group closes after it: `(a:1 (b))` has no explicit weight)
+    stack: list[list] = []
     i = 0
     while i < len(prompt):
         char = prompt[i]
-        if char == "\\" and i + 1 < len(prompt):
-            out.append(prompt[i : i + 2])
-            i += 2
-            continue
-        if char in "([":
-            stack.append((char, len(out)))
-            out.append(char)
-        elif char in ")]" and stack and stack[-1][0] == "([)]"[")]".index(char)]:
-            opening, slot = stack.pop()
-            inner = "".join(out[slot + 1 :])
+        item = prompt[i : i + 2] if char == "\\" and i + 1 < len(prompt) else char
+        i += len(item)
+        if item in ("(", "["):
+            stack.append([item, len(out), None])
+            out.append(item)
+        elif item in (")", "]") and stack and stack[-1][0] == "([)]"[")]".index(item)]:
+            opening, slot, colon = stack.pop()
             weight = WEBUI_EMPHASIS if opening == "(" else 1 / WEBUI_EMPHASIS
-            explicit = re.fullmatch(r"(?s)(.*):\s*([0-9]*\.?[0-9]+)\s*", inner) if opening == "(" else None
+            explicit = _WEIGHT.fullmatch("".join(out[colon + 1 :])) if opening == "(" and colon is not None else None
             if explicit:
-                inner, weight = explicit.group(1), float(explicit.group(2))
-            del out[slot:]
-            out.append(f"({inner}){weight:.3g}")
+                weight = float(explicit.group(1))
+                out[colon:] = [out[colon][:-1]] if out[colon] != ":" else []  # `\\:` keeps its backslash, as typed
+            out[slot] = "("
+            out.append(f"){weight:.3g}")
+            if stack:
+                stack[-1][2] = None
         else:
-            out.append(char)
-        i += 1
+            if ":" in item and stack:
+                stack[-1][2] = len(out)
+            out.append(item)
     return "".join(out)
 
 

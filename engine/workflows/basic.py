@@ -15,7 +15,7 @@ from engine.models.catalog import DEFAULT_MODEL, LoraSpec, ModelSpec, get_spec
 from engine.models.loras import check_loras, recorded
 from engine.pipelines.calls import call_pipeline
 from engine.pipelines.lora import applied
-from engine.pipelines.prompts import weighted_embeddings
+from engine.pipelines.prompts import check_weighted, weighted_embeddings
 from engine.pipelines.schedulers import check_scheduler, steps_run, swapped_scheduler
 from engine.recipes.recipe import Recipe
 from engine.recipes.script import img2img_preamble, literal, saved, weighted_prompt_lines
@@ -24,7 +24,6 @@ from engine.workflows.checks import (
     check_flag,
     check_model,
     check_negative,
-    check_nesting,
     check_number,
     check_sampling,
     check_seed,
@@ -69,8 +68,8 @@ class Img2ImgRequest:
         if self.weighted_prompt and spec.weighting_unavailable_reason:
             raise ValueError(f"weighted_prompt is not available: {spec.weighting_unavailable_reason}")
         if self.weighted_prompt:
-            check_nesting("prompt", prompt)
-            check_nesting("negative_prompt", negative)
+            check_weighted("prompt", prompt)
+            check_weighted("negative_prompt", negative)
         seed = check_seed(self.seed, count=count)
         scheduler = check_scheduler(self.scheduler, spec.key)
         loras = check_loras(self.loras, spec)

@@ -86,22 +86,6 @@ def check_text(name: str, value: object, *, max_chars: int, required: bool = Fal
     return cleaned
 
 
-MAX_WEIGHT_NESTING = 16
-
-
-def check_nesting(name: str, text: str) -> None:
-    """Compel's parser recurses per bracket: a prompt nested hundreds deep would exhaust Python's stack."""
-    depth = deepest = 0
-    for char in text:
-        if char in "([":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in ")]" and depth:
-            depth -= 1
-    if deepest > MAX_WEIGHT_NESTING:
-        raise ValueError(f"{name} nests brackets {deepest} deep; weighted prompts take at most {MAX_WEIGHT_NESTING}")
-
-
 def check_seed(value: object, *, count: int = 1) -> int:
     """A seed in [0, 2^32), or -1 for a random one; returns a concrete seed.
 

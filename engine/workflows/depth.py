@@ -28,7 +28,7 @@ from engine.pipelines.calls import call_pipeline
 from engine.pipelines.schedulers import steps_run
 from engine.recipes import schema
 from engine.recipes.recipe import Recipe
-from engine.recipes.script import header, init_image_lines, literal, load, saved, size_literal, weight_options
+from engine.recipes.script import header, init_image_lines, literal, load, saved, size_literal
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, Img2ImgResult, run_img2img
 from engine.workflows.checks import (
     RANDOM_SEED,
@@ -411,10 +411,10 @@ def _steps(plan: DepthPlan, context: RunContext, progress: DepthProgress) -> Ite
 
 
 def depth_script(recipe: Recipe) -> str:
-    """ControlNet img2img as the guide writes it: the ControlNet loaded, then passed to the pipeline."""
+    """ControlNet img2img: the ControlNet loaded, then added to the base img2img pipeline (a Hub repo or the
+    owner's single file) with from_pipe, as the app derives it."""
     p = dict(recipe.parameters)
     size = size_literal(recipe.size)
-    pinned = f", revision={literal(recipe.revision)}" if recipe.revision else ""
     lines = header(
         recipe,
         f"ControlNet depth img2img with {recipe.model_id}, seed {recipe.seed}",
@@ -427,9 +427,9 @@ def depth_script(recipe: Recipe) -> str:
         f'control_image = Image.open(CONTROL).convert("RGB").resize({size}, Image.Resampling.BILINEAR)',
         "",
         f"controlnet = {load('ControlNetModel', recipe.extra['controlnet'], recipe.extra['controlnet_id'], None)}",
-        "pipe = AutoPipelineForImage2Image.from_pretrained(",
-        f"    {literal(recipe.model_id)}{pinned}, controlnet=controlnet, dtype=DTYPE{weight_options(recipe.model)}",
-        ").to(DEVICE)",
+        # the base img2img pipeline with the ControlNet added, as the app derives it (a Hub repo or a file)
+        f"base = {load('AutoPipelineForImage2Image', recipe.model, recipe.model_id, recipe.revision)}",
+        "pipe = AutoPipelineForImage2Image.from_pipe(base, controlnet=controlnet, dtype=DTYPE).to(DEVICE)",
         "",
         f"call = {literal(p)}",
         f"generator = [torch.Generator(GENERATOR_DEVICE).manual_seed({int(recipe.seed)})]",
