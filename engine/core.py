@@ -243,10 +243,11 @@ class Engine:
         )
 
     def model_id(self, key: str) -> str:
-        """The id a recipe records: the Hub id, or the twin's folder in tiny mode."""
+        """The id a recipe records: the Hub id, the twin's folder in tiny mode, or the name of the owner's file
+        (never its path: a visitor who downloads a PNG learns nothing of the server's folders)."""
         spec = get_spec(key)
         if spec.origin == "file":
-            return spec.file
+            return Path(spec.file).name
         return spec.hub_id if self.mode == "hub" or spec.origin == "hub" else str((self.twins_dir / key).resolve())
 
     @property

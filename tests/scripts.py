@@ -11,6 +11,7 @@ import and define itself.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,8 +22,9 @@ import contextlib, json, os, runpy, sys, traceback
 answers = sys.stdout
 for line in sys.stdin:
     job = json.loads(line)
-    home = os.getcwd()
+    home, environment = os.getcwd(), dict(os.environ)
     try:
+        os.environ.update(job["env"])
         os.chdir(job["cwd"])
         sys.argv = [job["script"], *job["args"]]
         with contextlib.redirect_stdout(sys.stderr):  # what the script prints stays out of the answers
@@ -34,6 +36,8 @@ for line in sys.stdin:
         answer = {"ok": False, "error": traceback.format_exc()[-4000:]}
     finally:
         os.chdir(home)
+        os.environ.clear()
+        os.environ.update(environment)
     print(json.dumps(answer), file=answers, flush=True)
 """
 
@@ -54,8 +58,16 @@ def _started() -> subprocess.Popen:
     return _worker
 
 
-def replay(script: Path, *args: str | Path, cwd: Path | None = None, fresh: bool = False, timeout: int = 600) -> None:
-    """Run `script` with `args` (paths are taken relative to `cwd`, default the script's folder).
+def replay(
+    script: Path,
+    *args: str | Path,
+    cwd: Path | None = None,
+    fresh: bool = False,
+    timeout: int = 600,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run `script` with `args` (paths are taken relative to `cwd`, default the script's folder), with `env`
+    added to the environment (STUDIO_MODELS_DIR, say, as its user would set it).
 
     Raises:
         ScriptFailed: the script raised (or exited non-zero), with its traceback.
@@ -64,7 +76,12 @@ def replay(script: Path, *args: str | Path, cwd: Path | None = None, fresh: bool
     argv = [str(arg) for arg in args]
     if fresh:
         done = subprocess.run(
-            [sys.executable, str(script), *argv], cwd=where, capture_output=True, text=True, timeout=timeout
+            [sys.executable, str(script), *argv],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
         )
         if done.returncode != 0:
             raise ScriptFailed(done.stderr[-4000:])
@@ -72,7 +89,9 @@ def replay(script: Path, *args: str | Path, cwd: Path | None = None, fresh: bool
     with _lock:
         worker = _started()
         assert worker.stdin is not None and worker.stdout is not None
-        worker.stdin.write(json.dumps({"script": str(script), "args": argv, "cwd": str(where)}) + "\n")
+        worker.stdin.write(
+            json.dumps({"script": str(script), "args": argv, "cwd": str(where), "env": env or {}}) + "\n"
+        )
         line = worker.stdout.readline()
     if not line:
         raise ScriptFailed("the script worker died")

@@ -152,21 +152,25 @@ def test_a_sweep_over_lora_weight_equals_basic_runs(lora_engine, photo):
         lora_engine.plan(SweepRequest(base=Img2ImgRequest(image=photo, **BASE), x_axis="lora_weight", x_values="0, 1"))
 
 
-def test_the_recipe_and_scripts_of_lora_runs_reproduce_them(lora_engine, photo, tmp_path):
+def test_the_recipe_and_scripts_of_lora_runs_reproduce_them(lora_engine, owner_dirs, photo, tmp_path):
     result = lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras="paper-cut:0.8, ink-wash:0.4"))
     recipe = result.recipe.for_image(0)
     assert recipe_from_json(recipe.to_json()) == recipe
     script = script_for(recipe)
-    assert "pipe.load_lora_weights(" in script and "adapter_weights=[0.8, 0.4]" in script
-    (tmp_path / "basic").mkdir()
-    (tmp_path / "sweep").mkdir()
-    assert np.array_equal(rerun(tmp_path / "basic", recipe, result.plan.image.image), pixels(result.images[0]))
+    assert "pipe.load_lora_weights(os.path.join(LORA_DIR, 'paper-cut.safetensors')" in script
+    assert "adapter_weights=[0.8, 0.4]" in script
+    _, loras = owner_dirs
+    assert str(loras) not in script + recipe.to_json() + recipe.infotext()  # named, never located
+    env = {"STUDIO_LORA_DIR": str(loras)}
+    basic = rerun(tmp_path / "basic", recipe, result.plan.image.image, env=env)
+    assert np.array_equal(basic, pixels(result.images[0]))
     sweep = SweepRequest(
         base=Img2ImgRequest(image=photo, **BASE, loras="paper-cut:1"), x_axis="lora_weight", x_values="0.5, 1"
     )
     (*_, last) = lora_engine.sweep(sweep)
     cell = last.recipes[1]
-    assert np.array_equal(rerun(tmp_path / "sweep", cell, last.plan.cells[1].plan.image.image), pixels(last.images[1]))
+    swept = rerun(tmp_path / "sweep", cell, last.plan.cells[1].plan.image.image, env=env)
+    assert np.array_equal(swept, pixels(last.images[1]))
 
 
 @pytest.mark.parametrize(

@@ -194,9 +194,20 @@ def test_bad_arguments_are_tool_errors_naming_the_parameter(mcp_url, photo, argu
     assert message in text_of(result)
 
 
+def test_a_null_image_is_no_image_not_an_internal_error(mcp_url):
+    """A null argument once became the job's cancel token (ui/events.cancellable), failing as an internal error."""
+    read = call(mcp_url, "recipe", {"image": None, "infotext": "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7"})
+    assert not read.isError, text_of(read)
+    assert "a cat" in text_of(read)
+    empty = call(mcp_url, "recipe", {"image": None})
+    assert empty.isError and "Internal error" not in text_of(empty)
+    assert "infotext" in text_of(empty)
+
+
 def test_a_url_on_this_server_must_name_a_file_it_returned(mcp_url, photo):
     own = mcp_url.removesuffix("gradio_api/mcp/")
-    for url in (f"{own}gradio_api/file=/etc/passwd", f"{own}gradio_api/file=../../etc/passwd", f"{own}config"):
+    odd = (f"{own}gradio_api/file=/tmp/a%00b.png", f"{own}gradio_api/file=/tmp/{'a' * 5000}.png")  # NUL, too long
+    for url in (f"{own}gradio_api/file=/etc/passwd", f"{own}gradio_api/file=../../etc/passwd", f"{own}config", *odd):
         result = call(mcp_url, "recipe", {"image": url})
         assert result.isError and "this server" in text_of(result), url
 

@@ -10,6 +10,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from huggingface_hub import constants
 from PIL import Image
 from safetensors.torch import save_file
-from scripts import replay
+from scripts import ScriptFailed, replay
 from test_recipe import rerun
 
 from engine.base.settings import Settings
@@ -100,7 +101,7 @@ def test_a_checkpoint_file_runs_equal_to_raw_diffusers_from_single_file(owner_en
     )
     result = owner_engine.img2img(request)
     assert type(owner_engine.cache.get(key)).__name__ == "StableDiffusionImg2ImgPipeline"
-    assert result.recipe.model == key and result.recipe.model_id == get_spec(key).file
+    assert result.recipe.model == key and result.recipe.model_id == Path(get_spec(key).file).name
 
     twin = str(build_twin("sd15", twins))
     raw = StableDiffusionPipeline.from_single_file(get_spec(key).file, config=twin, local_files_only=True)
@@ -121,18 +122,28 @@ def test_a_checkpoint_file_runs_equal_to_raw_diffusers_from_single_file(owner_en
     assert same(result.images[0], twin_result.images[0])
 
 
-def test_the_recipe_and_script_of_a_checkpoint_file_reproduce_it(owner_engine, photo, tmp_path):
+def test_the_recipe_and_script_of_a_checkpoint_file_reproduce_it(owner_engine, photo, tmp_path, models_dir):
     result = owner_engine.img2img(
         Img2ImgRequest(image=photo, prompt="a fox", model="file:my-sd15.safetensors", num_inference_steps=3, seed=4)
     )
     recipe = result.recipe.for_image(0)
     assert recipe_from_json(recipe.to_json()) == recipe  # the schema takes the owner's key and file
     script = script_for(recipe)
-    assert "single_file_pipeline(" in script and "local_files_only=True" in script
-    assert np.array_equal(rerun(tmp_path, recipe, result.plan.image.image), np.asarray(result.images[0]))
+    assert "single_file_pipeline(os.path.join(MODELS_DIR, 'my-sd15.safetensors')" in script
+    # the server's folders are in neither the PNG's text nor the script: the file is named, not located
+    assert recipe.model_id == "my-sd15.safetensors"
+    assert str(models_dir) not in recipe.to_json() + recipe.infotext() + script
+    init = result.plan.image.image
+    missing = r"no checkpoint file models/my-sd15\.safetensors .*STUDIO_MODELS_DIR"  # unset: ./models, as it says
+    with pytest.raises(ScriptFailed, match=missing):
+        rerun(tmp_path / "unset", recipe, init)
+    replayed = rerun(tmp_path / "set", recipe, init, env={"STUDIO_MODELS_DIR": str(models_dir)})
+    assert np.array_equal(replayed, np.asarray(result.images[0]))
 
 
-def test_depth_on_a_checkpoint_file_equals_its_twin_and_its_script_replays_it(owner_engine, engine, photo, tmp_path):
+def test_depth_on_a_checkpoint_file_equals_its_twin_and_its_script_replays_it(
+    owner_engine, engine, photo, tmp_path, models_dir
+):
     """The owner's file under ControlNet depth, no restyle: the script once failed after the images were made
     (KeyError 'use_safetensors': the from_pretrained options of a file)."""
     fields = dict(image=photo, prompt="a cat", num_inference_steps=3, seed=5, restyle_model="none")
@@ -146,7 +157,7 @@ def test_depth_on_a_checkpoint_file_equals_its_twin_and_its_script_replays_it(ow
     assert "single_file_pipeline(" in script.read_text()
     state.plan.image.image.save(tmp_path / "init.png")
     state.depth.save(tmp_path / "control.png")
-    replay(script, "out.png", "init.png", "control.png", cwd=tmp_path)
+    replay(script, "out.png", "init.png", "control.png", cwd=tmp_path, env={"STUDIO_MODELS_DIR": str(models_dir)})
     assert same(Image.open(tmp_path / "out.png"), state.controlnet)
 
 
@@ -239,6 +250,42 @@ def test_a_checkpoint_of_no_catalog_family_is_refused_with_what_it_looks_like(tm
         detect(tensor_shapes(_header(tmp_path, names)))
 
 
+def test_files_that_once_stopped_the_start_are_skipped_with_a_line_each(tmp_path, twins, photo, caplog):
+    """Integer tensor names crashed the start (TypeError), a state_dict holding itself hung it; a file without a
+    text encoder's weights was offered, then failed as an internal error. Each passes the weights-only check."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    torch.save({0: torch.zeros(2), 1: torch.zeros(3)}, folder / "numbered.ckpt")
+    looped: dict = {"weight": torch.zeros(1)}
+    looped["state_dict"] = looped
+    torch.save(looped, folder / "looped.ckpt")
+    unet_only = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}
+    save_file(
+        {**unet_only, "cond_stage_model.transformer.text_model.x": torch.zeros(0)}, folder / "hollow.safetensors"
+    )
+    write_single_file(build_twin("sd15", twins), folder / "good.safetensors")
+    previous = catalog.owner_models()
+    try:
+        owner = Engine(Settings.from_env({"STUDIO_MODELS_DIR": str(folder)}, models="tiny", data_dir=tmp_path / "d"))
+        assert [key for key in models_for("img2img") if key.startswith("file:")] == [
+            "file:good.safetensors",
+            "file:hollow.safetensors",
+        ]
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("STUDIO_MODELS_DIR")]
+        assert any(
+            "numbered.ckpt is not offered: numbered.ckpt names its tensors with something other" in m for m in lines
+        )
+        assert any("looped.ckpt is not offered: no Stable Diffusion UNet" in m for m in lines)
+        request = Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=2, seed=1)
+        with pytest.raises(
+            ModelUnavailable, match=r"'file:hollow.safetensors' \(hollow.safetensors\) could not be loa"
+        ):
+            owner.img2img(replace(request, model="file:hollow.safetensors"))
+        assert owner.img2img(replace(request, model="file:good.safetensors")).images  # and it keeps serving
+    finally:
+        catalog.install_owner_models(previous)
+
+
 def test_a_models_dir_that_is_not_a_folder_stops_the_start_naming_the_setting(tmp_path, engine):
     previous = catalog.owner_models()
     try:
@@ -317,7 +364,9 @@ def test_an_allowed_repo_that_is_not_there_says_so_and_the_app_keeps_serving(own
     assert owner_hub.plan(Img2ImgRequest(image=photo, prompt="a cat", model=OWNER_REPO)).spec.key == OWNER_REPO
 
 
-def test_in_hub_mode_a_checkpoint_file_reads_its_base_configs_from_the_cache(owner_hub, engine, photo, tmp_path):
+def test_in_hub_mode_a_checkpoint_file_reads_its_base_configs_from_the_cache(
+    owner_hub, engine, photo, tmp_path, models_dir
+):
     request = Img2ImgRequest(
         image=photo, prompt="a cat", model="file:my-sd15.safetensors", num_inference_steps=3, seed=1
     )
@@ -329,7 +378,9 @@ def test_in_hub_mode_a_checkpoint_file_reads_its_base_configs_from_the_cache(own
     assert "'stable-diffusion-v1-5/stable-diffusion-v1-5', AutoPipelineForImage2Image, DTYPE)" in script
     (tmp_path / "recipe.py").write_text(script)
     result.plan.image.image.save(tmp_path / "init.png")
-    env = dict(os.environ, HF_HUB_CACHE=str(constants.HF_HUB_CACHE), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ, HF_HUB_CACHE=str(constants.HF_HUB_CACHE), HF_HUB_OFFLINE="1", STUDIO_MODELS_DIR=str(models_dir)
+    )
     run = [sys.executable, "recipe.py", "out.png", "init.png"]
     subprocess.run(run, cwd=tmp_path, env=env, check=True, timeout=600)
     assert same(Image.open(tmp_path / "out.png"), result.images[0])

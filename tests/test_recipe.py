@@ -13,7 +13,7 @@ from engine.workflows.registry import read_recipe, recipe_from_json, script_for
 from engine.workflows.sweep import SweepRequest
 
 
-def rerun(tmp_path, recipe, init, *, fresh: bool = False):
+def rerun(tmp_path, recipe, init, *, fresh: bool = False, env: dict | None = None):
     """Run the exported script as `python recipe.py result.png init.png` does (tests/scripts.py: in the shared
     worker interpreter, or a fresh one); its image."""
     from PIL import Image
@@ -23,7 +23,7 @@ def rerun(tmp_path, recipe, init, *, fresh: bool = False):
     script.write_text(script_for(recipe))
     if init is not None:
         init.save(tmp_path / "init.png")
-    replay(script, "result.png", "init.png", fresh=fresh)
+    replay(script, "result.png", "init.png", fresh=fresh, env=env)
     return np.asarray(Image.open(tmp_path / "result.png"))
 
 

@@ -388,3 +388,27 @@ def test_uploads_over_the_size_limit_are_refused(server, settings):
     response = httpx.post(server + "gradio_api/upload", files={"files": ("big.png", too_big, "image/png")}, timeout=60)
     assert response.status_code == 413
     assert f"{settings.max_file_mb * 2**20}" in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "body"),
+    [
+        ("POST", "gradio_api/call/recipe", {"data": [None, "a cat\nSteps: 20, Seed: 1, CFG scale: 7"]}),
+        ("GET", "gradio_api/info", None),
+        ("GET", "", None),
+        ("GET", "gradio_api/queue/status", None),
+    ],
+)
+def test_a_loopback_server_answers_only_loopback_host_names(server, method, route, body):
+    """DNS rebinding: a page elsewhere makes the browser send its own name in Host; once only MCP checked it."""
+    import httpx
+
+    port = server.rstrip("/").rsplit(":", 1)[1]
+    with httpx.Client(timeout=60) as http:
+        for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"[::2]:{port}"):
+            answer = http.request(method, server + route, json=body, headers={"host": host})
+            assert answer.status_code == 421, (host, answer.status_code, answer.text[:200])
+            assert "listens on loopback" in answer.json()["error"]
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "LOCALHOST"):
+            answer = http.request(method, server + route, json=body, headers={"host": host})
+            assert answer.status_code == 200, (host, answer.status_code, answer.text[:200])

@@ -6,10 +6,12 @@ import importlib
 import weakref
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from engine.core import Engine
 from ui.components import RUN_CLASS, UNOPENED_UPLOAD
 from ui.events import GPU_QUEUE
+from ui.hosts import LOOPBACK_HOSTS, LoopbackHostsOnly
 from ui.outputs import served_dirs
 
 GRADIO_CACHE_SWEEP = (600, 3600)  # (every N seconds, delete cached files older than M seconds)
@@ -154,9 +156,13 @@ def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overri
         "mcp_server": False,
         "allowed_paths": served_dirs(settings),  # a data dir outside the working and temp folders
     }
+    app_kwargs: dict = {}
+    if settings.host in LOOPBACK_HOSTS:  # every route, not only MCP's: see ui/hosts.py
+        app_kwargs["middleware"] = [Middleware(LoopbackHostsOnly)]
     if settings.mcp:
         from ui.mcp import ToolServer
 
         tools = ToolServer(settings, mcp_tools(app))
-        options["app_kwargs"] = {"routes": tools.routes(), "lifespan": tools.lifespan()}
+        app_kwargs.update(routes=tools.routes(), lifespan=tools.lifespan())
+    options["app_kwargs"] = app_kwargs
     app.launch(**{**options, **overrides})

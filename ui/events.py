@@ -186,8 +186,8 @@ def cancellable(fn: Callable) -> Callable:
         alive = client_connected()
         job = session.child(alive=alive) if session is not None else CancelToken(alive=alive)
 
-        def swap(value):
-            return job if value is session else value
+        def swap(value):  # only the session's token: with none, a None argument stays None
+            return job if session is not None and value is session else value
 
         return [swap(v) for v in args], {name: swap(v) for name, v in kwargs.items()}, job
 

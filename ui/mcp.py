@@ -35,13 +35,13 @@ from PIL import Image
 
 from engine.pipelines.calls import CancelToken
 from ui.events import cancellable
+from ui.hosts import LOOPBACK_HOSTS
 from ui.outputs import outputs_dir, png_outputs, served_dirs
 from ui.tools import SKIPPED_PARAMETERS, ToolSpec
 
 MCP_PATH = "/gradio_api/mcp"
 FILE_ROUTE = "/gradio_api/file="
 MAX_INLINE_IMAGES = 8  # images sent inline per call; the rest (a sweep's cells) as URLs only
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 IMAGE_PARAMETER_NOTE = (
     " Pass an image as a data: URI (data:image/png;base64,...) or an http(s) URL; a URL this server "
     "returned (its /gradio_api/file= links) is read from its own disk."
@@ -290,9 +290,13 @@ class ToolServer:
         prefix = root_path.rstrip("/") + FILE_ROUTE
         if not path.startswith(prefix):
             raise ToolFailed(f"{name} URL on this server must be a {FILE_ROUTE} link it returned")
-        local = Path(unquote(path[len(prefix) :])).resolve()
         allowed = [Path(folder) for folder in served_dirs(self.settings)]
-        if not local.is_file() or not any(local.is_relative_to(folder) for folder in allowed):
+        try:  # a NUL byte or a name over the file system's limit: no file either, not an OS error's words
+            local = Path(unquote(path[len(prefix) :])).resolve()
+            served = local.is_file() and any(local.is_relative_to(folder) for folder in allowed)
+        except (OSError, ValueError):
+            served = False
+        if not served:
             raise ToolFailed(f"{name} URL names no file this server returned")
         return str(local)
 

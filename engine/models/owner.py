@@ -45,6 +45,9 @@ LORA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+ -]{0,99}")
 LORA_SUFFIX = SAFETENSORS
 
 
+MAX_STATE_NESTING = 4  # state_dict inside state_dict: how deep a pickle's tensors are looked for
+
+
 class Refused(ValueError):
     """An owner's checkpoint that cannot be used here, and why."""
 
@@ -67,11 +70,15 @@ def read_pickle(path: Path) -> dict:
             f"{path.name} is a pickle that does not hold plain tensors only, so it was refused unread "
             f"(weights-only loading: {first_line(exc)}); convert it to .safetensors"
         ) from None
-    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+    for _ in range(MAX_STATE_NESTING):  # a state_dict may sit in a training checkpoint's dict, or refer to itself
+        if not (isinstance(state, dict) and isinstance(state.get("state_dict"), dict)):
+            break
         state = state["state_dict"]
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
     if not tensors:
         raise Refused(f"{path.name} holds no tensors")
+    if not all(isinstance(name, str) for name in tensors):
+        raise Refused(f"{path.name} names its tensors with something other than text; a checkpoint's names are text")
     return tensors
 
 
@@ -179,9 +186,9 @@ def scan_models_dir(folder: Path, config_id: Callable[[str], str]) -> tuple[dict
             continue
         try:
             spec = file_spec(path, config_id)
-        except Refused as exc:
-            refused[path.name] = str(exc)
-            logger.warning("STUDIO_MODELS_DIR: %s is not offered: %s", path.name, exc)
+        except Exception as exc:  # a file from outside: whatever it does, the app starts without it
+            refused[path.name] = str(exc) if isinstance(exc, Refused) else f"it could not be read ({first_line(exc)})"
+            logger.warning("STUDIO_MODELS_DIR: %s is not offered: %s", path.name, refused[path.name])
             continue
         models[spec.key] = spec
         logger.info("STUDIO_MODELS_DIR: %s offered as %s", path.name, spec.label)

@@ -204,6 +204,13 @@ class PipelineCache:
         except (OSError, ValueError, RuntimeError, ImportError, pickle.UnpicklingError) as exc:
             logger.warning("loading %s failed", spec.key, exc_info=True)
             raise ModelUnavailable(unavailable_message(spec, exc)) from exc
+        except Exception as exc:
+            if spec.origin != "file":
+                raise
+            # the owner's file is data from outside: diffusers' single-file conversion fails in its own ways
+            # (SingleFileComponentError for a file without a text encoder's weights, KeyError, ...)
+            logger.warning("loading %s failed", spec.key, exc_info=True)
+            raise ModelUnavailable(unavailable_message(spec, exc)) from exc
         self.loads += 1
         weights = _Weights(key=spec.key, pipes={kind: pipe}, nbytes=module_bytes(pipe))
         self._make_room(weights.nbytes)

@@ -102,6 +102,8 @@ def single_file_pipeline(path, config, auto_class, dtype, safety_checker=True):
     import diffusers
     from huggingface_hub import snapshot_download
 
+    if not os.path.isfile(path):  # diffusers would take a missing file for a URL and say that instead
+        raise FileNotFoundError(f"no checkpoint file {path} (an exported script reads it from STUDIO_MODELS_DIR)")
     folder = config if os.path.isdir(config) else snapshot_download(config, local_files_only=True)
     with open(os.path.join(folder, "model_index.json")) as handle:
         index = json.load(handle)

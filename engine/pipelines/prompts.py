@@ -59,12 +59,12 @@ def check_weighted(name: str, text: str) -> None:
     Raises:
         ValueError: too long, nested too deep, or not Compel's syntax; naming the parameter.
     """
+    check_nesting(name, text)
     if len(text) > MAX_WEIGHTED_CHARS:
         raise ValueError(
             f"{name} is {len(text):,} characters long; a weighted prompt takes at most {MAX_WEIGHTED_CHARS:,} "
             "(or turn weighted_prompt off)"
         )
-    check_nesting(name, text)
     linear_parsing()
     try:
         _parser().parse_conjunction(text)

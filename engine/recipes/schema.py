@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from engine.base.errors import shown_value
@@ -139,11 +140,16 @@ def model(name: str, value: Any) -> str:
     return value
 
 
+def owner_file_names() -> set[str]:
+    """The file names of the owner's checkpoints (as recipes record them)."""
+    return {Path(spec.file).name for spec in owner_models().entries.values() if spec.file}
+
+
 def model_id(name: str, value: Any, mode: str) -> str:
-    """A Hub repo id, in tiny mode an absolute path (the twin's folder), or the path of an owner's file."""
+    """A Hub repo id, in tiny mode an absolute path (the twin's folder), or the name of an owner's file."""
     if isinstance(value, str) and mode == "tiny" and _LOCAL_PATH.fullmatch(value) and ".." not in value:
         return value
-    if isinstance(value, str) and any(spec.file == value for spec in owner_models().entries.values()):
+    if isinstance(value, str) and value in owner_file_names():
         return value
     return match(name, value, REPO_ID, "a Hugging Face repo id (owner/name)")
 

@@ -13,6 +13,7 @@ import inspect
 import json
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.models.catalog import known_spec, owner_models
@@ -71,8 +72,27 @@ def header(recipe: Recipe, title: str, classes: list[str], more_args: str = "") 
         f"GENERATOR_DEVICE = {literal(recipe.generator_device)} if DEVICE == {literal(recipe.generator_device)} "
         "else DEVICE",
         "",
-        *(source(single_file_pipeline) if single_file else []),
+        *(source(single_file_pipeline) + OWNER_FOLDER_LINES["models"] if single_file else []),
     ]
+
+
+# The owner's files are named in a recipe, never located: the script reads them from the folder its user names,
+# with the same setting the app reads (a script made on a server tells nothing of the server's folders).
+OWNER_FOLDER_LINES = {
+    "models": [
+        "import os",
+        "",
+        "# your single-file checkpoints: the folder the app's STUDIO_MODELS_DIR named",
+        'MODELS_DIR = os.environ.get("STUDIO_MODELS_DIR", "models")',
+        "",
+    ],
+    "loras": [
+        "import os",
+        "",
+        "# your LoRA files: the folder the app's STUDIO_LORA_DIR named",
+        'LORA_DIR = os.environ.get("STUDIO_LORA_DIR", "loras")',
+    ],
+}
 
 
 def saved(image: str) -> list[str]:
@@ -97,8 +117,9 @@ def weight_options(key: str) -> str:
 def load(loader: str, key: str, model_id: str, revision: str | None) -> str:
     """The expression that loads a model as the app did: by repo id or folder, or the owner's single file."""
     spec = known_spec(key)
-    if spec is not None and spec.origin == "file":
-        return f"single_file_pipeline({literal(model_id)}, {literal(spec.config_id)}, {loader}, DTYPE)"
+    if spec is not None and spec.origin == "file":  # model_id: the file's name (engine.core.Engine.model_id)
+        path = f"os.path.join(MODELS_DIR, {literal(Path(model_id).name)})"
+        return f"single_file_pipeline({path}, {literal(spec.config_id)}, {loader}, DTYPE)"
     pinned = f", revision={literal(revision)}" if revision else ""
     return f"{loader}.from_pretrained({literal(model_id)}{pinned}, dtype=DTYPE{weight_options(key)})"
 
@@ -183,12 +204,22 @@ def lora_lines(recipe: Recipe) -> list[str]:
     chosen = recipe.extra.get("loras") or []
     if not chosen:
         return []
-    lines = ["# The run's LoRAs with their weights (diffusers' PEFT integration)"]
+    loads, from_folder = [], False
     for item in chosen:
         lora = owner_models().lora(item["name"])
         if lora is None:
             raise ValueError(f"the recipe's LoRA {item['name']!r} is not offered by this app")
-        lines.append(f"pipe.load_lora_weights({literal(lora.source)}, adapter_name={literal(lora.adapter)})")
+        file = literal(Path(lora.source).name)
+        if lora.origin == "hub":  # an allowed Hub repo: its file, downloaded as the app downloaded it
+            where = f"{literal(lora.name)}, weight_name={file}"
+        else:
+            where, from_folder = f"os.path.join(LORA_DIR, {file})", True
+        loads.append(f"pipe.load_lora_weights({where}, adapter_name={literal(lora.adapter)})")
+    lines = [
+        *(OWNER_FOLDER_LINES["loras"] if from_folder else []),
+        "# The run's LoRAs with their weights (diffusers' PEFT integration)",
+        *loads,
+    ]
     adapters = [owner_models().loras[item["name"]].adapter for item in chosen]
     weights = [item["weight"] for item in chosen]
     return [*lines, f"pipe.set_adapters({literal(adapters)}, adapter_weights={literal(weights)})", ""]
