@@ -179,7 +179,8 @@ def test_the_recipe_and_scripts_of_lora_runs_reproduce_them(lora_engine, owner_d
         ("nope:1", r"loras: 'nope' is not an offered LoRA; offered: ink-wash, paper-cut"),
         ("../loras/paper-cut:1", r"loras: '\.\./loras/paper-cut' is not an offered LoRA"),
         ([["paper-cut", float("nan")]], r"the weight of 'paper-cut' must be a finite number, got nan"),
-        ("paper-cut:5", r"the weight of 'paper-cut' must be in \[-4, 4\], got 5"),
+        ("paper-cut:5", r"the weight of 'paper-cut' must be in \[-4, 4\], got 5$"),
+        ("paper-cut:-4.0000001", r"must be in \[-4, 4\], got -4\.0000001$"),  # every digit, not rounded to -4
         ("paper-cut:1, paper-cut:0.5", "names 'paper-cut' twice"),
         (",".join(["paper-cut:1"] * (MAX_LORAS + 1)), f"at most {MAX_LORAS} apply to one run"),
         (3, "loras must be text like 'my-style:0.8, other:0.5' or a list of"),

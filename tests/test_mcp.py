@@ -244,3 +244,65 @@ def test_tool_calls_wait_one_at_a_time_and_a_full_queue_says_so(engine):
 
     fields, *_ = in_thread(main())
     assert "prompt: 'a fox'" in fields.splitlines()
+
+
+def test_an_image_of_several_megabytes_is_taken_and_one_over_the_limit_named(mcp_url, engine, launch):
+    """The SDK capped bodies at 4 MiB: a 3 MB image failed with a bare HTTP 413 under the app's 25 MB limit."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (1000, 1300, 3), dtype=np.uint8))
+    uri = data_uri(noise)
+    assert len(uri) > 4 * 2**20  # past the SDK's default, under the app's upload limit
+    taken = call(mcp_url, "recipe", {"image": uri})  # a PNG with no recipe: the tool's own answer, not HTTP's
+    assert taken.isError and "image carries neither an Img2Img Studio recipe" in text_of(taken)
+    small = launch(type(engine)(replace(engine.settings, mcp=True, max_file_mb=2)))
+    try:
+        over = call(small.studio_url + "gradio_api/mcp/", "recipe", {"image": data_uri(noise)})
+        assert over.isError and "image is larger than the upload limit of 2 MB" in text_of(over)
+    finally:
+        small.close()
+
+
+def test_a_clients_cancel_stops_the_job_at_its_next_step(engine, launch, photo):
+    """notifications/cancelled from the official SDK: the job stops at a step, lets go of the lock, and the
+    session's next call runs. (A stateless server once took the notice in a fresh session and ignored it.)"""
+    from mcp import types
+
+    own = type(engine)(replace(engine.settings, mcp=True))
+    app = launch(own)
+    unet = own.cache.get("sd15").unet
+    calls = [0]
+    hook = unet.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
+    arguments = {"image": data_uri(photo), "prompt": "a cat", "strength": 1.0, "seed": 1}
+
+    async def work(session):
+        long = asyncio.create_task(session.call_tool("img2img", {**arguments, "num_inference_steps": 150}))
+        deadline = asyncio.get_running_loop().time() + 300
+        while calls[0] < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert calls[0] >= 3, "the job never started"
+        cancel = types.CancelledNotification(
+            params=types.CancelledNotificationParams(requestId=session._request_id - 1, reason="the user stopped it")
+        )
+        await session.send_notification(types.ClientNotification(cancel))
+
+        def freed() -> bool:  # taken and given back in one thread: the lock is reentrant, owned per thread
+            if not own.cache.lock.acquire(timeout=120):
+                return False
+            own.cache.lock.release()
+            return True
+
+        assert await asyncio.to_thread(freed), "the cancelled job still holds the lock"
+        long.cancel()
+        after = await session.call_tool("img2img", {**arguments, "num_inference_steps": 2})
+        return after
+
+    try:
+        after = session_call(app.studio_url + "gradio_api/mcp/", work)
+        assert calls[0] < 150  # stopped at a step boundary, long before its 150 steps
+        assert not after.isError and images_of(after)
+    finally:
+        hook.remove()
+        app.close()

@@ -21,6 +21,8 @@ from engine.workflows.sweep import SweepRequest, parse_values, plan_sweep
         ("prompt", "a cat\n\n a dog \n", ["a cat", "a dog"]),
         ("negative_prompt", "(none)\nblurry", ["", "blurry"]),
         ("scheduler", "Euler, DDIM", ["Euler", "DDIM"]),
+        ("lora_weight", "-1-1 [5]", [-1.0, -0.5, 0.0, 0.5, 1.0]),  # a LoRA inverted to applied
+        ("lora_weight", "-2 - -1 (+0.5)", [-2.0, -1.5, -1.0]),
     ],
 )
 def test_parse_values(axis, text, expected):

@@ -115,6 +115,19 @@ def tool_description(tool: ToolSpec) -> str:
     return f"{description} Result values: {', '.join(named)}."
 
 
+MCP_SESSION_IDLE_S = 600  # an MCP session with nothing in flight for this long is ended
+MCP_SESSIONS = 500  # MCP sessions open at once
+
+
+def request_body_limit(max_file_mb: int) -> int:
+    """The largest MCP request body: two images at the upload limit as base64, and room for the rest.
+
+    The SDK's own default (4 MiB) refused a 3 MB image with a bare HTTP 413 while the app takes 25 MB uploads;
+    with this one, an image over the limit reaches the tool's check and its message names the limit.
+    """
+    return 2 * (max_file_mb * 2**20 * 4 // 3 + 4) + 2**20
+
+
 class ToolFailed(Exception):
     """A call the tool refuses (bad input, a busy queue): its message is for the client."""
 
@@ -145,7 +158,18 @@ class ToolServer:
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"] if local else [],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"] if local else [],
         )
-        self.manager = StreamableHTTPSessionManager(app=self.server, stateless=True, security_settings=security)
+        # Sessions, not stateless calls: a client's notifications/cancelled names a request id of its session,
+        # which the SDK then cancels (stateless, it reached a fresh session that ran nothing, and the job held
+        # the queue). Bounded: idle sessions end after MCP_SESSION_IDLE_S, at most MCP_SESSIONS at once (each
+        # holds at most one open GET stream), then 503 until one ends.
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server,
+            stateless=False,
+            security_settings=security,
+            max_request_body_size=request_body_limit(settings.max_file_mb),
+            session_idle_timeout=MCP_SESSION_IDLE_S,
+            max_sessions=MCP_SESSIONS,
+        )
 
     # ---- listing -------------------------------------------------------------------------------
     def describe(self) -> list[dict]:

@@ -14,6 +14,12 @@ def shown_value(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def shown_number(value: float) -> str:
+    """A number as typed, every digit kept (`-4.0000001`, not `:g`'s `-4`), a whole float without `.0`."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as `Type: its first line` (libraries' messages run to pages), for a message to a person."""
     text = str(exc).strip().splitlines()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from engine.base.errors import shown_value
+from engine.base.errors import shown_number, shown_value
 from engine.models.catalog import LoraSpec, ModelSpec, owner_models
 
 MAX_LORAS = 8  # LoRAs in one run
@@ -72,7 +72,8 @@ def check_loras(value: object, spec: ModelSpec, *, name: str = "loras") -> tuple
             raise ValueError(f"{name}: the weight of {lora.name!r} must be a finite number, got {shown_value(weight)}")
         if abs(weight) > MAX_WEIGHT:
             raise ValueError(
-                f"{name}: the weight of {lora.name!r} must be in [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}], got {weight:g}"
+                f"{name}: the weight of {lora.name!r} must be in [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}], "
+                f"got {shown_number(weight)}"
             )
         if any(lora == seen for seen, _ in chosen):
             raise ValueError(f"{name} names {lora.name!r} twice; give it once with one weight")

@@ -186,10 +186,13 @@ class RecipeShape:
             stages); the rest of `parameters` is plain values, checked here.
         extra: (the recipe's extra, model mode, its seeds) -> the workflow's own extra fields, checked (a sweep
             cell's batch, a depth run's ControlNet); each one its script reads, the rest dropped.
+        required: the parameters its script reads by name (a sweep cell's latents need the strength and the
+            step count), so a recipe without one is refused naming it, not failed on when written out.
     """
 
     parameters: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     extra: Callable[[dict[str, Any], str, tuple[int, ...]], dict[str, Any]] | None = None
+    required: tuple[str, ...] = ()
 
 
 def _extra(value: Any, shape: RecipeShape, mode: str, seeds: tuple[int, ...]) -> dict[str, Any]:
@@ -234,6 +237,9 @@ def validated_fields(data: dict[str, Any], shapes: Mapping[str, RecipeShape]) ->
     raw = data.get("parameters")
     own = shape.parameters(raw, mode) if shape.parameters is not None and isinstance(raw, dict) else {}
     parameters = {**mapping("parameters", raw, skip=tuple(own)), **own}
+    missing = [name for name in shape.required if parameters.get(name) is None]
+    if missing:
+        raise ValueError(f"recipe parameters.{missing[0]} is missing: a {workflow} recipe's script needs it")
     return {
         "workflow": workflow,
         "model": model("model", data.get("model")),

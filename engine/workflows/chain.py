@@ -557,14 +557,20 @@ def _recipe_stage(name: str, value: Any, mode: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise schema.fail(name, value, "an object")
     receives = value.get("receives")
+    kind = schema.choice(f"{name}.kind", value.get("kind"), KINDS)
+    call = schema.mapping(f"{name}.call", value.get("call"))
+    schema.choice(f"{name}.call.output_type", call.get("output_type"), ("pil", "latent"))  # the script reads it
     return {
         "model": schema.model(f"{name}.model", value.get("model")),
         "model_id": schema.model_id(f"{name}.model_id", value.get("model_id"), mode),
         "revision": schema.revision(f"{name}.revision", value.get("revision")),
-        "kind": schema.choice(f"{name}.kind", value.get("kind"), KINDS),
+        "kind": kind,
         "receives": None if receives is None else schema.choice(f"{name}.receives", receives, HANDOVERS),
-        "input_size": schema.listed(schema.size(f"{name}.input_size", value.get("input_size"), optional=True)),
-        "call": schema.mapping(f"{name}.call", value.get("call")),
+        # every stage but one from text resizes what it receives to its input size
+        "input_size": schema.listed(
+            schema.size(f"{name}.input_size", value.get("input_size"), optional=kind == "text2img")
+        ),
+        "call": call,
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from engine.base.errors import shown_number
 from engine.base.images import NormalizedImage, open_image
 from engine.base.settings import Settings
 from engine.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec, get_spec, models_for
@@ -176,7 +177,10 @@ class DepthRequest:
         start = check_number("control_guidance_start", self.control_guidance_start, low=0.0, high=1.0)
         end = check_number("control_guidance_end", self.control_guidance_end, low=0.0, high=1.0)
         if start >= end:
-            raise ValueError(f"control_guidance_start must be below control_guidance_end, got {start:g} and {end:g}")
+            raise ValueError(
+                "control_guidance_start must be below control_guidance_end, "
+                f"got {shown_number(start)} and {shown_number(end)}"
+            )
         flags = {
             name: check_flag(name, getattr(self, name)) for name in ("guess_mode", "invert_depth", "normalize_depth")
         }

@@ -58,7 +58,7 @@ _REQUEST_FIELDS = ("strength", "guidance_scale", "num_inference_steps", "prompt"
 
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _RANGE = re.compile(
-    rf"^\s*(?P<start>{_NUMBER})\s*-\s*(?P<stop>{_NUMBER})\s*"
+    rf"^\s*(?P<start>-?(?:{_NUMBER}))\s*-\s*(?P<stop>-?(?:{_NUMBER}))\s*"  # signed ends: -1-1 [5] for lora_weight
     rf"(?:\(\s*(?P<step>[+-]?\s*(?:{_NUMBER}))\s*\)|\[\s*(?P<count>\d+)\s*\])?\s*$"
 )
 
@@ -700,5 +700,5 @@ WORKFLOW = Workflow(
     start=start_sweep,
     parts=split_sweep,
     gather=gather_sweep,
-    recipe=schema.RecipeShape(extra=recipe_extra),
+    recipe=schema.RecipeShape(extra=recipe_extra, required=("strength", "num_inference_steps")),
 )
