@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -637,3 +638,19 @@ def test_concurrent_bad_and_good_requests_keep_the_server_serving(client, cat_pn
     for thread in threads:
         thread.join(timeout=120)
     assert len(errors) == 4 and all("the limit is 20,000" in e for e in errors)
+
+
+def test_raw_api_sessions_are_capped_so_memory_stays_bounded(engine, launch):
+    """Each raw /call/ request is a session of its own that nothing ends, and Gradio keeps ~0.4 MB of component
+    configs per session: 1,000 calls held 392 MB. STUDIO_MAX_SESSIONS caps them (least recently used dropped)."""
+    app = launch(type(engine)(replace(engine.settings, max_sessions=5)))
+    base = app.studio_url + "gradio_api/call/recipe"
+    try:
+        with httpx.Client(timeout=120) as http:
+            for number in range(12):
+                text = f"a fox {number}\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: {number}"
+                event = http.post(base, json={"data": [None, text]}).json()["event_id"]
+                assert f"a fox {number}" in http.get(f"{base}/{event}").text
+        assert 1 <= len(app.state_holder.session_data) <= 5
+    finally:
+        app.close()

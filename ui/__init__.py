@@ -155,6 +155,9 @@ def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overri
         # Gradio's own MCP layer stays off: ui.mcp serves the same handlers with the official SDK
         "mcp_server": False,
         "allowed_paths": served_dirs(settings),  # a data dir outside the working and temp folders
+        # Gradio keeps a copy of every component's config per session (~0.4 MB here), and a raw API call is a
+        # session of its own that no heartbeat ends: 10,000 by default would be ~4 GB
+        "state_session_capacity": settings.max_sessions,
     }
     app_kwargs: dict = {}
     if settings.host in LOOPBACK_HOSTS:  # every route, not only MCP's: see ui/hosts.py

@@ -131,6 +131,14 @@ class Settings:
         ),
     )
     queue_size: int = field(default=32, metadata=_env("STUDIO_QUEUE_SIZE", "most jobs waiting in the queue"))
+    max_sessions: int = field(
+        default=1000,
+        metadata=_env(
+            "STUDIO_MAX_SESSIONS",
+            "visitor sessions whose state the server keeps (about 0.4 MB each); past it the least recently used "
+            "is dropped",
+        ),
+    )
     max_file_mb: int = field(default=25, metadata=_env("STUDIO_MAX_FILE_MB", "largest upload, in MB"))
     max_outputs_mb: int = field(
         default=2048,

@@ -202,6 +202,7 @@ CATALOG: dict[str, ModelSpec] = {
             license="openrail++",
             defaults=Defaults(strength=1.0, guidance_scale=0.0, num_inference_steps=20),
             latent_family=SD15_LATENTS,
+            size_multiple=32,  # its K-diffusion UNet halves the latents twice without padding: a multiple of 4
             notes="Takes SD 1.x latents and returns latents at twice the size.",
             scheduler="EulerDiscreteScheduler",
         ),

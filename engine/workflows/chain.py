@@ -12,6 +12,7 @@ reproducible stage by stage with plain diffusers calls.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -245,33 +246,32 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
     check_flag("previews", request.previews)
 
     first_kind = _stage_kind(stages[0], 0, has_image=request.image is not None)
-    spec = get_spec(stages[0].model)
+    specs = [get_spec(stage.model) for stage in stages]
+    receives_of = _handovers(specs, latent_handover=request.latent_handover is True)
+    multiples = _segment_multiples(specs, receives_of)
+    spec = specs[0]
     init = None
     if first_kind == "text2img":
         width = check_number("width", request.width, low=settings.min_side, high=MAX_SIDE, integer=True)
         height = check_number("height", request.height, low=settings.min_side, high=MAX_SIDE, integer=True)
         size = fit_size(
             (int(width), int(height)),
-            multiple=spec.size_multiple,
+            multiple=multiples[0],
             max_pixels=settings.working_pixels,
             min_side=settings.min_side,
         )
     else:
-        init = normalize_for_model(request.image, spec, settings)
+        init = normalize_for_model(request.image, spec, settings, multiple=multiples[0])
         size = init.size
 
     planned: list[StagePlan] = []
     current = size  # the size entering the next stage
-    previous: ModelSpec | None = None
     for index, stage in enumerate(stages):
         name = f"stage {index + 1} ({stage.model})"
         try:
-            spec = get_spec(stage.model)
+            spec, receives = specs[index], receives_of[index]
             kind = first_kind if index == 0 else _stage_kind(stage, index, has_image=True)
-            receives = None
-            if previous is not None:
-                receives = "latent" if request.latent_handover and _shares_latents(previous, spec) else "image"
-            input_size = None if kind == "text2img" else _input_size(current, spec, receives, settings)
+            input_size = None if kind == "text2img" else _input_size(current, multiples[index], receives, settings)
             output_size = current if input_size is None else _output_size(input_size, spec)
             planned.append(_resolve(stage, index, spec, kind, subject, settings, input_size, output_size, receives))
         except ValueError as exc:
@@ -282,7 +282,7 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
                 f"{name} would make a {w}x{h} image ({w * h:,} pixels), over the limit of "
                 f"{settings.max_output_pixels:,}; start from a smaller image or drop an upscaler"
             )
-        previous, current = spec, output_size
+        current = output_size
     return ChainPlan(stages=tuple(planned), init=init, seed=seed, request=replace(request, seed=seed))
 
 
@@ -317,10 +317,38 @@ def _shares_latents(previous: ModelSpec, spec: ModelSpec) -> bool:
     )
 
 
-def _input_size(size: tuple[int, int], spec: ModelSpec, receives: str | None, settings: Settings) -> tuple[int, int]:
+def _handovers(specs: list[ModelSpec], *, latent_handover: bool) -> list[str | None]:
+    """What each stage receives: None (the first), "latent" or "image"."""
+    return [
+        None if index == 0 else "latent" if latent_handover and _shares_latents(specs[index - 1], spec) else "image"
+        for index, spec in enumerate(specs)
+    ]
+
+
+def _segment_multiples(specs: list[ModelSpec], receives: list[str | None]) -> list[int]:
+    """The side multiple each stage's input is sized to.
+
+    A stage that receives latents takes the size it is given, so its own multiple must hold already where the
+    pixels were last sized: at the start of its run of latent hand-overs, times the upscale factors between.
+    (The x2 latent upscaler needs latents of a multiple of 4, 32 pixels: SD 1.5 at 312x208 handed it 39x26
+    latents and its UNet failed after the first stage had run.)
+    """
+    multiples = [spec.size_multiple for spec in specs]
+    start, factor = 0, 1
+    for index, spec in enumerate(specs):
+        if receives[index] != "latent":
+            start, factor = index, 1
+        else:
+            need = spec.size_multiple // math.gcd(spec.size_multiple, factor)
+            multiples[start] = math.lcm(multiples[start], need)
+        factor *= spec.adapter.upscale_factor
+    return multiples
+
+
+def _input_size(size: tuple[int, int], multiple: int, receives: str | None, settings: Settings) -> tuple[int, int]:
     if receives == "latent":
         return size
-    return fit_size(size, multiple=spec.size_multiple, max_pixels=settings.max_output_pixels, min_side=1)
+    return fit_size(size, multiple=multiple, max_pixels=settings.max_output_pixels, min_side=1)
 
 
 def _output_size(size: tuple[int, int], spec: ModelSpec) -> tuple[int, int]:

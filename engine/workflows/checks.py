@@ -112,11 +112,14 @@ def seed_series(seed: int, count: int) -> tuple[int, ...]:
     return tuple((seed + i) % SEED_LIMIT for i in range(count))
 
 
-def normalize_for_model(image: object, spec: ModelSpec, settings: Settings, name: str = "image") -> NormalizedImage:
-    """An input image checked against the settings' limits and sized for the model's latent grid."""
+def normalize_for_model(
+    image: object, spec: ModelSpec, settings: Settings, name: str = "image", *, multiple: int | None = None
+) -> NormalizedImage:
+    """An input image checked against the settings' limits and sized for the model's latent grid (or `multiple`,
+    a multiple of it that later models need too: a chain's latent hand-overs)."""
     return normalize_image(
         image,
-        multiple=spec.size_multiple,
+        multiple=multiple or spec.size_multiple,
         max_pixels=settings.working_pixels,
         max_input_pixels=settings.max_input_pixels,
         min_side=settings.min_side,
