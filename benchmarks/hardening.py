@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         ("chain", [image, "", "a cat", 1, "[" * 40000 + "]" * 40000, 512, 512, True]),
         ("chain", [image, ["image-image-image"], "a cat", 1, "", 512, 512, True]),
         ("chain", [image, {"a": 1}, "a cat", 1, "", 512, 512, True]),
-        ("sweep", [image, "a cat", "", "sd15", 0.5, 7.5, 2, 1, "seed", "1-" + "9" * 400, "", "", False, ""]),
-        ("sweep", [image, "a cat", "", "sd15", 0.5, 7.5, 2, 1, "[" * 3000, "1", "", "", False, ""]),
+        ("sweep", [image, "a cat", "", "sd15", 0.5, 7.5, 2, 1, "seed", "1-" + "9" * 400, "", "", False, "", ""]),
+        ("sweep", [image, "a cat", "", "sd15", 0.5, 7.5, 2, 1, "[" * 3000, "1", "", "", False, "", ""]),
         ("recipe", [None, "x" * 2**20]),
         ("recipe", [None, "<img src=x onerror=alert(1)>\nSteps: <b>, Seed: 1, CFG scale: 2"]),
     ]

@@ -7,6 +7,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import socket
+import time
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -412,3 +415,41 @@ def test_a_loopback_server_answers_only_loopback_host_names(server, method, rout
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "LOCALHOST"):
             answer = http.request(method, server + route, json=body, headers={"host": host})
             assert answer.status_code == 200, (host, answer.status_code, answer.text[:200])
+
+
+def _stalled_upload(url: str) -> socket.socket:
+    """A multipart upload that announces 100,000 bytes, sends a few, then nothing (slowloris)."""
+    parts = urlsplit(url)
+    connection = socket.create_connection((parts.hostname, parts.port), timeout=60)
+    head = (
+        f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1:{parts.port}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n"
+    )
+    connection.sendall(head.encode())
+    return connection
+
+
+def test_an_upload_that_stalls_is_given_up_and_one_client_cannot_hold_many(engine, launch, monkeypatch, caplog):
+    """60 slow uploads were still open after 60 s, and an aborted one logged a traceback."""
+    from ui import guards
+
+    monkeypatch.setattr(guards, "BODY_IDLE_S", 2.0)
+    monkeypatch.setattr(guards, "SLOW_BODY_S", 0.5)
+    monkeypatch.setattr(guards, "SLOW_BODIES_PER_CLIENT", 2)
+    app = launch(engine)
+    try:
+        first, second = _stalled_upload(app.studio_url), _stalled_upload(app.studio_url)
+        time.sleep(1.0)  # both are slow now
+        third = _stalled_upload(app.studio_url)
+        assert third.recv(4096).startswith(b"HTTP/1.1 429")  # answered at once, its body never read
+        for stalled in (first, second):
+            answer = stalled.recv(4096)  # within BODY_IDLE_S of its last byte
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"sent nothing for 2 s" in answer
+        for connection in (first, second, third):
+            connection.close()
+        fine = httpx.post(app.studio_url + "gradio_api/upload", files={"files": ("a.txt", b"hello", "text/plain")})
+        assert fine.status_code == 200  # the next upload of the same client goes through
+    finally:
+        app.close()
+    assert not [r for r in caplog.records if r.exc_info], "an aborted upload logged a traceback"

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from engine.core import Engine
 from ui.components import RUN_CLASS, UNOPENED_UPLOAD
 from ui.events import GPU_QUEUE
-from ui.hosts import LOOPBACK_HOSTS, LoopbackHostsOnly
+from ui.guards import LOOPBACK_HOSTS, LoopbackHostsOnly, StalledBodies
 from ui.outputs import served_dirs
 
 GRADIO_CACHE_SWEEP = (600, 3600)  # (every N seconds, delete cached files older than M seconds)
@@ -159,9 +159,9 @@ def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overri
         # session of its own that no heartbeat ends: 10,000 by default would be ~4 GB
         "state_session_capacity": settings.max_sessions,
     }
-    app_kwargs: dict = {}
-    if settings.host in LOOPBACK_HOSTS:  # every route, not only MCP's: see ui/hosts.py
-        app_kwargs["middleware"] = [Middleware(LoopbackHostsOnly)]
+    app_kwargs: dict = {"middleware": [Middleware(StalledBodies)]}  # see ui/guards.py
+    if settings.host in LOOPBACK_HOSTS:  # every route, not only MCP's
+        app_kwargs["middleware"].append(Middleware(LoopbackHostsOnly))
     if settings.mcp:
         from ui.mcp import ToolServer
 

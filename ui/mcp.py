@@ -35,7 +35,7 @@ from PIL import Image
 
 from engine.pipelines.calls import CancelToken
 from ui.events import cancellable
-from ui.hosts import LOOPBACK_HOSTS
+from ui.guards import LOOPBACK_HOSTS
 from ui.outputs import outputs_dir, png_outputs, served_dirs
 from ui.tools import SKIPPED_PARAMETERS, ToolSpec
 
