@@ -453,3 +453,16 @@ def test_an_upload_that_stalls_is_given_up_and_one_client_cannot_hold_many(engin
     finally:
         app.close()
     assert not [r for r in caplog.records if r.exc_info], "an aborted upload logged a traceback"
+
+
+@pytest.mark.parametrize("value", [123, "just text", {"path": 5}, [1, 2], True])
+def test_an_image_that_is_no_file_reference_is_named_with_a_title(server, value):
+    """Gradio's pydantic check answered these untitled ('1 validation error for ImageData ... pydantic.dev')."""
+    base = server + "gradio_api/call/img2img"
+    body = {"data": [value, "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]}
+    with httpx.Client(timeout=120) as http:
+        event = http.post(base, json=body).json()["event_id"]
+        answer = http.get(f"{base}/{event}").text
+    error = json.loads(answer.split("data:", 1)[1].strip().splitlines()[0])
+    assert error["title"] == "Invalid input"
+    assert error["error"].startswith("image must be an uploaded file") and "pydantic" not in error["error"]

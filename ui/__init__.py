@@ -9,7 +9,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from engine.core import Engine
-from ui.components import RUN_CLASS, UNOPENED_UPLOAD
+from ui.components import RUN_CLASS, UNOPENED_UPLOAD, check_file_inputs
 from ui.events import GPU_QUEUE
 from ui.guards import LOOPBACK_HOSTS, LoopbackHostsOnly, StalledBodies
 from ui.outputs import served_dirs
@@ -117,6 +117,7 @@ def build_app(engine: Engine) -> gr.Blocks:
     # api_open=False: no route runs an event outside the queue (Gradio leaves /run/ open off Spaces).
     app.queue(max_size=engine.settings.queue_size, default_concurrency_limit=1, api_open=False)
     set_gpu_concurrency(app, engine.gpu_concurrency)
+    check_file_inputs(app)
     _TOOLS[app] = tools
     return app
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import gradio as gr
 
+from engine.base.errors import shown_value
 from engine.base.images import HeaderOnly
 from engine.base.settings import Settings
 from engine.models.catalog import get_spec, models_for
@@ -74,6 +76,40 @@ def install_preprocess_hooks() -> None:
 
         kind.preprocess = preprocess  # type: ignore[method-assign]  # the one patch of Gradio, for marked inputs
     _hooks_installed = True
+
+
+def _is_file_reference(value: object) -> bool:
+    """What Gradio's file inputs take: null, or {"path": ...} / {"url": ...} (FileData, handle_file's output)."""
+    if value is None:
+        return True
+    return isinstance(value, dict) and any(isinstance(value.get(key), str) for key in ("path", "url"))
+
+
+def check_file_inputs(app: gr.Blocks) -> None:
+    """Refuse an upload input sent as anything but a file reference with a message naming the parameter.
+
+    Gradio validates those with a pydantic model before any component code runs, and answers a raw API call
+    that sends `123` or plain text with an untitled "1 validation error for ImageData ... pydantic.dev". This
+    wraps this app's own `process_api` (no other app's), checking an event's first call, not its later steps.
+    """
+    original = app.process_api
+
+    @functools.wraps(original)
+    async def process_api(block_fn, inputs, state=None, request=None, iterator=None, **kwargs):
+        if iterator is None:
+            fn = app.fns[block_fn] if isinstance(block_fn, int) else block_fn
+            names = list(inspect.signature(fn.fn).parameters) if fn.fn is not None else []
+            for index, block in enumerate(fn.inputs):
+                if _marked(block, UNOPENED_UPLOAD) and index < len(inputs) and not _is_file_reference(inputs[index]):
+                    name = names[index] if index < len(names) else block.label
+                    raise gr.Error(
+                        f'{name} must be an uploaded file (handle_file(...), or {{"path": ...}} from '
+                        f"/gradio_api/upload) or null; got {shown_value(inputs[index])}",
+                        title="Invalid input",
+                    )
+        return await original(block_fn, inputs, state, request, iterator, **kwargs)
+
+    app.process_api = process_api  # type: ignore[method-assign,assignment]  # this app's instance only
 
 
 Checked = TypeVar("Checked", gr.Slider, gr.Number, gr.Dropdown)
