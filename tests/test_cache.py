@@ -89,3 +89,17 @@ def test_adopt_registers_an_in_memory_pipeline(engine):
     cache.adopt("sd15", "img2img", source)
     assert cache.get("sd15") is source and cache.loads == 0
     assert cache.get("sd15", "text2img").unet is source.unet
+
+
+def test_a_bin_only_repository_loads_with_one_line_that_says_so(engine, caplog):
+    """diffusers logged an error and 'Defaulting to unsafe serialization' for every .bin-only repository's
+    components, though it reads them weights-only: the log looked broken in normal use."""
+    import logging
+
+    engine.cache.clear()
+    with caplog.at_level(logging.INFO):
+        engine.cache.get("comic-diffusion")  # its repository publishes .bin weights only
+    lines = [record.getMessage() for record in caplog.records]
+    assert not [line for line in lines if "unsafe serialization" in line or "error occurred while trying" in line]
+    loaded = [line for line in lines if line.startswith("loaded comic-diffusion")]
+    assert len(loaded) == 1 and "publishes .bin weights only, read weights-only" in loaded[0]

@@ -26,7 +26,13 @@ from engine.base.forks import renew_after_fork
 from engine.models.catalog import ModelSpec, get_spec
 from engine.pipelines.device import DevicePolicy, auto_offload, free_memory, model_dtype, module_bytes
 from engine.pipelines.graphs import ungraph_forward
-from engine.pipelines.loading import ModelUnavailable, _auto_pipeline_class, load_options, unavailable_message
+from engine.pipelines.loading import (
+    ModelUnavailable,
+    _auto_pipeline_class,
+    load_options,
+    quiet_expected_pickle_fallback,
+    unavailable_message,
+)
 from engine.pipelines.speedups import apply_graphs, apply_speedups, denoisers
 
 logger = logging.getLogger(__name__)
@@ -70,6 +76,7 @@ class PipelineCache:
         self.policy = policy or DevicePolicy()
         self.budget_bytes = budget_bytes if budget_bytes else self.policy.default_budget()
         self._load_kwargs = load_kwargs or (lambda spec: load_options(spec, self.policy, hub=False))
+        quiet_expected_pickle_fallback()
         self._weights: OrderedDict[str, _Weights] = OrderedDict()
         # Re-entrant: a workflow holds it around a pipeline call and may ask for another pipeline inside.
         self.lock = threading.RLock()
@@ -218,13 +225,14 @@ class PipelineCache:
         weights.loaded_in_s = time.perf_counter() - started
         self._weights[spec.key] = weights
         logger.info(
-            "loaded %s (%s) from %s: %.1f MB, %s, %.1fs",
+            "loaded %s (%s) from %s: %.1f MB, %s, %.1fs%s",
             spec.key,
             kind,
             source,
             weights.nbytes / 1e6,
             weights.placement,
             weights.loaded_in_s,
+            "; its repository publishes .bin weights only, read weights-only" if spec.pickle_weights else "",
         )
         return pipe
 

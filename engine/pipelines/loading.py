@@ -3,6 +3,7 @@ checker) and, when loading fails, the failure in words that say what to do."""
 
 from __future__ import annotations
 
+import logging
 import pickle
 
 import torch
@@ -14,6 +15,28 @@ from engine.pipelines.device import DevicePolicy, model_dtype
 
 class ModelUnavailable(RuntimeError):
     """A catalog model could not be loaded (no network, missing safetensors weights, ...)."""
+
+
+class _ExpectedPickleFallback(logging.Filter):
+    """Drops diffusers' two lines for a repository that publishes only `.bin` weights.
+
+    For those (and only those) the app passes `use_safetensors=None`, and diffusers logs at error level that
+    no safetensors file was found, then "Defaulting to unsafe serialization", though it goes on to read the
+    `.bin` file with torch.load(weights_only=True): a log that looks broken in normal use, and contradicts
+    the weights-only promise. The cache's own line says what was read (`PipelineCache._load`).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        fallback = text.startswith("An error occurred while trying to fetch") and "safetensors" in text
+        return not (fallback or text.startswith("Defaulting to unsafe serialization"))
+
+
+def quiet_expected_pickle_fallback() -> None:
+    """Install the filter on diffusers' model loader (idempotent; done when a cache is made, not on import)."""
+    loader = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(existing, _ExpectedPickleFallback) for existing in loader.filters):
+        loader.addFilter(_ExpectedPickleFallback())
 
 
 def load_options(
