@@ -332,3 +332,14 @@ def test_the_preprocess_patch_changes_only_the_components_it_marks(tmp_path):
     assert image_input().preprocess(payload) == str(tmp_path / "red.png")  # unopened
     opened = gr.Image(type="pil").preprocess(payload)
     assert isinstance(opened, Image.Image) and opened.size == (8, 8)  # Gradio's own: opened
+
+
+@pytest.mark.parametrize(("strength", "steps"), [(5, 20), (0.5, 99999), (-1, 20), (0.01, 10), (float("nan"), 20)])
+def test_the_basic_plan_line_says_the_error_the_run_would(engine, photo, strength, steps):
+    """Strength 5 was planned as 'int(10 x 5) = 10' (the browser then clamped it) and 99,999 steps as 80,000."""
+    from engine.workflows.basic import Img2ImgRequest
+    from ui import basic
+
+    with pytest.raises(ValueError) as raised:
+        engine.plan(Img2ImgRequest(image=photo, prompt="a cat", strength=strength, num_inference_steps=steps))
+    assert basic.plan_text(engine, None, "sd15", strength, steps) == f"⚠️ {raised.value}"

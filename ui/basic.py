@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
@@ -15,7 +16,7 @@ from engine.models.loras import text as lora_text
 from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.pipelines.schedulers import check_scheduler, steps_text
 from engine.workflows.basic import Img2ImgRequest
-from engine.workflows.checks import RANDOM_SEED, check_denoising_steps, model_defaults
+from engine.workflows.checks import RANDOM_SEED, check_sampling, model_defaults
 from ui.components import (
     GenerationInputs,
     advanced_inputs,
@@ -56,9 +57,11 @@ def plan_text(
     try:
         spec = get_spec(model)
         lines = []
-        if isinstance(strength, int | float) and isinstance(steps, int | float) and steps >= 1:
-            check_denoising_steps(int(steps), float(strength), model)
-            lines.append(steps_text(model, int(steps), float(strength), check_scheduler(scheduler, model)))
+        if strength is not None and steps is not None:
+            # the engine's own checks, so the plan says what the run would (strength 5 is an error, not a clamp)
+            asked = SimpleNamespace(strength=strength, guidance_scale=None, num_inference_steps=steps)
+            strength, _, steps = check_sampling(spec, engine.settings, asked)
+            lines.append(steps_text(model, steps, strength, check_scheduler(scheduler, model)))
         if image:
             settings = engine.settings
             width, height = probe_size(image, name="image", max_input_pixels=settings.max_input_pixels)
