@@ -306,3 +306,36 @@ def test_a_clients_cancel_stops_the_job_at_its_next_step(engine, launch, photo):
     finally:
         hook.remove()
         app.close()
+
+
+def test_one_client_holds_a_bounded_number_of_event_streams(mcp_url):
+    """300 MCP GET streams of one client were held forever, pinning sessions that never went idle."""
+    from ui.guards import STREAMS_PER_CLIENT
+
+    async def main():
+        async with httpx.AsyncClient(timeout=60) as http:
+            headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+            streams, answers = [], []
+            for _ in range(STREAMS_PER_CLIENT + 1):
+                hello = {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"},
+                    },
+                }
+                started = await http.post(mcp_url, json=hello, headers=headers)
+                session = {"mcp-session-id": started.headers["mcp-session-id"], "accept": "text/event-stream"}
+                stream = http.stream("GET", mcp_url, headers=session)
+                answer = await stream.__aenter__()
+                streams.append(stream)
+                answers.append(answer.status_code)
+            for stream in streams:
+                await stream.__aexit__(None, None, None)
+            return answers
+
+    answers = in_thread(main())
+    assert answers == [200] * STREAMS_PER_CLIENT + [429]

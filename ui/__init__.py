@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from engine.core import Engine
 from ui.components import RUN_CLASS, UNOPENED_UPLOAD, check_file_inputs
 from ui.events import GPU_QUEUE
-from ui.guards import LOOPBACK_HOSTS, LoopbackHostsOnly, StalledBodies
+from ui.guards import LOOPBACK_HOSTS, LoopbackHostsOnly, StalledBodies, StreamsPerClient
 from ui.outputs import served_dirs
 
 GRADIO_CACHE_SWEEP = (600, 3600)  # (every N seconds, delete cached files older than M seconds)
@@ -164,9 +164,10 @@ def launch(app: gr.Blocks, engine: Engine, *, sweep_cache: bool = True, **overri
     if settings.host in LOOPBACK_HOSTS:  # every route, not only MCP's
         app_kwargs["middleware"].append(Middleware(LoopbackHostsOnly))
     if settings.mcp:
-        from ui.mcp import ToolServer
+        from ui.mcp import MCP_PATH, ToolServer
 
         tools = ToolServer(settings, mcp_tools(app))
         app_kwargs.update(routes=tools.routes(), lifespan=tools.lifespan())
+        app_kwargs["middleware"].append(Middleware(StreamsPerClient, prefix=MCP_PATH))
     options["app_kwargs"] = app_kwargs
     app.launch(**{**options, **overrides})

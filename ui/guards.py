@@ -27,6 +27,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 BODY_IDLE_S = 30.0  # a request body that sends nothing for this long is given up
 SLOW_BODY_S = 10.0  # a request body still arriving after this long is a slow one
 SLOW_BODIES_PER_CLIENT = 8  # slow request bodies one client address may have open at once
+STREAMS_PER_CLIENT = 4  # MCP GET streams one client address may hold open at once
 
 
 async def _answer(send, status: int, error: str) -> None:
@@ -124,3 +125,31 @@ class StalledBodies:
             release()
         if state["gave_up"] and not state["answered"]:
             await _answer(send, 408, f"the request body sent nothing for {BODY_IDLE_S:.0f} s and was given up")
+
+
+class StreamsPerClient:
+    """ASGI middleware: GET requests under `prefix` (the MCP route's streams) at most STREAMS_PER_CLIENT per
+    client address at once; the next gets 429."""
+
+    def __init__(self, app, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.open: defaultdict[str, int] = defaultdict(int)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "GET"
+            or not scope.get("path", "").startswith(self.prefix)
+        ):
+            return await self.app(scope, receive, send)
+        client = (scope.get("client") or ("unknown",))[0]
+        if self.open[client] >= STREAMS_PER_CLIENT:
+            return await _answer(send, 429, f"{STREAMS_PER_CLIENT} event streams of yours are open; close one first")
+        self.open[client] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open[client] -= 1
+            if not self.open[client]:
+                del self.open[client]
