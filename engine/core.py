@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from huggingface_hub import constants as hub_constants
 from PIL import Image
 
 from engine.base.forks import renew_after_fork
@@ -30,7 +31,7 @@ from engine.base.settings import Settings
 from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.models.owner import install
-from engine.models.tiny import build_twin
+from engine.models.tiny import build_twin, twins_in_hub_cache
 from engine.pipelines.cache import PipelineCache
 from engine.pipelines.calls import CancelToken, ProgressFn, StepReporter
 from engine.pipelines.device import DevicePolicy
@@ -268,6 +269,13 @@ class Engine:
                 )
             )
         checker = "" if self.settings.safety_checker else " The safety checker is off (STUDIO_SAFETY_CHECKER=false)."
+        twins = twins_in_hub_cache(Path(hub_constants.HF_HUB_CACHE))
+        if twins:
+            return (
+                f"Model mode: **hub**, on {device}, but the Hugging Face cache holds tiny twins of {len(twins)} of "
+                "the catalog's repositories (written by `python -m engine.models.tiny --hub-cache`): their images "
+                f"are noise from random weights, as in tiny mode.{checker}"
+            )
         return f"Model mode: **hub**: real checkpoints from the Hugging Face Hub, on {device}.{checker}"
 
     @property

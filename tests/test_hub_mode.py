@@ -129,6 +129,17 @@ def test_the_sd15_family_loads_the_safety_checker_unless_the_owner_turns_it_off(
     assert "safety checker is off" in off.banner
 
 
+def test_hub_mode_on_a_cache_of_twins_says_so(hub_engine, tmp_path):
+    """The offline demo's header said 'real checkpoints from the Hugging Face Hub' while the cache held twins."""
+    assert "the Hugging Face cache holds tiny twins of" in hub_engine.banner
+    assert "real checkpoints" not in hub_engine.banner
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as patch:  # an empty cache: real checkpoints are what it will download
+        patch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+        assert "real checkpoints from the Hugging Face Hub" in hub_engine.banner
+
+
 def test_a_flagged_image_is_reported_not_shown(hub_engine, photo):
     checker = hub_engine.cache.get("sd15").safety_checker
     with torch.no_grad():

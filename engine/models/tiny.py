@@ -660,6 +660,21 @@ def cache_repo_folder(cache: Path, hub_id: str) -> Path:
     return Path(cache) / ("models--" + hub_id.replace("/", "--"))
 
 
+HUB_TWIN_MARKER = "studio-twin.json"  # beside a repository's snapshots in a cache write_hub_cache wrote
+
+
+def twins_in_hub_cache(cache: Path) -> list[str]:
+    """The catalog's Hub repositories whose copy in the Hugging Face cache `cache` is a twin (its marker file),
+    so hub mode can say its images are noise from random weights."""
+    return sorted(
+        {
+            get_spec(key).hub_id
+            for key in CATALOG
+            if (cache_repo_folder(Path(cache), get_spec(key).hub_id) / HUB_TWIN_MARKER).is_file()
+        }
+    )
+
+
 def write_hub_cache(cache: Path, *, force: bool = False) -> list[Path]:
     """Write the twins as a Hugging Face cache under their real repository ids (idempotent).
 
@@ -675,7 +690,7 @@ def write_hub_cache(cache: Path, *, force: bool = False) -> list[Path]:
             continue
         facts = repo_facts(spec.hub_id)
         target = cache_repo_folder(cache, spec.hub_id)
-        marker = target / "studio-twin.json"
+        marker = target / HUB_TWIN_MARKER
         if not force and _is_current(marker):
             continue  # written already, or a repository shared with an earlier key (the annotators)
 
@@ -687,7 +702,7 @@ def write_hub_cache(cache: Path, *, force: bool = False) -> list[Path]:
             _write_twin(key, files, prior)
             _lay_out_cache(staging, files, facts.commit)
             shutil.rmtree(files)
-            (staging / "studio-twin.json").write_text(json.dumps({"version": TWIN_VERSION, "key": key}))
+            (staging / HUB_TWIN_MARKER).write_text(json.dumps({"version": TWIN_VERSION, "key": key}))
 
         _staged(cache, target, write)
         written.append(target)
