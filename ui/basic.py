@@ -30,7 +30,6 @@ from ui.components import (
 )
 from ui.events import (
     Finished,
-    clear_errors_on_example,
     documented,
     gradio_progress,
     user_errors,
@@ -262,7 +261,6 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
         tab.generate, tab.stop, handler(engine), inputs=tab.api_inputs(), outputs=outputs, tools=tools
     )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
-    clear_errors_on_example(tab.picks, [tab.gallery, tab.slider, tab.grid, inputs.summary, tab.code, tab.files])
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)
     assert inputs.reuse_seed is not None  # advanced_inputs built it
     inputs.reuse_seed.click(

@@ -25,7 +25,6 @@ from ui.components import (
 )
 from ui.events import (
     Finished,
-    clear_errors_on_example,
     documented,
     user_errors,
     warning_text,
@@ -291,6 +290,4 @@ def build(engine: Engine, tools: list) -> Finished:
     outputs = [tab.gallery, tab.final, tab.comparison, tab.summary, tab.code, tab.recipe_downloads, tab.recipes]
     done = wire_generation(tab.run, tab.stop, handler(engine), inputs=inputs, outputs=outputs, tools=tools)
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider, last=True)
-    results = [tab.gallery, tab.final, tab.slider, tab.summary, tab.code, tab.recipe_downloads]
-    clear_errors_on_example(tab.picks, results)
     return Finished(done, tab.gallery)

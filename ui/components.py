@@ -149,9 +149,18 @@ def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
     )
 
 
+SUMMARY_CLASS = "studio-summary"  # marks a run's summary box: where a failed run's reason stays
+
+
 def summary_box(elem_id: str, label: str = "Summary") -> gr.Textbox:
     """A run's facts as plain text: shown as typed on the page, and the same plain text for API clients."""
-    return gr.Textbox(label=label, interactive=False, lines=2, max_lines=40, elem_id=elem_id)
+    return gr.Textbox(
+        label=label, interactive=False, lines=2, max_lines=40, elem_id=elem_id, elem_classes=[SUMMARY_CLASS]
+    )
+
+
+def is_summary(component: object) -> bool:
+    return isinstance(component, gr.components.Component) and _marked(component, SUMMARY_CLASS)
 
 
 def header_only(image: str | None) -> HeaderOnly | None:

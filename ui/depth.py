@@ -43,7 +43,6 @@ from ui.components import (
 )
 from ui.events import (
     Finished,
-    clear_errors_on_example,
     documented,
     gradio_progress,
     user_errors,
@@ -453,8 +452,6 @@ def build(engine: Engine, tools: list) -> Finished:
     done = wire_generation(tab.run, tab.stop, depth, inputs=tab.api_inputs(), outputs=outputs, tools=tools)
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.downloads)
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider, last=True)
-    results = [tab.grid, tab.slider, tab.gallery, tab.preview, tab.summary, tab.code, tab.downloads]
-    clear_errors_on_example(tab.picks, results)
     tab.reuse_seed.click(
         lambda value: value, inputs=tab.last_seed, outputs=tab.seed, queue=False, api_visibility="private"
     )

@@ -8,16 +8,17 @@ import functools
 import html
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
-from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.models.catalog import models_for
 from engine.pipelines.calls import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.pipelines.loading import ModelUnavailable
 from engine.workflows.checks import MAX_GUIDANCE, MAX_SIDE
+from ui.components import is_summary
 from ui.outputs import recipe_files
 from ui.tools import tool_spec
 
@@ -90,6 +91,34 @@ def warning_text(exc: Exception) -> str:
     return f"⚠️ {as_text(exc)}"
 
 
+_FAILED: OrderedDict[str, str] = OrderedDict()  # browser session -> why its last run failed (the newest 1,000)
+
+
+def remembered(message: str, title: str) -> gr.Error:
+    """The error to raise, its reason kept for the session's summary box (`reason_of_failure`): a toast is gone
+    in seconds, and the panels would say only "Error"."""
+    from gradio.context import LocalContext
+
+    session = getattr(LocalContext.request.get(None), "session_hash", None)
+    if session:
+        _FAILED[session] = f"{title}: {message}"
+        _FAILED.move_to_end(session)
+        while len(_FAILED) > 1000:
+            _FAILED.popitem(last=False)
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def reason_of_failure(outputs: list) -> Callable:
+    """A failed run's follow-up: the reason in its summary box, every other output left as it was (which also
+    clears their red Error badges)."""
+
+    def follow_up(request: gr.Request) -> list:
+        reason = _FAILED.pop(getattr(request, "session_hash", None) or "", "The run failed.")
+        return [f"⚠️ {reason}" if is_summary(output) else gr.skip() for output in outputs]
+
+    return follow_up
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn bad input (ValueError), Stop and a model that cannot load into messages the browser shows.
 
@@ -102,24 +131,23 @@ def user_errors(fn: Callable) -> Callable:
         try:
             yield
         except ValueError as exc:
-            raise gr.Error(as_text(exc), title="Invalid input", print_exception=False) from None
+            raise remembered(as_text(exc), "Invalid input") from None
         except GenerationCancelled as exc:
-            raise gr.Error(as_text(f"Stopped: {exc}"), title="Stopped", print_exception=False) from None
+            raise remembered(as_text(f"Stopped: {exc}"), "Stopped") from None
         except ModelUnavailable as exc:
-            raise gr.Error(as_text(exc), title="Model unavailable", print_exception=False) from None
+            raise remembered(as_text(exc), "Model unavailable") from None
         except OutOfMemory as exc:
-            raise gr.Error(as_text(exc), title="Out of memory", print_exception=False) from None
+            raise remembered(as_text(exc), "Out of memory") from None
         except NonFiniteOutput as exc:
-            raise gr.Error(as_text(exc), title="No image", print_exception=False) from None
-        except gr.Error:
-            raise
+            raise remembered(as_text(exc), "No image") from None
+        except gr.Error as exc:
+            raise remembered(str(exc.message), exc.title or "Error") from None
         except Exception as exc:  # a bug or an input no check foresaw: logged whole, shown without internals
             logger.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(
+            raise remembered(
                 f"Something went wrong inside the app ({type(exc).__name__}); the server logged it and keeps "
                 "serving. Try again, or change the input.",
-                title="Internal error",
-                print_exception=False,
+                "Internal error",
             ) from None
 
     if inspect.isgeneratorfunction(fn):  # Gradio streams generators; errors arrive while iterating
@@ -248,18 +276,17 @@ def wire_generation(
     )
     if stop is not None:
         stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
+    wire_failure(event, outputs if isinstance(outputs, list) else [outputs])
     return event
 
 
-def clear_errors_on_example(examples: Examples, outputs: list) -> None:
-    """Picking an example clears the red Error badges a failed run left on `outputs` (their values stay)."""
-    examples.load_input_event.then(
-        lambda: [gr.skip()] * len(outputs),
-        outputs=outputs,
-        queue=False,
-        api_visibility="private",
-        show_progress="hidden",
-    )
+def wire_failure(event: gr.events.Dependency, outputs: list) -> None:
+    """When `event` fails, its reason goes to the summary box among `outputs`, where the result would have been,
+    and stays until the next run; the other outputs keep what they showed, without a bare "Error" badge."""
+    if any(is_summary(output) for output in outputs):
+        event.failure(
+            reason_of_failure(outputs), outputs=outputs, queue=False, api_visibility="private", show_progress="hidden"
+        )
 
 
 def compare(engine, ids: list, gallery: list | None, *, last: bool = False):

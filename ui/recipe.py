@@ -16,7 +16,7 @@ from engine.recipes.webui import BasicFields
 from engine.recipes.webui import basic_fields as webui_fields
 from engine.workflows.registry import read_recipe, reads_init, script_for
 from ui.components import BASIC_FIELDS, GenerationInputs, built, run_button, scheduler_choices, summary_box
-from ui.events import documented, user_errors
+from ui.events import documented, user_errors, wire_failure
 from ui.tools import tool_spec
 
 EXAMPLE_INFOTEXT = (
@@ -141,7 +141,7 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
 
     outputs = [summary, script, recipe_json]
     tools.append(tool_spec(recipe, [image, infotext], outputs))
-    read.click(recipe, inputs=[image, infotext], outputs=outputs, api_name="recipe")
+    wire_failure(read.click(recipe, inputs=[image, infotext], outputs=outputs, api_name="recipe"), outputs)
 
     @user_errors
     def send_to_basic(image: str | None, infotext: str):

@@ -35,7 +35,6 @@ from ui.components import (
 )
 from ui.events import (
     Finished,
-    clear_errors_on_example,
     documented,
     user_errors,
     warning_text,
@@ -341,6 +340,4 @@ def build(engine: Engine, tools: list) -> Finished:
     wire_recipe_selection(engine, tab.cells, tab.recipes, tab.code, tab.recipe_downloads)
     outputs = [tab.grid, tab.summary, tab.cells, tab.files, tab.recipes]
     done = wire_generation(tab.run, tab.stop, handler(engine), inputs=run_inputs, outputs=outputs, tools=tools)
-    results = [tab.grid, tab.summary, tab.cells, tab.files, tab.code, tab.recipe_downloads]
-    clear_errors_on_example(tab.picks, results)
     return Finished(done, tab.cells)
