@@ -35,7 +35,7 @@ from engine.models.tiny import build_twin, twins_in_hub_cache
 from engine.pipelines.cache import PipelineCache
 from engine.pipelines.calls import CancelToken, ProgressFn, StepReporter
 from engine.pipelines.device import DevicePolicy
-from engine.pipelines.loading import ModelUnavailable, load_options
+from engine.pipelines.loading import ModelUnavailable, load_options, quiet_twin_truncation
 from engine.recipes.results import ResultStore
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, Img2ImgResult
 from engine.workflows.chain import ChainPlan, ChainProgress, ChainRequest
@@ -181,6 +181,8 @@ class Engine:
         # Where GPU work runs: None here, in this process; ui.zerogpu sets ZeroGPU's calls on ZeroGPU.
         self.gpu_calls: GpuCalls | None = None
         self.quick = self.mode == "tiny" and self.policy.device == "cpu"
+        if self.mode == "tiny":
+            quiet_twin_truncation()  # the twins' byte-level tokenizers cut what CLIP's would not
         self.settings = settings = settings.resolved(quick=self.quick)
         install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog (engine.models.owner)
         budget = int(settings.cache_budget_gb * 2**30) or None

@@ -1,5 +1,8 @@
 """The Basic workflow against raw diffusers on the tiny twins: same seed, same pixels."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +180,26 @@ def test_recipe_records_what_ran(engine, photo):
     assert recipe.model_mode == "tiny" and recipe.model_id.endswith("kandinsky22")
     assert recipe.parameters["strength"] == 0.3 and recipe.parameters["negative_prompt"] is None
     assert '"workflow": "img2img"' in recipe.to_json()
+
+
+def test_tiny_mode_does_not_warn_that_clip_cut_the_apps_own_example(settings, tmp_path):
+    """The twins' tokenizers are byte-level, so the app's 96-character example prompt passed 77 tokens there and
+    diffusers warned of a truncation the real tokenizer never makes. The run's stderr, as a person sees it."""
+    from ui.basic import EXAMPLE_PROMPTS
+
+    prompt = EXAMPLE_PROMPTS["chelsea the cat"]
+    assert len(prompt) > 77
+    code = (
+        "import sys; from pathlib import Path; from PIL import Image\n"
+        "from engine.base.settings import Settings; from engine.core import Engine\n"
+        "from engine.workflows.basic import Img2ImgRequest\n"
+        "engine = Engine(Settings.from_env({}, models='tiny', data_dir=Path(sys.argv[1])))\n"
+        "request = Img2ImgRequest(image=Image.new('RGB', (64, 64)), prompt=sys.argv[2], num_inference_steps=2)\n"
+        "engine.img2img(request)\n"
+        "print('done')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(settings.data_dir), prompt], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+    assert "truncated because CLIP" not in done.stderr

@@ -39,6 +39,28 @@ def quiet_expected_pickle_fallback() -> None:
         loader.addFilter(_ExpectedPickleFallback())
 
 
+class _TwinTruncation(logging.Filter):
+    """Drops diffusers' "truncated because CLIP can only handle sequences up to 77 tokens" in tiny mode.
+
+    The twins' tokenizers are byte-level (engine.models.tiny.build_tokenizer: every text tokenizes, nothing is
+    downloaded), so any prompt over ~75 characters passes CLIP's 77 tokens there, the app's own examples
+    included, while the real tokenizers take those prompts whole: the warning would be about the twin.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "truncated because CLIP can only handle sequences up to" not in record.getMessage()
+
+
+def quiet_twin_truncation() -> None:
+    """Install the filter on diffusers' own log handlers (they take every diffusers logger's records); idempotent."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.get_logger("diffusers")  # diffusers sets up its handler on first use: make sure it has
+    for handler in logging.getLogger("diffusers").handlers:
+        if not any(isinstance(existing, _TwinTruncation) for existing in handler.filters):
+            handler.addFilter(_TwinTruncation())
+
+
 def load_options(
     spec: ModelSpec, policy: DevicePolicy, *, hub: bool, safety_checker: bool = True, token: str = ""
 ) -> dict:
