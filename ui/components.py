@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -14,6 +14,7 @@ from engine.base.errors import shown_value
 from engine.base.images import HeaderOnly
 from engine.base.settings import Settings
 from engine.models.catalog import get_spec, models_for
+from engine.models.loras import offered
 from engine.pipelines.schedulers import schedulers_for
 from engine.workflows.checks import MAX_GUIDANCE, RANDOM_SEED, SEED_LIMIT, model_defaults
 
@@ -85,6 +86,12 @@ def _is_file_reference(value: object) -> bool:
     return isinstance(value, dict) and any(isinstance(value.get(key), str) for key in ("path", "url"))
 
 
+@functools.cache
+def _parameter_names(fn: Callable) -> list[str]:
+    """A handler's parameter names, in the order of its event's inputs (read once per handler)."""
+    return list(inspect.signature(fn).parameters)
+
+
 def check_file_inputs(app: gr.Blocks) -> None:
     """Refuse an upload input sent as anything but a file reference with a message naming the parameter.
 
@@ -98,7 +105,7 @@ def check_file_inputs(app: gr.Blocks) -> None:
     async def process_api(block_fn, inputs, state=None, request=None, iterator=None, **kwargs):
         if iterator is None:
             fn = app.fns[block_fn] if isinstance(block_fn, int) else block_fn
-            names = list(inspect.signature(fn.fn).parameters) if fn.fn is not None else []
+            names = _parameter_names(fn.fn) if fn.fn is not None else []
             for index, block in enumerate(fn.inputs):
                 if _marked(block, UNOPENED_UPLOAD) and index < len(inputs) and not _is_file_reference(inputs[index]):
                     name = names[index] if index < len(names) else block.label
@@ -359,8 +366,6 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
 
 def lora_input(settings) -> gr.Textbox:
     """The run's LoRAs as `name:weight, ...`; shown where the owner offers LoRAs (STUDIO_LORA_DIR, allowed repos)."""
-    from engine.models.loras import offered
-
     names = offered()
     hub = " Allowed Hub repos by id." if settings.allow_hub_models else ""
     return gr.Textbox(

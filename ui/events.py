@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from engine.models.catalog import models_for
+from engine.models.loras import offered
 from engine.pipelines.calls import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
 from engine.pipelines.loading import ModelUnavailable
 from engine.workflows.checks import MAX_GUIDANCE, MAX_SIDE
@@ -54,8 +56,6 @@ SCHEDULER_ARG = (
 
 def lora_arg() -> str:
     """The loras argument's description, naming the LoRAs the owner offers."""
-    from engine.models.loras import offered
-
     names = ", ".join(offered()) or "none are offered here"
     return f'the owner\'s LoRAs with weights, "name:0.8, other:0.5" (weights -4 to 4), or empty: {names}.'
 
@@ -97,8 +97,6 @@ _FAILED: OrderedDict[str, str] = OrderedDict()  # browser session -> why its las
 def remembered(message: str, title: str) -> gr.Error:
     """The error to raise, its reason kept for the session's summary box (`reason_of_failure`): a toast is gone
     in seconds, and the panels would say only "Error"."""
-    from gradio.context import LocalContext
-
     session = getattr(LocalContext.request.get(None), "session_hash", None)
     if session:
         _FAILED[session] = f"{title}: {message}"
@@ -185,8 +183,6 @@ def client_connected() -> Callable[[], bool] | None:
     queue marks that session's running events dead but lets a running function go on; a job that
     asks this at every step stops within one. None outside a queued event.
     """
-    from gradio.context import LocalContext
-
     blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
     queue = getattr(blocks, "_queue", None)
     if queue is None or event_id is None:

@@ -88,8 +88,10 @@ class StalledBodies:
         state = {"body_done": False, "gave_up": False, "answered": False, "released": False}
 
         async def guarded_receive():
-            if state["body_done"] or state["gave_up"]:
-                return await receive() if not state["gave_up"] else {"type": "http.disconnect"}
+            if state["gave_up"]:
+                return {"type": "http.disconnect"}
+            if state["body_done"]:  # after the body, only a disconnect can come: no time limit on it
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), BODY_IDLE_S)
             except TimeoutError:

@@ -169,7 +169,7 @@ def swapped_scheduler(pipe, name: str | None, lock):
     if name is None:
         yield
         return
-    from engine.pipelines.calls import denoiser_of
+    from engine.pipelines.calls import denoiser_of  # here, not on top: the scheduler checks import no torch
 
     target = denoiser_of(pipe)
     class_name, overrides = SCHEDULERS[name]
