@@ -92,6 +92,15 @@ def test_the_folder_offers_its_checkpoints_by_name_and_refuses_a_pickle_that_car
     assert not (models_dir.parent / "pwned").exists()
 
 
+def test_the_pickers_name_an_owners_model_once_with_one_pair_of_brackets(owner_engine):
+    from ui.components import model_label
+
+    assert model_label("file:my-sd15.safetensors") == (
+        "my-sd15: your Stable Diffusion 1.5 checkpoint (file:my-sd15.safetensors)"
+    )
+    assert model_label("sd15") == "Stable Diffusion 1.5 (sd15)"
+
+
 @pytest.mark.parametrize("key", ["file:my-sd15.safetensors", "file:old-style.ckpt"])
 def test_a_checkpoint_file_runs_equal_to_raw_diffusers_from_single_file(owner_engine, engine, photo, key, twins):
     from diffusers import AutoPipelineForImage2Image, StableDiffusionPipeline
@@ -347,6 +356,9 @@ def test_an_allowed_hub_repo_runs_as_its_family_equal_to_the_catalog_model(owner
     owned = owner_hub.img2img(request)
     spec = get_spec(OWNER_REPO)
     assert (spec.origin, spec.family, owned.recipe.model_id) == ("hub", "sd15", OWNER_REPO)
+    from ui.components import model_label
+
+    assert model_label(OWNER_REPO) == f"{OWNER_REPO}, run as Stable Diffusion 1.5"  # its id once, no brackets
     catalog_run = owner_hub.img2img(Img2ImgRequest(**{**request.__dict__, "model": "sd15"}))
     assert same(owned.images[0], catalog_run.images[0])
     assert recipe_from_json(owned.recipe.to_json()) == owned.recipe

@@ -257,7 +257,7 @@ def test_html_in_axis_values_is_escaped_in_the_plan_and_drawn_as_text(client, ca
         api_name="/sweep",
         **SWEEP_BASICS,
     )
-    assert cells[1]["caption"] == f"prompt={SCRIPT}, seed=1"  # a caption is text (Gradio shows it as text)
+    assert cells[1]["caption"] == f"prompt={SCRIPT}"  # a caption is text (Gradio shows it as text)
     # the label row is drawn into the image, nothing interpreted: two 200-pixel cells, their gap, no more
     assert Image.open(grid).size == planned.grid_size and planned.grid_size[0] < 2 * 200 + 16
 

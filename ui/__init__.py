@@ -23,6 +23,15 @@ CSS = """
 .gpu-warning { background: #fde8e8; border: 2px solid #c0392b; color: #5a1010; }
 .hint { font-size: 0.85em; opacity: 0.8; }
 .studio-output .caption-label { white-space: normal; overflow: visible; text-overflow: clip; }
+.studio-output .thumbnail-item .caption-label {
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: calc(100% - 8px); font-size: 0.75em;
+  padding: 1px 6px;
+}
+@media (max-width: 640px) {
+  .studio-lede { display: none; }
+  .mode-banner { font-size: 0.8em; padding: 0.3em 0.6em; }
+  .tab-container button { padding-left: 6px !important; padding-right: 6px !important; font-size: 0.9em; }
+}
 .studio-output .label-clear-button { display: none; }
 """
 
@@ -92,10 +101,11 @@ def build_app(engine: Engine) -> gr.Blocks:
     tools: list = []  # each tab's handlers as MCP tools (ui.mcp), served with --mcp
     with gr.Blocks(title="Img2Img Studio") as app:
         stored = gr.BrowserState([], storage_key=history.STORAGE_KEY)
-        gr.Markdown(
-            "# Img2Img Studio\nThe diffusers image-to-image guide, runnable: start from an image, "
-            "steer it with a prompt. **Ctrl+Enter** runs the open tab; drag a result onto an image input "
-            "to start from it."
+        gr.Markdown("# Img2Img Studio")
+        gr.Markdown(  # on a phone the lede gives way to the tabs (CSS)
+            "The diffusers image-to-image guide, runnable: start from an image, steer it with a prompt. "
+            "**Ctrl+Enter** runs the open tab; drag a result onto an image input to start from it.",
+            elem_classes=["studio-lede"],
         )
         gr.Markdown(engine.banner, elem_classes=["mode-banner", f"mode-{engine.mode}"])
         if engine.warning:

@@ -22,10 +22,13 @@ from ui.components import (
     advanced_inputs,
     engine_checked,
     main_inputs,
+    prompt_inputs,
     recipe_panel,
     result_gallery,
     result_image,
     run_button,
+    sampling_inputs,
+    stop_button,
     summary_box,
 )
 from ui.events import (
@@ -136,16 +139,19 @@ def layout(engine: Engine) -> BasicTab:
     examples = engine.example_images()
     with gr.Row():
         with gr.Column(scale=1):
-            inputs = main_inputs(settings, default_model)
+            # what a first visit needs is above the fold: the image, the prompt, Generate and what it will do
+            top = prompt_inputs(settings)
+            with gr.Row():
+                generate = run_button("Generate")
+                stop = stop_button()
+            plan = gr.Markdown(plan_text(engine, None, default_model, strength0, steps0))
+            inputs = main_inputs(settings, default_model, top=top)
+            sampling_inputs(inputs, settings, default_model)  # the tab's first sentence names guidance
             picks = gr.Examples(
                 examples=[[str(examples[label]), prompt] for label, prompt in EXAMPLE_PROMPTS.items()],
                 inputs=[inputs.image, inputs.prompt],
                 label="Examples (photos from scikit-image)",
             )
-            plan = gr.Markdown(plan_text(engine, None, default_model, strength0, steps0))
-            with gr.Row():
-                generate = run_button("Generate")
-                stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Accordion("Advanced", open=False):
                 advanced_inputs(inputs, settings, default_model)
                 num_images = engine_checked(

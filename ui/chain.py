@@ -21,6 +21,7 @@ from ui.components import (
     result_image,
     run_button,
     seed_row,
+    stop_button,
     summary_box,
 )
 from ui.events import (
@@ -158,7 +159,7 @@ def layout(engine: Engine) -> ChainTab:
             plan = gr.Markdown()
             with gr.Row():
                 run = run_button("Run chain")
-                stop = gr.Button("Stop", variant="stop", scale=1)
+                stop = stop_button()
             with gr.Accordion("Stages and options", open=False):
                 stages = gr.Code(
                     value=stages_json(DEFAULT_PRESET, engine.settings), language="json", label="Stages", lines=12

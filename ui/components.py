@@ -186,6 +186,11 @@ def run_button(label: str) -> gr.Button:
     return gr.Button(label, variant="primary", scale=3, elem_classes=[RUN_CLASS])
 
 
+def stop_button() -> gr.Button:
+    """A tab's Stop: hidden until its run starts, hidden again when it ends (`ui/events.py: wire_generation`)."""
+    return gr.Button("Stop", variant="stop", scale=1, visible=False)
+
+
 def result_image(
     label: str,
     *,
@@ -237,9 +242,15 @@ def model_picker(
     **options,
 ) -> gr.Dropdown:
     """A dropdown of the catalog models that serve a pipeline kind (or of `keys`); values are catalog keys."""
-    choices = [*extra, *[(f"{get_spec(key).label} ({key})", key) for key in (keys or models_for(kind))]]
+    choices = [*extra, *[(model_label(key), key) for key in (keys or models_for(kind))]]
     # allow_custom_value: the engine's check answers an unknown key, naming the parameter and listing the keys
     return gr.Dropdown(choices=choices, value=value, label=label, info=info, allow_custom_value=True, **options)
+
+
+def model_label(key: str) -> str:
+    """A model as a picker shows it: its label and, unless the label already names it, its key (what the API takes)."""
+    label = get_spec(key).label
+    return label if key in label else f"{label} ({key})"
 
 
 def seed_row(settings_max: int = SEED_LIMIT - 1) -> tuple[gr.Number, gr.Button, gr.Button]:
@@ -315,11 +326,18 @@ def built(*components: gr.components.Component | None) -> list[gr.components.Com
     return [component for component in components if component is not None]
 
 
-def main_inputs(settings, default_model: str, *, image_label: str = "Init image") -> GenerationInputs:
-    """Image, prompt, negative prompt, model and strength: the top of a generating tab."""
+def prompt_inputs(settings, *, image_label: str = "Init image") -> tuple[gr.Image, gr.Textbox]:
+    """The init image and the prompt: the top of a generating tab (its run button may follow them)."""
+    return image_input(image_label), gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+
+
+def main_inputs(
+    settings, default_model: str, *, image_label: str = "Init image", top: tuple[gr.Image, gr.Textbox] | None = None
+) -> GenerationInputs:
+    """Image, prompt, negative prompt, model and strength: the top of a generating tab (`top`: the image and
+    prompt, built already by `prompt_inputs`)."""
     strength0, _, _ = model_defaults(default_model, settings)
-    image = image_input(image_label)
-    prompt = gr.Textbox(label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+    image, prompt = top or prompt_inputs(settings, image_label=image_label)
     negative_prompt = gr.Textbox(
         value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
     )
@@ -334,13 +352,22 @@ def guidance_slider(value: float, *, label: str = "Guidance scale", info: str | 
     return engine_checked(gr.Slider(0.0, MAX_GUIDANCE, value=value, step=0.5, label=label, info=info))
 
 
-def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> GenerationInputs:
-    """Guidance, steps, seed row and Compel weighting (call inside the tab's Advanced accordion)."""
+def sampling_inputs(inputs: GenerationInputs, settings, default_model: str) -> GenerationInputs:
+    """Guidance and steps: beside strength where a tab names them as key controls, else in its Advanced accordion
+    (`advanced_inputs` builds them there when this was not called)."""
     _, guidance0, steps0 = model_defaults(default_model, settings)
     inputs.guidance_scale = guidance_slider(guidance0)
     inputs.num_inference_steps = engine_checked(
         gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps", info=STEPS_INFO)
     )
+    return inputs
+
+
+def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> GenerationInputs:
+    """Seed row, Compel weighting, scheduler and LoRAs, and guidance and steps unless `sampling_inputs` built them
+    (call inside the tab's Advanced accordion)."""
+    if inputs.guidance_scale is None or inputs.num_inference_steps is None:
+        sampling_inputs(inputs, settings, default_model)
     inputs.seed, _, inputs.reuse_seed = seed_row()
     inputs.weighted_prompt = gr.Checkbox(label="Weighted prompt (Compel)", value=False, info=WEIGHTING_INFO)
     inputs.scheduler = engine_checked(
@@ -351,13 +378,13 @@ def advanced_inputs(inputs: GenerationInputs, settings, default_model: str) -> G
     inputs.model.input(
         functools.partial(on_model_change, settings=settings),
         inputs=inputs.model,
-        outputs=[
+        outputs=built(
             inputs.strength,
             inputs.guidance_scale,
             inputs.num_inference_steps,
             inputs.weighted_prompt,
             inputs.scheduler,
-        ],
+        ),
         queue=False,
         api_visibility="private",
     )

@@ -39,6 +39,7 @@ from ui.components import (
     result_image,
     run_button,
     seed_row,
+    stop_button,
     summary_box,
 )
 from ui.events import (
@@ -233,7 +234,7 @@ def layout(engine: Engine) -> DepthTab:
             )
             with gr.Row():
                 run = run_button("Generate")
-                stop = gr.Button("Stop", variant="stop", scale=1)
+                stop = stop_button()
             with gr.Accordion("Advanced", open=False):
                 guidance = guidance_slider(guidance0)
                 steps = engine_checked(

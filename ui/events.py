@@ -262,7 +262,14 @@ def wire_generation(
     """
     tools.append(tool_spec(fn, inputs, outputs))
     cancel_state = gr.State(CancelToken())
-    event = run.click(lambda token: token.reset(), inputs=cancel_state, queue=False, api_visibility="private").then(
+
+    def start(token: CancelToken):
+        token.reset()
+        return gr.Button(visible=True) if stop is not None else None
+
+    event = run.click(
+        start, inputs=cancel_state, outputs=stop, queue=False, api_visibility="private", show_progress="hidden"
+    ).then(
         cancellable(fn),
         inputs=[*inputs, cancel_state],
         outputs=outputs,
@@ -270,8 +277,15 @@ def wire_generation(
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
     )
-    if stop is not None:
+    if stop is not None:  # shown while a run is on (`start`), hidden when it ends, however it ends
         stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
+        event.then(
+            lambda: gr.Button(visible=False),
+            outputs=stop,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
     wire_failure(event, outputs if isinstance(outputs, list) else [outputs])
     return event
 

@@ -31,6 +31,7 @@ from ui.components import (
     result_gallery,
     result_image,
     run_button,
+    stop_button,
     summary_box,
 )
 from ui.events import (
@@ -195,7 +196,7 @@ def layout(engine: Engine) -> SweepTab:
             plan = gr.Markdown()
             with gr.Row():
                 run = run_button("Run sweep")
-                stop = gr.Button("Stop", variant="stop", scale=1)
+                stop = stop_button()
             with gr.Accordion("Advanced", open=False):
                 advanced_inputs(inputs, settings, default_model)
                 schedulers = gr.Markdown(f"Schedulers for this model: {', '.join(schedulers_for(default_model))}")

@@ -190,8 +190,9 @@ class SweepCell:
 
     @property
     def caption(self) -> str:
-        parts = [f"{axis}={format_value(axis, v)}" for axis, v in self.values.items() if axis != "seed"]
-        return ", ".join([*parts, f"seed={self.plan.seeds[0]}"])
+        """What sets this cell apart: its axis values (the seed only where it is an axis; the summary and the
+        recipe carry the rest)."""
+        return ", ".join(f"{axis}={format_value(axis, v)}" for axis, v in self.values.items())
 
     def batch_key(self) -> tuple:
         """Cells with equal keys can share a batched call."""

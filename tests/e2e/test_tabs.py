@@ -79,11 +79,21 @@ def test_basic_example_runs_and_shows_results(page, shots):
 
 def test_sweep_example_runs_and_shows_the_grid(page, shots):
     panel = open_tab(page, "Sweep")
-    pick_example(panel, 3)  # seeds 1-4: one batched call
+    pick_example(panel, 1)  # strength 0.3 to 0.9
     panel.get_by_role("button", name="Run sweep").click()
     expect_summary(page, "sweep-summary", "Done:", timeout=120_000)
     (width, height), *_ = image_loaded(page, "#sweep-grid")
     assert width > height  # four cells side by side, labelled
+    image_loaded(page, "#sweep-cells")
+    for cell in page.locator("#sweep-cells .thumbnail-item").all():  # a caption leaves the cell in sight
+        caption, thumbnail = cell.locator(".caption-label").bounding_box(), cell.bounding_box()
+        assert caption and thumbnail and caption["height"] < 0.2 * thumbnail["height"], (caption, thumbnail)
+    assert page.locator("#sweep-cells .thumbnail-item .caption-label").all_inner_texts() == [
+        "strength=0.3",
+        "strength=0.5",
+        "strength=0.7",
+        "strength=0.9",
+    ]  # what sets each cell apart; the seed they share is in the summary
     page.screenshot(**shot(shots, "sweep"))
 
 
@@ -154,10 +164,37 @@ def test_a_non_image_after_an_example_gets_the_apps_message(page, tmp_path):
     assert "Could not preprocess" not in toast.inner_text() and "/tmp" not in toast.inner_text()
 
 
+def test_a_first_visit_sees_what_it_needs_above_the_fold(page):
+    """At 1400x1000, without scrolling: the image, the prompt, Generate, guidance and steps (the tab's first
+    sentence names guidance), and no red Stop while nothing runs."""
+    panel = open_tab(page, "Basic")
+    for control in ("Prompt", "Guidance scale", "Steps"):
+        assert panel.get_by_label(control).first.is_visible(), control  # not under Advanced
+    box = panel.get_by_role("button", name="Generate").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 1000, box
+    assert not panel.get_by_role("button", name="Stop").is_visible()
+
+
+def test_a_phone_sees_every_tab_and_a_short_header(browser, app_url):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Basic").wait_for()
+    try:
+        visible = [tab.inner_text() for tab in page.get_by_role("tab").all() if tab.is_visible()]
+        assert visible == ["Basic", "Sweep", "Chain", "Depth", "Recipe", "History"]  # none behind "..."
+        banner = page.locator(".mode-banner").first.bounding_box()
+        assert banner is not None and banner["y"] + banner["height"] < 844 / 3, banner
+    finally:
+        context.close()
+
+
 def test_stop_stops_a_long_run(page, shots):
     panel = open_tab(page, "Basic")
     pick_example(panel, 1)
-    panel.get_by_text("Advanced").click()
+    stop = panel.get_by_role("button", name="Stop")
+    expect(stop).to_be_hidden()  # shown only while a run is on
     steps = panel.get_by_label("Steps").locator("xpath=..").locator("input[type=number]").first
     steps.fill("150")
     steps.press("Enter")
@@ -166,10 +203,11 @@ def test_stop_stops_a_long_run(page, shots):
     strength.press("Enter")
     panel.get_by_role("button", name="Generate").click()
     expect(page.locator(".progress-text, .eta-bar, .progress-level").first).to_be_visible(timeout=60_000)
-    panel.get_by_role("button", name="Stop").click()
+    stop.click()
     expect_summary(page, "basic-summary", "Stopped after", timeout=60_000)
     done = int(re.search(r"Stopped after (\d+)", page.locator("#basic-summary textarea").input_value()).group(1))
     assert done < 150
+    expect(stop).to_be_hidden()
 
 
 def test_results_survive_a_reload_in_the_history(page, shots):
