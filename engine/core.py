@@ -17,6 +17,7 @@ import html
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,15 @@ from PIL import Image
 
 from engine.base.forks import renew_after_fork
 from engine.base.settings import Settings
-from engine.hosting import check_gpu_seconds, gpu_problem, gpu_seconds, on_zero_gpu
+from engine.hosting import (
+    RunClock,
+    check_gpu_seconds,
+    gpu_problem,
+    gpu_seconds,
+    on_zero_gpu,
+    slowdown_prior,
+    wait_text,
+)
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.models.owner import install
 from engine.models.tiny import build_twin, twins_in_hub_cache
@@ -191,6 +200,7 @@ class Engine:
         self._memo_lock = threading.Lock()
         renew_after_fork(self, "_memo_lock", threading.Lock)
         self.results = ResultStore(max_bytes=settings.results_mb * 2**20)
+        self.clock = RunClock(slowdown_prior(self.policy.device, self.mode))  # how long runs take here
         logger.info(
             "model mode %s (%s) on %s (%s)%s",
             self.mode,
@@ -341,10 +351,15 @@ class Engine:
         and raises GenerationCancelled.
         """
         plan = self._as_plan(request)
+        started, last = time.perf_counter(), None
         if self.gpu_calls is not None:  # ZeroGPU's calls or Ray Serve's replicas
-            yield from self.gpu_calls.run(plan, progress=progress, cancel=cancel)
-            return
-        yield from self.run_here(plan, progress=progress, cancel=cancel)
+            progresses = self.gpu_calls.run(plan, progress=progress, cancel=cancel)
+        else:
+            progresses = self.run_here(plan, progress=progress, cancel=cancel)
+        for last in progresses:
+            yield last
+        if last is not None and not getattr(last, "stopped", None):  # a whole run, timed for the next plans
+            self.clock.observe(self.gpu_work(plan), time.perf_counter() - started)
 
     def run_here(
         self, plan: Any, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None
@@ -361,6 +376,15 @@ class Engine:
         """The denoising loops a plan (or request, planned first) will run."""
         plan = self._as_plan(plan)
         return workflow_of(plan).work(plan)
+
+    def describe(self, plan: Any) -> str:
+        """A plan in words (its own `describe()`), with a line when its run is long for this device."""
+        return "\n\n".join(line for line in (plan.describe(), self.wait_text(self.gpu_work(plan))) if line)
+
+    def wait_text(self, work: list[GpuWork]) -> str:
+        """What a plan says of its run's length: a line when it is long for this device, else ""."""
+        seconds, measured = self.clock.estimate(work)
+        return wait_text(seconds, measured, self.policy.device if self.gpu_calls is None else "server")
 
     def gpu_seconds(self, plan: Any) -> int:
         """Seconds a ZeroGPU call for `plan` asks for (engine.hosting), models loaded at start counted as loaded.

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import statistics
+import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -62,6 +64,62 @@ def gpu_seconds(work: list[GpuWork], resident: Collection[str] = ()) -> int:
     loads = len({loop.key for loop in work} - set(resident))
     seconds = START_SECONDS + LOAD_SECONDS * loads + sum(loop_seconds(loop) for loop in work)
     return math.ceil(seconds * MARGIN)
+
+
+# How long a run may take on this machine, said in its plan before it starts (issue: a 2048x2048 upscale ran 14
+# minutes on a CPU with nothing said). A device runs a plan's loops some times slower than `loop_seconds` (the GPU
+# figures); each finished run measures that for its models. Before any run here, a prior: tiny twins on a 2-core
+# CPU ran 0.3-30x the GPU figures (a chain to 1280x768: 29x; benchmarks/RESULTS.md, "Time estimates").
+SLOWDOWN_PRIOR = {"cuda": 1.0}  # by device; any other device:
+CPU_SLOWDOWN_PRIOR = {"tiny": 25.0, "hub": 60.0}  # by model mode: real checkpoints on a CPU are slower still
+LONG_RUN_SECONDS = 60.0  # a run estimated longer than this is announced in its plan
+
+
+class RunClock:
+    """Estimated wall time of a plan's loops on this process's device, learned from the runs it timed.
+
+    `slowdown[key]`: seconds a run took against its loops' `loop_seconds`, per model (the mean of the last
+    measurement and the one before); a model not timed yet takes the median of those that were, or the prior.
+    """
+
+    def __init__(self, prior: float) -> None:
+        self.prior = prior
+        self._slowdown: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def estimate(self, work: list[GpuWork]) -> tuple[float, bool]:
+        """(seconds, whether every model's speed was measured here)."""
+        with self._lock:
+            known = dict(self._slowdown)
+        fallback = statistics.median(known.values()) if known else self.prior
+        seconds = sum(loop_seconds(loop) * known.get(loop.key, fallback) for loop in work)
+        return seconds, all(loop.key in known for loop in work)
+
+    def observe(self, work: list[GpuWork], seconds: float) -> None:
+        """A finished run of `work` took `seconds` (loads included: the first run of a model counts its load)."""
+        expected = sum(loop_seconds(loop) for loop in work)
+        if expected <= 0 or seconds <= 0:
+            return
+        ratio = seconds / expected
+        with self._lock:
+            for key in {loop.key for loop in work}:
+                old = self._slowdown.get(key)
+                self._slowdown[key] = ratio if old is None else (old + ratio) / 2
+
+
+def slowdown_prior(device: str, mode: str) -> float:
+    """The prior RunClock starts from on `device` for the model `mode` (tiny twins or real checkpoints)."""
+    return SLOWDOWN_PRIOR.get(device) or CPU_SLOWDOWN_PRIOR.get(mode, CPU_SLOWDOWN_PRIOR["hub"])
+
+
+def wait_text(seconds: float, measured: bool, device: str) -> str:
+    """The plan's line for a run long for this device ("" for a short one)."""
+    if seconds < LONG_RUN_SECONDS:
+        return ""
+    minutes = seconds / 60
+    about = f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+    source = "from the runs timed on this server" if measured else "a first guess, until a run here is timed"
+    return f"⏳ A long run: about {about} on this {device} ({source}). Fewer steps or a smaller image make it shorter."
 
 
 def describe_work(work: list[GpuWork]) -> str:

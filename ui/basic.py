@@ -14,9 +14,10 @@ from engine.core import Engine
 from engine.models.catalog import DEFAULT_MODEL, get_spec
 from engine.models.loras import text as lora_text
 from engine.pipelines.calls import CancelToken, GenerationCancelled
-from engine.pipelines.schedulers import check_scheduler, steps_text
+from engine.pipelines.schedulers import check_scheduler, steps_run, steps_text
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.checks import RANDOM_SEED, check_sampling, model_defaults
+from engine.workflows.shape import GpuWork
 from ui.components import (
     GenerationInputs,
     advanced_inputs,
@@ -74,7 +75,10 @@ def plan_text(
                 min_side=settings.min_side,
             )
             lines.append(f"Output **{size[0]}×{size[1]}** (input {width}×{height}).")
-        return " ".join(lines)
+            if strength is not None and steps is not None:
+                run = steps_run(model, steps, strength, check_scheduler(scheduler, model))
+                lines.append(engine.wait_text([GpuWork(spec.key, run, size[0] * size[1])]))
+        return " ".join(line for line in lines if line)
     except ValueError as exc:
         return warning_text(exc)
 

@@ -59,7 +59,7 @@ def chain_request(image, preset, prompt, seed, stages="", width=512, height=512,
 
 def plan_text(engine: Engine, image, *values) -> str:
     try:
-        return engine.plan(chain_request(header_only(image), *values)).describe()
+        return engine.describe(engine.plan(chain_request(header_only(image), *values)))
     except ValueError as exc:
         return warning_text(exc)
 

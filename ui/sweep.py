@@ -66,7 +66,7 @@ def plan_text(engine: Engine, *values) -> str:
     """The parsed axes, cell count, grid size and steps in all, or what is wrong, before running."""
     fields = dict(zip(SWEEP_FIELDS, values, strict=False))  # weighting and scheduler may be left out
     try:
-        return engine.plan(sweep_request(**{**fields, "image": header_only(fields["image"])})).describe()
+        return engine.describe(engine.plan(sweep_request(**{**fields, "image": header_only(fields["image"])})))
     except ValueError as exc:
         return warning_text(exc)
 
