@@ -48,17 +48,42 @@ def test_a_crafted_local_storage_names_no_other_file(settings, photo):
     assert state == [good]
 
 
-def test_a_result_png_is_named_by_its_id_and_finds_its_init_only_with_its_recipe(settings, engine, photo, tmp_path):
+def test_a_result_png_finds_its_init_by_its_id_or_by_the_init_hash_its_recipe_names(settings, engine, photo, tmp_path):
+    from engine.base.images import image_digest
+    from engine.recipes.results import ResultStore
     from ui.recipe import held_init
 
     result = engine.img2img(Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=2, seed=5, num_images=2))
     first, second = (result.recipe.for_image(i) for i in range(2))
+    assert first.init_digest == image_digest(result.init_image)  # the init as the pipeline saw it
     ids = [engine.results.put(recipe, result.init_image) for recipe in (first, second)]
     shown = png_outputs(settings, [(result.images[0], first, "a"), (result.images[1], second, "b")], ids)
     assert [path.rsplit("/", 1)[-1] for path, _ in shown] == [f"{key}.png" for key in ids]
     assert held_init(engine, shown[0][0], read_recipe(shown[0][0])) is result.init_image
-    renamed = tmp_path / f"{ids[0]}.png"  # another result's PNG under this id's name: no init is handed out
+    renamed = tmp_path / "my cat, final.png"  # a download renamed, or saved again by a browser: found by content
     renamed.write_bytes(Path(shown[1][0]).read_bytes())
-    assert held_init(engine, str(renamed), read_recipe(renamed)) is None
-    assert held_init(engine, str(tmp_path / "../../etc/passwd"), first) is None
-    assert held_init(engine, str(tmp_path / f"{'f' * 32}.png"), first) is None  # well formed, not held
+    assert held_init(engine, str(renamed), read_recipe(renamed)) is result.init_image
+    elsewhere = engine.img2img(Img2ImgRequest(image=photo.rotate(90), prompt="a cat", num_inference_steps=2, seed=5))
+    assert held_init(engine, str(renamed), elsewhere.recipe) is None  # its init was never kept here
+    assert held_init(engine, str(tmp_path / "../../etc/passwd"), replace(first, extra={})) is None
+    store = ResultStore(max_entries=1)  # the hash finds an init only while a result made from it is kept
+    store.put(first, result.init_image)
+    assert store.init_by_digest(first.init_digest) is result.init_image
+    store.put(elsewhere.recipe, elsewhere.init_image)
+    assert store.init_by_digest(first.init_digest) is None
+    assert store.init_by_digest(elsewhere.recipe.init_digest) is elsewhere.init_image
+
+
+def test_a_crafted_init_hash_is_refused_naming_the_field(engine, photo):
+    import json
+
+    import pytest
+
+    from engine.workflows.registry import recipe_from_json
+
+    result = engine.img2img(Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=2, seed=5))
+    data = json.loads(result.recipe.to_json())
+    assert recipe_from_json(json.dumps(data)).init_digest == result.recipe.init_digest
+    data["extra"]["init_sha256"] = "../../etc/passwd"
+    with pytest.raises(ValueError, match=r"extra\.init_sha256 must be 64 hexadecimal digits.*'\.\./\.\./etc/passwd'"):
+        recipe_from_json(json.dumps(data))

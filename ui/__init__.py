@@ -120,7 +120,7 @@ def build_app(engine: Engine) -> gr.Blocks:
             with gr.Tab("Recipe", id="recipe"):
                 recipe.build(engine, basic_inputs, tabs, tools)
             with gr.Tab("History", id="history"):
-                history_gallery = history.build(engine, stored)
+                history_gallery = history.build(engine, stored, basic_inputs, tabs)
         for tab, run in finished.items():
             history.wire(settings, stored, history_gallery, tab, run.event, run.gallery)
         history.restore(app, settings, stored, history_gallery)

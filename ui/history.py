@@ -13,9 +13,10 @@ import gradio as gr
 
 from engine.recipes.results import is_result_id
 from engine.workflows.registry import read_recipe, reads_init
-from ui.components import downloads, result_gallery
+from ui.components import GenerationInputs, built, downloads, result_gallery
 from ui.events import as_text
 from ui.outputs import outputs_dir, recipe_files
+from ui.recipe import basic_targets, send_to_basic
 
 HISTORY_SIZE = 24
 STORAGE_KEY = "img2img-studio-history"
@@ -60,12 +61,14 @@ def remember(settings, tab: str, history: object, shown: list | None) -> tuple[l
     return history, gallery_items(settings, history)
 
 
-def build(engine, history: gr.BrowserState) -> gr.Gallery:
-    """The History tab: this browser's last results; select one for its script and downloads."""
+def build(engine, history: gr.BrowserState, basic: GenerationInputs, tabs: gr.Tabs) -> gr.Gallery:
+    """The History tab: this browser's last results; select one for its script and downloads, send its recipe
+    to Basic or use it as Basic's init image (`basic`: the Basic tab's inputs)."""
     settings = engine.settings
     gr.Markdown(
         f"The last {HISTORY_SIZE} results made in this browser, kept across reloads (the browser stores "
-        "their ids; the images and their recipes stay on the server). Select one to see its script."
+        "their ids; the images and their recipes stay on the server). Select one to see its script, to run it "
+        "again from Basic, or to start a new run from it."
     )
     with gr.Row():
         with gr.Column(scale=2):
@@ -73,20 +76,26 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
             clear = gr.Button("Clear history", variant="secondary")
         with gr.Column(scale=1):
             summary = gr.Markdown(elem_id="history-recipe")
+            with gr.Row():
+                send = gr.Button("Send to Basic", interactive=False)  # its recipe, with its init, into Basic
+                reuse = gr.Button("Use as input", interactive=False)  # the image itself as Basic's init
             code = gr.Code(language="python", label="Script", interactive=False)
             files = downloads("Downloads: script, init image, recipe JSON")
+    chosen = gr.State(None)  # the selected result's PNG on this server
 
     def show(entries, event: gr.SelectData):
+        nothing = "", "", None, None, gr.Button(interactive=False), gr.Button(interactive=False)
         entries = _clean(settings, entries)
         if event.index is None or event.index >= len(entries):
-            return "", "", None
+            return nothing
         path = _entry_path(settings, entries[event.index])
         if path is None:  # _clean keeps only entries whose PNG exists; it went since
-            return "", "", None
+            return nothing
+        on = gr.Button(interactive=True)
         try:
             recipe = read_recipe(path)
         except ValueError as exc:  # metadata was off when it was made
-            return as_text(exc), "", None
+            return as_text(exc), "", None, str(path), gr.Button(interactive=False), on
         stored = engine.results.get(entries[event.index]["id"])  # the PNG is named by its id there
         init, inputs = (stored.init, stored.inputs) if stored is not None else (None, None)
         script, files_out = recipe_files(settings, recipe, init, inputs)
@@ -96,9 +105,31 @@ def build(engine, history: gr.BrowserState) -> gr.Gallery:
                 " · the server no longer holds its init image (restarted, or the result is old): "
                 "the script reads your own `init.png`"
             )
-        return line, script, files_out
+        return line, script, files_out, str(path), on, on
 
-    gallery.select(show, inputs=history, outputs=[summary, code, files], queue=False, api_visibility="private")
+    def use_as_input(path: str | None):
+        if not path:
+            return gr.skip(), gr.skip(), gr.skip()
+        note = (
+            f"Init image: a result from the History tab ({Path(path).name}); the prompt and settings are as they were."
+        )
+        return path, note, gr.Tabs(selected="basic")
+
+    outputs = [summary, code, files, chosen, send, reuse]
+    gallery.select(show, inputs=history, outputs=outputs, queue=False, api_visibility="private")
+    send.click(
+        lambda path: send_to_basic(engine, path, "", origin="the History tab"),
+        inputs=chosen,
+        outputs=basic_targets(basic, tabs),
+        api_visibility="private",
+    )
+    reuse.click(
+        use_as_input,
+        inputs=chosen,
+        outputs=[*built(basic.image, basic.summary), tabs],
+        queue=False,
+        api_visibility="private",
+    )
     clear.click(lambda: ([], []), outputs=[history, gallery], queue=False, api_visibility="private")
     return gallery
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
@@ -78,14 +79,15 @@ def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicF
 
 
 def held_init(engine: Engine, path: str | None, recipe: Recipe | None) -> Image.Image | None:
-    """The init image this server still holds for an app PNG it named by its result id (a download from a
-    gallery keeps that name), provided the PNG's recipe is that result's; else None."""
-    if not path or recipe is None or not is_result_id(Path(path).stem):
+    """The init image this server still holds for an app PNG: by the result id it was named (a download from a
+    gallery keeps that name) when the PNG's recipe is that result's, else by the content hash its recipe names
+    (renamed, re-saved by a browser); None when the server holds neither."""
+    if not path or recipe is None or not reads_init(recipe):
         return None
-    stored = engine.results.get(Path(path).stem)
-    if stored is None or not reads_init(recipe) or stored.recipe.to_json() != recipe.to_json():
-        return None
-    return stored.init
+    stored = engine.results.get(Path(path).stem) if is_result_id(Path(path).stem) else None
+    if stored is not None and stored.recipe.to_json() == recipe.to_json():
+        return stored.init
+    return engine.results.init_by_digest(recipe.init_digest)
 
 
 INIT_HINT = (
@@ -143,48 +145,56 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
     tools.append(tool_spec(recipe, [image, infotext], outputs))
     wire_failure(read.click(recipe, inputs=[image, infotext], outputs=outputs, api_name="recipe"), outputs)
 
-    @user_errors
-    def send_to_basic(image: str | None, infotext: str):
-        found, fields = read_source(image, infotext)
-        init = held_init(engine, image, found)
-        if init is None:
-            fields.notes.append(INIT_HINT)
-        else:
-            fields.notes.append("Init image: the one this result was made from, as the pipeline saw it.")
-        values = [fields.values.get(name) for name in FIELD_ORDER[:-1]]
-        model = fields.values.get("model")
-        scheduler = fields.values.get("scheduler")
-        schedulers = (
-            gr.Dropdown(choices=scheduler_choices(model), value=scheduler or "")
-            if model
-            else (gr.skip() if scheduler is None else scheduler)
-        )
-        sent = "Filled from the Recipe tab:\n" + _fields_text(fields)
-        filled = [gr.skip() if value is None else value for value in values]
-        return [*filled, schedulers, sent, gr.skip() if init is None else init, gr.Tabs(selected="basic")]
-
     send.click(
-        send_to_basic,
+        functools.partial(send_to_basic, engine),
         inputs=[image, infotext],
-        outputs=[
-            *built(
-                basic.prompt,
-                basic.negative_prompt,
-                basic.model,
-                basic.strength,
-                basic.guidance_scale,
-                basic.num_inference_steps,
-                basic.seed,
-                basic.weighted_prompt,
-                basic.loras,
-                basic.scheduler,
-                basic.summary,
-                basic.image,
-            ),
-            tabs,
-        ],
+        outputs=basic_targets(basic, tabs),
         api_visibility="private",
     )
+
+
+def basic_targets(basic: GenerationInputs, tabs: gr.Tabs) -> list:
+    """What Send to Basic fills (`send_to_basic`'s outputs, in order): Basic's fields, its scheduler, its summary
+    (what was filled), its init image, and the tabs (Basic opened)."""
+    return [
+        *built(
+            basic.prompt,
+            basic.negative_prompt,
+            basic.model,
+            basic.strength,
+            basic.guidance_scale,
+            basic.num_inference_steps,
+            basic.seed,
+            basic.weighted_prompt,
+            basic.loras,
+            basic.scheduler,
+            basic.summary,
+            basic.image,
+        ),
+        tabs,
+    ]
+
+
+@user_errors
+def send_to_basic(engine: Engine, image: str | None, infotext: str, *, origin: str = "the Recipe tab") -> list:
+    """Basic filled from an app PNG's recipe (with the init the server still holds) or a web UI infotext."""
+    found, fields = read_source(image, infotext)
+    init = held_init(engine, image, found)
+    if init is None:
+        fields.notes.append(INIT_HINT)
+    else:
+        fields.notes.append("Init image: the one this result was made from, as the pipeline saw it.")
+    values = [fields.values.get(name) for name in FIELD_ORDER[:-1]]
+    model = fields.values.get("model")
+    scheduler = fields.values.get("scheduler")
+    schedulers = (
+        gr.Dropdown(choices=scheduler_choices(model), value=scheduler or "")
+        if model
+        else (gr.skip() if scheduler is None else scheduler)
+    )
+    sent = f"Filled from {origin}:\n" + _fields_text(fields)
+    filled = [gr.skip() if value is None else value for value in values]
+    return [*filled, schedulers, sent, gr.skip() if init is None else init, gr.Tabs(selected="basic")]
 
 
 def _fields_text(fields: BasicFields) -> str:

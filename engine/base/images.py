@@ -6,6 +6,7 @@ an RGB image whose sides are multiples of the model's latent grid and whose pixe
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import warnings
@@ -286,3 +287,11 @@ def normalize_image(
         rgb = rgb.resize(target, Image.Resampling.LANCZOS)
         notes.append(f"resized from {original[0]}x{original[1]} to {target[0]}x{target[1]} (multiple of {multiple})")
     return NormalizedImage(image=rgb, original_size=original, notes=tuple(notes))
+
+
+def image_digest(image: Image.Image) -> str:
+    """A content hash of an image's pixels (mode and size included): how a recipe names its init, so the server
+    can find the init of a PNG whatever the file is called now."""
+    digest = hashlib.sha256(f"{image.mode} {image.width}x{image.height}\n".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()

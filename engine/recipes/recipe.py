@@ -19,10 +19,10 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from engine import __version__
-from engine.base.images import PNG_SIGNATURE
+from engine.base.images import PNG_SIGNATURE, image_digest
 from engine.pipelines.calls import denoiser_of
 from engine.pipelines.schedulers import sampler_name
-from engine.recipes.schema import RecipeShape, validated_fields
+from engine.recipes.schema import INIT_DIGEST, RecipeShape, validated_fields
 
 APP_VERSION = __version__  # written into every recipe
 MAX_RECIPE_CHARS = 1_000_000
@@ -52,9 +52,12 @@ class Recipe:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_pipeline(cls, pipe, **fields: Any) -> Recipe:
-        """Fill the fields that come from the pipeline object itself."""
+    def from_pipeline(cls, pipe, *, init: Image.Image | None = None, **fields: Any) -> Recipe:
+        """Fill the fields that come from the pipeline object itself; `init` (the image the run started from, as
+        the pipeline saw it) is named by its content hash, `extra.init_sha256`."""
         scheduler = denoiser_of(pipe).scheduler
+        if init is not None:
+            fields["extra"] = {**fields.get("extra", {}), INIT_DIGEST: image_digest(init)}
         return cls(
             pipeline=type(pipe).__name__,
             scheduler=type(scheduler).__name__,
@@ -94,6 +97,11 @@ class Recipe:
     def for_image(self, index: int) -> Recipe:
         """The recipe of image `index` of a multi-image result (its seed; the batch it came from)."""
         return replace(self, extra={**self.extra, "index": index})
+
+    @property
+    def init_digest(self) -> str | None:
+        """The content hash of the init this result was made from, where the recipe names one."""
+        return self.extra.get(INIT_DIGEST)
 
     @property
     def seed(self) -> int:

@@ -55,6 +55,7 @@ class ResultStore:
         self._entries: OrderedDict[str, StoredResult] = OrderedDict()
         self._ids_by_recipe: dict[int, str] = {}
         self._image_refs: dict[int, int] = {}  # id(image) -> results holding it
+        self._by_digest: dict[str, str] = {}  # an init's content hash (its recipe's init_digest) -> newest result
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -81,6 +82,8 @@ class ResultStore:
             entry = StoredResult(recipe, init, dict(inputs or {}))
             self._entries[key] = entry
             self._ids_by_recipe[id(recipe)] = key
+            if init is not None and recipe.init_digest:
+                self._by_digest[recipe.init_digest] = key
             for image in entry.images():
                 self._image_refs[id(image)] = self._image_refs.get(id(image), 0) + 1
                 if self._image_refs[id(image)] == 1:
@@ -99,10 +102,23 @@ class ResultStore:
                 self._entries.move_to_end(key)
             return entry
 
+    def init_by_digest(self, digest: object) -> Image.Image | None:
+        """The init image whose content hash is `digest` (a recipe's `init_digest`), while a result made from it
+        is kept; None otherwise. The image is the one the pipeline saw, so a recipe naming it replays exactly."""
+        if not isinstance(digest, str):
+            return None
+        with self._lock:
+            key = self._by_digest.get(digest)
+            entry = self._entries.get(key) if key is not None else None
+            return entry.init if entry is not None else None
+
     def _evict_oldest(self) -> None:
         key, entry = self._entries.popitem(last=False)
         if self._ids_by_recipe.get(id(entry.recipe)) == key:
             del self._ids_by_recipe[id(entry.recipe)]
+        digest = entry.recipe.init_digest
+        if digest and self._by_digest.get(digest) == key:
+            del self._by_digest[digest]
         for image in entry.images():
             self._image_refs[id(image)] -= 1
             if self._image_refs[id(image)] == 0:

@@ -34,6 +34,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _PIPELINE = re.compile(r"[A-Z][A-Za-z0-9]{0,80}Pipeline")
 _VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){0,3}([a-z0-9.+-]{0,20})")
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d{1,2})?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+INIT_DIGEST = "init_sha256"  # a recipe's extra: its init's content hash (engine.base.images.image_digest)
 
 
 def fail(name: str, value: Any, expected: str) -> ValueError:
@@ -214,6 +216,11 @@ def _extra(value: Any, shape: RecipeShape, mode: str, seeds: tuple[int, ...]) ->
             if name is None:
                 raise fail("extra.scheduler_name", value["scheduler_name"], "a scheduler name the app writes")
         extra["scheduler_name"] = name
+    if INIT_DIGEST in value:
+        digest = value[INIT_DIGEST]
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise fail(f"extra.{INIT_DIGEST}", digest, "64 hexadecimal digits (a SHA-256)")
+        extra[INIT_DIGEST] = digest
     if "loras" in value:
         extra["loras"] = [
             _lora(f"extra.loras[{i}]", item) for i, item in enumerate(items("extra.loras", value["loras"]))

@@ -235,6 +235,7 @@ def run_img2img(plan: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
             nsfw.extend(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
         recipe = Recipe.from_pipeline(  # inside: the scheduler that ran
             pipe,
+            init=plan.image.image,
             workflow="img2img",
             model=plan.spec.key,
             model_id=context.model_id(plan.spec.key),

@@ -456,6 +456,7 @@ def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> It
         if shown is not None:
             recipe = Recipe.from_pipeline(
                 pipe,
+                init=plan.init.image if plan.init is not None else None,
                 workflow="chain",
                 model=stage.spec.key,
                 model_id=model_id(stage.spec.key),

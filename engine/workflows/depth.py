@@ -380,6 +380,7 @@ def _steps(plan: DepthPlan, context: RunContext, progress: DepthProgress) -> Ite
     progress.seconds["controlnet"] = time.perf_counter() - started
     progress.controlnet_recipe = Recipe.from_pipeline(
         pipe,
+        init=plan.image.image,
         workflow="depth",
         model=plan.spec.key,
         model_id=model_id(plan.spec.key),

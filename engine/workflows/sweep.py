@@ -514,6 +514,7 @@ def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, c
     plan = cell.plan
     return Recipe.from_pipeline(
         pipe,
+        init=plan.image.image,
         workflow="sweep",
         model=plan.spec.key,
         model_id=context.model_id(plan.spec.key),

@@ -229,6 +229,17 @@ def test_results_survive_a_reload_in_the_history(page, shots):
     expect(panel.get_by_role("cell", name="recipe.py")).to_be_visible()
     expect(panel.get_by_role("cell", name="init.png")).to_be_visible()  # the script's second argument
     page.screenshot(**shot(shots, "history"))
+    panel.get_by_role("button", name="Send to Basic").click()  # the recipe again, with its init
+    expect_summary(page, "basic-summary", "Filled from the History tab", timeout=60_000)
+    expect_summary(page, "basic-summary", "Init image: the one this result was made from")
+    basic = page.locator("[role=tabpanel]:visible")
+    expect(basic.get_by_label("Prompt", exact=True)).to_have_value(re.compile("^Astronaut in a jungle"))
+    open_tab(page, "History")
+    page.locator("#history-gallery img").first.click()
+    page.locator("[role=tabpanel]:visible").get_by_role("button", name="Use as input").click()  # the result itself
+    expect_summary(page, "basic-summary", "Init image: a result from the History tab", timeout=60_000)
+    basic = page.locator("[role=tabpanel]:visible")
+    expect(basic.locator("img").first).to_have_attribute("src", re.compile(r"[0-9a-f]{32}\.png"))
 
 
 def test_a_web_ui_png_sent_to_basic_fills_what_maps_and_notes_the_rest(page, tmp_path):
