@@ -162,3 +162,41 @@ def test_every_preset_runs_on_odd_photo_sizes(engine, width, height):
         assert [r.image.size for r in last.results] == [stage.output_size for stage in plan.stages]
     whole = engine.plan(ChainRequest(image=photo, preset="image-upscale-superres", seed=1))
     assert all(side % 32 == 0 for side in whole.stages[0].output_size), whole.stages[0].output_size
+
+
+def test_a_later_stage_that_fails_keeps_the_finished_stages_and_says_why(engine, small, caplog):
+    """The x2 latent upscaler once crashed on ordinary photo sizes after stage 1 ran; whatever breaks a later stage,
+    the finished stages stay (as on Stop) and the failure names the stage and the reason."""
+    request = ChainRequest(image=small, preset="", stages=fast("image-image-image"), seed=4)
+    plan = engine.plan(request)
+    denoiser = engine.cache.get(plan.stages[1].spec.key, plan.stages[1].kind).unet
+
+    def broken(module, args):
+        raise RuntimeError("Sizes of tensors must match (simulated)")
+
+    handle = denoiser.register_forward_pre_hook(broken)
+    try:
+        states = list(engine.chain(plan))
+    finally:
+        handle.remove()
+    last = states[-1]
+    assert len(last.results) == 1 and last.results[0].image is not None and last.final is None
+    assert not last.finished and last.stopped is None
+    why = "something went wrong inside the app (RuntimeError); the server logged it"
+    assert last.failed == f"Stage {plan.stages[1].label} failed: {why}"
+    assert "Sizes of tensors must match (simulated)" in caplog.text  # the log has the traceback, the page the words
+    from ui.chain import summary_text
+
+    assert "The finished stages are kept" in summary_text(last)
+
+
+def test_a_first_stage_that_fails_is_an_error_as_before(engine, small):
+    request = ChainRequest(image=small, preset="", stages=fast("image-image-image"), seed=4)
+    plan = engine.plan(request)
+    denoiser = engine.cache.get(plan.stages[0].spec.key, plan.stages[0].kind).unet
+    handle = denoiser.register_forward_pre_hook(lambda module, args: (_ for _ in ()).throw(RuntimeError("boom")))
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            list(engine.chain(plan))
+    finally:
+        handle.remove()

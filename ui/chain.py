@@ -84,6 +84,8 @@ def summary_text(state: ChainProgress) -> str:
         lines.append(f"{stage.label}{into}: {result.steps} steps, {result.seconds:.1f}s")
     if state.stopped:
         lines.append(f"Stopped: {state.stopped}; the finished stages are kept.")
+    elif state.failed:
+        lines.append(f"⚠️ {state.failed}. The finished stages are kept: select one for its script.")
     elif state.finished and state.final is not None:
         lines.append(f"Done: seed {state.plan.seed}, final {state.final.width}×{state.final.height}.")
     return "\n\n".join([*lines, *state.notes])

@@ -44,7 +44,7 @@ from engine.workflows.checks import (
     normalize_for_model,
 )
 from engine.workflows.grid import image_grid
-from engine.workflows.shape import GpuWork, RunContext, Workflow, stoppable
+from engine.workflows.shape import GpuWork, RunContext, Workflow, keeps_finished, stoppable
 
 SUBJECT = "{subject}"
 DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
@@ -389,11 +389,19 @@ class ChainProgress:
     plan: ChainPlan
     results: list[StageResult] = field(default_factory=list)
     stopped: str | None = None
+    failed: str | None = None  # the stage that failed and why, after the finished ones (kept in `results`)
     notes: list[str] = field(default_factory=list)  # faults recovered from (the reporter's list)
 
     @property
     def finished(self) -> bool:
-        return self.stopped is None and len(self.results) == len(self.plan.stages)
+        return self.stopped is None and self.failed is None and len(self.results) == len(self.plan.stages)
+
+    def failing_stage(self) -> str | None:
+        """The stage running now, in words, once one has finished (what a failure keeps); None before."""
+        if not self.results or len(self.results) >= len(self.plan.stages):
+            return None
+        stage = self.plan.stages[len(self.results)]
+        return f"Stage {stage.label}"
 
     @property
     def final(self) -> Image.Image | None:
@@ -411,10 +419,11 @@ class ChainProgress:
 
 
 def run_chain(plan: ChainPlan, context: RunContext) -> Iterator[ChainProgress]:
-    """Run the stages in order, yielding after each; Stop keeps the stages already done."""
+    """Run the stages in order, yielding after each; Stop, or a later stage failing, keeps the stages already done."""
     progress = start_chain(plan)
     progress.notes = context.reporter.notes
-    return stoppable(progress, _stages(plan, context, progress))
+    stages = keeps_finished(progress, _stages(plan, context, progress), ChainProgress.failing_stage)
+    return stoppable(progress, stages)
 
 
 def start_chain(plan: ChainPlan) -> ChainProgress:

@@ -24,12 +24,16 @@ Engine, the recipe checks and the script export.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from engine.pipelines.calls import GenerationCancelled, StepReporter
+from engine.pipelines.calls import GenerationCancelled, NonFiniteOutput, OutOfMemory, StepReporter
+from engine.pipelines.loading import ModelUnavailable
 from engine.recipes.schema import RecipeShape
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,6 +67,38 @@ class RunContext:
 
 class Stoppable(Protocol):
     stopped: str | None
+
+
+class Failable(Protocol):
+    failed: str | None
+
+
+def failure_text(exc: Exception) -> str:
+    """Why a part of a run failed, for the person who asked: the message of a fault the app words (out of memory,
+    NaN, a model that cannot load, bad input), else that the app failed inside (logged here with its traceback)."""
+    if isinstance(exc, OutOfMemory | NonFiniteOutput | ModelUnavailable | ValueError):
+        return str(exc)
+    logger.error("a run failed part-way; what it finished is kept", exc_info=exc)
+    return f"something went wrong inside the app ({type(exc).__name__}); the server logged it"
+
+
+F = TypeVar("F", bound=Failable)
+
+
+def keeps_finished(progress: F, steps: Iterator[F], where: Callable[[F], str | None]) -> Iterator[F]:
+    """A workflow's progress; a failure after some of its parts finished ends it with `progress.failed` set (the
+    failed part, `where(progress)`, and why), yielded last, so the finished parts are kept, as on Stop. A failure
+    before any part finished (`where` gives None) is raised as it is. Stop passes through."""
+    try:
+        yield from steps
+    except GenerationCancelled:
+        raise
+    except Exception as exc:
+        part = where(progress)
+        if part is None:
+            raise
+        progress.failed = f"{part} failed: {failure_text(exc)}"
+        yield progress
 
 
 P = TypeVar("P", bound=Stoppable)
