@@ -3,6 +3,8 @@ sampler names from class and config, web UI PNGs and infotexts mapped onto Basic
 
 from __future__ import annotations
 
+import json
+import math
 import os
 
 import numpy as np
@@ -15,7 +17,7 @@ from engine.pipelines.schedulers import SCHEDULERS, check_scheduler, sampler_nam
 from engine.recipes.recipe import png_bytes, save_png
 from engine.recipes.webui import basic_fields, model_key, to_compel
 from engine.workflows.basic import Img2ImgRequest
-from engine.workflows.registry import read_recipe
+from engine.workflows.registry import read_recipe, recipe_from_json
 from engine.workflows.sweep import SweepRequest
 
 SWEPT = ["DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M", "DEIS", "PLMS", "Euler a"]
@@ -190,3 +192,26 @@ def test_a_png_with_neither_recipe_nor_parameters_is_refused_by_name(client, tmp
     Image.new("RGB", (64, 64)).save(tmp_path / "bare.png")
     with pytest.raises(AppError, match="carries neither an Img2Img Studio recipe nor a web UI parameters text"):
         client.predict(handle_file(str(tmp_path / "bare.png")), api_name="/recipe")
+
+
+def strict_json(text: str):
+    """JSON as every other reader parses it (Node's JSON.parse): no NaN, Infinity or -Infinity."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_recipes_are_standard_json_and_read_back_exactly(sweep_pngs):
+    from engine.recipes.recipe import RECIPE_KEY, read_png_text
+
+    dpm = [read_recipe(path) for path in sweep_pngs[:3]]  # the DPM++ samplers: lambda_min_clipped is -inf
+    assert all(recipe.scheduler_config["lambda_min_clipped"] == -math.inf for recipe in dpm)
+    for path, recipe in zip(sweep_pngs[:3], dpm, strict=True):
+        written = strict_json(read_png_text(path)[RECIPE_KEY])  # what the PNG carries
+        assert written["scheduler_config"]["lambda_min_clipped"] == "-Infinity"
+        assert strict_json(recipe.to_json()) == written  # recipe.json, the download
+        assert recipe_from_json(recipe.to_json()) == recipe  # read back as the number
+    old = recipe.to_json().replace('"-Infinity"', "-Infinity")  # what recipes of earlier versions hold
+    assert recipe_from_json(old) == recipe

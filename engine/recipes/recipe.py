@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +23,7 @@ from engine import __version__
 from engine.base.images import PNG_SIGNATURE, image_digest
 from engine.pipelines.calls import denoiser_of
 from engine.pipelines.schedulers import sampler_name
-from engine.recipes.schema import INIT_DIGEST, RecipeShape, validated_fields
+from engine.recipes.schema import INFINITY_TEXT, INIT_DIGEST, RecipeShape, validated_fields
 
 APP_VERSION = __version__  # written into every recipe
 MAX_RECIPE_CHARS = 1_000_000
@@ -70,7 +71,9 @@ class Recipe:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
+        """Standard JSON, which every reader parses (Node's JSON.parse included): an infinite number (the DPM++
+        schedulers' lambda_min_clipped) is written as the string "-Infinity" and read back as the number."""
+        return json.dumps(_finite_json(self.as_dict()), indent=2, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str, shapes: Mapping[str, RecipeShape]) -> Recipe:
@@ -294,6 +297,16 @@ def read_recipe(source: str | Path | bytes, shapes: Mapping[str, RecipeShape]) -
     if RECIPE_KEY not in text:
         raise ValueError("image carries no Img2Img Studio recipe (made elsewhere, or with metadata turned off)")
     return Recipe.from_json(text[RECIPE_KEY], shapes)
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return INFINITY_TEXT[value > 0]
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(item) for item in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -35,6 +35,7 @@ _PIPELINE = re.compile(r"[A-Z][A-Za-z0-9]{0,80}Pipeline")
 _VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){0,3}([a-z0-9.+-]{0,20})")
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d{1,2})?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+INFINITY_TEXT = ("-Infinity", "Infinity")  # an infinite number in a recipe's JSON: [negative, positive]
 INIT_DIGEST = "init_sha256"  # a recipe's extra: its init's content hash (engine.base.images.image_digest)
 
 
@@ -83,8 +84,10 @@ def _scalar(name: str, value: Any, *, nested: bool = True, infinite: bool = Fals
         return [_scalar(f"{name}[{i}]", item, nested=False) for i, item in enumerate(value)]
     if value is None or isinstance(value, bool):
         return value
+    if infinite and isinstance(value, str) and value in INFINITY_TEXT:  # how the app writes them (standard JSON)
+        return -math.inf if value == INFINITY_TEXT[False] else math.inf
     if isinstance(value, int | float):
-        if infinite and isinstance(value, float) and math.isinf(value):
+        if infinite and isinstance(value, float) and math.isinf(value):  # older recipes wrote -Infinity bare
             return value
         if abs(value) >= SEED_END or not math.isfinite(value):  # the bound first: float(10**400) overflows
             raise fail(name, value, "a finite number")
