@@ -215,3 +215,23 @@ def test_recipes_are_standard_json_and_read_back_exactly(sweep_pngs):
         assert recipe_from_json(recipe.to_json()) == recipe  # read back as the number
     old = recipe.to_json().replace('"-Infinity"', "-Infinity")  # what recipes of earlier versions hold
     assert recipe_from_json(old) == recipe
+
+
+def test_what_newer_web_uis_write_maps_and_what_cannot_map_is_said():
+    """Forge and the web UI 1.9+ write the schedule apart from the sampler; other tools write "CFG Scale"; prompt
+    editing has no counterpart in Compel and must not become something else silently."""
+    fields = basic_fields(
+        "a (cat:1.2) in a [garden:forest:0.5], [red|blue] hat\n"
+        "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG Scale: 6.5, Seed: 3, Size: 512x512"
+    )
+    assert fields.values["scheduler"] == "DPM++ 2M Karras"
+    assert fields.values["guidance_scale"] == 6.5
+    assert fields.values["prompt"] == "a (cat)1.2 in a [garden:forest:0.5], [red|blue] hat"
+    assert (
+        "Prompt editing and alternation ([from:to:when], [a|b]) have no counterpart here: '[garden:forest:0.5]', "
+        "'[red|blue]' kept as typed, read as plain words." in fields.notes
+    )
+    assert not any("Schedule type" in note or "CFG Scale" in note for note in fields.notes)  # both were mapped
+    other = basic_fields("a cat\nSteps: 20, Sampler: Euler, Schedule type: Exponential, CFG scale: 7, Seed: 3")
+    assert other.values["scheduler"] == "Euler"
+    assert "Schedule type 'Exponential' has no counterpart here; the sampler's own schedule is used." in other.notes

@@ -92,6 +92,8 @@ CASES = [
     ("web-UI weight, nested groups", to_compel, lambda n: "(" * n + "a" + ")" * n, 100),
     ("web-UI weight, colons in nested groups", to_compel, lambda n: "(a:" * n + ")" * n, 100),
     ("web-UI weight, escapes", to_compel, lambda n: "\\(" * n + "(a:1)" * n, 100),
+    ("web-UI prompt editing, unclosed", to_compel, lambda n: "[a:b|" * n, 100),
+    ("web-UI prompt editing, nested", to_compel, lambda n: "[a:" * n + "]" * n, 100),
     ("infotext, open quotes", parse_infotext, lambda n: infotext('Steps: "' * (n // 8)), 100),
     ("infotext, keys without values", parse_infotext, lambda n: infotext("Steps:" * (n // 6)), 100),
     ("infotext, commas", parse_infotext, lambda n: infotext("," * n), 100),

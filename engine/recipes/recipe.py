@@ -231,9 +231,10 @@ def parse_infotext(text: str) -> dict[str, Any]:
         "Sampler": ("sampler", str),
         "Model": ("model", str),
     }
+    conversions = {key.lower(): value for key, value in conversions.items()}  # tools write "CFG Scale" too
     for key, value in params.items():
-        if key in conversions:
-            name, convert = conversions[key]
+        if key.lower() in conversions:
+            name, convert = conversions[key.lower()]
             try:
                 if convert is not str and len(value) > 40:  # int() of thousands of digits is refused anyway
                     raise ValueError

@@ -83,10 +83,12 @@ def model_key(name: str) -> str | None:
 _WEIGHT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*")  # unambiguous, so matching it is linear
 
 
-def to_compel(prompt: str) -> str:
+def to_compel(prompt: str, kept: list[str] | None = None) -> str:
     """The web UI's emphasis syntax as Compel's: `(a:1.3)` -> `(a)1.3`, `(a)` -> `(a)1.1`,
     `[a]` -> `(a)0.91`, nested pairs multiplied as the web UI does; `\\(` stays a literal bracket.
-    Unbalanced brackets are left as typed (the web UI treats them as text too).
+    Unbalanced brackets are left as typed (the web UI treats them as text too). Prompt editing and
+    alternation (`[from:to:when]`, `[a|b]`), which Compel has no counterpart for, are left as typed too, and
+    the first few are added to `kept` (cut to 60 characters) so the caller can say so.
 
     One pass, linear in the prompt's length: a closing bracket looks only at what its group holds after
     its last colon at its own level (an explicit weight holds no bracket), so no character is read twice.
@@ -101,10 +103,17 @@ def to_compel(prompt: str) -> str:
         item = prompt[i : i + 2] if char == "\\" and i + 1 < len(prompt) else char
         i += len(item)
         if item in ("(", "["):
-            stack.append([item, len(out), None])
+            stack.append([item, len(out), None, False])
             out.append(item)
         elif item in (")", "]") and stack and stack[-1][0] == "([)]"[")]".index(item)]:
-            opening, slot, colon = stack.pop()
+            opening, slot, colon, editing = stack.pop()
+            if opening == "[" and editing:  # [from:to:when] or [a|b]: no Compel counterpart, kept as typed
+                out.append(item)
+                if kept is not None and len(kept) < 3:
+                    kept.append("".join(out[slot : slot + 60])[:60])
+                if stack:
+                    stack[-1][2] = None
+                continue
             weight = WEBUI_EMPHASIS if opening == "(" else 1 / WEBUI_EMPHASIS
             explicit = _WEIGHT.fullmatch("".join(out[colon + 1 :])) if opening == "(" and colon is not None else None
             if explicit:
@@ -117,6 +126,8 @@ def to_compel(prompt: str) -> str:
         else:
             if ":" in item and stack:
                 stack[-1][2] = len(out)
+            if item in (":", "|") and stack:
+                stack[-1][3] = True
             out.append(item)
     return "".join(out)
 
@@ -142,6 +153,15 @@ def basic_fields(text: str) -> BasicFields:
             model = None
     values["model"] = model
     target = model or "sd15"
+    schedule = parsed.pop("Schedule type", None)  # web UI 1.9+, Forge: "Sampler: DPM++ 2M, Schedule type: Karras"
+    if "sampler" in parsed and schedule and schedule.lower() not in ("automatic", "uniform"):
+        joined = f"{parsed['sampler']} {schedule}"
+        if lookup(joined) is not None:
+            parsed["sampler"] = joined
+        else:
+            result.notes.append(
+                f"Schedule type {schedule!r} has no counterpart here; the sampler's own schedule is used."
+            )
     if "sampler" in parsed:
         try:
             values["scheduler"] = check_scheduler(parsed["sampler"], target)
@@ -174,10 +194,17 @@ def basic_fields(text: str) -> BasicFields:
     if weighted and reason:
         result.notes.append(f"The prompt's (word:1.2) / [word] weighting is kept as text: {reason}.")
     elif weighted:
+        kept: list[str] = []
         for name in ("prompt", "negative_prompt"):
-            values[name] = to_compel(values[name])
+            values[name] = to_compel(values[name], kept)
         values["weighted_prompt"] = True
         result.notes.append("The web UI's (word:1.2) / [word] weighting is translated to Compel syntax.")
+        if kept:
+            shown = ", ".join(repr(group) for group in kept)
+            result.notes.append(
+                f"Prompt editing and alternation ([from:to:when], [a|b]) have no counterpart here: {shown} kept as "
+                "typed, read as plain words."
+            )
     unmapped = [f"{key}: {value}" for key, value in parsed.items() if key not in USED_FIELDS]
     if unmapped:
         result.notes.append("Not mapped (no counterpart in Basic): " + "; ".join(unmapped) + ".")
