@@ -21,7 +21,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageFile, ImageFont
 from test_security import _raw_call, _uploaded, good_request, img2img, refused
-from workflow_cases import CASES, run_to_end
+from workflow_cases import CASES, SIZE_DEFAULTS, run_to_end
 
 from engine.base.images import HeaderOnly, fit_size, normalize_image, open_image, probe_size
 from engine.recipes.recipe import MAX_INFOTEXT_CHARS, RECIPE_KEY, Recipe, parse_infotext, png_bytes
@@ -518,7 +518,7 @@ def test_a_client_that_goes_away_stops_its_job_within_a_step(server, client, cat
     calls = []
     hook = pipe.unet.register_forward_hook(lambda *_: calls.append(time.sleep(0.05)))
     try:
-        data = [_uploaded(server, cat_png), "a cat", "", "sd15", 1.0, 7.5, 150, 1, 1, False, "", ""]
+        data = [_uploaded(server, cat_png), "a cat", "", "sd15", 1.0, 7.5, 150, 1, 1, False, "", "", *SIZE_DEFAULTS]
         lock = engine.cache.lock
         with httpx.Client(timeout=120) as http:
             event = http.post(server + "gradio_api/call/img2img", json={"data": data}).json()["event_id"]
@@ -558,7 +558,7 @@ def test_odd_basic_values_are_named(client, cat_png, call, message):
 
 
 def test_a_lone_surrogate_sent_as_raw_json_is_named(server, client, cat_png):
-    data = [_uploaded(server, cat_png), "a \ud800 cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]
+    data = [_uploaded(server, cat_png), "a \ud800 cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", "", *SIZE_DEFAULTS]
     result = _raw_call(server, "img2img", data)  # JSON's "\ud800" escape: no client library sends it
     assert result["event"] == "error"
     assert result["data"]["error"].startswith("prompt holds an invalid character (U+D800 at position 2)")

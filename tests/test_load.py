@@ -10,7 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
 from PIL import Image
 from ports import free_port
-from workflow_cases import CASES
+from workflow_cases import CASES, SIZE_DEFAULTS
 
 GPU_ENDPOINTS = {*CASES, "estimate_depth"}  # every workflow's endpoint, and the depth estimate
 
@@ -121,7 +121,7 @@ def test_a_cancelled_job_frees_the_lock_and_the_next_one_runs(server, cat_png, e
 def test_a_client_that_disconnects_mid_run_leaves_nothing_locked(server, client, cat_png, engine):
     upload = httpx.post(server + "gradio_api/upload", files={"files": ("cat.png", cat_png.read_bytes(), "image/png")})
     image = {"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}}
-    body = {"data": [image, "a cat", "", "sd15", 1.0, 7.5, 150, 1, 4, False, "", ""]}
+    body = {"data": [image, "a cat", "", "sd15", 1.0, 7.5, 150, 1, 4, False, "", "", *SIZE_DEFAULTS]}
     calls, handle = _unet_calls(engine)
     try:
         event = httpx.post(server + "gradio_api/call/img2img", json=body, timeout=30).json()["event_id"]

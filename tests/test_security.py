@@ -17,6 +17,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from workflow_cases import SIZE_DEFAULTS
 
 # The Basic values these tests' sweeps share; each call adds its image, prompt and axes.
 SWEEP_BASICS = dict(negative_prompt="", model="sd15", strength=0.5, guidance_scale=7.5, num_inference_steps=2)
@@ -187,7 +188,7 @@ def _uploaded(server: str, path) -> dict:
     ],
 )
 def test_nan_and_inf_through_raw_http_are_named(server, client, cat_png, index, value, message):
-    data = [_uploaded(server, cat_png), "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]
+    data = [_uploaded(server, cat_png), "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", "", *SIZE_DEFAULTS]
     data[index] = value
     result = _raw_call(server, "img2img", data)
     assert result["event"] == "error" and result["data"]["error"] == message
@@ -373,7 +374,21 @@ def test_the_owners_token_is_never_sent_implicitly(monkeypatch):
     ],
 )
 def test_files_outside_uploads_and_private_fetches_are_refused(server, client, cat_png, file_data, message):
-    data = [{**file_data, "meta": {"_type": "gradio.FileData"}}, "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]
+    data = [
+        {**file_data, "meta": {"_type": "gradio.FileData"}},
+        "a cat",
+        "",
+        "sd15",
+        0.5,
+        7.5,
+        2,
+        1,
+        1,
+        False,
+        "",
+        "",
+        *SIZE_DEFAULTS,
+    ]
     result = _raw_call(server, "img2img", data)
     assert result["event"] == "error" and message in result["data"]["error"]
     good_request(client, cat_png)
@@ -459,7 +474,7 @@ def test_an_upload_that_stalls_is_given_up_and_one_client_cannot_hold_many(engin
 def test_an_image_that_is_no_file_reference_is_named_with_a_title(server, value):
     """Gradio's pydantic check answered these untitled ('1 validation error for ImageData ... pydantic.dev')."""
     base = server + "gradio_api/call/img2img"
-    body = {"data": [value, "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", ""]}
+    body = {"data": [value, "a cat", "", "sd15", 0.5, 7.5, 2, 1, 1, False, "", "", *SIZE_DEFAULTS]}
     with httpx.Client(timeout=120) as http:
         event = http.post(base, json=body).json()["event_id"]
         answer = http.get(f"{base}/{event}").text

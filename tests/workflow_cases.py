@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
@@ -49,13 +49,21 @@ TWO_STAGES = json.dumps(
 )
 
 
+# The /img2img endpoint's last five arguments at their defaults (the input's own size), for raw HTTP calls, which
+# send every argument (gradio_client fills the defaults itself)
+SIZE_DEFAULTS = ("Follow input", 512, 512, 1.0, "Just resize")
+
+
 def basic_request(image: Image.Image) -> Img2ImgRequest:
     return Img2ImgRequest(image=image, prompt="a cat", num_inference_steps=2, strength=1.0, seed=3)
 
 
 CASES: dict[str, WorkflowCase] = {
     "img2img": WorkflowCase(
-        request=basic_request,
+        # resized to a size of its own, so the fuzz and the crafted recipes reach the output size's fields too
+        request=lambda image: replace(
+            basic_request(image), output_size="Resize to", width=64, height=96, resize_mode="Crop and resize"
+        ),
         recipe=lambda result: result.recipe,
         injectable=(
             ("dtype",),
@@ -71,6 +79,9 @@ CASES: dict[str, WorkflowCase] = {
             ("seeds", 0),
             ("size", 0),
             ("parameters", "prompt"),
+            ("extra", "output_size"),
+            ("extra", "resize_mode"),
+            ("extra", "resize_to", 0),
         ),
         api=lambda image, depth, seed: (image, "a cat", "", "sd15", 1.0, 7.5, 2, seed),
         api_done=lambda out: len(out[0]) == 1,  # the gallery: one image

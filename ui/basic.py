@@ -16,7 +16,19 @@ from engine.models.loras import text as lora_text
 from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.pipelines.schedulers import check_scheduler, steps_run, steps_text
 from engine.workflows.basic import Img2ImgRequest
-from engine.workflows.checks import RANDOM_SEED, check_sampling, model_defaults
+from engine.workflows.checks import (
+    FOLLOW_INPUT,
+    MAX_SCALE,
+    MAX_SIDE,
+    MIN_SCALE,
+    OUTPUT_SIZES,
+    RANDOM_SEED,
+    RESIZE_MODES,
+    RESIZE_TO,
+    check_output_size,
+    check_sampling,
+    model_defaults,
+)
 from engine.workflows.shape import GpuWork
 from ui.components import (
     GenerationInputs,
@@ -53,10 +65,20 @@ EXAMPLE_PROMPTS = {
 
 
 def plan_text(
-    engine: Engine, image: str | None, model: str, strength: float, steps: float, scheduler: str | None = None
+    engine: Engine,
+    image: str | None,
+    model: str,
+    strength: float,
+    steps: float,
+    scheduler: str | None = None,
+    output_size: str = FOLLOW_INPUT,
+    width: float = 512,
+    height: float = 512,
+    scale_by: float = 1.0,
+    resize_mode: str = RESIZE_MODES[0],
 ) -> str:
     """What a run will do, shown before it starts: denoising steps (as the progress bar will count them)
-    and output size."""
+    and output size (the engine's own rounding and checks, from the image's header alone)."""
     try:
         spec = get_spec(model)
         lines = []
@@ -65,19 +87,27 @@ def plan_text(
             asked = SimpleNamespace(strength=strength, guidance_scale=None, num_inference_steps=steps)
             strength, _, steps = check_sampling(spec, engine.settings, asked)
             lines.append(steps_text(model, steps, strength, check_scheduler(scheduler, model)))
+        settings = engine.settings
+        output = check_output_size(output_size, width, height, scale_by, resize_mode, spec, settings)
         if image:
-            settings = engine.settings
-            width, height = probe_size(image, name="image", max_input_pixels=settings.max_input_pixels)
+            original = probe_size(image, name="image", max_input_pixels=settings.max_input_pixels)
             size = fit_size(
-                (width, height),
+                original,
                 multiple=spec.size_multiple,
                 max_pixels=settings.working_pixels,
                 min_side=settings.min_side,
             )
-            lines.append(f"Output **{size[0]}×{size[1]}** (input {width}×{height}).")
+            how = ""
+            if output is not None:
+                size = output.size_for(original)
+                how = f"{output.describe(original)}, "
+            lines.append(f"Output **{size[0]}×{size[1]}** ({how}input {original[0]}×{original[1]}).")
             if strength is not None and steps is not None:
                 run = steps_run(model, steps, strength, check_scheduler(scheduler, model))
                 lines.append(engine.wait_text([GpuWork(spec.key, run, size[0] * size[1])]))
+        elif output is not None and output.choice == RESIZE_TO:
+            size = output.size_for((output.width, output.height))
+            lines.append(f"Output **{size[0]}×{size[1]}** ({output.describe(None)}).")
         return " ".join(line for line in lines if line)
     except ValueError as exc:
         return warning_text(exc)
@@ -116,6 +146,11 @@ class BasicTab:
     generate: gr.Button
     stop: gr.Button
     num_images: gr.Slider
+    output_size: gr.Radio
+    width: gr.Slider
+    height: gr.Slider
+    scale_by: gr.Slider
+    resize_mode: gr.Radio
     gallery: gr.Gallery
     slider: gr.Image
     grid: gr.Image
@@ -127,7 +162,18 @@ class BasicTab:
     def api_inputs(self) -> list:
         """The img2img handler's inputs, in its signature's (and the API's) order."""
         inputs = self.inputs
-        return [*inputs.api_inputs(), self.num_images, inputs.weighted_prompt, inputs.scheduler, inputs.loras]
+        return [
+            *inputs.api_inputs(),
+            self.num_images,
+            inputs.weighted_prompt,
+            inputs.scheduler,
+            inputs.loras,
+            *self.size_inputs(),
+        ]
+
+    def size_inputs(self) -> list:
+        """The output size's inputs, in the handler's order (the last of its arguments)."""
+        return [self.output_size, self.width, self.height, self.scale_by, self.resize_mode]
 
 
 def layout(engine: Engine) -> BasicTab:
@@ -161,6 +207,7 @@ def layout(engine: Engine) -> BasicTab:
                 num_images = engine_checked(
                     gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
                 )
+                size = size_inputs(settings)
         with gr.Column(scale=1):
             gallery = result_gallery("Results", columns=2, height=420, preview=True, elem_id="basic-gallery")
             slider = result_image("Init | result: drag to compare", elem_id="basic-slider", slider=True)
@@ -180,6 +227,7 @@ def layout(engine: Engine) -> BasicTab:
         generate=generate,
         stop=stop,
         num_images=num_images,
+        **size,
         gallery=gallery,
         slider=slider,
         grid=grid,
@@ -188,6 +236,55 @@ def layout(engine: Engine) -> BasicTab:
         recipes=gr.State([]),
         last_seed=gr.State(RANDOM_SEED),
     )
+
+
+def size_inputs(settings) -> dict:
+    """The output size's controls (the web UI's "Resize to" / "Resize by" and its resize modes); the width, height
+    and scale show for the choice that reads them."""
+    output_size = engine_checked(
+        gr.Dropdown(
+            list(OUTPUT_SIZES),
+            value=FOLLOW_INPUT,
+            label="Output size",
+            info="The input's own size, a width x height, or a scale of the input (rounded to the model's multiple)",
+            elem_id="basic-output-size",
+        )
+    )
+    with gr.Row(visible=False) as sides:
+        width = engine_checked(gr.Slider(settings.min_side, MAX_SIDE, value=512, step=8, label="Width"))
+        height = engine_checked(gr.Slider(settings.min_side, MAX_SIDE, value=512, step=8, label="Height"))
+    scale_by = engine_checked(
+        gr.Slider(MIN_SCALE, MAX_SCALE, value=1.0, step=0.05, label="Scale", visible=False, elem_id="basic-scale-by")
+    )
+    resize_mode = engine_checked(
+        gr.Dropdown(
+            list(RESIZE_MODES),
+            value=RESIZE_MODES[0],
+            label="Resize mode",
+            info="Just resize stretches; crop and resize fills the size and crops the centre; resize and fill fits "
+            "the whole image and fills the bands from its edges",
+            visible=False,
+            elem_id="basic-resize-mode",
+        )
+    )
+    output_size.change(
+        lambda choice: (
+            gr.Row(visible=choice == RESIZE_TO),
+            gr.Slider(visible=choice == OUTPUT_SIZES[2]),
+            gr.Dropdown(visible=choice != FOLLOW_INPUT),
+        ),
+        inputs=output_size,
+        outputs=[sides, scale_by, resize_mode],
+        queue=False,
+        api_visibility="private",
+    )
+    return {
+        "output_size": output_size,
+        "width": width,
+        "height": height,
+        "scale_by": scale_by,
+        "resize_mode": resize_mode,
+    }
 
 
 def handler(engine: Engine) -> Callable:
@@ -211,6 +308,11 @@ def handler(engine: Engine) -> Callable:
         weighted_prompt: bool = False,
         scheduler: str = "",
         loras: str = "",
+        output_size: str = FOLLOW_INPUT,
+        width: int = 512,
+        height: int = 512,
+        scale_by: float = 1.0,
+        resize_mode: str = RESIZE_MODES[0],
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -226,6 +328,14 @@ def handler(engine: Engine) -> Callable:
             weighted_prompt: read the prompts as Compel syntax, e.g. (word)1.3 (SD 1.5 and SDXL refiner).
             scheduler: $scheduler_arg
             loras: $loras_arg
+            output_size: Follow input (the default: the image's own size, scaled to at most $working_pixels
+                pixels), Resize to (width x height) or Resize by (scale_by x the image's size); sides rounded to
+                the model's multiple, at most $working_pixels pixels.
+            width: Resize to: the width, $min_side to $max_side.
+            height: Resize to: the height, $min_side to $max_side.
+            scale_by: Resize by: the scale of the image's size, 0.05 to 4 (the web UI's int(side x scale)).
+            resize_mode: Resize to / by, as the web UI names them: Just resize (stretch), Crop and resize (cover
+                the size, keep the centre) or Resize and fill (fit inside, fill the bands from the edges).
         """
         request = Img2ImgRequest(
             image=image,
@@ -240,6 +350,11 @@ def handler(engine: Engine) -> Callable:
             weighted_prompt=weighted_prompt,
             scheduler=scheduler or None,
             loras=loras,
+            output_size=output_size,
+            width=width,
+            height=height,
+            scale_by=scale_by,
+            resize_mode=resize_mode,
         )
         try:
             result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
@@ -264,7 +379,14 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     its finished run. Adds its handler to `tools`."""
     tab = layout(engine)
     inputs = tab.inputs
-    plan_inputs = [inputs.image, inputs.model, inputs.strength, inputs.num_inference_steps, inputs.scheduler]
+    plan_inputs = [
+        inputs.image,
+        inputs.model,
+        inputs.strength,
+        inputs.num_inference_steps,
+        inputs.scheduler,
+        *tab.size_inputs(),
+    ]
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), tab.plan)
     outputs = [tab.gallery, tab.grid, inputs.summary, tab.code, tab.files, tab.last_seed, tab.recipes]
     done = wire_generation(

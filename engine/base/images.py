@@ -10,6 +10,7 @@ import hashlib
 import io
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -257,6 +258,21 @@ def fit_size(
     return new_w, new_h
 
 
+@dataclass(frozen=True)
+class Resize:
+    """A working size asked for instead of the input's own (engine.workflows.checks.OutputSize makes one).
+
+    Args:
+        size: the image's upright size -> the working size; raises ValueError naming what was asked.
+        apply: (image, width, height) -> the image at that size (engine.pipelines.portable.resize_image).
+        label: how, for the note ("crop and resize").
+    """
+
+    size: Callable[[tuple[int, int]], tuple[int, int]]
+    apply: Callable[[Image.Image, int, int], Image.Image]
+    label: str
+
+
 def normalize_image(
     source: object,  # see open_image; or a HeaderOnly
     *,
@@ -265,14 +281,18 @@ def normalize_image(
     max_input_pixels: int,
     min_side: int,
     name: str = "image",
+    resize: Resize | None = None,
 ) -> NormalizedImage:
-    """Open, orient, convert to RGB and resize an input image for a model (see module docstring).
+    """Open, orient, convert to RGB and resize an input image for a model (see module docstring); with `resize`,
+    to the size it asks for, its way, instead of the input's own size.
 
     A `HeaderOnly` source is sized from its header alone and comes back as a blank stand-in.
     """
     if isinstance(source, HeaderOnly):
         original = probe_size(source.source, name=name, max_input_pixels=max_input_pixels)
         target = fit_size(original, multiple=multiple, max_pixels=max_pixels, min_side=min_side, name=name)
+        if resize is not None:
+            target = resize.size(original)
         return NormalizedImage(image=Image.new("RGB", target), original_size=original)
     opened = open_image(source, name=name, max_input_pixels=max_input_pixels)
     rgb = to_rgb(opened)
@@ -283,7 +303,12 @@ def normalize_image(
     if opened.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         notes.append("turned upright by its EXIF orientation")
     target = fit_size(original, multiple=multiple, max_pixels=max_pixels, min_side=min_side, name=name)
-    if target != original:
+    if resize is not None:
+        target = resize.size(original)
+        if target != original:
+            rgb = resize.apply(rgb, *target)
+            notes.append(f"resized from {original[0]}x{original[1]} to {target[0]}x{target[1]} ({resize.label})")
+    elif target != original:
         rgb = rgb.resize(target, Image.Resampling.LANCZOS)
         notes.append(f"resized from {original[0]}x{original[1]} to {target[0]}x{target[1]} (multiple of {multiple})")
     return NormalizedImage(image=rgb, original_size=original, notes=tuple(notes))

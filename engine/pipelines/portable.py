@@ -132,3 +132,44 @@ def single_file_pipeline(path, config, auto_class, dtype, safety_checker=True):
     pipeline_class = getattr(diffusers, index["_class_name"])
     pipe = pipeline_class.from_single_file(path, config=folder, local_files_only=True, dtype=dtype, **extra)
     return auto_class.from_pipe(pipe, dtype=dtype)
+
+
+def resize_image(image, mode, width, height):
+    """An RGB image brought to width x height by one of the AUTOMATIC1111 web UI's img2img resize modes (its
+    modules/images.py, with no upscaler: Lanczos).
+
+    "Just resize" stretches the image to the size. "Crop and resize" scales it, keeping its aspect ratio, until it
+    covers the size, and keeps the centre. "Resize and fill" scales it until it fits inside, centres it, and fills
+    the two bands left over by stretching the image's outermost row (or column) across each (bicubic, as the web
+    UI's fill does).
+    """
+    from PIL import Image
+
+    if mode == "Just resize":
+        return image.resize((width, height), Image.Resampling.LANCZOS)
+    if mode not in ("Crop and resize", "Resize and fill"):
+        raise ValueError(f"resize_mode must be Just resize, Crop and resize or Resize and fill, got {mode!r}")
+    target_ratio, image_ratio = width / height, image.width / image.height
+    # whether the scaled image takes the size's full width (else its full height)
+    full_width = target_ratio > image_ratio if mode == "Crop and resize" else target_ratio < image_ratio
+    scaled_width = width if full_width else max(1, image.width * height // image.height)
+    scaled_height = max(1, image.height * width // image.width) if full_width else height
+    scaled = image.resize((scaled_width, scaled_height), Image.Resampling.LANCZOS)
+    result = Image.new("RGB", (width, height))
+    left, top = width // 2 - scaled_width // 2, height // 2 - scaled_height // 2
+    result.paste(scaled, (left, top))
+    if mode == "Resize and fill":
+        bicubic = Image.Resampling.BICUBIC
+        if top > 0:  # bands above and below, from the first and the last row
+            below = height - top - scaled_height
+            result.paste(scaled.resize((width, top), bicubic, box=(0, 0, width, 0)), (0, 0))
+            if below > 0:
+                edge = (0, scaled_height, width, scaled_height)
+                result.paste(scaled.resize((width, below), bicubic, box=edge), (0, top + scaled_height))
+        if left > 0:  # bands left and right, from the first and the last column
+            right = width - left - scaled_width
+            result.paste(scaled.resize((left, height), bicubic, box=(0, 0, 0, height)), (0, 0))
+            if right > 0:
+                edge = (scaled_width, 0, scaled_width, height)
+                result.paste(scaled.resize((right, height), bicubic, box=edge), (left + scaled_width, 0))
+    return result

@@ -19,7 +19,7 @@ from typing import Any
 from engine.models.catalog import known_spec, owner_models
 from engine.pipelines.device import DevicePolicy
 from engine.pipelines.loading import load_options
-from engine.pipelines.portable import single_file_pipeline
+from engine.pipelines.portable import resize_image, single_file_pipeline
 from engine.pipelines.prompts import LINEAR_PARSING_LINE
 from engine.pipelines.schedulers import SCHEDULERS
 from engine.recipes.recipe import Recipe
@@ -124,11 +124,23 @@ def load(loader: str, key: str, model_id: str, revision: str | None) -> str:
     return f"{loader}.from_pretrained({literal(model_id)}{pinned}, dtype=DTYPE{weight_options(key)})"
 
 
-def init_image_lines(size: tuple[int, int]) -> list[str]:
+def init_image_lines(size: tuple[int, int], resize_mode: str | None = None) -> list[str]:
+    """Open the init image and bring it to the working size: stretched (the input's own size, scaled), or by the
+    resize mode the run asked for, with the app's own function (engine.pipelines.portable.resize_image). Given the
+    app's init.png (already at that size) nothing changes; given the original upload, the same pixels come out."""
+    if resize_mode is None:
+        return [
+            'init_image = Image.open(INIT).convert("RGB")',
+            f"if init_image.size != {size_literal(size)}:  # the app's working size",
+            f"    init_image = init_image.resize({size_literal(size)}, Image.Resampling.LANCZOS)",
+            "",
+        ]
+    width, height = (int(side) for side in size)
     return [
+        *source(resize_image),
         'init_image = Image.open(INIT).convert("RGB")',
-        f"if init_image.size != {size_literal(size)}:  # the app's working size",
-        f"    init_image = init_image.resize({size_literal(size)}, Image.Resampling.LANCZOS)",
+        f"if init_image.size != {size_literal(size)}:  # the size the run asked for",
+        f"    init_image = resize_image(init_image, {literal(resize_mode)}, {width}, {height})",
         "",
     ]
 
@@ -185,7 +197,7 @@ def weighted_prompt_lines(recipe: Recipe) -> list[str]:
 def img2img_preamble(recipe: Recipe, title: str) -> list[str]:
     """Imports, the init image, the pipeline on its device and any scheduler swap."""
     lines = header(recipe, title, ["AutoPipelineForImage2Image"])
-    lines += init_image_lines(recipe.size)
+    lines += init_image_lines(recipe.size, recipe.extra.get("resize_mode"))
     lines += [
         f"pipe = {load('AutoPipelineForImage2Image', recipe.model, recipe.model_id, recipe.revision)}",
         "pipe = pipe.to(DEVICE)",

@@ -173,7 +173,8 @@ def basic_fields(text: str) -> BasicFields:
     if "width" in parsed:
         result.notes.append(
             f"Size {parsed['width']}x{parsed['height']}: Basic makes the init image's size (rounded to the model's "
-            "multiple); resize the init to change it."
+            "multiple) unless Advanced's Output size says Resize to; set that for this size (the web UI's default "
+            "resize mode is Just resize)."
         )
     loras: list[str] = []
     for name in ("prompt", "negative_prompt"):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -17,14 +18,23 @@ from engine.pipelines.calls import call_pipeline
 from engine.pipelines.lora import applied
 from engine.pipelines.prompts import check_weighted, weighted_embeddings
 from engine.pipelines.schedulers import check_scheduler, steps_run, swapped_scheduler
+from engine.recipes import schema
 from engine.recipes.recipe import Recipe
 from engine.recipes.script import img2img_preamble, literal, saved, weighted_prompt_lines
 from engine.workflows.checks import (
+    FOLLOW_INPUT,
+    MAX_SCALE,
+    MIN_SCALE,
+    OUTPUT_SIZES,
     RANDOM_SEED,
+    RESIZE_MODES,
+    RESIZE_TO,
+    OutputSize,
     check_flag,
     check_model,
     check_negative,
     check_number,
+    check_output_size,
     check_sampling,
     check_seed,
     check_text,
@@ -51,6 +61,12 @@ class Img2ImgRequest:
     weighted_prompt: bool = False
     scheduler: str | None = None  # a web UI sampler name (DPM++ 2M Karras, Euler a, ...); None: the model's own
     loras: object = ()  # the owner's LoRAs with weights: "name:0.8, other:0.5" or [[name, weight], ...]
+    # The output size (engine.workflows.checks.OutputSize): the input's own, or the web UI's resize to / resize by
+    output_size: str = FOLLOW_INPUT
+    width: int = 512  # Resize to
+    height: int = 512
+    scale_by: float = 1.0  # Resize by
+    resize_mode: str = RESIZE_MODES[0]  # Resize to / by: Just resize, Crop and resize, Resize and fill
 
     def validate(self, settings: Settings) -> Img2ImgPlan:
         """Resolve defaults, check every value and normalise the image.
@@ -73,7 +89,10 @@ class Img2ImgRequest:
         seed = check_seed(self.seed, count=count)
         scheduler = check_scheduler(self.scheduler, spec.key)
         loras = check_loras(self.loras, spec)
-        image = normalize_for_model(self.image, spec, settings)
+        output = check_output_size(
+            self.output_size, self.width, self.height, self.scale_by, self.resize_mode, spec, settings
+        )
+        image = normalize_for_model(self.image, spec, settings, output=output)
         return Img2ImgPlan(
             spec=spec,
             image=image,
@@ -86,6 +105,7 @@ class Img2ImgRequest:
             weighted_prompt=self.weighted_prompt,
             scheduler=scheduler,
             loras=loras,
+            output=output,
         )
 
 
@@ -104,6 +124,7 @@ class Img2ImgPlan:
     weighted_prompt: bool = False
     scheduler: str | None = None  # engine.pipelines.schedulers name; None: the checkpoint's own
     loras: tuple[tuple[LoraSpec, float], ...] = ()  # engine.pipelines.lora: applied with these weights for the run
+    output: OutputSize | None = None  # the size asked for; None: the input's own (the image is at it already)
 
     @property
     def denoising_steps(self) -> int:
@@ -251,6 +272,7 @@ def run_img2img(plan: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
                 "family": plan.spec.family,
                 "scheduler_name": plan.scheduler,
                 **({"loras": recorded(plan.loras)} if plan.loras else {}),
+                **output_record(plan.output),
             },
         )
     shown = [images[index] for index in unflagged(tuple(nsfw), len(images))]
@@ -265,6 +287,37 @@ def run_img2img(plan: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
         nsfw=tuple(nsfw),
         notes=tuple(reporter.notes),
     )
+
+
+def output_record(output: OutputSize | None) -> dict[str, Any]:
+    """A recipe's record of the output size asked for (none when it followed the input): the script reads
+    `resize_mode` (engine.recipes.script.init_image_lines), the rest says what was asked."""
+    if output is None:
+        return {}
+    asked: dict[str, Any] = {"output_size": output.choice, "resize_mode": output.mode}
+    if output.choice == RESIZE_TO:
+        asked["resize_to"] = [output.width, output.height]
+    else:
+        asked["scale_by"] = output.scale_by
+    return asked
+
+
+def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """A Basic recipe's own fields: the output size asked for, when it was not the input's (output_record)."""
+    if "resize_mode" not in extra:
+        return {}
+    checked: dict[str, Any] = {
+        "output_size": schema.choice("extra.output_size", extra.get("output_size"), OUTPUT_SIZES[1:]),
+        "resize_mode": schema.choice("extra.resize_mode", extra["resize_mode"], RESIZE_MODES),
+    }
+    if checked["output_size"] == RESIZE_TO:
+        checked["resize_to"] = schema.listed(schema.size("extra.resize_to", extra.get("resize_to")))
+    else:
+        scale = extra.get("scale_by")
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not MIN_SCALE <= scale <= MAX_SCALE:
+            raise schema.fail("extra.scale_by", scale, f"a number in [{MIN_SCALE:g}, {MAX_SCALE:g}]")
+        checked["scale_by"] = float(scale)
+    return checked
 
 
 # -- script export ---------------------------------------------------------------------------------
@@ -326,4 +379,5 @@ WORKFLOW = Workflow(
     work=work,
     script=img2img_script,
     streams=False,
+    recipe=schema.RecipeShape(extra=recipe_extra),
 )

@@ -12,12 +12,16 @@ from __future__ import annotations
 import math
 import secrets
 import unicodedata
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from PIL import Image
+
 from engine.base.errors import HUGE, shown_value
-from engine.base.images import NormalizedImage, normalize_image
+from engine.base.images import NormalizedImage, Resize, normalize_image
 from engine.base.settings import Settings
 from engine.models.catalog import ModelSpec, UnknownModel, get_spec, models_for
+from engine.pipelines.portable import resize_image
 from engine.pipelines.schedulers import denoising_steps
 
 SEED_LIMIT = 2**32
@@ -113,10 +117,20 @@ def seed_series(seed: int, count: int) -> tuple[int, ...]:
 
 
 def normalize_for_model(
-    image: object, spec: ModelSpec, settings: Settings, name: str = "image", *, multiple: int | None = None
+    image: object,
+    spec: ModelSpec,
+    settings: Settings,
+    name: str = "image",
+    *,
+    multiple: int | None = None,
+    output: OutputSize | None = None,
 ) -> NormalizedImage:
     """An input image checked against the settings' limits and sized for the model's latent grid (or `multiple`,
-    a multiple of it that later models need too: a chain's latent hand-overs)."""
+    a multiple of it that later models need too: a chain's latent hand-overs); with `output`, brought to the size
+    it asks for, its resize mode's way."""
+    resize = None
+    if output is not None:
+        resize = Resize(size=output.size_for, apply=output.resize, label=output.describe_mode())
     return normalize_image(
         image,
         multiple=multiple or spec.size_multiple,
@@ -124,7 +138,118 @@ def normalize_for_model(
         max_input_pixels=settings.max_input_pixels,
         min_side=settings.min_side,
         name=name,
+        resize=resize,
     )
+
+
+# The output size: the input's own (scaled under the working size), or as the web UI's img2img asks for it
+FOLLOW_INPUT, RESIZE_TO, RESIZE_BY = "Follow input", "Resize to", "Resize by"
+OUTPUT_SIZES = (FOLLOW_INPUT, RESIZE_TO, RESIZE_BY)
+# The AUTOMATIC1111 web UI's resize modes, as it spells them (engine.pipelines.portable.resize_image)
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
+MIN_SCALE, MAX_SCALE = 0.05, 4.0  # scale_by: the web UI's "Resize by" slider's range
+
+
+@dataclass(frozen=True)
+class OutputSize:
+    """A size asked for instead of the input's: `Resize to` width x height, or `Resize by` a scale of the input's
+    upright size (the web UI's int(side x scale)); either rounded to `multiple` and checked against the working
+    pixels. `mode` is how the image is brought to it."""
+
+    choice: str  # RESIZE_TO or RESIZE_BY
+    mode: str
+    multiple: int
+    max_pixels: int
+    min_side: int
+    width: int = 0  # RESIZE_TO
+    height: int = 0
+    scale_by: float = 1.0  # RESIZE_BY
+
+    def asked(self, original: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The size asked for, before rounding (RESIZE_BY needs the input's `original` size)."""
+        if self.choice == RESIZE_TO:
+            return self.width, self.height
+        if original is None:
+            raise ValueError("scale_by needs the input's size")
+        return int(original[0] * self.scale_by), int(original[1] * self.scale_by)
+
+    def size_for(self, original: tuple[int, int] | None) -> tuple[int, int]:
+        """The working size for an input of upright size `original`.
+
+        Raises:
+            ValueError: a side under the smallest accepted or more pixels than the working size, naming what
+                was asked (width and height, or scale_by) and its value.
+        """
+        asked = self.asked(original)
+        width, height = (max(self.multiple, round(side / self.multiple) * self.multiple) for side in asked)
+        if self.choice == RESIZE_TO or original is None:
+            what = f"width x height {asked[0]}x{asked[1]}"
+        else:
+            what = f"scale_by {self.scale_by:g} (of the {original[0]}x{original[1]} input)"
+        if min(width, height) < self.min_side:
+            raise ValueError(f"{what} makes {width}x{height}; each side must be at least {self.min_side} pixels")
+        if width * height > self.max_pixels:
+            raise ValueError(
+                f"{what} makes {width}x{height} = {width * height:,} pixels, over the working size of "
+                f"{self.max_pixels:,} pixels; ask for a smaller size"
+            )
+        return width, height
+
+    def resize(self, image: Image.Image, width: int, height: int) -> Image.Image:
+        """The image brought to width x height by this size's resize mode (the function the scripts hold)."""
+        return resize_image(image, self.mode, width, height)
+
+    def describe(self, original: tuple[int, int] | None) -> str:
+        """What was asked, in words, with the rounding (the plan text): "resize to 500×500, rounded to multiples of
+        8, crop and resize"."""
+        asked = self.asked(original)
+        how = f"resize to {asked[0]}×{asked[1]}" if self.choice == RESIZE_TO else f"resize by {self.scale_by:g}"
+        if self.choice == RESIZE_BY:
+            how += f" = {asked[0]}×{asked[1]}"
+        if self.size_for(original) != asked:
+            how += f", rounded to multiples of {self.multiple}"
+        return f"{how}; {self.describe_mode()}"
+
+    def describe_mode(self) -> str:
+        return self.mode.lower()
+
+
+def check_output_size(
+    choice: object,
+    width: object,
+    height: object,
+    scale_by: object,
+    mode: object,
+    spec: ModelSpec,
+    settings: Settings,
+) -> OutputSize | None:
+    """The output size a request asks for (None: follow the input, the default); only the values its choice uses
+    are checked (a resize to width x height reads no scale_by). A `Resize to` size is checked whole here, before the
+    image is opened; a `Resize by` one once the image's size is known (OutputSize.size_for).
+
+    Raises:
+        ValueError: naming the parameter and its value.
+    """
+    if choice not in OUTPUT_SIZES:
+        raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}; got {shown_value(choice)}")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}; got {shown_value(mode)}")
+    if choice == FOLLOW_INPUT:
+        return None
+    output = OutputSize(
+        choice=choice,
+        mode=mode,
+        multiple=spec.size_multiple,
+        max_pixels=settings.working_pixels,
+        min_side=settings.min_side,
+    )
+    if choice == RESIZE_BY:
+        return replace(output, scale_by=float(check_number("scale_by", scale_by, low=MIN_SCALE, high=MAX_SCALE)))
+    w = int(check_number("width", width, low=settings.min_side, high=MAX_SIDE, integer=True))
+    h = int(check_number("height", height, low=settings.min_side, high=MAX_SIDE, integer=True))
+    output = replace(output, width=w, height=h)
+    output.size_for((w, h))  # the size is known: refused now, before the image is opened
+    return output
 
 
 def check_model(key: object, kind: str, *, name: str = "model") -> ModelSpec:

@@ -44,7 +44,7 @@ from engine.recipes.recipe import Recipe
 from engine.recipes.script import img2img_preamble, literal, saved, source, weighted_prompt_encoder
 from engine.workflows import basic
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, run_img2img
-from engine.workflows.checks import check_model, check_seed
+from engine.workflows.checks import FOLLOW_INPUT, check_model, check_seed
 from engine.workflows.grid import grid_layout, labelled_grid
 from engine.workflows.shape import GpuWork, RunContext, Workflow, stoppable
 
@@ -272,7 +272,8 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     # fine when the prompt is an axis); each cell is validated in full below.
     first = {a: v[0] for a, v in ((x_axis, x_values), (y_axis, y_values)) if a in _REQUEST_FIELDS and v[0] is not None}
     checked = replace(base_request, **first).validate(settings)
-    base_request = replace(base_request, image=checked.image.image)
+    # the cells start from the image as sized (a resize by a scale is not applied twice)
+    base_request = replace(base_request, image=checked.image.image, output_size=FOLLOW_INPUT)
     if "lora_weight" in (x_axis, y_axis) and not checked.loras:
         raise ValueError("the lora_weight axis varies the weight of the first LoRA in loras: name one there first")
 

@@ -77,6 +77,34 @@ def test_basic_example_runs_and_shows_results(page, shots):
     page.screenshot(**shot(shots, "basic"))
 
 
+def test_basic_output_size_resizes_to_the_size_asked(page):
+    """Advanced's Output size: Resize to shows its width and height, the plan says the size, the run makes it."""
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    panel.get_by_text("Advanced").first.click()
+    width = panel.get_by_label("Width").locator("xpath=..").locator("input[type=number]").first
+    expect(width).to_be_hidden()
+    size = panel.locator("#basic-output-size input").first
+    size.fill("Resize to")
+    size.press("Enter")
+    expect(width).to_be_visible()
+    width.fill("128")
+    width.press("Enter")
+    height = panel.get_by_label("Height").locator("xpath=..").locator("input[type=number]").first
+    height.fill("96")
+    height.press("Enter")
+    mode = panel.locator("#basic-resize-mode input").first
+    mode.fill("Crop and resize")
+    mode.press("Enter")
+    expect(panel.get_by_text(re.compile("Output 128×96 \\(resize to 128×96; crop and resize"))).to_be_visible(
+        timeout=60_000
+    )
+    panel.get_by_role("button", name="Generate").click()
+    expect_summary(page, "basic-summary", "128×96", timeout=120_000)
+    expect_summary(page, "basic-summary", "(crop and resize)")
+    assert image_loaded(page, "#basic-gallery")[0] == [128, 96]
+
+
 def test_sweep_example_runs_and_shows_the_grid(page, shots):
     panel = open_tab(page, "Sweep")
     pick_example(panel, 1)  # strength 0.3 to 0.9
