@@ -205,11 +205,33 @@ def test_send_to_basic_fields_from_a_recipe_or_an_infotext(engine, photo, tmp_pa
         "model": "elden-ring",
         "weighted_prompt": False,
         "loras": "",  # a recipe without LoRAs clears Basic's field
+        "output_size": "Follow input",  # what it asked; the other size controls are left as they are
+        "resize_mode": None,
+        "scale_by": None,
         "scheduler": "Euler",
     }
     _, from_webui = read_source(None, "a fox\nNegative prompt: dark\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2")
     assert from_webui.values["prompt"] == "a fox" and from_webui.values["seed"] == 2
     assert from_webui.values["model"] is None and from_webui.values["scheduler"] == "Euler"
+    assert "output_size" not in from_webui.values  # no Size: the output size is left as it is
+    _, sized = read_source(None, "a fox\nSteps: 9, Sampler: Euler, CFG scale: 6, Seed: 2, Size: 512x768")
+    assert (sized.values["output_size"], sized.values["width"], sized.values["height"]) == ("Resize to", 512, 768)
+    assert any(note.startswith("Size 512x768: Output size is set to Resize to 512x768") for note in sized.notes)
+    resized = engine.img2img(
+        Img2ImgRequest(
+            image=photo,
+            prompt="a cat",
+            num_inference_steps=2,
+            seed=4,
+            output_size="Resize to",
+            width=96,
+            height=64,
+            resize_mode="Crop and resize",
+        )
+    )
+    _, fields = read_source(str(save_png(resized.images[0], resized.recipe, tmp_path / "sized.png")), "")
+    asked = {name: fields.values.get(name) for name in ("output_size", "width", "height", "resize_mode")}
+    assert asked == {"output_size": "Resize to", "width": 96, "height": 64, "resize_mode": "Crop and resize"}
 
 
 def test_the_script_worker_runs_each_script_alone_and_names_a_failure(tmp_path):

@@ -208,6 +208,7 @@ def layout(engine: Engine) -> BasicTab:
                     gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
                 )
                 size = size_inputs(settings)
+                inputs.output = size  # the Recipe and History tabs' Send to Basic fills them
         with gr.Column(scale=1):
             gallery = result_gallery("Results", columns=2, height=420, preview=True, elem_id="basic-gallery")
             slider = result_image("Init | result: drag to compare", elem_id="basic-slider", slider=True)

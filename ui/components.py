@@ -291,6 +291,10 @@ BASIC_FIELDS = (
 )
 
 
+# Basic's output size controls, in the API's order (after loras).
+OUTPUT_FIELDS = ("output_size", "width", "height", "scale_by", "resize_mode")
+
+
 @dataclass
 class GenerationInputs:
     """The Basic parameters every generating tab starts from, in the order the API names them."""
@@ -308,6 +312,7 @@ class GenerationInputs:
     scheduler: gr.Dropdown | None = None
     loras: gr.Textbox | None = None
     summary: gr.Textbox | None = None  # the tab's result summary (Send to Basic says there what it filled)
+    output: dict | None = None  # Basic's output size controls by OUTPUT_FIELDS name (ui/basic.py: size_inputs)
 
     def api_inputs(self) -> list:
         """The components of BASIC_FIELDS, in that order."""

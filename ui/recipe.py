@@ -15,8 +15,17 @@ from engine.recipes.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_t
 from engine.recipes.results import is_result_id
 from engine.recipes.webui import BasicFields
 from engine.recipes.webui import basic_fields as webui_fields
+from engine.workflows.checks import FOLLOW_INPUT, RESIZE_TO
 from engine.workflows.registry import read_recipe, reads_init, script_for
-from ui.components import BASIC_FIELDS, GenerationInputs, built, run_button, scheduler_choices, summary_box
+from ui.components import (
+    BASIC_FIELDS,
+    OUTPUT_FIELDS,
+    GenerationInputs,
+    built,
+    run_button,
+    scheduler_choices,
+    summary_box,
+)
 from ui.events import documented, user_errors, wire_failure
 from ui.tools import tool_spec
 
@@ -29,7 +38,28 @@ EXAMPLE_INFOTEXT = (
 
 
 # the init image is not a recipe field; the scheduler comes last (its choices follow the model)
-FIELD_ORDER = (*BASIC_FIELDS[1:], "weighted_prompt", "loras", "scheduler")
+FIELD_ORDER = (*BASIC_FIELDS[1:], "weighted_prompt", "loras", *OUTPUT_FIELDS, "scheduler")
+
+
+def output_fields(fields: BasicFields, recipe: Recipe | None) -> None:
+    """Basic's output size controls from an app recipe (what it asked: follow the input, resize to or by, the
+    mode) or from an infotext's Size (the web UI's img2img makes that size: Resize to, the mode left as it is)."""
+    values = fields.values
+    size = values.pop("size", None)
+    if recipe is not None:
+        extra = recipe.extra
+        values["output_size"] = extra.get("output_size") or FOLLOW_INPUT
+        values["resize_mode"] = extra.get("resize_mode")
+        size = extra.get("resize_to")
+        values["scale_by"] = extra.get("scale_by")
+    elif size is not None:
+        values["output_size"] = RESIZE_TO
+        fields.notes.append(
+            f"Size {size[0]}x{size[1]}: Output size is set to Resize to {size[0]}x{size[1]} (rounded to the model's "
+            "multiple); the resize mode is left as it is (the web UI's default is Just resize)."
+        )
+    if size is not None:
+        values["width"], values["height"] = size
 
 
 def recipe_fields(recipe: Recipe) -> BasicFields:
@@ -49,6 +79,7 @@ def recipe_fields(recipe: Recipe) -> BasicFields:
             "scheduler": recipe.extra.get("scheduler_name"),
         }
     )
+    output_fields(fields, recipe)
     if fields.values["model"] is None:
         fields.notes.append(f"Model {recipe.model} does not run img2img; the Basic model is kept.")
     return fields
@@ -68,6 +99,7 @@ def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicF
         if PARAMETERS_KEY in chunks:
             fields = webui_fields(chunks[PARAMETERS_KEY])
             fields.notes.insert(0, "A web UI PNG: its parameters text is read; there is no recipe to replay exactly.")
+            output_fields(fields, None)
             return None, fields
         raise ValueError(
             "image carries neither an Img2Img Studio recipe nor a web UI parameters text "
@@ -75,7 +107,9 @@ def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicF
         )
     if not infotext or not infotext.strip():
         raise ValueError("image is required: upload a PNG made by the app or the web UI, or paste a web UI infotext")
-    return None, webui_fields(infotext)
+    fields = webui_fields(infotext)
+    output_fields(fields, None)
+    return None, fields
 
 
 def held_init(engine: Engine, path: str | None, recipe: Recipe | None) -> Image.Image | None:
@@ -167,6 +201,7 @@ def basic_targets(basic: GenerationInputs, tabs: gr.Tabs) -> list:
             basic.seed,
             basic.weighted_prompt,
             basic.loras,
+            *[(basic.output or {}).get(name) for name in OUTPUT_FIELDS],
             basic.scheduler,
             basic.summary,
             basic.image,

@@ -49,7 +49,8 @@ USED_FIELDS = {
 
 @dataclass
 class BasicFields:
-    """The Basic controls an infotext fills (None: leave the control as it is), and notes for the person."""
+    """The Basic controls an infotext fills (None: leave the control as it is), and notes for the person;
+    `values["size"]` is the (width, height) the web UI made, which Basic makes with Output size "Resize to"."""
 
     values: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -170,12 +171,8 @@ def basic_fields(text: str) -> BasicFields:
             why = "does not fit" if known else "has no diffusers counterpart here for"
             label = get_spec(target).label
             result.notes.append(f"Sampler {parsed['sampler']!r} {why} {label}; its own scheduler is kept.")
-    if "width" in parsed:
-        result.notes.append(
-            f"Size {parsed['width']}x{parsed['height']}: Basic makes the init image's size (rounded to the model's "
-            "multiple) unless Advanced's Output size says Resize to; set that for this size (the web UI's default "
-            "resize mode is Just resize)."
-        )
+    if "width" in parsed:  # the web UI's img2img makes this size from any init (its default mode: Just resize)
+        values["size"] = (parsed["width"], parsed["height"])
     loras: list[str] = []
     for name in ("prompt", "negative_prompt"):
         text_value = values[name] or ""

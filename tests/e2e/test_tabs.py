@@ -300,6 +300,10 @@ def test_a_web_ui_png_sent_to_basic_fills_what_maps_and_notes_the_rest(page, tmp
     expect(basic.get_by_label("Scheduler (sampler)").first).to_have_value("DPM++ 2M Karras")
     seed = basic.get_by_label("Seed").locator("xpath=..").locator("input[type=number]").first
     expect(seed).to_have_value("1234567")
+    expect(basic.locator("#basic-output-size input").first).to_have_value("Resize to")  # the web UI's Size
+    width = basic.get_by_label("Width").locator("xpath=..").locator("input[type=number]").first
+    expect(width).to_have_value("512")
+    expect(basic.get_by_label("Height").locator("xpath=..").locator("input[type=number]").first).to_have_value("768")
 
 
 def test_result_areas_are_outputs_not_upload_areas(page):
