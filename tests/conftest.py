@@ -48,13 +48,6 @@ def twins(engine):
     return engine.twins_dir
 
 
-def noise_image(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    channels = {"RGB": 3, "RGBA": 4}.get(mode)
-    shape = (height, width, channels) if channels else (height, width)
-    return Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode)
-
-
 @pytest.fixture()
 def photo():
     """A real photo (chelsea the cat, 451x300) at a small non-square size for fast runs."""

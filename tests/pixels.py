@@ -1,4 +1,5 @@
-"""Two runs of the same plan compared image by image (another backend against this process)."""
+"""Pixels for tests: two runs of the same plan compared image by image (another backend against this process), and
+seeded noise images."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 
 import numpy as np
 import torch
+from PIL import Image
 
 
 @contextlib.contextmanager
@@ -38,3 +40,10 @@ def assert_same_pixels(local, remote) -> None:
                 assert np.array_equal(np.asarray(a), np.asarray(b)), attribute
                 compared += 1
     assert compared, f"no image compared in {type(local).__name__}"
+
+
+def noise_image(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4}.get(mode)
+    shape = (height, width, channels) if channels else (height, width)
+    return Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode)

@@ -3,8 +3,8 @@
 
 import numpy as np
 import pytest
-from conftest import noise_image
 from PIL import Image
+from pixels import noise_image
 from test_basic import PROMPT, pixels, raw_diffusers
 from test_recipe import rerun
 
