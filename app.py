@@ -2,7 +2,7 @@
 
 python app.py                  # auto: real checkpoints when the Hub answers, else tiny twins
 python app.py --models tiny    # random-weight twins, offline, on a CPU
-python app.py --backend ray    # the models on Ray Serve replicas, one per GPU (README, Scaling out)
+python app.py --backend ray    # the models on Ray Serve replicas, one per GPU (docs/deploying.md, Scaling out)
 python app.py --help           # every flag; each also has an env var
 """
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def start_ray_backend(engine) -> None:
-    """Replicas of the engine on Ray Serve (README, Scaling out); each loads STUDIO_PRELOAD itself."""
+    """Replicas of the engine on Ray Serve (docs/deploying.md, Scaling out); each loads STUDIO_PRELOAD itself."""
     if engine.zero_gpu:
         raise SystemExit(
             "app.py: --backend ray cannot run on ZeroGPU (it lends a GPU per call); use the local backend"

@@ -175,7 +175,7 @@ def cuda_unusable(
     if torch_cuda is None:
         return (
             f"an NVIDIA GPU is present (driver {driver}) but torch {torch_version} is a CPU-only build, so "
-            "everything runs on the CPU: install a CUDA build of torch (README, 'Torch and the GPU')"
+            "everything runs on the CPU: install a CUDA build of torch (docs/running.md, 'Torch and the GPU')"
         )
     major = _version(torch_cuda)[0]
     needed = MIN_DRIVER.get(major)
@@ -183,11 +183,11 @@ def cuda_unusable(
         return (
             f"an NVIDIA GPU is present but its driver {driver} is older than torch {torch_version} needs: it "
             f"was built for CUDA {torch_cuda}, which runs on drivers {needed} and newer. Everything runs on "
-            f"the CPU: install a torch built for an older CUDA (README, 'Torch and the GPU')"
+            f"the CPU: install a torch built for an older CUDA (docs/running.md, 'Torch and the GPU')"
         )
     return (
         f"an NVIDIA GPU is present (driver {driver}) but torch {torch_version} (CUDA {torch_cuda}) cannot use "
-        "it, so everything runs on the CPU: see torch's warning in the log (README, 'Torch and the GPU')"
+        "it, so everything runs on the CPU: see torch's warning in the log (docs/running.md, 'Torch and the GPU')"
     )
 
 

@@ -16,7 +16,7 @@ from workflow_cases import CASES
 from engine.recipes.recipe import read_png_text
 from engine.workflows.registry import read_recipe
 
-# Every generating endpoint starts with Basic's eight parameters, in this order (the README's API table).
+# Every generating endpoint starts with Basic's eight parameters, in this order (the API table in docs/api.md).
 BASIC_PARAMETERS = [
     "image",
     "prompt",

@@ -77,8 +77,10 @@ def test_what_installs_the_app_names_a_lock():
     assert "pip install -r requirements.txt && python app.py" in readme
     assert "pip install -r requirements-dev.txt && python -m pytest" in readme
     assert "pip install --quiet -r requirements-dev.txt" in (ROOT / ".ci" / "run").read_text()
+    assert "pip install -r requirements-ray.txt" in (ROOT / "docs" / "deploying.md").read_text()
+    testing = (ROOT / "docs" / "testing.md").read_text()  # its table says what each lock holds
     for lock in LOCKS:
-        assert lock.file in readme, f"the README does not say what {lock.file} is for"
+        assert f"| `{lock.file}` |" in testing, f"docs/testing.md does not say what {lock.file} is for"
 
 
 def test_the_latest_check_names_what_moved_and_what_broke():

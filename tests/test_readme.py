@@ -1,27 +1,44 @@
-"""The README's Python examples, run as a reader would run them, in order, against the app in tiny mode.
+"""The README's and docs/ pages' examples, run or checked as a reader would use them, against the app in tiny mode.
 
-Each ```python block of README.md is executed as written, with only the server address changed to the
-test server's; the files they name (cat.png, astronaut.png, motorcycle.png) are the scikit-image photos
-in the working folder, and result.png is what the first example saves. An example that drifts from
-the API (a wrong number of results, a parameter that is gone) fails here.
+Each ```python block of README.md and of every docs/*.md page is executed as written, a page's blocks in
+order in one namespace (a reader follows one page), with only the server address changed to the test
+server's; the files they name (cat.png, astronaut.png, motorcycle.png) are the scikit-image photos in the
+working folder, and result.png is what the Basic example saves. An example that drifts from the API (a
+wrong number of results, a parameter that is gone) fails here. Each ```bash block's commands are checked
+without running them: `python app.py` flags parse, `python -m` modules exist, `pip install -r` files exist.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from workflow_cases import CASES
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+API_PAGE = ROOT / "docs" / "api.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # what a reader is sent to from the README
 README_URL = "http://127.0.0.1:7860/"
 
 
 def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def bash_blocks(text: str) -> list[str]:
+    return re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def page_blocks() -> list[tuple[Path, list[str]]]:
+    """(page, its python blocks) for every page that has any, README first."""
+    pages = [(page, python_blocks(page.read_text(encoding="utf-8"))) for page in PAGES]
+    return [(page, blocks) for page, blocks in pages if blocks]
 
 
 @pytest.fixture()
@@ -35,24 +52,26 @@ def reader_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_the_readme_has_an_example_for_every_endpoint_and_the_mcp_tools():
-    code = "\n".join(python_blocks(README.read_text(encoding="utf-8")))
+def test_the_docs_have_an_example_for_every_endpoint_and_the_mcp_tools():
+    code = "\n".join(block for _page, blocks in page_blocks() for block in blocks)
     for name in (*(f"/{workflow}" for workflow in CASES), "/estimate_depth", "/recipe", "call_tool"):
         assert name in code, name
 
 
-def test_the_readme_python_examples_run_in_order(mcp_server, reader_folder, capsys):
-    blocks = python_blocks(README.read_text(encoding="utf-8"))
-    assert len(blocks) >= 6
-    namespace: dict = {"__name__": "__readme__"}
-    for index, block in enumerate(blocks):
-        source = block.replace(README_URL, mcp_server)
-        code = compile(source, f"README.md python block {index + 1}", "exec")
-        try:  # in a thread of its own, as in a fresh interpreter: no event loop running (Playwright's is here)
-            with ThreadPoolExecutor(1) as pool:
-                pool.submit(exec, code, namespace).result()
-        except Exception as exc:
-            pytest.fail(f"README python block {index + 1} failed: {type(exc).__name__}: {exc}\n{block}")
+def test_the_docs_python_examples_run_in_order(mcp_server, reader_folder, capsys):
+    pages = page_blocks()
+    assert sum(len(blocks) for _page, blocks in pages) >= 6
+    for page, blocks in pages:
+        namespace: dict = {"__name__": "__readme__"}
+        name = page.relative_to(ROOT)
+        for index, block in enumerate(blocks):
+            source = block.replace(README_URL, mcp_server)
+            code = compile(source, f"{name} python block {index + 1}", "exec")
+            try:  # in a thread of its own, as in a fresh interpreter: no event loop running (Playwright's is here)
+                with ThreadPoolExecutor(1) as pool:
+                    pool.submit(exec, code, namespace).result()
+            except Exception as exc:
+                pytest.fail(f"{name} python block {index + 1} failed: {type(exc).__name__}: {exc}\n{block}")
     printed = capsys.readouterr().out
     assert "Seed 42" in printed  # the Basic example's summary
     assert "scheduler: 'DPM++ 2M Karras'" in printed  # the recipe read back from result.png
@@ -60,10 +79,10 @@ def test_the_readme_python_examples_run_in_order(mcp_server, reader_folder, caps
     assert Image.open(reader_folder / "result.png").info.get("img2img-studio")
 
 
-def readme_table() -> dict[str, tuple[list[str], list[str]]]:
-    """endpoint -> (parameter names, result names) from the README's API table."""
+def api_table() -> dict[str, tuple[list[str], list[str]]]:
+    """endpoint -> (parameter names, result names) from the API page's table."""
     table = {}
-    for line in README.read_text(encoding="utf-8").splitlines():
+    for line in API_PAGE.read_text(encoding="utf-8").splitlines():
         if not line.startswith("| `/"):
             continue
         endpoint, required, optional, returns = (cell.strip() for cell in line.strip("|").split("|"))
@@ -84,9 +103,9 @@ def readme_table() -> dict[str, tuple[list[str], list[str]]]:
     return table
 
 
-def test_the_readme_api_table_is_the_served_api(client):
+def test_the_api_table_is_the_served_api(client):
     served = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    table = readme_table()
+    table = api_table()
     assert set(table) == set(served)
     for endpoint, (parameters, returns) in table.items():
         info = served[endpoint]
@@ -97,3 +116,82 @@ def test_the_readme_api_table_is_the_served_api(client):
         from gradio_client.utils import sanitize_parameter_names
 
         assert [sanitize_parameter_names(r["label"]) for r in info["returns"]] == returns, endpoint
+
+
+def test_the_api_page_lists_every_model_basic_takes():
+    """The catalog keys the API page gives for /img2img's `model` are the catalog's image-to-image models."""
+    from engine.models.catalog import models_for
+
+    text = " ".join(API_PAGE.read_text(encoding="utf-8").split())
+    listed = re.search(r"Its `model` takes the catalog's keys \(([^:]*):", text)
+    assert listed, "the API page no longer says which models /img2img takes"
+    assert re.findall(r"`([\w.-]+)`", listed.group(1)) == models_for("img2img")
+
+
+def shell_commands(text: str) -> list[str]:
+    """Every command of the page's bash blocks: comments dropped, `&&` chains split."""
+    commands = []
+    for block in bash_blocks(text):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            commands += [part.strip() for part in line.split("&&") if part.strip() and not line.startswith("#")]
+    return commands
+
+
+def command_problem(command: str) -> str | None:
+    """Why a documented command would fail as written, as far as can be told without running it."""
+    from engine.base.settings import Settings
+
+    words = shlex.split(command)
+    environ = {}
+    while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+        key, value = words.pop(0).split("=", 1)
+        environ[key] = value
+    if words[:2] == ["python", "app.py"]:
+        try:
+            Settings.from_cli(words[2:], environ={k: v for k, v in environ.items() if k.startswith("STUDIO_")})
+        except SystemExit:
+            return "app.py refuses these flags"
+    elif words[:2] in (["python", "-m"], ["python3", "-m"]):
+        if find_spec(words[2]) is None:
+            return f"no module {words[2]}"
+    elif words[:3] == ["pip", "install", "-r"] and not (ROOT / words[3]).is_file():
+        return f"no file {words[3]}"
+    return None
+
+
+def test_the_docs_shell_commands_name_flags_modules_and_files_that_exist(capsys):
+    checked = {}
+    for page in PAGES:
+        for command in shell_commands(page.read_text(encoding="utf-8")):
+            checked[command] = command_problem(command)
+    capsys.readouterr()  # argparse's usage lines
+    assert "pip install -r requirements.txt" in checked and "python app.py" in checked  # the quick start
+    assert sum("python app.py --" in command for command in checked) >= 4
+    assert {command: problem for command, problem in checked.items() if problem} == {}
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_docs_links_and_pictures_point_at_files_and_headings_that_exist():
+    """Every relative link and image of the README and docs/ (the screenshots, one page's section from another)."""
+    broken, checked = [], 0
+    for page in PAGES:
+        text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            checked += 1
+            if not linked.is_file():
+                broken.append(f"{page.name}: {target}")
+            elif anchor:
+                headings = re.findall(r"^#+ (.*)$", linked.read_text(encoding="utf-8"), flags=re.M)
+                if anchor not in {github_anchor(heading) for heading in headings}:
+                    broken.append(f"{page.name}: {target}")
+    assert checked >= 20
+    assert broken == []

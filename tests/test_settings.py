@@ -56,7 +56,7 @@ def test_auto_mode_uses_the_hub_only_when_it_answers(monkeypatch):
 
 
 def test_help_lists_every_env_var_the_readme_table_names():
-    """The README says every flag and limit has an env var that `python app.py --help` lists: all of them."""
+    """docs/running.md says every flag and limit has an env var that `python app.py --help` lists: all of them."""
     import re
     import subprocess
     import sys
@@ -66,7 +66,8 @@ def test_help_lists_every_env_var_the_readme_table_names():
     shown = subprocess.run(
         [sys.executable, "app.py", "--help"], cwd=root, capture_output=True, text=True, timeout=120, check=True
     ).stdout
-    documented = re.findall(r"^\| `(STUDIO_\w+)`", (root / "README.md").read_text(encoding="utf-8"), flags=re.M)
+    page = (root / "docs" / "running.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^\| `(STUDIO_\w+)`", page, flags=re.M)
     assert len(documented) >= 20
     assert [name for name in documented if f"  {name}" not in shown] == []
     assert "STUDIO_MAX_STEPS=150" in shown and "GRADIO_MCP_SERVER" in shown

@@ -37,10 +37,22 @@ def test_the_readme_front_matter_carries_the_catalogs_models_and_preloads():
     assert card["sdk"] == "gradio" and card["app_file"] == "app.py"
     assert card["python_version"] in ("3.10", "3.11", "3.12")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "python -m engine.models.space_card" in readme
+    assert "python -m engine.models.space_card" in (ROOT / "docs" / "deploying.md").read_text(encoding="utf-8")
     missing = [row for row in space_card.licence_rows() if row not in readme]
     assert not missing, f"the README's models-and-licences table lacks: {missing}"
-    assert readme.index("## Models and their licences") < readme.index("## Run it yourself")  # visitors first
+
+
+def test_the_quick_start_is_the_first_thing_after_the_front_matter():
+    """GitHub shows the front matter as a table, then the body: the title, one sentence, then how to start."""
+    body = (ROOT / "README.md").read_text(encoding="utf-8").split("---\n", 2)[2]
+    headings = [line for line in body.splitlines() if line.startswith("#")]
+    assert headings[:2] == ["# Img2Img Studio", "## Quick start"]
+    quick_start = body[body.index("## Quick start") :].split("\n## ", 1)[0]
+    assert "pip install -r requirements.txt && python app.py" in quick_start
+    assert "pip install -r requirements-dev.txt && python -m pytest" in quick_start
+    assert "--models tiny" in quick_start and "--models hub" in quick_start
+    for page in ("running", "models", "api", "deploying", "testing"):
+        assert f"(docs/{page}.md)" in quick_start, f"the quick start does not link docs/{page}.md"
 
 
 def test_preloads_are_only_what_hub_mode_reads():

@@ -28,7 +28,7 @@ def test_python_app_py_serves_the_twins_when_the_hub_cannot_be_reached(tmp_path)
 
 
 def test_hub_mode_serves_offline_from_the_twin_cache(tmp_path):
-    """The README's offline hub-mode recipe: write the twin cache with the CLI, then
+    """docs/models.md's offline hub-mode recipe: write the twin cache with the CLI, then
     `HF_HUB_CACHE=DIR HF_HUB_OFFLINE=1 python app.py --models hub`, and call /img2img with gradio_client."""
     from gradio_client import Client, handle_file
     from PIL import Image

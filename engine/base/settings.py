@@ -174,7 +174,7 @@ class Settings:
         default="local",
         metadata=_env(
             "STUDIO_BACKEND",
-            "local: models run in this process; ray: on Ray Serve replicas (README, Scaling out)",
+            "local: models run in this process; ray: on Ray Serve replicas (docs/deploying.md, Scaling out)",
             flag="--backend",
             choices=BACKENDS,
         ),
