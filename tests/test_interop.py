@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +238,52 @@ def test_what_newer_web_uis_write_maps_and_what_cannot_map_is_said():
     other = basic_fields("a cat\nSteps: 20, Sampler: Euler, Schedule type: Exponential, CFG scale: 7, Seed: 3")
     assert other.values["scheduler"] == "Euler"
     assert "Schedule type 'Exponential' has no counterpart here; the sampler's own schedule is used." in other.notes
+
+
+OTHER_TOOLS = Path(__file__).parent / "data" / "other-tools"  # real files other tools wrote (its README.md)
+DUCK = "photo of a duck\nNegative prompt: monochrome\nSteps: 15, Sampler: UniPC, CFG scale: 5, Seed: 235284042"
+
+
+@pytest.mark.parametrize("name", ["automatic1111_cropped.png", "automatic1111_cropped.jpg", "text_after_idat.png"])
+def test_the_web_uis_own_files_are_read_wherever_it_put_the_text(name):
+    """The web UI's PNG, its JPEG (EXIF UserComment, UTF-16) and its PNG rewritten with the text after the pixels."""
+    from engine.recipes.recipe import read_image_text
+
+    assert read_image_text(OTHER_TOOLS / name)["parameters"].startswith(DUCK)
+
+
+def test_a_web_ui_jpeg_uploaded_as_a_blob_is_read_on_the_recipe_endpoint(client, tmp_path):
+    """The JS client names an upload "blob": the file is told by its first bytes, not by its name."""
+    from gradio_client import handle_file
+
+    blob = tmp_path / "blob"
+    blob.write_bytes((OTHER_TOOLS / "automatic1111_cropped.jpg").read_bytes())
+    fields, script, _ = client.predict(handle_file(str(blob)), api_name="/recipe")
+    assert {"prompt: 'photo of a duck'", "seed: 235284042", "scheduler: 'UniPC'"} <= set(fields.splitlines()), fields
+    assert script == ""  # a web UI image: its fields, no recipe to replay
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_utf8_in_a_latin1_text_chunk_is_read_as_the_other_readers_read_it(tmp_path):
+    """Stability Matrix and ComfyUI write UTF-8 into tEXt, whose spec says Latin-1: Japanese prompts came out
+    garbled. A zTXt chunk that would inflate past the cap is refused, not inflated."""
+    from engine.recipes.recipe import MAX_TEXT_CHUNK, read_image_text
+
+    base = (OTHER_TOOLS / "automatic1111_cropped.png").read_bytes()
+    end = base.rindex(b"IEND") - 4
+    text = "猫の魔法使い, detailed\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5"
+    png = tmp_path / "stability-matrix.png"
+    png.write_bytes(
+        base[:end].replace(b"parameters", b"parameterz")
+        + _chunk(b"tEXt", b"parameters\0" + text.encode())
+        + base[end:]
+    )
+    assert read_image_text(png)["parameters"] == text
+    bomb = tmp_path / "bomb.png"
+    inflating = zlib.compress(b"a" * (MAX_TEXT_CHUNK + 1))
+    bomb.write_bytes(base[:end] + _chunk(b"zTXt", b"parameters\0\0" + inflating) + base[end:])
+    with pytest.raises(ValueError, match=r"a text chunk inflates past 1,048,576 bytes"):
+        read_image_text(bomb)

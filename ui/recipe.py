@@ -11,7 +11,7 @@ from PIL import Image
 from engine.core import Engine
 from engine.models.catalog import models_for
 from engine.models.loras import text as lora_text
-from engine.recipes.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_png_text
+from engine.recipes.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_image_text
 from engine.recipes.results import is_result_id
 from engine.recipes.webui import BasicFields
 from engine.recipes.webui import basic_fields as webui_fields
@@ -92,7 +92,7 @@ def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicF
         ValueError: no input, not a PNG, or a PNG that carries neither.
     """
     if image:
-        chunks = read_png_text(image)
+        chunks = read_image_text(image)
         if RECIPE_KEY in chunks:
             found = read_recipe(image)
             return found, recipe_fields(found)
@@ -106,7 +106,9 @@ def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicF
             "(made elsewhere, or with metadata turned off)"
         )
     if not infotext or not infotext.strip():
-        raise ValueError("image is required: upload a PNG made by the app or the web UI, or paste a web UI infotext")
+        raise ValueError(
+            "image is required: upload an image made by the app or the web UI, or paste a web UI infotext"
+        )
     fields = webui_fields(infotext)
     output_fields(fields, None)
     return None, fields
@@ -136,11 +138,13 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
     settings = engine.settings
     gr.Markdown(
         "Every PNG the app makes carries its recipe: the web UI's `parameters` text and the full recipe as JSON. "
-        "Drop one here to see the diffusers script that reproduces it, or paste a web UI infotext."
+        "Drop one here to see the diffusers script that reproduces it, or a web UI or Forge image (PNG, JPEG or "
+        "WebP), or paste a web UI infotext."
     )
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.File(label="PNG made by Img2Img Studio or the web UI", file_types=[".png"], type="filepath")
+            # no file_types: a file is told by its first bytes, not its name (the JS client names an upload "blob")
+            image = gr.File(label="An image made by Img2Img Studio or the web UI (PNG, JPEG or WebP)", type="filepath")
             infotext = gr.Textbox(
                 value="", label="…or a web UI infotext (prompt, Negative prompt:, Steps: …)", lines=4
             )  # value "": optional in the API, /recipe(image) alone works
@@ -167,7 +171,8 @@ def build(engine: Engine, basic: GenerationInputs, tabs: gr.Tabs, tools: list) -
         with a note for each field that does not map; no script then.
 
         Args:
-            image: a PNG made by the app (its text chunks carry the recipe) or by the web UI (its parameters text).
+            image: a PNG made by the app (its text chunks carry the recipe), or a PNG, JPEG or WebP made by the web
+                UI or Forge (its parameters text, in a PNG text chunk or the EXIF UserComment).
             infotext: used when no PNG is given: the web UI's parameters text.
         """
         found, fields = read_source(image, infotext)

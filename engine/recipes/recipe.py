@@ -12,6 +12,8 @@ import io
 import json
 import math
 import re
+import struct
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -267,25 +269,128 @@ def save_png(image: Image.Image, recipe: Recipe | None, path: Path) -> Path:
     return path
 
 
-def read_png_text(source: str | Path | bytes) -> dict[str, str]:
-    """The text chunks of a PNG (those before its pixel data, which is not decoded).
+MAX_TEXT_CHUNK = 1 << 20  # bytes of one text chunk, decompressed (Pillow's cap, PngImagePlugin.MAX_TEXT_CHUNK)
+MAX_TEXT_TOTAL = 8 << 20  # bytes of all of a file's text
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
-    Raises:
-        ValueError: not a PNG.
-    """
+
+def _opened(source: str | Path | bytes):
     try:
-        fp = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")  # noqa: SIM115
+        return io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")
     except OSError as exc:
         raise ValueError(f"image could not be read: {exc.strerror}") from None
-    with fp:
+
+
+def _inflated(data: bytes) -> bytes:
+    """A zTXt/iTXt chunk's compressed text, refused past MAX_TEXT_CHUNK (a small chunk can inflate to gigabytes)."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(data, MAX_TEXT_CHUNK)
+    except zlib.error as exc:
+        raise ValueError(f"image could not be read as a PNG: a compressed text chunk is damaged ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise ValueError(f"image could not be read as a PNG: a text chunk inflates past {MAX_TEXT_CHUNK:,} bytes")
+    return text
+
+
+def _decoded(text: bytes) -> str:
+    """A tEXt value: Latin-1 by the PNG spec, but Stability Matrix, ComfyUI and others write UTF-8 there, and every
+    reader of these files tries UTF-8 first."""
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError:
+        return text.decode("latin-1")
+
+
+def _text_chunk(kind: bytes, data: bytes) -> tuple[str, str]:
+    key, _, rest = data.partition(b"\0")
+    if kind == b"tEXt":
+        return key.decode("latin-1"), _decoded(rest)
+    if kind == b"zTXt":
+        return key.decode("latin-1"), _decoded(_inflated(rest[1:]))
+    compressed = rest[:1] == b"\1"
+    _language, _, rest = rest[2:].partition(b"\0")
+    _translated, _, text = rest.partition(b"\0")
+    return key.decode("latin-1"), (_inflated(text) if compressed else text).decode("utf-8", errors="replace")
+
+
+def read_png_text(source: str | Path | bytes) -> dict[str, str]:
+    """The text chunks of a PNG (tEXt, zTXt, iTXt), wherever they are: tools that rewrite a file put them after the
+    pixel data, which Pillow does not read. The pixel data is skipped, never decoded; the first chunk of a key wins.
+
+    Raises:
+        ValueError: not a PNG, or text past the caps (MAX_TEXT_CHUNK a chunk, MAX_TEXT_TOTAL in all).
+    """
+    texts: dict[str, str] = {}
+    total = 0
+    with _opened(source) as fp:
         if fp.read(8) != PNG_SIGNATURE:
             raise ValueError("image must be a PNG made by the app (its first bytes are not a PNG's)")
-        fp.seek(0)
-        try:
-            with Image.open(fp, formats=["PNG"]) as image:
-                return {str(k): v for k, v in image.info.items() if isinstance(v, str)}
-        except (OSError, SyntaxError, ValueError) as exc:  # Pillow's refusals, e.g. a text chunk too large
-            raise ValueError(f"image could not be read as a PNG: {str(exc)[:200]}") from None
+        while len(header := fp.read(8)) == 8:  # a truncated file: the text read so far
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"IEND":
+                break
+            if kind not in _TEXT_CHUNKS:
+                fp.seek(length + 4, io.SEEK_CUR)  # the data and its CRC, unread
+                continue
+            if length > MAX_TEXT_CHUNK:
+                raise ValueError(f"image could not be read as a PNG: a text chunk of {length:,} bytes is too large")
+            key, value = _text_chunk(kind, fp.read(length))
+            fp.seek(4, io.SEEK_CUR)
+            total += len(value)
+            if total > MAX_TEXT_TOTAL:
+                raise ValueError(
+                    f"image could not be read as a PNG: it holds more than {MAX_TEXT_TOTAL:,} bytes of text"
+                )
+            texts.setdefault(key, value)
+    return texts
+
+
+_USER_COMMENT, _EXIF_IFD = 0x9286, 0x8769
+
+
+def _user_comment(value: object) -> str | None:
+    """An EXIF UserComment as text: an 8-byte character code, then the text (the web UI writes UNICODE, UTF-16 in
+    the byte order of its writer)."""
+    if isinstance(value, str):
+        return value.strip("\0") or None
+    if not isinstance(value, bytes) or len(value) <= 8:
+        return None
+    code, text = value[:8], value[8:]
+    if code.startswith(b"UNICODE"):
+        big_endian = text[:1] == b"\0" or text[1:2] != b"\0"  # ASCII's high byte comes first in big-endian
+        decoded = text.decode("utf-16-be" if big_endian else "utf-16-le", errors="replace")
+    else:
+        decoded = _decoded(text)
+    return decoded.strip("\0") or None
+
+
+def read_image_text(source: str | Path | bytes) -> dict[str, str]:
+    """The generation text an image carries: a PNG's text chunks; a JPEG's or WebP's EXIF UserComment (where the
+    web UI and Forge write their infotext, as `parameters`) or, lacking one, a JPEG comment. Told by the file's
+    first bytes, whatever its name; only headers are read.
+
+    Raises:
+        ValueError: not a PNG, JPEG or WebP, or a file Pillow refuses.
+    """
+    with _opened(source) as fp:
+        head = fp.read(16)
+    if head.startswith(PNG_SIGNATURE):
+        return read_png_text(source)
+    if head.startswith(b"\xff\xd8\xff"):
+        formats = ["JPEG"]
+    elif head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        formats = ["WEBP"]
+    else:
+        raise ValueError("image must be a PNG, JPEG or WebP (its first bytes are none of these)")
+    try:
+        with _opened(source) as fp, Image.open(fp, formats=formats) as image:
+            comment = _user_comment(image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT))
+            if comment is None and isinstance(image.info.get("comment"), bytes):
+                comment = _decoded(image.info["comment"]).strip("\0") or None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"image could not be read as a {formats[0]}: {str(exc)[:200]}") from None
+    return {PARAMETERS_KEY: comment[:MAX_TEXT_TOTAL]} if comment else {}
 
 
 def read_recipe(source: str | Path | bytes, shapes: Mapping[str, RecipeShape]) -> Recipe:
