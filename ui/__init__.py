@@ -23,7 +23,7 @@ CSS = """
 .gpu-warning { background: #fde8e8; border: 2px solid #c0392b; color: #5a1010; }
 .hint { font-size: 0.85em; opacity: 0.8; }
 .studio-output .caption-label { white-space: normal; overflow: visible; text-overflow: clip; }
-.studio-output .thumbnail-item .caption-label {
+#sweep-cells .thumbnail-item .caption-label {
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: calc(100% - 8px); font-size: 0.75em;
   padding: 1px 6px;
 }

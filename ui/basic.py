@@ -189,19 +189,21 @@ def layout(engine: Engine) -> BasicTab:
     examples = engine.example_images()
     with gr.Row():
         with gr.Column(scale=1):
-            # what a first visit needs is above the fold: the image, the prompt, Generate and what it will do
+            # what a first visit needs is above the fold: the image, the prompt, examples of both, Generate and
+            # what it will do; the examples show their photos only (a row of thumbnails, whole on a phone too)
             top = prompt_inputs(settings)
+            picks = gr.Examples(
+                examples=[[str(examples[label]), prompt] for label, prompt in EXAMPLE_PROMPTS.items()],
+                inputs=list(top),
+                label="Examples (photos from scikit-image, each with a prompt)",
+                visible_columns=[0],
+            )
             with gr.Row():
                 generate = run_button("Generate")
                 stop = stop_button()
             plan = gr.Markdown(plan_text(engine, None, default_model, strength0, steps0))
             inputs = main_inputs(settings, default_model, top=top)
             sampling_inputs(inputs, settings, default_model)  # the tab's first sentence names guidance
-            picks = gr.Examples(
-                examples=[[str(examples[label]), prompt] for label, prompt in EXAMPLE_PROMPTS.items()],
-                inputs=[inputs.image, inputs.prompt],
-                label="Examples (photos from scikit-image)",
-            )
             with gr.Accordion("Advanced", open=False):
                 advanced_inputs(inputs, settings, default_model)
                 num_images = engine_checked(

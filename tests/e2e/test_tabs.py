@@ -25,8 +25,13 @@ def pick_example(panel, row: int) -> None:
     Returns once the row's prompt has reached the tab's text box: on a loaded machine an example's
     values arrive late, and a run started before would run the old ones (or none)."""
     rows = panel.locator("table tr")
-    if not rows.count():
+    if not rows.count():  # a row of thumbnails (Basic shows the photos only) or of single values
         panel.locator("button.gallery-item, .gallery button").nth(row - 1).click()
+        panel.page.wait_for_function(
+            "() => [...document.querySelectorAll('[role=tabpanel] textarea')]"
+            ".some(t => t.offsetParent !== null && t.value.trim().length > 0)",
+            timeout=60_000,
+        )
         return
     shown = [text.strip() for text in rows.nth(row).locator("td").all_inner_texts()]
     rows.nth(row).click()
@@ -347,7 +352,7 @@ def test_examples_come_before_the_run_button_and_the_advanced_controls(page):
     """A first-time visitor sees each tab's examples without scrolling past the advanced controls."""
     for tab, button in RUN_BUTTONS.items():
         panel = open_tab(page, tab)
-        examples = panel.locator(".gradio-container table, table").first
+        examples = panel.locator("table, button.gallery-item").first  # a table, or a row of thumbnails
         examples.wait_for()
         run = panel.get_by_role("button", name=button, exact=True).first
         top_of_examples = examples.bounding_box()["y"]
