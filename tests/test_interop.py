@@ -287,3 +287,75 @@ def test_utf8_in_a_latin1_text_chunk_is_read_as_the_other_readers_read_it(tmp_pa
     bomb.write_bytes(base[:end] + _chunk(b"zTXt", b"parameters\0\0" + inflating) + base[end:])
     with pytest.raises(ValueError, match=r"a text chunk inflates past 1,048,576 bytes"):
         read_image_text(bomb)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "said"),
+    [
+        (
+            "img2img_cropped.png",  # ComfyUI: KSampler <- CLIPTextEncode x2, CheckpointLoader
+            {
+                "prompt": "photograph of victorian woman with wings, sky clouds, meadow grass",
+                "negative_prompt": "watermark, text",
+                "num_inference_steps": 20,
+                "guidance_scale": 8.0,
+                "strength": 0.87,
+                "model": "sd15",  # v1-5-pruned-emaonly.ckpt
+                "scheduler": "DPM++ 2M",
+                "seed": None,
+            },
+            "Seed 280823642470253 is outside the app's seeds [0, 2^32)",
+        ),
+        (
+            "invokeai_imeta1.png",
+            {"num_inference_steps": 35, "guidance_scale": 8.0, "seed": 3293022630, "scheduler": "Euler"},
+            "Not mapped (no counterpart in Basic): ipAdapters, vae.",
+        ),
+        (
+            "novelai1_cropped.png",
+            {"prompt": "masterpiece, best quality,  cat, space, icon", "strength": 0.4, "scheduler": "Euler a"},
+            "A NovelAI image",
+        ),
+        (
+            "fooocus1_cropped.png",
+            {"prompt": "a smiling goldfish", "guidance_scale": 4.0, "scheduler": "DPM++ 2M SDE Karras"},
+            "Styles ['Fooocus V2', 'Fooocus Enhance', 'Fooocus Sharp'] are Fooocus's own: not applied.",
+        ),
+    ],
+)
+def test_other_tools_metadata_maps_onto_basic_and_says_what_does_not(name, expected, said):
+    """Real files of ComfyUI, InvokeAI, NovelAI and Fooocus: refused, or read with the whole JSON as the prompt,
+    before."""
+    from ui.recipe import read_source
+
+    recipe, fields = read_source(str(OTHER_TOOLS / name), "")
+    assert recipe is None
+    assert {key: fields.values.get(key) for key in expected} == expected
+    assert any(said in note for note in fields.notes), fields.notes
+
+
+def test_a_crafted_comfyui_graph_is_read_as_data(tmp_path):
+    """Links that loop, nodes that are not objects and a sampler that names nothing: bounded, and said."""
+    from ui.recipe import read_source
+
+    def png(graph) -> str:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("prompt", json.dumps(graph))
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.png"
+        Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+        return str(path)
+
+    looping = {
+        "1": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "positive": ["9", 0], "steps": "many"}},
+        "2": {"class_type": "LoraLoader", "inputs": {"model": ["3", 0], "lora_name": "a.safetensors"}},
+        "3": {"class_type": "LoraLoader", "inputs": {"model": ["2", 0], "lora_name": "../../b.safetensors"}},
+        "4": {"class_type": "SomeCustomNode", "inputs": {}},
+    }
+    _, fields = read_source(png(looping), "")
+    assert fields.values["prompt"] == "" and fields.values["num_inference_steps"] is None  # no number
+    assert any("Nodes not understood (their effect is not in Basic): SomeCustomNode." in n for n in fields.notes)
+    assert any("<lora:a:1>" in note and "removed: no LoRA of that name is offered" in note for note in fields.notes)
+    with pytest.raises(ValueError, match="ComfyUI graph has no KSampler node"):
+        read_source(png({"1": {"class_type": "SaveImage", "inputs": {}}}), "")
+    with pytest.raises(ValueError, match="ComfyUI prompt text is not a graph of nodes"):
+        read_source(png({"1": "not a node"}), "")

@@ -81,6 +81,8 @@ def model_key(name: str) -> str | None:
     return (names | MODEL_ALIASES).get(text)
 
 
+_WEBUI_WEIGHTS = re.compile(r"(?<!\\)[\(\[]")  # (word:1.2), (word), [word]
+_COMPEL_WEIGHTS = re.compile(r"(?<!\\)[\(\[]|\w[+-]+(?![\w+-])")  # (word)1.2, word++, word-
 _WEIGHT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*")  # unambiguous, so matching it is linear
 
 
@@ -139,7 +141,13 @@ def basic_fields(text: str) -> BasicFields:
     Raises:
         ValueError: not an infotext (empty, too long, a known field of the wrong type).
     """
-    parsed = parse_infotext(text)
+    return fields_from(parse_infotext(text))
+
+
+def fields_from(parsed: dict, *, weighting: str = "webui") -> BasicFields:
+    """Basic's fields from what a tool wrote, in parse_infotext's names (prompt, negative_prompt, strength,
+    guidance_scale, num_inference_steps, seed, sampler, model, width, height; anything else is listed as not
+    mapped). `weighting`: the prompts' syntax, "webui" ((word:1.2), translated) or "compel" (InvokeAI's, kept)."""
     result = BasicFields()
     values = result.values
     for name in ("prompt", "negative_prompt", "strength", "guidance_scale", "num_inference_steps", "seed"):
@@ -187,10 +195,14 @@ def basic_fields(text: str) -> BasicFields:
     if loras:
         values["loras"] = ", ".join(loras)
         result.notes.append(f"LoRAs applied with their weights: {values['loras']}.")
-    weighted = any(re.search(r"(?<!\\)[\(\[]", values[name]) for name in ("prompt", "negative_prompt"))
+    syntax = _COMPEL_WEIGHTS if weighting == "compel" else _WEBUI_WEIGHTS
+    weighted = any(syntax.search(values[name]) for name in ("prompt", "negative_prompt"))
     reason = get_spec(target).weighting_unavailable_reason
     if weighted and reason:
         result.notes.append(f"The prompt's (word:1.2) / [word] weighting is kept as text: {reason}.")
+    elif weighted and weighting == "compel":
+        values["weighted_prompt"] = True
+        result.notes.append("The prompt's weighting is Compel syntax already: kept as written.")
     elif weighted:
         kept: list[str] = []
         for name in ("prompt", "negative_prompt"):

@@ -1,0 +1,335 @@
+"""What other tools write into their images, read as Basic's fields: ComfyUI's API graph, InvokeAI's, NovelAI's and
+Fooocus's JSON. The web UI's infotext is engine.recipes.webui's; these give it the same names
+(`engine.recipes.webui.fields_from`), so the model, sampler, LoRA tag and weighting rules are one piece of code.
+
+Every value is read as data: a JSON document capped in size, numbers checked for their type, nodes of a graph
+only followed by the links they name; what is not understood is said in a note, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from engine.recipes.webui import BasicFields, fields_from
+
+MAX_JSON_CHARS = 1_000_000
+SEED_END = 2**32  # the app's seeds: [0, 2^32)
+
+# Sampler names of ComfyUI, InvokeAI, NovelAI and Fooocus, as the web UI names them (a trailing _gpu, Fooocus's,
+# and NovelAI's k_ prefix are dropped first). With a "karras" schedule the web UI's name gains " Karras".
+SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "euler_a": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_k": "DPM++ 2M Karras",  # InvokeAI
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_k": "DPM++ 2M SDE Karras",
+    "dpmpp_sde": "DPM++ SDE",
+    "ddim": "DDIM",
+    "pndm": "PLMS",
+    "plms": "PLMS",
+    "uni_pc": "UniPC",
+    "unipc": "UniPC",
+    "deis": "DEIS",
+}
+
+
+def sampler_name(name: object, schedule: object = None) -> str | None:
+    """The web UI's name for another tool's sampler (and schedule), or None when it has none."""
+    if not isinstance(name, str):
+        return None
+    key = name.lower().removeprefix("sample_").removeprefix("k_").removesuffix("_gpu")
+    found = SAMPLERS.get(key)
+    if found and isinstance(schedule, str) and schedule.lower() == "karras" and not found.endswith("Karras"):
+        found += " Karras"
+    return found
+
+
+def _json(text: object, name: str) -> Any:
+    if not isinstance(text, str) or len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"image's {name} text is not JSON of at most {MAX_JSON_CHARS:,} characters")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"image's {name} text is not valid JSON: {str(exc)[:120]}") from None
+
+
+def _number(value: object, kind: type) -> Any:
+    """A JSON number as `kind` (int or float), or None for anything else (text, a list, a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
+            value = int(value)  # Fooocus writes its seed as text
+        else:
+            return None
+    return kind(value) if kind is float or float(value).is_integer() else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _seeded(parsed: dict, seed: object, notes: list[str]) -> None:
+    number = _number(seed, int)
+    if number is None:
+        return
+    if 0 <= number < SEED_END:
+        parsed["seed"] = number
+    else:
+        notes.append(f"Seed {number} is outside the app's seeds [0, 2^32): Basic's seed is kept.")
+
+
+def _with_notes(parsed: dict, notes: list[str], *, weighting: str = "webui") -> BasicFields:
+    for name in ("prompt", "negative_prompt"):
+        parsed[name] = parsed.get(name, "").strip()
+    fields = fields_from(parsed, weighting=weighting)
+    fields.notes[:0] = notes
+    return fields
+
+
+# -- ComfyUI ------------------------------------------------------------------------------------------------
+
+SAMPLER_NODES = {"KSampler": ("seed", True), "KSamplerAdvanced": ("noise_seed", False)}  # seed input, has denoise
+TEXT_NODES = {"CLIPTextEncode": "text", "CLIPTextEncodeSDXL": "text_g", "CLIPTextEncodeSDXLRefiner": "text"}
+CHECKPOINT_NODES = ("CheckpointLoaderSimple", "CheckpointLoader", "ImageOnlyCheckpointLoader", "UNETLoader")
+UNDERSTOOD = {
+    *SAMPLER_NODES,
+    *TEXT_NODES,
+    *CHECKPOINT_NODES,
+    "LoraLoader",
+    "LoraLoaderModelOnly",
+    "VAEDecode",
+    "VAEEncode",
+    "SaveImage",
+    "PreviewImage",
+    "LoadImage",
+    "EmptyLatentImage",
+}
+
+
+def _linked(graph: dict, value: object) -> tuple[str, dict] | None:
+    """The node a link ([node id, output index]) names, or None for a value that is no link."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str | int):
+        node = graph.get(str(value[0]))
+        if isinstance(node, dict) and isinstance(node.get("inputs"), dict):
+            return str(value[0]), node
+    return None
+
+
+def _prompt_text(graph: dict, link: object) -> str | None:
+    """The text of the text-encode node a sampler's positive or negative input names."""
+    found = _linked(graph, link)
+    if found is None:
+        return None
+    _, node = found
+    key = TEXT_NODES.get(node.get("class_type", ""))
+    return _text(node["inputs"].get(key)) if key else None
+
+
+def _checkpoint(graph: dict, link: object, loras: list[str]) -> str | None:
+    """The checkpoint a sampler's model input comes from, through LoRA loaders (added to `loras` as web UI
+    tags); at most as many hops as the graph has nodes."""
+    for _ in range(len(graph)):
+        found = _linked(graph, link)
+        if found is None:
+            return None
+        _, node = found
+        kind, inputs = node.get("class_type"), node["inputs"]
+        if kind in CHECKPOINT_NODES:
+            return _text(inputs.get("ckpt_name") or inputs.get("unet_name"))
+        if kind in ("LoraLoader", "LoraLoaderModelOnly"):
+            name, weight = _text(inputs.get("lora_name")), _number(inputs.get("strength_model"), float)
+            if name:
+                stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                loras.append(f"<lora:{stem}:{1.0 if weight is None else weight:g}>")
+        link = inputs.get("model")
+    return None
+
+
+def comfyui(chunks: dict[str, str]) -> BasicFields:
+    """ComfyUI's API-format graph (its `prompt` chunk): the first sampler node's values, the prompts of the text
+    nodes it names, the checkpoint (and LoRA loaders) behind its model; the node types not understood are named."""
+    graph = _json(chunks["prompt"], "ComfyUI prompt")
+    if not isinstance(graph, dict) or not all(isinstance(node, dict) for node in graph.values()):
+        raise ValueError("image's ComfyUI prompt text is not a graph of nodes")
+    samplers = sorted(
+        (
+            key
+            for key, node in graph.items()
+            if node.get("class_type") in SAMPLER_NODES and isinstance(node.get("inputs"), dict)
+        ),
+        key=lambda key: (len(key), key),
+    )
+    notes: list[str] = ["A ComfyUI image: its graph is read; there is no recipe to replay exactly."]
+    if not samplers:
+        raise ValueError("image's ComfyUI graph has no KSampler node this app can read")
+    if len(samplers) > 1:
+        notes.append(f"The graph has {len(samplers)} sampler nodes: node {samplers[0]}'s values are read.")
+    node = graph[samplers[0]]
+    seed_input, has_denoise = SAMPLER_NODES[node["class_type"]]
+    inputs = node["inputs"]
+    loras: list[str] = []
+    parsed: dict[str, Any] = {
+        "prompt": _prompt_text(graph, inputs.get("positive")) or "",
+        "negative_prompt": _prompt_text(graph, inputs.get("negative")) or "",
+        "num_inference_steps": _number(inputs.get("steps"), int),
+        "guidance_scale": _number(inputs.get("cfg"), float),
+    }
+    if has_denoise and _number(inputs.get("denoise"), float) is not None:
+        parsed["strength"] = round(_number(inputs.get("denoise"), float), 4)
+    _seeded(parsed, inputs.get(seed_input), notes)
+    sampler = sampler_name(inputs.get("sampler_name"), inputs.get("scheduler"))
+    if sampler:
+        parsed["sampler"] = sampler
+    elif inputs.get("sampler_name") is not None:
+        notes.append(f"Sampler {inputs.get('sampler_name')!r} has no counterpart here; the model's own is kept.")
+    checkpoint = _checkpoint(graph, inputs.get("model"), loras)
+    if checkpoint:
+        parsed["model"] = checkpoint
+    if loras:
+        parsed["prompt"] = f"{parsed['prompt']} {' '.join(loras)}".strip()
+    unknown = sorted({str(n.get("class_type")) for n in graph.values()} - UNDERSTOOD)
+    if unknown:
+        notes.append(f"Nodes not understood (their effect is not in Basic): {', '.join(unknown[:12])}.")
+    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+
+
+# -- InvokeAI, NovelAI, Fooocus -----------------------------------------------------------------------------
+
+
+def invokeai(chunks: dict[str, str]) -> BasicFields:
+    """InvokeAI's `invokeai_metadata` JSON (its prompts are Compel syntax already)."""
+    data = _json(chunks["invokeai_metadata"], "InvokeAI metadata")
+    if not isinstance(data, dict):
+        raise ValueError("image's InvokeAI metadata is not a JSON object")
+    notes = ["An InvokeAI image: its metadata is read; there is no recipe to replay exactly."]
+    model = data.get("model")
+    parsed: dict[str, Any] = {
+        "prompt": _text(data.get("positive_prompt")) or "",
+        "negative_prompt": _text(data.get("negative_prompt")) or "",
+        "num_inference_steps": _number(data.get("steps"), int),
+        "guidance_scale": _number(data.get("cfg_scale"), float),
+        "strength": _number(data.get("strength"), float),
+        "model": _text(model.get("model_name") or model.get("name")) if isinstance(model, dict) else None,
+        "sampler": sampler_name(data.get("scheduler")),
+    }
+    _seeded(parsed, data.get("seed"), notes)
+    rest = {"generation_mode", "positive_prompt", "negative_prompt", "steps", "cfg_scale", "strength", "model"}
+    rest |= {"scheduler", "seed", "width", "height", "rand_device", "positive_style_prompt", "negative_style_prompt"}
+    extra = sorted(key for key, value in data.items() if key not in rest and value not in (None, "", [], 0, 0.0))
+    if extra:
+        notes.append(f"Not mapped (no counterpart in Basic): {', '.join(extra)}.")
+    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes, weighting="compel")
+
+
+def novelai(chunks: dict[str, str]) -> BasicFields:
+    """NovelAI's `Comment` JSON, with the prompt in `Description`."""
+    data = _json(chunks["Comment"], "NovelAI Comment")
+    if not isinstance(data, dict):
+        raise ValueError("image's NovelAI Comment is not a JSON object")
+    notes = ["A NovelAI image: its Comment is read; NovelAI's models are not the app's."]
+    parsed: dict[str, Any] = {
+        "prompt": _text(data.get("prompt")) or _text(chunks.get("Description")) or "",
+        "negative_prompt": _text(data.get("uc")) or "",
+        "num_inference_steps": _number(data.get("steps"), int),
+        "guidance_scale": _number(data.get("scale"), float),
+        "strength": _number(data.get("strength"), float),
+        "sampler": sampler_name(data.get("sampler")),
+    }
+    _seeded(parsed, data.get("seed"), notes)
+    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+
+
+def fooocus(chunks: dict[str, str]) -> BasicFields:
+    """Fooocus's JSON `parameters` (its prompt as typed; the expanded one it ran is named in a note)."""
+    data = _json(chunks["parameters"], "Fooocus parameters")
+    if not isinstance(data, dict):
+        raise ValueError("image's Fooocus parameters are not a JSON object")
+    notes = ["A Fooocus image: its parameters are read; Fooocus expands the prompt and adds styles the app has not."]
+    parsed: dict[str, Any] = {
+        "prompt": _text(data.get("prompt")) or "",
+        "negative_prompt": _text(data.get("negative_prompt")) or "",
+        "num_inference_steps": _number(data.get("steps"), int),
+        "guidance_scale": _number(data.get("guidance_scale"), float),
+        "model": _text(data.get("base_model")),
+        "sampler": sampler_name(data.get("sampler"), data.get("scheduler")),
+    }
+    _seeded(parsed, data.get("seed"), notes)
+    styles = _text(data.get("styles"))
+    if styles and styles != "[]":
+        notes.append(f"Styles {styles} are Fooocus's own: not applied.")
+    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+
+
+def swarmui(chunks: dict[str, str]) -> BasicFields:
+    """SwarmUI's JSON `parameters` ({"sui_image_params": {...}})."""
+    data = _json(chunks["parameters"], "SwarmUI parameters").get("sui_image_params")
+    if not isinstance(data, dict):
+        raise ValueError("image's SwarmUI parameters hold no sui_image_params object")
+    notes = ["A SwarmUI image: its parameters are read; there is no recipe to replay exactly."]
+    parsed: dict[str, Any] = {
+        "prompt": _text(data.get("prompt")) or "",
+        "negative_prompt": _text(data.get("negativeprompt")) or "",
+        "num_inference_steps": _number(data.get("steps"), int),
+        "guidance_scale": _number(data.get("cfgscale"), float),
+        "strength": _number(data.get("initimagecreativity"), float),
+        "model": _text(data.get("model")),
+        "sampler": sampler_name(data.get("sampler"), data.get("scheduler")),
+    }
+    _seeded(parsed, data.get("seed"), notes)
+    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+
+
+def _json_object(text: object) -> dict:
+    """A chunk's JSON object, or {} for anything else (an infotext may start with "{" too: {red|blue} cat)."""
+    if not isinstance(text, str) or not text.lstrip().startswith("{") or len(text) > MAX_JSON_CHARS:
+        return {}
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_fooocus(chunks: dict[str, str]) -> bool:
+    data = _json_object(chunks.get("parameters"))
+    version = data.get("version")
+    return bool(data) and (
+        "fooocus_scheme" in chunks
+        or data.get("metadata_scheme") == "fooocus"
+        or (isinstance(version, str) and "Fooocus" in version)
+    )
+
+
+# (which tool, whether its chunks are present, its reader), in the order they are tried
+READERS: tuple[tuple[str, Callable[[dict[str, str]], bool], Callable[[dict[str, str]], BasicFields]], ...] = (
+    ("ComfyUI", lambda chunks: bool(_json_object(chunks.get("prompt"))), comfyui),
+    ("InvokeAI", lambda chunks: "invokeai_metadata" in chunks, invokeai),
+    ("NovelAI", lambda chunks: chunks.get("Software") == "NovelAI" and "Comment" in chunks, novelai),
+    ("Fooocus", _is_fooocus, fooocus),
+    ("SwarmUI", lambda chunks: "sui_image_params" in _json_object(chunks.get("parameters")), swarmui),
+)
+
+
+def is_json_parameters(chunks: dict[str, str]) -> bool:
+    """Whether a `parameters` chunk holds JSON (Fooocus, SwarmUI, ...), not the web UI's infotext."""
+    return bool(_json_object(chunks.get("parameters")))
+
+
+def foreign_fields(chunks: dict[str, str]) -> BasicFields | None:
+    """Basic's fields from another tool's chunks (ComfyUI, InvokeAI, NovelAI, Fooocus), or None when none of these
+    wrote them.
+
+    Raises:
+        ValueError: a tool's JSON that is not what it writes, naming the tool and the chunk.
+    """
+    for _tool, present, read in READERS:
+        if present(chunks):
+            return read(chunks)
+    return None
