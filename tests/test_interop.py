@@ -67,7 +67,7 @@ def test_every_sampler_name_round_trips_through_class_and_config():
     for name, (class_name, overrides) in SCHEDULERS.items():
         scheduler = getattr(diffusers, class_name)(**overrides)
         assert sampler_name(class_name, dict(scheduler.config)) == name
-    assert sampler_name("FlowMatchEulerDiscreteScheduler", {}) == "FlowMatchEulerDiscreteScheduler"
+    assert sampler_name("TCDScheduler", {}) == "TCDScheduler"  # no web UI or other tool name: its class
 
 
 def test_basic_with_a_scheduler_equals_raw_diffusers(engine, photo, twins):
@@ -359,3 +359,53 @@ def test_a_crafted_comfyui_graph_is_read_as_data(tmp_path):
         read_source(png({"1": {"class_type": "SaveImage", "inputs": {}}}), "")
     with pytest.raises(ValueError, match="ComfyUI prompt text is not a graph of nodes"):
         read_source(png({"1": "not a node"}), "")
+
+
+COMPEL_PROMPTS = [
+    "a (cat)1.3 in the snow, (blurry)--",
+    "portrait, (golden (hour)1.2 light)1.1, film++",
+    "(a:b)1.2 [square] brackets",
+]
+
+
+@pytest.mark.parametrize("prompt", COMPEL_PROMPTS)
+def test_a_weighted_runs_infotext_is_in_the_web_uis_syntax_and_reads_back_to_the_same_weights(prompt):
+    """Compel syntax was written raw into the web UI field: read back, (cat)1.3 became (cat)1.11.3."""
+    from compel.prompt_parser import PromptParser
+
+    from engine.pipelines.prompts import webui_weighting
+    from engine.recipes.recipe import Recipe
+
+    def weights(text: str) -> list[tuple[str, float]]:
+        fragments = PromptParser().parse_conjunction(text).prompts[0].children
+        return [(fragment.text, round(fragment.weight, 4)) for fragment in fragments]
+
+    recipe = Recipe(
+        workflow="img2img",
+        model="sd15",
+        model_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        pipeline="StableDiffusionImg2ImgPipeline",
+        scheduler="PNDMScheduler",
+        scheduler_config={},
+        dtype="float32",
+        generator_device="cpu",
+        seeds=(3,),
+        parameters={"prompt": prompt, "negative_prompt": "(ugly)1.4", "num_inference_steps": 20},
+        size=(512, 512),
+        weighted_prompt=True,
+    )
+    text = recipe.infotext()
+    assert text.splitlines()[0] == webui_weighting(prompt) and "(ugly:1.4)" in text.splitlines()[1]
+    fields = basic_fields(text)
+    assert fields.values["weighted_prompt"] is True
+    assert weights(fields.values["prompt"]) == weights(prompt)
+    assert weights(fields.values["negative_prompt"]) == weights("(ugly)1.4")
+
+
+def test_flow_matching_models_write_the_sampler_name_other_tools_use():
+    from engine.pipelines.schedulers import sampler_name
+
+    assert sampler_name("FlowMatchEulerDiscreteScheduler", {"shift": 3.0}) == "Euler"  # as Forge and ComfyUI write
+    fields = basic_fields("a fox\nSteps: 4, Sampler: Euler, CFG scale: 0, Seed: 3, Model: FLUX.1-schnell")
+    assert fields.values["model"] == "flux-schnell" and fields.values.get("scheduler") is None  # its own
+    assert not any("Sampler" in note for note in fields.notes)

@@ -239,3 +239,12 @@ def test_the_basic_endpoint_takes_loras_through_gradio_client(lora_engine, photo
         app.close()
     expected = lora_engine.img2img(Img2ImgRequest(image=tmp_path / "cat.png", **BASE, loras="paper-cut:0.8"))
     assert np.array_equal(pixels(Image.open(gallery[0]["image"]).convert("RGB")), pixels(expected.images[0]))
+
+
+def test_a_lora_runs_infotext_names_its_loras_as_the_web_ui_writes_them(lora_engine, photo):
+    """Other readers, and the app reading its own infotext, lost a run's LoRAs: the prompt line carries the tags."""
+    two = lora_engine.img2img(Img2ImgRequest(image=photo, **BASE, loras=[["paper-cut", 0.8], ["ink-wash", -0.5]]))
+    text = two.recipe.infotext()
+    assert text.splitlines()[0] == f"{BASE['prompt']} <lora:paper-cut:0.8> <lora:ink-wash:-0.5>"
+    fields = basic_fields(text)
+    assert fields.values["prompt"] == BASE["prompt"] and fields.values["loras"] == "paper-cut:0.8, ink-wash:-0.5"

@@ -16,9 +16,10 @@ model loads.
 from __future__ import annotations
 
 import functools
+import re
 
 import pyparsing
-from compel.prompt_parser import PromptParser
+from compel.prompt_parser import Fragment, PromptParser
 
 from engine.models.catalog import ModelSpec
 
@@ -72,6 +73,30 @@ def check_weighted(name: str, text: str) -> None:
         raise ValueError(f"{name} is not valid Compel syntax: {exc}") from None
     except RecursionError:
         raise ValueError(f"{name} is nested too deeply for Compel's syntax; use fewer brackets") from None
+
+
+_WEBUI_SPECIAL = re.compile(r"([\\()\[\]])")
+
+
+def webui_weighting(prompt: str) -> str:
+    """A Compel prompt in the web UI's syntax, for the infotext other tools read: `a (cat)1.3, dog++` becomes
+    `a (cat:1.3) , (dog:1.21)` (the weights Compel gives each fragment; brackets that are text escaped), which
+    the web UI, its readers and `engine.recipes.webui.to_compel` read back to the same weights. A blend, a
+    conjunction or a swap, which the web UI has no syntax for, is written as typed (the recipe's JSON keeps
+    every prompt as typed)."""
+    linear_parsing()
+    try:
+        conjunction = _parser().parse_conjunction(prompt)
+    except (pyparsing.ParseBaseException, RecursionError):
+        return prompt
+    prompts = conjunction.prompts
+    if len(prompts) != 1 or not all(isinstance(child, Fragment) for child in getattr(prompts[0], "children", [None])):
+        return prompt
+    parts = []
+    for fragment in prompts[0].children:
+        text = _WEBUI_SPECIAL.sub(r"\\\1", fragment.text)
+        parts.append(text if abs(fragment.weight - 1) < 1e-6 else f"({text}:{fragment.weight:.3g})")
+    return " ".join(parts)
 
 
 def weighted_embeddings(pipe, spec: ModelSpec, prompt: str, negative_prompt: str) -> dict:

@@ -65,18 +65,23 @@ def _keys(class_name: str) -> set[str]:
     return {key for cls, overrides in SCHEDULERS.values() if cls == class_name for key in overrides}
 
 
+# Schedulers the table has no entry for (no web UI sampler to pick), by the name Forge and ComfyUI write for them
+OTHER_NAMES = {"FlowMatchEulerDiscreteScheduler": "Euler"}  # FLUX.1 and SD3.5: flow-matching Euler
+
+
 def sampler_name(class_name: str, config: dict[str, Any]) -> str:
     """The web UI's name for a scheduler that ran: the entry whose class and distinguishing config
-    values match exactly; the class name where no web UI sampler is that scheduler."""
+    values match exactly; the name other tools write (OTHER_NAMES), else the class name, where no web UI
+    sampler of the table is that scheduler."""
     keys = _keys(class_name)
     if not keys and not any(cls == class_name for cls, _ in SCHEDULERS.values()):
-        return class_name
+        return OTHER_NAMES.get(class_name, class_name)
     defaults = _defaults(class_name)
     ran = {key: config.get(key, defaults.get(key)) for key in keys}
     for name, (cls, overrides) in SCHEDULERS.items():
         if cls == class_name and ran == {key: overrides.get(key, defaults.get(key)) for key in keys}:
             return name
-    return class_name
+    return OTHER_NAMES.get(class_name, class_name)
 
 
 @functools.cache

@@ -41,7 +41,7 @@ SAMPLERS = {
 }
 
 
-def sampler_name(name: object, schedule: object = None) -> str | None:
+def tool_sampler(name: object, schedule: object = None) -> str | None:
     """The web UI's name for another tool's sampler (and schedule), or None when it has none."""
     if not isinstance(name, str):
         return None
@@ -184,7 +184,7 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
     if has_denoise and _number(inputs.get("denoise"), float) is not None:
         parsed["strength"] = round(_number(inputs.get("denoise"), float), 4)
     _seeded(parsed, inputs.get(seed_input), notes)
-    sampler = sampler_name(inputs.get("sampler_name"), inputs.get("scheduler"))
+    sampler = tool_sampler(inputs.get("sampler_name"), inputs.get("scheduler"))
     if sampler:
         parsed["sampler"] = sampler
     elif inputs.get("sampler_name") is not None:
@@ -217,7 +217,7 @@ def invokeai(chunks: dict[str, str]) -> BasicFields:
         "guidance_scale": _number(data.get("cfg_scale"), float),
         "strength": _number(data.get("strength"), float),
         "model": _text(model.get("model_name") or model.get("name")) if isinstance(model, dict) else None,
-        "sampler": sampler_name(data.get("scheduler")),
+        "sampler": tool_sampler(data.get("scheduler")),
     }
     _seeded(parsed, data.get("seed"), notes)
     rest = {"generation_mode", "positive_prompt", "negative_prompt", "steps", "cfg_scale", "strength", "model"}
@@ -240,7 +240,7 @@ def novelai(chunks: dict[str, str]) -> BasicFields:
         "num_inference_steps": _number(data.get("steps"), int),
         "guidance_scale": _number(data.get("scale"), float),
         "strength": _number(data.get("strength"), float),
-        "sampler": sampler_name(data.get("sampler")),
+        "sampler": tool_sampler(data.get("sampler")),
     }
     _seeded(parsed, data.get("seed"), notes)
     return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
@@ -258,7 +258,7 @@ def fooocus(chunks: dict[str, str]) -> BasicFields:
         "num_inference_steps": _number(data.get("steps"), int),
         "guidance_scale": _number(data.get("guidance_scale"), float),
         "model": _text(data.get("base_model")),
-        "sampler": sampler_name(data.get("sampler"), data.get("scheduler")),
+        "sampler": tool_sampler(data.get("sampler"), data.get("scheduler")),
     }
     _seeded(parsed, data.get("seed"), notes)
     styles = _text(data.get("styles"))
@@ -280,7 +280,7 @@ def swarmui(chunks: dict[str, str]) -> BasicFields:
         "guidance_scale": _number(data.get("cfgscale"), float),
         "strength": _number(data.get("initimagecreativity"), float),
         "model": _text(data.get("model")),
-        "sampler": sampler_name(data.get("sampler"), data.get("scheduler")),
+        "sampler": tool_sampler(data.get("sampler"), data.get("scheduler")),
     }
     _seeded(parsed, data.get("seed"), notes)
     return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)

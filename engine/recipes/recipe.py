@@ -24,6 +24,7 @@ from PIL import Image, PngImagePlugin
 from engine import __version__
 from engine.base.images import PNG_SIGNATURE, image_digest
 from engine.pipelines.calls import denoiser_of
+from engine.pipelines.prompts import webui_weighting
 from engine.pipelines.schedulers import sampler_name
 from engine.recipes.schema import INFINITY_TEXT, INIT_DIGEST, RecipeShape, validated_fields
 
@@ -115,9 +116,13 @@ class Recipe:
     def infotext(self) -> str:
         """The web UI's `parameters` text: prompt, negative prompt, then `Key: value` pairs."""
         p = self.parameters
-        lines = [str(p.get("prompt") or "")]
-        if p.get("negative_prompt"):
-            lines.append(f"Negative prompt: {p['negative_prompt']}")
+        prompt, negative = str(p.get("prompt") or ""), str(p.get("negative_prompt") or "")
+        if self.weighted_prompt:  # the web UI's syntax here; the JSON keeps Compel's as typed
+            prompt, negative = webui_weighting(prompt), webui_weighting(negative) if negative else ""
+        tags = [f"<lora:{lora['name']}:{lora['weight']:g}>" for lora in self.extra.get("loras") or ()]
+        lines = [" ".join([prompt, *tags]) if tags else prompt]  # as the web UI writes a LoRA run's prompt
+        if negative:
+            lines.append(f"Negative prompt: {negative}")
         pairs = {
             "Steps": p.get("num_inference_steps"),
             "Sampler": sampler_name(self.scheduler, self.scheduler_config),

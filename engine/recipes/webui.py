@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine.models.catalog import CATALOG, get_spec, models_for, owner_models
 from engine.models.loras import offered
-from engine.pipelines.schedulers import check_scheduler, lookup
+from engine.pipelines.schedulers import check_scheduler, lookup, sampler_name
 from engine.recipes.recipe import parse_infotext
 
 # Checkpoint names the web UI writes for the catalog's models (its file names and the Hub repos'
@@ -88,7 +88,8 @@ _WEIGHT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*")  # unambiguous, so
 
 def to_compel(prompt: str, kept: list[str] | None = None) -> str:
     """The web UI's emphasis syntax as Compel's: `(a:1.3)` -> `(a)1.3`, `(a)` -> `(a)1.1`,
-    `[a]` -> `(a)0.91`, nested pairs multiplied as the web UI does; `\\(` stays a literal bracket.
+    `[a]` -> `(a)0.91`, nested pairs multiplied as the web UI does; `\\(` stays a literal bracket, `\\[` becomes `[`
+    (Compel reads square brackets as text).
     Unbalanced brackets are left as typed (the web UI treats them as text too). Prompt editing and
     alternation (`[from:to:when]`, `[a|b]`), which Compel has no counterpart for, are left as typed too, and
     the first few are added to `kept` (cut to 60 characters) so the caller can say so.
@@ -105,7 +106,9 @@ def to_compel(prompt: str, kept: list[str] | None = None) -> str:
         char = prompt[i]
         item = prompt[i : i + 2] if char == "\\" and i + 1 < len(prompt) else char
         i += len(item)
-        if item in ("(", "["):
+        if item in ("\\[", "\\]"):  # a square bracket that is text: Compel reads square brackets as text
+            out.append(item[1])
+        elif item in ("(", "["):
             stack.append([item, len(out), None, False])
             out.append(item)
         elif item in (")", "]") and stack and stack[-1][0] == "([)]"[")]".index(item)]:
@@ -175,10 +178,11 @@ def fields_from(parsed: dict, *, weighting: str = "webui") -> BasicFields:
         try:
             values["scheduler"] = check_scheduler(parsed["sampler"], target)
         except ValueError:
-            known = lookup(parsed["sampler"])
-            why = "does not fit" if known else "has no diffusers counterpart here for"
-            label = get_spec(target).label
-            result.notes.append(f"Sampler {parsed['sampler']!r} {why} {label}; its own scheduler is kept.")
+            own = sampler_name(get_spec(target).scheduler, {}) == parsed["sampler"]  # FLUX's Euler, as written
+            why = "does not fit" if lookup(parsed["sampler"]) else "has no diffusers counterpart here for"
+            if not own:
+                label = get_spec(target).label
+                result.notes.append(f"Sampler {parsed['sampler']!r} {why} {label}; its own scheduler is kept.")
     if "width" in parsed:  # the web UI's img2img makes this size from any init (its default mode: Just resize)
         values["size"] = (parsed["width"], parsed["height"])
     loras: list[str] = []
