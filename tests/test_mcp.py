@@ -13,6 +13,8 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -339,3 +341,50 @@ def test_one_client_holds_a_bounded_number_of_event_streams(mcp_url):
 
     answers = in_thread(main())
     assert answers == [200] * STREAMS_PER_CLIENT + [429]
+
+
+def test_a_tool_left_to_its_defaults_matches_the_gradio_api_left_to_its_defaults(mcp_url, client):
+    """Depth's restyle defaults differed (None as a tool, the sliders' values on the API): the same call made two
+    images. Every parameter of every tool now defaults to what the Gradio API's clients send."""
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    schemas = {tool["name"]: tool["inputSchema"]["properties"] for tool in httpx.get(mcp_url + "schema").json()}
+    for name, properties in schemas.items():
+        for parameter in endpoints[f"/{name}"]["parameters"]:
+            if not parameter["parameter_has_default"] or parameter["parameter_name"] not in properties:
+                continue
+            mcp_default = properties[parameter["parameter_name"]].get("default")
+            assert mcp_default == parameter["parameter_default"], (name, parameter["parameter_name"])
+
+
+def test_files_the_gradio_api_returned_and_localhost_urls_are_this_servers_own(mcp_url, client, photo, tmp_path):
+    from gradio_client import handle_file
+
+    photo.save(tmp_path / "cat.png")
+    gallery, *_ = client.predict(
+        handle_file(str(tmp_path / "cat.png")), "a cat", num_inference_steps=2, seed=3, api_name="/img2img"
+    )
+    own = urlsplit(mcp_url)
+    served = f"{own.scheme}://{own.netloc}/gradio_api/file={gallery[0]['image']}"  # where the Gradio API serves it
+    for url in (served, served.replace("127.0.0.1", "localhost")):
+        result = call(mcp_url, "recipe", {"image": url})
+        assert not result.isError, (url, text_of(result))
+        assert "seed: 3" in result.structuredContent["fields"].splitlines()
+
+
+def test_the_sse_route_of_gradios_own_mcp_server_says_where_to_go(mcp_url):
+    answer = httpx.get(mcp_url + "sse", headers={"Accept": "text/event-stream"}, timeout=30)
+    assert answer.status_code == 404
+    assert "streamable HTTP at /gradio_api/mcp/ (no SSE transport)" in answer.text
+
+
+def test_a_relative_data_dir_still_gives_urls(engine, tmp_path, monkeypatch, photo):
+    """With STUDIO_DATA_DIR relative (the default .huggingface), the chain tool returned final as a bare path."""
+    from ui.mcp import ToolServer
+
+    monkeypatch.chdir(tmp_path)
+    settings = replace(engine.settings, data_dir="relative-data")
+    png = Path("relative-data") / "outputs" / "x.png"
+    png.parent.mkdir(parents=True)
+    photo.save(png)
+    server = ToolServer(settings, [])
+    assert server._is_served_png(str(png)) and not server._is_served_png("relative-data/outputs/missing.png")

@@ -217,6 +217,7 @@ def layout(engine: Engine) -> ChainTab:
 def handler(engine: Engine) -> Callable:
     """The chain handler (the /chain endpoint and MCP tool)."""
     settings = engine.settings
+    default_stages = stages_json(DEFAULT_PRESET, settings)  # as the page and the Gradio API's clients send it
 
     @documented(settings)
     @user_errors
@@ -225,7 +226,7 @@ def handler(engine: Engine) -> Callable:
         preset: str = DEFAULT_PRESET,
         prompt: str = DEFAULT_SUBJECT,
         seed: int = RANDOM_SEED,
-        stages: str = "",
+        stages: str = default_stages,  # the Stages box's starting value (used only when preset is empty)
         width: int = 512,
         height: int = 512,
         latent_handover: bool = True,

@@ -310,6 +310,9 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
     """
     settings = engine.settings
     strength0, guidance0, steps0 = model_defaults(DEFAULT_MODEL, settings)
+    # the Restyle sliders' starting values, so a call that leaves them out gives the same image on the Gradio API
+    # (whose clients send the sliders' values) and as an MCP tool (which takes the signature's defaults)
+    style_strength0, style_guidance0, _ = model_defaults(DEFAULT_RESTYLE, settings)
 
     @documented(settings)
     @user_errors
@@ -353,8 +356,8 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
         invert_depth: bool = False,
         normalize_depth: bool = True,
         restyle_prompt: str = "",
-        restyle_strength: float | None = None,
-        restyle_guidance_scale: float | None = None,
+        restyle_strength: float | None = style_strength0,
+        restyle_guidance_scale: float | None = style_guidance0,
         model: str = DEFAULT_MODEL,
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
@@ -383,8 +386,8 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
             invert_depth: swap near and far in the map.
             normalize_depth: stretch the map to the full range.
             restyle_prompt: empty for the style's trigger words, then the prompt.
-            restyle_strength: empty for the style model's default (0.45 for elden-ring).
-            restyle_guidance_scale: empty for the style model's default (10.5 for elden-ring).
+            restyle_strength: the restyle's strength (the default is elden-ring's own; null: the style model's own).
+            restyle_guidance_scale: the restyle's guidance (the default is elden-ring's; null: the style model's own).
             model: the SD 1.5 base model for the ControlNet (sd15 by default).
         """
         request = DepthRequest(

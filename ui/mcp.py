@@ -119,6 +119,22 @@ MCP_SESSION_IDLE_S = 600  # an MCP session with nothing in flight for this long 
 MCP_SESSIONS = 500  # MCP sessions open at once
 
 
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def _same_host(parts) -> str:
+    """A URL's host and port, with the loopback names made one: a client may spell this server localhost."""
+    host = (parts.hostname or "").lower()
+    return f"{'127.0.0.1' if host in LOOPBACK_NAMES else host}:{parts.port}"
+
+
+def gradio_cache_dir() -> str:
+    """The folder Gradio keeps the files it serves in (GRADIO_TEMP_DIR, or the system's temp folder)."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
 def request_body_limit(max_file_mb: int) -> int:
     """The largest MCP request body: two images at the upload limit as base64, and room for the rest.
 
@@ -294,7 +310,7 @@ class ToolServer:
             shown = value if len(value) <= 80 else value[:80] + "…"
             raise ToolFailed(f"{name} must be a data: URI or an http(s) URL, got {shown!r}")
         own = urlsplit(root)
-        if (parts.scheme, parts.netloc) == (own.scheme, own.netloc):
+        if (parts.scheme, _same_host(parts)) == (own.scheme, _same_host(own)):
             return self._own_file(name, value, own.path)
         from gradio.processing_utils import async_ssrf_protected_get
 
@@ -314,7 +330,8 @@ class ToolServer:
         prefix = root_path.rstrip("/") + FILE_ROUTE
         if not path.startswith(prefix):
             raise ToolFailed(f"{name} URL on this server must be a {FILE_ROUTE} link it returned")
-        allowed = [Path(folder) for folder in served_dirs(self.settings)]
+        # the app's folders, and Gradio's cache, from which the Gradio API's results are served
+        allowed = [Path(folder).resolve() for folder in (*served_dirs(self.settings), gradio_cache_dir())]
         try:  # a NUL byte or a name over the file system's limit: no file either, not an OS error's words
             local = Path(unquote(path[len(prefix) :])).resolve()
             served = local.is_file() and any(local.is_relative_to(folder) for folder in allowed)
@@ -376,12 +393,16 @@ class ToolServer:
         return None  # gr.skip() and other page-only updates
 
     def _is_served_png(self, text: str) -> bool:
+        """A PNG the app wrote to its outputs folder (a relative data dir gives relative paths: resolved here)."""
         path = Path(text)
-        return (
-            path.suffix == ".png"
-            and path.is_absolute()
-            and path.resolve().is_relative_to(Path(outputs_dir(self.settings)).resolve())
-        )
+        try:
+            return (
+                path.suffix == ".png"
+                and path.resolve().is_relative_to(Path(outputs_dir(self.settings)).resolve())
+                and path.is_file()
+            )
+        except (OSError, ValueError):
+            return False
 
     def _image(self, name: str, path: str, caption: str | None, root: str, content: list, inline: list[int]) -> dict:
         url = self._file_url(path, root)
@@ -404,6 +425,10 @@ class ToolServer:
         path = scope.get("path", "").rstrip("/")
         if path.endswith("/schema"):
             await JSONResponse(self.describe())(scope, receive, send)
+            return
+        if path.endswith(("/sse", "/messages")):  # Gradio's own MCP server's SSE routes: not served here
+            text = f"This MCP server speaks streamable HTTP at {MCP_PATH}/ (no SSE transport): point the client there."
+            await PlainTextResponse(text, status_code=404)(scope, receive, send)
             return
         accept = dict(scope.get("headers", [])).get(b"accept", b"")
         if scope.get("method") == "GET" and b"text/event-stream" not in accept:
