@@ -10,6 +10,7 @@ from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.core import Engine
 from engine.pipelines.calls import CancelToken
+from engine.pipelines.live import LivePreview
 from engine.workflows.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.workflows.checks import MAX_SIDE, RANDOM_SEED
 from ui.components import (
@@ -26,8 +27,10 @@ from ui.components import (
 from ui.events import (
     Finished,
     documented,
+    live_images,
     user_errors,
     warning_text,
+    watched,
     wire_comparison,
     wire_generation,
     wire_preview,
@@ -227,6 +230,7 @@ def handler(engine: Engine) -> Callable:
         height: int = 512,
         latent_handover: bool = True,
         cancel: CancelToken | None = None,
+        live: bool = False,
         progress: gr.Progress = gr.Progress(),
     ):
         """Chained pipelines (the Chain tab): text-to-image or img2img stages one after another.
@@ -255,7 +259,20 @@ def handler(engine: Engine) -> Callable:
 
         init = plan.init.image if plan.init is not None else None
         gallery: list[tuple[str, str]] = []  # each stage's PNG is written once
-        for state in engine.chain(plan, progress=report, cancel=cancel):
+        ids: list[str] = []
+        for item in watched(
+            lambda live_preview: engine.chain(plan, progress=report, cancel=cancel, live_preview=live_preview),
+            live=live,
+            cancel=cancel,
+        ):
+            if isinstance(item, LivePreview):  # the page watches: the running stage after the finished ones
+                running = [
+                    (image, f"stage {place + 1}: live preview, step {item.step} of {item.steps}")
+                    for place, image in live_images(item)
+                ]
+                yield [*gallery, *running], gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), ids
+                continue
+            state = item
             items = strip(state)
             ids = [engine.results.put(recipe, init) for _, recipe, _ in items]
             gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])

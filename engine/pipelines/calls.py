@@ -144,7 +144,8 @@ class StepReporter:
         view, send = self.live_view, self.live_preview
         assert view is not None and view.latent_rgb is not None and send is not None  # wants_latents
         images = latent_rgb_images(latents, view.latent_rgb, view.size)
-        send(LivePreview(images=tuple(images), places=view.places[: len(images)], step=step, steps=steps))
+        places = view.places[: len(images)]
+        send(LivePreview(images=tuple(images), places=places, size=view.size, step=step, steps=steps))
 
 
 def step_callback_kwargs(pipe, reporter: StepReporter) -> dict:

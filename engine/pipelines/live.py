@@ -35,10 +35,11 @@ class LiveView:
 
 @dataclass(frozen=True)
 class LivePreview:
-    """One step's preview: an image per place, and how far its call has come."""
+    """One step's preview: an image per place (at the latents' size), and how far its call has come."""
 
     images: tuple[Image.Image, ...]
     places: tuple[int, ...]
+    size: tuple[int, int]  # the output's (width, height), which the images stand for
     step: int  # steps of this call done
     steps: int  # steps this call makes
 
