@@ -279,7 +279,13 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), tab.plan)
     outputs = [tab.gallery, tab.grid, inputs.summary, tab.code, tab.files, tab.last_seed, tab.recipes]
     done = wire_generation(
-        tab.generate, tab.stop, handler(engine), inputs=tab.api_inputs(), outputs=outputs, tools=tools
+        tab.generate,
+        tab.stop,
+        handler(engine),
+        inputs=tab.api_inputs(),
+        outputs=outputs,
+        tools=tools,
+        live_output=tab.gallery,
     )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)

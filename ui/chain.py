@@ -305,6 +305,8 @@ def build(engine: Engine, tools: list) -> Finished:
     tab.stages.input(lambda _: "", inputs=tab.stages, outputs=tab.preset, queue=False, api_visibility="private")
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.recipe_downloads)
     outputs = [tab.gallery, tab.final, tab.comparison, tab.summary, tab.code, tab.recipe_downloads, tab.recipes]
-    done = wire_generation(tab.run, tab.stop, handler(engine), inputs=inputs, outputs=outputs, tools=tools)
+    done = wire_generation(
+        tab.run, tab.stop, handler(engine), inputs=inputs, outputs=outputs, tools=tools, live_output=tab.gallery
+    )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider, last=True)
     return Finished(done, tab.gallery)

@@ -259,6 +259,7 @@ def wire_generation(
     inputs: list,
     outputs: list | gr.components.Component,
     tools: list,
+    live_output: gr.components.Component | None = None,
 ) -> gr.events.Dependency:
     """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
 
@@ -267,7 +268,9 @@ def wire_generation(
     one user's Stop never stops another's job.
 
     A handler with a `live` parameter gets True when the page's own click started the run (the click's first
-    step, which API clients never run: they call the endpoint itself) and may then stream live previews.
+    step, which API clients never run: they call the endpoint itself) and may then stream live previews to
+    `live_output`; the progress bar goes on the other outputs (each progress update would cover the
+    preview again).
     """
     tools.append(tool_spec(fn, inputs, outputs))
     cancel_state = gr.State(CancelToken())
@@ -285,11 +288,20 @@ def wire_generation(
         api_name=fn.__name__,
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
+        show_progress_on=_progress_outputs(outputs, live_output),
     )
     if stop is not None:
         stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
     wire_failure(event, outputs if isinstance(outputs, list) else [outputs])
     return event
+
+
+def _progress_outputs(outputs: list | gr.components.Component, live_output) -> list | None:
+    """Where a run's progress bar shows: every output but the one its live previews go to (None: all)."""
+    if live_output is None:
+        return None
+    listed = outputs if isinstance(outputs, list) else [outputs]
+    return [output for output in listed if output is not live_output and not isinstance(output, gr.State)]
 
 
 def _page_run(token: CancelToken) -> bool:

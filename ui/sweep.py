@@ -353,5 +353,7 @@ def build(engine: Engine, tools: list) -> Finished:
     model.change(schedulers_line, inputs=model, outputs=tab.schedulers, queue=False, api_visibility="private")
     wire_recipe_selection(engine, tab.cells, tab.recipes, tab.code, tab.recipe_downloads)
     outputs = [tab.grid, tab.summary, tab.cells, tab.files, tab.recipes]
-    done = wire_generation(tab.run, tab.stop, handler(engine), inputs=run_inputs, outputs=outputs, tools=tools)
+    done = wire_generation(
+        tab.run, tab.stop, handler(engine), inputs=run_inputs, outputs=outputs, tools=tools, live_output=tab.grid
+    )
     return Finished(done, tab.cells)

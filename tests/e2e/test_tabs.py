@@ -172,6 +172,27 @@ def test_stop_stops_a_long_run(page, shots):
     assert done < 150
 
 
+def test_a_basic_run_shows_live_previews_before_its_result(page):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    panel.get_by_text("Advanced").click()
+    steps = panel.get_by_label("Steps").locator("xpath=..").locator("input[type=number]").first
+    steps.fill("100")
+    steps.press("Enter")
+    strength = panel.get_by_label("Strength").locator("xpath=..").locator("input[type=number]").first
+    strength.fill("1")
+    strength.press("Enter")
+    panel.get_by_role("button", name="Generate").click()
+    gallery = page.locator("#basic-gallery")
+    expect(gallery.get_by_text(re.compile(r"live preview: step \d+ of \d+")).first).to_be_attached(timeout=120_000)
+    assert image_loaded(page, "#basic-gallery")  # the preview, while the run goes on
+    expect(page.locator("#basic-summary .progress-level")).to_be_attached()  # the bar is on the other outputs,
+    expect(gallery.locator(".progress-level")).to_have_count(0)  # never over the preview
+    expect_summary(page, "basic-summary", "Seed", timeout=180_000)
+    expect(gallery.get_by_text(re.compile("seed \\d+")).first).to_be_attached()
+    expect(gallery.get_by_text("live preview")).to_have_count(0)  # the result replaced the preview
+
+
 def test_results_survive_a_reload_in_the_history(page, shots):
     from ui.history import STORAGE_KEY
 
