@@ -44,6 +44,7 @@ from engine.models.tiny import build_twin, twins_in_hub_cache
 from engine.pipelines.cache import PipelineCache
 from engine.pipelines.calls import CancelToken, ProgressFn, StepReporter
 from engine.pipelines.device import DevicePolicy
+from engine.pipelines.live import LivePreviewFn
 from engine.pipelines.loading import ModelUnavailable, load_options, quiet_twin_truncation
 from engine.recipes.results import ResultStore
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, Img2ImgResult
@@ -318,12 +319,18 @@ class Engine:
 
     # -- workflows -----------------------------------------------------------------------------
 
-    def context(self, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> RunContext:
+    def context(
+        self,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        live_preview: LivePreviewFn | None = None,
+    ) -> RunContext:
         """What one run shares with the engine: cache, settings, a fresh step reporter, model ids."""
         return RunContext(
             cache=self.cache,
             settings=self.settings,
-            reporter=StepReporter(progress=progress, cancel=cancel),
+            reporter=StepReporter(progress=progress, cancel=cancel, live_preview=live_preview),
             model_id=self.model_id,
             model_mode=self.mode,
             estimate=functools.partial(self.depth_array, here=True),
@@ -344,28 +351,36 @@ class Engine:
         *,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
+        live_preview: LivePreviewFn | None = None,
     ) -> Iterator[Any]:
         """Plan (unless given a plan) and run any workflow, yielding its progress as work finishes.
 
         Stop (the token) ends a run with its progress so far, `stopped` set; a Basic run has nothing to keep
-        and raises GenerationCancelled.
+        and raises GenerationCancelled. `live_preview` gets what the latents look like while they denoise
+        (engine.pipelines.live), for a page that watches; a run on ZeroGPU or Ray Serve makes none.
         """
         plan = self._as_plan(request)
         started, last = time.perf_counter(), None
-        if self.gpu_calls is not None:  # ZeroGPU's calls or Ray Serve's replicas
+        if self.gpu_calls is not None:  # ZeroGPU's calls or Ray Serve's replicas: no live previews cross back
             progresses = self.gpu_calls.run(plan, progress=progress, cancel=cancel)
         else:
-            progresses = self.run_here(plan, progress=progress, cancel=cancel)
+            progresses = self.run_here(plan, progress=progress, cancel=cancel, live_preview=live_preview)
         for last in progresses:
             yield last
         if last is not None and not getattr(last, "stopped", None):  # a whole run, timed for the next plans
             self.clock.observe(self.gpu_work(plan), time.perf_counter() - started)
 
     def run_here(
-        self, plan: Any, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+        self,
+        plan: Any,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        live_preview: LivePreviewFn | None = None,
     ) -> Iterator[Any]:
         """Run a plan in this process (what a ZeroGPU worker runs), yielding its progress."""
-        yield from workflow_of(plan).run(plan, self.context(progress=progress, cancel=cancel))
+        context = self.context(progress=progress, cancel=cancel, live_preview=live_preview)
+        yield from workflow_of(plan).run(plan, context)
 
     def _as_plan(self, request: Any) -> Any:
         """A request planned (validated), or a plan as it is."""
@@ -408,6 +423,7 @@ class Engine:
         *,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
+        live_preview: LivePreviewFn | None = None,
     ) -> Img2ImgResult:
         """Validate and run one Basic request; its result.
 
@@ -415,7 +431,7 @@ class Engine:
             ValueError: bad input, naming the parameter and the value.
             GenerationCancelled: the token was cancelled mid-run.
         """
-        (result,) = self.run(request, progress=progress, cancel=cancel)
+        (result,) = self.run(request, progress=progress, cancel=cancel, live_preview=live_preview)
         return result
 
     def sweep(self, request: SweepRequest | SweepPlan, **options) -> Iterator[SweepProgress]:

@@ -8,12 +8,14 @@ from types import SimpleNamespace
 
 import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
+from PIL import Image
 
 from engine.base.images import fit_size, probe_size
 from engine.core import Engine
 from engine.models.catalog import DEFAULT_MODEL, get_spec
 from engine.models.loras import text as lora_text
 from engine.pipelines.calls import CancelToken, GenerationCancelled
+from engine.pipelines.live import LivePreview
 from engine.pipelines.schedulers import check_scheduler, steps_run, steps_text
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.checks import (
@@ -48,8 +50,10 @@ from ui.events import (
     Finished,
     documented,
     gradio_progress,
+    live_images,
     user_errors,
     warning_text,
+    watched,
     wire_comparison,
     wire_generation,
     wire_preview,
@@ -317,6 +321,7 @@ def handler(engine: Engine) -> Callable:
         scale_by: float = 1.0,
         resize_mode: str = RESIZE_MODES[0],
         cancel: CancelToken | None = None,
+        live: bool = False,
         progress: gr.Progress = gr.Progress(),
     ):
         """Image-to-image (the Basic tab): change an image with a prompt, as the diffusers guide does.
@@ -359,11 +364,27 @@ def handler(engine: Engine) -> Callable:
             scale_by=scale_by,
             resize_mode=resize_mode,
         )
+        report = gradio_progress(progress)
+        results = []
+        shown: dict[int, Image.Image] = {}  # each image's latest live preview, by its place among the seeds
         try:
-            result = engine.img2img(request, progress=gradio_progress(progress), cancel=cancel)
+            for item in watched(
+                lambda live_preview: engine.run(request, progress=report, cancel=cancel, live_preview=live_preview),
+                live=live,
+                cancel=cancel,
+            ):
+                if isinstance(item, LivePreview):  # the page watches: the gallery shows the latents as they denoise
+                    shown.update(live_images(item))
+                    caption = f"live preview: step {item.step} of {item.steps}"
+                    gallery = [(shown[place], caption) for place in sorted(shown)]
+                    yield gallery, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), []
+                else:
+                    results.append(item)
         except GenerationCancelled as stopped:
             message = f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept."
-            return [], None, message, "", None, gr.skip(), []
+            yield [], None, message, "", None, gr.skip(), []
+            return
+        (result,) = results
         per_image = [result.recipe.for_image(i) for i in result.shown]
         ids = [engine.results.put(r, result.init_image) for r in per_image]
         gallery_items = png_outputs(
@@ -372,7 +393,7 @@ def handler(engine: Engine) -> Callable:
             ids,
         )
         script, downloads = recipe_files(settings, per_image[0], result.init_image) if per_image else ("", None)
-        return gallery_items, result.grid, result_text(result), script, downloads, result.plan.seeds[0], ids
+        yield gallery_items, result.grid, result_text(result), script, downloads, result.plan.seeds[0], ids
 
     return img2img
 
@@ -393,7 +414,13 @@ def build(engine: Engine, tools: list) -> tuple[GenerationInputs, Finished]:
     wire_preview(plan_inputs, lambda *values: plan_text(engine, *values), tab.plan)
     outputs = [tab.gallery, tab.grid, inputs.summary, tab.code, tab.files, tab.last_seed, tab.recipes]
     done = wire_generation(
-        tab.generate, tab.stop, handler(engine), inputs=tab.api_inputs(), outputs=outputs, tools=tools
+        tab.generate,
+        tab.stop,
+        handler(engine),
+        inputs=tab.api_inputs(),
+        outputs=outputs,
+        tools=tools,
+        live_output=tab.gallery,
     )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)

@@ -10,6 +10,7 @@ from gradio.helpers import Examples  # gr.Examples is a function that makes one
 
 from engine.core import Engine
 from engine.pipelines.calls import CancelToken
+from engine.pipelines.live import LivePreview
 from engine.workflows.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.workflows.checks import MAX_SIDE, RANDOM_SEED
 from ui.components import (
@@ -27,8 +28,10 @@ from ui.components import (
 from ui.events import (
     Finished,
     documented,
+    live_images,
     user_errors,
     warning_text,
+    watched,
     wire_comparison,
     wire_generation,
     wire_preview,
@@ -231,6 +234,7 @@ def handler(engine: Engine) -> Callable:
         height: int = 512,
         latent_handover: bool = True,
         cancel: CancelToken | None = None,
+        live: bool = False,
         progress: gr.Progress = gr.Progress(),
     ):
         """Chained pipelines (the Chain tab): text-to-image or img2img stages one after another.
@@ -259,7 +263,20 @@ def handler(engine: Engine) -> Callable:
 
         init = plan.init.image if plan.init is not None else None
         gallery: list[tuple[str, str]] = []  # each stage's PNG is written once
-        for state in engine.chain(plan, progress=report, cancel=cancel):
+        ids: list[str] = []
+        for item in watched(
+            lambda live_preview: engine.chain(plan, progress=report, cancel=cancel, live_preview=live_preview),
+            live=live,
+            cancel=cancel,
+        ):
+            if isinstance(item, LivePreview):  # the page watches: the running stage after the finished ones
+                running = [
+                    (image, f"stage {place + 1}: live preview, step {item.step} of {item.steps}")
+                    for place, image in live_images(item)
+                ]
+                yield [*gallery, *running], gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), ids
+                continue
+            state = item
             items = strip(state)
             ids = [engine.results.put(recipe, init) for _, recipe, _ in items]
             gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])
@@ -292,6 +309,8 @@ def build(engine: Engine, tools: list) -> Finished:
     tab.stages.input(lambda _: "", inputs=tab.stages, outputs=tab.preset, queue=False, api_visibility="private")
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.recipe_downloads)
     outputs = [tab.gallery, tab.final, tab.comparison, tab.summary, tab.code, tab.recipe_downloads, tab.recipes]
-    done = wire_generation(tab.run, tab.stop, handler(engine), inputs=inputs, outputs=outputs, tools=tools)
+    done = wire_generation(
+        tab.run, tab.stop, handler(engine), inputs=inputs, outputs=outputs, tools=tools, live_output=tab.gallery
+    )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider, last=True)
     return Finished(done, tab.gallery)

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import html
 import inspect
 import logging
+import queue
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import gradio as gr
 from gradio.context import LocalContext
+from PIL import Image
 
 from engine.models.catalog import models_for
 from engine.models.loras import offered
 from engine.pipelines.calls import CancelToken, GenerationCancelled, NonFiniteOutput, OutOfMemory
+from engine.pipelines.live import LivePreview, LivePreviewFn
 from engine.pipelines.loading import ModelUnavailable
 from engine.workflows.checks import MAX_GUIDANCE, MAX_SIDE
 from ui.components import is_summary
@@ -253,29 +259,42 @@ def wire_generation(
     inputs: list,
     outputs: list | gr.components.Component,
     tools: list,
+    live_output: gr.components.Component | None = None,
 ) -> gr.events.Dependency:
     """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
 
     The event is the API endpoint named like `fn`, and `fn` is added to `tools` (the MCP tools). Each
-    browser session gets its own CancelToken (passed as fn's last input), reset before every run, so
+    browser session gets its own CancelToken (passed as fn's `cancel` input), reset before every run, so
     one user's Stop never stops another's job.
+
+    A handler with a `live` parameter gets True when the page's own click started the run (the click's first
+    step, which API clients never run: they call the endpoint itself) and may then stream live previews to
+    `live_output`; the progress bar goes on the other outputs (each progress update would cover the
+    preview again).
     """
     tools.append(tool_spec(fn, inputs, outputs))
     cancel_state = gr.State(CancelToken())
+    live_state = gr.State(False) if "live" in inspect.signature(fn).parameters else None
+    states = [cancel_state] if live_state is None else [cancel_state, live_state]
+    started = [component for component in (stop, live_state) if component is not None]
 
     def start(token: CancelToken):
+        """The page's click, before its run: a fresh Stop, shown; live previews on (someone watches this page)."""
         token.reset()
-        return gr.Button(visible=True) if stop is not None else None
+        values: list = [gr.Button(visible=True)] if stop is not None else []
+        values += [True] if live_state is not None else []
+        return values if len(values) > 1 else (values[0] if values else None)
 
     event = run.click(
-        start, inputs=cancel_state, outputs=stop, queue=False, api_visibility="private", show_progress="hidden"
+        start, inputs=cancel_state, outputs=started, queue=False, api_visibility="private", show_progress="hidden"
     ).then(
         cancellable(fn),
-        inputs=[*inputs, cancel_state],
+        inputs=[*inputs, *states],
         outputs=outputs,
         api_name=fn.__name__,
         concurrency_id=GPU_QUEUE,
         concurrency_limit=1,
+        show_progress_on=_progress_outputs(outputs, live_output),
     )
     if stop is not None:  # shown while a run is on (`start`), hidden when it ends, however it ends
         stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
@@ -288,6 +307,69 @@ def wire_generation(
         )
     wire_failure(event, outputs if isinstance(outputs, list) else [outputs])
     return event
+
+
+def _progress_outputs(outputs: list | gr.components.Component, live_output) -> list | None:
+    """Where a run's progress bar shows: every output but the one its live previews go to (None: all)."""
+    if live_output is None:
+        return None
+    listed = outputs if isinstance(outputs, list) else [outputs]
+    return [output for output in listed if output is not live_output and not isinstance(output, gr.State)]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Raised:
+    error: BaseException
+
+
+def watched(
+    run: Callable[[LivePreviewFn | None], Iterator[T]], *, live: bool, cancel: CancelToken | None
+) -> Iterator[T | LivePreview]:
+    """`run(live_preview)`'s items, with the live previews of its denoising steps between them when `live`.
+
+    Not live (an API or MCP call): `run(None)` in this thread, no previews made. Live: the run works in a
+    thread of its own, since a pipeline call only hands out previews from inside its step callback, and
+    sends its items, previews and errors here in order; the Stop token reaches it as before (it stops at
+    its next step), and a caller that goes away cancels it and waits for it to let go of the pipeline.
+    """
+    if not live:
+        yield from run(None)
+        return
+    handed: queue.Queue = queue.Queue()
+    finished = object()
+
+    def work() -> None:
+        try:
+            for item in run(handed.put):
+                handed.put(item)
+        except BaseException as exc:  # every error reaches the handler, which shows it as it would have
+            handed.put(_Raised(exc))
+        finally:
+            handed.put(finished)
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="live-run", daemon=True)
+    worker.start()  # in this event's context: its progress bar reaches the page
+    try:
+        while (item := handed.get()) is not finished:
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        if worker.is_alive():  # the caller went away mid-run
+            if cancel is not None:
+                cancel.cancel()
+            worker.join()
+
+
+def live_images(preview: LivePreview) -> list:
+    """A preview's images at the output's size, each with its place: [(place, image), ...]."""
+    return [
+        (place, image.resize(preview.size, Image.Resampling.BILINEAR))
+        for place, image in zip(preview.places, preview.images, strict=False)
+    ]
 
 
 def wire_failure(event: gr.events.Dependency, outputs: list) -> None:

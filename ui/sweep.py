@@ -14,10 +14,11 @@ from PIL import Image
 from engine.core import Engine
 from engine.models.catalog import DEFAULT_MODEL, models_for
 from engine.pipelines.calls import CancelToken
+from engine.pipelines.live import LivePreview
 from engine.pipelines.schedulers import schedulers_for
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.checks import RANDOM_SEED, model_defaults
-from engine.workflows.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest
+from engine.workflows.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest, start_sweep
 from ui.basic import EXAMPLE_PROMPTS
 from ui.components import (
     BASIC_FIELDS,
@@ -39,6 +40,7 @@ from ui.events import (
     documented,
     user_errors,
     warning_text,
+    watched,
     wire_generation,
     wire_preview,
     wire_recipe_selection,
@@ -257,6 +259,7 @@ def handler(engine: Engine) -> Callable:
         scheduler: str = "",
         loras: str = "",
         cancel: CancelToken | None = None,
+        live: bool = False,
         progress: gr.Progress = gr.Progress(),
     ):
         """Parameter sweep (the Sweep tab): the same image run over one or two axes of values, as a labelled grid.
@@ -304,7 +307,18 @@ def handler(engine: Engine) -> Callable:
 
         saved: dict[int, tuple[str, str]] = {}  # each cell's PNG is written once
         init = plan.cells[0].plan.image.image
-        for state in engine.sweep(plan, progress=report, cancel=cancel):
+        state = start_sweep(plan)
+        running: dict[int, Image.Image] = {}  # the running cells' latest live previews
+        for made in watched(
+            lambda live_preview: engine.sweep(plan, progress=report, cancel=cancel, live_preview=live_preview),
+            live=live,
+            cancel=cancel,
+        ):
+            if isinstance(made, LivePreview):  # the page watches: the grid shows the running cells denoising
+                running.update(zip(made.places, made.images, strict=False))
+                yield state.grid(live=running), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                continue
+            state = made
             cells_done = len(state.done_cells)
             ids = [engine.results.put(state.recipes[cell.index], init) for cell in state.done_cells]
             for cell, key in zip(state.done_cells, ids, strict=True):
@@ -340,5 +354,7 @@ def build(engine: Engine, tools: list) -> Finished:
     model.change(schedulers_line, inputs=model, outputs=tab.schedulers, queue=False, api_visibility="private")
     wire_recipe_selection(engine, tab.cells, tab.recipes, tab.code, tab.recipe_downloads)
     outputs = [tab.grid, tab.summary, tab.cells, tab.files, tab.recipes]
-    done = wire_generation(tab.run, tab.stop, handler(engine), inputs=run_inputs, outputs=outputs, tools=tools)
+    done = wire_generation(
+        tab.run, tab.stop, handler(engine), inputs=run_inputs, outputs=outputs, tools=tools, live_output=tab.grid
+    )
     return Finished(done, tab.cells)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-SKIPPED_PARAMETERS = ("cancel", "progress")  # a handler's parameters that no client passes
+SKIPPED_PARAMETERS = ("cancel", "live", "progress")  # a handler's parameters that no client passes
 
 
 @dataclass(frozen=True)

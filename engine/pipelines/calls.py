@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from engine.pipelines.device import free_memory
+from engine.pipelines.live import LivePreview, LivePreviewFn, LiveView, latent_rgb_images
 
 logger = logging.getLogger(__name__)
 
@@ -84,36 +87,65 @@ def make_generators(seeds: Sequence[int], device: str) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
 
 
+LIVE_PREVIEW_SECONDS = 0.5  # at most one live preview per this many seconds (and the first step of each call)
+
+
 @dataclass
 class StepReporter:
-    """callback_on_step_end that counts steps, reports progress and raises on cancel.
+    """callback_on_step_end that counts steps, reports progress, raises on cancel and makes live previews.
 
     One reporter can span several pipeline calls of a job (one per seed, per sweep cell...): call
     `start_call(calls_left)` before each, and the bar runs on from where the last call ended.
+
+    With `live_preview` set (someone watches the run: the web page), a call given a `LiveView` asks diffusers
+    for its latents and sends a `LivePreview` on its first step and then at most every `live_seconds`;
+    without it (API and MCP calls) no latents are asked for and nothing is projected.
     """
 
     progress: ProgressFn | None = None
     cancel: CancelToken | None = None
+    live_preview: LivePreviewFn | None = None
+    live_seconds: float = LIVE_PREVIEW_SECONDS
     steps: int = 0  # every step of every call so far
     calls: int = 0
     notes: list[str] = field(default_factory=list)  # what went wrong and was recovered from, for the user
+    live_view: LiveView | None = None  # what the running call previews (set by call_pipeline)
     _call_start: int = 0
     _calls_left: int = 1
+    _last_live: float = -math.inf
 
     def start_call(self, calls_left: int = 1) -> None:
         self._call_start = self.steps
         self._calls_left = max(1, calls_left)
         self.calls += 1
 
+    @property
+    def wants_latents(self) -> bool:
+        """The running call makes live previews: someone watches, and its family has a projection."""
+        view = self.live_view
+        return self.live_preview is not None and view is not None and view.latent_rgb is not None
+
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
         self.steps += 1
+        in_call = self.steps - self._call_start
+        per_call = max(getattr(pipe, "num_timesteps", None) or in_call, in_call)
         if self.progress is not None:
-            in_call = self.steps - self._call_start
-            per_call = max(getattr(pipe, "num_timesteps", None) or in_call, in_call)
             self.progress(self.steps, self._call_start + per_call * self._calls_left)
         if self.cancel is not None and self.cancel.cancelled:
             raise GenerationCancelled(self.steps)
+        if self.wants_latents and "latents" in callback_kwargs:
+            now = time.monotonic()
+            if now - self._last_live >= self.live_seconds:  # the call's first step: -inf before it
+                self._last_live = now
+                self._send_live(callback_kwargs["latents"], in_call, per_call)
         return callback_kwargs
+
+    def _send_live(self, latents: torch.Tensor, step: int, steps: int) -> None:
+        view, send = self.live_view, self.live_preview
+        assert view is not None and view.latent_rgb is not None and send is not None  # wants_latents
+        images = latent_rgb_images(latents, view.latent_rgb, view.size)
+        places = view.places[: len(images)]
+        send(LivePreview(images=tuple(images), places=places, size=view.size, step=step, steps=steps))
 
 
 def step_callback_kwargs(pipe, reporter: StepReporter) -> dict:
@@ -121,6 +153,8 @@ def step_callback_kwargs(pipe, reporter: StepReporter) -> dict:
     (the x2 and x4 upscalers)."""
     parameters = inspect.signature(type(pipe).__call__).parameters
     if "callback_on_step_end" in parameters:
+        if reporter.wants_latents and "callback_on_step_end_tensor_inputs" in parameters:
+            return {"callback_on_step_end": reporter, "callback_on_step_end_tensor_inputs": ["latents"]}
         return {"callback_on_step_end": reporter}
     if "callback" in parameters:
 
@@ -139,8 +173,12 @@ def call_pipeline(
     cache,
     reporter: StepReporter | None = None,
     generators: list[torch.Generator] | None = None,
+    live: LiveView | None = None,
 ):
     """Call `pipe(**kwargs)` under the cache lock with per-image generators and the step callback.
+
+    `live` says what the call's images are for live previews (made only when the reporter has a
+    `live_preview` to send them to).
 
     `generators` are used as given when a caller has already drawn from them (the sweep draws each
     cell's init-latent sample first, as the pipeline would). `cache` gives the lock, the generator
@@ -159,6 +197,8 @@ def call_pipeline(
         reporter.start_call()
     call = dict(kwargs)
     call["generator"] = generators if generators is not None else make_generators(seeds, cache.policy.generator_device)
+    reporter.live_view = live
+    reporter._last_live = -math.inf
     call.update(step_callback_kwargs(pipe, reporter))
     states = [generator.get_state() for generator in call["generator"]]
     steps_before = reporter.steps

@@ -15,6 +15,7 @@ from engine.base.settings import Settings
 from engine.models.catalog import DEFAULT_MODEL, LoraSpec, ModelSpec, get_spec
 from engine.models.loras import check_loras, recorded
 from engine.pipelines.calls import call_pipeline
+from engine.pipelines.live import LiveView
 from engine.pipelines.lora import applied
 from engine.pipelines.prompts import check_weighted, weighted_embeddings
 from engine.pipelines.schedulers import check_scheduler, steps_run, swapped_scheduler
@@ -223,8 +224,10 @@ def call_parameters(kwargs: dict, plan: Img2ImgPlan) -> dict:
     return plain
 
 
-def run_img2img(plan: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
+def run_img2img(plan: Img2ImgPlan, context: RunContext, *, place: int = 0) -> Img2ImgResult:
     """Run a validated plan on the cached pipeline and return images, grid and recipe.
+
+    `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on).
 
     Raises:
         GenerationCancelled: Stop, a closed page (nothing of a Basic run is kept).
@@ -245,12 +248,14 @@ def run_img2img(plan: Img2ImgPlan, context: RunContext) -> Img2ImgResult:
         kwargs = img2img_kwargs(pipe, plan)
         for index, seeds in enumerate(groups):
             reporter.start_call(calls_left=len(groups) - index)
+            places = tuple(range(place + len(images), place + len(images) + len(seeds)))
             output = call_pipeline(
                 pipe,
                 {**kwargs, "num_images_per_prompt": len(seeds)},
                 seeds=seeds,
                 cache=cache,
                 reporter=reporter,
+                live=LiveView(plan.spec.adapter.latent_rgb, plan.image.size, places),
             )
             images.extend(output.images)
             nsfw.extend(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))

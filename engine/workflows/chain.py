@@ -26,6 +26,7 @@ from engine.base.images import NormalizedImage, fit_size
 from engine.base.settings import Settings
 from engine.models.catalog import ModelSpec, get_spec
 from engine.pipelines.calls import call_pipeline
+from engine.pipelines.live import LiveView
 from engine.pipelines.portable import decode_latents
 from engine.pipelines.schedulers import steps_run
 from engine.recipes import schema
@@ -442,7 +443,8 @@ def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> It
         hands_latents = plan.hands_latents(stage.index)
         pipe = cache.get(stage.spec.key, stage.kind)
         kwargs = {**stage_kwargs(pipe, stage, carried), "output_type": "latent" if hands_latents else "pil"}
-        output = call_pipeline(pipe, kwargs, seeds=(plan.seed,), cache=cache, reporter=reporter)
+        live = LiveView(stage.spec.adapter.latent_rgb, stage.output_size, (stage.index,))
+        output = call_pipeline(pipe, kwargs, seeds=(plan.seed,), cache=cache, reporter=reporter, live=live)
         if hands_latents:
             carried = output.images
             shown = decode_latents(pipe, carried) if plan.request.previews else None

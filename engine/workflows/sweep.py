@@ -35,6 +35,7 @@ from engine.models.catalog import get_spec
 from engine.models.loras import recorded
 from engine.models.loras import text as lora_text
 from engine.pipelines.calls import call_pipeline, denoiser_of, make_generators
+from engine.pipelines.live import LiveView
 from engine.pipelines.lora import applied
 from engine.pipelines.portable import encode_posterior, per_sample_guidance, sample_latents
 from engine.pipelines.prompts import weighted_embeddings
@@ -384,10 +385,16 @@ class SweepProgress:
     def done_cells(self) -> list[SweepCell]:
         return [cell for cell in self.plan.cells if self.images[cell.index] is not None]
 
-    def grid(self) -> Image.Image:
+    def grid(self, live: dict[int, Image.Image] | None = None) -> Image.Image:
+        """The labelled grid of the cells made so far; `live` fills running cells with their live previews
+        (scaled to the cell's size)."""
         plan = self.plan
+        cells = list(self.images)
+        for index, image in (live or {}).items():
+            if cells[index] is None:
+                cells[index] = image.resize(plan.cells[index].plan.image.size, Image.Resampling.BILINEAR)
         return labelled_grid(
-            self.images,
+            cells,
             cols=plan.cols,
             rows=plan.rows,
             x_name=plan.x_axis,
@@ -486,7 +493,7 @@ class _SharedWork:
 def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) -> list:
     first = cells[0]
     if not first.plan.spec.adapter.batches_cells:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
-        result = run_img2img(first.plan, context)
+        result = run_img2img(first.plan, context, place=first.index)
         return [(result.images[0], result.recipe)]
     cache = context.cache
     pipe = cache.get(first.plan.spec.key, "img2img")
@@ -577,6 +584,7 @@ def _batched_call(pipe, cells, embeddings, shared: _SharedWork, context: RunCont
             cache=context.cache,
             reporter=context.reporter,
             generators=generators,
+            live=LiveView(first.plan.spec.adapter.latent_rgb, first.plan.image.size, tuple(c.index for c in cells)),
         )
     return list(output.images)
 

@@ -243,6 +243,32 @@ def test_stop_stops_a_long_run(page, shots):
     expect(stop).to_be_hidden()
 
 
+def test_a_basic_run_shows_live_previews_before_its_result(page):
+    panel = open_tab(page, "Basic")
+    pick_example(panel, 1)
+    panel.get_by_text("Advanced").click()
+    steps = panel.get_by_label("Steps").locator("xpath=..").locator("input[type=number]").first
+    steps.fill("40")
+    steps.press("Enter")
+    strength = panel.get_by_label("Strength").locator("xpath=..").locator("input[type=number]").first
+    strength.fill("1")
+    strength.press("Enter")
+    panel.get_by_role("button", name="Generate").click()
+    gallery = page.locator("#basic-gallery")
+    expect(gallery.get_by_text(re.compile(r"live preview: step \d+ of \d+")).first).to_be_attached(timeout=120_000)
+    assert image_loaded(page, "#basic-gallery")  # the preview, while the run goes on
+    # the progress bar is on the other outputs, never over the preview: read both at one instant
+    over_preview = page.wait_for_function(
+        "() => document.querySelector('#basic-summary .progress-level')"
+        " && document.querySelector('#basic-gallery .caption-label')?.textContent.includes('live preview')"
+        " ? [document.querySelectorAll('#basic-gallery .progress-level').length] : null"
+    )
+    assert over_preview.json_value() == [0]
+    expect_summary(page, "basic-summary", "Seed", timeout=300_000)
+    expect(gallery.get_by_text(re.compile("seed \\d+")).first).to_be_attached()
+    expect(gallery.get_by_text("live preview")).to_have_count(0)  # the result replaced the preview
+
+
 def test_results_survive_a_reload_in_the_history(page, shots):
     from ui.history import STORAGE_KEY
 

@@ -22,6 +22,27 @@ PromptEncoder = Callable[..., dict]
 
 
 @dataclass(frozen=True)
+class LatentRGB:
+    """A latent space's cheap projection to RGB, for live previews while a pipeline denoises.
+
+    rgb = factors^T . latent + bias per latent pixel, read as [-1, 1] (the "approx cheap" preview of the
+    web UIs: no decoder runs). The numbers are fitted per VAE; ComfyUI's `comfy/latent_formats.py`
+    publishes them, for the latents as the denoiser sees them (scaled, and shifted where the VAE has a
+    shift), which is what diffusers' step callback holds. engine.pipelines.live applies them.
+
+    Args:
+        factors: one (R, G, B) row per latent channel, as many rows as the VAE has latent channels.
+        bias: added to every pixel's (R, G, B).
+        packed: the latents reach the step callback packed in 2x2 patches, (batch, patches, channels x 4)
+            (FLUX.1), and are unpacked first.
+    """
+
+    factors: tuple[tuple[float, float, float], ...]
+    bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    packed: bool = False
+
+
+@dataclass(frozen=True)
 class Family:
     """How the workflows treat one diffusion family.
 
@@ -52,6 +73,8 @@ class Family:
             their T5 encoder overflows float16 (inf, then a black image).
         gpu_step_seconds: an upper bound on one denoising step of one 512x512 image with guidance, in fp16
             without CUDA graphs or compile, on ZeroGPU's GPU slice (engine.hosting sizes GPU calls by it).
+        latent_rgb: its latents' cheap RGB projection (live previews while it denoises); None where none is
+            known (Kandinsky 2.2's MoVQ, the upscalers): no preview is made.
     """
 
     name: str
@@ -72,6 +95,7 @@ class Family:
     takes_lora: bool = False
     cuda_dtype: str | None = None
     gpu_step_seconds: float = 0.06
+    latent_rgb: LatentRGB | None = None
 
     def output_size(self, width: int, height: int) -> dict:
         """height/width for an img2img call whose output must be width x height.

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from engine.models.families import Family
+from engine.models.families import Family, LatentRGB
+
+# The SD 1.x VAE's 4 latent channels to RGB (ComfyUI's comfy/latent_formats.py, SD15)
+LATENT_RGB = LatentRGB(
+    factors=(
+        (0.3512, 0.2297, 0.3227),
+        (0.3250, 0.4974, 0.2350),
+        (-0.2829, 0.1762, 0.2721),
+        (-0.2120, -0.2616, -0.7177),
+    )
+)
 
 
 def encode_prompt(pipe, prompt, negative_prompt):
@@ -27,4 +37,5 @@ FAMILY = Family(
     depth_controlnet="controlnet-depth",
     encode_prompt=encode_prompt,
     weighted_prompt=weighted_prompt,
+    latent_rgb=LATENT_RGB,
 )

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 from engine.models.families import Family
-from engine.models.families.sdxl_refiner import encode_prompt, weighted_prompt  # both encoders where it has them
+from engine.models.families.sdxl_refiner import (  # both encoders where it has them; the same VAE
+    LATENT_RGB,
+    encode_prompt,
+    weighted_prompt,
+)
 
 FAMILY = Family(
     name="sdxl",
@@ -14,4 +18,5 @@ FAMILY = Family(
     encode_prompt=encode_prompt,
     weighted_prompt=weighted_prompt,
     gpu_step_seconds=0.09,
+    latent_rgb=LATENT_RGB,
 )

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from engine.models.families import Family
+from engine.models.families import Family, LatentRGB
+
+# The SDXL VAE's 4 latent channels to RGB, the base's and the refiner's (ComfyUI's comfy/latent_formats.py, SDXL)
+LATENT_RGB = LatentRGB(
+    factors=(
+        (0.3651, 0.4232, 0.4341),
+        (-0.2533, -0.0042, 0.1068),
+        (0.1076, 0.1111, -0.0362),
+        (-0.3165, -0.2492, -0.2188),
+    ),
+    bias=(0.1084, -0.0175, -0.0011),
+)
 
 
 def encode_prompt(pipe, prompt, negative_prompt):
@@ -57,4 +68,5 @@ FAMILY = Family(
     encode_prompt=encode_prompt,
     weighted_prompt=weighted_prompt,
     gpu_step_seconds=0.08,
+    latent_rgb=LATENT_RGB,
 )
