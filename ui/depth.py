@@ -199,6 +199,7 @@ def layout(engine: Engine) -> DepthTab:
                 ],
                 inputs=[image, depth_map, prompt],
                 label="Examples: the Middlebury motorcycle with its measured disparity; the astronaut, estimated",
+                visible_columns=[0, 1],  # the photo and its depth map; the prompt fills in too (a phone has no room)
             )
             negative_prompt = gr.Textbox(
                 value="", label="Negative prompt", info=NEGATIVE_INFO, max_length=settings.max_prompt_chars

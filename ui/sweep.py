@@ -193,7 +193,8 @@ def layout(engine: Engine) -> SweepTab:
                     [str(examples["coffee"]), EXAMPLE_PROMPTS["coffee"], "seed", "1-4"],
                 ],
                 inputs=[inputs.image, inputs.prompt, x_axis, x_values],
-                label="Examples (photos from scikit-image)",
+                label="Examples (photos from scikit-image, each with a prompt)",
+                visible_columns=[0, 2, 3],  # what each sweeps; the prompts are long, and a phone has no room
             )
             plan = gr.Markdown()
             with gr.Row():

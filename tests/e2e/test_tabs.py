@@ -219,6 +219,12 @@ def test_a_phone_sees_every_tab_and_a_short_header(browser, app_url):
         assert visible == ["Basic", "Sweep", "Chain", "Depth", "Recipe", "History"]  # none behind "..."
         banner = page.locator(".mode-banner").first.bounding_box()
         assert banner is not None and banner["y"] + banner["height"] < 844 / 3, banner
+        for tab in ("Basic", "Sweep", "Chain", "Depth"):  # examples whole, not columns cut off at the edge
+            panel = open_tab(page, tab)
+            examples = panel.locator("table, button.gallery-item").first
+            examples.wait_for()
+            box = examples.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, (tab, box)
     finally:
         context.close()
 
