@@ -11,7 +11,7 @@ from PIL import Image
 from engine.core import Engine
 from engine.models.catalog import models_for
 from engine.models.loras import text as lora_text
-from engine.recipes.foreign import foreign_fields, is_json_parameters
+from engine.recipes.foreign import TOOLS, foreign_fields, is_json_parameters
 from engine.recipes.recipe import PARAMETERS_KEY, RECIPE_KEY, Recipe, read_image_text
 from engine.recipes.results import is_result_id
 from engine.recipes.webui import BasicFields
@@ -99,16 +99,21 @@ def read_source(image: str | None, infotext: str) -> tuple[Recipe | None, BasicF
             return found, recipe_fields(found)
         if PARAMETERS_KEY in chunks and not is_json_parameters(chunks):
             fields = webui_fields(chunks[PARAMETERS_KEY])
+            if all(fields.values.get(name) is None for name in ("num_inference_steps", "seed", "guidance_scale")):
+                shown = chunks[PARAMETERS_KEY][:60]
+                raise ValueError(
+                    f"image's text {shown!r} is no web UI parameters text: it has no Steps, Seed or CFG scale"
+                )
             fields.notes.insert(0, "A web UI PNG: its parameters text is read; there is no recipe to replay exactly.")
             output_fields(fields, None)
             return None, fields
-        foreign = foreign_fields(chunks)  # ComfyUI, InvokeAI, NovelAI, Fooocus, SwarmUI
+        foreign = foreign_fields(chunks)  # engine.recipes.foreign.TOOLS
         if foreign is not None:
             output_fields(foreign, None)
             return None, foreign
         raise ValueError(
             "image carries neither an Img2Img Studio recipe nor a web UI parameters text, nor the metadata of "
-            "ComfyUI, InvokeAI, NovelAI, Fooocus or SwarmUI (made elsewhere, or with metadata turned off)"
+            f"{', '.join(TOOLS[:-1])} or {TOOLS[-1]} (made elsewhere, or with metadata turned off)"
         )
     if not infotext or not infotext.strip():
         raise ValueError(

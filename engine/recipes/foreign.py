@@ -12,44 +12,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from engine.recipes.webui import BasicFields, fields_from
+from engine.recipes.webui import SEED_END, BasicFields, fields_from, tool_sampler
+
+__all__ = ["SEED_END", "foreign_fields", "is_json_parameters", "tool_sampler"]
 
 MAX_JSON_CHARS = 1_000_000
-SEED_END = 2**32  # the app's seeds: [0, 2^32)
-
-# Sampler names of ComfyUI, InvokeAI, NovelAI and Fooocus, as the web UI names them (a trailing _gpu, Fooocus's,
-# and NovelAI's k_ prefix are dropped first). With a "karras" schedule the web UI's name gains " Karras".
-SAMPLERS = {
-    "euler": "Euler",
-    "euler_ancestral": "Euler a",
-    "euler_a": "Euler a",
-    "heun": "Heun",
-    "lms": "LMS",
-    "dpm_2": "DPM2",
-    "dpm_2_ancestral": "DPM2 a",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_k": "DPM++ 2M Karras",  # InvokeAI
-    "dpmpp_2m_sde": "DPM++ 2M SDE",
-    "dpmpp_2m_sde_k": "DPM++ 2M SDE Karras",
-    "dpmpp_sde": "DPM++ SDE",
-    "ddim": "DDIM",
-    "pndm": "PLMS",
-    "plms": "PLMS",
-    "uni_pc": "UniPC",
-    "unipc": "UniPC",
-    "deis": "DEIS",
-}
-
-
-def tool_sampler(name: object, schedule: object = None) -> str | None:
-    """The web UI's name for another tool's sampler (and schedule), or None when it has none."""
-    if not isinstance(name, str):
-        return None
-    key = name.lower().removeprefix("sample_").removeprefix("k_").removesuffix("_gpu")
-    found = SAMPLERS.get(key)
-    if found and isinstance(schedule, str) and schedule.lower() == "karras" and not found.endswith("Karras"):
-        found += " Karras"
-    return found
 
 
 def _json(text: object, name: str) -> Any:
@@ -96,7 +63,15 @@ def _with_notes(parsed: dict, notes: list[str], *, weighting: str = "webui") -> 
 # -- ComfyUI ------------------------------------------------------------------------------------------------
 
 SAMPLER_NODES = {"KSampler": ("seed", True), "KSamplerAdvanced": ("noise_seed", False)}  # seed input, has denoise
-TEXT_NODES = {"CLIPTextEncode": "text", "CLIPTextEncodeSDXL": "text_g", "CLIPTextEncodeSDXLRefiner": "text"}
+TEXT_NODES = {
+    "CLIPTextEncode": "text",
+    "CLIPTextEncodeSDXL": "text_g",
+    "CLIPTextEncodeSDXLRefiner": "text",
+    "smZ CLIPTextEncode": "text",  # Civitai's generator
+    "Power Prompt (rgthree)": "prompt",
+}
+# the input that holds the value of a node a text or seed input links to (a text box, a seed or primitive node)
+VALUE_INPUTS = ("value", "text", "Text", "string", "seed", "prompt")
 CHECKPOINT_NODES = ("CheckpointLoaderSimple", "CheckpointLoader", "ImageOnlyCheckpointLoader", "UNETLoader")
 UNDERSTOOD = {
     *SAMPLER_NODES,
@@ -122,6 +97,17 @@ def _linked(graph: dict, value: object) -> tuple[str, dict] | None:
     return None
 
 
+def _value(graph: dict, value: object) -> object:
+    """An input's value: as written, or where it is a link, the value of the node it names (one hop: a text box,
+    a seed node, a primitive); None for a link to anything else."""
+    found = _linked(graph, value)
+    if found is None:
+        return value
+    inputs = found[1]["inputs"]
+    values = [inputs[key] for key in VALUE_INPUTS if key in inputs and _linked(graph, inputs[key]) is None]
+    return values[0] if len(values) == 1 else None
+
+
 def _prompt_text(graph: dict, link: object) -> str | None:
     """The text of the text-encode node a sampler's positive or negative input names."""
     found = _linked(graph, link)
@@ -129,7 +115,7 @@ def _prompt_text(graph: dict, link: object) -> str | None:
         return None
     _, node = found
     key = TEXT_NODES.get(node.get("class_type", ""))
-    return _text(node["inputs"].get(key)) if key else None
+    return _text(_value(graph, node["inputs"].get(key))) if key else None
 
 
 def _checkpoint(graph: dict, link: object, loras: list[str]) -> str | None:
@@ -152,11 +138,17 @@ def _checkpoint(graph: dict, link: object, loras: list[str]) -> str | None:
     return None
 
 
+def _is_node(node: object) -> bool:
+    return isinstance(node, dict) and isinstance(node.get("class_type"), str)
+
+
 def comfyui(chunks: dict[str, str]) -> BasicFields:
     """ComfyUI's API-format graph (its `prompt` chunk): the first sampler node's values, the prompts of the text
     nodes it names, the checkpoint (and LoRA loaders) behind its model; the node types not understood are named."""
-    graph = _json(chunks["prompt"], "ComfyUI prompt")
-    if not isinstance(graph, dict) or not all(isinstance(node, dict) for node in graph.values()):
+    data = _json(chunks["prompt"], "ComfyUI prompt")
+    # the nodes; Civitai adds "extra" and "extraMetadata" beside them
+    graph = {key: node for key, node in data.items() if _is_node(node)} if isinstance(data, dict) else {}
+    if not graph:
         raise ValueError("image's ComfyUI prompt text is not a graph of nodes")
     samplers = sorted(
         (
@@ -178,12 +170,12 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
     parsed: dict[str, Any] = {
         "prompt": _prompt_text(graph, inputs.get("positive")) or "",
         "negative_prompt": _prompt_text(graph, inputs.get("negative")) or "",
-        "num_inference_steps": _number(inputs.get("steps"), int),
-        "guidance_scale": _number(inputs.get("cfg"), float),
+        "num_inference_steps": _number(_value(graph, inputs.get("steps")), int),
+        "guidance_scale": _number(_value(graph, inputs.get("cfg")), float),
     }
     if has_denoise and _number(inputs.get("denoise"), float) is not None:
         parsed["strength"] = round(_number(inputs.get("denoise"), float), 4)
-    _seeded(parsed, inputs.get(seed_input), notes)
+    _seeded(parsed, _value(graph, inputs.get(seed_input)), notes)
     sampler = tool_sampler(inputs.get("sampler_name"), inputs.get("scheduler"))
     if sampler:
         parsed["sampler"] = sampler
@@ -307,14 +299,71 @@ def _is_fooocus(chunks: dict[str, str]) -> bool:
     )
 
 
-# (which tool, whether its chunks are present, its reader), in the order they are tried
+def ruined_fooocus(chunks: dict[str, str]) -> BasicFields:
+    """RuinedFooocus's JSON `parameters` ("Prompt", "Negative", ComfyUI's sampler names)."""
+    data = _json_object(chunks.get("parameters"))
+    notes = ["A RuinedFooocus image: its parameters are read; there is no recipe to replay exactly."]
+    parsed: dict[str, Any] = {
+        "prompt": _text(data.get("Prompt")) or "",
+        "negative_prompt": _text(data.get("Negative")) or "",
+        "num_inference_steps": _number(data.get("steps"), int),
+        "guidance_scale": _number(data.get("cfg"), float),
+        "strength": _number(data.get("denoise"), float),
+        "model": _text(data.get("base_model_name")),
+        "sampler": tool_sampler(data.get("sampler_name"), data.get("scheduler")),
+    }
+    _seeded(parsed, data.get("seed"), notes)
+    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+
+
+def hf_space(chunks: dict[str, str]) -> BasicFields:
+    """The JSON `parameters` of the Hugging Face Spaces that run diffusers (its argument names, the web UI's
+    sampler names)."""
+    data = _json_object(chunks.get("parameters"))
+    notes = ["A Hugging Face Space image: its parameters are read; there is no recipe to replay exactly."]
+    parsed: dict[str, Any] = {
+        "prompt": _text(data.get("prompt")) or "",
+        "negative_prompt": _text(data.get("negative_prompt")) or "",
+        "num_inference_steps": _number(data.get("num_inference_steps"), int),
+        "guidance_scale": _number(data.get("guidance_scale"), float),
+        "strength": _number(data.get("strength"), float),
+        "model": _text(data.get("Model")),
+        "sampler": _text(data.get("sampler")),
+    }
+    _seeded(parsed, data.get("seed"), notes)
+    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+
+
+def _is_graph(text: object) -> bool:
+    return any(_is_node(node) for node in _json_object(text).values())
+
+
+def civitai(chunks: dict[str, str]) -> BasicFields:
+    """Civitai's generator: the ComfyUI graph it ran, as JSON in the EXIF UserComment (read as `parameters`)."""
+    return comfyui({"prompt": chunks["parameters"]})
+
+
+# (which tool, whether its chunks are present, its reader), in the order they are tried: SwarmUI before ComfyUI,
+# whose graph SwarmUI writes beside its own parameters
 READERS: tuple[tuple[str, Callable[[dict[str, str]], bool], Callable[[dict[str, str]], BasicFields]], ...] = (
+    ("SwarmUI", lambda chunks: "sui_image_params" in _json_object(chunks.get("parameters")), swarmui),
     ("ComfyUI", lambda chunks: bool(_json_object(chunks.get("prompt"))), comfyui),
+    ("Civitai", lambda chunks: _is_graph(chunks.get("parameters")), civitai),
     ("InvokeAI", lambda chunks: "invokeai_metadata" in chunks, invokeai),
     ("NovelAI", lambda chunks: chunks.get("Software") == "NovelAI" and "Comment" in chunks, novelai),
     ("Fooocus", _is_fooocus, fooocus),
-    ("SwarmUI", lambda chunks: "sui_image_params" in _json_object(chunks.get("parameters")), swarmui),
+    (
+        "RuinedFooocus",
+        lambda chunks: _json_object(chunks.get("parameters")).get("software") == "RuinedFooocus",
+        ruined_fooocus,
+    ),
+    (
+        "Hugging Face Space",
+        lambda chunks: {"prompt", "num_inference_steps"} <= set(_json_object(chunks.get("parameters"))),
+        hf_space,
+    ),
 )
+TOOLS = tuple(tool for tool, _, _ in READERS)
 
 
 def is_json_parameters(chunks: dict[str, str]) -> bool:

@@ -352,6 +352,9 @@ def read_png_text(source: str | Path | bytes) -> dict[str, str]:
 
 
 _USER_COMMENT, _EXIF_IFD = 0x9286, 0x8769
+# ImageDescription, Make, Model: where ComfyUI's JPEG and WebP savers write "prompt:{...}" and "Workflow: {...}"
+_IFD0_TEXT = (0x010E, 0x010F, 0x0110)
+_IFD0_KEYS = ("prompt", "workflow")
 
 
 def _user_comment(value: object) -> str | None:
@@ -370,10 +373,29 @@ def _user_comment(value: object) -> str | None:
     return decoded.strip("\0") or None
 
 
+def _exif_chunks(comment: str | None) -> dict[str, str]:
+    """The chunks a UserComment holds as one JSON object: NovelAI's WebP ({"Comment": "...", "Software": ...}),
+    ComfyUI's SaveImagePlus ({"prompt": {graph}, "workflow": {...}}); else {}."""
+    if comment is None or not comment.startswith("{") or len(comment) > MAX_TEXT_TOTAL:
+        return {}
+    try:
+        data = json.loads(comment)
+    except (json.JSONDecodeError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    if isinstance(data.get("prompt"), dict):
+        return {key: json.dumps(data[key]) for key in _IFD0_KEYS if isinstance(data.get(key), dict)}
+    if not all(isinstance(v, str) for v in data.values()) or "Software" not in data:
+        return {}
+    return {key: value.strip("\0") for key, value in data.items()}
+
+
 def read_image_text(source: str | Path | bytes) -> dict[str, str]:
     """The generation text an image carries: a PNG's text chunks; a JPEG's or WebP's EXIF UserComment (where the
-    web UI and Forge write their infotext, as `parameters`) or, lacking one, a JPEG comment. Told by the file's
-    first bytes, whatever its name; only headers are read.
+    web UI and Forge write their infotext, as `parameters`; NovelAI its chunks as one JSON object) or, lacking one, a
+    JPEG comment, and the `prompt:` and `workflow:` texts ComfyUI's savers write into EXIF ImageDescription, Make
+    and Model. Told by the file's first bytes, whatever its name; only headers are read.
 
     Raises:
         ValueError: not a PNG, JPEG or WebP, or a file Pillow refuses.
@@ -388,14 +410,25 @@ def read_image_text(source: str | Path | bytes) -> dict[str, str]:
         formats = ["WEBP"]
     else:
         raise ValueError("image must be a PNG, JPEG or WebP (its first bytes are none of these)")
+    texts: dict[str, str] = {}
     try:
         with _opened(source) as fp, Image.open(fp, formats=formats) as image:
-            comment = _user_comment(image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT))
+            exif = image.getexif()
+            # in the EXIF IFD, as the standard has it, or in the first IFD (ComfyUI's SaveImagePlus)
+            comment = _user_comment(exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT, exif.get(_USER_COMMENT)))
             if comment is None and isinstance(image.info.get("comment"), bytes):
                 comment = _decoded(image.info["comment"]).strip("\0") or None
+            for tag in _IFD0_TEXT:
+                value = exif.get(tag)
+                key, colon, text = (value if isinstance(value, str) else "").partition(":")
+                if colon and key.strip().lower() in _IFD0_KEYS:
+                    texts.setdefault(key.strip().lower(), text.strip()[:MAX_TEXT_TOTAL])
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"image could not be read as a {formats[0]}: {str(exc)[:200]}") from None
-    return {PARAMETERS_KEY: comment[:MAX_TEXT_TOTAL]} if comment else {}
+    chunks = _exif_chunks(comment)
+    if chunks:
+        return texts | chunks
+    return texts | ({PARAMETERS_KEY: comment[:MAX_TEXT_TOTAL]} if comment else {})
 
 
 def read_recipe(source: str | Path | bytes, shapes: Mapping[str, RecipeShape]) -> Recipe:

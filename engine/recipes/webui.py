@@ -29,6 +29,31 @@ MODEL_ALIASES = {
     "comic-diffusion-v2": "comic-diffusion",
     "eldenring-v3-pruned": "elden-ring",
 }
+SEED_END = 2**32  # the app's seeds: [0, 2^32)
+# Sampler names of ComfyUI, InvokeAI, NovelAI and Fooocus, as the web UI names them (a trailing _gpu, Fooocus's,
+# and NovelAI's k_ prefix are dropped first). With a "karras" schedule the web UI's name gains " Karras".
+SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "euler_a": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_k": "DPM++ 2M Karras",  # InvokeAI
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_k": "DPM++ 2M SDE Karras",
+    "dpmpp_sde": "DPM++ SDE",
+    "ddim": "DDIM",
+    "pndm": "PLMS",
+    "plms": "PLMS",
+    "uni_pc": "UniPC",
+    "unipc": "UniPC",
+    "deis": "DEIS",
+}
+# ComfyUI's schedulers, as the savers that write a web UI infotext join them to the sampler: euler_ancestral_karras
+COMFYUI_SCHEDULES = ("karras", "normal", "simple", "exponential", "sgm_uniform", "beta", "ddim_uniform")
 WEBUI_EMPHASIS = 1.1  # the web UI's factor for one pair of () or []
 LORA_TAG = re.compile(r"<(lora|lyco|hypernet):[^>]{1,200}>", re.IGNORECASE)
 # Fields Basic reads directly; the rest of an infotext is listed as not mapped.
@@ -54,6 +79,27 @@ class BasicFields:
 
     values: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+def tool_sampler(name: object, schedule: object = None) -> str | None:
+    """The web UI's name for another tool's sampler (and schedule), or None when it has none."""
+    if not isinstance(name, str):
+        return None
+    key = name.lower().removeprefix("sample_").removeprefix("k_").removesuffix("_gpu")
+    found = SAMPLERS.get(key)
+    if found and isinstance(schedule, str) and schedule.lower() == "karras" and not found.endswith("Karras"):
+        found += " Karras"
+    return found
+
+
+def joined_sampler(name: str) -> str | None:
+    """The web UI's name for a sampler and schedule written as one: ComfyUI's savers' `euler_ancestral_karras`,
+    Stability Matrix's `Euler Ancestral Karras`; None when it is neither."""
+    key = name.strip().lower().replace(" ", "_")
+    for schedule in COMFYUI_SCHEDULES:
+        if key.endswith("_" + schedule):
+            return tool_sampler(key[: -len(schedule) - 1], schedule)
+    return tool_sampler(key)
 
 
 def _offered_lora(tag: str, loras: list[str]) -> bool:
@@ -155,6 +201,9 @@ def fields_from(parsed: dict, *, weighting: str = "webui") -> BasicFields:
     values = result.values
     for name in ("prompt", "negative_prompt", "strength", "guidance_scale", "num_inference_steps", "seed"):
         values[name] = parsed.get(name)
+    if values["seed"] is not None and not 0 <= values["seed"] < SEED_END:
+        result.notes.append(f"Seed {values['seed']} is outside the app's seeds [0, 2^32): Basic's seed is kept.")
+        values["seed"] = None
     model = None
     if "model" in parsed:
         model = model_key(parsed["model"])
@@ -174,6 +223,8 @@ def fields_from(parsed: dict, *, weighting: str = "webui") -> BasicFields:
             result.notes.append(
                 f"Schedule type {schedule!r} has no counterpart here; the sampler's own schedule is used."
             )
+    if "sampler" in parsed and lookup(parsed["sampler"]) is None:
+        parsed["sampler"] = joined_sampler(parsed["sampler"]) or parsed["sampler"]
     if "sampler" in parsed:
         try:
             values["scheduler"] = check_scheduler(parsed["sampler"], target)
