@@ -21,6 +21,7 @@ NO_SAMPLER = "image's ComfyUI graph has no KSampler node this app can read"
 READ = [
     ("civitai-hires.jpg", "general, masterpiece, be", 25, 5.0, 1311178179, "Euler a"),
     ("civitai.jpeg", "general, masterpiece, be", 25, 5.0, 1311178179, "Euler a"),
+    ("comfyui-anima.png", "general, masterpiece, be", 24, 5.0, 662066908990052, "Euler"),  # SamplerCustomAdvanced
     ("comfyui-animated-webp.webp", "general, masterpiece, be", 20, 5.0, 270932924124066, None),
     ("comfyui-comfy-image-saver.jpeg", "unknown", 20, 8.0, 0, "Euler"),
     ("comfyui-comfy-image-saver.png", "unknown", 20, 8.0, 0, "Euler"),
@@ -96,7 +97,6 @@ READ = [
 ]
 REFUSED = [
     ("civitai-upscale.jpg", NO_SAMPLER),
-    ("comfyui-anima.png", NO_SAMPLER),
     ("empty.jpg", NEITHER),
     ("empty.png", NEITHER),
     ("empty.webp", NEITHER),

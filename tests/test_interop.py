@@ -355,6 +355,23 @@ def test_a_crafted_comfyui_graph_is_read_as_data(tmp_path):
     assert fields.values["prompt"] == "" and fields.values["num_inference_steps"] is None  # no number
     assert any("Nodes not understood (their effect is not in Basic): SomeCustomNode." in n for n in fields.notes)
     assert any("<lora:a:1>" in note and "removed: no LoRA of that name is offered" in note for note in fields.notes)
+    flux = {  # FLUX's graph: SamplerCustomAdvanced, its values in the nodes it links to
+        "1": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {"noise": ["2", 0], "guider": ["3", 0], "sampler": ["4", 0], "sigmas": ["5", 0]},
+        },
+        "2": {"class_type": "RandomNoise", "inputs": {"noise_seed": 42}},
+        "3": {"class_type": "BasicGuider", "inputs": {"conditioning": ["6", 0], "model": ["8", 0]}},
+        "4": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "5": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 4, "model": ["8", 0]}},
+        "6": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["7", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox"}},
+        "8": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-schnell.safetensors"}},
+    }
+    _, fields = read_source(png(flux), "")
+    read = {key: fields.values.get(key) for key in ("prompt", "seed", "num_inference_steps", "guidance_scale")}
+    assert read == {"prompt": "a red fox", "seed": 42, "num_inference_steps": 4, "guidance_scale": 3.5}
+    assert fields.values["model"] == "flux-schnell" and not any("not understood" in n for n in fields.notes)
     with pytest.raises(ValueError, match="ComfyUI graph has no KSampler node"):
         read_source(png({"1": {"class_type": "SaveImage", "inputs": {}}}), "")
     with pytest.raises(ValueError, match="ComfyUI prompt text is not a graph of nodes"):

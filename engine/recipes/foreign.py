@@ -63,6 +63,16 @@ def _with_notes(parsed: dict, notes: list[str], *, weighting: str = "webui") -> 
 # -- ComfyUI ------------------------------------------------------------------------------------------------
 
 SAMPLER_NODES = {"KSampler": ("seed", True), "KSamplerAdvanced": ("noise_seed", False)}  # seed input, has denoise
+# the custom samplers, whose values sit in the nodes they link to (noise, guider, sampler, sigmas)
+CUSTOM_SAMPLER_NODES = ("SamplerCustomAdvanced", "SamplerCustom")
+# what those linked nodes hold, as KSampler's inputs name it: node type -> {their input: KSampler's}
+CUSTOM_PARTS = {
+    "RandomNoise": {"noise_seed": "seed"},
+    "CFGGuider": {"cfg": "cfg", "positive": "positive", "negative": "negative", "model": "model"},
+    "BasicGuider": {"conditioning": "positive", "model": "model"},
+    "KSamplerSelect": {"sampler_name": "sampler_name"},
+    "BasicScheduler": {"scheduler": "scheduler", "steps": "steps", "denoise": "denoise", "model": "model"},
+}
 TEXT_NODES = {
     "CLIPTextEncode": "text",
     "CLIPTextEncodeSDXL": "text_g",
@@ -75,6 +85,9 @@ VALUE_INPUTS = ("value", "text", "Text", "string", "seed", "prompt")
 CHECKPOINT_NODES = ("CheckpointLoaderSimple", "CheckpointLoader", "ImageOnlyCheckpointLoader", "UNETLoader")
 UNDERSTOOD = {
     *SAMPLER_NODES,
+    *CUSTOM_SAMPLER_NODES,
+    *CUSTOM_PARTS,
+    "FluxGuidance",
     *TEXT_NODES,
     *CHECKPOINT_NODES,
     "LoraLoader",
@@ -106,6 +119,29 @@ def _value(graph: dict, value: object) -> object:
     inputs = found[1]["inputs"]
     values = [inputs[key] for key in VALUE_INPUTS if key in inputs and _linked(graph, inputs[key]) is None]
     return values[0] if len(values) == 1 else None
+
+
+def _sampler_inputs(graph: dict, node: dict) -> tuple[dict, str, bool]:
+    """A sampler node's values as KSampler names them, its seed input's name, and whether it has a denoise: a
+    custom sampler's are gathered from the nodes it links to (RandomNoise, CFGGuider or BasicGuider,
+    KSamplerSelect, BasicScheduler; FluxGuidance's guidance as the cfg)."""
+    kind = node["class_type"]
+    if kind in SAMPLER_NODES:
+        seed_input, has_denoise = SAMPLER_NODES[kind]
+        return node["inputs"], seed_input, has_denoise
+    inputs: dict = {key: value for key, value in node["inputs"].items() if key in ("noise_seed", "cfg", "model")}
+    inputs |= {key: value for key, value in node["inputs"].items() if key in ("positive", "negative")}
+    for link in node["inputs"].values():
+        found = _linked(graph, link)
+        parts = CUSTOM_PARTS.get(found[1].get("class_type", "")) if found else None
+        for theirs, ours in (parts or {}).items():
+            if found is not None and theirs in found[1]["inputs"]:
+                inputs.setdefault("noise_seed" if ours == "seed" else ours, found[1]["inputs"][theirs])
+    flux = _linked(graph, inputs.get("positive"))
+    if flux is not None and flux[1].get("class_type") == "FluxGuidance":  # FLUX's distilled guidance
+        inputs.setdefault("cfg", flux[1]["inputs"].get("guidance"))
+        inputs["positive"] = flux[1]["inputs"].get("conditioning")
+    return inputs, "noise_seed", True
 
 
 def _prompt_text(graph: dict, link: object) -> str | None:
@@ -154,7 +190,8 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
         (
             key
             for key, node in graph.items()
-            if node.get("class_type") in SAMPLER_NODES and isinstance(node.get("inputs"), dict)
+            if node.get("class_type") in (*SAMPLER_NODES, *CUSTOM_SAMPLER_NODES)
+            and isinstance(node.get("inputs"), dict)
         ),
         key=lambda key: (len(key), key),
     )
@@ -163,9 +200,7 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
         raise ValueError("image's ComfyUI graph has no KSampler node this app can read")
     if len(samplers) > 1:
         notes.append(f"The graph has {len(samplers)} sampler nodes: node {samplers[0]}'s values are read.")
-    node = graph[samplers[0]]
-    seed_input, has_denoise = SAMPLER_NODES[node["class_type"]]
-    inputs = node["inputs"]
+    inputs, seed_input, has_denoise = _sampler_inputs(graph, graph[samplers[0]])
     loras: list[str] = []
     parsed: dict[str, Any] = {
         "prompt": _prompt_text(graph, inputs.get("positive")) or "",
@@ -173,7 +208,7 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
         "num_inference_steps": _number(_value(graph, inputs.get("steps")), int),
         "guidance_scale": _number(_value(graph, inputs.get("cfg")), float),
     }
-    if has_denoise and _number(inputs.get("denoise"), float) is not None:
+    if has_denoise and _number(inputs.get("denoise"), float) is not None:  # a whole pass (1.0) is text-to-image
         parsed["strength"] = round(_number(inputs.get("denoise"), float), 4)
     _seeded(parsed, _value(graph, inputs.get(seed_input)), notes)
     sampler = tool_sampler(inputs.get("sampler_name"), inputs.get("scheduler"))

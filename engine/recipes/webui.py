@@ -28,6 +28,11 @@ MODEL_ALIASES = {
     "sd_xl_refiner_1.0": "sdxl-refiner",
     "comic-diffusion-v2": "comic-diffusion",
     "eldenring-v3-pruned": "elden-ring",
+    # the single files the newer repositories publish, as ComfyUI and Forge name the checkpoint
+    "sd_xl_base_1.0": "sdxl-base",
+    "sd3.5_medium": "sd35-medium",
+    "flux1-schnell": "flux-schnell",
+    "flux1-dev": "flux-dev",
 }
 SEED_END = 2**32  # the app's seeds: [0, 2^32)
 # Sampler names of ComfyUI, InvokeAI, NovelAI and Fooocus, as the web UI names them (a trailing _gpu, Fooocus's,
