@@ -28,6 +28,14 @@ def _json(text: object, name: str) -> Any:
         raise ValueError(f"image's {name} text is not valid JSON: {str(exc)[:120]}") from None
 
 
+def _json_dict(text: object, name: str) -> dict:
+    """A chunk's JSON that must be an object (a tool's metadata), refused naming the tool's chunk otherwise."""
+    data = _json(text, name)
+    if not isinstance(data, dict):
+        raise ValueError(f"image's {name} text is not a JSON object")
+    return data
+
+
 def _number(value: object, kind: type) -> Any:
     """A JSON number as `kind` (int or float), or None for anything else (text, a list, a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -53,6 +61,8 @@ def _seeded(parsed: dict, seed: object, notes: list[str]) -> None:
 
 
 def _with_notes(parsed: dict, notes: list[str], *, weighting: str = "webui") -> BasicFields:
+    """Basic's fields from what a reader found (None: not in the file), its notes first."""
+    parsed = {key: value for key, value in parsed.items() if value is not None}
     for name in ("prompt", "negative_prompt"):
         parsed[name] = parsed.get(name, "").strip()
     fields = fields_from(parsed, weighting=weighting)
@@ -224,7 +234,7 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
     unknown = sorted({str(n.get("class_type")) for n in graph.values()} - UNDERSTOOD)
     if unknown:
         notes.append(f"Nodes not understood (their effect is not in Basic): {', '.join(unknown[:12])}.")
-    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+    return _with_notes(parsed, notes)
 
 
 # -- InvokeAI, NovelAI, Fooocus -----------------------------------------------------------------------------
@@ -232,9 +242,7 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
 
 def invokeai(chunks: dict[str, str]) -> BasicFields:
     """InvokeAI's `invokeai_metadata` JSON (its prompts are Compel syntax already)."""
-    data = _json(chunks["invokeai_metadata"], "InvokeAI metadata")
-    if not isinstance(data, dict):
-        raise ValueError("image's InvokeAI metadata is not a JSON object")
+    data = _json_dict(chunks["invokeai_metadata"], "InvokeAI metadata")
     notes = ["An InvokeAI image: its metadata is read; there is no recipe to replay exactly."]
     model = data.get("model")
     parsed: dict[str, Any] = {
@@ -252,14 +260,12 @@ def invokeai(chunks: dict[str, str]) -> BasicFields:
     extra = sorted(key for key, value in data.items() if key not in rest and value not in (None, "", [], 0, 0.0))
     if extra:
         notes.append(f"Not mapped (no counterpart in Basic): {', '.join(extra)}.")
-    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes, weighting="compel")
+    return _with_notes(parsed, notes, weighting="compel")
 
 
 def novelai(chunks: dict[str, str]) -> BasicFields:
     """NovelAI's `Comment` JSON, with the prompt in `Description`."""
-    data = _json(chunks["Comment"], "NovelAI Comment")
-    if not isinstance(data, dict):
-        raise ValueError("image's NovelAI Comment is not a JSON object")
+    data = _json_dict(chunks["Comment"], "NovelAI Comment")
     notes = ["A NovelAI image: its Comment is read; NovelAI's models are not the app's."]
     parsed: dict[str, Any] = {
         "prompt": _text(data.get("prompt")) or _text(chunks.get("Description")) or "",
@@ -270,14 +276,12 @@ def novelai(chunks: dict[str, str]) -> BasicFields:
         "sampler": tool_sampler(data.get("sampler")),
     }
     _seeded(parsed, data.get("seed"), notes)
-    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+    return _with_notes(parsed, notes)
 
 
 def fooocus(chunks: dict[str, str]) -> BasicFields:
     """Fooocus's JSON `parameters` (its prompt as typed; the expanded one it ran is named in a note)."""
-    data = _json(chunks["parameters"], "Fooocus parameters")
-    if not isinstance(data, dict):
-        raise ValueError("image's Fooocus parameters are not a JSON object")
+    data = _json_dict(chunks["parameters"], "Fooocus parameters")
     notes = ["A Fooocus image: its parameters are read; Fooocus expands the prompt and adds styles the app has not."]
     parsed: dict[str, Any] = {
         "prompt": _text(data.get("prompt")) or "",
@@ -291,12 +295,12 @@ def fooocus(chunks: dict[str, str]) -> BasicFields:
     styles = _text(data.get("styles"))
     if styles and styles != "[]":
         notes.append(f"Styles {styles} are Fooocus's own: not applied.")
-    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+    return _with_notes(parsed, notes)
 
 
 def swarmui(chunks: dict[str, str]) -> BasicFields:
     """SwarmUI's JSON `parameters` ({"sui_image_params": {...}})."""
-    data = _json(chunks["parameters"], "SwarmUI parameters").get("sui_image_params")
+    data = _json_dict(chunks["parameters"], "SwarmUI parameters").get("sui_image_params")
     if not isinstance(data, dict):
         raise ValueError("image's SwarmUI parameters hold no sui_image_params object")
     notes = ["A SwarmUI image: its parameters are read; there is no recipe to replay exactly."]
@@ -310,7 +314,7 @@ def swarmui(chunks: dict[str, str]) -> BasicFields:
         "sampler": tool_sampler(data.get("sampler"), data.get("scheduler")),
     }
     _seeded(parsed, data.get("seed"), notes)
-    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+    return _with_notes(parsed, notes)
 
 
 def _json_object(text: object) -> dict:
@@ -348,7 +352,7 @@ def ruined_fooocus(chunks: dict[str, str]) -> BasicFields:
         "sampler": tool_sampler(data.get("sampler_name"), data.get("scheduler")),
     }
     _seeded(parsed, data.get("seed"), notes)
-    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+    return _with_notes(parsed, notes)
 
 
 def hf_space(chunks: dict[str, str]) -> BasicFields:
@@ -366,7 +370,7 @@ def hf_space(chunks: dict[str, str]) -> BasicFields:
         "sampler": _text(data.get("sampler")),
     }
     _seeded(parsed, data.get("seed"), notes)
-    return _with_notes({k: v for k, v in parsed.items() if v is not None}, notes)
+    return _with_notes(parsed, notes)
 
 
 def _is_graph(text: object) -> bool:

@@ -50,15 +50,29 @@ def browser(app_url):
         browser.close()
 
 
-@pytest.fixture()
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def opened(browser, app_url, width: int, height: int):
+    """A fresh page of the app in a window of this size, once its tabs are there (close its context after)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(120_000)
     page.goto(app_url)
     page.get_by_role("tab", name="Basic").wait_for()
+    return page
+
+
+@pytest.fixture()
+def page(browser, app_url):
+    page = opened(browser, app_url, 1400, 1000)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture()
+def phone(browser, app_url):
+    """The app on a phone's screen (390x844)."""
+    page = opened(browser, app_url, 390, 844)
+    yield page
+    page.context.close()
 
 
 @pytest.fixture(scope="session")

@@ -208,25 +208,17 @@ def test_a_first_visit_sees_what_it_needs_above_the_fold(page):
     assert not panel.get_by_role("button", name="Stop").is_visible()
 
 
-def test_a_phone_sees_every_tab_and_a_short_header(browser, app_url):
-    context = browser.new_context(viewport={"width": 390, "height": 844})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.goto(app_url)
-    page.get_by_role("tab", name="Basic").wait_for()
-    try:
-        visible = [tab.inner_text() for tab in page.get_by_role("tab").all() if tab.is_visible()]
-        assert visible == ["Basic", "Sweep", "Chain", "Depth", "Recipe", "History"]  # none behind "..."
-        banner = page.locator(".mode-banner").first.bounding_box()
-        assert banner is not None and banner["y"] + banner["height"] < 844 / 3, banner
-        for tab in ("Basic", "Sweep", "Chain", "Depth"):  # examples whole, not columns cut off at the edge
-            panel = open_tab(page, tab)
-            examples = panel.locator("table, button.gallery-item").first
-            examples.wait_for()
-            box = examples.bounding_box()
-            assert box is not None and box["x"] + box["width"] <= 390, (tab, box)
-    finally:
-        context.close()
+def test_a_phone_sees_every_tab_and_a_short_header(phone):
+    visible = [tab.inner_text() for tab in phone.get_by_role("tab").all() if tab.is_visible()]
+    assert visible == ["Basic", "Sweep", "Chain", "Depth", "Recipe", "History"]  # none behind "..."
+    banner = phone.locator(".mode-banner").first.bounding_box()
+    assert banner is not None and banner["y"] + banner["height"] < 844 / 3, banner
+    for tab in ("Basic", "Sweep", "Chain", "Depth"):  # examples whole, not columns cut off at the edge
+        panel = open_tab(phone, tab)
+        examples = panel.locator("table, button.gallery-item").first
+        examples.wait_for()
+        box = examples.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390, (tab, box)
 
 
 def test_stop_stops_a_long_run(page, shots):
