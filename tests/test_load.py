@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
+import gradio as gr
 import httpx
+import numpy as np
+import pytest
 from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
 from PIL import Image
@@ -52,6 +57,45 @@ def test_sixteen_concurrent_jobs_across_every_tab_all_complete(server, cat_png, 
     assert all(Image.open(path).size == (200, 136) for path in outputs["estimate_depth"])
     assert engine.cache.lock.acquire(timeout=5)
     engine.cache.lock.release()
+
+
+@pytest.mark.parametrize("kind", ["image", "slider", "gallery"])
+def test_an_image_two_runs_return_at_once_is_never_served_part_written(kind):
+    """Two runs that return the same image at once (two visitors on one example): Gradio's copy of it is
+    being served to the first while the second's is written. CI once saw that download end short, with
+    four depth estimates of one photo finishing together; the copy must only ever be read whole."""
+    from ui.components import result_gallery, result_image
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (640, 640, 3), dtype=np.uint8))
+    with gr.Blocks():
+        if kind == "gallery":
+            shown = result_gallery("Results", columns=2, height=200)
+        else:
+            shown = result_image("Result", slider=kind == "slider")
+    value = {"image": image, "slider": (image, image), "gallery": [(image, "a caption")]}[kind]
+
+    def served(value) -> Path:
+        data = shown.postprocess(value).model_dump()
+        first = data[0] if kind == "slider" else data[0]["image"] if kind == "gallery" else data
+        return Path(first["path"])
+
+    path = served(value)
+    whole, short, done = path.read_bytes(), [], threading.Event()
+
+    def download():
+        while not done.is_set():
+            if (got := len(path.read_bytes())) != len(whole):
+                short.append(got)
+
+    reader = threading.Thread(target=download)
+    reader.start()
+    try:
+        for _ in range(30):
+            assert served(value) == path  # the one copy, named by its bytes
+    finally:
+        done.set()
+        reader.join()
+    assert not short, f"read part-written {len(short)} times: {short[:5]} of {len(whole)} bytes"
 
 
 def test_a_full_queue_answers_cleanly_and_loses_nothing(engine, cat_png):

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import gradio as gr
+from gradio import processing_utils
+from PIL import Image
 
 from engine.base.errors import shown_value
 from engine.base.images import HeaderOnly
@@ -201,28 +206,76 @@ def result_image(
 ):
     """A result image (or an init | result slider): PNG, with the download button, not editable."""
     kind = gr.ImageSlider if slider else gr.Image
-    return kind(
-        label=label,
-        type=type,
-        format="png",
-        interactive=False,
-        elem_id=elem_id,
-        elem_classes=[OUTPUT_CLASS],
-        visible=visible,
+    return written_whole(
+        kind(
+            label=label,
+            type=type,
+            format="png",
+            interactive=False,
+            elem_id=elem_id,
+            elem_classes=[OUTPUT_CLASS],
+            visible=visible,
+        )
     )
+
+
+Shown = TypeVar("Shown", gr.Image, gr.ImageSlider, gr.Gallery)
+
+
+def written_whole(component: Shown) -> Shown:
+    """`component` hands Gradio the images a handler returns as files written whole.
+
+    Gradio writes a returned image into its cache under a name made from the image's bytes, and writes it
+    in place: two runs that return the same image at once (two visitors on one example, the same seed)
+    rewrite the file while the first one's download is under way, and that download ends short ("peer
+    closed connection without sending complete message body"). Here each image is written under a
+    temporary name and renamed into place, under the name Gradio would have used, which Gradio then
+    finds and serves as it is (it copies files that way itself).
+    """
+    postprocess = component.postprocess
+
+    def with_files(value):
+        return postprocess(image_files(value, component.GRADIO_CACHE, component.format or "png"))
+
+    component.postprocess = with_files
+    return component
+
+
+def image_files(value, cache_dir: str, format: str):
+    """`value` with each PIL image in it (alone, in a slider's pair, in a gallery's items) as a cached file."""
+    if isinstance(value, Image.Image):
+        data = processing_utils.encode_pil_to_bytes(value, format)
+        folder = Path(cache_dir) / processing_utils.hash_bytes(data)  # Gradio's own name for these bytes
+        path = folder / f"image.{format}"
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, staging = tempfile.mkstemp(dir=folder, prefix=".image.")
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(data)
+                os.replace(staging, path)
+            except BaseException:
+                Path(staging).unlink(missing_ok=True)
+                raise
+        return str(path)
+    if isinstance(value, tuple | list):
+        return type(value)(image_files(item, cache_dir, format) for item in value)
+    return value
 
 
 def result_gallery(label: str, *, columns: int, height: int, elem_id: str | None = None, **options) -> gr.Gallery:
     """Result images as a gallery: PNGs (with their recipes), an output, with no upload area or delete buttons."""
-    return gr.Gallery(
-        label=label,
-        format="png",
-        columns=columns,
-        height=height,
-        interactive=False,
-        elem_id=elem_id,
-        elem_classes=[OUTPUT_CLASS],
-        **options,
+    return written_whole(
+        gr.Gallery(
+            label=label,
+            format="png",
+            columns=columns,
+            height=height,
+            interactive=False,
+            elem_id=elem_id,
+            elem_classes=[OUTPUT_CLASS],
+            **options,
+        )
     )
 
 
