@@ -10,8 +10,11 @@ without running them: `python app.py` flags parse, `python -m` modules exist, `p
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from pathlib import Path
@@ -29,6 +32,10 @@ README_URL = "http://127.0.0.1:7860/"
 
 def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def js_blocks(text: str) -> list[str]:
+    return re.findall(r"^```js\n(.*?)^```", text, flags=re.S | re.M)
 
 
 def bash_blocks(text: str) -> list[str]:
@@ -77,6 +84,36 @@ def test_the_docs_python_examples_run_in_order(mcp_server, reader_folder, capsys
     assert "scheduler: 'DPM++ 2M Karras'" in printed  # the recipe read back from result.png
     assert "/gradio_api/file=" in printed  # the MCP example's result URL
     assert Image.open(reader_folder / "result.png").info.get("img2img-studio")
+
+
+JS_CLIENT = ROOT / "tests" / "js"  # @gradio/client at the version its package-lock.json names
+
+
+@pytest.fixture()
+def node_modules(reader_folder) -> Path:
+    """The reader's folder, where Node finds @gradio/client as `npm install` would have put it there."""
+    installed = JS_CLIENT / "node_modules" / "@gradio" / "client"
+    if shutil.which("node") is None or not installed.is_dir():
+        message = "the JavaScript client needs Node.js and `npm ci --prefix tests/js` (.ci/run does both)"
+        if os.environ.get("STUDIO_JS") == "required":  # .ci/run: fail, never skip
+            pytest.fail(message)
+        pytest.skip(message)
+    (reader_folder / "node_modules").symlink_to(JS_CLIENT / "node_modules")
+    return reader_folder
+
+
+def test_the_docs_javascript_example_runs_on_node_with_gradio_client(server, node_modules):
+    """@gradio/client 2.7 sends a Blob as a file named "blob" and reads results by URL: the /recipe of its
+    download must read as a PNG the app wrote, and the recipe must be JSON that JSON.parse takes."""
+    (block,) = [block for _page, blocks in ((page, js_blocks(page.read_text())) for page in PAGES) for block in blocks]
+    script = node_modules / "example.mjs"
+    script.write_text(block.replace(README_URL, server), encoding="utf-8")
+    ran = subprocess.run(["node", script.name], cwd=node_modules, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    printed = ran.stdout.strip().splitlines()
+    assert printed[0].startswith("Seed 42 · "), ran.stdout  # the summary
+    assert printed[-1] == "a watercolor cat", ran.stdout  # the recipe read back from the downloaded PNG
+    assert Image.open(node_modules / "result-js.png").info.get("img2img-studio")
 
 
 def api_table() -> dict[str, tuple[list[str], list[str]]]:
