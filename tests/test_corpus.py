@@ -135,6 +135,16 @@ def test_each_file_is_read_with_the_values_it_holds(name, prompt, steps, cfg, se
         assert f"Seed {seed} is outside the app's seeds [0, 2^32): Basic's seed is kept." in fields.notes
 
 
+def test_a_prompt_a_language_model_wrote_at_run_time_is_said_not_read():
+    """krea2.png's prompt is written by a TextGenerate node when the graph runs: not in the file, and said so
+    with the request it was written from (the user's text, through a switch, a preview and a concatenation)."""
+    _, fields = read_source(str(CORPUS / "krea2.png"), "")
+    assert fields.values["prompt"] == ""
+    (said,) = [note for note in fields.notes if "TextGenerate" in note]
+    assert said.startswith("Node 30:16 (TextGenerate) has a language model write the prompt at run time")
+    assert "初音ミクのポートレート。美麗な2Dアニメイラスト。白背景。" in said
+
+
 @pytest.mark.parametrize(("name", "reason"), REFUSED, ids=[r[0] for r in REFUSED])
 def test_each_other_file_is_refused_with_a_named_reason(name, reason):
     with pytest.raises(ValueError, match=re.escape(reason)):

@@ -482,6 +482,30 @@ def test_a_crafted_comfyui_graph_is_read_as_data(tmp_path):
     read = {key: fields.values.get(key) for key in ("prompt", "seed", "num_inference_steps", "guidance_scale")}
     assert read == {"prompt": "a red fox", "seed": 42, "num_inference_steps": 4, "guidance_scale": 3.5}
     assert fields.values["model"] == "flux-schnell" and not any("not understood" in n for n in fields.notes)
+    switched = {  # the prompt through a switch, a preview and a concatenation; the switch's two sides loop
+        "1": {"class_type": "KSampler", "inputs": {"positive": ["2", 0], "negative": ["9", 0], "steps": 8}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": ["3", 0]}},
+        "3": {
+            "class_type": "ComfySwitchNode",
+            "inputs": {"switch": ["4", 0], "on_true": ["5", 0], "on_false": ["3", 0]},
+        },
+        "4": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["6", 0]}},
+        "6": {
+            "class_type": "StringConcatenate",
+            "inputs": {"string_a": ["7", 0], "string_b": "ink", "delimiter": ", "},
+        },
+        "7": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a red fox"}},
+        "9": {"class_type": "CLIPTextEncode", "inputs": {"text": ["10", 0]}},
+        "10": {
+            "class_type": "ComfySwitchNode",
+            "inputs": {"switch": ["11", 0], "on_true": ["7", 0], "on_false": ["10", 0]},
+        },
+        "11": {"class_type": "PrimitiveBoolean", "inputs": {"value": False}},
+    }
+    _, fields = read_source(png(switched), "")
+    assert (fields.values["prompt"], fields.values["negative_prompt"]) == ("a red fox, ink", "")
+    assert not any("not understood" in note and "Switch" in note for note in fields.notes), fields.notes
     with pytest.raises(ValueError, match="ComfyUI graph has no KSampler node"):
         read_source(png({"1": {"class_type": "SaveImage", "inputs": {}}}), "")
     with pytest.raises(ValueError, match="ComfyUI prompt text is not a graph of nodes"):

@@ -219,7 +219,7 @@ def result_image(
     )
 
 
-Shown = TypeVar("Shown", gr.Image, gr.ImageSlider, gr.Gallery)
+Shown = TypeVar("Shown", bound=gr.Image | gr.ImageSlider | gr.Gallery)
 
 
 def written_whole(component: Shown) -> Shown:
@@ -237,7 +237,7 @@ def written_whole(component: Shown) -> Shown:
     def with_files(value):
         return postprocess(image_files(value, component.GRADIO_CACHE, component.format or "png"))
 
-    component.postprocess = with_files
+    component.postprocess = with_files  # type: ignore[method-assign]  # this one component's, on purpose
     return component
 
 

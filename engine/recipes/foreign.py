@@ -92,6 +92,10 @@ TEXT_NODES = {
 }
 # the input that holds the value of a node a text or seed input links to (a text box, a seed or primitive node)
 VALUE_INPUTS = ("value", "text", "Text", "string", "seed", "prompt")
+# nodes whose text a language model writes when the graph runs: node type -> the input that asks for it
+GENERATED_TEXT = {"TextGenerate": "prompt"}
+# nodes a text or a value passes through on its way to a text-encode or sampler node (_value follows them)
+PASSING = ("ComfySwitchNode", "PreviewAny", "StringConcatenate")
 CHECKPOINT_NODES = ("CheckpointLoaderSimple", "CheckpointLoader", "ImageOnlyCheckpointLoader", "UNETLoader")
 UNDERSTOOD = {
     *SAMPLER_NODES,
@@ -100,6 +104,8 @@ UNDERSTOOD = {
     "FluxGuidance",
     *TEXT_NODES,
     *CHECKPOINT_NODES,
+    *GENERATED_TEXT,
+    *PASSING,
     "LoraLoader",
     "LoraLoaderModelOnly",
     "VAEDecode",
@@ -120,15 +126,39 @@ def _linked(graph: dict, value: object) -> tuple[str, dict] | None:
     return None
 
 
-def _value(graph: dict, value: object) -> object:
-    """An input's value: as written, or where it is a link, the value of the node it names (one hop: a text box,
-    a seed node, a primitive); None for a link to anything else."""
-    found = _linked(graph, value)
-    if found is None:
-        return value
-    inputs = found[1]["inputs"]
-    values = [inputs[key] for key in VALUE_INPUTS if key in inputs and _linked(graph, inputs[key]) is None]
-    return values[0] if len(values) == 1 else None
+def _value(graph: dict, value: object, notes: list[str] | None = None) -> object:
+    """An input's value: as written, or where it is a link, the value of the node it names: a text box, a seed
+    node, a primitive, through switches, previews and string concatenations (at most as many hops as the graph
+    has nodes); None for a link to anything else. A text a language model writes at run time (TextGenerate) is
+    not in the file: None, and `notes` says so."""
+    for _ in range(len(graph)):
+        found = _linked(graph, value)
+        if found is None:
+            return value
+        key, node = found
+        kind, inputs = node.get("class_type"), node["inputs"]
+        if kind == "ComfySwitchNode":
+            switch = _value(graph, inputs.get("switch"))
+            value = inputs.get("on_true" if switch is True else "on_false") if isinstance(switch, bool) else None
+        elif kind == "PreviewAny":
+            value = inputs.get("source")
+        elif kind == "StringConcatenate":
+            parts = [_value(graph, inputs.get(name), notes) for name in ("string_a", "string_b")]
+            joined = inputs.get("delimiter", "")
+            return joined.join(parts) if all(isinstance(part, str) for part in (*parts, joined)) else None
+        elif kind in GENERATED_TEXT:
+            if notes is not None:
+                asked = _value(graph, inputs.get(GENERATED_TEXT[kind]))
+                tail = f", from a request that ends {asked[-80:]!r}" if isinstance(asked, str) and asked else ""
+                notes.append(
+                    f"Node {key} ({kind}) has a language model write the prompt at run time{tail}; the text it wrote "
+                    "is not in the file: type the prompt yourself."
+                )
+            return None
+        else:
+            values = [inputs[name] for name in VALUE_INPUTS if name in inputs and _linked(graph, inputs[name]) is None]
+            return values[0] if len(values) == 1 else None
+    return None
 
 
 def _sampler_inputs(graph: dict, node: dict) -> tuple[dict, str, bool]:
@@ -154,14 +184,14 @@ def _sampler_inputs(graph: dict, node: dict) -> tuple[dict, str, bool]:
     return inputs, "noise_seed", True
 
 
-def _prompt_text(graph: dict, link: object) -> str | None:
+def _prompt_text(graph: dict, link: object, notes: list[str]) -> str | None:
     """The text of the text-encode node a sampler's positive or negative input names."""
     found = _linked(graph, link)
     if found is None:
         return None
     _, node = found
     key = TEXT_NODES.get(node.get("class_type", ""))
-    return _text(_value(graph, node["inputs"].get(key))) if key else None
+    return _text(_value(graph, node["inputs"].get(key), notes)) if key else None
 
 
 def _checkpoint(graph: dict, link: object, loras: list[str]) -> str | None:
@@ -213,8 +243,8 @@ def comfyui(chunks: dict[str, str]) -> BasicFields:
     inputs, seed_input, has_denoise = _sampler_inputs(graph, graph[samplers[0]])
     loras: list[str] = []
     parsed: dict[str, Any] = {
-        "prompt": _prompt_text(graph, inputs.get("positive")) or "",
-        "negative_prompt": _prompt_text(graph, inputs.get("negative")) or "",
+        "prompt": _prompt_text(graph, inputs.get("positive"), notes) or "",
+        "negative_prompt": _prompt_text(graph, inputs.get("negative"), notes) or "",
         "num_inference_steps": _number(_value(graph, inputs.get("steps")), int),
         "guidance_scale": _number(_value(graph, inputs.get("cfg")), float),
     }
