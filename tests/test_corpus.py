@@ -135,6 +135,28 @@ def test_each_file_is_read_with_the_values_it_holds(name, prompt, steps, cfg, se
         assert f"Seed {seed} is outside the app's seeds [0, 2^32): Basic's seed is kept." in fields.notes
 
 
+def test_the_expected_values_agree_with_a_reader_nobody_here_wrote():
+    """The READ table against sd-parsers' reading of the same files (a fresh parser each: one parser reused
+    across JPEG/WebP files answers with an earlier file's values), wherever it reads a file and a value."""
+    from sd_parsers import ParserManager
+
+    compared = 0
+    for name, prompt, steps, cfg, seed, _scheduler in READ:
+        read = ParserManager().parse(str(CORPUS / name))
+        if read is None or not read.samplers:
+            continue
+        sampler = read.samplers[0]
+        theirs = {key: sampler.parameters.get(key) for key in ("steps", "cfg_scale", "seed")}
+        ours = {"steps": steps, "cfg_scale": cfg, "seed": seed}
+        assert {key: float(value) for key, value in theirs.items() if value is not None} == {
+            key: float(ours[key]) for key, value in theirs.items() if value is not None
+        }, name
+        if sampler.prompts and prompt:
+            assert sampler.prompts[0].value.startswith(prompt), name
+        compared += 1
+    assert compared >= 50
+
+
 def test_a_prompt_a_language_model_wrote_at_run_time_is_said_not_read():
     """krea2.png's prompt is written by a TextGenerate node when the graph runs: not in the file, and said so
     with the request it was written from (the user's text, through a switch, a preview and a concatenation)."""
