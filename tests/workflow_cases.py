@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from engine.recipes.recipe import Recipe
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest
+from engine.workflows.inpaint import InpaintRequest
 from engine.workflows.sweep import SweepRequest
 
 
@@ -52,6 +53,14 @@ TWO_STAGES = json.dumps(
 # The /img2img endpoint's last five arguments at their defaults (the input's own size), for raw HTTP calls, which
 # send every argument (gradio_client fills the defaults itself)
 SIZE_DEFAULTS = ("Follow input", 512, 512, 1.0, "Just resize")
+
+
+def middle_mask(image: Image.Image) -> Image.Image:
+    """White where to inpaint: the middle third of `image`."""
+    mask = Image.new("L", image.size, 0)
+    width, height = image.size
+    ImageDraw.Draw(mask).rectangle((width // 3, height // 3, 2 * width // 3, 2 * height // 3), fill=255)
+    return mask
 
 
 def basic_request(image: Image.Image) -> Img2ImgRequest:
@@ -137,6 +146,17 @@ CASES: dict[str, WorkflowCase] = {
         api=lambda image, depth, seed: (image, depth, "midas", "a cat", "", 1.0, 7.5, 2, seed, 0.8, "none"),
         api_done=lambda out: len(out[1]) == 3,  # init, depth, ControlNet
         mcp_required=frozenset({"image"}),
+    ),
+    "inpaint": WorkflowCase(
+        request=lambda image: InpaintRequest(
+            image=image, mask=middle_mask(image), prompt="a dog", num_inference_steps=2, strength=1.0, seed=3
+        ),
+        recipe=lambda result: result.recipe,
+        injectable=(("extra", "inpaint_area"), ("extra", "mask_sha256"), ("extra", "mask_blur"), ("extra", "padding")),
+        # the depth map is the mask: grey, its near half white enough to inpaint
+        api=lambda image, depth, seed: (image, depth, "a dog", "", "sd15", 1.0, 7.5, 2, seed),
+        api_done=lambda out: len(out[0]) == 1,  # the gallery: one image
+        mcp_required=frozenset({"image", "mask"}),
     ),
 }
 

@@ -90,6 +90,7 @@ WORKFLOW_TABS = (
     ("Sweep", "sweep"),
     ("Chain", "chain"),
     ("Depth", "depth"),
+    ("Inpaint", "inpaint"),
 )
 
 

@@ -140,7 +140,7 @@ def engine_checked(component: Checked) -> Checked:
     return component
 
 
-def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
+def image_input(label: str = "Init image", *, height: int = 320, visible: bool = True) -> gr.Image:
     """An image upload whose file reaches the engine unopened.
 
     Gradio's own preprocessing opens every upload with PIL and, for a non-RGB file, decodes and
@@ -158,6 +158,7 @@ def image_input(label: str = "Init image", *, height: int = 320) -> gr.Image:
         image_mode=None,  # keep 16-bit, grey and RGBA files as uploaded
         height=height,
         elem_classes=[UNOPENED_UPLOAD],
+        visible=visible,
     )
 
 

@@ -260,6 +260,7 @@ def wire_generation(
     outputs: list | gr.components.Component,
     tools: list,
     live_output: gr.components.Component | None = None,
+    prepare: tuple[Callable, list, list] | None = None,
 ) -> gr.events.Dependency:
     """Run `fn` on the shared GPU queue when `run` is clicked; `stop` (if any) ends it at the next step.
 
@@ -271,6 +272,10 @@ def wire_generation(
     step, which API clients never run: they call the endpoint itself) and may then stream live previews to
     `live_output`; the progress bar goes on the other outputs (each progress update would cover the
     preview again).
+
+    `prepare` (function, inputs, outputs): a first step of the page's click only, filling some of `fn`'s inputs
+    from what the page shows (the Inpaint tab's editor becomes an image and a mask); the run follows if it
+    succeeds. API clients send those inputs themselves.
     """
     tools.append(tool_spec(fn, inputs, outputs))
     cancel_state = gr.State(CancelToken())
@@ -285,7 +290,18 @@ def wire_generation(
         values += [True] if live_state is not None else []
         return values if len(values) > 1 else (values[0] if values else None)
 
-    event = run.click(
+    click = run.click
+    if prepare is not None:
+        prepared, prepare_inputs, prepare_outputs = prepare
+        click = run.click(
+            prepared,
+            inputs=prepare_inputs,
+            outputs=prepare_outputs,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        ).success
+    event = click(
         start, inputs=cancel_state, outputs=started, queue=False, api_visibility="private", show_progress="hidden"
     ).then(
         cancellable(fn),

@@ -46,7 +46,7 @@ class ModelSpec:
         hub_id: the real checkpoint on the Hugging Face Hub.
         family: architecture family: names its adapter, engine/models/families/<family>.py, which says how the
             pipeline is called, how prompts are encoded and how the tiny twin is built.
-        kinds: pipeline kinds this checkpoint serves (img2img, text2img, upscale, controlnet, prior, depth).
+        kinds: pipeline kinds this checkpoint serves (img2img, text2img, inpaint, upscale, controlnet, prior, depth).
         defaults: starting parameters (None for entries that are not run on their own).
         latent_family: see the *_LATENTS constants; None where the model makes no latents of its own.
         size_multiple: image sides are rounded to this many pixels.
@@ -108,7 +108,7 @@ class ModelSpec:
 
 
 _SD15_DEFAULTS = Defaults(strength=0.8, guidance_scale=7.5, num_inference_steps=50)
-_SD15_KINDS = ("img2img", "text2img")
+_SD15_KINDS = ("img2img", "text2img", "inpaint")
 
 CATALOG: dict[str, ModelSpec] = {
     spec.key: spec
@@ -233,7 +233,7 @@ CATALOG: dict[str, ModelSpec] = {
             hub_id="stabilityai/stable-diffusion-xl-base-1.0",
             label="SDXL base 1.0",
             family="sdxl",
-            kinds=("img2img", "text2img"),
+            kinds=("img2img", "text2img", "inpaint"),
             license="openrail++",
             defaults=Defaults(strength=0.6, guidance_scale=5.0, num_inference_steps=40),
             latent_family=SDXL_LATENTS,
@@ -256,7 +256,7 @@ CATALOG: dict[str, ModelSpec] = {
             hub_id="stabilityai/stable-diffusion-3.5-medium",
             label="Stable Diffusion 3.5 Medium",
             family="sd3",
-            kinds=("img2img", "text2img"),
+            kinds=("img2img", "text2img", "inpaint"),
             license="other (stabilityai-ai-community)",
             defaults=Defaults(strength=0.6, guidance_scale=4.5, num_inference_steps=40),
             latent_family=SD3_LATENTS,
@@ -271,7 +271,7 @@ CATALOG: dict[str, ModelSpec] = {
             hub_id="black-forest-labs/FLUX.1-schnell",
             label="FLUX.1 [schnell]",
             family="flux",
-            kinds=("img2img", "text2img"),
+            kinds=("img2img", "text2img", "inpaint"),
             license="apache-2.0",
             defaults=Defaults(strength=0.95, guidance_scale=0.0, num_inference_steps=4),
             latent_family=FLUX_LATENTS,
@@ -286,7 +286,7 @@ CATALOG: dict[str, ModelSpec] = {
             hub_id="black-forest-labs/FLUX.1-dev",
             label="FLUX.1 [dev]",
             family="flux",
-            kinds=("img2img", "text2img"),
+            kinds=("img2img", "text2img", "inpaint"),
             license="other (flux-1-dev-non-commercial-license)",
             defaults=Defaults(strength=0.8, guidance_scale=3.5, num_inference_steps=28),
             latent_family=FLUX_LATENTS,

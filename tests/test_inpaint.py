@@ -1,0 +1,140 @@
+"""Inpaint: each inpaint family equal to plain diffusers' AutoPipelineForInpainting on the twins, the original kept
+outside the blurred mask, masks as the web UI and painting tools write them, bad input named, scripts that
+reproduce the image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoPipelineForInpainting
+from PIL import Image, ImageDraw
+from scripts import replay
+
+from engine.recipes.recipe import save_png
+from engine.workflows.inpaint import ONLY_MASKED, WHOLE_PICTURE, InpaintRequest
+from engine.workflows.registry import read_recipe, script_for
+
+
+def square_mask(size: tuple[int, int], box=(40, 20, 90, 70)) -> Image.Image:
+    """White where to inpaint: a square over the cat's head (chelsea at 136x96)."""
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).rectangle(box, fill=255)
+    return mask
+
+
+def plain_inpaint(twin, plan, *, seed: int) -> np.ndarray:
+    """What plain diffusers makes of a plan: the twin loaded by AutoPipelineForInpainting, the mask blurred with
+    its own mask processor, the original pasted back outside the mask (diffusers does that itself only around a
+    masked-only crop)."""
+    pipe = AutoPipelineForInpainting.from_pretrained(str(twin), dtype=torch.float32)
+    mask = pipe.mask_processor.blur(plan.mask, blur_factor=plan.mask_blur) if plan.mask_blur else plan.mask
+    width, height = plan.image.size
+    call = dict(prompt=plan.prompt, image=plan.image.image, mask_image=mask, strength=plan.strength)
+    call |= dict(guidance_scale=plan.guidance_scale, num_inference_steps=plan.num_inference_steps)
+    if plan.only_masked:
+        call["padding_mask_crop"] = plan.padding
+    if plan.spec.adapter.negative_prompt:
+        call["negative_prompt"] = None
+    image = pipe(**call, height=height, width=width, generator=[torch.Generator("cpu").manual_seed(seed)]).images[0]
+    if not plan.only_masked:
+        image = pipe.image_processor.apply_overlay(mask, plan.image.image, image)
+    return np.asarray(image)
+
+
+@pytest.mark.parametrize(
+    ("model", "area"),
+    [
+        ("sd15", WHOLE_PICTURE),
+        ("sd15", ONLY_MASKED),
+        ("sdxl-base", WHOLE_PICTURE),
+        ("sd35-medium", ONLY_MASKED),
+        ("flux-schnell", WHOLE_PICTURE),
+    ],
+)
+def test_each_family_equals_plain_diffusers_and_keeps_the_original_outside_the_mask(engine, twins, photo, model, area):
+    request = InpaintRequest(
+        image=photo,
+        mask=square_mask(photo.size),
+        prompt="a dog",
+        model=model,
+        strength=0.9,
+        num_inference_steps=4,
+        seed=5,
+        inpaint_area=area,
+        padding=8,
+    )
+    plan = engine.plan(request)
+    (result,) = engine.run(plan)
+    ours = np.asarray(result.images[0])
+    assert np.array_equal(ours, plain_inpaint(twins / model, plan, seed=5))
+    outside = np.asarray(result.mask) == 0  # outside the blurred mask: the original, pixel for pixel
+    assert outside.sum() > ours.shape[0] * ours.shape[1] // 2
+    assert np.array_equal(ours[outside], np.asarray(plan.image.image)[outside])
+    assert not np.array_equal(ours, np.asarray(plan.image.image))  # and inside it, something new
+
+
+def test_a_painted_layer_and_a_black_and_white_mask_inpaint_the_same(engine, photo):
+    """A brush layer (transparent, painted opaque in any colour) is read by its alpha; a black and white mask by
+    its brightness; a mask of another size is stretched to the image's and the note says so."""
+    layer = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle((40, 20, 90, 70), fill=(255, 0, 0, 255))  # red paint
+    painted = engine.plan(InpaintRequest(image=photo, mask=layer, prompt="a dog", seed=1))
+    white = engine.plan(InpaintRequest(image=photo, mask=square_mask(photo.size), prompt="a dog", seed=1))
+    assert painted.mask.tobytes() == white.mask.tobytes()
+    big = square_mask(photo.size).resize((272, 192), Image.Resampling.NEAREST)
+    stretched = engine.plan(InpaintRequest(image=photo, mask=big, prompt="a dog", seed=1))
+    assert stretched.mask.size == photo.size
+    assert stretched.notes == ("The mask (272x192) is not the image's size (136x96): it was stretched to it.",)
+    full = engine.plan(InpaintRequest(image=photo, mask=Image.new("L", (5, 5), 255), prompt="a dog", seed=1))
+    assert "The mask covers the whole image: this is img2img with an inpainting pipeline." in full.notes
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mask": None}, "mask is required"),
+        ({"mask": Image.new("L", (136, 96), 0)}, "mask is empty (136x96, nothing white or opaque)"),
+        ({"mask": b"not an image"}, "mask"),
+        (
+            {"inpaint_area": "Only the cat"},
+            "inpaint_area must be one of Whole picture, Only masked; got 'Only the cat'",
+        ),
+        ({"mask_blur": 65}, "mask_blur"),
+        ({"padding": -1}, "padding"),
+        ({"model": "kandinsky22"}, "model must be one of"),
+        ({"model": "flux-schnell", "negative_prompt": "blurry"}, "negative_prompt"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_parameter(engine, photo, change, message):
+    request = InpaintRequest(image=photo, mask=square_mask(photo.size), prompt="a dog", seed=1)
+    for name, value in change.items():
+        request = InpaintRequest(**{**request.__dict__, name: value})
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        engine.plan(request)
+
+
+@pytest.mark.parametrize("area", [WHOLE_PICTURE, ONLY_MASKED])
+def test_the_script_reproduces_the_image_from_the_png_init_and_mask(engine, photo, tmp_path, area):
+    request = InpaintRequest(
+        image=photo,
+        mask=square_mask(photo.size),
+        prompt="a dog",
+        num_inference_steps=4,
+        seed=11,
+        num_images=2,
+        inpaint_area=area,
+        mask_blur=6,
+        padding=4,
+    )
+    (result,) = engine.run(engine.plan(request))
+    recipe = result.recipe.for_image(1)
+    png = save_png(result.images[1], recipe, tmp_path / "result.png")
+    read = read_recipe(png)
+    assert read == recipe
+    assert (read.extra["inpaint_area"], read.extra["mask_blur"], read.extra["padding"]) == (area, 6, 4)
+    (tmp_path / "recipe.py").write_text(script_for(read))
+    result.init_image.save(tmp_path / "init.png")
+    result.plan.mask.save(tmp_path / "mask.png")
+    replay(tmp_path / "recipe.py", "replayed.png", "init.png", "mask.png", fresh=True)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(result.images[1]))

@@ -1,0 +1,314 @@
+"""Inpaint tab: paint over what to change (or upload a mask), and repaint it with a prompt.
+
+The page paints on an image editor; the handler (the /inpaint endpoint and MCP tool) takes the image and its mask
+as two files, as API clients send them. The click's first step turns the editor's layers into those two files
+(`split_editor`): the background is the image, and whatever was painted, in any colour, is the mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image, ImageChops
+
+from engine.base.images import open_image
+from engine.core import Engine
+from engine.models.catalog import DEFAULT_MODEL
+from engine.pipelines.calls import CancelToken, GenerationCancelled
+from engine.workflows.checks import RANDOM_SEED, model_defaults
+from engine.workflows.inpaint import (
+    INPAINT_AREAS,
+    MAX_MASK_BLUR,
+    MAX_PADDING,
+    WHOLE_PICTURE,
+    InpaintRequest,
+    mask_of,
+)
+from ui.basic import result_text
+from ui.components import (
+    engine_checked,
+    guidance_slider,
+    image_input,
+    model_picker,
+    recipe_panel,
+    result_gallery,
+    result_image,
+    run_button,
+    seed_row,
+    stop_button,
+    summary_box,
+)
+from ui.events import (
+    Finished,
+    documented,
+    gradio_progress,
+    user_errors,
+    wire_comparison,
+    wire_generation,
+    wire_recipe_selection,
+)
+from ui.outputs import download_folder, png_outputs, recipe_files
+
+DEFAULT_PROMPT = "a small dog, detailed fur, soft light"
+
+
+@dataclass(frozen=True)
+class InpaintTab:
+    """The Inpaint tab's components, as its events read and fill them."""
+
+    editor: gr.ImageEditor
+    image: gr.Image  # the editor's background, as the handler takes it (hidden)
+    mask: gr.Image  # what was painted, or an uploaded mask
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    model: gr.Dropdown
+    strength: gr.Slider
+    guidance_scale: gr.Slider
+    num_inference_steps: gr.Slider
+    seed: gr.Number
+    num_images: gr.Slider
+    mask_blur: gr.Slider
+    inpaint_area: gr.Radio
+    padding: gr.Slider
+    run: gr.Button
+    stop: gr.Button
+    gallery: gr.Gallery
+    slider: gr.Image
+    grid: gr.Image
+    summary: gr.Textbox
+    code: gr.Code
+    files: gr.File
+    recipes: gr.State
+    last_seed: gr.State
+
+    def api_inputs(self) -> list:
+        """The inpaint handler's inputs, in its signature's (and the API's) order."""
+        return [
+            self.image,
+            self.mask,
+            self.prompt,
+            self.negative_prompt,
+            self.model,
+            self.strength,
+            self.guidance_scale,
+            self.num_inference_steps,
+            self.seed,
+            self.num_images,
+            self.mask_blur,
+            self.inpaint_area,
+            self.padding,
+        ]
+
+
+def layout(engine: Engine) -> InpaintTab:
+    """The Inpaint tab's layout: the image to paint on and the settings on the left, results on the right."""
+    settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults(DEFAULT_MODEL, settings)
+    gr.Markdown(
+        "Paint over what should change, say what it should become, and **Inpaint**: the rest of the image is "
+        "kept pixel for pixel. **Only masked** repaints the painted part at full detail."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            editor = gr.ImageEditor(
+                label="Image: paint over the part to change",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
+                eraser=gr.Eraser(default_size=24),
+                transforms=(),
+                layers=False,
+                height=420,
+                elem_id="inpaint-editor",
+            )
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+            with gr.Row():
+                run = run_button("Inpaint")
+                stop = stop_button()
+            negative_prompt = gr.Textbox(value="", label="Negative prompt", max_length=settings.max_prompt_chars)
+            model = model_picker("inpaint", DEFAULT_MODEL)
+            strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength"))
+            with gr.Accordion("Mask and area", open=True):
+                inpaint_area = gr.Radio(
+                    list(INPAINT_AREAS),
+                    value=WHOLE_PICTURE,
+                    label="Inpaint area",
+                    info="Whole picture: the image at the working size. Only masked: the painted part and its "
+                    "padding, cropped and repainted at the working size (more detail), then pasted back.",
+                )
+                mask_blur = engine_checked(
+                    gr.Slider(0, MAX_MASK_BLUR, value=4, step=1, label="Mask blur", info="Pixels of feathered edge")
+                )
+                padding = engine_checked(
+                    gr.Slider(0, MAX_PADDING, value=32, step=4, label="Only masked padding, pixels")
+                )
+                mask = image_input("Or upload a mask (white or opaque: inpaint), used when nothing is painted")
+            with gr.Accordion("Advanced", open=False):
+                guidance = guidance_slider(guidance0)
+                steps = engine_checked(gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps"))
+                seed, _, reuse_seed = seed_row()
+                num_images = engine_checked(
+                    gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
+                )
+            image = image_input("Image", visible=False)
+        with gr.Column(scale=1):
+            gallery = result_gallery("Results", columns=2, height=420, preview=True, elem_id="inpaint-gallery")
+            slider = result_image("Before | after: drag to compare", elem_id="inpaint-slider", slider=True)
+            grid = result_image("Grid")  # image | mask | results
+            summary = summary_box("inpaint-summary")
+            code, files = recipe_panel()
+    last_seed = gr.State(RANDOM_SEED)
+    reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")
+    return InpaintTab(
+        editor=editor,
+        image=image,
+        mask=mask,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        model=model,
+        strength=strength,
+        guidance_scale=guidance,
+        num_inference_steps=steps,
+        seed=seed,
+        num_images=num_images,
+        mask_blur=mask_blur,
+        inpaint_area=inpaint_area,
+        padding=padding,
+        run=run,
+        stop=stop,
+        gallery=gallery,
+        slider=slider,
+        grid=grid,
+        summary=summary,
+        code=code,
+        files=files,
+        recipes=gr.State([]),
+        last_seed=last_seed,
+    )
+
+
+def split_editor(engine: Engine) -> Callable:
+    """The click's first step: the editor's background as the image, its painted strokes as the mask (a file
+    written for this run); an editor with nothing painted leaves the uploaded mask, if any, as it is."""
+    settings = engine.settings
+
+    @user_errors
+    def split(value: dict | None):
+        value = value or {}
+        background = value.get("background")
+        painted: Image.Image | None = None
+        for layer in value.get("layers") or ():
+            stroke = mask_of(open_image(layer, name="mask", max_input_pixels=settings.max_input_pixels))
+            painted = stroke if painted is None else ImageChops.lighter(painted, stroke)
+        if painted is None or painted.getbbox() is None:
+            return background, gr.skip()
+        path = Path(download_folder(settings)) / "mask.png"
+        painted.save(path)
+        return background, str(path)
+
+    return split
+
+
+def handler(engine: Engine) -> Callable:
+    """The inpaint handler (the /inpaint endpoint and MCP tool); its defaults are the default model's values."""
+    settings = engine.settings
+    strength0, guidance0, steps0 = model_defaults(DEFAULT_MODEL, settings)
+
+    @documented(settings)
+    @user_errors
+    def inpaint(
+        image: str | None,
+        mask: str | None,
+        prompt: str = DEFAULT_PROMPT,
+        negative_prompt: str = "",
+        model: str = DEFAULT_MODEL,
+        strength: float = strength0,
+        guidance_scale: float = guidance0,
+        num_inference_steps: int = steps0,
+        seed: int = RANDOM_SEED,
+        num_images: int = 1,
+        mask_blur: int = 4,
+        inpaint_area: str = WHOLE_PICTURE,
+        padding: int = 32,
+        cancel: CancelToken | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """Inpaint (the Inpaint tab): repaint the masked part of an image with a prompt; the rest stays as it was.
+
+        Use this to replace, remove or add something in one region of an image. Returns the result images
+        (PNGs carrying their recipe), an [image | mask | results] grid, a summary, the diffusers script that
+        reproduces the first image, and downloads (the script, the image and the mask it reads).
+
+        Args:
+            image: the image to change.
+            mask: white (or opaque, in an image with transparency) where to inpaint, black elsewhere; any size
+                (stretched to the image's).
+            prompt: what the masked part should become (at most $max_prompt_chars characters).
+            negative_prompt: what to steer away from (not for FLUX.1).
+            model: a model with an inpainting pipeline (sd15, comic-diffusion, pixel-art-style, elden-ring,
+                sdxl-base, sd35-medium, flux-schnell, flux-dev).
+            strength: in (0, 1]: how much of the masked part is repainted.
+            guidance_scale: in [0, $max_guidance].
+            num_inference_steps: 1 to $max_steps.
+            seed: -1 for random, else in [0, 2^32).
+            num_images: 1 to $max_images images, from consecutive seeds.
+            mask_blur: 0 to 64 pixels of feathered mask edge.
+            inpaint_area: Whole picture, or Only masked (the masked part and its padding, repainted at the
+                working size and pasted back).
+            padding: Only masked: 0 to 256 pixels around the masked part.
+        """
+        request = InpaintRequest(
+            image=image,
+            mask=mask,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
+            strength=strength,
+            guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
+            seed=seed,
+            num_images=num_images,
+            mask_blur=mask_blur,
+            inpaint_area=inpaint_area,
+            padding=padding,
+        )
+        try:
+            (result,) = engine.run(request, progress=gradio_progress(progress, "Inpaint"), cancel=cancel)
+        except GenerationCancelled as stopped:
+            message = f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept."
+            return [], None, message, "", None, gr.skip(), []
+        mask_file = {"mask.png": result.plan.mask}
+        per_image = [result.recipe.for_image(i) for i in result.shown]
+        ids = [engine.results.put(recipe, result.init_image, mask_file) for recipe in per_image]
+        gallery = png_outputs(
+            settings,
+            [(result.images[i], r, f"seed {r.seed}") for i, r in zip(result.shown, per_image, strict=True)],
+            ids,
+        )
+        script, downloads = (
+            recipe_files(settings, per_image[0], result.init_image, mask_file) if per_image else ("", None)
+        )
+        return gallery, result.grid, result_text(result), script, downloads, result.plan.seeds[0], ids
+
+    return inpaint
+
+
+def build(engine: Engine, tools: list) -> Finished:
+    """Lay out the Inpaint tab and wire its events; adds its handler to `tools`."""
+    tab = layout(engine)
+    outputs = [tab.gallery, tab.grid, tab.summary, tab.code, tab.files, tab.last_seed, tab.recipes]
+    done = wire_generation(
+        tab.run,
+        tab.stop,
+        handler(engine),
+        inputs=tab.api_inputs(),
+        outputs=outputs,
+        tools=tools,
+        prepare=(split_editor(engine), [tab.editor], [tab.image, tab.mask]),
+    )
+    wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
+    wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)
+    return Finished(done, tab.gallery)
