@@ -140,7 +140,9 @@ def engine_checked(component: Checked) -> Checked:
     return component
 
 
-def image_input(label: str = "Init image", *, height: int = 320, visible: bool = True) -> gr.Image:
+def image_input(
+    label: str = "Init image", *, height: int = 320, visible: bool = True, render: bool = True
+) -> gr.Image:
     """An image upload whose file reaches the engine unopened.
 
     Gradio's own preprocessing opens every upload with PIL and, for a non-RGB file, decodes and
@@ -159,6 +161,7 @@ def image_input(label: str = "Init image", *, height: int = 320, visible: bool =
         height=height,
         elem_classes=[UNOPENED_UPLOAD],
         visible=visible,
+        render=render,
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageDraw
 
 from engine.base.images import open_image
 from engine.core import Engine
@@ -53,6 +53,28 @@ from ui.events import (
 from ui.outputs import download_folder, png_outputs, recipe_files
 
 DEFAULT_PROMPT = "a small dog, detailed fur, soft light"
+
+# the examples: a scikit-image photo, the part painted over (a box in its pixels), and what it becomes
+EXAMPLE_MASKS = {
+    "chelsea the cat": ((150, 30, 340, 230), "a red fox's head, detailed fur, soft light"),
+    "coffee": ((160, 40, 460, 330), "a cup of green matcha tea, top view"),
+}
+
+
+def example_rows(engine: Engine) -> list[list]:
+    """The examples: a photo in the editor, its prompt, and a black and white mask over the box in the mask
+    upload (used since nothing is painted; painting over the photo replaces it). The masks are written once
+    beside the photos."""
+    photos = engine.example_images()
+    rows = []
+    for label, (box, prompt) in EXAMPLE_MASKS.items():
+        mask = photos[label].with_name(f"{photos[label].stem}-inpaint-mask.png")
+        if not mask.is_file():
+            drawn = Image.new("L", Image.open(photos[label]).size, 0)
+            ImageDraw.Draw(drawn).ellipse(box, fill=255)
+            drawn.save(mask)
+        rows.append([str(photos[label]), prompt, str(mask)])
+    return rows
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,15 @@ def layout(engine: Engine) -> InpaintTab:
                 elem_id="inpaint-editor",
             )
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, max_length=settings.max_prompt_chars)
+            mask = image_input(
+                "Or upload a mask (white or opaque: inpaint), used when nothing is painted", render=False
+            )
+            gr.Examples(
+                examples=example_rows(engine),
+                inputs=[editor, prompt, mask],
+                label="Examples (photos from scikit-image, each with its mask and a prompt)",
+                visible_columns=[0, 2],
+            )
             with gr.Row():
                 run = run_button("Inpaint")
                 stop = stop_button()
@@ -145,7 +176,7 @@ def layout(engine: Engine) -> InpaintTab:
                 padding = engine_checked(
                     gr.Slider(0, MAX_PADDING, value=32, step=4, label="Only masked padding, pixels")
                 )
-                mask = image_input("Or upload a mask (white or opaque: inpaint), used when nothing is painted")
+                mask.render()
             with gr.Accordion("Advanced", open=False):
                 guidance = guidance_slider(guidance0)
                 steps = engine_checked(gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps"))

@@ -546,3 +546,54 @@ def test_a_result_png_sent_to_basic_brings_its_init_image(page, tmp_path):
     panel.get_by_role("button", name="Send to Basic").click()
     expect_summary(page, "basic-summary", "Init image: the one this result was made from", timeout=60_000)
     expect(plan).to_contain_text("input 256×256", timeout=60_000)  # the astronaut as the pipeline saw it
+
+
+def test_a_mask_painted_with_the_mouse_is_inpainted_and_the_rest_kept(page, shots, tmp_path):
+    """Upload the cat into the Inpaint tab's editor, paint a stroke over its face with the mouse, Inpaint: the run
+    gets the stroke as its mask (downloaded from the result), white where painted and black elsewhere."""
+    from io import BytesIO
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.chelsea()).save(tmp_path / "cat.png")
+    panel = open_tab(page, "Inpaint")
+    editor = page.locator("#inpaint-editor")
+    with page.expect_file_chooser() as chooser:
+        editor.get_by_role("button", name="Upload", exact=True).click()
+    chooser.value.set_files(str(tmp_path / "cat.png"))
+    brush = editor.get_by_role("button", name="Brush", exact=True)
+    expect(brush).to_have_class(re.compile("highlight"), timeout=60_000)  # the image is in: the brush is on
+    box = editor.locator("canvas").first.bounding_box()
+    assert box is not None
+    left, top = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.45
+    page.mouse.move(left, top)
+    page.mouse.down()
+    for step in range(1, 13):  # a stroke across the middle of the picture
+        page.mouse.move(left + step * box["width"] * 0.02, top, steps=3)
+    page.mouse.up()
+    panel.get_by_role("button", name="Inpaint", exact=True).click()
+    expect_summary(page, "inpaint-summary", "Seed", timeout=180_000)
+    image_loaded(page, "#inpaint-gallery")
+    page.screenshot(**shot(shots, "inpaint"))
+    panel.get_by_text("Recipe: the diffusers code").click()
+    expect(panel.get_by_role("cell", name="mask.png")).to_be_visible(timeout=30_000)
+    link = panel.locator("a[href*='mask.png']").first
+    mask_url = link.get_attribute("href")
+    assert mask_url is not None
+    mask = np.asarray(Image.open(BytesIO(httpx.get(mask_url if "://" in mask_url else page.url + mask_url).content)))
+    height, width = mask.shape
+    assert mask[int(height * 0.45), int(width * 0.5)] == 255  # under the stroke
+    assert mask[: height // 5].max() == 0 and mask[-height // 5 :].max() == 0  # far from it: unpainted
+
+
+def test_inpaint_example_runs_with_its_mask(page, shots):
+    panel = open_tab(page, "Inpaint")
+    pick_example(panel, 1)  # chelsea, with a mask over her head
+    expect(panel.get_by_label("Prompt", exact=True)).to_have_value(re.compile("red fox"), timeout=60_000)
+    panel.get_by_role("button", name="Inpaint", exact=True).click()
+    expect_summary(page, "inpaint-summary", "Seed", timeout=180_000)
+    (width, height), *_ = image_loaded(page, "#inpaint-gallery")
+    assert (width, height) == (312, 208)  # the cat at tiny mode's working size
