@@ -4,6 +4,8 @@ reproduce the image."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -133,8 +135,59 @@ def test_the_script_reproduces_the_image_from_the_png_init_and_mask(engine, phot
     read = read_recipe(png)
     assert read == recipe
     assert (read.extra["inpaint_area"], read.extra["mask_blur"], read.extra["padding"]) == (area, 6, 4)
+    infotext = Image.open(png).info["parameters"]  # the web UI's names, which its readers parse
+    assert f"Denoising strength: 0.8, Mask blur: 6, Inpaint area: {area}, Masked area padding: 4" in infotext
+    from sd_parsers import ParserManager
+
+    read_back = ParserManager().parse(str(png)).metadata
+    assert (read_back["Mask blur"], read_back["Inpaint area"], read_back["Masked area padding"]) == ("6", area, "4")
     (tmp_path / "recipe.py").write_text(script_for(read))
     result.init_image.save(tmp_path / "init.png")
     result.plan.mask.save(tmp_path / "mask.png")
     replay(tmp_path / "recipe.py", "replayed.png", "init.png", "mask.png", fresh=True)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(result.images[1]))
+
+
+@pytest.mark.parametrize("fill", ["edge", "noise", "#336699"])
+def test_an_outpaint_grows_the_canvas_and_keeps_the_image_outside_the_overlap(engine, twins, photo, fill):
+    request = InpaintRequest(
+        image=photo, mask=None, prompt="a garden", expand_right=60, expand_up=8, expand_fill=fill, seed=4
+    )
+    request = InpaintRequest(**{**request.__dict__, "num_inference_steps": 3, "overlap": 16, "mask_blur": 0})
+    plan = engine.plan(request)
+    assert plan.image.size == (136 + 64, 96 + 8) and plan.expand == (0, 64, 8, 0)  # 60 rounded up to 64
+    assert "Outpaint sides rounded up to multiples of 8." in plan.notes
+    canvas, mask = np.asarray(plan.image.image), np.asarray(plan.mask)
+    assert np.array_equal(canvas[8:, :136], np.asarray(photo))  # the image, where it was put
+    new_area = np.ones(mask.shape, dtype=bool)
+    new_area[8:, :136] = False
+    if fill == "#336699":
+        assert (canvas[new_area] == [0x33, 0x66, 0x99]).all()
+    if fill == "edge":
+        assert np.array_equal(canvas[8:, 136:], np.repeat(canvas[8:, 135:136], 64, axis=1))
+    # painted: the new area and 16 px of the image beside each grown side; kept: the rest
+    assert mask[new_area].min() == 255 and mask[8 + 16 :, : 136 - 16].max() == 0
+    assert mask[8:24, :120].min() == 255 and mask[24:, 120:136].min() == 255
+    (result,) = engine.run(plan)
+    ours = np.asarray(result.images[0])
+    assert np.array_equal(ours, plain_inpaint(twins / "sd15", plan, seed=4))
+    assert np.array_equal(ours[8 + 16 :, : 136 - 16], np.asarray(photo)[16:, :120])  # the image, outside the overlap
+
+
+def test_an_outpaint_past_the_output_cap_is_refused_with_the_size(engine, photo):
+    from dataclasses import replace
+
+    from engine.core import Engine
+
+    small = Engine(replace(engine.settings, max_output_pixels=19_000))
+    expected = (
+        "expand_left/right/up/down: the canvas would be 200x96 (19200 pixels), past STUDIO_MAX_OUTPUT_PIXELS (19000)"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        small.plan(InpaintRequest(image=photo, mask=None, prompt="a", expand_left=64))
+    with pytest.raises(
+        ValueError, match=re.escape("expand_fill must be edge, noise or a colour as #rrggbb; got 'red'")
+    ):
+        engine.plan(InpaintRequest(image=photo, mask=None, prompt="a", expand_left=8, expand_fill="red"))
+    with pytest.raises(ValueError, match="expand_up"):
+        engine.plan(InpaintRequest(image=photo, mask=None, prompt="a", expand_up=2000))

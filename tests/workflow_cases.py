@@ -156,7 +156,7 @@ CASES: dict[str, WorkflowCase] = {
         # the depth map is the mask: grey, its near half white enough to inpaint
         api=lambda image, depth, seed: (image, depth, "a dog", "", "sd15", 1.0, 7.5, 2, seed),
         api_done=lambda out: len(out[0]) == 1,  # the gallery: one image
-        mcp_required=frozenset({"image", "mask"}),
+        mcp_required=frozenset({"image"}),  # the mask too, unless the call outpaints
     ),
 }
 

@@ -21,7 +21,9 @@ from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.workflows.checks import RANDOM_SEED, model_defaults
 from engine.workflows.inpaint import (
     INPAINT_AREAS,
+    MAX_EXPAND,
     MAX_MASK_BLUR,
+    MAX_OVERLAP,
     MAX_PADDING,
     WHOLE_PICTURE,
     InpaintRequest,
@@ -53,6 +55,15 @@ from ui.events import (
 from ui.outputs import download_folder, png_outputs, recipe_files
 
 DEFAULT_PROMPT = "a small dog, detailed fur, soft light"
+
+# the outpaint's presets: (left, right, up, down) pixels
+EXPAND_PRESETS = {
+    "Left 128": (128, 0, 0, 0),
+    "Right 128": (0, 128, 0, 0),
+    "Up 128": (0, 0, 128, 0),
+    "Down 128": (0, 0, 0, 128),
+    "All sides 64": (64, 64, 64, 64),
+}
 
 # the examples: a scikit-image photo, the part painted over (a box in its pixels), and what it becomes
 EXAMPLE_MASKS = {
@@ -95,6 +106,9 @@ class InpaintTab:
     mask_blur: gr.Slider
     inpaint_area: gr.Radio
     padding: gr.Slider
+    expand: list  # the outpaint's sides: left, right, up, down
+    expand_fill: gr.Dropdown
+    overlap: gr.Slider
     run: gr.Button
     stop: gr.Button
     gallery: gr.Gallery
@@ -122,6 +136,9 @@ class InpaintTab:
             self.mask_blur,
             self.inpaint_area,
             self.padding,
+            *self.expand,
+            self.expand_fill,
+            self.overlap,
         ]
 
 
@@ -177,6 +194,37 @@ def layout(engine: Engine) -> InpaintTab:
                     gr.Slider(0, MAX_PADDING, value=32, step=4, label="Only masked padding, pixels")
                 )
                 mask.render()
+            with gr.Accordion("Outpaint: grow the canvas", open=False):
+                gr.Markdown(
+                    "Pixels to add on each side (rounded up to the model's multiple). The new area, and "
+                    "**overlap** pixels of the image beside it, are painted; a mask is then optional."
+                )
+                with gr.Row():
+                    expand = [
+                        engine_checked(gr.Slider(0, MAX_EXPAND, value=0, step=8, label=f"{side.title()}"))
+                        for side in ("left", "right", "up", "down")
+                    ]
+                with gr.Row():
+                    expand_fill = engine_checked(
+                        gr.Dropdown(
+                            ["edge", "noise", "#808080", "#ffffff", "#000000"],
+                            value="edge",
+                            allow_custom_value=True,
+                            label="Fill the new area with",
+                            info="its edge pixels drawn out, noise, or a colour (#rrggbb)",
+                        )
+                    )
+                    overlap = engine_checked(gr.Slider(0, MAX_OVERLAP, value=16, step=4, label="Overlap, pixels"))
+                presets = gr.Radio(
+                    list(EXPAND_PRESETS), value=None, label="Presets", info="Sets the four sides", type="value"
+                )
+                presets.input(
+                    lambda choice: EXPAND_PRESETS.get(choice, (0, 0, 0, 0)),
+                    inputs=presets,
+                    outputs=expand,
+                    queue=False,
+                    api_visibility="private",
+                )
             with gr.Accordion("Advanced", open=False):
                 guidance = guidance_slider(guidance0)
                 steps = engine_checked(gr.Slider(1, settings.max_steps, value=steps0, step=1, label="Steps"))
@@ -208,6 +256,9 @@ def layout(engine: Engine) -> InpaintTab:
         mask_blur=mask_blur,
         inpaint_area=inpaint_area,
         padding=padding,
+        expand=expand,
+        expand_fill=expand_fill,
+        overlap=overlap,
         run=run,
         stop=stop,
         gallery=gallery,
@@ -252,7 +303,7 @@ def handler(engine: Engine) -> Callable:
     @user_errors
     def inpaint(
         image: str | None,
-        mask: str | None,
+        mask: str | None = None,
         prompt: str = DEFAULT_PROMPT,
         negative_prompt: str = "",
         model: str = DEFAULT_MODEL,
@@ -264,6 +315,12 @@ def handler(engine: Engine) -> Callable:
         mask_blur: int = 4,
         inpaint_area: str = WHOLE_PICTURE,
         padding: int = 32,
+        expand_left: int = 0,
+        expand_right: int = 0,
+        expand_up: int = 0,
+        expand_down: int = 0,
+        expand_fill: str = "edge",
+        overlap: int = 16,
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -276,7 +333,7 @@ def handler(engine: Engine) -> Callable:
         Args:
             image: the image to change.
             mask: white (or opaque, in an image with transparency) where to inpaint, black elsewhere; any size
-                (stretched to the image's).
+                (stretched to the image's); optional when outpainting.
             prompt: what the masked part should become (at most $max_prompt_chars characters).
             negative_prompt: what to steer away from (not for FLUX.1).
             model: a model with an inpainting pipeline (sd15, comic-diffusion, pixel-art-style, elden-ring,
@@ -290,6 +347,12 @@ def handler(engine: Engine) -> Callable:
             inpaint_area: Whole picture, or Only masked (the masked part and its padding, repainted at the
                 working size and pasted back).
             padding: Only masked: 0 to 256 pixels around the masked part.
+            expand_left: Outpaint: 0 to 1024 pixels added on the left (rounded up to the model's multiple).
+            expand_right: Outpaint: pixels added on the right.
+            expand_up: Outpaint: pixels added at the top.
+            expand_down: Outpaint: pixels added at the bottom.
+            expand_fill: Outpaint: how the new area starts: edge (its edge pixels drawn out), noise, or #rrggbb.
+            overlap: Outpaint: 0 to 128 pixels of the image beside each grown side repainted with it.
         """
         request = InpaintRequest(
             image=image,
@@ -305,6 +368,12 @@ def handler(engine: Engine) -> Callable:
             mask_blur=mask_blur,
             inpaint_area=inpaint_area,
             padding=padding,
+            expand_left=expand_left,
+            expand_right=expand_right,
+            expand_up=expand_up,
+            expand_down=expand_down,
+            expand_fill=expand_fill,
+            overlap=overlap,
         )
         try:
             (result,) = engine.run(request, progress=gradio_progress(progress, "Inpaint"), cancel=cancel)

@@ -96,6 +96,7 @@ def linked_models() -> list[str]:
 ROLES = {
     "img2img": "image-to-image",
     "text2img": "text-to-image (Chain)",
+    "inpaint": "inpainting and outpainting (Inpaint)",
     "upscale": "upscaling (Chain)",
     "controlnet": "depth control (Depth)",
     "depth": "depth maps (Depth)",

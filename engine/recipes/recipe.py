@@ -131,10 +131,15 @@ class Recipe:
             "Size": f"{self.size[0]}x{self.size[1]}",
             "Model": self.model_id.rsplit("/", 1)[-1],
             "Denoising strength": p.get("strength"),
+            **{name: self.extra.get(key) for key, name in WEBUI_EXTRA.items()},
             "Workflow": self.workflow,
         }
         lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in pairs.items() if v is not None))
         return "\n".join(lines)
+
+
+# fields of a recipe's `extra` the web UI writes too, by its names (an inpaint run's mask settings), when present
+WEBUI_EXTRA = {"mask_blur": "Mask blur", "inpaint_area": "Inpaint area", "padding": "Masked area padding"}
 
 
 def _quote(value: Any) -> str:

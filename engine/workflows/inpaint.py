@@ -10,14 +10,17 @@ applies in the masked-only mode).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+import numpy as np
+from PIL import Image, ImageChops, ImageOps
 
+from engine.base.errors import shown_value
 from engine.base.images import NormalizedImage, image_digest, open_image
 from engine.base.settings import Settings
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec
@@ -46,6 +49,9 @@ WHOLE_PICTURE, ONLY_MASKED = INPAINT_AREAS = ("Whole picture", "Only masked")  #
 MAX_MASK_BLUR = 64  # pixels, the web UI's slider
 MAX_PADDING = 256  # pixels around the masked part, the web UI's slider
 MASKED = 128  # a mask pixel at or above this is inpainted (diffusers binarises the mask at one half)
+MAX_EXPAND = 1024  # pixels an outpaint may add on one side
+MAX_OVERLAP = 128  # pixels an outpaint repaints into the image on each grown side
+EXPAND_FILLS = ("edge", "noise")  # or a colour, #rrggbb
 
 
 def mask_of(image: Image.Image) -> Image.Image:
@@ -60,13 +66,18 @@ def mask_of(image: Image.Image) -> Image.Image:
     return image.convert("L") if image.mode not in ("I", "I;16", "F") else image.point(lambda v: v / 256).convert("L")
 
 
-def check_mask(source: object, image: NormalizedImage, settings: Settings) -> tuple[Image.Image, tuple[str, ...]]:
-    """The mask at the image's working size, and what was done to it, for the person.
+def check_mask(
+    source: object, image: NormalizedImage, settings: Settings, *, optional: bool = False
+) -> tuple[Image.Image, tuple[str, ...]]:
+    """The mask at the image's working size (all black when none was given and it is `optional`: an outpaint's),
+    and what was done to it, for the person.
 
     Raises:
-        ValueError: no mask, not an image, or nothing in it to inpaint (named, with its size).
+        ValueError: no mask where one is needed, or not an image (named, with its size).
     """
     if source is None:
+        if optional:
+            return Image.new("L", image.size, 0), ()
         raise ValueError("mask is required: paint over the part to change, or upload a black and white mask")
     mask = mask_of(open_image(source, name="mask", max_input_pixels=settings.max_input_pixels))
     notes = []
@@ -77,14 +88,64 @@ def check_mask(source: object, image: NormalizedImage, settings: Settings) -> tu
         )
     if mask.size != image.size:
         mask = mask.resize(image.size, Image.Resampling.LANCZOS)
+    return mask, tuple(notes)
+
+
+def masked_notes(mask: Image.Image) -> tuple[str, ...]:
+    """What the person should know of how much a mask covers.
+
+    Raises:
+        ValueError: nothing in it to inpaint.
+    """
     masked = sum(mask.histogram()[MASKED:])
     if masked == 0:
         raise ValueError(
             f"mask is empty ({mask.width}x{mask.height}, nothing white or opaque): there is nothing to inpaint"
         )
     if masked == mask.width * mask.height:
-        notes.append("The mask covers the whole image: this is img2img with an inpainting pipeline.")
-    return mask, tuple(notes)
+        return ("The mask covers the whole image: this is img2img with an inpainting pipeline.",)
+    return ()
+
+
+def check_fill(value: object) -> str:
+    """An outpaint's fill: edge, noise or a colour as #rrggbb."""
+    if isinstance(value, str) and (value in EXPAND_FILLS or re.fullmatch(r"#[0-9a-fA-F]{6}", value)):
+        return value.lower()
+    raise ValueError(f"expand_fill must be edge, noise or a colour as #rrggbb; got {shown_value(value)}")
+
+
+def expanded(
+    image: NormalizedImage, mask: Image.Image, sides: tuple[int, ...], fill: str, overlap: int, seed: int
+) -> tuple[NormalizedImage, Image.Image]:
+    """The canvas grown by `sides` (left, right, up, down) around the image, the new area filled (its edge pixels
+    drawn out, noise from `seed`, or a colour), and the mask grown with it: the new area, `overlap` pixels into
+    the image on each grown side, and what was painted."""
+    left, right, up, down = sides
+    pixels = np.asarray(image.image)
+    pad = ((up, down), (left, right), (0, 0))
+    if fill == "edge":
+        canvas = np.pad(pixels, pad, mode="edge")
+    elif fill == "noise":
+        canvas = np.pad(pixels, pad, mode="constant")
+        new = np.ones(canvas.shape[:2], dtype=bool)
+        new[up : up + pixels.shape[0], left : left + pixels.shape[1]] = False
+        canvas[new] = np.random.default_rng(seed).integers(0, 256, (int(new.sum()), 3), dtype=np.uint8)
+    else:
+        colour = [int(fill[index : index + 2], 16) for index in (1, 3, 5)]
+        canvas = np.stack([np.pad(pixels[..., c], pad[:2], constant_values=colour[c]) for c in range(3)], axis=-1)
+    grown = Image.new("L", (canvas.shape[1], canvas.shape[0]), 255)
+    kept = (
+        left + (overlap if left else 0),
+        up + (overlap if up else 0),
+        left + pixels.shape[1] - (overlap if right else 0),
+        up + pixels.shape[0] - (overlap if down else 0),
+    )
+    grown.paste(0, kept)
+    grown.paste(ImageChops.lighter(grown.crop((left, up, left + mask.width, up + mask.height)), mask), (left, up))
+    width, height = grown.size
+    note = f"expanded by {left}, {right}, {up}, {down} pixels (left, right, up, down) to {width}x{height}"
+    canvas_image = NormalizedImage(Image.fromarray(canvas), image.original_size, (*image.notes, note))
+    return canvas_image, grown
 
 
 @dataclass(frozen=True)
@@ -104,6 +165,14 @@ class InpaintRequest:
     mask_blur: int = 4  # the web UI's default
     inpaint_area: str = WHOLE_PICTURE
     padding: int = 32  # Only masked: pixels around the masked part (the web UI's default)
+    # Outpaint: pixels added on each side (rounded up to the model's multiple), how the new area starts, and how
+    # far into the image the repainting reaches on each grown side
+    expand_left: int = 0
+    expand_right: int = 0
+    expand_up: int = 0
+    expand_down: int = 0
+    expand_fill: str = "edge"
+    overlap: int = 16
 
     def validate(self, settings: Settings) -> InpaintPlan:
         """Resolve defaults, check every value, normalise the image and its mask.
@@ -122,8 +191,30 @@ class InpaintRequest:
             raise ValueError(f"inpaint_area must be one of {', '.join(INPAINT_AREAS)}; got {self.inpaint_area!r}")
         padding = int(check_number("padding", self.padding, low=0, high=MAX_PADDING, integer=True))
         seed = check_seed(self.seed, count=count)
+        multiple = spec.size_multiple
+        sides = tuple(
+            -(-int(check_number(f"expand_{side}", value, low=0, high=MAX_EXPAND, integer=True)) // multiple) * multiple
+            for side, value in zip(
+                ("left", "right", "up", "down"),
+                (self.expand_left, self.expand_right, self.expand_up, self.expand_down),
+                strict=True,
+            )
+        )
+        asked = (self.expand_left, self.expand_right, self.expand_up, self.expand_down)
+        rounded = () if list(sides) == list(asked) else (f"Outpaint sides rounded up to multiples of {multiple}.",)
+        fill = check_fill(self.expand_fill)
+        overlap = int(check_number("overlap", self.overlap, low=0, high=MAX_OVERLAP, integer=True))
         image = normalize_for_model(self.image, spec, settings)
-        mask, notes = check_mask(self.mask, image, settings)
+        mask, notes = check_mask(self.mask, image, settings, optional=any(sides))
+        if any(sides):
+            width, height = image.size[0] + sides[0] + sides[1], image.size[1] + sides[2] + sides[3]
+            if width * height > settings.max_output_pixels:
+                raise ValueError(
+                    f"expand_left/right/up/down: the canvas would be {width}x{height} ({width * height} pixels), "
+                    f"past STUDIO_MAX_OUTPUT_PIXELS ({settings.max_output_pixels})"
+                )
+            image, mask = expanded(image, mask, sides, fill, overlap, seed_series(seed, 1)[0])
+        notes += rounded + masked_notes(mask)
         return InpaintPlan(
             spec=spec,
             image=image,
@@ -138,6 +229,8 @@ class InpaintRequest:
             only_masked=self.inpaint_area == ONLY_MASKED,
             padding=padding,
             notes=notes,
+            expand=sides if any(sides) else None,
+            expand_fill=fill,
         )
 
 
@@ -159,6 +252,8 @@ class InpaintPlan:
     padding: int = 32
     notes: tuple[str, ...] = ()  # what was done to the mask
     loras: tuple = ()  # none: LoRAs are not offered for inpainting yet (summaries read the field)
+    expand: tuple[int, ...] | None = None  # an outpaint's pixels added (left, right, up, down); the image has them
+    expand_fill: str = "edge"
 
     @property
     def inpaint_area(self) -> str:
@@ -254,6 +349,7 @@ def run_inpaint(plan: InpaintPlan, context: RunContext) -> InpaintResult:
                 "inpaint_area": plan.inpaint_area,
                 "padding": plan.padding,
                 "mask_sha256": image_digest(plan.mask),
+                **({"outpaint": list(plan.expand), "expand_fill": plan.expand_fill} if plan.expand else {}),
             },
         )
     return InpaintResult(
@@ -276,6 +372,18 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
         "inpaint_area": schema.choice("extra.inpaint_area", extra.get("inpaint_area"), INPAINT_AREAS),
         "mask_sha256": schema.text("extra.mask_sha256", extra.get("mask_sha256", "")),
     }
+    if "outpaint" in extra:  # an outpaint's sides, as it said them (the init is the grown canvas)
+        sides = extra["outpaint"]
+        if (
+            not isinstance(sides, list)
+            or len(sides) != 4
+            or not all(
+                isinstance(side, int) and not isinstance(side, bool) and 0 <= side <= MAX_EXPAND for side in sides
+            )
+        ):
+            raise schema.fail("extra.outpaint", sides, f"four whole numbers in [0, {MAX_EXPAND}]")
+        checked["outpaint"] = sides
+        checked["expand_fill"] = check_fill(extra.get("expand_fill"))
     for name, high in (("mask_blur", MAX_MASK_BLUR), ("padding", MAX_PADDING)):
         value = extra.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
