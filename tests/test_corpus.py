@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from readers import sd_parsers_read
 
 from engine.recipes.recipe import read_image_text
 from ui.recipe import read_source
@@ -136,13 +137,11 @@ def test_each_file_is_read_with_the_values_it_holds(name, prompt, steps, cfg, se
 
 
 def test_the_expected_values_agree_with_a_reader_nobody_here_wrote():
-    """The READ table against sd-parsers' reading of the same files (a fresh parser each: one parser reused
-    across JPEG/WebP files answers with an earlier file's values), wherever it reads a file and a value."""
-    from sd_parsers import ParserManager
-
+    """The READ table against sd-parsers' reading of the same files (tests/readers.py: each image kept alive, or
+    sd-parsers may answer with an earlier file's values), wherever it reads a file and a value."""
     compared = 0
     for name, prompt, steps, cfg, seed, _scheduler in READ:
-        read = ParserManager().parse(str(CORPUS / name))
+        read = sd_parsers_read(CORPUS / name)
         if read is None or not read.samplers:
             continue
         sampler = read.samplers[0]

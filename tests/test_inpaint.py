@@ -11,6 +11,7 @@ import pytest
 import torch
 from diffusers import AutoPipelineForInpainting
 from PIL import Image, ImageDraw
+from readers import sd_parsers_read
 from scripts import replay
 
 from engine.recipes.recipe import save_png
@@ -116,8 +117,8 @@ def test_bad_input_is_refused_naming_the_parameter(engine, photo, change, messag
         engine.plan(request)
 
 
-@pytest.mark.parametrize("area", [WHOLE_PICTURE, ONLY_MASKED])
-def test_the_script_reproduces_the_image_from_the_png_init_and_mask(engine, photo, tmp_path, area):
+@pytest.mark.parametrize(("area", "grow"), [(WHOLE_PICTURE, 0), (ONLY_MASKED, 0), (WHOLE_PICTURE, 24)])
+def test_the_script_reproduces_the_image_from_the_png_init_and_mask(engine, photo, tmp_path, area, grow):
     request = InpaintRequest(
         image=photo,
         mask=square_mask(photo.size),
@@ -128,6 +129,8 @@ def test_the_script_reproduces_the_image_from_the_png_init_and_mask(engine, phot
         inpaint_area=area,
         mask_blur=6,
         padding=4,
+        expand_left=grow,
+        expand_fill="noise",
     )
     (result,) = engine.run(engine.plan(request))
     recipe = result.recipe.for_image(1)
@@ -137,9 +140,7 @@ def test_the_script_reproduces_the_image_from_the_png_init_and_mask(engine, phot
     assert (read.extra["inpaint_area"], read.extra["mask_blur"], read.extra["padding"]) == (area, 6, 4)
     infotext = Image.open(png).info["parameters"]  # the web UI's names, which its readers parse
     assert f"Denoising strength: 0.8, Mask blur: 6, Inpaint area: {area}, Masked area padding: 4" in infotext
-    from sd_parsers import ParserManager
-
-    read_back = ParserManager().parse(str(png)).metadata
+    read_back = sd_parsers_read(png).metadata
     assert (read_back["Mask blur"], read_back["Inpaint area"], read_back["Masked area padding"]) == ("6", area, "4")
     (tmp_path / "recipe.py").write_text(script_for(read))
     result.init_image.save(tmp_path / "init.png")
@@ -191,3 +192,47 @@ def test_an_outpaint_past_the_output_cap_is_refused_with_the_size(engine, photo)
         engine.plan(InpaintRequest(image=photo, mask=None, prompt="a", expand_left=8, expand_fill="red"))
     with pytest.raises(ValueError, match="expand_up"):
         engine.plan(InpaintRequest(image=photo, mask=None, prompt="a", expand_up=2000))
+
+
+def test_masks_are_read_by_their_transparency_only_where_some_of_it_is_transparent(engine, photo):
+    """A black and white mask saved with alpha (opaque but one pixel at 254) is read by its brightness; a 16-bit
+    mask is scaled by its range, so a near-black pixel is not inpainted."""
+    rgba = square_mask(photo.size).convert("RGBA")
+    rgba.putpixel((0, 0), (0, 0, 0, 254))
+    plan = engine.plan(InpaintRequest(image=photo, mask=rgba, prompt="a dog", seed=1))
+    assert np.array_equal(np.asarray(plan.mask) >= 128, np.asarray(square_mask(photo.size)) == 255)
+    deep = np.zeros((96, 136), dtype=np.uint16)
+    deep[20:71, 40:91] = 65535
+    deep[0:10, 0:10] = 200  # near black in 16 bits
+    plan = engine.plan(InpaintRequest(image=photo, mask=Image.fromarray(deep), prompt="a dog", seed=1))
+    assert np.array_equal(np.asarray(plan.mask) >= 128, np.asarray(square_mask(photo.size)) == 255)
+
+
+def test_an_outpaint_past_the_working_size_is_scaled_to_fit_and_an_overlap_too_wide_is_refused(engine, photo):
+    pixels = engine.settings.working_pixels
+    plan = engine.plan(InpaintRequest(image=photo, mask=None, prompt="a", expand_right=1024, expand_up=512, seed=1))
+    assert plan.image.size[0] * plan.image.size[1] <= pixels
+    assert any(note.startswith("The grown canvas would have been") for note in plan.notes), plan.notes
+    with pytest.raises(ValueError, match=r"overlap 50 would repaint the whole image \(136x96 at the working size\)"):
+        engine.plan(InpaintRequest(image=photo, mask=None, prompt="a", expand_up=8, expand_down=8, overlap=50))
+
+
+def test_the_page_sends_what_was_painted_else_the_uploaded_mask(engine, photo, tmp_path):
+    """The Inpaint tab's click: painted strokes (any colour, on transparent layers) become the run's mask; with
+    nothing painted, the uploaded mask goes (or none), never the strokes of an earlier run."""
+    from ui.inpaint import split_editor
+
+    photo.save(tmp_path / "photo.png")
+    stroke = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(stroke).rectangle((40, 20, 90, 70), fill=(255, 0, 0, 255))
+    stroke.save(tmp_path / "stroke.png")
+    Image.new("RGBA", photo.size, (0, 0, 0, 0)).save(tmp_path / "empty.png")
+    split = split_editor(engine)
+    background, painted = split(
+        {"background": str(tmp_path / "photo.png"), "layers": [str(tmp_path / "stroke.png")]}, None
+    )
+    assert background == str(tmp_path / "photo.png")
+    assert Image.open(painted).tobytes() == square_mask(photo.size).tobytes()
+    empty = {"background": str(tmp_path / "photo.png"), "layers": [str(tmp_path / "empty.png")]}
+    assert split(empty, "uploaded.png") == (str(tmp_path / "photo.png"), "uploaded.png")
+    assert split(empty, None) == (str(tmp_path / "photo.png"), None)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from diffusers import AutoPipelineForImage2Image, DPMSolverMultistepScheduler
 from PIL import Image, PngImagePlugin
+from readers import sd_parsers_read
 
 from engine.pipelines.schedulers import SCHEDULERS, check_scheduler, sampler_name, schedulers_for
 from engine.recipes.recipe import png_bytes, save_png
@@ -40,10 +41,7 @@ def sweep_pngs(engine, tmp_path_factory):
 
 
 def test_sd_parsers_reads_each_cells_sampler_name(sweep_pngs):
-    from sd_parsers import ParserManager
-
-    manager = ParserManager()
-    read = [manager.parse(str(path)).samplers[0].name for path in sweep_pngs]
+    read = [sd_parsers_read(path).samplers[0].name for path in sweep_pngs]
     assert read == SWEPT
 
 
@@ -93,9 +91,8 @@ APP_PNG = {
 
 
 def read_with_sd_parsers(path: Path) -> dict:
-    from sd_parsers import ParserManager
-
-    (sampler,) = ParserManager().parse(str(path)).samplers
+    read = sd_parsers_read(path)
+    (sampler,) = read.samplers
     return {
         "prompt": sampler.prompts[0].value,
         "negative": sampler.negative_prompts[0].value,
@@ -103,7 +100,7 @@ def read_with_sd_parsers(path: Path) -> dict:
         "sampler": sampler.name,
         "cfg": sampler.parameters["cfg_scale"],
         "seed": sampler.parameters["seed"],
-        "size": ParserManager().parse(str(path)).metadata["Size"],
+        "size": read.metadata["Size"],
         "model": sampler.model.name,
     }
 

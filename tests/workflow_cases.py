@@ -148,11 +148,26 @@ CASES: dict[str, WorkflowCase] = {
         mcp_required=frozenset({"image"}),
     ),
     "inpaint": WorkflowCase(
+        # an outpaint with a mask, so its recipe holds every field of its own
         request=lambda image: InpaintRequest(
-            image=image, mask=middle_mask(image), prompt="a dog", num_inference_steps=2, strength=1.0, seed=3
+            image=image,
+            mask=middle_mask(image),
+            prompt="a dog",
+            num_inference_steps=2,
+            strength=1.0,
+            seed=3,
+            expand_right=8,
+            expand_fill="#336699",
         ),
         recipe=lambda result: result.recipe,
-        injectable=(("extra", "inpaint_area"), ("extra", "mask_sha256"), ("extra", "mask_blur"), ("extra", "padding")),
+        injectable=(
+            ("extra", "inpaint_area"),
+            ("extra", "mask_sha256"),
+            ("extra", "mask_blur"),
+            ("extra", "padding"),
+            ("extra", "outpaint", 0),
+            ("extra", "expand_fill"),
+        ),
         # the depth map is the mask: grey, its near half white enough to inpaint
         api=lambda image, depth, seed: (image, depth, "a dog", "", "sd15", 1.0, 7.5, 2, seed),
         api_done=lambda out: len(out[0]) == 1,  # the gallery: one image

@@ -94,7 +94,8 @@ class InpaintTab:
 
     editor: gr.ImageEditor
     image: gr.Image  # the editor's background, as the handler takes it (hidden)
-    mask: gr.Image  # what was painted, or an uploaded mask
+    mask: gr.Image  # the mask the run gets (hidden): what was painted, else the uploaded one
+    mask_upload: gr.Image  # a mask file the person uploads (an example's too)
     prompt: gr.Textbox
     negative_prompt: gr.Textbox
     model: gr.Dropdown
@@ -104,7 +105,7 @@ class InpaintTab:
     seed: gr.Number
     num_images: gr.Slider
     mask_blur: gr.Slider
-    inpaint_area: gr.Radio
+    inpaint_area: gr.Dropdown
     padding: gr.Slider
     expand: list  # the outpaint's sides: left, right, up, down
     expand_fill: gr.Dropdown
@@ -153,7 +154,7 @@ def layout(engine: Engine) -> InpaintTab:
     with gr.Row():
         with gr.Column(scale=1):
             editor = gr.ImageEditor(
-                label="Image: paint over the part to change",
+                label="Image (paint on it)",
                 type="filepath",
                 sources=["upload", "clipboard"],
                 brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
@@ -164,9 +165,7 @@ def layout(engine: Engine) -> InpaintTab:
                 elem_id="inpaint-editor",
             )
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, max_length=settings.max_prompt_chars)
-            mask = image_input(
-                "Or upload a mask (white or opaque: inpaint), used when nothing is painted", render=False
-            )
+            mask = image_input("Mask (upload)", render=False)
             gr.Examples(
                 examples=example_rows(engine),
                 inputs=[editor, prompt, mask],
@@ -180,12 +179,14 @@ def layout(engine: Engine) -> InpaintTab:
             model = model_picker("inpaint", DEFAULT_MODEL)
             strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength"))
             with gr.Accordion("Mask and area", open=True):
-                inpaint_area = gr.Radio(
-                    list(INPAINT_AREAS),
-                    value=WHOLE_PICTURE,
-                    label="Inpaint area",
-                    info="Whole picture: the image at the working size. Only masked: the painted part and its "
-                    "padding, cropped and repainted at the working size (more detail), then pasted back.",
+                inpaint_area = engine_checked(
+                    gr.Dropdown(
+                        list(INPAINT_AREAS),
+                        value=WHOLE_PICTURE,
+                        label="Inpaint area",
+                        info="Whole picture: the image at the working size. Only masked: the painted part and its "
+                        "padding, cropped and repainted at the working size (more detail), then pasted back.",
+                    )
                 )
                 mask_blur = engine_checked(
                     gr.Slider(0, MAX_MASK_BLUR, value=4, step=1, label="Mask blur", info="Pixels of feathered edge")
@@ -193,11 +194,17 @@ def layout(engine: Engine) -> InpaintTab:
                 padding = engine_checked(
                     gr.Slider(0, MAX_PADDING, value=32, step=4, label="Only masked padding, pixels")
                 )
+                gr.Markdown(
+                    "A mask file instead of painting: white (or opaque) where to inpaint. Used when nothing is "
+                    "painted on the image; the examples fill it.",
+                    elem_classes=["hint"],
+                )
                 mask.render()
             with gr.Accordion("Outpaint: grow the canvas", open=False):
                 gr.Markdown(
-                    "Pixels to add on each side (rounded up to the model's multiple). The new area, and "
-                    "**overlap** pixels of the image beside it, are painted; a mask is then optional."
+                    "Pixels to add on each side, at the working size (the image as the model gets it; rounded "
+                    "up to the model's multiple). The new area, and **overlap** pixels of the image beside it, are "
+                    "painted; a mask is then optional. Strength 1.0 paints the new area from scratch."
                 )
                 with gr.Row():
                     expand = [
@@ -233,6 +240,7 @@ def layout(engine: Engine) -> InpaintTab:
                     gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
                 )
             image = image_input("Image", visible=False)
+            mask_used = image_input("Mask", visible=False)
         with gr.Column(scale=1):
             gallery = result_gallery("Results", columns=2, height=420, preview=True, elem_id="inpaint-gallery")
             slider = result_image("Before | after: drag to compare", elem_id="inpaint-slider", slider=True)
@@ -244,7 +252,8 @@ def layout(engine: Engine) -> InpaintTab:
     return InpaintTab(
         editor=editor,
         image=image,
-        mask=mask,
+        mask=mask_used,
+        mask_upload=mask,
         prompt=prompt,
         negative_prompt=negative_prompt,
         model=model,
@@ -273,12 +282,13 @@ def layout(engine: Engine) -> InpaintTab:
 
 
 def split_editor(engine: Engine) -> Callable:
-    """The click's first step: the editor's background as the image, its painted strokes as the mask (a file
-    written for this run); an editor with nothing painted leaves the uploaded mask, if any, as it is."""
+    """The click's first step: the editor's background as the image, and as the mask its painted strokes (a file
+    written for this run) or, with nothing painted, the uploaded mask (or none: an outpaint needs none). The
+    upload box itself is never written, so a stroke of one run is not the next run's mask."""
     settings = engine.settings
 
     @user_errors
-    def split(value: dict | None):
+    def split(value: dict | None, uploaded: str | None):
         value = value or {}
         background = value.get("background")
         painted: Image.Image | None = None
@@ -286,7 +296,7 @@ def split_editor(engine: Engine) -> Callable:
             stroke = mask_of(open_image(layer, name="mask", max_input_pixels=settings.max_input_pixels))
             painted = stroke if painted is None else ImageChops.lighter(painted, stroke)
         if painted is None or painted.getbbox() is None:
-            return background, gr.skip()
+            return background, uploaded
         path = Path(download_folder(settings)) / "mask.png"
         painted.save(path)
         return background, str(path)
@@ -407,7 +417,7 @@ def build(engine: Engine, tools: list) -> Finished:
         inputs=tab.api_inputs(),
         outputs=outputs,
         tools=tools,
-        prepare=(split_editor(engine), [tab.editor], [tab.image, tab.mask]),
+        prepare=(split_editor(engine), [tab.editor, tab.mask_upload], [tab.image, tab.mask]),
     )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)

@@ -49,6 +49,13 @@ def flag(name: str, value: Any) -> bool:
     return value
 
 
+def digest(name: str, value: Any) -> str:
+    """An image's content hash as a recipe writes it (engine.base.images.image_digest)."""
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise fail(name, value, "64 hexadecimal digits (a SHA-256)")
+    return value
+
+
 def choice(name: str, value: Any, choices) -> str:
     if not isinstance(value, str) or value not in choices:
         raise fail(name, value, f"one of {', '.join(sorted(choices))}")
@@ -220,10 +227,7 @@ def _extra(value: Any, shape: RecipeShape, mode: str, seeds: tuple[int, ...]) ->
                 raise fail("extra.scheduler_name", value["scheduler_name"], "a scheduler name the app writes")
         extra["scheduler_name"] = name
     if INIT_DIGEST in value:
-        digest = value[INIT_DIGEST]
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-            raise fail(f"extra.{INIT_DIGEST}", digest, "64 hexadecimal digits (a SHA-256)")
-        extra[INIT_DIGEST] = digest
+        extra[INIT_DIGEST] = digest(f"extra.{INIT_DIGEST}", value[INIT_DIGEST])
     if "loras" in value:
         extra["loras"] = [
             _lora(f"extra.loras[{i}]", item) for i, item in enumerate(items("extra.loras", value["loras"]))

@@ -371,7 +371,8 @@ def run(plan: Img2ImgPlan, context: RunContext) -> Iterator[Img2ImgResult]:
 
 
 def work(plan: Img2ImgPlan) -> list[GpuWork]:
-    """One denoising loop over every seed (Kandinsky's call per seed costs the same steps)."""
+    """One denoising loop over every seed (Kandinsky's call per seed costs the same steps); Inpaint's too (any plan
+    with a spec, an image, seeds and its denoising_steps)."""
     width, height = plan.image.size
     return [GpuWork(plan.spec.key, plan.denoising_steps, width * height, images=len(plan.seeds))]
 

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageOps
 
 from engine.base.errors import shown_value
-from engine.base.images import NormalizedImage, image_digest, open_image
+from engine.base.images import NormalizedImage, image_digest, open_image, to_rgb
 from engine.base.settings import Settings
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec
 from engine.pipelines.calls import call_pipeline
@@ -30,7 +30,7 @@ from engine.pipelines.schedulers import steps_run
 from engine.recipes import schema
 from engine.recipes.recipe import Recipe
 from engine.recipes.script import header, init_image_lines, literal, load, saved
-from engine.workflows.basic import unflagged
+from engine.workflows.basic import unflagged, work
 from engine.workflows.checks import (
     RANDOM_SEED,
     check_model,
@@ -43,7 +43,7 @@ from engine.workflows.checks import (
     seed_series,
 )
 from engine.workflows.grid import image_grid
-from engine.workflows.shape import GpuWork, RunContext, Workflow
+from engine.workflows.shape import RunContext, Workflow
 
 WHOLE_PICTURE, ONLY_MASKED = INPAINT_AREAS = ("Whole picture", "Only masked")  # the web UI's words
 MAX_MASK_BLUR = 64  # pixels, the web UI's slider
@@ -55,15 +55,16 @@ EXPAND_FILLS = ("edge", "noise")  # or a colour, #rrggbb
 
 
 def mask_of(image: Image.Image) -> Image.Image:
-    """A mask image as one 8-bit channel, white where to inpaint: its transparency where it has any (a painted
-    layer), else its brightness (a black and white mask)."""
+    """A mask image as one 8-bit channel, white where to inpaint: its transparency where some of it is fully
+    transparent (a painted layer), else its brightness (a black and white mask, 16-bit and float scaled as an
+    init image is)."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = image.convert("RGBA").getchannel("A")
         lowest = alpha.getextrema()[0]  # one channel: (min, max)
-        if isinstance(lowest, int | float) and lowest < 255:  # some of it is transparent: the alpha is the mask
+        if isinstance(lowest, int | float) and lowest == 0:
             return alpha
-    return image.convert("L") if image.mode not in ("I", "I;16", "F") else image.point(lambda v: v / 256).convert("L")
+    return to_rgb(image).convert("L")
 
 
 def check_mask(
@@ -112,6 +113,29 @@ def check_fill(value: object) -> str:
     if isinstance(value, str) and (value in EXPAND_FILLS or re.fullmatch(r"#[0-9a-fA-F]{6}", value)):
         return value.lower()
     raise ValueError(f"expand_fill must be edge, noise or a colour as #rrggbb; got {shown_value(value)}")
+
+
+def fitted(
+    image: NormalizedImage, mask: Image.Image, sides: tuple[int, ...], pixels: int, multiple: int
+) -> tuple[NormalizedImage, Image.Image, tuple[int, ...], tuple[str, ...]]:
+    """The image, its mask and the sides scaled down together so the grown canvas stays within the working size
+    (`pixels`), as every run does, sides rounded down to the model's multiple; unchanged when it fits."""
+    width, height = image.size
+    canvas = (width + sides[0] + sides[1]) * (height + sides[2] + sides[3])
+    if canvas <= pixels:
+        return image, mask, sides, ()
+    scale = (pixels / canvas) ** 0.5
+    size = (
+        max(multiple, int(width * scale) // multiple * multiple),
+        max(multiple, int(height * scale) // multiple * multiple),
+    )
+    sides = tuple(int(side * scale) // multiple * multiple for side in sides)
+    note = (
+        f"The grown canvas would have been {canvas} pixels, past the working size ({pixels}): the image was scaled "
+        f"to {size[0]}x{size[1]} and the sides to {', '.join(map(str, sides))} (left, right, up, down)."
+    )
+    shrunk = NormalizedImage(image.image.resize(size, Image.Resampling.LANCZOS), image.original_size, image.notes)
+    return shrunk, mask.resize(size, Image.Resampling.LANCZOS), sides, (note,)
 
 
 def expanded(
@@ -188,7 +212,9 @@ class InpaintRequest:
         count = int(check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True))
         blur = int(check_number("mask_blur", self.mask_blur, low=0, high=MAX_MASK_BLUR, integer=True))
         if self.inpaint_area not in INPAINT_AREAS:
-            raise ValueError(f"inpaint_area must be one of {', '.join(INPAINT_AREAS)}; got {self.inpaint_area!r}")
+            raise ValueError(
+                f"inpaint_area must be one of {', '.join(INPAINT_AREAS)}; got {shown_value(self.inpaint_area)}"
+            )
         padding = int(check_number("padding", self.padding, low=0, high=MAX_PADDING, integer=True))
         seed = check_seed(self.seed, count=count)
         multiple = spec.size_multiple
@@ -207,6 +233,14 @@ class InpaintRequest:
         image = normalize_for_model(self.image, spec, settings)
         mask, notes = check_mask(self.mask, image, settings, optional=any(sides))
         if any(sides):
+            for grown, side in (((sides[0], sides[1]), image.size[0]), ((sides[2], sides[3]), image.size[1])):
+                if overlap * sum(1 for pixels in grown if pixels) >= side:
+                    raise ValueError(
+                        f"overlap {overlap} would repaint the whole image ({image.size[0]}x{image.size[1]} at the "
+                        "working size) from its grown sides: make it smaller"
+                    )
+            image, mask, sides, scaled = fitted(image, mask, sides, settings.working_pixels, multiple)
+            notes += scaled
             width, height = image.size[0] + sides[0] + sides[1], image.size[1] + sides[2] + sides[3]
             if width * height > settings.max_output_pixels:
                 raise ValueError(
@@ -352,11 +386,12 @@ def run_inpaint(plan: InpaintPlan, context: RunContext) -> InpaintResult:
                 **({"outpaint": list(plan.expand), "expand_fill": plan.expand_fill} if plan.expand else {}),
             },
         )
+    shown = [images[index] for index in unflagged(nsfw, len(images))]
     return InpaintResult(
         images=images,
         init_image=plan.image.image,
         mask=mask,
-        grid=image_grid([plan.image.image, mask.convert("RGB"), *images], rows=1, cols=len(images) + 2),
+        grid=image_grid([plan.image.image, mask.convert("RGB"), *shown], rows=1, cols=len(shown) + 2),
         steps_run=reporter.steps,
         seconds=time.perf_counter() - started,
         recipe=recipe,
@@ -370,7 +405,7 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
     """An inpaint recipe's own fields: how the mask was blurred, the inpaint area and its padding."""
     checked: dict[str, Any] = {
         "inpaint_area": schema.choice("extra.inpaint_area", extra.get("inpaint_area"), INPAINT_AREAS),
-        "mask_sha256": schema.text("extra.mask_sha256", extra.get("mask_sha256", "")),
+        "mask_sha256": schema.digest("extra.mask_sha256", extra.get("mask_sha256")),
     }
     if "outpaint" in extra:  # an outpaint's sides, as it said them (the init is the grown canvas)
         sides = extra["outpaint"]
@@ -383,7 +418,10 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
         ):
             raise schema.fail("extra.outpaint", sides, f"four whole numbers in [0, {MAX_EXPAND}]")
         checked["outpaint"] = sides
-        checked["expand_fill"] = check_fill(extra.get("expand_fill"))
+        try:
+            checked["expand_fill"] = check_fill(extra.get("expand_fill"))
+        except ValueError:
+            raise schema.fail("extra.expand_fill", extra.get("expand_fill"), "edge, noise or #rrggbb") from None
     for name, high in (("mask_blur", MAX_MASK_BLUR), ("padding", MAX_PADDING)):
         value = extra.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
@@ -398,6 +436,10 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
 def inpaint_script(recipe: Recipe) -> str:
     """An inpainted image's script: the mask blurred as the app blurs it, the call, the original pasted back."""
     p = dict(recipe.parameters)
+    p.pop("padding_mask_crop", None)  # the mode comes from the recipe's checked inpaint_area and padding
+    only_masked = recipe.extra["inpaint_area"] == ONLY_MASKED
+    if only_masked:
+        p["padding_mask_crop"] = int(recipe.extra["padding"])
     index = int(recipe.extra.get("index", 0))
     size = tuple(int(side) for side in recipe.size)
     lines = header(
@@ -424,7 +466,7 @@ def inpaint_script(recipe: Recipe) -> str:
         "images = pipe(image=init_image, mask_image=mask, generator=generator, **call).images",
         f"image = images[{index}]",
     ]
-    if "padding_mask_crop" not in p:  # the whole picture: the original kept outside the blurred mask
+    if not only_masked:  # the whole picture: the original kept outside the blurred mask
         lines.append("image = pipe.image_processor.apply_overlay(mask, init_image, image)")
     lines += saved("image")
     return "\n".join(lines)
@@ -435,18 +477,12 @@ def run(plan: InpaintPlan, context: RunContext) -> Iterator[InpaintResult]:
     yield run_inpaint(plan, context)
 
 
-def work(plan: InpaintPlan) -> list[GpuWork]:
-    """One denoising loop over every seed, at the working size (a masked-only crop is brought to it too)."""
-    width, height = plan.image.size
-    return [GpuWork(plan.spec.key, plan.denoising_steps, width * height, images=len(plan.seeds))]
-
-
 WORKFLOW = Workflow(
     name="inpaint",
     request=InpaintRequest,
     plan=InpaintPlan,
     run=run,
-    work=work,
+    work=work,  # Basic's: one loop over every seed at the working size (a masked-only crop is brought to it)
     script=inpaint_script,
     streams=False,
     recipe=schema.RecipeShape(extra=recipe_extra),
