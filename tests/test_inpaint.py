@@ -99,6 +99,7 @@ def test_a_painted_layer_and_a_black_and_white_mask_inpaint_the_same(engine, pho
         ({"mask": None}, "mask is required"),
         ({"mask": Image.new("L", (136, 96), 0)}, "mask is empty (136x96, nothing white or opaque)"),
         ({"mask": b"not an image"}, "mask"),
+        ({"mask": "m" * 5000}, "mask file 'mmm"),  # a path no file system takes: named, not an OSError
         (
             {"inpaint_area": "Only the cat"},
             "inpaint_area must be one of Whole picture, Only masked; got 'Only the cat'",

@@ -18,6 +18,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.base.errors import shown_value
+
 _EXIF_ORIENTATION = 0x0112
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The formats accepted, told by their first bytes before Pillow sees the file, and the Pillow plugins
@@ -87,8 +89,12 @@ def _open_header(source: object, *, name: str, max_input_pixels: int) -> tuple[I
     elif isinstance(source, str | Path):
         fp = Path(source)
         label = fp.name
-        if not fp.is_file():
-            raise ValueError(f"{name} file {label!r} does not exist")
+        try:
+            found = fp.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte in it
+            found = False
+        if not found:
+            raise ValueError(f"{name} file {shown_value(label)} does not exist")
         if fp.stat().st_size == 0:
             raise ValueError(f"{name} is an empty file (0 bytes): {label!r}")
     else:
