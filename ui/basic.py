@@ -59,7 +59,7 @@ from ui.events import (
     wire_preview,
     wire_recipe_selection,
 )
-from ui.outputs import png_outputs, recipe_files
+from ui.outputs import seed_results
 
 EXAMPLE_PROMPTS = {
     "chelsea the cat": "cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable, Pixar, Disney, 8k",
@@ -385,14 +385,7 @@ def handler(engine: Engine) -> Callable:
             yield [], None, message, "", None, gr.skip(), []
             return
         (result,) = results
-        per_image = [result.recipe.for_image(i) for i in result.shown]
-        ids = [engine.results.put(r, result.init_image) for r in per_image]
-        gallery_items = png_outputs(
-            settings,
-            [(result.images[i], r, f"seed {r.seed}") for i, r in zip(result.shown, per_image, strict=True)],
-            ids,
-        )
-        script, downloads = recipe_files(settings, per_image[0], result.init_image) if per_image else ("", None)
+        gallery_items, ids, script, downloads = seed_results(engine, result)
         yield gallery_items, result.grid, result_text(result), script, downloads, result.plan.seeds[0], ids
 
     return img2img

@@ -52,7 +52,7 @@ from ui.events import (
     wire_generation,
     wire_recipe_selection,
 )
-from ui.outputs import download_folder, png_outputs, recipe_files
+from ui.outputs import download_folder, seed_results
 
 DEFAULT_PROMPT = "a small dog, detailed fur, soft light"
 
@@ -390,17 +390,7 @@ def handler(engine: Engine) -> Callable:
         except GenerationCancelled as stopped:
             message = f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept."
             return [], None, message, "", None, gr.skip(), []
-        mask_file = {"mask.png": result.plan.mask}
-        per_image = [result.recipe.for_image(i) for i in result.shown]
-        ids = [engine.results.put(recipe, result.init_image, mask_file) for recipe in per_image]
-        gallery = png_outputs(
-            settings,
-            [(result.images[i], r, f"seed {r.seed}") for i, r in zip(result.shown, per_image, strict=True)],
-            ids,
-        )
-        script, downloads = (
-            recipe_files(settings, per_image[0], result.init_image, mask_file) if per_image else ("", None)
-        )
+        gallery, ids, script, downloads = seed_results(engine, result, {"mask.png": result.plan.mask})
         return gallery, result.grid, result_text(result), script, downloads, result.plan.seeds[0], ids
 
     return inpaint

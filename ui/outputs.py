@@ -124,3 +124,22 @@ def recipe_files(
         image.save(folder / name)
         paths.append(str(folder / name))
     return script, paths
+
+
+def seed_results(
+    engine, result, inputs: dict[str, Image.Image] | None = None
+) -> tuple[list, list[str], str, list | None]:
+    """A one-call result with one image per seed (Basic, Inpaint), each image the safety checker let through kept
+    in engine.results with its own recipe, its init and the `inputs` its script reads (a mask): the gallery's PNGs,
+    their ids, and the first image's script and downloads."""
+    per_image = [result.recipe.for_image(index) for index in result.shown]
+    ids = [engine.results.put(recipe, result.init_image, inputs) for recipe in per_image]
+    gallery = png_outputs(
+        engine.settings,
+        [(result.images[i], recipe, f"seed {recipe.seed}") for i, recipe in zip(result.shown, per_image, strict=True)],
+        ids,
+    )
+    if not per_image:
+        return gallery, ids, "", None
+    script, downloads = recipe_files(engine.settings, per_image[0], result.init_image, inputs)
+    return gallery, ids, script, downloads
