@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
-from workflow_cases import CASES
+from PIL import Image, ImageFilter
+from workflow_cases import CASES, middle_mask
 
 from engine.recipes.recipe import read_png_text
 from engine.workflows.registry import read_recipe
@@ -343,3 +343,37 @@ def test_the_basic_plan_line_says_the_error_the_run_would(engine, photo, strengt
     with pytest.raises(ValueError) as raised:
         engine.plan(Img2ImgRequest(image=photo, prompt="a cat", strength=strength, num_inference_steps=steps))
     assert basic.plan_text(engine, None, "sd15", strength, steps) == f"⚠️ {raised.value}"
+
+
+def test_sweep_endpoint_inpaints_each_cell_when_given_a_mask(client, cat_png, tmp_path):
+    """/sweep with a mask: each cell is an inpaint run over the mask_blur axis; the original is kept outside the
+    blurred mask, the cells carry Inpaint recipes, and refused axes and fields are named."""
+    with Image.open(cat_png) as cat:
+        mask = middle_mask(cat)
+    mask.save(tmp_path / "mask.png")
+    grid, summary, cells, files = client.predict(
+        image=handle_file(str(cat_png)),
+        mask=handle_file(str(tmp_path / "mask.png")),
+        x_axis="mask_blur",
+        x_values="0, 12",
+        **SWEEP_BASICS,
+    )
+    assert "Done:" in summary and "2/2 cells" in summary
+    recipes = [read_recipe(cell["image"]) for cell in cells]
+    assert [(r.workflow, r.extra["mask_blur"]) for r in recipes] == [("inpaint", 0), ("inpaint", 12)]
+    rows = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    assert [(row["mask_blur"], row["inpaint_area"]) for row in rows] == [(0, "Whole picture"), (12, "Whole picture")]
+    with Image.open(cells[0]["image"]) as sharp, Image.open(cells[1]["image"]) as blurred:
+        # far from the mask (past the blur's reach) both keep the same original pixels; inside it each cell painted its own
+        far = np.asarray(mask.resize(sharp.size).filter(ImageFilter.MaxFilter(91))) == 0
+        assert far.any() and np.array_equal(np.asarray(sharp)[far], np.asarray(blurred)[far])
+        assert not np.array_equal(np.asarray(sharp), np.asarray(blurred))
+    with pytest.raises(AppError, match="scheduler does not apply to an inpainting sweep"):
+        client.predict(
+            image=handle_file(str(cat_png)),
+            mask=handle_file(str(tmp_path / "mask.png")),
+            x_axis="seed",
+            x_values="1-2",
+            scheduler="Euler",
+            **SWEEP_BASICS,
+        )

@@ -15,8 +15,10 @@ from readers import sd_parsers_read
 from scripts import replay
 
 from engine.recipes.recipe import save_png
+from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.inpaint import ONLY_MASKED, WHOLE_PICTURE, InpaintRequest
 from engine.workflows.registry import read_recipe, script_for
+from engine.workflows.sweep import SweepRequest
 
 
 def square_mask(size: tuple[int, int], box=(40, 20, 90, 70)) -> Image.Image:
@@ -237,3 +239,59 @@ def test_the_page_sends_what_was_painted_else_the_uploaded_mask(engine, photo, t
     empty = {"background": str(tmp_path / "photo.png"), "layers": [str(tmp_path / "empty.png")]}
     assert split(empty, "uploaded.png") == (str(tmp_path / "photo.png"), "uploaded.png")
     assert split(empty, None) == (str(tmp_path / "photo.png"), None)
+
+
+def test_an_inpaint_sweep_makes_each_cell_as_plain_diffusers_and_its_script_replays_it(engine, twins, photo, tmp_path):
+    """A sweep over an image and its mask: every cell is an inpaint run (equal to plain diffusers with that cell's
+    mask blur and inpaint area), its recipe the Inpaint workflow's, and the cell's script reproduces it."""
+    base = InpaintRequest(
+        image=photo, mask=square_mask(photo.size), prompt="a dog", strength=0.9, num_inference_steps=3, seed=7
+    )
+    request = SweepRequest(
+        base=base, x_axis="mask_blur", x_values="0, 8", y_axis="inpaint_area", y_values="Whole picture\nOnly masked"
+    )
+    plan = engine.plan(request)
+    assert [cell.plan.mask_blur for cell in plan.cells] == [0, 8, 0, 8]
+    assert [cell.plan.only_masked for cell in plan.cells] == [False, False, True, True]
+    assert len(plan.calls) == 4  # an inpaint cell is a call of its own
+    *_, progress = engine.run(plan)
+    assert progress.finished and progress.table()[3]["mask_blur"] == 8
+    for cell in plan.cells:
+        image = progress.images[cell.index]
+        assert np.array_equal(np.asarray(image), plain_inpaint(twins / "sd15", cell.plan, seed=7)), cell.caption
+    recipe = progress.recipes[3]
+    assert recipe.workflow == "inpaint" and recipe.extra["mask_blur"] == 8
+    png = save_png(progress.images[3], recipe, tmp_path / "cell.png")
+    (tmp_path / "recipe.py").write_text(script_for(read_recipe(png)))
+    plan.cells[3].plan.image.image.save(tmp_path / "init.png")
+    plan.cells[3].plan.mask.save(tmp_path / "mask.png")
+    replay(tmp_path / "recipe.py", "replayed.png", "init.png", "mask.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(progress.images[3]))
+
+
+@pytest.mark.parametrize(
+    ("base", "axis", "message"),
+    [
+        ("inpaint", "scheduler", "x_axis 'scheduler' does not apply to an inpainting sweep (with a mask); its axes"),
+        ("inpaint", "lora_weight", "x_axis 'lora_weight' does not apply to an inpainting sweep"),
+        ("img2img", "mask_blur", "x_axis 'mask_blur' does not apply to a sweep without a mask; its axes"),
+    ],
+)
+def test_a_sweep_refuses_an_axis_its_base_has_not(engine, photo, base, axis, message):
+    if base == "inpaint":
+        request = InpaintRequest(image=photo, mask=square_mask(photo.size), prompt="a dog")
+    else:
+        request = Img2ImgRequest(image=photo, prompt="a dog")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        engine.plan(SweepRequest(base=request, x_axis=axis, x_values="1, 2"))
+
+
+def test_an_inpaint_sweep_over_models_takes_inpaint_models_and_an_outpaint_grows_once(engine, photo):
+    base = InpaintRequest(image=photo, mask=None, prompt="a garden", expand_right=32, seed=3)
+    plan = engine.plan(SweepRequest(base=base, x_axis="model", x_values="sd15\ncomic-diffusion"))
+    assert [cell.plan.spec.key for cell in plan.cells] == ["sd15", "comic-diffusion"]
+    canvas = engine.plan(base).image.image
+    for cell in plan.cells:  # the canvas grown once from the base seed, the same for every cell
+        assert cell.plan.image.image.tobytes() == canvas.tobytes() and cell.plan.expand is None
+    with pytest.raises(ValueError, match="x_values for axis 'model': model must be one of"):
+        engine.plan(SweepRequest(base=base, x_axis="model", x_values="sd15\nkandinsky22"))

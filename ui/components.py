@@ -22,6 +22,7 @@ from engine.models.catalog import get_spec, models_for
 from engine.models.loras import offered
 from engine.pipelines.schedulers import schedulers_for
 from engine.workflows.checks import MAX_GUIDANCE, RANDOM_SEED, SEED_LIMIT, model_defaults
+from engine.workflows.inpaint import INPAINT_AREAS, MAX_MASK_BLUR, MAX_PADDING, WHOLE_PICTURE
 
 STRENGTH_INFO = (
     "How far to move away from the init image: the share of the noise schedule that is run. "
@@ -407,6 +408,24 @@ def main_inputs(
     # minimum 0, not 0.01: a typed 0 reaches the engine, whose error says why (the slider would clamp it silently)
     strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO))
     return GenerationInputs(image, prompt, negative_prompt, model, strength)
+
+
+def mask_settings() -> tuple[gr.Dropdown, gr.Slider, gr.Slider]:
+    """How a mask is used (the web UI's names and defaults): the inpaint area, the mask blur and the padding."""
+    inpaint_area = engine_checked(
+        gr.Dropdown(
+            list(INPAINT_AREAS),
+            value=WHOLE_PICTURE,
+            label="Inpaint area",
+            info="Whole picture: the image at the working size. Only masked: the painted part and its "
+            "padding, cropped and repainted at the working size (more detail), then pasted back.",
+        )
+    )
+    mask_blur = engine_checked(
+        gr.Slider(0, MAX_MASK_BLUR, value=4, step=1, label="Mask blur", info="Pixels of feathered edge")
+    )
+    padding = engine_checked(gr.Slider(0, MAX_PADDING, value=32, step=4, label="Only masked padding, pixels"))
+    return inpaint_area, mask_blur, padding
 
 
 def guidance_slider(value: float, *, label: str = "Guidance scale", info: str | None = GUIDANCE_INFO) -> gr.Slider:

@@ -20,11 +20,8 @@ from engine.models.catalog import DEFAULT_MODEL
 from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.workflows.checks import RANDOM_SEED, model_defaults
 from engine.workflows.inpaint import (
-    INPAINT_AREAS,
     MAX_EXPAND,
-    MAX_MASK_BLUR,
     MAX_OVERLAP,
-    MAX_PADDING,
     WHOLE_PICTURE,
     InpaintRequest,
     mask_of,
@@ -34,6 +31,7 @@ from ui.components import (
     engine_checked,
     guidance_slider,
     image_input,
+    mask_settings,
     model_picker,
     recipe_panel,
     result_gallery,
@@ -179,21 +177,7 @@ def layout(engine: Engine) -> InpaintTab:
             model = model_picker("inpaint", DEFAULT_MODEL)
             strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength"))
             with gr.Accordion("Mask and area", open=True):
-                inpaint_area = engine_checked(
-                    gr.Dropdown(
-                        list(INPAINT_AREAS),
-                        value=WHOLE_PICTURE,
-                        label="Inpaint area",
-                        info="Whole picture: the image at the working size. Only masked: the painted part and its "
-                        "padding, cropped and repainted at the working size (more detail), then pasted back.",
-                    )
-                )
-                mask_blur = engine_checked(
-                    gr.Slider(0, MAX_MASK_BLUR, value=4, step=1, label="Mask blur", info="Pixels of feathered edge")
-                )
-                padding = engine_checked(
-                    gr.Slider(0, MAX_PADDING, value=32, step=4, label="Only masked padding, pixels")
-                )
+                inpaint_area, mask_blur, padding = mask_settings()
                 gr.Markdown(
                     "A mask file instead of painting: white (or opaque) where to inpaint. Used when nothing is "
                     "painted on the image; the examples fill it.",
@@ -390,7 +374,7 @@ def handler(engine: Engine) -> Callable:
         except GenerationCancelled as stopped:
             message = f"Stopped after {stopped.steps_done} denoising step(s); nothing was kept."
             return [], None, message, "", None, gr.skip(), []
-        gallery, ids, script, downloads = seed_results(engine, result, {"mask.png": result.plan.mask})
+        gallery, ids, script, downloads = seed_results(engine, result, result.plan.script_inputs)
         return gallery, result.grid, result_text(result), script, downloads, result.plan.seeds[0], ids
 
     return inpaint

@@ -18,6 +18,7 @@ from engine.pipelines.live import LivePreview
 from engine.pipelines.schedulers import schedulers_for
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.checks import RANDOM_SEED, model_defaults
+from engine.workflows.inpaint import INPAINT_AREAS, WHOLE_PICTURE, InpaintRequest
 from engine.workflows.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest, start_sweep
 from ui.basic import EXAMPLE_PROMPTS
 from ui.components import (
@@ -27,7 +28,10 @@ from ui.components import (
     downloads,
     engine_checked,
     header_only,
+    image_input,
     main_inputs,
+    mask_settings,
+    model_label,
     recipe_panel,
     result_gallery,
     result_image,
@@ -57,6 +61,9 @@ AXIS_EXAMPLES = {
     "scheduler": "PLMS\nEuler a\nDPM++ 2M Karras\nDPM++ 2M SDE",
     "model": "sd15\ncomic-diffusion\npixel-art-style",
     "lora_weight": "0, 0.4, 0.8, 1.2",
+    "mask_blur": "0, 4, 16",
+    "padding": "0, 32, 96",
+    "inpaint_area": "\n".join(INPAINT_AREAS),
 }
 VALUES_INFO = (
     "A list (0.3, 0.5, 0.8), a range with a step (0.2-1.0 (+0.2)) or a count (0.2-1.0 [5]), 1-4 for whole "
@@ -68,7 +75,8 @@ def plan_text(engine: Engine, *values) -> str:
     """The parsed axes, cell count, grid size and steps in all, or what is wrong, before running."""
     fields = dict(zip(SWEEP_FIELDS, values, strict=False))  # weighting and scheduler may be left out
     try:
-        return engine.describe(engine.plan(sweep_request(**{**fields, "image": header_only(fields["image"])})))
+        headers = {name: header_only(fields.get(name)) for name in ("image", "mask")}  # never decoded here
+        return engine.describe(engine.plan(sweep_request(**{**fields, **headers})))
     except ValueError as exc:
         return warning_text(exc)
 
@@ -83,14 +91,41 @@ SWEEP_FIELDS = (
     "weighted_prompt",
     "scheduler",
     "loras",
+    "mask",
+    "mask_blur",
+    "inpaint_area",
+    "padding",
 )
 
 
 def sweep_request(
-    *, x_axis, x_values, y_axis, y_values, weighted_prompt=False, scheduler="", loras="", **basic
+    *,
+    x_axis,
+    x_values,
+    y_axis,
+    y_values,
+    weighted_prompt=False,
+    scheduler="",
+    loras="",
+    mask=None,
+    mask_blur=4,
+    inpaint_area=WHOLE_PICTURE,
+    padding=32,
+    **basic,
 ) -> SweepRequest:
-    """A sweep request from the tab's values; `basic` holds the Basic fields (image, prompt, ..., seed)."""
-    base = Img2ImgRequest(**basic, weighted_prompt=weighted_prompt, scheduler=scheduler or None, loras=loras)
+    """A sweep request from the tab's values; `basic` holds the Basic fields (image, prompt, ..., seed). With a
+    mask, each cell inpaints (Basic's weighting, scheduler and LoRAs do not apply and are refused if set)."""
+    base: Img2ImgRequest | InpaintRequest
+    if mask is None:
+        base = Img2ImgRequest(**basic, weighted_prompt=weighted_prompt, scheduler=scheduler or None, loras=loras)
+    else:
+        for name, value in (("weighted_prompt", weighted_prompt), ("scheduler", scheduler), ("loras", loras)):
+            if value:
+                raise ValueError(
+                    f"{name} does not apply to an inpainting sweep (a mask was given); got {value!r:.60}: leave it "
+                    "empty, or remove the mask"
+                )
+        base = InpaintRequest(**basic, mask=mask, mask_blur=mask_blur, inpaint_area=inpaint_area, padding=padding)
     return SweepRequest(base=base, x_axis=x_axis, x_values=x_values, y_axis=y_axis or None, y_values=y_values or "")
 
 
@@ -144,6 +179,10 @@ class SweepTab:
     code: gr.Code
     recipe_downloads: gr.File
     recipes: gr.State
+    mask: gr.Image
+    mask_blur: gr.Slider
+    inpaint_area: gr.Dropdown
+    padding: gr.Slider
 
     def api_inputs(self) -> list:
         """The sweep handler's inputs, in SWEEP_FIELDS' order."""
@@ -157,6 +196,10 @@ class SweepTab:
             inputs.weighted_prompt,
             inputs.scheduler,
             inputs.loras,
+            self.mask,
+            self.mask_blur,
+            self.inpaint_area,
+            self.padding,
         ]
 
 
@@ -200,6 +243,15 @@ def layout(engine: Engine) -> SweepTab:
             with gr.Row():
                 run = run_button("Run sweep")
                 stop = stop_button()
+            with gr.Accordion("Inpaint: sweep with a mask (optional)", open=False):
+                gr.Markdown(
+                    "With a mask, every cell inpaints the white part (the Inpaint tab's run; paint one there and "
+                    "download its mask.png). Its axes: mask_blur, padding and inpaint_area besides the sampling "
+                    "ones; the model list becomes the inpainting models.",
+                    elem_classes=["hint"],
+                )
+                mask = image_input("Mask (white where to inpaint)", height=200)
+                inpaint_area, mask_blur, padding = mask_settings()
             with gr.Accordion("Advanced", open=False):
                 advanced_inputs(inputs, settings, default_model)
                 schedulers = gr.Markdown(f"Schedulers for this model: {', '.join(schedulers_for(default_model))}")
@@ -232,6 +284,10 @@ def layout(engine: Engine) -> SweepTab:
         code=code,
         recipe_downloads=recipe_downloads,
         recipes=gr.State([]),
+        mask=mask,
+        mask_blur=mask_blur,
+        inpaint_area=inpaint_area,
+        padding=padding,
     )
 
 
@@ -259,6 +315,10 @@ def handler(engine: Engine) -> Callable:
         weighted_prompt: bool = False,
         scheduler: str = "",
         loras: str = "",
+        mask: str | None = None,
+        mask_blur: int = 4,
+        inpaint_area: str = WHOLE_PICTURE,
+        padding: int = 32,
         cancel: CancelToken | None = None,
         live: bool = False,
         progress: gr.Progress = gr.Progress(),
@@ -281,6 +341,14 @@ def handler(engine: Engine) -> Callable:
             weighted_prompt: read the prompts as Compel syntax.
             scheduler: $scheduler_arg A scheduler axis overrides it.
             loras: $loras_arg
+            mask: a black and white image, white where to inpaint (any size: stretched to the image's). With a
+                mask every cell inpaints (the /inpaint run), the model must have an inpainting pipeline, the axes
+                may also be mask_blur, padding and inpaint_area ("Whole picture" / "Only masked", one per line),
+                and weighted_prompt, scheduler and loras must be left empty.
+            mask_blur: with a mask: pixels of feathered edge (0 to 64).
+            inpaint_area: with a mask: "Whole picture" or "Only masked" (the masked part repainted at the working
+                size with its padding, then pasted back).
+            padding: with a mask and "Only masked": pixels around the masked part (0 to 256).
         """
         spec = sweep_request(
             image=image,
@@ -298,6 +366,10 @@ def handler(engine: Engine) -> Callable:
             weighted_prompt=weighted_prompt,
             scheduler=scheduler,
             loras=loras,
+            mask=mask,
+            mask_blur=mask_blur,
+            inpaint_area=inpaint_area,
+            padding=padding,
         )
         plan = engine.plan(spec)
         total = len(plan.cells)
@@ -321,7 +393,9 @@ def handler(engine: Engine) -> Callable:
                 continue
             state = made
             cells_done = len(state.done_cells)
-            ids = [engine.results.put(state.recipes[cell.index], init) for cell in state.done_cells]
+            ids = [
+                engine.results.put(state.recipes[cell.index], init, cell.script_inputs) for cell in state.done_cells
+            ]
             for cell, key in zip(state.done_cells, ids, strict=True):
                 if cell.index not in saved:
                     item = (state.images[cell.index], state.recipes[cell.index], cell.caption)
@@ -339,6 +413,13 @@ def axis_example(axis: str) -> str:
     return AXIS_EXAMPLES.get(axis, "")
 
 
+def mask_models(mask: str | None, key: str) -> gr.Dropdown:
+    """The model list for a sweep with a mask (the inpainting models) or without (the img2img ones); the model
+    stays where the new list has it."""
+    keys = models_for("inpaint" if mask else "img2img")
+    return gr.Dropdown(choices=[(model_label(k), k) for k in keys], value=key if key in keys else keys[0])
+
+
 def schedulers_line(key: str) -> str:
     """The schedulers a model offers, under the Advanced accordion."""
     return f"Schedulers for this model: {', '.join(schedulers_for(key))}" if key in models_for("img2img") else ""
@@ -353,6 +434,7 @@ def build(engine: Engine, tools: list) -> Finished:
         axis.change(axis_example, inputs=axis, outputs=values, queue=False, api_visibility="private")
     model = tab.inputs.model
     model.change(schedulers_line, inputs=model, outputs=tab.schedulers, queue=False, api_visibility="private")
+    tab.mask.change(mask_models, inputs=[tab.mask, model], outputs=model, queue=False, api_visibility="private")
     wire_recipe_selection(engine, tab.cells, tab.recipes, tab.code, tab.recipe_downloads)
     outputs = [tab.grid, tab.summary, tab.cells, tab.files, tab.recipes]
     done = wire_generation(

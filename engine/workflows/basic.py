@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -370,7 +370,20 @@ def run(plan: Img2ImgPlan, context: RunContext) -> Iterator[Img2ImgResult]:
     yield run_img2img(plan, context)
 
 
-def work(plan: Img2ImgPlan) -> list[GpuWork]:
+class OneLoop(Protocol):
+    """What `work` reads of a plan that runs one loop over its seeds (Basic's, Inpaint's)."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+    @property
+    def image(self) -> NormalizedImage: ...
+    @property
+    def seeds(self) -> tuple[int, ...]: ...
+    @property
+    def denoising_steps(self) -> int: ...
+
+
+def work(plan: OneLoop) -> list[GpuWork]:
     """One denoising loop over every seed (Kandinsky's call per seed costs the same steps); Inpaint's too (any plan
     with a spec, an image, seeds and its denoising_steps)."""
     width, height = plan.image.size

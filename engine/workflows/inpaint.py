@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageOps
 
 from engine.base.errors import shown_value
-from engine.base.images import NormalizedImage, image_digest, open_image, to_rgb
+from engine.base.images import HeaderOnly, NormalizedImage, image_digest, open_image, probe_size, to_rgb
 from engine.base.settings import Settings
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec
 from engine.pipelines.calls import call_pipeline
@@ -71,7 +71,8 @@ def check_mask(
     source: object, image: NormalizedImage, settings: Settings, *, optional: bool = False
 ) -> tuple[Image.Image, tuple[str, ...]]:
     """The mask at the image's working size (all black when none was given and it is `optional`: an outpaint's),
-    and what was done to it, for the person.
+    and what was done to it, for the person. A `HeaderOnly` mask (a plan preview's) is read from its header: its
+    size is checked, its pixels are a stand-in.
 
     Raises:
         ValueError: no mask where one is needed, or not an image (named, with its size).
@@ -80,7 +81,12 @@ def check_mask(
         if optional:
             return Image.new("L", image.size, 0), ()
         raise ValueError("mask is required: paint over the part to change, or upload a black and white mask")
-    mask = mask_of(open_image(source, name="mask", max_input_pixels=settings.max_input_pixels))
+    if isinstance(source, HeaderOnly):  # a plan preview's: sized from its header, its left half a stand-in
+        size = probe_size(source.source, name="mask", max_input_pixels=settings.max_input_pixels)
+        mask = Image.new("L", size, 0)
+        mask.paste(255, (0, 0, max(1, size[0] // 2), size[1]))
+    else:
+        mask = mask_of(open_image(source, name="mask", max_input_pixels=settings.max_input_pixels))
     notes = []
     if mask.size != image.original_size:
         notes.append(
@@ -294,6 +300,16 @@ class InpaintPlan:
         return ONLY_MASKED if self.only_masked else WHOLE_PICTURE
 
     @property
+    def script_inputs(self) -> dict[str, Image.Image]:
+        """The images its script reads besides the init, by their download names: the mask, before the blur."""
+        return {"mask.png": self.mask}
+
+    @property
+    def scheduler(self) -> None:
+        """None: an inpainting run keeps the checkpoint's own scheduler (what a sweep cell reads)."""
+        return None
+
+    @property
     def denoising_steps(self) -> int:
         """Model calls per image, as the progress bar counts them."""
         return steps_run(self.spec.key, self.num_inference_steps, self.strength)
@@ -339,14 +355,17 @@ def inpaint_kwargs(plan: InpaintPlan, mask: Image.Image) -> dict:
     return kwargs
 
 
-def run_inpaint(plan: InpaintPlan, context: RunContext) -> InpaintResult:
+def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0) -> InpaintResult:
     """Run a validated plan on the model's inpainting pipeline (derived from its img2img weights).
+
+    `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on).
 
     Raises:
         GenerationCancelled: Stop, a closed page (nothing of the run is kept).
     """
     cache, reporter = context.cache, context.reporter
     started = time.perf_counter()
+    steps_before = reporter.steps  # a sweep's reporter counts on over its cells
     pipe = cache.get(plan.spec.key, "inpaint")
     with cache.lock:
         mask = pipe.mask_processor.blur(plan.mask, blur_factor=plan.mask_blur) if plan.mask_blur else plan.mask
@@ -358,7 +377,7 @@ def run_inpaint(plan: InpaintPlan, context: RunContext) -> InpaintResult:
             seeds=plan.seeds,
             cache=cache,
             reporter=reporter,
-            live=LiveView(plan.spec.adapter.latent_rgb, plan.image.size, tuple(range(len(plan.seeds)))),
+            live=LiveView(plan.spec.adapter.latent_rgb, plan.image.size, tuple(range(place, place + len(plan.seeds)))),
         )
         images = list(output.images)
         nsfw = tuple(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
@@ -392,7 +411,7 @@ def run_inpaint(plan: InpaintPlan, context: RunContext) -> InpaintResult:
         init_image=plan.image.image,
         mask=mask,
         grid=image_grid([plan.image.image, mask.convert("RGB"), *shown], rows=1, cols=len(shown) + 2),
-        steps_run=reporter.steps,
+        steps_run=reporter.steps - steps_before,
         seconds=time.perf_counter() - started,
         recipe=recipe,
         plan=plan,

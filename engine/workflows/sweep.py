@@ -14,6 +14,11 @@ Planning validates every cell with the Basic rules before any work and groups th
 
 Each cell's posterior sample of the init latents is drawn from that cell's own generator before the
 call, exactly where the pipeline would draw it, so a batched cell reproduces the Basic path.
+
+A sweep whose base is an `InpaintRequest` (an image and its mask) sweeps the Inpaint workflow: every cell is an
+inpaint run of its own (recipe and script as the Inpaint tab's), over the axes an inpaint request has (mask_blur
+and padding besides the sampling ones; no scheduler or LoRA). An outpaint's canvas is grown once, from the base
+seed, and every cell inpaints that canvas.
 """
 
 from __future__ import annotations
@@ -47,15 +52,27 @@ from engine.workflows import basic
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, run_img2img
 from engine.workflows.checks import FOLLOW_INPUT, check_model, check_seed
 from engine.workflows.grid import grid_layout, labelled_grid
+from engine.workflows.inpaint import InpaintPlan, InpaintRequest, run_inpaint
 from engine.workflows.shape import GpuWork, RunContext, Workflow, stoppable
 
-NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed", "lora_weight")
+NUMERIC_AXES = ("strength", "guidance_scale", "num_inference_steps", "seed", "lora_weight", "mask_blur", "padding")
 TEXT_AXES = ("prompt", "negative_prompt")
-AXES = (*NUMERIC_AXES, *TEXT_AXES, "scheduler", "model")
+AXES = (*NUMERIC_AXES, *TEXT_AXES, "scheduler", "model", "inpaint_area")
+WHOLE_AXES = ("num_inference_steps", "seed", "mask_blur", "padding")  # whole numbers: 1-4 is a range
 NONE_TOKEN = "(none)"  # an empty negative prompt as a line of its own
-# Numeric and text axes that are fields of the Basic request (seed, scheduler and model are too, but are
-# checked on their own).
-_REQUEST_FIELDS = ("strength", "guidance_scale", "num_inference_steps", "prompt", "negative_prompt")
+# Axes that are fields of the base request as they are (seed, scheduler and model are too, but are checked on
+# their own; lora_weight sets a weight inside loras).
+_REQUEST_FIELDS = (
+    "strength",
+    "guidance_scale",
+    "num_inference_steps",
+    "prompt",
+    "negative_prompt",
+    "mask_blur",
+    "padding",
+    "inpaint_area",
+)
+_AXIS_FIELD = {"lora_weight": "loras"}  # the base request's field an axis varies, where it is named otherwise
 
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _RANGE = re.compile(
@@ -82,9 +99,9 @@ def parse_values(axis: str, text: object, *, name: str = "values", max_values: i
     if len(text) > 100_000:
         raise ValueError(f"{where} is {len(text):,} characters long; the limit is 100,000")
     values: list[str] | list[float | int]
-    if axis in TEXT_AXES or axis in ("scheduler", "model"):
+    if axis in TEXT_AXES or axis in ("scheduler", "model", "inpaint_area"):
         values = [line.strip() for line in text.splitlines() if line.strip()]
-        if axis in ("scheduler", "model") and len(values) == 1 and "," in values[0]:
+        if axis in ("scheduler", "model", "inpaint_area") and len(values) == 1 and "," in values[0]:
             values = [v.strip() for v in values[0].split(",") if v.strip()]
         if axis == "negative_prompt":
             values = ["" if v == NONE_TOKEN else v for v in values]
@@ -96,7 +113,7 @@ def parse_values(axis: str, text: object, *, name: str = "values", max_values: i
 
 
 def _parse_numbers(axis: str, text: str, where: str, max_values: int) -> list[float | int]:
-    whole = axis in ("num_inference_steps", "seed")
+    whole = axis in WHOLE_AXES
     match = _RANGE.match(text)
     if match:
         start, stop = float(match["start"]), float(match["stop"])
@@ -161,9 +178,9 @@ def format_value(axis: str, value: object) -> str:
 
 @dataclass(frozen=True)
 class SweepRequest:
-    """A sweep request: the Basic parameters plus an X axis and an optional Y axis."""
+    """A sweep request: the Basic parameters (or an Inpaint request's) plus an X axis and an optional Y axis."""
 
-    base: Img2ImgRequest
+    base: Img2ImgRequest | InpaintRequest
     x_axis: str
     x_values: str
     y_axis: str | None = None
@@ -182,7 +199,7 @@ class SweepCell:
     row: int
     col: int
     values: dict[str, object]
-    plan: Img2ImgPlan
+    plan: Img2ImgPlan | InpaintPlan
 
     @property
     def scheduler(self) -> str | None:
@@ -195,9 +212,26 @@ class SweepCell:
         recipe carry the rest)."""
         return ", ".join(f"{axis}={format_value(axis, v)}" for axis, v in self.values.items())
 
+    @property
+    def batches(self) -> bool:
+        """Whether the cell may share a batched call: an img2img cell of a family that batches (an inpaint cell,
+        or one of a family that runs one call per seed, is a call of its own)."""
+        return isinstance(self.plan, Img2ImgPlan) and self.plan.spec.adapter.batches_cells
+
+    @property
+    def script_inputs(self) -> dict[str, Image.Image]:
+        """The images its script reads besides the init (an inpaint cell's mask), by their download names."""
+        return self.plan.script_inputs if isinstance(self.plan, InpaintPlan) else {}
+
+    @property
+    def img2img_plan(self) -> Img2ImgPlan:
+        """The plan of a cell that `batches`."""
+        assert isinstance(self.plan, Img2ImgPlan)
+        return self.plan
+
     def batch_key(self) -> tuple:
-        """Cells with equal keys can share a batched call."""
-        plan = self.plan
+        """Cells with equal keys can share a batched call (cells that `batches`)."""
+        plan = self.img2img_plan
         return (
             plan.spec.key,
             plan.strength,
@@ -251,8 +285,9 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     Raises:
         ValueError: naming the axis and the bad value, or the limit a sweep exceeds; before any work.
     """
-    x_axis = _check_axis(request.x_axis, "x_axis")
-    y_axis = None if request.y_axis in (None, "", "none") else _check_axis(request.y_axis, "y_axis")
+    base = request.base
+    x_axis = _check_axis(request.x_axis, "x_axis", base)
+    y_axis = None if request.y_axis in (None, "", "none") else _check_axis(request.y_axis, "y_axis", base)
     if y_axis == x_axis:
         raise ValueError(f"x_axis and y_axis are both {shown_value(x_axis)}; pick two different axes")
     limit = settings.max_sweep_cells
@@ -262,7 +297,8 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     if count > limit:
         raise ValueError(f"the sweep has {len(x_values)} x {len(y_values)} = {count} cells; the limit is {limit}")
 
-    models = _check_model_axis(x_axis, x_values, y_axis, y_values)
+    kind = "inpaint" if isinstance(base, InpaintRequest) else "img2img"
+    models = _check_model_axis(x_axis, x_values, y_axis, y_values, kind)
     # The base seed is resolved once, so every cell shares it unless the seed axis varies it. The image is
     # normalised once (for the first model: a model axis stays in one family, so one size rule).
     base_seed = check_seed(request.base.seed)
@@ -273,8 +309,21 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     # fine when the prompt is an axis); each cell is validated in full below.
     first = {a: v[0] for a, v in ((x_axis, x_values), (y_axis, y_values)) if a in _REQUEST_FIELDS and v[0] is not None}
     checked = replace(base_request, **first).validate(settings)
-    # the cells start from the image as sized (a resize by a scale is not applied twice)
-    base_request = replace(base_request, image=checked.image.image, output_size=FOLLOW_INPUT)
+    # the cells start from the image as sized (a resize by a scale is not applied twice; an outpaint's canvas is
+    # grown once), an inpaint's mask with it
+    if isinstance(base_request, InpaintRequest):
+        assert isinstance(checked, InpaintPlan)  # an inpaint request's plan
+        base_request = replace(
+            base_request,
+            image=checked.image.image,
+            mask=checked.mask,
+            expand_left=0,
+            expand_right=0,
+            expand_up=0,
+            expand_down=0,
+        )
+    else:
+        base_request = replace(base_request, image=checked.image.image, output_size=FOLLOW_INPUT)
     if "lora_weight" in (x_axis, y_axis) and not checked.loras:
         raise ValueError("the lora_weight axis varies the weight of the first LoRA in loras: name one there first")
 
@@ -302,13 +351,23 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     )
 
 
-def _check_axis(axis: object, name: str) -> str:
+def axes_for(base: Img2ImgRequest | InpaintRequest) -> tuple[str, ...]:
+    """The axes a sweep over `base` can vary: those naming one of its request's fields."""
+    fields = set(base.__dataclass_fields__)
+    return tuple(axis for axis in AXES if _AXIS_FIELD.get(axis, axis) in fields)
+
+
+def _check_axis(axis: object, name: str, base: Img2ImgRequest | InpaintRequest) -> str:
     if axis not in AXES:
         raise ValueError(f"{name} must be one of {', '.join(AXES)}; got {shown_value(axis)}")
+    allowed = axes_for(base)
+    if axis not in allowed:
+        what = "an inpainting sweep (with a mask)" if isinstance(base, InpaintRequest) else "a sweep without a mask"
+        raise ValueError(f"{name} {shown_value(axis)} does not apply to {what}; its axes are {', '.join(allowed)}")
     return axis
 
 
-def _check_model_axis(x_axis, x_values, y_axis, y_values) -> list[str]:
+def _check_model_axis(x_axis, x_values, y_axis, y_values, kind: str = "img2img") -> list[str]:
     """The model axis' values (empty without one); they must share one family, so one size rule."""
     for axis, values, name in ((x_axis, x_values, "x_values"), (y_axis, y_values, "y_values")):
         if axis != "model":
@@ -316,7 +375,7 @@ def _check_model_axis(x_axis, x_values, y_axis, y_values) -> list[str]:
         families = set()
         for value in values:
             try:
-                families.add(check_model(value, "img2img").family)
+                families.add(check_model(value, kind).family)
             except ValueError as exc:
                 raise ValueError(f"{name} for axis 'model': {exc}") from None
         if len(families) > 1:
@@ -329,7 +388,13 @@ def _check_model_axis(x_axis, x_values, y_axis, y_values) -> list[str]:
 
 
 def _make_cell(
-    index: int, row: int, col: int, values: dict, base: Img2ImgRequest, settings: Settings, loras: tuple = ()
+    index: int,
+    row: int,
+    col: int,
+    values: dict,
+    base: Img2ImgRequest | InpaintRequest,
+    settings: Settings,
+    loras: tuple = (),
 ) -> SweepCell:
     """One cell: the base request with the cell's axis values; `loras` are the base's, checked (the lora_weight
     axis sets the first one's weight)."""
@@ -353,7 +418,7 @@ def _group_calls(cells: Sequence[SweepCell], max_batch: int) -> tuple[tuple[int,
     """Cells with the same batch key run together, in chunks of max_batch, in grid order."""
     groups: dict[tuple, list[int]] = {}
     for cell in cells:
-        key = cell.batch_key() if cell.plan.spec.adapter.batches_cells else ("single", cell.index)
+        key = cell.batch_key() if cell.batches else ("single", cell.index)
         groups.setdefault(key, []).append(cell.index)
     calls: list[tuple[int, ...]] = []
     for indices in groups.values():
@@ -409,6 +474,11 @@ class SweepProgress:
         rows = []
         for cell in self.done_cells:
             plan = cell.plan
+            inpaint = (
+                {"mask_blur": plan.mask_blur, "inpaint_area": plan.inpaint_area, "padding": plan.padding}
+                if isinstance(plan, InpaintPlan)
+                else {}
+            )
             rows.append(
                 {
                     "index": cell.index,
@@ -426,6 +496,7 @@ class SweepProgress:
                     "loras": lora_text(plan.loras),
                     "width": plan.image.size[0],
                     "height": plan.image.size[1],
+                    **inpaint,
                 }
             )
         return rows
@@ -492,7 +563,10 @@ class _SharedWork:
 
 def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) -> list:
     first = cells[0]
-    if not first.plan.spec.adapter.batches_cells:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
+    if isinstance(first.plan, InpaintPlan):  # an inpaint cell: the Inpaint workflow's run, recipe and script
+        inpainted = run_inpaint(first.plan, context, place=first.index)
+        return [(inpainted.images[0], inpainted.recipe)]
+    if not first.batches:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
         result = run_img2img(first.plan, context, place=first.index)
         return [(result.images[0], result.recipe)]
     cache = context.cache
@@ -503,7 +577,7 @@ def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) 
         swapped_scheduler(pipe, first.scheduler, cache.lock),
         applied(pipe, first.plan.loras, first.plan.spec.label),
     ):
-        embeddings = [_embeddings(pipe, cell.plan, shared) for cell in cells]
+        embeddings = [_embeddings(pipe, cell.img2img_plan, shared) for cell in cells]
         # Weighted prompts past 77 tokens make longer embeddings: only equal shapes stack into one batch.
         by_shape: dict[tuple, list[int]] = {}
         for position, embeds in enumerate(embeddings):
@@ -519,7 +593,7 @@ def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) 
 def _cell_recipe(pipe, batch: list[SweepCell], place: int, image: Image.Image, context: RunContext) -> Recipe:
     """A batched cell's recipe: its own parameters, plus the batch and its place in it."""
     cell = batch[place]
-    plan = cell.plan
+    plan = cell.img2img_plan
     return Recipe.from_pipeline(
         pipe,
         init=plan.image.image,
