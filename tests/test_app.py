@@ -351,7 +351,7 @@ def test_sweep_endpoint_inpaints_each_cell_when_given_a_mask(client, cat_png, tm
     with Image.open(cat_png) as cat:
         mask = middle_mask(cat)
     mask.save(tmp_path / "mask.png")
-    grid, summary, cells, files = client.predict(
+    _, summary, cells, files = client.predict(
         image=handle_file(str(cat_png)),
         mask=handle_file(str(tmp_path / "mask.png")),
         x_axis="mask_blur",
@@ -364,7 +364,7 @@ def test_sweep_endpoint_inpaints_each_cell_when_given_a_mask(client, cat_png, tm
     rows = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
     assert [(row["mask_blur"], row["inpaint_area"]) for row in rows] == [(0, "Whole picture"), (12, "Whole picture")]
     with Image.open(cells[0]["image"]) as sharp, Image.open(cells[1]["image"]) as blurred:
-        # far from the mask (past the blur's reach) both keep the same original pixels; inside it each cell painted its own
+        # far from the mask (past the blur's reach) both keep the original pixels; inside, each painted its own
         far = np.asarray(mask.resize(sharp.size).filter(ImageFilter.MaxFilter(91))) == 0
         assert far.any() and np.array_equal(np.asarray(sharp)[far], np.asarray(blurred)[far])
         assert not np.array_equal(np.asarray(sharp), np.asarray(blurred))
@@ -376,4 +376,41 @@ def test_sweep_endpoint_inpaints_each_cell_when_given_a_mask(client, cat_png, tm
             x_values="1-2",
             scheduler="Euler",
             **SWEEP_BASICS,
+        )
+
+
+def test_chain_endpoint_inpaints_with_a_mask_and_its_downloads_carry_it(client, cat_png, tmp_path):
+    """/chain with the inpaint-upscale preset and a mask: the inpaint stage hands an image to the x4 upscaler, the
+    downloads hold mask.png beside init.png, and the script given them reproduces the final image."""
+    small = tmp_path / "small.png"
+    with Image.open(cat_png) as cat:
+        cat.resize((96, 64)).save(small)
+        middle_mask(cat).save(tmp_path / "mask.png")
+    stages = json.dumps(
+        [
+            {"model": "sd15", "kind": "inpaint", "num_inference_steps": 3},
+            {"model": "sd-x4-upscaler", "num_inference_steps": 3},
+        ]
+    )
+    _, final, _, summary, _, downloads = client.predict(
+        image=handle_file(str(small)),
+        preset="",
+        prompt="a dog",
+        seed=6,
+        stages=stages,
+        mask=handle_file(str(tmp_path / "mask.png")),
+        api_name="/chain",
+    )
+    assert "Done: seed 6, final 384×256" in summary
+    names = {Path(f).name: f for f in downloads}
+    assert set(names) == {"recipe.py", "init.png", "recipe.json", "mask.png"}
+    with Image.open(names["mask.png"]) as mask:
+        assert mask.size == (96, 64)  # the chain's mask at its first stage's size
+    out = Path(names["recipe.py"]).parent / "rerun.png"
+    command = [sys.executable, names["recipe.py"], str(out), names["init.png"], names["mask.png"]]
+    subprocess.run(command, check=True, timeout=300)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(final)))
+    with pytest.raises(AppError, match="stage 1 inpaints and needs a mask"):
+        client.predict(
+            image=handle_file(str(small)), preset="", prompt="a dog", seed=6, stages=stages, api_name="/chain"
         )

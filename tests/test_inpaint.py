@@ -5,6 +5,7 @@ reproduce the image."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from scripts import replay
 
 from engine.recipes.recipe import save_png
 from engine.workflows.basic import Img2ImgRequest
+from engine.workflows.chain import ChainRequest
 from engine.workflows.inpaint import ONLY_MASKED, WHOLE_PICTURE, InpaintRequest
 from engine.workflows.registry import read_recipe, script_for
 from engine.workflows.sweep import SweepRequest
@@ -142,9 +144,17 @@ def test_the_script_reproduces_the_image_from_the_png_init_and_mask(engine, phot
     assert read == recipe
     assert (read.extra["inpaint_area"], read.extra["mask_blur"], read.extra["padding"]) == (area, 6, 4)
     infotext = Image.open(png).info["parameters"]  # the web UI's names, which its readers parse
-    assert f"Denoising strength: 0.8, Mask blur: 6, Inpaint area: {area}, Masked area padding: 4" in infotext
     read_back = sd_parsers_read(png).metadata
-    assert (read_back["Mask blur"], read_back["Inpaint area"], read_back["Masked area padding"]) == ("6", area, "4")
+    if area == ONLY_MASKED:
+        assert "Denoising strength: 0.8, Mask blur: 6, Inpaint area: Only masked, Masked area padding: 4" in infotext
+        assert (read_back["Mask blur"], read_back["Inpaint area"], read_back["Masked area padding"]) == (
+            "6",
+            area,
+            "4",
+        )
+    else:  # as the web UI writes a whole-picture inpaint: the area (its default) and the padding unsaid
+        assert "Denoising strength: 0.8, Mask blur: 6, Workflow: inpaint" in infotext
+        assert "Inpaint area" not in read_back and read_back["Mask blur"] == "6"
     (tmp_path / "recipe.py").write_text(script_for(read))
     result.init_image.save(tmp_path / "init.png")
     result.plan.mask.save(tmp_path / "mask.png")
@@ -295,3 +305,83 @@ def test_an_inpaint_sweep_over_models_takes_inpaint_models_and_an_outpaint_grows
         assert cell.plan.image.image.tobytes() == canvas.tobytes() and cell.plan.expand is None
     with pytest.raises(ValueError, match="x_values for axis 'model': model must be one of"):
         engine.plan(SweepRequest(base=base, x_axis="model", x_values="sd15\nkandinsky22"))
+
+
+def test_a_chain_inpaints_what_its_previous_stage_made_as_plain_diffusers_and_its_script_replays_it(
+    engine, twins, photo, tmp_path
+):
+    """img2img -> inpaint: the inpaint stage receives the restyled image (decoded), repaints the mask's white part
+    as plain diffusers does on the twin, keeps the rest of what it received, and the chain's script (given its
+    init and mask.png) reproduces the final image."""
+    stages = [
+        {"model": "sd15", "num_inference_steps": 3, "strength": 0.6},
+        {"model": "sd15", "kind": "inpaint", "prompt": "a dog", "num_inference_steps": 4, "mask_blur": 6},
+    ]
+    mask = square_mask(photo.size)
+    *_, last = engine.chain(ChainRequest(image=photo, preset="", stages=stages, seed=9, mask=mask))
+    assert last.finished and [stage.receives for stage in last.plan.stages] == [None, "image"]
+    restyled, inpainted = (result.image for result in last.results)
+    pipe = AutoPipelineForInpainting.from_pretrained(str(twins / "sd15"), dtype=torch.float32)
+    blurred = pipe.mask_processor.blur(mask, blur_factor=6)
+    call = dict(prompt="a dog", image=restyled, mask_image=blurred, strength=last.plan.stages[1].strength)
+    call |= dict(guidance_scale=last.plan.stages[1].guidance_scale, num_inference_steps=4, height=96, width=136)
+    plain = pipe(**call, generator=[torch.Generator("cpu").manual_seed(9)]).images[0]
+    plain = pipe.image_processor.apply_overlay(blurred, restyled, plain)
+    assert np.array_equal(np.asarray(inpainted), np.asarray(plain))
+    outside = np.asarray(blurred) == 0
+    assert np.array_equal(np.asarray(inpainted)[outside], np.asarray(restyled)[outside])
+    recipe = last.results[-1].recipe
+    assert recipe.parameters["stages"][1]["mask_blur"] == 6
+    assert last.plan.script_inputs["mask.png"].tobytes() == mask.tobytes()
+    png = save_png(inpainted, recipe, tmp_path / "final.png")
+    (tmp_path / "recipe.py").write_text(script_for(read_recipe(png)))
+    last.plan.init.image.save(tmp_path / "init.png")
+    mask.save(tmp_path / "mask.png")
+    replay(tmp_path / "recipe.py", "replayed.png", "init.png", "mask.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(inpainted))
+
+
+def test_the_inpaint_upscale_preset_repaints_then_upscales(engine, photo):
+    small = photo.resize((64, 48))
+    *_, last = engine.chain(
+        ChainRequest(image=small, preset="inpaint-upscale", seed=2, mask=square_mask((64, 48), (8, 8, 40, 30)))
+    )
+    assert last.finished and [r.image.size for r in last.results] == [(64, 48), (256, 192)]
+    assert [stage.kind for stage in last.plan.stages] == ["inpaint", "upscale"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"preset": "inpaint-upscale", "mask": None}, "stage 1 inpaints and needs a mask: upload one"),
+        ({"preset": "image-image-image"}, "mask is given but no stage inpaints"),
+        ({"preset": "inpaint-upscale", "mask": Image.new("L", (8, 8), 0)}, "mask is empty (136x96"),
+        (
+            {"preset": "", "stages": '[{"model": "sd15", "kind": "inpaint", "mask_blur": 99}]'},
+            "stage 1 (sd15): mask_blur must be",
+        ),
+        ({"preset": "", "stages": '[{"model": "kandinsky22", "kind": "inpaint"}]'}, "has no inpaint pipeline"),
+    ],
+)
+def test_a_chain_refuses_a_mask_it_cannot_use_naming_it(engine, photo, changes, message):
+    request = ChainRequest(image=photo, preset="", stages=None, seed=1, mask=square_mask(photo.size))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        engine.plan(replace(request, **changes))
+
+
+def test_the_recipe_tab_says_an_inpaint_script_reads_its_mask(engine, photo, tmp_path):
+    from ui.recipe import read_source
+
+    (result,) = engine.run(
+        engine.plan(InpaintRequest(image=photo, mask=square_mask(photo.size), prompt="a dog", num_inference_steps=2))
+    )
+    png = save_png(result.images[0], result.recipe.for_image(0), tmp_path / "inpainted.png")
+    found, fields = read_source(str(png), "")
+    assert found is not None and fields.values["prompt"] == "a dog"
+    assert any(
+        "Its script also reads mask.png (python recipe.py result.png init.png mask.png)" in note
+        for note in fields.notes
+    ), fields.notes
+    basic = engine.img2img(Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=2))
+    _, plain = read_source(str(save_png(basic.images[0], basic.recipe.for_image(0), tmp_path / "basic.png")), "")
+    assert not any("also reads" in note for note in plain.notes)

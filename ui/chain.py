@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
@@ -37,18 +37,21 @@ from ui.events import (
     wire_preview,
     wire_recipe_selection,
 )
+from ui.inpaint import EXAMPLE_MASKS, example_mask
 from ui.outputs import png_outputs, recipe_files
 
 DEFAULT_PRESET = "image-image-image"
+COFFEE_PROMPT = EXAMPLE_MASKS["coffee"][1]  # the inpaint example's: the restyle and the repaint follow it
 STAGES_INFO = (
     "JSON list, one object per stage: model (catalog key), prompt ({subject} is replaced), and optionally "
-    "kind (text2img, img2img, upscale), strength, guidance_scale, num_inference_steps, negative_prompt. "
-    "Used when the preset is empty; editing a preset's stages switches to custom."
+    "kind (text2img, img2img, upscale, inpaint), strength, guidance_scale, num_inference_steps, negative_prompt, "
+    "mask_blur (an inpaint stage's). Used when the preset is empty; editing a preset's stages switches to custom."
 )
 
 
-def chain_request(image, preset, prompt, seed, stages="", width=512, height=512, latent_handover=True):
+def chain_request(image, preset, prompt, seed, stages="", width=512, height=512, latent_handover=True, mask=None):
     return ChainRequest(
+        mask=mask,
         image=image,
         preset=preset or None,
         prompt=prompt,
@@ -61,8 +64,12 @@ def chain_request(image, preset, prompt, seed, stages="", width=512, height=512,
 
 
 def plan_text(engine: Engine, image, *values) -> str:
+    """The plan, or what is wrong, before running; the image and the mask (the last value) read from their headers."""
     try:
-        return engine.describe(engine.plan(chain_request(header_only(image), *values)))
+        *options, mask = values
+        request = chain_request(header_only(image), *options)
+        request = replace(request, mask=header_only(mask))
+        return engine.describe(engine.plan(request))
     except ValueError as exc:
         return warning_text(exc)
 
@@ -118,6 +125,7 @@ class ChainTab:
     code: gr.Code
     recipe_downloads: gr.File
     recipes: gr.State
+    mask: gr.Image
 
     def api_inputs(self) -> list:
         """The chain handler's inputs, in its signature's (and the API's) order."""
@@ -130,6 +138,7 @@ class ChainTab:
             self.width,
             self.height,
             self.latent_handover,
+            self.mask,
         ]
 
 
@@ -152,14 +161,22 @@ def layout(engine: Engine) -> ChainTab:
                 allow_custom_value=True,  # the engine answers an unknown preset with the list
             )
             prompt = gr.Textbox(value=DEFAULT_SUBJECT, label="Subject", lines=2, max_length=settings.max_prompt_chars)
+            mask = image_input("Mask (white where to inpaint)", height=200, render=False)
             picks = gr.Examples(
                 examples=[
-                    [str(examples["astronaut"]), "image-image-image", DEFAULT_SUBJECT],
-                    [str(examples["astronaut, 64 px"]), "image-upscale-superres", DEFAULT_SUBJECT],
-                    [None, "text-image-image", DEFAULT_SUBJECT],
+                    [str(examples["astronaut"]), "image-image-image", DEFAULT_SUBJECT, None],
+                    [str(examples["astronaut, 64 px"]), "image-upscale-superres", DEFAULT_SUBJECT, None],
+                    [None, "text-image-image", DEFAULT_SUBJECT, None],
+                    [
+                        str(examples["coffee"]),
+                        "image-inpaint",
+                        EXAMPLE_MASKS["coffee"][1],
+                        example_mask(engine, "coffee"),
+                    ],
                 ],
-                inputs=[image, preset, prompt],
-                label="Examples: the guide's three chains",
+                inputs=[image, preset, prompt, mask],
+                label="Examples: the guide's three chains, and a restyle then an inpaint (with its mask)",
+                visible_columns=[0, 1],
             )
             plan = gr.Markdown()
             with gr.Row():
@@ -181,6 +198,14 @@ def layout(engine: Engine) -> ChainTab:
                     label="Pass latents between stages of one latent family",
                     info="Untick to decode and re-encode at every hand-over, and compare.",
                 )
+            with gr.Accordion("Mask, for inpaint stages", open=False):
+                gr.Markdown(
+                    "White where an inpaint stage repaints (any size: stretched to each stage's input), as the "
+                    "image-inpaint and inpaint-upscale presets need; paint one in the Inpaint tab and download its "
+                    "mask.png.",
+                    elem_classes=["hint"],
+                )
+                mask.render()
         with gr.Column(scale=1):
             gallery = result_gallery("Stages", columns=3, height=300, elem_id="chain-stages")
             final = result_image("Final", elem_id="chain-final", type="filepath")
@@ -214,6 +239,7 @@ def layout(engine: Engine) -> ChainTab:
         code=code,
         recipe_downloads=recipe_downloads,
         recipes=gr.State([]),
+        mask=mask,
     )
 
 
@@ -233,20 +259,23 @@ def handler(engine: Engine) -> Callable:
         width: int = 512,
         height: int = 512,
         latent_handover: bool = True,
+        mask: str | None = None,
         cancel: CancelToken | None = None,
         live: bool = False,
         progress: gr.Progress = gr.Progress(),
     ):
-        """Chained pipelines (the Chain tab): text-to-image or img2img stages one after another.
+        """Chained pipelines (the Chain tab): text-to-image, img2img, inpaint or upscale stages one after another.
 
         Use this for the guide's chains: text-image-image (SD 1.5 then Kandinsky 2.2),
         image-image-image (SD 1.5, Comic-Diffusion, pixel-art-style, passing latents) or
-        image-upscale-superres (SD 1.5, x2 latent upscaler, x4 upscaler: 8x the side). Returns each
+        image-upscale-superres (SD 1.5, x2 latent upscaler, x4 upscaler: 8x the side); and with a mask,
+        image-inpaint (restyle, then repaint the masked part) or inpaint-upscale (repaint, then 4x). Returns each
         stage's image, the final image, [init | final], a summary naming each hand-over, and the script.
 
         Args:
             image: the init image (not used, and may be empty, when the first stage is text-to-image).
-            preset: text-image-image, image-image-image, image-upscale-superres, or empty to use stages.
+            preset: text-image-image, image-image-image, image-upscale-superres, image-inpaint, inpaint-upscale, or
+                empty to use stages.
             prompt: the subject; each preset stage adds its style's trigger words.
             seed: -1 for random, else in [0, 2^32); every stage uses it.
             stages: JSON list of at most $max_chain_stages stages, used when preset is empty:
@@ -254,8 +283,10 @@ def handler(engine: Engine) -> Callable:
             width: width of a text-to-image first stage ($min_side to $max_side; the working size caps the image).
             height: height of a text-to-image first stage ($min_side to $max_side).
             latent_handover: pass latents between stages of one latent family instead of decoding.
+            mask: a black and white image, white where inpaint stages repaint (any size: stretched to each one's
+                input); needed when a stage inpaints, refused when none does.
         """
-        request = chain_request(image, preset, prompt, seed, stages, width, height, latent_handover)
+        request = chain_request(image, preset, prompt, seed, stages, width, height, latent_handover, mask)
         plan = engine.plan(request)
 
         def report(done: int, total: int) -> None:
@@ -278,10 +309,13 @@ def handler(engine: Engine) -> Callable:
                 continue
             state = item
             items = strip(state)
-            ids = [engine.results.put(recipe, init) for _, recipe, _ in items]
+            ids = [engine.results.put(recipe, init, plan.script_inputs) for _, recipe, _ in items]
             gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])
             final_png = gallery[-1][0] if state.finished else None
-            script, downloads = recipe_files(settings, items[-1][1], init) if state.finished else ("", None)
+            finished = state.finished
+            script, downloads = (
+                recipe_files(settings, items[-1][1], init, plan.script_inputs) if finished else ("", None)
+            )
             yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, ids
 
     return chain

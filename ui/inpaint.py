@@ -70,20 +70,23 @@ EXAMPLE_MASKS = {
 }
 
 
+def example_mask(engine: Engine, label: str) -> str:
+    """An example photo's black and white mask (white over its box in EXAMPLE_MASKS), written once beside it."""
+    photo = engine.example_images()[label]
+    mask = photo.with_name(f"{photo.stem}-inpaint-mask.png")
+    if not mask.is_file():
+        with Image.open(photo) as opened:
+            drawn = Image.new("L", opened.size, 0)
+        ImageDraw.Draw(drawn).ellipse(EXAMPLE_MASKS[label][0], fill=255)
+        drawn.save(mask)
+    return str(mask)
+
+
 def example_rows(engine: Engine) -> list[list]:
     """The examples: a photo in the editor, its prompt, and a black and white mask over the box in the mask
-    upload (used since nothing is painted; painting over the photo replaces it). The masks are written once
-    beside the photos."""
+    upload (used since nothing is painted; painting over the photo replaces it)."""
     photos = engine.example_images()
-    rows = []
-    for label, (box, prompt) in EXAMPLE_MASKS.items():
-        mask = photos[label].with_name(f"{photos[label].stem}-inpaint-mask.png")
-        if not mask.is_file():
-            drawn = Image.new("L", Image.open(photos[label]).size, 0)
-            ImageDraw.Draw(drawn).ellipse(box, fill=255)
-            drawn.save(mask)
-        rows.append([str(photos[label]), prompt, str(mask)])
-    return rows
+    return [[str(photos[label]), prompt, example_mask(engine, label)] for label, (_, prompt) in EXAMPLE_MASKS.items()]
 
 
 @dataclass(frozen=True)

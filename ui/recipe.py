@@ -17,7 +17,7 @@ from engine.recipes.results import is_result_id
 from engine.recipes.webui import BasicFields
 from engine.recipes.webui import basic_fields as webui_fields
 from engine.workflows.checks import FOLLOW_INPUT, RESIZE_TO
-from engine.workflows.registry import read_recipe, reads_init, script_for
+from engine.workflows.registry import read_recipe, reads_files, reads_init, script_for
 from ui.components import (
     BASIC_FIELDS,
     OUTPUT_FIELDS,
@@ -83,6 +83,13 @@ def recipe_fields(recipe: Recipe) -> BasicFields:
     output_fields(fields, recipe)
     if fields.values["model"] is None:
         fields.notes.append(f"Model {recipe.model} does not run img2img; the Basic model is kept.")
+    files = reads_files(recipe)
+    if files:  # not part of the recipe: the downloads of the tab that made it hold them
+        names = " and ".join(files)
+        fields.notes.append(
+            f"Its script also reads {names} (python recipe.py result.png init.png {' '.join(files)}): not part of "
+            f"a recipe, the app's own downloads keep {names} beside the script. Basic does not use {names}."
+        )
     return fields
 
 

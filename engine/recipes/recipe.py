@@ -131,7 +131,7 @@ class Recipe:
             "Size": f"{self.size[0]}x{self.size[1]}",
             "Model": self.model_id.rsplit("/", 1)[-1],
             "Denoising strength": p.get("strength"),
-            **{name: self.extra.get(key) for key, name in WEBUI_EXTRA.items()},
+            **webui_extra(self.extra),
             "Workflow": self.workflow,
         }
         lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in pairs.items() if v is not None))
@@ -140,6 +140,15 @@ class Recipe:
 
 # fields of a recipe's `extra` the web UI writes too, by its names (an inpaint run's mask settings), when present
 WEBUI_EXTRA = {"mask_blur": "Mask blur", "inpaint_area": "Inpaint area", "padding": "Masked area padding"}
+# values the web UI leaves unsaid, with the fields that go with them: it writes the inpaint area and its padding
+# only for "Only masked" (modules/processing.py, inpaint_full_res), the whole picture being its default
+WEBUI_UNSAID = {("inpaint_area", "Whole picture"): ("inpaint_area", "padding")}
+
+
+def webui_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """The web UI's names and values of a recipe's `extra` fields, as the web UI writes them (None: unsaid)."""
+    unsaid = {field for (key, value), fields in WEBUI_UNSAID.items() if extra.get(key) == value for field in fields}
+    return {name: None if key in unsaid else extra.get(key) for key, name in WEBUI_EXTRA.items()}
 
 
 def _quote(value: Any) -> str:

@@ -7,6 +7,10 @@ work, and a chain that would make an image over `max_output_pixels` is refused w
 
 Each stage draws its noise from a fresh generator seeded with the chain's seed, so a chain is
 reproducible stage by stage with plain diffusers calls.
+
+An inpaint stage repaints the white part of the chain's mask (given with the request, stretched to each inpaint
+stage's input size, blurred by the stage's `mask_blur`) on the image it receives, keeping the rest pixel for pixel,
+as the Inpaint tab's whole-picture run does; it receives and hands on decoded images.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 from PIL import Image
 
 from engine.base.errors import shown_value
-from engine.base.images import NormalizedImage, fit_size
+from engine.base.images import NormalizedImage, fit_size, image_digest
 from engine.base.settings import Settings
 from engine.models.catalog import ModelSpec, get_spec
 from engine.pipelines.calls import call_pipeline
@@ -45,11 +49,12 @@ from engine.workflows.checks import (
     normalize_for_model,
 )
 from engine.workflows.grid import image_grid
+from engine.workflows.inpaint import MAX_MASK_BLUR, check_mask, mask_file_lines, masked_notes
 from engine.workflows.shape import GpuWork, RunContext, Workflow, keeps_finished, stoppable
 
 SUBJECT = "{subject}"
 DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
-KINDS = ("text2img", "img2img", "upscale")
+KINDS = ("text2img", "img2img", "upscale", "inpaint")
 HANDOVERS = ("latent", "image")  # what a stage receives from the one before it (None: the first stage)
 
 
@@ -64,6 +69,7 @@ class ChainStage:
     strength: float | None = None
     guidance_scale: float | None = None
     num_inference_steps: int | None = None
+    mask_blur: int = 4  # an inpaint stage's feathered edge, in pixels (the web UI's default)
 
 
 PRESETS: dict[str, tuple[ChainStage, ...]] = {
@@ -82,11 +88,22 @@ PRESETS: dict[str, tuple[ChainStage, ...]] = {
         ChainStage("sd-x2-latent-upscaler"),
         ChainStage("sd-x4-upscaler"),
     ),
+    # Inpainting in a chain: restyle, then repaint the masked part; repaint it, then upscale the result.
+    "image-inpaint": (
+        ChainStage("sd15"),
+        ChainStage("sd15", kind="inpaint", prompt=f"{SUBJECT}, detailed", strength=0.9),
+    ),
+    "inpaint-upscale": (
+        ChainStage("sd15", kind="inpaint"),
+        ChainStage("sd-x4-upscaler"),
+    ),
 }
 PRESET_NOTES = {
     "text-image-image": "SD 1.5 makes an image from text; Kandinsky 2.2 reworks it (decoded hand-over: other VAE).",
     "image-image-image": "SD 1.5, then Comic-Diffusion, then pixel-art-style, passing latents (one VAE family).",
     "image-upscale-superres": "SD 1.5 img2img, the x2 latent upscaler on its latents, then the x4 upscaler: 8x.",
+    "image-inpaint": "SD 1.5 img2img restyles the image, then SD 1.5 repaints the mask's white part (give a mask).",
+    "inpaint-upscale": "SD 1.5 repaints the mask's white part (give a mask), then the x4 upscaler: 4x.",
 }
 
 
@@ -100,6 +117,7 @@ class ChainRequest:
         width, height: the size a text-to-image first stage makes.
         latent_handover: False decodes and re-encodes at every hand-over (to compare).
         previews: decode latent hand-overs for display; False leaves intermediate images out.
+        mask: white where inpaint stages repaint (any size: stretched to each one's input); needed by them only.
     """
 
     image: Image.Image | str | Path | bytes | None = None
@@ -111,6 +129,7 @@ class ChainRequest:
     height: int = 512
     latent_handover: bool = True
     previews: bool = True
+    mask: Image.Image | str | Path | bytes | None = None
 
     def validate(self, settings: Settings) -> ChainPlan:
         """Stages, hand-overs and sizes resolved and checked before any work (see plan_chain)."""
@@ -132,6 +151,7 @@ class StagePlan:
     input_size: tuple[int, int] | None
     output_size: tuple[int, int]
     receives: str | None  # "latent", "image", or None for the first stage
+    mask_blur: int = 0  # an inpaint stage's
 
     @property
     def label(self) -> str:
@@ -144,7 +164,7 @@ class StagePlan:
 
     @property
     def applied_strength(self) -> float:
-        return self.strength if self.kind == "img2img" and self.strength is not None else 1.0
+        return self.strength if self.strength is not None else 1.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,8 @@ class ChainPlan:
     init: NormalizedImage | None
     seed: int
     request: ChainRequest
+    mask: Image.Image | None = None  # "L", the first stage's size: where inpaint stages repaint (before the blur)
+    notes: tuple[str, ...] = ()  # what was done to the mask
 
     def hands_latents(self, index: int) -> bool:
         """Whether stage `index` passes latents to the next one."""
@@ -165,7 +187,12 @@ class ChainPlan:
             steps = f"{stage.denoising_steps} steps"
             w, h = stage.output_size
             lines.append(f"{stage.label}{into}: {w}×{h}, {steps}")
-        return "\n\n".join(lines)
+        return "\n\n".join([*lines, *self.notes])
+
+    @property
+    def script_inputs(self) -> dict[str, Image.Image]:
+        """The images its script reads besides the init, by their download names: the mask, if a stage inpaints."""
+        return {"mask.png": self.mask} if self.mask is not None else {}
 
 
 def parse_stages(stages: object, max_stages: int) -> list[ChainStage]:
@@ -246,9 +273,13 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
     check_flag("latent_handover", request.latent_handover)
     check_flag("previews", request.previews)
 
-    first_kind = _stage_kind(stages[0], 0, has_image=request.image is not None)
+    kinds = [
+        _stage_kind(stage, index, has_image=index > 0 or request.image is not None)
+        for index, stage in enumerate(stages)
+    ]
+    first_kind = kinds[0]
     specs = [get_spec(stage.model) for stage in stages]
-    receives_of = _handovers(specs, latent_handover=request.latent_handover is True)
+    receives_of = _handovers(specs, kinds, latent_handover=request.latent_handover is True)
     multiples = _segment_multiples(specs, receives_of)
     spec = specs[0]
     init = None
@@ -265,13 +296,13 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
         init = normalize_for_model(request.image, spec, settings, multiple=multiples[0])
         size = init.size
 
+    mask, notes = _chain_mask(request, kinds, init or NormalizedImage(Image.new("RGB", size), size), settings)
     planned: list[StagePlan] = []
     current = size  # the size entering the next stage
     for index, stage in enumerate(stages):
         name = f"stage {index + 1} ({stage.model})"
         try:
-            spec, receives = specs[index], receives_of[index]
-            kind = first_kind if index == 0 else _stage_kind(stage, index, has_image=True)
+            spec, receives, kind = specs[index], receives_of[index], kinds[index]
             input_size = None if kind == "text2img" else _input_size(current, multiples[index], receives, settings)
             output_size = current if input_size is None else _output_size(input_size, spec)
             planned.append(_resolve(stage, index, spec, kind, subject, settings, input_size, output_size, receives))
@@ -284,7 +315,29 @@ def plan_chain(request: ChainRequest, settings: Settings) -> ChainPlan:
                 f"{settings.max_output_pixels:,}; start from a smaller image or drop an upscaler"
             )
         current = output_size
-    return ChainPlan(stages=tuple(planned), init=init, seed=seed, request=replace(request, seed=seed))
+    return ChainPlan(
+        stages=tuple(planned), init=init, seed=seed, request=replace(request, seed=seed), mask=mask, notes=notes
+    )
+
+
+def _chain_mask(
+    request: ChainRequest, kinds: list[str], start: NormalizedImage, settings: Settings
+) -> tuple[Image.Image | None, tuple[str, ...]]:
+    """The chain's mask at its first stage's size (`start`: the init, or a stand-in of a text-to-image start's
+    size), and what was done to it; None when no stage inpaints.
+
+    Raises:
+        ValueError: an inpaint stage without a mask, a mask without an inpaint stage, an empty mask.
+    """
+    inpaints = [index + 1 for index, kind in enumerate(kinds) if kind == "inpaint"]
+    if not inpaints:
+        if request.mask is not None:
+            raise ValueError("mask is given but no stage inpaints: add a stage of kind inpaint, or remove the mask")
+        return None, ()
+    if request.mask is None:
+        raise ValueError(f"stage {inpaints[0]} inpaints and needs a mask: upload one, white where to repaint")
+    mask, notes = check_mask(request.mask, start, settings)
+    return mask, (*notes, *masked_notes(mask))
 
 
 def _stage_kind(stage: ChainStage, index: int, *, has_image: bool) -> str:
@@ -295,8 +348,10 @@ def _stage_kind(stage: ChainStage, index: int, *, has_image: bool) -> str:
             kind = "upscale"
         elif index == 0 and not has_image:
             kind = "text2img"
-        else:
+        elif "img2img" in spec.kinds or "inpaint" not in spec.kinds:
             kind = "img2img"
+        else:  # a checkpoint made for inpainting only
+            kind = "inpaint"
     if kind not in KINDS:
         raise ValueError(f"stage {index + 1}: kind must be one of {', '.join(KINDS)}; got {shown_value(kind)}")
     if kind not in spec.kinds:
@@ -318,10 +373,17 @@ def _shares_latents(previous: ModelSpec, spec: ModelSpec) -> bool:
     )
 
 
-def _handovers(specs: list[ModelSpec], *, latent_handover: bool) -> list[str | None]:
-    """What each stage receives: None (the first), "latent" or "image"."""
+def _handovers(specs: list[ModelSpec], kinds: list[str], *, latent_handover: bool) -> list[str | None]:
+    """What each stage receives: None (the first), "latent" or "image" (always into and out of an inpaint stage,
+    which pastes the image it received back outside its mask)."""
     return [
-        None if index == 0 else "latent" if latent_handover and _shares_latents(specs[index - 1], spec) else "image"
+        None
+        if index == 0
+        else "latent"
+        if latent_handover
+        and _shares_latents(specs[index - 1], spec)
+        and "inpaint" not in (kinds[index - 1], kinds[index])
+        else "image"
         for index, spec in enumerate(specs)
     ]
 
@@ -365,9 +427,15 @@ def _resolve(stage, index, spec, kind, subject, settings, input_size, output_siz
         raise ValueError("prompt is empty")
     negative = check_text("negative_prompt", stage.negative_prompt, max_chars=settings.max_prompt_chars)
     check_negative(spec, negative)
-    img2img_strength, guidance, steps = check_sampling(spec, settings, stage, img2img=kind == "img2img")
-    strength = img2img_strength if kind == "img2img" else None  # the others run their whole schedule
-    return StagePlan(index, spec, kind, prompt, negative, strength, guidance, steps, input_size, output_size, receives)
+    takes_strength = kind in ("img2img", "inpaint")
+    img2img_strength, guidance, steps = check_sampling(spec, settings, stage, img2img=takes_strength)
+    strength = img2img_strength if takes_strength else None  # the others run their whole schedule
+    blur = 0
+    if kind == "inpaint":
+        blur = int(check_number("mask_blur", stage.mask_blur, low=0, high=MAX_MASK_BLUR, integer=True))
+    return StagePlan(
+        index, spec, kind, prompt, negative, strength, guidance, steps, input_size, output_size, receives, blur
+    )
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -442,7 +510,7 @@ def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> It
         reporter.start_call(calls_left=len(plan.stages) - stage.index)
         hands_latents = plan.hands_latents(stage.index)
         pipe = cache.get(stage.spec.key, stage.kind)
-        kwargs = {**stage_kwargs(pipe, stage, carried), "output_type": "latent" if hands_latents else "pil"}
+        kwargs = {**stage_kwargs(pipe, stage, carried, plan.mask), "output_type": "latent" if hands_latents else "pil"}
         live = LiveView(stage.spec.adapter.latent_rgb, stage.output_size, (stage.index,))
         output = call_pipeline(pipe, kwargs, seeds=(plan.seed,), cache=cache, reporter=reporter, live=live)
         if hands_latents:
@@ -450,6 +518,8 @@ def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> It
             shown = decode_latents(pipe, carried) if plan.request.previews else None
         else:
             carried = output.images[0]
+            if stage.kind == "inpaint":  # the image it received kept outside the blurred mask
+                carried = pipe.image_processor.apply_overlay(kwargs["mask_image"], kwargs["image"], carried)
             shown = carried
         is_last = stage.index == len(plan.stages) - 1
         records.append(
@@ -461,6 +531,11 @@ def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> It
                 "receives": stage.receives,
                 "input_size": list(stage.input_size) if stage.input_size else None,
                 "call": {k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool) or v is None},
+                **(
+                    {"mask_blur": stage.mask_blur, "mask_sha256": image_digest(plan.mask)}
+                    if stage.kind == "inpaint" and plan.mask is not None
+                    else {}
+                ),
             }
         )
         recipe = None
@@ -491,8 +566,17 @@ def _stages(plan: ChainPlan, context: RunContext, progress: ChainProgress) -> It
         yield progress
 
 
-def stage_kwargs(pipe, stage: StagePlan, carried) -> dict:
-    """The call arguments of one stage; `carried` is the previous output (latents or PIL) or the init."""
+def stage_mask(pipe, stage: StagePlan, mask: Image.Image) -> Image.Image:
+    """An inpaint stage's mask: the chain's, stretched to the stage's input size, blurred by its mask_blur."""
+    assert stage.input_size is not None  # an inpaint stage receives an image
+    if mask.size != stage.input_size:
+        mask = mask.resize(stage.input_size, Image.Resampling.LANCZOS)
+    return pipe.mask_processor.blur(mask, blur_factor=stage.mask_blur) if stage.mask_blur else mask
+
+
+def stage_kwargs(pipe, stage: StagePlan, carried, mask: Image.Image | None = None) -> dict:
+    """The call arguments of one stage; `carried` is the previous output (latents or PIL) or the init, `mask`
+    the chain's (an inpaint stage's)."""
     negative = stage.negative_prompt or None
     if stage.kind == "text2img":
         width, height = stage.output_size
@@ -520,6 +604,20 @@ def stage_kwargs(pipe, stage: StagePlan, carried) -> dict:
             guidance_scale=stage.guidance_scale,
             num_inference_steps=stage.num_inference_steps,
         )
+    if stage.kind == "inpaint":
+        assert mask is not None and stage.input_size is not None  # an inpaint stage's plan has both
+        width, height = stage.input_size
+        return {
+            "prompt": stage.prompt,
+            "negative_prompt": negative,
+            "image": image,
+            "mask_image": stage_mask(pipe, stage, mask),
+            "strength": stage.strength,
+            "guidance_scale": stage.guidance_scale,
+            "num_inference_steps": stage.num_inference_steps,
+            "height": height,
+            "width": width,
+        }
     return {
         "prompt": stage.prompt,
         "negative_prompt": negative,
@@ -536,18 +634,27 @@ LOADERS = {
     "img2img": "AutoPipelineForImage2Image",
     "text2img": "AutoPipelineForText2Image",
     "upscale": "DiffusionPipeline",
+    "inpaint": "AutoPipelineForInpainting",
 }
 
 
 def chain_script(recipe: Recipe) -> str:
     stages = recipe.parameters["stages"]
     seed = int(recipe.seed)
-    lines = header(recipe, f"a {len(stages)}-stage chain, seed {seed}", [LOADERS[s["kind"]] for s in stages])
+    inpaints = any(stage["kind"] == "inpaint" for stage in stages)
+    lines = header(
+        recipe,
+        f"a {len(stages)}-stage chain, seed {seed}",
+        [LOADERS[s["kind"]] for s in stages],
+        more_args=" [mask.png]" if inpaints else "",
+    )
     if reads_init(recipe):
         lines += init_image_lines(stages[0]["input_size"])
         lines.append("carried = init_image")
     else:
         lines.append("carried = None")
+    if inpaints:  # the chain's mask; each inpaint stage stretches it to its input size and blurs it
+        lines += mask_file_lines()
     lines.append("")
     previous = None
     for number, stage in enumerate(stages, start=1):
@@ -570,11 +677,20 @@ def chain_script(recipe: Recipe) -> str:
                 f"    carried = carried.resize({size}, Image.Resampling.LANCZOS)",
                 "call['image'] = carried",
             ]
+        if stage["kind"] == "inpaint":
+            lines += [
+                f"stage_mask = mask if mask.size == {size} else mask.resize({size}, Image.Resampling.LANCZOS)",
+                f"blur = {int(stage['mask_blur'])}  # Mask blur, in pixels",
+                "stage_mask = pipe.mask_processor.blur(stage_mask, blur_factor=blur) if blur else stage_mask",
+                "call['mask_image'] = stage_mask",
+            ]
         lines += [
             f"output = pipe(generator=[torch.Generator(GENERATOR_DEVICE).manual_seed({seed})], **call).images",
             "carried = output if call['output_type'] == 'latent' else output[0]",
-            "",
         ]
+        if stage["kind"] == "inpaint":  # the image it received kept outside the blurred mask
+            lines.append("carried = pipe.image_processor.apply_overlay(stage_mask, call['image'], carried)")
+        lines.append("")
     lines += [
         *source(decode_latents),
         "if not isinstance(carried, Image.Image):  # an intermediate stage's latents: decode them for display",
@@ -611,13 +727,29 @@ def _recipe_stage(name: str, value: Any, mode: str) -> dict[str, Any]:
             schema.size(f"{name}.input_size", value.get("input_size"), optional=kind == "text2img")
         ),
         "call": call,
+        **(_recipe_mask(name, value) if kind == "inpaint" else {}),
     }
+
+
+def _recipe_mask(name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """An inpaint stage's mask fields: its blur (the script writes it) and the mask's SHA-256."""
+    blur = value.get("mask_blur")
+    if isinstance(blur, bool) or not isinstance(blur, int) or not 0 <= blur <= MAX_MASK_BLUR:
+        raise schema.fail(f"{name}.mask_blur", blur, f"a whole number in [0, {MAX_MASK_BLUR}]")
+    return {"mask_blur": blur, "mask_sha256": schema.digest(f"{name}.mask_sha256", value.get("mask_sha256"))}
 
 
 def recipe_parameters(parameters: dict[str, Any], mode: str) -> dict[str, Any]:
     """A chain recipe's own parameters: its stages."""
     stages = schema.items("parameters.stages", parameters.get("stages"), required=True)
     return {"stages": [_recipe_stage(f"parameters.stages[{i}]", stage, mode) for i, stage in enumerate(stages)]}
+
+
+def reads_files(recipe: Recipe) -> tuple[str, ...]:
+    """Its script reads the chain's mask when a stage inpaints."""
+    stages = recipe.parameters.get("stages")
+    inpaints = isinstance(stages, list) and any(stage.get("kind") == "inpaint" for stage in stages)
+    return ("mask.png",) if inpaints else ()
 
 
 def reads_init(recipe: Recipe) -> bool:
@@ -636,4 +768,5 @@ WORKFLOW = Workflow(
     start=start_chain,
     recipe=schema.RecipeShape(parameters=recipe_parameters),
     reads_init=reads_init,
+    reads_files=reads_files,
 )

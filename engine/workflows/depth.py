@@ -479,4 +479,5 @@ WORKFLOW = Workflow(
     script=depth_script,
     start=start_depth,
     recipe=schema.RecipeShape(extra=recipe_extra),
+    reads_files=lambda recipe: ("control.png",),
 )

@@ -452,6 +452,11 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
 # -- script export ---------------------------------------------------------------------------------
 
 
+def mask_file_lines() -> list[str]:
+    """A script's lines that open its mask (the third argument, else mask.png beside it) as one channel."""
+    return ['MASK = sys.argv[3] if len(sys.argv) > 3 else "mask.png"', 'mask = Image.open(MASK).convert("L")']
+
+
 def inpaint_script(recipe: Recipe) -> str:
     """An inpainted image's script: the mask blurred as the app blurs it, the call, the original pasted back."""
     p = dict(recipe.parameters)
@@ -469,10 +474,8 @@ def inpaint_script(recipe: Recipe) -> str:
     )
     lines += init_image_lines(recipe.size)
     lines += [
-        'MASK = sys.argv[3] if len(sys.argv) > 3 else "mask.png"',
-        'mask = Image.open(MASK).convert("L")',
-        f"if mask.size != {size!r}:",
-        f"    mask = mask.resize({size!r}, Image.Resampling.LANCZOS)",
+        *mask_file_lines(),
+        f"if mask.size != {size!r}:    mask = mask.resize({size!r}, Image.Resampling.LANCZOS)",
         "",
         f"pipe = {load('AutoPipelineForInpainting', recipe.model, recipe.model_id, recipe.revision)}",
         "pipe = pipe.to(DEVICE)",
@@ -505,4 +508,5 @@ WORKFLOW = Workflow(
     script=inpaint_script,
     streams=False,
     recipe=schema.RecipeShape(extra=recipe_extra),
+    reads_files=lambda recipe: ("mask.png",),
 )

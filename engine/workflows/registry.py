@@ -2,7 +2,7 @@
 
 The Engine runs any request or plan through it, and it is the one entry point for what depends on a recipe's
 workflow: reading a recipe (each workflow checks its own fields), its script, whether that script reads an
-init image.
+init image and what other files.
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ def script_for(recipe: Recipe) -> str:
     if workflow is None:
         raise ValueError(f"no script export for workflow {recipe.workflow!r}")
     return workflow.script(recipe)
+
+
+def reads_files(recipe: Recipe) -> tuple[str, ...]:
+    """The files the recipe's script reads after the init, by their download names (a mask.png)."""
+    workflow = WORKFLOWS.get(recipe.workflow)
+    return () if workflow is None else workflow.reads_files(recipe)
 
 
 def reads_init(recipe: Recipe) -> bool:

@@ -154,6 +154,8 @@ class Workflow:
         recipe: what its recipes hold beyond every recipe's fields, checked when a recipe is read (a sweep
             cell's batch, a chain's stages); the recipe layer knows no workflow.
         reads_init: recipe -> whether its script reads an init image (a chain from text does not).
+        reads_files: recipe -> the files its script reads after the init, by their download names (an inpaint's
+            mask.png).
     """
 
     name: str
@@ -168,3 +170,4 @@ class Workflow:
     gather: Callable[[Any, Any], None] | None = None
     recipe: RecipeShape = field(default_factory=RecipeShape)
     reads_init: Callable[[Recipe], bool] = lambda recipe: True  # every workflow's script but a text chain's
+    reads_files: Callable[[Recipe], tuple[str, ...]] = lambda recipe: ()

@@ -597,3 +597,40 @@ def test_inpaint_example_runs_with_its_mask(page, shots):
     expect_summary(page, "inpaint-summary", "Seed", timeout=180_000)
     (width, height), *_ = image_loaded(page, "#inpaint-gallery")
     assert (width, height) == (312, 208)  # the cat at tiny mode's working size
+
+
+def test_chain_inpaint_example_restyles_then_repaints_its_mask(page):
+    panel = open_tab(page, "Chain")
+    pick_example(panel, 4)  # coffee, image-inpaint, with its mask
+    expect(panel.get_by_label("Subject", exact=True)).to_have_value(re.compile("matcha"), timeout=60_000)
+    panel.get_by_role("button", name="Run chain").click()
+    expect_summary(page, "chain-summary", "Done: seed", timeout=240_000)
+    expect_summary(page, "chain-summary", "2. Stable Diffusion 1.5 (inpaint), received image")
+    assert image_loaded(page, "#chain-final")
+
+
+def test_a_sweep_with_a_mask_inpaints_each_cell(page, tmp_path):
+    from PIL import Image, ImageDraw
+    from skimage import data
+
+    photo, mask = tmp_path / "cat.png", tmp_path / "mask.png"
+    Image.fromarray(data.chelsea()).save(photo)
+    drawn = Image.new("L", (451, 300), 0)
+    ImageDraw.Draw(drawn).ellipse((150, 30, 340, 230), fill=255)
+    drawn.save(mask)
+    panel = open_tab(page, "Sweep")
+    panel.locator("input[type=file]").first.set_input_files(str(photo))
+    panel.get_by_label("Prompt", exact=True).fill("a red fox's head")
+    panel.get_by_text("Inpaint: sweep with a mask (optional)").click()
+    panel.locator("input[type=file]").nth(1).set_input_files(str(mask))
+    panel.get_by_label("X axis").fill("mask_blur")
+    panel.get_by_label("X axis").press("Enter")
+    values = panel.get_by_label("X values")
+    expect(values).to_have_value("0, 4, 16", timeout=30_000)  # the axis' example values
+    values.fill("0, 16")
+    panel.get_by_role("button", name="Run sweep").click()
+    expect_summary(page, "sweep-summary", "Done:", timeout=240_000)
+    assert page.locator("#sweep-cells .thumbnail-item .caption-label").all_inner_texts() == [
+        "mask_blur=0",
+        "mask_blur=16",
+    ]
