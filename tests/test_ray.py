@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import ray
 from pixels import assert_same_pixels, one_thread
+from workflow_cases import INPAINT_STAGES, middle_mask
 
 from engine import scale_out
 from engine.core import Engine
@@ -23,6 +24,7 @@ from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest
+from engine.workflows.inpaint import InpaintRequest
 from engine.workflows.sweep import SweepRequest
 
 STEPS = 4
@@ -86,6 +88,8 @@ def test_every_workflow_equals_the_local_backend(engine, backend, photo):
         Img2ImgRequest(image=photo, prompt="a cat wizard", num_inference_steps=STEPS, seed=3, num_images=2),
         ChainRequest(image=photo, preset="image-image-image", prompt="a cat", seed=7),
         DepthRequest(image=photo, prompt="a cat", num_inference_steps=STEPS, seed=2),
+        InpaintRequest(image=photo, mask=middle_mask(photo), prompt="a dog", num_inference_steps=STEPS, seed=4),
+        ChainRequest(image=photo, preset="", stages=INPAINT_STAGES, seed=6, mask=middle_mask(photo)),
         sweep_request(photo),
     ]
     for request in requests:

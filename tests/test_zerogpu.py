@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from pixels import assert_same_pixels
+from workflow_cases import INPAINT_STAGES, middle_mask
 
 from engine import hosting
 from engine.base.settings import Settings
@@ -26,6 +27,7 @@ from engine.pipelines.device import DevicePolicy
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest
+from engine.workflows.inpaint import InpaintRequest
 from engine.workflows.shape import GpuWork
 from engine.workflows.sweep import SweepRequest
 
@@ -92,6 +94,8 @@ def test_every_workflow_runs_through_one_sized_gpu_call_and_equals_the_local_run
         ),
         ChainRequest(image=photo, preset="image-image-image", prompt="a cat", seed=7),
         DepthRequest(image=photo, prompt="a cat", num_inference_steps=STEPS, seed=2),
+        InpaintRequest(image=photo, mask=middle_mask(photo), prompt="a dog", num_inference_steps=STEPS, seed=4),
+        ChainRequest(image=photo, preset="", stages=INPAINT_STAGES, seed=6, mask=middle_mask(photo)),
     ]
     names = []
     for request in requests:
@@ -108,7 +112,14 @@ def test_every_workflow_runs_through_one_sized_gpu_call_and_equals_the_local_run
         assert len(remote) == len(local)
         assert_same_pixels(local[-1], remote[-1])
     # Basic ends with one result (a plain call: its progress bar works on ZeroGPU); the others stream
-    assert names == ["_run_to_end", "_run_streaming", "_run_streaming", "_run_streaming"]
+    assert names == [
+        "_run_to_end",
+        "_run_streaming",
+        "_run_streaming",
+        "_run_streaming",
+        "_run_to_end",
+        "_run_streaming",
+    ]
 
 
 def test_a_depth_estimate_is_its_own_sized_call(engine, zero, photo):

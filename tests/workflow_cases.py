@@ -48,6 +48,10 @@ class WorkflowCase:
 TWO_STAGES = json.dumps(
     [{"model": "sd15", "num_inference_steps": 2}, {"model": "comic-diffusion", "num_inference_steps": 3}]
 )
+# img2img, then inpaint a region (a chain given a mask)
+INPAINT_STAGES = json.dumps(
+    [{"model": "sd15", "num_inference_steps": 2}, {"model": "sd15", "kind": "inpaint", "num_inference_steps": 3}]
+)
 
 
 # The /img2img endpoint's last five arguments at their defaults (the input's own size), for raw HTTP calls, which

@@ -314,13 +314,14 @@ def wire_generation(
     )
     if stop is not None:  # shown while a run is on (`start`), hidden when it ends, however it ends
         stop.click(lambda token: token.cancel(), inputs=cancel_state, queue=False, api_visibility="private")
-        event.then(
-            lambda: gr.Button(visible=False),
-            outputs=stop,
-            queue=False,
-            api_visibility="private",
-            show_progress="hidden",
-        )
+        for ended in (event.then, event.failure):  # `then` follows a run that finished, not one that raised
+            ended(
+                lambda: gr.Button(visible=False),
+                outputs=stop,
+                queue=False,
+                api_visibility="private",
+                show_progress="hidden",
+            )
     wire_failure(event, outputs if isinstance(outputs, list) else [outputs])
     return event
 

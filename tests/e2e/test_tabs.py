@@ -418,6 +418,7 @@ def test_a_failed_runs_reason_stays_where_the_result_would_be(page):
     panel, _ = basic_example_with_strength_0(page)
     panel.get_by_role("button", name="Generate").click()
     expect_summary(page, "basic-summary", "⚠️ Invalid input: strength must be in (0, 1], got 0", timeout=60_000)
+    expect(panel.get_by_role("button", name="Stop")).to_be_hidden(timeout=30_000)  # nothing runs: no red Stop
     page.wait_for_function(
         "() => ![...document.querySelectorAll('[role=tabpanel] .studio-output .error, "
         "[role=tabpanel] [id$=-summary] .error')].some(e => e.offsetParent)",
