@@ -145,7 +145,8 @@ def preload_keys(settings: Settings, *, zero_gpu: bool) -> list[str]:
     keys = [key.strip() for key in settings.preload.split(",") if key.strip()]
     if not keys and zero_gpu:
         return [DEFAULT_MODEL]
-    allowed = [*models_for("img2img"), *models_for("upscale"), *models_for("controlnet")]
+    dedicated = [key for key in models_for("inpaint") if get_spec(key).dedicated_to("inpaint")]
+    allowed = [*models_for("img2img"), *models_for("upscale"), *models_for("controlnet"), *dedicated]
     for key in keys:
         if key not in allowed:
             raise ValueError(f"STUDIO_PRELOAD must list catalog keys among {', '.join(allowed)}; got {key!r}")
@@ -224,7 +225,7 @@ class Engine:
                 if "controlnet" in spec.kinds:
                     self.cache.get_controlnet(DEFAULT_MODEL, key)
                 else:
-                    self.cache.get(key, next(kind for kind in ("img2img", "upscale") if kind in spec.kinds))
+                    self.cache.get(key, spec.load_kind)
             except ModelUnavailable as exc:  # the app still starts; a run with this model says why again
                 logger.warning("could not load %s at start (STUDIO_PRELOAD): %s", key, exc)
                 continue

@@ -16,7 +16,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 from engine.base.images import open_image
 from engine.core import Engine
-from engine.models.catalog import DEFAULT_MODEL
+from engine.models.catalog import DEFAULT_MODEL, get_spec, models_for
 from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.workflows.checks import RANDOM_SEED, model_defaults
 from engine.workflows.inpaint import (
@@ -87,6 +87,25 @@ def example_rows(engine: Engine) -> list[list]:
     upload (used since nothing is painted; painting over the photo replaces it)."""
     photos = engine.example_images()
     return [[str(photos[label]), prompt, example_mask(engine, label)] for label, (_, prompt) in EXAMPLE_MASKS.items()]
+
+
+def model_info() -> str:
+    """The model dropdown's info: which models are checkpoints made for inpainting and which are image models that
+    inpaint through AutoPipelineForInpainting (from the catalog and the owner's models)."""
+    keys = models_for("inpaint")
+    dedicated = [key for key in keys if get_spec(key).dedicated_to("inpaint")]
+    base = [key for key in keys if key not in dedicated]
+    lines = []
+    if dedicated:
+        named = ", ".join(
+            key + (f" (best at strength {defaults.strength})" if (defaults := get_spec(key).defaults) else "")
+            for key in dedicated
+        )
+        lines.append(f"Made for inpainting (the UNet also sees the mask and the masked image): {named}.")
+    if base:
+        through = "Image models inpainting through AutoPipelineForInpainting on their own weights"
+        lines.append(f"{through}: {', '.join(base)}.")
+    return " ".join(lines)
 
 
 @dataclass(frozen=True)
@@ -177,7 +196,7 @@ def layout(engine: Engine) -> InpaintTab:
                 run = run_button("Inpaint")
                 stop = stop_button()
             negative_prompt = gr.Textbox(value="", label="Negative prompt", max_length=settings.max_prompt_chars)
-            model = model_picker("inpaint", DEFAULT_MODEL)
+            model = model_picker("inpaint", DEFAULT_MODEL, info=model_info())
             strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength"))
             with gr.Accordion("Mask and area", open=True):
                 inpaint_area, mask_blur, padding = mask_settings()

@@ -95,6 +95,19 @@ class ModelSpec:
         return CATALOG[self.base] if self.base else self
 
     @property
+    def load_kind(self) -> str:
+        """The pipeline kind its repository loads as when nothing asks for another first (a preload, a check that it
+        loads): img2img where it serves it (its other kinds are derived from those weights), else its own kind (an
+        upscaler, a ControlNet, a depth estimator, a dedicated inpainting checkpoint, whose UNet no img2img pipeline
+        runs)."""
+        return "img2img" if "img2img" in self.kinds else self.kinds[0]
+
+    def dedicated_to(self, kind: str) -> bool:
+        """Whether the checkpoint was made for `kind` alone (a dedicated inpainting model), not running it on the
+        weights of an image-to-image model."""
+        return self.load_kind == kind
+
+    @property
     def adapter(self) -> Family:
         """The family's adapter (engine.models.families): every way this model differs from the others."""
         return get_family(self.family)
@@ -192,6 +205,25 @@ CATALOG: dict[str, ModelSpec] = {
             defaults=Defaults(strength=0.45, guidance_scale=10.5, num_inference_steps=50),
             trigger_words="elden ring style",
             latent_family=SD15_LATENTS,
+        ),
+        # SD 1.5's dedicated inpainting checkpoint: a 9-channel UNet (latents + mask + masked-image latents) that only
+        # StableDiffusionInpaintPipeline runs, so its one kind is "inpaint" (loaded as itself, nothing derived).
+        # Strength 1.0: it sees the unmasked image through its masked-image latents, so it needs none of the
+        # original's noise to keep the context and was trained to paint the masked part from pure noise (diffusers'
+        # default for it); the web UI's 0.75 is for base models, which only see the image through the init noise.
+        ModelSpec(
+            key="sd15-inpainting",
+            hub_id="stable-diffusion-v1-5/stable-diffusion-inpainting",
+            label="Stable Diffusion 1.5 Inpainting: the dedicated inpainting model",
+            family="sd15",
+            kinds=("inpaint",),
+            license="creativeml-openrail-m",
+            defaults=Defaults(strength=1.0, guidance_scale=7.5, num_inference_steps=50),
+            latent_family=SD15_LATENTS,
+            scheduler="DDIMScheduler",
+            # not preloaded on a Space: the preloads already come to ~48 GB, near the 50 GB disk of a Space's
+            # smaller hardware; it downloads (2.75 GB in fp16) when first chosen
+            preloaded=False,
         ),
         ModelSpec(
             key="sd-x2-latent-upscaler",

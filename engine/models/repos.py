@@ -108,6 +108,17 @@ REPOS: dict[str, RepoFacts] = {
             published=_SD15_PUBLISHED,
             download_gb=(5.5, 2.75),
         ),
+        # SD 1.5's dedicated inpainting checkpoint (9-channel UNet): no stored page showed its files, so every
+        # config is reconstructed (SOURCE.md: SD 1.5's published files, in_channels 9, DDIM, 0.6.0.dev0, from public
+        # copies); the snapshot is the one users' cache paths show; formats and fp16 variant as SD 1.5's layout and
+        # diffusers' inpainting guide (variant="fp16") show; sizes are SD 1.5's components (+58 kB of conv_in)
+        RepoFacts(
+            "stable-diffusion-v1-5/stable-diffusion-inpainting",
+            commit="8a4288a76071f7280aedbdb3253bdb9e9d5d84bb",
+            formats=(SAFETENSORS, PICKLE),
+            variants=("fp16",),
+            download_gb=(5.5, 2.75),
+        ),
         RepoFacts(
             "stabilityai/stable-diffusion-xl-refiner-1.0",
             commit="5d4cfe854c9a9a87939ff3653551c2b3c99a4356",

@@ -4,7 +4,8 @@ One set of weights per catalog key. The first `get(key, kind)` loads it; a later
 (text2img after img2img, say) derives that pipeline from the loaded one with
 `AutoPipelineFor*.from_pipe(pipe, dtype=pipe.dtype)`, sharing every weight. The dtype is always passed
 (`dtype`, diffusers 0.42's name for `torch_dtype`): without it diffusers casts the shared weights to
-float32 (diffusers issue 12754).
+float32 (diffusers issue 12754). An entry whose kinds lack img2img (an upscaler, SD 1.5's dedicated 9-channel
+inpainting checkpoint) has one kind, and that kind is what loads from its repository: nothing is derived for it.
 
 What the cache asks of other modules: where and in which dtype a model runs (engine.pipelines.device), how it
 is loaded and what a failed load says (engine.pipelines.loading), and the speed-ups the policy asks for

@@ -264,7 +264,9 @@ def check_model(key: object, kind: str, *, name: str = "model") -> ModelSpec:
         except ValueError as exc:  # an allowed Hub repo whose model_index.json says it cannot run here
             raise ValueError(f"{name} {shown_value(key)}: {exc}") from None
     if spec is None or kind not in spec.kinds:
-        raise ValueError(f"{name} must be one of {', '.join(models_for(kind))}; got {shown_value(key)}")
+        # a known model serving other kinds (a dedicated inpainting checkpoint in Basic) is named, with what it runs
+        serves = f": {spec.label} has no {kind} pipeline, it serves {', '.join(spec.kinds)} only" if spec else ""
+        raise ValueError(f"{name} must be one of {', '.join(models_for(kind))}; got {shown_value(key)}{serves}")
     return spec
 
 
