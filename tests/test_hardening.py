@@ -337,6 +337,11 @@ def test_previews_read_headers_only(engine, tmp_path, no_decoding):
     assert "**4** cells in **1** pipeline call(s)" in sweep.plan_text(engine, *values)
     text = chain.plan_text(engine, str(path), "image-image-image", "a cat", 1, "", 512, 512, True)
     assert f"{w}×{h}" in text and "⚠️" not in text, text
+    # the same file as a mask (an inpainting sweep, a chain's inpaint stage): its header read, no pixel decoded
+    masked = [*values, False, "", "", str(path), 4, "Only masked", 32]
+    assert "**4** cells in **4** pipeline call(s)" in sweep.plan_text(engine, *masked)
+    text = chain.plan_text(engine, str(path), "inpaint-upscale", "a cat", 1, "", 512, 512, True, str(path))
+    assert f"1. Stable Diffusion 1.5 (inpaint): {w}×{h}" in text and "⚠️" not in text, text
 
 
 def test_header_only_matches_the_real_normalisation(tmp_path):

@@ -245,6 +245,8 @@ def test_model_names_the_web_ui_writes_map_to_catalog_keys():
     assert model_key("stable-diffusion-v1-5") == "sd15"  # what this app writes in Model:
     assert model_key("elden-ring-diffusion") == "elden-ring"
     assert model_key("stable-diffusion-xl-refiner-1.0") == "sdxl-refiner"
+    assert model_key("sd-v1-5-inpainting.ckpt [c6bbc15e32]") == "sd15-inpainting"  # runwayml's file
+    assert model_key("stable-diffusion-inpainting") == "sd15-inpainting"  # what this app writes in Model:
     assert model_key("dreamshaper_8") is None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import gradio as gr
 from gradio.helpers import Examples  # gr.Examples is a function that makes one
@@ -63,13 +63,13 @@ def chain_request(image, preset, prompt, seed, stages="", width=512, height=512,
     )
 
 
-def plan_text(engine: Engine, image, *values) -> str:
-    """The plan, or what is wrong, before running; the image and the mask (the last value) read from their headers."""
+def plan_text(
+    engine: Engine, image, preset, prompt, seed, stages="", width=512, height=512, latent_handover=True, mask=None
+) -> str:
+    """The plan, or what is wrong, before running; the image and the mask read from their headers only."""
     try:
-        *options, mask = values
-        request = chain_request(header_only(image), *options)
-        request = replace(request, mask=header_only(mask))
-        return engine.describe(engine.plan(request))
+        options = (preset, prompt, seed, stages, width, height, latent_handover)
+        return engine.describe(engine.plan(chain_request(header_only(image), *options, mask=header_only(mask))))
     except ValueError as exc:
         return warning_text(exc)
 

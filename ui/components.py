@@ -18,7 +18,7 @@ from PIL import Image
 from engine.base.errors import shown_value
 from engine.base.images import HeaderOnly
 from engine.base.settings import Settings
-from engine.models.catalog import get_spec, models_for
+from engine.models.catalog import get_spec, known_spec, models_for
 from engine.models.loras import offered
 from engine.pipelines.schedulers import schedulers_for
 from engine.workflows.checks import MAX_GUIDANCE, RANDOM_SEED, SEED_LIMIT, model_defaults
@@ -491,21 +491,30 @@ def scheduler_choices(model: str) -> list[tuple[str, str]]:
     return [(f"the model's own ({get_spec(model).scheduler})", ""), *[(n, n) for n in schedulers_for(model)]]
 
 
+def model_sampling(key: str, settings: Settings) -> tuple:
+    """A model's strength, guidance and steps, for the sliders when a person picks it (a typed, unknown key: the
+    values left as they are; the run will name the problem)."""
+    try:
+        return model_defaults(key, settings)
+    except ValueError:
+        return gr.skip(), gr.skip(), gr.skip()
+
+
 def on_model_change(key: str, settings: Settings):
     """A model's defaults and schedulers, and Compel weighting disabled with the reason where the model
     cannot take it."""
-    try:
-        strength_value, guidance_value, steps_value = model_defaults(key, settings)
-    except ValueError:  # a typed, unknown key: leave the values; Generate will name the problem
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    reason = get_spec(key).weighting_unavailable_reason
+    sampling = model_sampling(key, settings)
+    spec = known_spec(key)
+    if spec is None:  # a typed, unknown key: leave the values; Generate will name the problem
+        return (*sampling, gr.skip(), gr.skip())
+    reason = spec.weighting_unavailable_reason
     weighting = gr.Checkbox(
         value=False if reason else gr.skip(),
         interactive=reason is None,
         info=f"Not available: {reason}." if reason else WEIGHTING_INFO,
     )
     schedulers = gr.Dropdown(choices=scheduler_choices(key), value="")
-    return strength_value, guidance_value, steps_value, weighting, schedulers
+    return (*sampling, weighting, schedulers)
 
 
 def recipe_panel() -> tuple[gr.Code, gr.File]:

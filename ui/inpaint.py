@@ -33,6 +33,7 @@ from ui.components import (
     image_input,
     mask_settings,
     model_picker,
+    model_sampling,
     recipe_panel,
     result_gallery,
     result_image,
@@ -354,7 +355,8 @@ def handler(engine: Engine) -> Callable:
             negative_prompt: what to steer away from (not for FLUX.1).
             model: a model with an inpainting pipeline (sd15, comic-diffusion, pixel-art-style, elden-ring,
                 sdxl-base, sd35-medium, flux-schnell, flux-dev).
-            strength: in (0, 1]: how much of the masked part is repainted.
+            strength: in (0, 1]: how much of the masked part is repainted (the default is SD 1.5's; the dedicated
+                sd15-inpainting model is made for 1.0).
             guidance_scale: in [0, $max_guidance].
             num_inference_steps: 1 to $max_steps.
             seed: -1 for random, else in [0, 2^32).
@@ -417,4 +419,11 @@ def build(engine: Engine, tools: list) -> Finished:
     )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)
+    tab.model.input(  # a person picking a model gets its defaults (the dedicated inpainting model: strength 1.0)
+        lambda key: model_sampling(key, engine.settings),
+        inputs=tab.model,
+        outputs=[tab.strength, tab.guidance_scale, tab.num_inference_steps],
+        queue=False,
+        api_visibility="private",
+    )
     return Finished(done, tab.gallery)

@@ -25,6 +25,7 @@ MODEL_ALIASES = {
     "v1-5-pruned-emaonly": "sd15",
     "v1-5-pruned": "sd15",
     "sd-v1-5": "sd15",
+    "sd-v1-5-inpainting": "sd15-inpainting",  # runwayml's file name, as the web UI writes it
     "sd_xl_refiner_1.0": "sdxl-refiner",
     "comic-diffusion-v2": "comic-diffusion",
     "eldenring-v3-pruned": "elden-ring",

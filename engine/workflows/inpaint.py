@@ -356,7 +356,7 @@ def inpaint_kwargs(plan: InpaintPlan, mask: Image.Image) -> dict:
 
 
 def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0) -> InpaintResult:
-    """Run a validated plan on the model's inpainting pipeline (derived from its img2img weights).
+    """Run a validated plan on the model's inpainting pipeline (its own, or one derived from its img2img weights).
 
     `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on).
 

@@ -635,3 +635,13 @@ def test_a_sweep_with_a_mask_inpaints_each_cell(page, tmp_path):
         "mask_blur=0",
         "mask_blur=16",
     ]
+
+
+def test_picking_the_dedicated_inpainting_model_sets_its_strength(page):
+    panel = open_tab(page, "Inpaint")
+    strength = panel.get_by_label("Strength").locator("xpath=..").locator("input[type=number]").first
+    expect(strength).to_have_value("0.8")
+    picker = panel.get_by_label("Model")
+    picker.click()
+    page.get_by_role("option", name=re.compile("dedicated inpainting model")).click()
+    expect(strength).to_have_value("1", timeout=30_000)
