@@ -192,7 +192,7 @@ class Engine:
         # Where GPU work runs: None here, in this process; ui.zerogpu sets ZeroGPU's calls on ZeroGPU.
         self.gpu_calls: GpuCalls | None = None
         self.quick = self.mode == "tiny" and self.policy.device == "cpu"
-        if self.mode == "tiny":
+        if self.mode == "tiny" or twins_in_hub_cache(Path(hub_constants.HF_HUB_CACHE)):
             quiet_twin_truncation()  # the twins' byte-level tokenizers cut what CLIP's would not
         self.settings = settings = settings.resolved(quick=self.quick)
         install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog (engine.models.owner)

@@ -208,3 +208,37 @@ def test_a_pinned_revision_reaches_the_loader(hub_cache, tmp_path, monkeypatch):
     engine.cache.clear()
     with pytest.raises(ModelUnavailable, match=r"revision '0{40}'"):
         engine.cache.get(key, "controlnet")
+
+
+def test_hub_mode_on_a_twin_cache_offline_logs_nothing_alarming(hub_cache, tmp_path):
+    """As a person runs the offline demo (HF_HUB_OFFLINE=1, the twins in the cache): loading and running the app's
+    own example says nothing of Hub connections it was told not to make, deprecated arguments it never passed, or
+    CLIP cutting a prompt (the twins' byte-level tokenizers do; the real ones would not)."""
+    from ui.basic import EXAMPLE_PROMPTS
+
+    code = (
+        "import sys; from pathlib import Path; from PIL import Image\n"
+        "from engine.base.settings import Settings; from engine.core import Engine\n"
+        "from engine.workflows.basic import Img2ImgRequest\n"
+        "engine = Engine(Settings.from_env({}, models='hub', data_dir=Path(sys.argv[1])))\n"
+        "request = Img2ImgRequest(image=Image.new('RGB', (64, 64)), prompt=sys.argv[2], num_inference_steps=2)\n"
+        "engine.img2img(request)\n"
+        "print('done')\n"
+    )
+    env = dict(os.environ, HF_HUB_CACHE=str(hub_cache), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), EXAMPLE_PROMPTS["chelsea the cat"]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+    for alarming in (
+        "truncated because CLIP",
+        "Token indices sequence length",
+        "Couldn't connect to the Hub",
+        "Could not reach the Hub",
+        "local_dir_use_symlinks",
+    ):
+        assert alarming not in done.stderr, (alarming, done.stderr[-3000:])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 
 import torch
+from huggingface_hub import constants as hub_constants
 
 from engine.base.errors import first_line
 from engine.models.catalog import ModelSpec
@@ -33,32 +35,50 @@ class _ExpectedPickleFallback(logging.Filter):
 
 
 def quiet_expected_pickle_fallback() -> None:
-    """Install the filter on diffusers' model loader (idempotent; done when a cache is made, not on import)."""
+    """Install the filter on diffusers' model loader (idempotent; done when a cache is made, not on import), and
+    drop the deprecation warning diffusers' config loader causes by passing huggingface_hub's retired
+    `local_dir_use_symlinks` on every config read (diffusers' own argument, ignored; nothing the app passes)."""
     loader = logging.getLogger("diffusers.models.modeling_utils")
     if not any(isinstance(existing, _ExpectedPickleFallback) for existing in loader.filters):
         loader.addFilter(_ExpectedPickleFallback())
+    warnings.filterwarnings(
+        "ignore", message="The `local_dir_use_symlinks` argument is deprecated", category=UserWarning
+    )
+
+
+# what diffusers and transformers say of a prompt past CLIP's 77 tokens
+_TRUNCATION_WARNINGS = (
+    "truncated because CLIP can only handle sequences up to",  # diffusers
+    "Token indices sequence length is longer than the specified maximum sequence length",  # transformers
+)
 
 
 class _TwinTruncation(logging.Filter):
-    """Drops diffusers' "truncated because CLIP can only handle sequences up to 77 tokens" in tiny mode.
+    """Drops the warnings that a prompt passed CLIP's 77 tokens, where every model is a twin (tiny mode, or hub
+    mode on a cache of twins).
 
     The twins' tokenizers are byte-level (engine.models.tiny.build_tokenizer: every text tokenizes, nothing is
     downloaded), so any prompt over ~75 characters passes CLIP's 77 tokens there, the app's own examples
-    included, while the real tokenizers take those prompts whole: the warning would be about the twin.
+    included, while the real tokenizers take those prompts whole: the warnings would be about the twin.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "truncated because CLIP can only handle sequences up to" not in record.getMessage()
+        text = record.getMessage()
+        return not any(warning in text for warning in _TRUNCATION_WARNINGS)
 
 
 def quiet_twin_truncation() -> None:
-    """Install the filter on diffusers' own log handlers (they take every diffusers logger's records); idempotent."""
+    """Install the filter on diffusers' and transformers' own log handlers (they take every record of their
+    library's loggers); idempotent."""
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.get_logger("diffusers")  # diffusers sets up its handler on first use: make sure it has
-    for handler in logging.getLogger("diffusers").handlers:
-        if not any(isinstance(existing, _TwinTruncation) for existing in handler.filters):
-            handler.addFilter(_TwinTruncation())
+    diffusers_logging.get_logger("diffusers")  # each library sets up its handler on first use: make sure it has
+    transformers_logging.get_logger("transformers")
+    for library in ("diffusers", "transformers"):
+        for handler in logging.getLogger(library).handlers:
+            if not any(isinstance(existing, _TwinTruncation) for existing in handler.filters):
+                handler.addFilter(_TwinTruncation())
 
 
 def load_options(
@@ -70,8 +90,8 @@ def load_options(
     those `use_safetensors=None` lets diffusers prefer safetensors and fall back to `.bin`, which diffusers
     and transformers read with `torch.load(weights_only=True)` (torch >= 2.6 refuses a pickle that
     carries code). The `fp16` variant on a float16 device where the repository has one (half the
-    download); in hub mode the pinned revision and the owner's token (gated repositories), no other; and no
-    safety checker when the owner turned it off.
+    download); in hub mode the pinned revision and the owner's token (gated repositories), no other, and with
+    HF_HUB_OFFLINE the cache alone; and no safety checker when the owner turned it off.
     """
     options: dict = {}
     if (
@@ -84,6 +104,8 @@ def load_options(
             options["revision"] = spec.revision
         if hub:  # the owner's STUDIO_HF_TOKEN, or explicitly none: never HF_TOKEN or a stored login
             options["token"] = token or False
+        if hub and hub_constants.HF_HUB_OFFLINE:  # offline: read the cache, ask the Hub nothing (nor warn of it)
+            options["local_files_only"] = True
     if not safety_checker and spec.adapter.has_safety_checker:
         options.update(safety_checker=None, requires_safety_checker=False)
     return options
