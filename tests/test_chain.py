@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,27 @@ def test_a_first_stage_that_fails_is_an_error_as_before(engine, small):
             list(engine.chain(plan))
     finally:
         handle.remove()
+
+
+def test_an_api_caller_of_a_chain_whose_later_stage_failed_gets_the_finished_stages_script(engine, small, tmp_path):
+    """/chain's handler, as an API caller meets it: after a later stage failed, the last finished stage's script
+    and downloads come back with the stages (the page offers them on selecting a stage; a caller has only these)."""
+    from ui.chain import handler
+
+    small.save(tmp_path / "small.png")
+    stages = fast("image-image-image")
+    plan = engine.plan(ChainRequest(image=small, preset="", stages=stages, seed=4))
+    denoiser = engine.cache.get(plan.stages[1].spec.key, plan.stages[1].kind).unet
+
+    def broken(module, args):
+        raise RuntimeError("simulated")
+
+    handle = denoiser.register_forward_pre_hook(broken)
+    try:
+        *_, last = handler(engine)(str(tmp_path / "small.png"), "", "a cat", 4, stages)
+    finally:
+        handle.remove()
+    gallery, final, _, summary, script, downloads, _ = last
+    assert len(gallery) == 1 and final is None and "failed" in summary
+    assert "# stage 1: sd15 (img2img)" in script and "stage 2" not in script
+    assert sorted(Path(path).name for path in downloads) == ["init.png", "recipe.json", "recipe.py"]

@@ -312,9 +312,10 @@ def handler(engine: Engine) -> Callable:
             ids = [engine.results.put(recipe, init, plan.script_inputs) for _, recipe, _ in items]
             gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])
             final_png = gallery[-1][0] if state.finished else None
-            finished = state.finished
+            # at the end (done, stopped or a later stage failed): the script of the last stage made
+            ended = state.finished or state.stopped is not None or state.failed is not None
             script, downloads = (
-                recipe_files(settings, items[-1][1], init, plan.script_inputs) if finished else ("", None)
+                recipe_files(settings, items[-1][1], init, plan.script_inputs) if ended and items else ("", None)
             )
             yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, ids
 
