@@ -151,3 +151,15 @@ def hub_cache(hub_cache_dir):
         patch.setattr(constants, "HF_HUB_CACHE", str(hub_cache_dir))
         patch.setattr(constants, "HF_HUB_OFFLINE", True)
         yield hub_cache_dir
+
+
+@pytest.fixture(scope="module")
+def hub_engine(hub_cache, tmp_path_factory):
+    """An Engine in hub mode on the twin cache (`hub_cache`), for one test module."""
+    from engine.base.settings import Settings
+    from engine.core import Engine
+
+    engine = Engine(Settings.from_env({}, models="hub", data_dir=tmp_path_factory.mktemp("hub-data")))
+    assert engine.mode == "hub"
+    yield engine
+    engine.cache.clear()

@@ -21,6 +21,7 @@ import pytest
 import torch
 from huggingface_hub import constants
 from PIL import Image
+from workflow_cases import middle_mask
 
 from engine.base.settings import Settings
 from engine.core import Engine
@@ -38,14 +39,6 @@ from engine.workflows.registry import script_for
 from engine.workflows.sweep import SweepRequest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def hub_engine(hub_cache, tmp_path_factory):
-    engine = Engine(Settings.from_env({}, models="hub", data_dir=tmp_path_factory.mktemp("hub-data")))
-    assert engine.mode == "hub"
-    yield engine
-    engine.cache.clear()
 
 
 def same_pixels(a: Image.Image, b: Image.Image) -> bool:
@@ -83,7 +76,8 @@ def test_every_chain_runs_in_hub_mode_and_equals_tiny_mode(hub_engine, engine, p
         row["num_inference_steps"] = 4
         row["strength"] = max(row.get("strength") or 0.5, 0.5)  # at least two denoising steps per stage
     image = None if preset.startswith("text") else photo.resize((64, 64))
-    request = ChainRequest(image=image, preset="", stages=json.dumps(rows), seed=3, width=64, height=64)
+    mask = middle_mask(image) if any(row.get("kind") == "inpaint" for row in rows) else None
+    request = ChainRequest(image=image, preset="", stages=json.dumps(rows), seed=3, width=64, height=64, mask=mask)
     *_, hub = hub_engine.chain(request)
     *_, tiny = engine.chain(request)
     assert hub.finished and tiny.finished

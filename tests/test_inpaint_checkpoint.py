@@ -16,8 +16,6 @@ from huggingface_hub import constants
 from PIL import Image, ImageDraw
 from scripts import replay
 
-from engine.base.settings import Settings
-from engine.core import Engine
 from engine.models.catalog import get_spec, models_for
 from engine.models.tiny import build_twin
 from engine.recipes.recipe import save_png
@@ -27,14 +25,6 @@ from engine.workflows.registry import read_recipe, script_for
 
 KEY = "sd15-inpainting"
 HUB_ID = "stable-diffusion-v1-5/stable-diffusion-inpainting"
-
-
-@pytest.fixture(scope="module")
-def hub_engine(hub_cache, tmp_path_factory):
-    engine = Engine(Settings.from_env({}, models="hub", data_dir=tmp_path_factory.mktemp("hub-data")))
-    assert engine.mode == "hub"
-    yield engine
-    engine.cache.clear()
 
 
 def square_mask(size: tuple[int, int], box=(40, 20, 90, 70)) -> Image.Image:
