@@ -385,3 +385,40 @@ def test_the_recipe_tab_says_an_inpaint_script_reads_its_mask(engine, photo, tmp
     basic = engine.img2img(Img2ImgRequest(image=photo, prompt="a cat", num_inference_steps=2))
     _, plain = read_source(str(save_png(basic.images[0], basic.recipe.for_image(0), tmp_path / "basic.png")), "")
     assert not any("also reads" in note for note in plain.notes)
+
+
+@pytest.mark.parametrize("area", [WHOLE_PICTURE, ONLY_MASKED])
+def test_colour_match_brings_the_repaint_to_the_images_colours_and_the_script_replays_it(
+    engine, photo, tmp_path, area
+):
+    """Colour match (the web UI's colour correction): the repaint's CIELAB colour histograms matched to the image's,
+    its lightness kept; the original is still kept outside the mask, and the script reproduces it."""
+    from skimage import color
+
+    from engine.pipelines.portable import color_matched
+
+    request = InpaintRequest(
+        image=photo, mask=square_mask(photo.size), prompt="a dog", num_inference_steps=3, seed=2, inpaint_area=area
+    )
+    (plain,) = engine.run(engine.plan(request))
+    (matched,) = engine.run(engine.plan(replace(request, color_match=True)))
+    init, mask = matched.init_image, matched.mask
+    expected = engine.cache.get("sd15", "inpaint").image_processor.apply_overlay(
+        mask, init, color_matched(plain.images[0], init)
+    )
+    assert np.array_equal(np.asarray(matched.images[0]), np.asarray(expected))
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(np.asarray(matched.images[0])[outside], np.asarray(init)[outside])
+    inside = np.asarray(mask) == 255
+    assert not np.array_equal(np.asarray(matched.images[0])[inside], np.asarray(plain.images[0])[inside])
+    lab = color.rgb2lab(np.asarray(color_matched(plain.images[0], init)))  # lightness kept, colours the image's
+    assert np.abs(lab[..., 0] - color.rgb2lab(np.asarray(plain.images[0]))[..., 0]).mean() < 0.5
+    recipe = read_recipe(save_png(matched.images[0], matched.recipe.for_image(0), tmp_path / "matched.png"))
+    assert recipe.extra["color_match"] is True and "color_match" not in plain.recipe.extra
+    (tmp_path / "recipe.py").write_text(script_for(recipe))
+    init.save(tmp_path / "init.png")
+    matched.plan.mask.save(tmp_path / "mask.png")
+    replay(tmp_path / "recipe.py", "replayed.png", "init.png", "mask.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(matched.images[0]))
+    with pytest.raises(ValueError, match="color_match must be true or false, got 'yes'"):
+        engine.plan(replace(request, color_match="yes"))

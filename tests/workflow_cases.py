@@ -162,6 +162,7 @@ CASES: dict[str, WorkflowCase] = {
             seed=3,
             expand_right=8,
             expand_fill="#336699",
+            color_match=True,
         ),
         recipe=lambda result: result.recipe,
         injectable=(
@@ -171,6 +172,7 @@ CASES: dict[str, WorkflowCase] = {
             ("extra", "padding"),
             ("extra", "outpaint", 0),
             ("extra", "expand_fill"),
+            ("extra", "color_match"),
         ),
         # the depth map is the mask: grey, its near half white enough to inpaint
         api=lambda image, depth, seed: (image, depth, "a dog", "", "sd15", 1.0, 7.5, 2, seed),

@@ -131,6 +131,7 @@ class InpaintTab:
     expand: list  # the outpaint's sides: left, right, up, down
     expand_fill: gr.Dropdown
     overlap: gr.Slider
+    color_match: gr.Checkbox
     run: gr.Button
     stop: gr.Button
     gallery: gr.Gallery
@@ -161,6 +162,7 @@ class InpaintTab:
             *self.expand,
             self.expand_fill,
             self.overlap,
+            self.color_match,
         ]
 
 
@@ -201,6 +203,12 @@ def layout(engine: Engine) -> InpaintTab:
             strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength"))
             with gr.Accordion("Mask and area", open=True):
                 inpaint_area, mask_blur, padding = mask_settings()
+                color_match = gr.Checkbox(
+                    value=False,
+                    label="Colour match",
+                    info="Bring the repainted part's colours to the image's (the web UI's colour correction): for "
+                    "a repaint that came out with a colour cast.",
+                )
                 gr.Markdown(
                     "A mask file instead of painting: white (or opaque) where to inpaint. Used when nothing is "
                     "painted on the image; the examples fill it.",
@@ -275,6 +283,7 @@ def layout(engine: Engine) -> InpaintTab:
         expand=expand,
         expand_fill=expand_fill,
         overlap=overlap,
+        color_match=color_match,
         run=run,
         stop=stop,
         gallery=gallery,
@@ -338,6 +347,7 @@ def handler(engine: Engine) -> Callable:
         expand_down: int = 0,
         expand_fill: str = "edge",
         overlap: int = 16,
+        color_match: bool = False,
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -371,6 +381,8 @@ def handler(engine: Engine) -> Callable:
             expand_down: Outpaint: pixels added at the bottom.
             expand_fill: Outpaint: how the new area starts: edge (its edge pixels drawn out), noise, or #rrggbb.
             overlap: Outpaint: 0 to 128 pixels of the image beside each grown side repainted with it.
+            color_match: bring the repainted part's colours to the image's (CIELAB histograms, its lightness kept),
+                as the web UI's colour correction does.
         """
         request = InpaintRequest(
             image=image,
@@ -392,6 +404,7 @@ def handler(engine: Engine) -> Callable:
             expand_down=expand_down,
             expand_fill=expand_fill,
             overlap=overlap,
+            color_match=color_match,
         )
         try:
             (result,) = engine.run(request, progress=gradio_progress(progress, "Inpaint"), cancel=cancel)

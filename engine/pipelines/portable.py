@@ -173,3 +173,17 @@ def resize_image(image, mode, width, height):
                 edge = (scaled_width, 0, scaled_width, height)
                 result.paste(scaled.resize((right, height), bicubic, box=edge), (left + scaled_width, 0))
     return result
+
+
+def color_matched(image, reference):
+    """An RGB image's colours brought to a reference's, as the AUTOMATIC1111 web UI's colour correction does for
+    img2img and inpainting (modules/processing.py: apply_color_correction): the CIELAB colour channels' histograms
+    matched to the reference's, the image's own lightness kept (the web UI keeps the result's luminosity)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import color, exposure
+
+    lab = color.rgb2lab(np.asarray(image.convert("RGB")))
+    matched = exposure.match_histograms(lab, color.rgb2lab(np.asarray(reference.convert("RGB"))), channel_axis=2)
+    matched[..., 0] = lab[..., 0]
+    return Image.fromarray((np.clip(color.lab2rgb(matched), 0, 1) * 255 + 0.5).astype(np.uint8))

@@ -26,13 +26,15 @@ from engine.base.settings import Settings
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec
 from engine.pipelines.calls import call_pipeline
 from engine.pipelines.live import LiveView
+from engine.pipelines.portable import color_matched
 from engine.pipelines.schedulers import steps_run
 from engine.recipes import schema
 from engine.recipes.recipe import Recipe
-from engine.recipes.script import header, init_image_lines, literal, load, saved
+from engine.recipes.script import header, init_image_lines, literal, load, saved, source
 from engine.workflows.basic import unflagged, work
 from engine.workflows.checks import (
     RANDOM_SEED,
+    check_flag,
     check_model,
     check_negative,
     check_number,
@@ -203,6 +205,7 @@ class InpaintRequest:
     expand_down: int = 0
     expand_fill: str = "edge"
     overlap: int = 16
+    color_match: bool = False  # the repainted part's colours brought to the image's (the web UI's colour correction)
 
     def validate(self, settings: Settings) -> InpaintPlan:
         """Resolve defaults, check every value, normalise the image and its mask.
@@ -235,6 +238,7 @@ class InpaintRequest:
         asked = (self.expand_left, self.expand_right, self.expand_up, self.expand_down)
         rounded = () if list(sides) == list(asked) else (f"Outpaint sides rounded up to multiples of {multiple}.",)
         fill = check_fill(self.expand_fill)
+        check_flag("color_match", self.color_match)
         overlap = int(check_number("overlap", self.overlap, low=0, high=MAX_OVERLAP, integer=True))
         image = normalize_for_model(self.image, spec, settings)
         mask, notes = check_mask(self.mask, image, settings, optional=any(sides))
@@ -271,6 +275,7 @@ class InpaintRequest:
             notes=notes,
             expand=sides if any(sides) else None,
             expand_fill=fill,
+            color_match=self.color_match is True,
         )
 
 
@@ -294,6 +299,7 @@ class InpaintPlan:
     loras: tuple = ()  # none: LoRAs are not offered for inpainting yet (summaries read the field)
     expand: tuple[int, ...] | None = None  # an outpaint's pixels added (left, right, up, down); the image has them
     expand_fill: str = "edge"
+    color_match: bool = False
 
     @property
     def inpaint_area(self) -> str:
@@ -381,8 +387,11 @@ def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0) -> In
         )
         images = list(output.images)
         nsfw = tuple(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
+        init = plan.image.image
         if not plan.only_masked:  # diffusers pastes the original back itself only around a masked-only crop
-            images = [pipe.image_processor.apply_overlay(mask, plan.image.image, image) for image in images]
+            images = [pipe.image_processor.apply_overlay(mask, init, image) for image in images]
+        if plan.color_match:  # colours matched to the image's, then the original pasted back outside the mask again
+            images = [pipe.image_processor.apply_overlay(mask, init, color_matched(image, init)) for image in images]
         plain = {key: value for key, value in kwargs.items() if not isinstance(value, Image.Image)}
         recipe = Recipe.from_pipeline(
             pipe,
@@ -403,6 +412,7 @@ def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0) -> In
                 "padding": plan.padding,
                 "mask_sha256": image_digest(plan.mask),
                 **({"outpaint": list(plan.expand), "expand_fill": plan.expand_fill} if plan.expand else {}),
+                **({"color_match": True} if plan.color_match else {}),
             },
         )
     shown = [images[index] for index in unflagged(nsfw, len(images))]
@@ -441,6 +451,10 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
             checked["expand_fill"] = check_fill(extra.get("expand_fill"))
         except ValueError:
             raise schema.fail("extra.expand_fill", extra.get("expand_fill"), "edge, noise or #rrggbb") from None
+    if "color_match" in extra:  # written only when on
+        if extra["color_match"] is not True:
+            raise schema.fail("extra.color_match", extra["color_match"], "true (written only when on)")
+        checked["color_match"] = True
     for name, high in (("mask_blur", MAX_MASK_BLUR), ("padding", MAX_PADDING)):
         value = extra.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
@@ -490,6 +504,12 @@ def inpaint_script(recipe: Recipe) -> str:
     ]
     if not only_masked:  # the whole picture: the original kept outside the blurred mask
         lines.append("image = pipe.image_processor.apply_overlay(mask, init_image, image)")
+    if recipe.extra.get("color_match"):  # colours matched to the image's, the original kept outside the mask
+        lines += [
+            "",
+            *source(color_matched),
+            "image = pipe.image_processor.apply_overlay(mask, init_image, color_matched(image, init_image))",
+        ]
     lines += saved("image")
     return "\n".join(lines)
 
