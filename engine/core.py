@@ -40,7 +40,7 @@ from engine.hosting import (
 )
 from engine.models.catalog import DEFAULT_MODEL, ModelSpec, get_spec, models_for
 from engine.models.owner import install
-from engine.models.tiny import build_twin, twins_in_hub_cache
+from engine.models.tiny import build_twin, hub_cache_holds_only_twins, twins_in_hub_cache
 from engine.pipelines.cache import PipelineCache
 from engine.pipelines.calls import CancelToken, ProgressFn, StepReporter
 from engine.pipelines.device import DevicePolicy
@@ -192,8 +192,8 @@ class Engine:
         # Where GPU work runs: None here, in this process; ui.zerogpu sets ZeroGPU's calls on ZeroGPU.
         self.gpu_calls: GpuCalls | None = None
         self.quick = self.mode == "tiny" and self.policy.device == "cpu"
-        if self.mode == "tiny" or twins_in_hub_cache(Path(hub_constants.HF_HUB_CACHE)):
-            quiet_twin_truncation()  # the twins' byte-level tokenizers cut what CLIP's would not
+        if self.mode == "tiny" or hub_cache_holds_only_twins(Path(hub_constants.HF_HUB_CACHE)):
+            quiet_twin_truncation()  # the twins' byte-level tokenizers cut what CLIP's would not (a real one warns)
         self.settings = settings = settings.resolved(quick=self.quick)
         install(settings, self.mode, self.twins_dir)  # the owner's models beside the catalog (engine.models.owner)
         budget = int(settings.cache_budget_gb * 2**30) or None

@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 from workflow_cases import CASES, middle_mask
 
 from engine.recipes.recipe import read_png_text
-from engine.workflows.registry import read_recipe
+from engine.workflows.registry import read_recipe, script_for
 
 # Every generating endpoint starts with Basic's eight parameters, in this order (the API table in docs/api.md).
 BASIC_PARAMETERS = [
@@ -350,7 +350,9 @@ def test_sweep_endpoint_inpaints_each_cell_when_given_a_mask(client, cat_png, tm
     blurred mask, the cells carry Inpaint recipes, and refused axes and fields are named."""
     with Image.open(cat_png) as cat:
         mask = middle_mask(cat)
-    mask.save(tmp_path / "mask.png")
+    layer = Image.new("RGBA", mask.size, (0, 0, 0, 0))  # as a painting tool saves a brush layer
+    layer.paste((255, 0, 0, 255), mask=mask)
+    layer.save(tmp_path / "mask.png")
     _, summary, cells, files = client.predict(
         image=handle_file(str(cat_png)),
         mask=handle_file(str(tmp_path / "mask.png")),
@@ -363,6 +365,13 @@ def test_sweep_endpoint_inpaints_each_cell_when_given_a_mask(client, cat_png, tm
     assert [(r.workflow, r.extra["mask_blur"]) for r in recipes] == [("inpaint", 0), ("inpaint", 12)]
     rows = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
     assert [(row["mask_blur"], row["inpaint_area"]) for row in rows] == [(0, "Whole picture"), (12, "Whole picture")]
+    # the mask as the run read it comes with the downloads: a cell's script given the photo and it replays the cell
+    downloaded = next(f for f in files if Path(f).name == "mask.png")
+    script = tmp_path / "recipe.py"
+    script.write_text(script_for(recipes[1]))
+    out = tmp_path / "replayed.png"
+    subprocess.run([sys.executable, str(script), str(out), str(cat_png), downloaded], check=True, timeout=300)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(cells[1]["image"])))
     with Image.open(cells[0]["image"]) as sharp, Image.open(cells[1]["image"]) as blurred:
         # far from the mask (past the blur's reach) both keep the original pixels; inside, each painted its own
         far = np.asarray(mask.resize(sharp.size).filter(ImageFilter.MaxFilter(91))) == 0

@@ -228,3 +228,16 @@ def test_an_api_caller_of_a_chain_whose_later_stage_failed_gets_the_finished_sta
     assert len(gallery) == 1 and final is None and "failed" in summary
     assert "# stage 1: sd15 (img2img)" in script and "stage 2" not in script
     assert sorted(Path(path).name for path in downloads) == ["init.png", "recipe.json", "recipe.py"]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_a_presets_stages_json_runs_what_the_preset_runs(settings, small, preset):
+    """The Stages box shows a preset as JSON; editing it switches to custom, so the JSON must plan the very stages
+    the preset does (a stage's own strength once showed the model's default instead)."""
+    image = None if preset.startswith("text") else small
+    mask = middle_mask(small) if any(stage.kind == "inpaint" for stage in PRESETS[preset]) else None
+    as_preset = plan_chain(ChainRequest(image=image, preset=preset, seed=1, mask=mask), settings)
+    as_json = plan_chain(
+        ChainRequest(image=image, preset="", stages=stages_json(preset, settings), seed=1, mask=mask), settings
+    )
+    assert as_json.stages == as_preset.stages

@@ -236,3 +236,16 @@ def test_hub_mode_on_a_twin_cache_offline_logs_nothing_alarming(hub_cache, tmp_p
         "local_dir_use_symlinks",
     ):
         assert alarming not in done.stderr, (alarming, done.stderr[-3000:])
+
+
+def test_the_truncation_warnings_stay_where_a_real_repository_is_cached(hub_cache_dir, tmp_path):
+    """Only a cache of twins alone quiets CLIP's truncation warnings: one real repository beside them (no twin
+    marker) and a real tokenizer's warning must be seen."""
+    from engine.models.tiny import HUB_TWIN_MARKER, hub_cache_holds_only_twins
+
+    assert hub_cache_holds_only_twins(hub_cache_dir)
+    mixed = tmp_path / "cache"
+    shutil.copytree(hub_cache_dir, mixed, symlinks=True)
+    (cache_repo_folder(mixed, get_spec("sd15").hub_id) / HUB_TWIN_MARKER).unlink()  # as if really downloaded
+    assert not hub_cache_holds_only_twins(mixed)
+    assert not hub_cache_holds_only_twins(tmp_path / "empty")

@@ -422,3 +422,12 @@ def test_colour_match_brings_the_repaint_to_the_images_colours_and_the_script_re
     assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(matched.images[0]))
     with pytest.raises(ValueError, match="color_match must be true or false, got 'yes'"):
         engine.plan(replace(request, color_match="yes"))
+
+
+def test_an_inpaint_sweeps_progress_bar_counts_every_cell_from_the_start(engine, photo):
+    base = InpaintRequest(image=photo, mask=square_mask(photo.size), prompt="a dog", num_inference_steps=2, seed=1)
+    plan = engine.plan(SweepRequest(base=base, x_axis="seed", x_values="1-3"))
+    seen: list[tuple[int, int]] = []
+    *_, last = engine.sweep(plan, progress=lambda done, total: seen.append((done, total)))
+    assert last.finished and seen[-1][0] == seen[-1][1]
+    assert {total for _, total in seen} == {seen[-1][1]}, seen  # one total from the first step: no bar full per cell

@@ -90,6 +90,11 @@ def test_every_workflow_equals_the_local_backend(engine, backend, photo):
         DepthRequest(image=photo, prompt="a cat", num_inference_steps=STEPS, seed=2),
         InpaintRequest(image=photo, mask=middle_mask(photo), prompt="a dog", num_inference_steps=STEPS, seed=4),
         ChainRequest(image=photo, preset="", stages=INPAINT_STAGES, seed=6, mask=middle_mask(photo)),
+        SweepRequest(  # inpaint cells, one call each: parts on both replicas
+            base=InpaintRequest(image=photo, mask=middle_mask(photo), prompt="a dog", num_inference_steps=STEPS),
+            x_axis="mask_blur",
+            x_values="0, 8",
+        ),
         sweep_request(photo),
     ]
     for request in requests:

@@ -13,8 +13,11 @@ from engine.pipelines.calls import CancelToken
 from engine.pipelines.live import LivePreview
 from engine.workflows.chain import DEFAULT_SUBJECT, PRESET_NOTES, PRESETS, ChainProgress, ChainRequest, stages_json
 from engine.workflows.checks import MAX_SIDE, RANDOM_SEED
+from engine.workflows.registry import reads_files
 from ui.components import (
+    EXAMPLE_MASKS,
     engine_checked,
+    example_mask,
     header_only,
     image_input,
     recipe_panel,
@@ -37,11 +40,9 @@ from ui.events import (
     wire_preview,
     wire_recipe_selection,
 )
-from ui.inpaint import EXAMPLE_MASKS, example_mask
 from ui.outputs import png_outputs, recipe_files
 
 DEFAULT_PRESET = "image-image-image"
-COFFEE_PROMPT = EXAMPLE_MASKS["coffee"][1]  # the inpaint example's: the restyle and the repaint follow it
 STAGES_INFO = (
     "JSON list, one object per stage: model (catalog key), prompt ({subject} is replaced), and optionally "
     "kind (text2img, img2img, upscale, inpaint), strength, guidance_scale, num_inference_steps, negative_prompt, "
@@ -72,6 +73,11 @@ def plan_text(
         return engine.describe(engine.plan(chain_request(header_only(image), *options, mask=header_only(mask))))
     except ValueError as exc:
         return warning_text(exc)
+
+
+def script_inputs(plan, recipe) -> dict:
+    """The images a stage's script reads besides the init: the chain's mask once a stage up to it inpaints."""
+    return {name: image for name, image in plan.script_inputs.items() if name in reads_files(recipe)}
 
 
 def strip(state: ChainProgress) -> list[tuple]:
@@ -309,13 +315,15 @@ def handler(engine: Engine) -> Callable:
                 continue
             state = item
             items = strip(state)
-            ids = [engine.results.put(recipe, init, plan.script_inputs) for _, recipe, _ in items]
+            ids = [engine.results.put(recipe, init, script_inputs(plan, recipe)) for _, recipe, _ in items]
             gallery += png_outputs(settings, items[len(gallery) :], ids[len(gallery) :])
             final_png = gallery[-1][0] if state.finished else None
             # at the end (done, stopped or a later stage failed): the script of the last stage made
             ended = state.finished or state.stopped is not None or state.failed is not None
             script, downloads = (
-                recipe_files(settings, items[-1][1], init, plan.script_inputs) if ended and items else ("", None)
+                recipe_files(settings, items[-1][1], init, script_inputs(plan, items[-1][1]))
+                if ended and items
+                else ("", None)
             )
             yield gallery, final_png, state.comparison(), summary_text(state), script, downloads, ids
 

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 import gradio as gr
 from gradio import processing_utils
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from engine.base.errors import shown_value
 from engine.base.images import HeaderOnly
@@ -527,3 +527,22 @@ def recipe_panel() -> tuple[gr.Code, gr.File]:
         code = gr.Code(language="python", label="Script", interactive=False)
         files = downloads()
     return code, files
+
+
+# the examples: a scikit-image photo, the part painted over (a box in its pixels), and what it becomes
+EXAMPLE_MASKS = {
+    "chelsea the cat": ((150, 30, 340, 230), "a red fox's head, detailed fur, soft light"),
+    "coffee": ((160, 40, 460, 330), "a cup of green matcha tea, top view"),
+}
+
+
+def example_mask(engine, label: str) -> str:
+    """An example photo's black and white mask (white over its box in EXAMPLE_MASKS), written once beside it."""
+    photo = engine.example_images()[label]
+    mask = photo.with_name(f"{photo.stem}-inpaint-mask.png")
+    if not mask.is_file():
+        with Image.open(photo) as opened:
+            drawn = Image.new("L", opened.size, 0)
+        ImageDraw.Draw(drawn).ellipse(EXAMPLE_MASKS[label][0], fill=255)
+        drawn.save(mask)
+    return str(mask)

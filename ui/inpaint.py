@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageChops
 
 from engine.base.images import open_image
 from engine.core import Engine
@@ -28,7 +28,9 @@ from engine.workflows.inpaint import (
 )
 from ui.basic import result_text
 from ui.components import (
+    EXAMPLE_MASKS,
     engine_checked,
+    example_mask,
     guidance_slider,
     image_input,
     mask_settings,
@@ -63,24 +65,6 @@ EXPAND_PRESETS = {
     "Down 128": (0, 0, 0, 128),
     "All sides 64": (64, 64, 64, 64),
 }
-
-# the examples: a scikit-image photo, the part painted over (a box in its pixels), and what it becomes
-EXAMPLE_MASKS = {
-    "chelsea the cat": ((150, 30, 340, 230), "a red fox's head, detailed fur, soft light"),
-    "coffee": ((160, 40, 460, 330), "a cup of green matcha tea, top view"),
-}
-
-
-def example_mask(engine: Engine, label: str) -> str:
-    """An example photo's black and white mask (white over its box in EXAMPLE_MASKS), written once beside it."""
-    photo = engine.example_images()[label]
-    mask = photo.with_name(f"{photo.stem}-inpaint-mask.png")
-    if not mask.is_file():
-        with Image.open(photo) as opened:
-            drawn = Image.new("L", opened.size, 0)
-        ImageDraw.Draw(drawn).ellipse(EXAMPLE_MASKS[label][0], fill=255)
-        drawn.save(mask)
-    return str(mask)
 
 
 def example_rows(engine: Engine) -> list[list]:

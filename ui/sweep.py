@@ -145,8 +145,12 @@ def summary_text(state: SweepProgress) -> str:
 
 
 def export_files(settings, state: SweepProgress, grid: Image.Image) -> list[str]:
-    """The grid as PNG and every finished cell's parameters as CSV and JSON, in a fresh download folder."""
+    """The grid as PNG and every finished cell's parameters as CSV and JSON, in a fresh download folder; and the
+    images the cells' scripts read besides the init (an inpainting sweep's mask.png, as the run read it)."""
     folder = download_folder(settings)
+    inputs = state.plan.cells[0].script_inputs  # the cells share them
+    for name, image in inputs.items():
+        image.save(folder / name)
     rows = state.table()
     grid_path = folder / "sweep-grid.png"
     grid.save(grid_path)
@@ -155,7 +159,8 @@ def export_files(settings, state: SweepProgress, grid: Image.Image) -> list[str]
         writer.writeheader()
         writer.writerows(rows)
     (folder / "sweep-cells.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
-    return [str(grid_path), str(folder / "sweep-cells.csv"), str(folder / "sweep-cells.json")]
+    tables = [str(folder / "sweep-cells.csv"), str(folder / "sweep-cells.json")]
+    return [str(grid_path), *tables, *(str(folder / name) for name in inputs)]
 
 
 @dataclass(frozen=True)

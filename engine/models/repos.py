@@ -109,11 +109,12 @@ REPOS: dict[str, RepoFacts] = {
             download_gb=(5.5, 2.75),
         ),
         # SD 1.5's dedicated inpainting checkpoint (9-channel UNet): no stored page showed its files, so every
-        # config is reconstructed (SOURCE.md: SD 1.5's published files, in_channels 9, DDIM, 0.6.0.dev0, from public
-        # copies); the snapshot is the one users' cache paths show. Formats from users' logs at that snapshot: diffusers
-        # found no diffusion_pytorch_model.safetensors in unet/ or vae/ and fell back to the .bin files (a 3.44 GB
-        # unet .bin in a cache listing; 16 files, 5.48 GB in all), so not every folder has safetensors: .bin as
-        # recorded, read weights-only, safetensors taken where a folder has them; no fp16 variant seen, none asked
+        # config is reconstructed (SOURCE.md: SD 1.5's published files, in_channels 9, DDIM, 0.6.0.dev0, from
+        # public copies); the snapshot is the one users' cache paths show. Its formats, from users' logs at that
+        # snapshot: diffusers found no diffusion_pytorch_model.safetensors in unet/ or vae/ and fell back to the
+        # .bin files (a 3.44 GB unet .bin in a cache listing; 16 files, 5.48 GB in all). So not every folder has
+        # safetensors: .bin as recorded, read weights-only, safetensors where a folder has them; no fp16 variant
+        # was seen, none is asked for.
         RepoFacts(
             "stable-diffusion-v1-5/stable-diffusion-inpainting",
             commit="8a4288a76071f7280aedbdb3253bdb9e9d5d84bb",

@@ -675,6 +675,14 @@ def twins_in_hub_cache(cache: Path) -> list[str]:
     )
 
 
+def hub_cache_holds_only_twins(cache: Path) -> bool:
+    """Whether the catalog's repositories in the Hugging Face cache `cache` are all twins (at least one there, and
+    no real one): then every model hub mode loads is a twin."""
+    folders = [cache_repo_folder(Path(cache), get_spec(key).hub_id) for key in CATALOG]
+    present = [folder for folder in folders if folder.is_dir()]
+    return bool(present) and all((folder / HUB_TWIN_MARKER).is_file() for folder in present)
+
+
 def write_hub_cache(cache: Path, *, force: bool = False) -> list[Path]:
     """Write the twins as a Hugging Face cache under their real repository ids (idempotent).
 

@@ -224,10 +224,11 @@ def call_parameters(kwargs: dict, plan: Img2ImgPlan) -> dict:
     return plain
 
 
-def run_img2img(plan: Img2ImgPlan, context: RunContext, *, place: int = 0) -> Img2ImgResult:
+def run_img2img(plan: Img2ImgPlan, context: RunContext, *, place: int = 0, later_calls: int = 0) -> Img2ImgResult:
     """Run a validated plan on the cached pipeline and return images, grid and recipe.
 
-    `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on).
+    `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on);
+    `later_calls` the pipeline calls its run makes after this one (a sweep's next cells: the progress bar's total).
 
     Raises:
         GenerationCancelled: Stop, a closed page (nothing of a Basic run is kept).
@@ -247,7 +248,7 @@ def run_img2img(plan: Img2ImgPlan, context: RunContext, *, place: int = 0) -> Im
     ):
         kwargs = img2img_kwargs(pipe, plan)
         for index, seeds in enumerate(groups):
-            reporter.start_call(calls_left=len(groups) - index)
+            reporter.start_call(calls_left=len(groups) - index + later_calls)
             places = tuple(range(place + len(images), place + len(images) + len(seeds)))
             output = call_pipeline(
                 pipe,

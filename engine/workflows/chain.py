@@ -235,7 +235,8 @@ def parse_stages(stages: object, max_stages: int) -> list[ChainStage]:
 
 
 def stages_json(preset: str, settings: Settings | None = None) -> str:
-    """A preset's stages as editable JSON, defaults filled in (steps as `settings` start runs)."""
+    """A preset's stages as editable JSON: the values a stage sets, else its model's defaults (steps as `settings`
+    start runs), so the JSON runs what the preset runs."""
     rows = []
     for stage in PRESETS[preset]:
         spec = get_spec(stage.model)
@@ -245,10 +246,13 @@ def stages_json(preset: str, settings: Settings | None = None) -> str:
             row["kind"] = stage.kind
         if defaults is not None:
             if "upscale" not in spec.kinds and stage.kind != "text2img":
-                row["strength"] = defaults.strength
-            row["guidance_scale"] = defaults.guidance_scale
+                row["strength"] = defaults.strength if stage.strength is None else stage.strength
+            row["guidance_scale"] = defaults.guidance_scale if stage.guidance_scale is None else stage.guidance_scale
             steps = defaults.num_inference_steps
-            row["num_inference_steps"] = settings.steps_default(steps) if settings else steps
+            steps = settings.steps_default(steps) if settings else steps
+            row["num_inference_steps"] = steps if stage.num_inference_steps is None else stage.num_inference_steps
+        if stage.kind == "inpaint":
+            row["mask_blur"] = stage.mask_blur
         rows.append(row)
     return json.dumps(rows, indent=2)
 

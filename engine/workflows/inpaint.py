@@ -361,10 +361,11 @@ def inpaint_kwargs(plan: InpaintPlan, mask: Image.Image) -> dict:
     return kwargs
 
 
-def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0) -> InpaintResult:
+def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0, later_calls: int = 0) -> InpaintResult:
     """Run a validated plan on the model's inpainting pipeline (its own, or one derived from its img2img weights).
 
-    `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on).
+    `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on);
+    `later_calls` the pipeline calls its run makes after this one (a sweep's next cells: the progress bar's total).
 
     Raises:
         GenerationCancelled: Stop, a closed page (nothing of the run is kept).
@@ -376,7 +377,7 @@ def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0) -> In
     with cache.lock:
         mask = pipe.mask_processor.blur(plan.mask, blur_factor=plan.mask_blur) if plan.mask_blur else plan.mask
         kwargs = inpaint_kwargs(plan, mask)
-        reporter.start_call(calls_left=1)
+        reporter.start_call(calls_left=1 + later_calls)
         output = call_pipeline(
             pipe,
             {**kwargs, "num_images_per_prompt": len(plan.seeds)},

@@ -542,7 +542,7 @@ def _calls(plan: SweepPlan, context: RunContext, progress: SweepProgress) -> Ite
         cells = [plan.cells[i] for i in call]
         reporter.start_call(calls_left=len(plan.calls) - number)
         try:
-            images = _run_call(context, cells, shared)
+            images = _run_call(context, cells, shared, later_calls=len(plan.calls) - number - 1)
         finally:  # a Stop keeps the time and steps spent
             progress.seconds = time.perf_counter() - started
             progress.steps_run = reporter.steps
@@ -561,13 +561,13 @@ class _SharedWork:
     prompts: dict[tuple, dict] = field(default_factory=dict)
 
 
-def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork) -> list:
+def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork, *, later_calls: int = 0) -> list:
     first = cells[0]
     if isinstance(first.plan, InpaintPlan):  # an inpaint cell: the Inpaint workflow's run, recipe and script
-        inpainted = run_inpaint(first.plan, context, place=first.index)
+        inpainted = run_inpaint(first.plan, context, place=first.index, later_calls=later_calls)
         return [(inpainted.images[0], inpainted.recipe)]
     if not first.batches:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
-        result = run_img2img(first.plan, context, place=first.index)
+        result = run_img2img(first.plan, context, place=first.index, later_calls=later_calls)
         return [(result.images[0], result.recipe)]
     cache = context.cache
     pipe = cache.get(first.plan.spec.key, "img2img")
