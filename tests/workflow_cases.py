@@ -146,7 +146,13 @@ CASES: dict[str, WorkflowCase] = {
     "depth": WorkflowCase(
         request=lambda image: DepthRequest(image=image, num_inference_steps=2, restyle_model="none", seed=3),
         recipe=lambda progress: progress.controlnet_recipe,
-        injectable=(("extra", "controlnet_id"), ("extra", "controlnet")),
+        injectable=(
+            ("extra", "controlnet_id"),
+            ("extra", "controlnet"),
+            ("extra", "control_type"),
+            ("extra", "canny_low"),
+            ("extra", "canny_high"),
+        ),
         api=lambda image, depth, seed: (image, depth, "midas", "a cat", "", 1.0, 7.5, 2, seed, 0.8, "none"),
         api_done=lambda out: len(out[1]) == 3,  # init, depth, ControlNet
         mcp_required=frozenset({"image"}),

@@ -15,10 +15,15 @@ from engine.pipelines.calls import CancelToken
 from engine.recipes.recipe import Recipe
 from engine.workflows.checks import RANDOM_SEED, model_defaults
 from engine.workflows.depth import (
+    CONTROL_TYPES,
+    DEFAULT_CANNY_HIGH,
+    DEFAULT_CANNY_LOW,
     DEFAULT_CONDITIONING_SCALE,
+    DEFAULT_CONTROL_TYPE,
     DEFAULT_ESTIMATOR,
     DEFAULT_PROMPT,
     DEFAULT_RESTYLE,
+    MAX_CANNY_THRESHOLD,
     MAX_CONDITIONING_SCALE,
     NO_RESTYLE,
     DepthProgress,
@@ -61,12 +66,22 @@ INVERT_INFO = "The depth ControlNet expects near = bright; tick for maps made th
 NORMALIZE_INFO = "Stretch the map's range to black..white (off: 8/16-bit maps are used as they are)."
 RESTYLE_INFO = "img2img of the ControlNet result with a style model; 'none' skips it."
 RESTYLE_PROMPT_INFO = "Empty: the style's trigger words, then the prompt."
+CONDITION_INFO = (
+    "What the ControlNet follows: depth (a depth map) or canny (the image's edges). "
+    "An uploaded map is used as the condition image of either."
+)
 
 
 def summary_text(state: DepthProgress) -> str:
     plan = state.plan
     width, height = plan.image.size
-    if plan.depth is not None:
+    if plan.control_type == "canny":
+        depth_line = (
+            f"Condition: canny image uploaded, resized to {width}×{height}"
+            if plan.condition is not None
+            else f"Condition: canny edges, thresholds {plan.canny_low}/{plan.canny_high}"
+        )
+    elif plan.depth is not None:
         depth_line = f"Depth map: uploaded, resized to {width}×{height}"
     else:
         depth_line = f"Depth map: estimated with {plan.estimator.label}"
@@ -135,6 +150,9 @@ class DepthTab:
     end: gr.Slider
     guess_mode: gr.Checkbox
     model: gr.Dropdown
+    control_type: gr.Dropdown
+    canny_low: gr.Slider
+    canny_high: gr.Slider
     restyle_prompt: gr.Textbox
     restyle_strength: gr.Slider
     restyle_guidance: gr.Slider
@@ -171,6 +189,9 @@ class DepthTab:
             self.restyle_strength,
             self.restyle_guidance,
             self.model,
+            self.control_type,
+            self.canny_low,
+            self.canny_high,
         ]
 
 
@@ -203,6 +224,23 @@ def layout(engine: Engine) -> DepthTab:
             )
             negative_prompt = gr.Textbox(
                 value="", label="Negative prompt", info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
+            )
+            control_type = gr.Dropdown(
+                choices=list(CONTROL_TYPES), value=DEFAULT_CONTROL_TYPE, label="Condition", info=CONDITION_INFO
+            )
+            with gr.Row(visible=False) as canny_row:
+                canny_low = engine_checked(
+                    gr.Slider(1, MAX_CANNY_THRESHOLD, value=DEFAULT_CANNY_LOW, step=1, label="Canny low threshold")
+                )
+                canny_high = engine_checked(
+                    gr.Slider(1, MAX_CANNY_THRESHOLD, value=DEFAULT_CANNY_HIGH, step=1, label="Canny high threshold")
+                )
+            control_type.change(
+                lambda kind: gr.Row(visible=kind == "canny"),
+                inputs=control_type,
+                outputs=canny_row,
+                queue=False,
+                api_visibility="private",
             )
             with gr.Row(equal_height=True):
                 estimator = model_picker(
@@ -289,6 +327,9 @@ def layout(engine: Engine) -> DepthTab:
         end=end,
         guess_mode=guess_mode,
         model=model,
+        control_type=control_type,
+        canny_low=canny_low,
+        canny_high=canny_high,
         restyle_prompt=restyle_prompt,
         restyle_strength=restyle_strength,
         restyle_guidance=restyle_guidance,
@@ -360,6 +401,9 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
         restyle_strength: float | None = style_strength0,
         restyle_guidance_scale: float | None = style_guidance0,
         model: str = DEFAULT_MODEL,
+        control_type: str = DEFAULT_CONTROL_TYPE,
+        canny_low: int = DEFAULT_CANNY_LOW,
+        canny_high: int = DEFAULT_CANNY_HIGH,
         cancel: CancelToken | None = None,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -371,7 +415,8 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
 
         Args:
             image: the init image.
-            depth_map: a depth map (8/16-bit, grey or RGB, any size; near bright), or empty to estimate one.
+            depth_map: a depth map (8/16-bit, grey or RGB, any size; near bright), or empty to estimate one; with
+                control_type canny, the condition image (white edges on black), or empty for the image's edges.
             depth_estimator: midas or depth-anything-v2-small (zoe, leres in hub mode); used when depth_map is empty.
             prompt: what the image should become (at most $max_prompt_chars characters).
             negative_prompt: what to steer away from.
@@ -390,6 +435,10 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
             restyle_strength: the restyle's strength (the default is elden-ring's own; null: the style model's own).
             restyle_guidance_scale: the restyle's guidance (the default is elden-ring's; null: the style model's own).
             model: the SD 1.5 base model for the ControlNet (sd15 by default).
+            control_type: the condition the ControlNet follows: depth (the default) or canny (the image's Canny
+                edges; with depth_map set, that image is the condition as it is). sdxl-base has depth only.
+            canny_low: Canny's lower hysteresis threshold, 1 to 255, below canny_high (100 by default).
+            canny_high: Canny's upper hysteresis threshold, 1 to 255 (200 by default).
         """
         request = DepthRequest(
             image=image,
@@ -412,6 +461,9 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
             restyle_strength=restyle_strength,
             restyle_guidance_scale=restyle_guidance_scale,
             model=model,
+            control_type=control_type,
+            canny_low=canny_low,
+            canny_high=canny_high,
         )
         plan = engine.plan(request)
         gallery: list[tuple[str, str]] = []  # each image's PNG is written once

@@ -370,6 +370,17 @@ CATALOG: dict[str, ModelSpec] = {
             weights="res101.pth and latest_net_G.pth",
             notes="Fine detail with a ResNeXt-101 backbone; hub mode only.",
         ),
+        # Added after the first release of the list: last, so every earlier entry keeps its twin's seed
+        # (engine.models.tiny seeds a twin by its catalog position).
+        ModelSpec(
+            key="controlnet-canny",
+            hub_id="lllyasviel/control_v11p_sd15_canny",
+            label="ControlNet canny (SD 1.5)",
+            family="controlnet-sd15",
+            kinds=("controlnet",),
+            license="openrail",
+            notes="Conditions SD 1.5 on Canny edges: white edges on black.",
+        ),
     )
 }
 

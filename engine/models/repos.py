@@ -177,6 +177,16 @@ REPOS: dict[str, RepoFacts] = {
             variants=("fp16",),
             download_gb=(1.45, 0.72),
         ),
+        # Read from its Hub tree page (main: 7 commits, head 115a470 "Update README.md"; the full hash was not
+        # visible: its prefix, padded with zeros): .bin and .fp16.bin, .fp16.safetensors, config.json of 996 B. The
+        # config's text was not on any stored page: reconstructed as the depth ControlNet's (SOURCE.md).
+        RepoFacts(
+            "lllyasviel/control_v11p_sd15_canny",
+            commit="115a470" + "0" * 33,
+            formats=(SAFETENSORS, PICKLE),
+            variants=("fp16",),
+            download_gb=(1.45, 0.72),
+        ),
         # The current families: no stored page showed their files, so their configs were reconstructed
         # (engine/models/hub_repos/README.md), their snapshot is unread and their sizes are parameter counts times
         # bytes per parameter; the large components are published in shards, which the twins write whole.

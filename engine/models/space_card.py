@@ -98,7 +98,7 @@ ROLES = {
     "text2img": "text-to-image (Chain)",
     "inpaint": "inpainting and outpainting (Inpaint)",
     "upscale": "upscaling (Chain)",
-    "controlnet": "depth control (Depth)",
+    "controlnet": "ControlNet conditioning (Depth)",
     "depth": "depth maps (Depth)",
     "prior": "image embeddings for Kandinsky 2.2",
 }

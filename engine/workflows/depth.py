@@ -7,6 +7,12 @@ near bright. The map is resized to the init image's working size before the pipe
 diffusers fails on a control image of another size (diffusers issue 5953). The ControlNet pipeline
 is derived from the cached SD 1.5 pipeline (`PipelineCache.get_controlnet`), so the base weights are
 loaded once.
+
+`control_type` picks the condition and its ControlNet (the family's `controlnet_for`): "depth" as above, or
+"canny": OpenCV's Canny edges of the init at its working size (`canny_image`, the ControlNet 1.1 annotator's
+thresholds 100/200 by default), or an uploaded condition image used as it is. The exported script reads the
+condition image (control.png) for every type, as it does for depth: one path for computed and uploaded conditions,
+and the control.png a download carries is the very image the pipeline saw.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from engine.base.errors import shown_number
+from engine.base.errors import shown_number, shown_value
 from engine.base.images import NormalizedImage, open_image
 from engine.base.settings import Settings
 from engine.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec, get_spec, models_for
@@ -51,18 +58,17 @@ DEFAULT_PROMPT = "a futuristic motorcycle in a workshop, neon lights, detailed, 
 # StableDiffusionControlNetImg2ImgPipeline's own defaults, which the guide uses
 DEFAULT_CONDITIONING_SCALE = 0.8
 MAX_CONDITIONING_SCALE = 2.0
+CONTROL_TYPES = ("depth", "canny")  # the condition types a request may ask for (its family may have fewer)
+DEFAULT_CONTROL_TYPE = "depth"
+# the ControlNet 1.1 canny annotator's thresholds (lllyasviel/control_v11p_sd15_canny's model card: 100, 200)
+DEFAULT_CANNY_LOW = 100
+DEFAULT_CANNY_HIGH = 200
+MAX_CANNY_THRESHOLD = 255
 
 
 def depth_models() -> list[str]:
     """Base models a depth ControlNet fits: img2img models whose family names one (engine.models.families)."""
     return [key for key in models_for("img2img") if get_spec(key).adapter.depth_controlnet]
-
-
-def depth_controlnet(spec: ModelSpec) -> str:
-    """Catalog key of the depth ControlNet for a base model of `depth_models()`."""
-    key = spec.adapter.depth_controlnet
-    assert key is not None, f"{spec.key} has no depth ControlNet"  # DepthRequest.validate checked it
-    return key
 
 
 # -- depth maps ---------------------------------------------------------------------------------
@@ -128,6 +134,12 @@ def control_image(depth: Image.Image, size: tuple[int, int]) -> Image.Image:
     return depth.convert("RGB")
 
 
+def canny_image(image: Image.Image, low: int, high: int) -> Image.Image:
+    """Canny edges of an image (OpenCV, on its greyscale pixels) as the 3-channel control image: white on black."""
+    edges = cv2.Canny(np.asarray(image.convert("L")), low, high)
+    return Image.fromarray(np.stack([edges] * 3, axis=2), "RGB")
+
+
 # -- requests -----------------------------------------------------------------------------------
 
 
@@ -155,6 +167,9 @@ class DepthRequest:
     restyle_strength: float | None = None  # None: the style model's default
     restyle_guidance_scale: float | None = None
     model: str = DEFAULT_MODEL
+    control_type: str = DEFAULT_CONTROL_TYPE
+    canny_low: int = DEFAULT_CANNY_LOW
+    canny_high: int = DEFAULT_CANNY_HIGH
 
     def validate(self, settings: Settings) -> DepthPlan:
         """Check every value before any work.
@@ -167,6 +182,11 @@ class DepthRequest:
             raise ValueError(
                 f"model must be a base model with a depth ControlNet ({', '.join(depth_models())}); got {self.model!r}"
             )
+        controlnet = self._controlnet(spec)
+        low = check_number("canny_low", self.canny_low, low=1, high=MAX_CANNY_THRESHOLD, integer=True)
+        high = check_number("canny_high", self.canny_high, low=1, high=MAX_CANNY_THRESHOLD, integer=True)
+        if low >= high:
+            raise ValueError(f"canny_low must be below canny_high, got {low} and {high}")
         estimator = check_model(self.depth_estimator, "depth", name="depth_estimator")
         prompt = check_text("prompt", self.prompt, max_chars=settings.max_prompt_chars, required=True)
         negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
@@ -186,8 +206,12 @@ class DepthRequest:
         }
         seed = check_seed(self.seed)
         image = normalize_for_model(self.image, spec, settings)
+        condition = None
         if self.depth_map is None or (isinstance(self.depth_map, str) and not self.depth_map):
-            depth = None  # estimated at run time
+            depth = None  # estimated (or edges found) at run time
+        elif self.control_type != "depth":
+            depth = None
+            condition = self._condition_image(settings)
         elif isinstance(self.depth_map, np.ndarray):
             depth = np.asarray(self.depth_map, dtype=np.float64)
         else:
@@ -209,7 +233,36 @@ class DepthRequest:
             control_guidance_end=end,
             restyle=restyle,
             **flags,
+            control_type=self.control_type,
+            controlnet=controlnet,
+            canny_low=int(low),
+            canny_high=int(high),
+            condition=condition,
         )
+
+    def _controlnet(self, spec: ModelSpec) -> str:
+        """The catalog key of the ControlNet for this request's condition type on its base model."""
+        if not isinstance(self.control_type, str) or self.control_type not in CONTROL_TYPES:
+            raise ValueError(
+                f"control_type must be one of {', '.join(CONTROL_TYPES)}; got {shown_value(self.control_type)}"
+            )
+        key = spec.adapter.controlnet_for(self.control_type)
+        if key is None:
+            raise ValueError(
+                f"control_type {self.control_type!r} has no ControlNet for model {spec.key!r}, which has "
+                f"{', '.join(spec.adapter.control_types)}"
+            )
+        return key
+
+    def _condition_image(self, settings: Settings) -> Image.Image:
+        """An uploaded condition image (not a depth map), RGB as it is; resized to the working size at run time."""
+        if isinstance(self.depth_map, np.ndarray):
+            raise ValueError(
+                f"depth_map must be an image file for control_type {self.control_type!r}, got an array "
+                f"of shape {self.depth_map.shape}"
+            )
+        image = open_image(self.depth_map, name="depth_map", max_input_pixels=settings.max_input_pixels)
+        return ImageOps.exif_transpose(image).convert("RGB")
 
     def _restyle_request(
         self, image: NormalizedImage, prompt: str, negative: str, steps: int, seed: int, settings: Settings
@@ -267,10 +320,18 @@ class DepthPlan:
     invert_depth: bool
     normalize_depth: bool
     restyle: Img2ImgRequest | None
+    control_type: str = DEFAULT_CONTROL_TYPE
+    controlnet: str = ""  # the ControlNet's catalog key (the family's for control_type)
+    canny_low: int = DEFAULT_CANNY_LOW
+    canny_high: int = DEFAULT_CANNY_HIGH
+    condition: Image.Image | None = None  # an uploaded condition image of a type other than depth
 
     @property
     def depth_source(self) -> str:
-        return "uploaded" if self.depth is not None else self.estimator.key
+        """Where the control image came from: uploaded, or the estimator (depth) or preprocessor (canny)."""
+        if self.depth is not None or self.condition is not None:
+            return "uploaded"
+        return self.estimator.key if self.control_type == "depth" else self.control_type
 
     def call_kwargs(self, control: Image.Image) -> dict:
         """StableDiffusionControlNetImg2ImgPipeline's arguments; the output size is always passed."""
@@ -320,7 +381,7 @@ class DepthProgress:
         """(image, caption) of what exists so far, in the grid's order."""
         items = [(self.plan.image.image, "init")]
         if self.depth is not None:
-            items.append((self.depth, f"depth ({self.plan.depth_source})"))
+            items.append((self.depth, f"{self.plan.control_type} ({self.plan.depth_source})"))
         if self.controlnet is not None:
             items.append((self.controlnet, "ControlNet"))
         if self.restyled is not None:
@@ -357,20 +418,32 @@ def start_depth(plan: DepthPlan) -> DepthProgress:
     return DepthProgress(plan=plan)
 
 
+def condition_extra(plan: DepthPlan) -> dict[str, Any]:
+    """How the condition was made, for the recipe: depth as before, canny its type and thresholds."""
+    if plan.control_type == "depth":
+        return {"invert_depth": plan.invert_depth, "normalize_depth": plan.normalize_depth}
+    return {"control_type": plan.control_type, "canny_low": plan.canny_low, "canny_high": plan.canny_high}
+
+
 def _steps(plan: DepthPlan, context: RunContext, progress: DepthProgress) -> Iterator[DepthProgress]:
     cache, reporter, model_id = context.cache, context.reporter, context.model_id
     started = time.perf_counter()
-    array = plan.depth
-    if array is None:
-        estimator = context.estimate or (lambda key, image: estimate(cache, key, image))
-        array = estimator(plan.estimator.key, plan.image.image)
-    control_map = depth_to_control(array, invert=plan.invert_depth, normalize=plan.normalize_depth)
-    progress.depth = control_image(control_map, plan.image.size)
+    if plan.condition is not None:
+        progress.depth = control_image(plan.condition, plan.image.size)
+    elif plan.control_type == "canny":
+        progress.depth = canny_image(plan.image.image, plan.canny_low, plan.canny_high)
+    else:
+        array = plan.depth
+        if array is None:
+            estimator = context.estimate or (lambda key, image: estimate(cache, key, image))
+            array = estimator(plan.estimator.key, plan.image.image)
+        control_map = depth_to_control(array, invert=plan.invert_depth, normalize=plan.normalize_depth)
+        progress.depth = control_image(control_map, plan.image.size)
     progress.seconds["depth"] = time.perf_counter() - started
     yield progress
 
     started = time.perf_counter()
-    controlnet = depth_controlnet(plan.spec)
+    controlnet = plan.controlnet
     pipe = cache.get_controlnet(plan.spec.key, controlnet)
     kwargs = plan.call_kwargs(progress.depth)
     reporter.start_call(calls_left=2 if plan.restyle is not None else 1)
@@ -395,8 +468,7 @@ def _steps(plan: DepthPlan, context: RunContext, progress: DepthProgress) -> Ite
             "controlnet": controlnet,
             "controlnet_id": model_id(controlnet),
             "depth_source": plan.depth_source,
-            "invert_depth": plan.invert_depth,
-            "normalize_depth": plan.normalize_depth,
+            **condition_extra(plan),
         },
     )
     yield progress
@@ -422,7 +494,8 @@ def depth_script(recipe: Recipe) -> str:
     size = size_literal(recipe.size)
     lines = header(
         recipe,
-        f"ControlNet depth img2img with {recipe.model_id}, seed {recipe.seed}",
+        f"ControlNet {recipe.extra.get('control_type', DEFAULT_CONTROL_TYPE)} img2img with {recipe.model_id}, "
+        f"seed {recipe.seed}",
         ["AutoPipelineForImage2Image", "ControlNetModel"],
         more_args=" [control.png]",
     )
@@ -449,7 +522,7 @@ def work(plan: DepthPlan) -> list[GpuWork]:
     width, height = plan.image.size
     loops = [] if plan.depth is not None else [GpuWork(plan.estimator.key, 1, width * height)]
     steps = steps_run(plan.spec.key, plan.num_inference_steps, plan.strength)
-    loops.append(GpuWork(depth_controlnet(plan.spec), steps, width * height))
+    loops.append(GpuWork(plan.controlnet, steps, width * height))
     restyle = plan.restyle
     if restyle is not None:
         restyle_steps = restyle.num_inference_steps or plan.num_inference_steps
@@ -467,6 +540,13 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
     }
     for name in ("invert_depth", "normalize_depth"):
         checked[name] = schema.flag(f"extra.{name}", extra.get(name, False))
+    if "control_type" in extra:
+        checked["control_type"] = schema.choice("extra.control_type", extra["control_type"], CONTROL_TYPES)
+    for name in ("canny_low", "canny_high"):
+        if name in extra:
+            checked[name] = schema.whole(f"extra.{name}", extra[name], 1, MAX_CANNY_THRESHOLD + 1)
+    if checked.get("canny_low", 0) >= checked.get("canny_high", MAX_CANNY_THRESHOLD + 1):
+        raise schema.fail("extra.canny_low", checked["canny_low"], f"below extra.canny_high ({checked['canny_high']})")
     return checked
 
 

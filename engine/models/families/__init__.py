@@ -61,7 +61,8 @@ class Family:
         negative_prompt: the family reads a negative prompt (FLUX.1 has no negative conditioning: one is refused,
             not silently dropped).
         has_safety_checker: the repository ships a safety checker the owner may turn off.
-        depth_controlnet: catalog key of the depth ControlNet made for this family, if any.
+        controlnets: (control type, catalog key) of each ControlNet made for this family: the condition types
+            the Depth workflow offers with it (`controlnet_for`; `depth_controlnet` is the depth one).
         encode_prompt: the prompt embeddings as the pipeline makes them; with it a sweep batches cells.
         weighted_prompt: Compel's embeddings for a weighted prompt; None where weighting cannot work.
         no_weighting: why weighting cannot work, read after the model's label (shown to the user).
@@ -86,7 +87,7 @@ class Family:
     keeps_partial_step: bool = False
     negative_prompt: bool = True
     has_safety_checker: bool = False
-    depth_controlnet: str | None = None
+    controlnets: tuple[tuple[str, str], ...] = ()
     encode_prompt: PromptEncoder | None = None
     weighted_prompt: PromptEncoder | None = None
     no_weighting: str = ""
@@ -111,6 +112,20 @@ class Family:
         if self.passes_size:
             return {"height": height, "width": width}
         return {}
+
+    @property
+    def control_types(self) -> tuple[str, ...]:
+        """The condition types this family has a ControlNet for, in its own order."""
+        return tuple(control for control, _ in self.controlnets)
+
+    def controlnet_for(self, control_type: str) -> str | None:
+        """Catalog key of this family's ControlNet for a condition type, or None when it has none."""
+        return dict(self.controlnets).get(control_type)
+
+    @property
+    def depth_controlnet(self) -> str | None:
+        """Catalog key of the depth ControlNet made for this family, if any."""
+        return self.controlnet_for("depth")
 
     @property
     def batches_cells(self) -> bool:

@@ -1,4 +1,4 @@
-"""Stable Diffusion 1.x and its fine-tunes: one CLIP text encoder, a safety checker, the depth ControlNet."""
+"""Stable Diffusion 1.x and its fine-tunes: one CLIP text encoder, a safety checker, depth and canny ControlNets."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ FAMILY = Family(
     takes_lora=True,
     takes_latents=True,
     has_safety_checker=True,
-    depth_controlnet="controlnet-depth",
+    controlnets=(("depth", "controlnet-depth"), ("canny", "controlnet-canny")),
     encode_prompt=encode_prompt,
     weighted_prompt=weighted_prompt,
     latent_rgb=LATENT_RGB,
