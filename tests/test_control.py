@@ -12,7 +12,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
+from controlnets import CALL, raw_controlnet_img2img
 from gradio_client import handle_file
 from PIL import Image
 
@@ -68,40 +68,10 @@ def test_the_family_names_its_controlnet_per_condition_type():
 
 
 def test_canny_result_equals_raw_diffusers(engine, photo, twins):
-    from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
-
-    state = run(
-        engine,
-        image=photo,
-        prompt="a cat made of clay",
-        strength=0.7,
-        guidance_scale=6.0,
-        num_inference_steps=STEPS,
-        seed=42,
-        controlnet_conditioning_scale=0.6,
-        control_guidance_end=0.75,
-        restyle_model="none",
-    )
+    state = run(engine, image=photo, num_inference_steps=STEPS, seed=42, restyle_model="none", **CALL)
     assert engine.cache.get_controlnet("sd15", CANNY).controlnet is engine.cache.peek(CANNY, "controlnet")
-    controlnet = ControlNetModel.from_pretrained(twins / CANNY, use_safetensors=True)
-    raw = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
-        twins / "sd15", controlnet=controlnet, safety_checker=None, use_safetensors=True
-    )
-    raw.set_progress_bar_config(disable=True)
-    width, height = state.plan.image.size
-    expected = raw(
-        prompt="a cat made of clay",
-        image=state.plan.image.image,
-        control_image=Image.fromarray(opencv_canny(state.plan.image.image, 100, 200)),
-        height=height,
-        width=width,
-        strength=0.7,
-        guidance_scale=6.0,
-        num_inference_steps=STEPS,
-        controlnet_conditioning_scale=0.6,
-        control_guidance_end=0.75,
-        generator=torch.Generator("cpu").manual_seed(42),
-    ).images[0]
+    control = Image.fromarray(opencv_canny(state.plan.image.image, 100, 200))
+    expected = raw_controlnet_img2img(twins, CANNY, state.plan.image.image, control, STEPS, 42)
     assert state.finished and state.restyled is None
     assert np.array_equal(np.asarray(state.controlnet), np.asarray(expected))
     extra = state.controlnet_recipe.extra

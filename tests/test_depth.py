@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+from controlnets import CALL, raw_controlnet_img2img
 from PIL import Image
 
 from engine.base.settings import Settings
@@ -210,41 +210,12 @@ def test_evicting_the_controlnet_drops_the_derived_pipeline(settings):
 
 
 def test_controlnet_result_equals_raw_diffusers(engine, photo, depth_png, twins):
-    from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
-
     state = run(
-        engine,
-        image=photo,
-        depth_map=str(depth_png),
-        prompt="a cat made of clay",
-        strength=0.7,
-        guidance_scale=6.0,
-        num_inference_steps=STEPS,
-        seed=42,
-        controlnet_conditioning_scale=0.6,
-        control_guidance_end=0.75,
-        restyle_model="none",
+        engine, image=photo, depth_map=str(depth_png), num_inference_steps=STEPS, seed=42, restyle_model="none", **CALL
     )
-    controlnet = ControlNetModel.from_pretrained(twins / CONTROLNET, use_safetensors=True)
-    raw = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
-        twins / "sd15", controlnet=controlnet, safety_checker=None, use_safetensors=True
-    )
-    raw.set_progress_bar_config(disable=True)
     ramp = np.asarray(depth_to_control(load_depth_map(depth_png, max_input_pixels=10**6)))
     control = Image.fromarray(ramp).resize((136, 96), Image.Resampling.BILINEAR).convert("RGB")
-    expected = raw(
-        prompt="a cat made of clay",
-        image=photo,
-        control_image=control,
-        height=96,
-        width=136,
-        strength=0.7,
-        guidance_scale=6.0,
-        num_inference_steps=STEPS,
-        controlnet_conditioning_scale=0.6,
-        control_guidance_end=0.75,
-        generator=torch.Generator("cpu").manual_seed(42),
-    ).images[0]
+    expected = raw_controlnet_img2img(twins, CONTROLNET, photo, control, STEPS, 42)
     assert state.finished and state.restyled is None
     assert state.controlnet.size == (136, 96)
     assert np.array_equal(np.asarray(state.controlnet), np.asarray(expected))
