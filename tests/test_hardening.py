@@ -342,6 +342,7 @@ def test_previews_read_headers_only(engine, tmp_path, no_decoding):
     assert "**4** cells in **4** pipeline call(s)" in sweep.plan_text(engine, *masked)
     text = chain.plan_text(engine, str(path), "inpaint-upscale", "a cat", 1, "", 512, 512, True, str(path))
     assert f"1. Stable Diffusion 1.5 (inpaint): {w}×{h}" in text and "⚠️" not in text, text
+    assert "What the mask covers is checked when the run starts." in text  # the header says no more
 
 
 def test_header_only_matches_the_real_normalisation(tmp_path):

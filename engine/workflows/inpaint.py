@@ -83,13 +83,14 @@ def check_mask(
         if optional:
             return Image.new("L", image.size, 0), ()
         raise ValueError("mask is required: paint over the part to change, or upload a black and white mask")
+    notes = []
     if isinstance(source, HeaderOnly):  # a plan preview's: sized from its header, its left half a stand-in
         size = probe_size(source.source, name="mask", max_input_pixels=settings.max_input_pixels)
         mask = Image.new("L", size, 0)
         mask.paste(255, (0, 0, max(1, size[0] // 2), size[1]))
+        notes.append("What the mask covers is checked when the run starts.")
     else:
         mask = mask_of(open_image(source, name="mask", max_input_pixels=settings.max_input_pixels))
-    notes = []
     if mask.size != image.original_size:
         notes.append(
             f"The mask ({mask.width}x{mask.height}) is not the image's size ({image.original_size[0]}x"
