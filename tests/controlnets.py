@@ -19,7 +19,10 @@ def raw_controlnet_img2img(twins, controlnet: str, image: Image.Image, control: 
     """StableDiffusionControlNetImg2ImgPipeline from the sd15 twin and the `controlnet` twin, called with CALL."""
     from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
 
-    model = ControlNetModel.from_pretrained(twins / controlnet, use_safetensors=True)
+    folder = twins / controlnet
+    # a repository publishing only .bin weights (the tile ControlNet) has a pickle-only twin: diffusers' own fallback
+    safetensors = True if any(folder.glob("*.safetensors")) else None
+    model = ControlNetModel.from_pretrained(folder, use_safetensors=safetensors)
     raw = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
         twins / "sd15", controlnet=model, safety_checker=None, use_safetensors=True
     )

@@ -152,6 +152,7 @@ CASES: dict[str, WorkflowCase] = {
             ("extra", "control_type"),
             ("extra", "canny_low"),
             ("extra", "canny_high"),
+            ("extra", "scribble_inverted"),
         ),
         api=lambda image, depth, seed: (image, depth, "midas", "a cat", "", 1.0, 7.5, 2, seed, 0.8, "none"),
         api_done=lambda out: len(out[1]) == 3,  # init, depth, ControlNet

@@ -15,7 +15,6 @@ from engine.pipelines.calls import CancelToken
 from engine.recipes.recipe import Recipe
 from engine.workflows.checks import RANDOM_SEED, model_defaults
 from engine.workflows.depth import (
-    CONTROL_TYPES,
     DEFAULT_CANNY_HIGH,
     DEFAULT_CANNY_LOW,
     DEFAULT_CONDITIONING_SCALE,
@@ -28,6 +27,7 @@ from engine.workflows.depth import (
     NO_RESTYLE,
     DepthProgress,
     DepthRequest,
+    control_types_for,
     depth_models,
 )
 from ui.basic import EXAMPLE_PROMPTS
@@ -67,9 +67,16 @@ NORMALIZE_INFO = "Stretch the map's range to black..white (off: 8/16-bit maps ar
 RESTYLE_INFO = "img2img of the ControlNet result with a style model; 'none' skips it."
 RESTYLE_PROMPT_INFO = "Empty: the style's trigger words, then the prompt."
 CONDITION_INFO = (
-    "What the ControlNet follows: depth (a depth map) or canny (the image's edges). "
-    "An uploaded map is used as the condition image of either."
+    "What the ControlNet follows: depth (a depth map), canny (the image's edges), scribble (your drawing, uploaded "
+    "as the depth map: white lines on black, or black on white, which is inverted) or tile (the image itself). "
+    "The list is what the base model has."
 )
+
+
+def condition_choices(model: str, current: str) -> gr.Dropdown:
+    """The Condition dropdown for a base model: its family's condition types, keeping the current one if it has it."""
+    types = list(control_types_for(model)) or [DEFAULT_CONTROL_TYPE]
+    return gr.Dropdown(choices=types, value=current if current in types else DEFAULT_CONTROL_TYPE)
 
 
 def summary_text(state: DepthProgress) -> str:
@@ -80,6 +87,15 @@ def summary_text(state: DepthProgress) -> str:
             f"Condition: canny image uploaded, resized to {width}×{height}"
             if plan.condition is not None
             else f"Condition: canny edges, thresholds {plan.canny_low}/{plan.canny_high}"
+        )
+    elif plan.control_type == "scribble":
+        inverted = " (dark lines on light: inverted)" if plan.scribble_inverted else ""
+        depth_line = f"Condition: scribble drawing uploaded{inverted}, resized to {width}×{height}"
+    elif plan.control_type == "tile":
+        depth_line = (
+            f"Condition: tile image uploaded, resized to {width}×{height}"
+            if plan.condition is not None
+            else f"Condition: tile, the image itself at {width}×{height}"
         )
     elif plan.depth is not None:
         depth_line = f"Depth map: uploaded, resized to {width}×{height}"
@@ -226,7 +242,10 @@ def layout(engine: Engine) -> DepthTab:
                 value="", label="Negative prompt", info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
             )
             control_type = gr.Dropdown(
-                choices=list(CONTROL_TYPES), value=DEFAULT_CONTROL_TYPE, label="Condition", info=CONDITION_INFO
+                choices=list(control_types_for(DEFAULT_MODEL)),
+                value=DEFAULT_CONTROL_TYPE,
+                label="Condition",
+                info=CONDITION_INFO,
             )
             with gr.Row(visible=False) as canny_row:
                 canny_low = engine_checked(
@@ -289,6 +308,13 @@ def layout(engine: Engine) -> DepthTab:
                     info="The ControlNet reads the depth map without the prompt; works best with guidance 3-5.",
                 )
                 model = model_picker("img2img", DEFAULT_MODEL, label="Base model", keys=depth_models())
+                model.change(
+                    condition_choices,
+                    inputs=[model, control_type],
+                    outputs=control_type,
+                    queue=False,
+                    api_visibility="private",
+                )
                 restyle_prompt = gr.Textbox(
                     value="", label="Restyle prompt", info=RESTYLE_PROMPT_INFO, max_length=settings.max_prompt_chars
                 )
@@ -416,7 +442,8 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
         Args:
             image: the init image.
             depth_map: a depth map (8/16-bit, grey or RGB, any size; near bright), or empty to estimate one; with
-                control_type canny, the condition image (white edges on black), or empty for the image's edges.
+                control_type canny or tile, the condition image, or empty for the image's edges or the image; with
+                scribble, the drawing (required).
             depth_estimator: midas or depth-anything-v2-small (zoe, leres in hub mode); used when depth_map is empty.
             prompt: what the image should become (at most $max_prompt_chars characters).
             negative_prompt: what to steer away from.
@@ -435,8 +462,10 @@ def handlers(engine: Engine) -> tuple[Callable, Callable]:
             restyle_strength: the restyle's strength (the default is elden-ring's own; null: the style model's own).
             restyle_guidance_scale: the restyle's guidance (the default is elden-ring's; null: the style model's own).
             model: the SD 1.5 base model for the ControlNet (sd15 by default).
-            control_type: the condition the ControlNet follows: depth (the default) or canny (the image's Canny
-                edges; with depth_map set, that image is the condition as it is). sdxl-base has depth only.
+            control_type: the condition the ControlNet follows: depth (the default), canny (the image's Canny
+                edges), scribble (the drawing uploaded as depth_map, required: white lines on black; a drawing of
+                dark lines on light is inverted) or tile (the image itself); with depth_map set, canny and tile use
+                that image as the condition as it is. sdxl-base has depth only.
             canny_low: Canny's lower hysteresis threshold, 1 to 255, below canny_high (100 by default).
             canny_high: Canny's upper hysteresis threshold, 1 to 255 (200 by default).
         """

@@ -381,6 +381,24 @@ CATALOG: dict[str, ModelSpec] = {
             license="openrail",
             notes="Conditions SD 1.5 on Canny edges: white edges on black.",
         ),
+        ModelSpec(
+            key="controlnet-scribble",
+            hub_id="lllyasviel/control_v11p_sd15_scribble",
+            label="ControlNet scribble (SD 1.5)",
+            family="controlnet-sd15",
+            kinds=("controlnet",),
+            license="openrail",
+            notes="Conditions SD 1.5 on a drawing: white lines on black.",
+        ),
+        ModelSpec(
+            key="controlnet-tile",
+            hub_id="lllyasviel/control_v11f1e_sd15_tile",
+            label="ControlNet tile (SD 1.5)",
+            family="controlnet-sd15",
+            kinds=("controlnet",),
+            license="openrail",
+            notes="Conditions SD 1.5 on the image itself: keeps its layout and colours, redraws the detail.",
+        ),
     )
 }
 

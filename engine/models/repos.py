@@ -187,6 +187,26 @@ REPOS: dict[str, RepoFacts] = {
             variants=("fp16",),
             download_gb=(1.45, 0.72),
         ),
+        # Read from its Hub tree page (main: 6 commits, head 3564ec7 "Update README.md"; the full hash was not
+        # visible: its prefix, padded with zeros): .bin, .fp16.bin and (tagged Safetensors) .fp16.safetensors, a
+        # config.json of 999 B. The config's text was on no stored page: reconstructed as the depth ControlNet's.
+        RepoFacts(
+            "lllyasviel/control_v11p_sd15_scribble",
+            commit="3564ec7" + "0" * 33,
+            formats=(SAFETENSORS, PICKLE),
+            variants=("fp16",),
+            download_gb=(1.45, 0.72),
+        ),
+        # Read from the tree page of its refs/pr/4 (4 commits: main's 3 and the PR's 7e26078 "Adding `safetensors`
+        # variant of this model"): main publishes diffusion_pytorch_model.bin (1.45 GB) alone, no fp16 variant, and
+        # a config.json of 955 B. main's head was on no stored page (UNREAD); the config is reconstructed as the
+        # depth ControlNet's (SOURCE.md).
+        RepoFacts(
+            "lllyasviel/control_v11f1e_sd15_tile",
+            commit=UNREAD,
+            formats=(PICKLE,),
+            download_gb=(1.45, None),
+        ),
         # The current families: no stored page showed their files, so their configs were reconstructed
         # (engine/models/hub_repos/README.md), their snapshot is unread and their sizes are parameter counts times
         # bytes per parameter; the large components are published in shards, which the twins write whole.

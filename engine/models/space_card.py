@@ -58,8 +58,9 @@ def repo_files(key: str, *, fp16: bool = True, safety_checker: bool = True) -> l
     if "depth" in spec.kinds:  # a depth estimator: its weight file and the configs recorded for it
         return sorted({*facts.recorded(), spec.weights})
     index = facts.model_index()
-    if index is None:  # a single model: the ControlNet
-        return ["config.json", f"diffusion_pytorch_model{_variant(facts, fp16)}.safetensors"]
+    if index is None:  # a single model: the ControlNet (.bin where the repository publishes no safetensors)
+        suffix = "safetensors" if facts.has_safetensors else "bin"
+        return ["config.json", f"diffusion_pytorch_model{_variant(facts, fp16)}.{suffix}"]
     files = ["model_index.json"]
     if spec.prior:  # diffusers finds a connected pipeline's prior in the model card's `prior:` metadata
         files.append("README.md")

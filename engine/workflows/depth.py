@@ -10,7 +10,10 @@ loaded once.
 
 `control_type` picks the condition and its ControlNet (the family's `controlnet_for`): "depth" as above, or
 "canny": OpenCV's Canny edges of the init at its working size (`canny_image`, the ControlNet 1.1 annotator's
-thresholds 100/200 by default), or an uploaded condition image used as it is. The exported script reads the
+thresholds 100/200 by default), "scribble": the user's own drawing (the depth_map upload; required), white lines on
+black as control_v11p_sd15_scribble expects, a drawing of dark lines on a light ground inverted (`scribble_drawing`),
+or "tile": the init itself at its working size (control_v11f1e_sd15_tile's preprocessing is the image, at most
+downsampled). For canny and tile an uploaded condition image is used as it is. The exported script reads the
 condition image (control.png) for every type, as it does for depth: one path for computed and uploaded conditions,
 and the control.png a download carries is the very image the pipeline saw.
 """
@@ -58,7 +61,8 @@ DEFAULT_PROMPT = "a futuristic motorcycle in a workshop, neon lights, detailed, 
 # StableDiffusionControlNetImg2ImgPipeline's own defaults, which the guide uses
 DEFAULT_CONDITIONING_SCALE = 0.8
 MAX_CONDITIONING_SCALE = 2.0
-CONTROL_TYPES = ("depth", "canny")  # the condition types a request may ask for (its family may have fewer)
+# the condition types a request may ask for (its family may have fewer)
+CONTROL_TYPES = ("depth", "canny", "scribble", "tile")
 DEFAULT_CONTROL_TYPE = "depth"
 # the ControlNet 1.1 canny annotator's thresholds (lllyasviel/control_v11p_sd15_canny's model card: 100, 200)
 DEFAULT_CANNY_LOW = 100
@@ -69,6 +73,15 @@ MAX_CANNY_THRESHOLD = 255
 def depth_models() -> list[str]:
     """Base models a depth ControlNet fits: img2img models whose family names one (engine.models.families)."""
     return [key for key in models_for("img2img") if get_spec(key).adapter.depth_controlnet]
+
+
+def control_types_for(model: str) -> tuple[str, ...]:
+    """The condition types a base model's family has a ControlNet for, in CONTROL_TYPES' order (none: unknown)."""
+    try:
+        types = get_spec(model).adapter.control_types
+    except ValueError:
+        return ()
+    return tuple(kind for kind in CONTROL_TYPES if kind in types)
 
 
 # -- depth maps ---------------------------------------------------------------------------------
@@ -132,6 +145,14 @@ def control_image(depth: Image.Image, size: tuple[int, int]) -> Image.Image:
     if depth.size != tuple(size):
         depth = depth.resize(size, Image.Resampling.BILINEAR)
     return depth.convert("RGB")
+
+
+def scribble_drawing(drawing: Image.Image) -> tuple[Image.Image, bool]:
+    """A drawing as the scribble ControlNet's condition: white lines on black, RGB. A drawing whose mean brightness
+    is above mid-grey is taken as dark lines on a light ground and inverted; returns (condition, inverted)."""
+    drawing = drawing.convert("RGB")
+    inverted = bool(np.asarray(drawing.convert("L"), dtype=np.float64).mean() > 127.5)
+    return (ImageOps.invert(drawing) if inverted else drawing), inverted
 
 
 def canny_image(image: Image.Image, low: int, high: int) -> Image.Image:
@@ -207,11 +228,18 @@ class DepthRequest:
         seed = check_seed(self.seed)
         image = normalize_for_model(self.image, spec, settings)
         condition = None
+        inverted = False
         if self.depth_map is None or (isinstance(self.depth_map, str) and not self.depth_map):
+            if self.control_type == "scribble":
+                raise ValueError(
+                    f"depth_map is {shown_value(self.depth_map)}: scribble needs a drawing: upload one as depth_map"
+                )
             depth = None  # estimated (or edges found) at run time
         elif self.control_type != "depth":
             depth = None
             condition = self._condition_image(settings)
+            if self.control_type == "scribble":
+                condition, inverted = scribble_drawing(condition)
         elif isinstance(self.depth_map, np.ndarray):
             depth = np.asarray(self.depth_map, dtype=np.float64)
         else:
@@ -238,6 +266,7 @@ class DepthRequest:
             canny_low=int(low),
             canny_high=int(high),
             condition=condition,
+            scribble_inverted=inverted,
         )
 
     def _controlnet(self, spec: ModelSpec) -> str:
@@ -325,13 +354,27 @@ class DepthPlan:
     canny_low: int = DEFAULT_CANNY_LOW
     canny_high: int = DEFAULT_CANNY_HIGH
     condition: Image.Image | None = None  # an uploaded condition image of a type other than depth
+    scribble_inverted: bool = False  # the uploaded drawing was dark lines on light and was inverted
 
     @property
     def depth_source(self) -> str:
-        """Where the control image came from: uploaded, or the estimator (depth) or preprocessor (canny)."""
+        """Where the control image came from: uploaded, the init itself (tile), or the estimator (depth) or
+        preprocessor (canny)."""
         if self.depth is not None or self.condition is not None:
             return "uploaded"
+        if self.control_type == "tile":
+            return "init"
         return self.estimator.key if self.control_type == "depth" else self.control_type
+
+    @property
+    def condition_notes(self) -> list[str]:
+        """What was done to the condition image that the user should know of (the run's notes)."""
+        if self.scribble_inverted:
+            return [
+                "Scribble: the drawing was dark lines on a light ground (mean brightness above mid-grey); it was "
+                "inverted to white lines on black, as the scribble ControlNet expects."
+            ]
+        return []
 
     def call_kwargs(self, control: Image.Image) -> dict:
         """StableDiffusionControlNetImg2ImgPipeline's arguments; the output size is always passed."""
@@ -409,6 +452,7 @@ def run_depth(plan: DepthPlan, context: RunContext) -> Iterator[DepthProgress]:
     The context's `estimate(key, image)` gives a depth array (the engine's remembers recent maps).
     """
     progress = start_depth(plan)
+    context.reporter.notes.extend(plan.condition_notes)
     progress.notes = context.reporter.notes
     return stoppable(progress, _steps(plan, context, progress))
 
@@ -419,10 +463,15 @@ def start_depth(plan: DepthPlan) -> DepthProgress:
 
 
 def condition_extra(plan: DepthPlan) -> dict[str, Any]:
-    """How the condition was made, for the recipe: depth as before, canny its type and thresholds."""
+    """How the condition was made, for the recipe: depth as before, the others their type (canny its thresholds,
+    scribble whether the drawing was inverted)."""
     if plan.control_type == "depth":
         return {"invert_depth": plan.invert_depth, "normalize_depth": plan.normalize_depth}
-    return {"control_type": plan.control_type, "canny_low": plan.canny_low, "canny_high": plan.canny_high}
+    if plan.control_type == "canny":
+        return {"control_type": plan.control_type, "canny_low": plan.canny_low, "canny_high": plan.canny_high}
+    if plan.control_type == "scribble":
+        return {"control_type": plan.control_type, "scribble_inverted": plan.scribble_inverted}
+    return {"control_type": plan.control_type}
 
 
 def _steps(plan: DepthPlan, context: RunContext, progress: DepthProgress) -> Iterator[DepthProgress]:
@@ -432,6 +481,8 @@ def _steps(plan: DepthPlan, context: RunContext, progress: DepthProgress) -> Ite
         progress.depth = control_image(plan.condition, plan.image.size)
     elif plan.control_type == "canny":
         progress.depth = canny_image(plan.image.image, plan.canny_low, plan.canny_high)
+    elif plan.control_type == "tile":
+        progress.depth = plan.image.image.convert("RGB")  # the init at its working size, as it is
     else:
         array = plan.depth
         if array is None:
@@ -547,6 +598,8 @@ def recipe_extra(extra: dict[str, Any], mode: str, seeds: tuple[int, ...]) -> di
             checked[name] = schema.whole(f"extra.{name}", extra[name], 1, MAX_CANNY_THRESHOLD + 1)
     if checked.get("canny_low", 0) >= checked.get("canny_high", MAX_CANNY_THRESHOLD + 1):
         raise schema.fail("extra.canny_low", checked["canny_low"], f"below extra.canny_high ({checked['canny_high']})")
+    if "scribble_inverted" in extra:
+        checked["scribble_inverted"] = schema.flag("extra.scribble_inverted", extra["scribble_inverted"])
     return checked
 
 

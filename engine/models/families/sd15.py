@@ -1,4 +1,5 @@
-"""Stable Diffusion 1.x and its fine-tunes: one CLIP text encoder, a safety checker, depth and canny ControlNets."""
+"""Stable Diffusion 1.x and its fine-tunes: one CLIP text encoder, a safety checker, depth, canny, scribble and tile
+ControlNets."""
 
 from __future__ import annotations
 
@@ -34,7 +35,12 @@ FAMILY = Family(
     takes_lora=True,
     takes_latents=True,
     has_safety_checker=True,
-    controlnets=(("depth", "controlnet-depth"), ("canny", "controlnet-canny")),
+    controlnets=(
+        ("depth", "controlnet-depth"),
+        ("canny", "controlnet-canny"),
+        ("scribble", "controlnet-scribble"),
+        ("tile", "controlnet-tile"),
+    ),
     encode_prompt=encode_prompt,
     weighted_prompt=weighted_prompt,
     latent_rgb=LATENT_RGB,
