@@ -342,11 +342,11 @@ def test_a_chain_inpaints_what_its_previous_stage_made_as_plain_diffusers_and_it
 
 
 def test_the_inpaint_upscale_preset_repaints_then_upscales(engine, photo):
-    small = photo.resize((64, 48))
+    small = photo.resize((96, 64))  # sides of at least 64 (STUDIO_MIN_SIDE's default)
     *_, last = engine.chain(
-        ChainRequest(image=small, preset="inpaint-upscale", seed=2, mask=square_mask((64, 48), (8, 8, 40, 30)))
+        ChainRequest(image=small, preset="inpaint-upscale", seed=2, mask=square_mask((96, 64), (8, 8, 40, 30)))
     )
-    assert last.finished and [r.image.size for r in last.results] == [(64, 48), (256, 192)]
+    assert last.finished and [r.image.size for r in last.results] == [(96, 64), (384, 256)]
     assert [stage.kind for stage in last.plan.stages] == ["inpaint", "upscale"]
 
 
