@@ -49,7 +49,7 @@ from engine.workflows.checks import (
     normalize_for_model,
 )
 from engine.workflows.grid import image_grid
-from engine.workflows.inpaint import MAX_MASK_BLUR, check_mask, mask_file_lines, masked_notes
+from engine.workflows.inpaint import MAX_MASK_BLUR, blurred, check_mask, mask_file_lines, masked_notes
 from engine.workflows.shape import GpuWork, RunContext, Workflow, keeps_finished, stoppable
 
 SUBJECT = "{subject}"
@@ -575,7 +575,7 @@ def stage_mask(pipe, stage: StagePlan, mask: Image.Image) -> Image.Image:
     assert stage.input_size is not None  # an inpaint stage receives an image
     if mask.size != stage.input_size:
         mask = mask.resize(stage.input_size, Image.Resampling.LANCZOS)
-    return pipe.mask_processor.blur(mask, blur_factor=stage.mask_blur) if stage.mask_blur else mask
+    return blurred(pipe, mask, stage.mask_blur)
 
 
 def stage_kwargs(pipe, stage: StagePlan, carried, mask: Image.Image | None = None) -> dict:

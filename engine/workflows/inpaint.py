@@ -101,6 +101,11 @@ def check_mask(
     return mask, tuple(notes)
 
 
+def blurred(pipe, mask: Image.Image, blur: int) -> Image.Image:
+    """A mask feathered by `blur` pixels with the pipeline's own mask processor (as the scripts do), or as it is."""
+    return pipe.mask_processor.blur(mask, blur_factor=blur) if blur else mask
+
+
 def masked_notes(mask: Image.Image) -> tuple[str, ...]:
     """What the person should know of how much a mask covers.
 
@@ -376,7 +381,7 @@ def run_inpaint(plan: InpaintPlan, context: RunContext, *, place: int = 0, later
     steps_before = reporter.steps  # a sweep's reporter counts on over its cells
     pipe = cache.get(plan.spec.key, "inpaint")
     with cache.lock:
-        mask = pipe.mask_processor.blur(plan.mask, blur_factor=plan.mask_blur) if plan.mask_blur else plan.mask
+        mask = blurred(pipe, plan.mask, plan.mask_blur)
         kwargs = inpaint_kwargs(plan, mask)
         reporter.start_call(calls_left=1 + later_calls)
         output = call_pipeline(
