@@ -46,7 +46,8 @@ class ModelSpec:
         hub_id: the real checkpoint on the Hugging Face Hub.
         family: architecture family: names its adapter, engine/models/families/<family>.py, which says how the
             pipeline is called, how prompts are encoded and how the tiny twin is built.
-        kinds: pipeline kinds this checkpoint serves (img2img, text2img, inpaint, upscale, controlnet, prior, depth).
+        kinds: pipeline kinds this checkpoint serves (img2img, text2img, inpaint, edit, upscale, controlnet, prior,
+            depth).
         defaults: starting parameters (None for entries that are not run on their own).
         latent_family: see the *_LATENTS constants; None where the model makes no latents of its own.
         size_multiple: image sides are rounded to this many pixels.
@@ -398,6 +399,24 @@ CATALOG: dict[str, ModelSpec] = {
             kinds=("controlnet",),
             license="openrail",
             notes="Conditions SD 1.5 on the image itself: keeps its layout and colours, redraws the detail.",
+        ),
+        # Instruction editing (engine.workflows.edit): kind "edit", loaded as AutoPipelineForImage2Image maps them.
+        # `strength` in their defaults is unused: an edit makes the whole image anew from its references.
+        ModelSpec(
+            key="flux-kontext-dev",
+            hub_id="black-forest-labs/FLUX.1-Kontext-dev",
+            label="FLUX.1 Kontext [dev]",
+            family="flux-kontext",
+            kinds=("edit",),
+            license="other (flux-1-dev-non-commercial-license)",
+            defaults=Defaults(strength=1.0, guidance_scale=2.5, num_inference_steps=28),
+            latent_family=FLUX_LATENTS,
+            size_multiple=16,
+            native_size=1024,
+            scheduler="FlowMatchEulerDiscreteScheduler",
+            notes="Edits one image by an instruction; guidance-distilled (the scale is embedded). Non-commercial licence.",
+            gated=True,
+            preloaded=False,
         ),
     )
 }

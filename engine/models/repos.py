@@ -243,6 +243,12 @@ REPOS: dict[str, RepoFacts] = {
             download_gb=(33.7, None),
         ),
         RepoFacts(
+            "black-forest-labs/FLUX.1-Kontext-dev",
+            commit=UNREAD,
+            formats=(SAFETENSORS,),
+            download_gb=(33.7, None),  # FLUX.1 [dev]'s components: a 12B transformer, T5-XXL, CLIP ViT-L, the VAE
+        ),
+        RepoFacts(
             "depth-anything/Depth-Anything-V2-Small-hf",
             commit="5426e4f0f36572d16453bbda7a8389317b1bef99",
             formats=(SAFETENSORS,),

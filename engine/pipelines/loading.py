@@ -118,6 +118,9 @@ def _auto_pipeline_class(kind: str):
         "img2img": diffusers.AutoPipelineForImage2Image,
         "text2img": diffusers.AutoPipelineForText2Image,
         "inpaint": diffusers.AutoPipelineForInpainting,
+        # instruction edits: diffusers maps the edit families' pipelines as image-to-image ones (FluxKontextPipeline,
+        # Flux2KleinPipeline, QwenImageEditPlusPipeline); they take no strength and read one or several images
+        "edit": diffusers.AutoPipelineForImage2Image,
         "upscale": diffusers.DiffusionPipeline,  # the upscalers' own classes, from model_index.json
         "controlnet": diffusers.ControlNetModel,  # a model, joined to a base pipeline by get_controlnet
     }

@@ -76,6 +76,14 @@ class Family:
             without CUDA graphs or compile, on ZeroGPU's GPU slice (engine.hosting sizes GPU calls by it).
         latent_rgb: its latents' cheap RGB projection (live previews while it denoises); None where none is
             known (Kandinsky 2.2's MoVQ, the upscalers): no preview is made.
+        max_references: how many images an instruction edit reads (the image to edit first, then references);
+            0 for a family that does not edit (engine.workflows.edit: its catalog entries have the kind "edit").
+        guidance_argument: the edit call's argument for the guidance scale: "guidance_scale" (embedded guidance,
+            FLUX.1 Kontext, FLUX.2 klein) or "true_cfg_scale" (classifier-free guidance, Qwen-Image-Edit, whose
+            negative prompt it weighs).
+        edit_area: the edit pipeline derives its output size from an area (`max_area`, FLUX.1 Kontext) and snaps
+            the image to its preferred resolutions unless told not to: the call passes the output's area and
+            `_auto_resize=False`, so the output is the size the plan states.
     """
 
     name: str
@@ -97,6 +105,16 @@ class Family:
     cuda_dtype: str | None = None
     gpu_step_seconds: float = 0.06
     latent_rgb: LatentRGB | None = None
+    max_references: int = 0
+    guidance_argument: str = "guidance_scale"
+    edit_area: bool = False
+
+    def edit_size(self, width: int, height: int) -> dict:
+        """The size arguments of an edit call whose output must be width x height."""
+        size: dict = {"height": height, "width": width}
+        if self.edit_area:
+            size.update(max_area=width * height, _auto_resize=False)
+        return size
 
     def output_size(self, width: int, height: int) -> dict:
         """height/width for an img2img call whose output must be width x height.
