@@ -414,7 +414,7 @@ CATALOG: dict[str, ModelSpec] = {
             size_multiple=16,
             native_size=1024,
             scheduler="FlowMatchEulerDiscreteScheduler",
-            notes="Edits one image by an instruction; guidance-distilled (the scale is embedded). Non-commercial licence.",
+            notes="Edits one image by an instruction; guidance-distilled (the scale is embedded). Non-commercial.",
             gated=True,
             preloaded=False,
         ),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.recipes.recipe import Recipe
 from engine.recipes.recipe import read_recipe as read_recipe_with
-from engine.workflows import basic, chain, depth, inpaint, sweep
+from engine.workflows import basic, chain, depth, edit, inpaint, sweep
 from engine.workflows.shape import Workflow
 
 WORKFLOWS: dict[str, Workflow] = {
@@ -22,6 +22,7 @@ WORKFLOWS: dict[str, Workflow] = {
         chain.WORKFLOW,
         depth.WORKFLOW,
         inpaint.WORKFLOW,
+        edit.WORKFLOW,
     )
 }
 
