@@ -18,6 +18,7 @@ from engine.recipes.recipe import Recipe
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest
+from engine.workflows.edit import EditRequest
 from engine.workflows.inpaint import InpaintRequest
 from engine.workflows.sweep import SweepRequest
 
@@ -185,6 +186,30 @@ CASES: dict[str, WorkflowCase] = {
         api=lambda image, depth, seed: (image, depth, "a dog", "", "sd15", 1.0, 7.5, 2, seed),
         api_done=lambda out: len(out[0]) == 1,  # the gallery: one image
         mcp_required=frozenset({"image"}),  # the mask too, unless the call outpaints
+    ),
+    "edit": WorkflowCase(
+        # resized to a size of its own, so the crafted recipes reach the output size's fields too
+        request=lambda image: EditRequest(
+            image=image,
+            prompt="make it night",
+            num_inference_steps=2,
+            seed=3,
+            output_size="Resize to",
+            width=64,
+            height=96,
+            resize_mode="Crop and resize",
+        ),
+        recipe=lambda result: result.recipe,
+        injectable=(
+            ("extra", "image_sha256"),
+            ("extra", "outputs_sha256", 0),
+            ("extra", "resize_mode"),
+            ("parameters", "prompt"),
+            ("parameters", "max_area"),
+        ),
+        api=lambda image, depth, seed: (image, "make it night", "flux-kontext-dev", *(None,) * 3, "", 2.5, 2, seed),
+        api_done=lambda out: len(out[0]) == 1,  # the gallery: one image
+        mcp_required=frozenset({"image"}),
     ),
 }
 

@@ -91,6 +91,7 @@ WORKFLOW_TABS = (
     ("Chain", "chain"),
     ("Depth", "depth"),
     ("Inpaint", "inpaint"),
+    ("Edit", "edit"),
 )
 
 

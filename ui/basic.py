@@ -245,23 +245,23 @@ def layout(engine: Engine) -> BasicTab:
     )
 
 
-def size_inputs(settings) -> dict:
+def size_inputs(settings, tab: str = "basic") -> dict:
     """The output size's controls (the web UI's "Resize to" / "Resize by" and its resize modes); the width, height
-    and scale show for the choice that reads them."""
+    and scale show for the choice that reads them. `tab` prefixes their element ids."""
     output_size = engine_checked(
         gr.Dropdown(
             list(OUTPUT_SIZES),
             value=FOLLOW_INPUT,
             label="Output size",
             info="The input's own size, a width x height, or a scale of the input (rounded to the model's multiple)",
-            elem_id="basic-output-size",
+            elem_id=f"{tab}-output-size",
         )
     )
     with gr.Row(visible=False) as sides:
         width = engine_checked(gr.Slider(settings.min_side, MAX_SIDE, value=512, step=8, label="Width"))
         height = engine_checked(gr.Slider(settings.min_side, MAX_SIDE, value=512, step=8, label="Height"))
     scale_by = engine_checked(
-        gr.Slider(MIN_SCALE, MAX_SCALE, value=1.0, step=0.05, label="Scale", visible=False, elem_id="basic-scale-by")
+        gr.Slider(MIN_SCALE, MAX_SCALE, value=1.0, step=0.05, label="Scale", visible=False, elem_id=f"{tab}-scale-by")
     )
     resize_mode = engine_checked(
         gr.Dropdown(
@@ -271,7 +271,7 @@ def size_inputs(settings) -> dict:
             info="Just resize stretches; crop and resize fills the size and crops the centre; resize and fill fits "
             "the whole image and fills the bands from its edges",
             visible=False,
-            elem_id="basic-resize-mode",
+            elem_id=f"{tab}-resize-mode",
         )
     )
     output_size.change(

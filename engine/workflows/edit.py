@@ -205,6 +205,7 @@ class EditPlan:
     earlier_inputs: dict[str, Image.Image] = field(default_factory=dict)  # their references, by download name
     original: Image.Image | None = None  # the sequence's first image (None: this is its first edit)
     notes: tuple[str, ...] = field(default=())
+    loras: tuple = ()  # none: LoRAs are not offered for edits yet (summaries read the field)
 
     @property
     def strength(self) -> float:
@@ -344,7 +345,7 @@ def run_edit(plan: EditPlan, context: RunContext) -> EditResult:
         seconds=time.perf_counter() - started,
         recipe=recipe,
         plan=plan,
-        notes=(*plan.image.notes, *plan.notes, *reporter.notes),
+        notes=(*plan.notes, *reporter.notes),
         nsfw=nsfw,
     )
 
