@@ -645,3 +645,22 @@ def test_picking_the_dedicated_inpainting_model_sets_its_strength(page):
     picker.click()
     page.get_by_role("option", name=re.compile("dedicated inpainting model")).click()
     expect(strength).to_have_value("1", timeout=30_000)
+
+
+def test_edit_twice_with_use_as_input_keeps_the_sequence(page, shots):
+    """The Edit tab's example, then its result used as the input of a second instruction: the second result's
+    summary says it continues the sequence, whose script replays both edits."""
+    panel = open_tab(page, "Edit")
+    pick_example(panel, 1)  # chelsea, "make it a snowy night"
+    expect(panel.get_by_label("Instruction")).to_have_value(re.compile("snowy night"), timeout=60_000)
+    panel.get_by_role("button", name="Edit", exact=True).click()
+    expect_summary(page, "edit-summary", "Seed", timeout=180_000)
+    image_loaded(page, "#edit-gallery")
+    use = page.locator("#edit-use-as-input")
+    expect(use).to_be_visible(timeout=30_000)
+    use.click()
+    expect(page.locator("#edit-sequence")).to_contain_text("Editing the result of edit 1", timeout=30_000)
+    panel.get_by_label("Instruction").fill("add a red scarf")
+    panel.get_by_role("button", name="Edit", exact=True).click()
+    expect_summary(page, "edit-summary", "Edit 2 of a sequence", timeout=180_000)
+    page.screenshot(**shot(shots, "edit"))
