@@ -24,6 +24,7 @@ from engine.pipelines.calls import CancelToken, GenerationCancelled
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest
+from engine.workflows.edit import EditRequest
 from engine.workflows.inpaint import InpaintRequest
 from engine.workflows.sweep import SweepRequest
 
@@ -84,12 +85,17 @@ def test_the_front_end_waits_for_as_many_jobs_as_there_are_replicas(backend):
 
 def test_every_workflow_equals_the_local_backend(engine, backend, photo):
     front, _ = backend
+    (edited,) = engine.run(EditRequest(image=photo, prompt="make it night", num_inference_steps=STEPS, seed=8))
     requests = [
         Img2ImgRequest(image=photo, prompt="a cat wizard", num_inference_steps=STEPS, seed=3, num_images=2),
         ChainRequest(image=photo, preset="image-image-image", prompt="a cat", seed=7),
         DepthRequest(image=photo, prompt="a cat", num_inference_steps=STEPS, seed=2),
         InpaintRequest(image=photo, mask=middle_mask(photo), prompt="a dog", num_inference_steps=STEPS, seed=4),
         ChainRequest(image=photo, preset="", stages=INPAINT_STAGES, seed=6, mask=middle_mask(photo)),
+        # an edit continuing an earlier one: the previous result's recipe and images cross to the GPU too
+        EditRequest(
+            image=edited.images[0], prompt="add snow", num_inference_steps=STEPS, seed=9, previous=edited.previous(0)
+        ),
         SweepRequest(  # inpaint cells, one call each: parts on both replicas
             base=InpaintRequest(image=photo, mask=middle_mask(photo), prompt="a dog", num_inference_steps=STEPS),
             x_axis="mask_blur",

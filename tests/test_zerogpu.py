@@ -27,6 +27,7 @@ from engine.pipelines.device import DevicePolicy
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.chain import ChainRequest
 from engine.workflows.depth import DepthRequest
+from engine.workflows.edit import EditRequest
 from engine.workflows.inpaint import InpaintRequest
 from engine.workflows.shape import GpuWork
 from engine.workflows.sweep import SweepRequest
@@ -85,6 +86,7 @@ def test_the_zero_gpu_policy_keeps_models_resident_and_uncompiled():
 
 def test_every_workflow_runs_through_one_sized_gpu_call_and_equals_the_local_run(engine, zero, photo):
     zero_engine, recorder = zero
+    (edited,) = engine.run(EditRequest(image=photo, prompt="make it night", num_inference_steps=STEPS, seed=8))
     requests = [
         Img2ImgRequest(image=photo, prompt="a cat wizard", num_inference_steps=STEPS, seed=3, num_images=2),
         SweepRequest(
@@ -96,6 +98,10 @@ def test_every_workflow_runs_through_one_sized_gpu_call_and_equals_the_local_run
         DepthRequest(image=photo, prompt="a cat", num_inference_steps=STEPS, seed=2),
         InpaintRequest(image=photo, mask=middle_mask(photo), prompt="a dog", num_inference_steps=STEPS, seed=4),
         ChainRequest(image=photo, preset="", stages=INPAINT_STAGES, seed=6, mask=middle_mask(photo)),
+        # an edit continuing an earlier one: the previous result's recipe and images cross to the GPU too
+        EditRequest(
+            image=edited.images[0], prompt="add snow", num_inference_steps=STEPS, seed=9, previous=edited.previous(0)
+        ),
     ]
     names = []
     for request in requests:
@@ -119,6 +125,7 @@ def test_every_workflow_runs_through_one_sized_gpu_call_and_equals_the_local_run
         "_run_streaming",
         "_run_to_end",
         "_run_streaming",
+        "_run_to_end",
     ]
 
 
