@@ -26,6 +26,7 @@ MOVQ_LATENTS = "kandinsky-movq"  # VQModel, 4 channels, factor 8
 X4_LATENTS = "x4-upscaler-vae"  # AutoencoderKL, scaling 0.08333, 4 channels, factor 4
 SD3_LATENTS = "sd3-vae"  # AutoencoderKL, scaling 1.5305, shift 0.0609, 16 channels, factor 8
 FLUX_LATENTS = "flux-vae"  # AutoencoderKL, scaling 0.3611, shift 0.1159, 16 channels, factor 8 (packed 2x2)
+FLUX2_LATENTS = "flux2-vae"  # AutoencoderKLFlux2, batch-norm statistics, 32 channels, factor 8 (patchified 2x2)
 
 
 @dataclass(frozen=True)
@@ -416,6 +417,23 @@ CATALOG: dict[str, ModelSpec] = {
             scheduler="FlowMatchEulerDiscreteScheduler",
             notes="Edits one image by an instruction; guidance-distilled (the scale is embedded). Non-commercial.",
             gated=True,
+            preloaded=False,
+        ),
+        # The model card's settings for the step-distilled model: 4 steps, guidance 1.0 (ignored when distilled)
+        ModelSpec(
+            key="flux2-klein-4b",
+            hub_id="black-forest-labs/FLUX.2-klein-4B",
+            label="FLUX.2 [klein] 4B",
+            family="flux2-klein",
+            kinds=("edit",),
+            license="apache-2.0",
+            defaults=Defaults(strength=1.0, guidance_scale=1.0, num_inference_steps=4),
+            latent_family=FLUX2_LATENTS,
+            size_multiple=16,
+            native_size=1024,
+            scheduler="FlowMatchEulerDiscreteScheduler",
+            notes="Edits an image by an instruction, with up to three more reference images; step-distilled to 4 "
+            "steps. Apache-2.0.",
             preloaded=False,
         ),
     )

@@ -248,6 +248,18 @@ REPOS: dict[str, RepoFacts] = {
             formats=(SAFETENSORS,),
             download_gb=(33.7, None),  # FLUX.1 [dev]'s components: a 12B transformer, T5-XXL, CLIP ViT-L, the VAE
         ),
+        # Its configs are reconstructed (SOURCE.md): no stored page showed one whole. The snapshot is the one a
+        # user's re-saved VAE config names (`_name_or_path` .../models--black-forest-labs--FLUX.2-klein-4B/snapshots/
+        # e7b7dc2...), pinned by several public ports too; whether it is main's head was not visible.
+        RepoFacts(
+            "black-forest-labs/FLUX.2-klein-4B",
+            commit="e7b7dc27f91deacad38e78976d1f2b499d76a294",
+            formats=(SAFETENSORS,),
+            # the diffusers folders: text_encoder/ 8.05 GB (its tree page); transformer/ ~7.75 GB, the size of the
+            # repository's single-file transformer (flux-2-klein-4b.safetensors, 4B parameters in bf16); vae/ ~0.17 GB
+            # (84M parameters in bf16). An estimate from those: the transformer folder's own listing was not seen
+            download_gb=(16.0, None),
+        ),
         RepoFacts(
             "depth-anything/Depth-Anything-V2-Small-hf",
             commit="5426e4f0f36572d16453bbda7a8389317b1bef99",

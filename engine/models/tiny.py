@@ -123,6 +123,44 @@ def _t5_vocab_size() -> int:
     return len(_t5_pieces()) + 100  # the pieces and T5's 100 sentinel tokens
 
 
+def build_qwen_tokenizer(config: dict, chat_template: str | None):
+    """Qwen's byte-level BPE tokenizer over single bytes, with the repository's added tokens and chat template.
+
+    Laid out as Qwen's own vocabulary is: the byte tokens first, then the added tokens of `added_tokens_decoder`
+    in their order (`<|endoftext|>` first), so they keep their roles (special or not) and relative ids. `config`
+    is the repository's tokenizer_config.json; the chat template is the one the pipeline applies to every prompt.
+    """
+    from tokenizers import AddedToken
+    from transformers import Qwen2TokenizerFast  # type: ignore[attr-defined]  # transformers 5: a lazy alias
+
+    tokenizer = Qwen2TokenizerFast(
+        vocab={char: index for index, char in enumerate(_byte_chars())},
+        merges=[],
+        unk_token=config.get("unk_token"),
+        bos_token=config.get("bos_token"),
+        eos_token=None,
+        pad_token=None,
+        add_prefix_space=config.get("add_prefix_space", False),
+        errors=config.get("errors", "replace"),
+        clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),
+        split_special_tokens=config.get("split_special_tokens", False),
+        model_max_length=config["model_max_length"],
+    )
+    entries = sorted(config["added_tokens_decoder"].items(), key=lambda item: int(item[0]))
+    keys = ("lstrip", "rstrip", "normalized", "single_word", "special")
+    tokenizer.add_tokens([AddedToken(entry["content"], **{k: entry[k] for k in keys}) for _, entry in entries])
+    tokenizer.add_special_tokens(
+        {
+            "eos_token": config["eos_token"],
+            "pad_token": config["pad_token"],
+            "additional_special_tokens": config.get("additional_special_tokens", []),
+        }
+    )
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
 # -- shrinking a published config -----------------------------------------------------------------
 
 # Keys a twin may change, per class: sizes only. Everything else must equal the recorded config
@@ -135,6 +173,7 @@ DEPTH_KEYS = {
     "out_indices",
     "out_features",
     "dual_attention_layers",
+    "layer_types",
 }
 _UNET_SIZES = {
     "block_out_channels",
@@ -173,6 +212,29 @@ SIZE_KEYS: dict[str, set[str]] = {
     "SD3Transformer2DModel": _DIT_SIZES | {"caption_projection_dim", "dual_attention_layers", "pos_embed_max_size"},
     # FLUX.1: the rotary axes split the head width, so they shrink with it
     "FluxTransformer2DModel": _DIT_SIZES | {"num_single_layers", "axes_dims_rope"},
+    # FLUX.2: the rotary axes split the head width; joint attention is the text encoder's stacked layers' width
+    "Flux2Transformer2DModel": {
+        "attention_head_dim",
+        "num_attention_heads",
+        "num_layers",
+        "num_single_layers",
+        "joint_attention_dim",
+        "axes_dims_rope",
+    },
+    "AutoencoderKLFlux2": {"block_out_channels", "layers_per_block", "norm_num_groups"},
+    # Qwen3 as a text encoder: token ids of the special tokens move with the vocabulary (engine.models.tiny's layout)
+    "Qwen3ForCausalLM": {
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "num_hidden_layers",
+        "layer_types",
+        "vocab_size",
+        "bos_token_id",
+        "eos_token_id",
+    },
     "StableDiffusionSafetyChecker": {"projection_dim", "text_config", "vision_config"},
     "DepthAnythingForDepthEstimation": {
         "backbone_config",
@@ -296,6 +358,41 @@ def _shrink_flux(config: dict) -> dict:
     }
 
 
+# FLUX.2 [klein] reads the hidden states of three of Qwen3's layers, stacked side by side
+# (Flux2KleinPipeline's default `text_encoder_out_layers`, (9, 18, 27) of Qwen3-4B's 36): the twin keeps enough
+# layers for those indices to exist, each of them tiny, so the pipeline runs with its own defaults.
+_QWEN_WIDTH = 16
+_QWEN_LAYERS = 28
+_KLEIN_TEXT_LAYERS = 3
+
+
+def _shrink_qwen3(config: dict) -> dict:
+    layers = min(_QWEN_LAYERS, config["num_hidden_layers"])
+    out = {
+        "hidden_size": _QWEN_WIDTH,
+        "intermediate_size": 37,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 8,
+        "num_hidden_layers": layers,
+    }
+    if isinstance(config.get("layer_types"), list):
+        out["layer_types"] = config["layer_types"][:layers]
+    return out
+
+
+def _shrink_flux2(config: dict) -> dict:
+    # joint: the stacked hidden states of the text encoder's layers; the rotary axes sum to the head width
+    return {
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "joint_attention_dim": _KLEIN_TEXT_LAYERS * _QWEN_WIDTH,
+        "axes_dims_rope": [4] * len(config["axes_dims_rope"]),
+    }
+
+
 def _shrink_depth_anything(config: dict) -> dict:
     backbone = dict(config["backbone_config"])
     backbone.update(
@@ -330,6 +427,9 @@ _SHRINK: dict[str, Callable[[dict], dict]] = {
     "T5EncoderModel": _shrink_t5,
     "SD3Transformer2DModel": _shrink_sd3,
     "FluxTransformer2DModel": _shrink_flux,
+    "Flux2Transformer2DModel": _shrink_flux2,
+    "AutoencoderKLFlux2": _shrink_autoencoder,
+    "Qwen3ForCausalLM": _shrink_qwen3,
     "DepthAnythingForDepthEstimation": _shrink_depth_anything,
 }
 
@@ -440,14 +540,52 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
         pad = special["pad_token"]
         build_tokenizer(pad_token=pad if isinstance(pad, str) else pad["content"]).save_pretrained(target)
         return
+    if class_name == "Qwen2TokenizerFast":
+        _qwen_tokenizer(facts, name).save_pretrained(target)
+        return
     torch.manual_seed(_component_seed(seed, name))
     config = facts.required(f"{name}/config.json")
+    if class_name == "Qwen3ForCausalLM":
+        _write_qwen3(facts, config, target)
+        return
     if library == "diffusers":
         model = _diffusers_model(class_name, config)
     else:
         tokens = _t5_vocab_size() if class_name == "T5EncoderModel" else len(_vocab())
         model = _transformers_model(class_name, config, tokens)
     _save_weights(model, target, facts)
+
+
+def _qwen_tokenizer(facts: RepoFacts, name: str = "tokenizer"):
+    """The twin's Qwen tokenizer for a repository's tokenizer folder (its config and chat template)."""
+    template = facts.folder / name / "chat_template.jinja"
+    config = facts.required(f"{name}/tokenizer_config.json")
+    return build_qwen_tokenizer(config, template.read_text() if template.is_file() else config.get("chat_template"))
+
+
+def _qwen3_config(facts: RepoFacts, config: dict) -> dict:
+    """A Qwen3 text encoder's config as its twin publishes it: the recorded one with sizes shrunk, the vocabulary the
+    twin tokenizer's and the special token ids (bos, eos) those tokens have in it."""
+    tokenizer = _qwen_tokenizer(facts)
+    added = facts.required("tokenizer/tokenizer_config.json")["added_tokens_decoder"]
+    cfg = {**shrunk("Qwen3ForCausalLM", config), "vocab_size": len(tokenizer)}
+    for key in ("bos_token_id", "eos_token_id"):
+        if config.get(key) is not None:
+            cfg[key] = tokenizer.convert_tokens_to_ids(added[str(config[key])]["content"])
+    return cfg
+
+
+def _write_qwen3(facts: RepoFacts, config: dict, target: Path) -> None:
+    """Qwen3ForCausalLM with random weights; its config.json is the recorded file with sizes shrunk. transformers 5
+    saves rope_theta/rope_scaling as `rope_parameters`, and reads either; the twin keeps the published keys."""
+    import transformers
+
+    cfg = _qwen3_config(facts, config)
+    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**cfg))
+    _save_weights(model, target, facts)
+    saved = json.loads((target / "config.json").read_text())
+    bookkeeping = {key: saved[key] for key in ("dtype", "transformers_version") if key in saved}
+    _write_json(target / "config.json", {**cfg, **bookkeeping})
 
 
 def write_pipeline_repo(facts: RepoFacts, folder: Path, seed: int, prior: str | None = None) -> None:
