@@ -207,7 +207,7 @@ CASES: dict[str, WorkflowCase] = {
             ("parameters", "prompt"),
             ("parameters", "max_area"),
         ),
-        api=lambda image, depth, seed: (image, "make it night", "flux-kontext-dev", *(None,) * 3, "", 2.5, 2, seed),
+        api=lambda image, depth, seed: (image, "make it night", "flux2-klein-4b", *(None,) * 3, "", 1.0, 2, seed),
         api_done=lambda out: len(out[0]) == 1,  # the gallery: one image
         mcp_required=frozenset({"image"}),
     ),

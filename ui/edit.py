@@ -273,7 +273,7 @@ def handler(engine: Engine) -> Callable:
         Args:
             image: the image to edit.
             prompt: the instruction: what to change (at most $max_prompt_chars characters).
-            model: an edit model (flux-kontext-dev reads the image only).
+            model: an edit model: flux2-klein-4b (the image and up to 3 references), flux-kontext-dev (the image only).
             reference_2: a second image the instruction may name, for models that read references.
             reference_3: a third image.
             reference_4: a fourth image.

@@ -51,7 +51,7 @@ from engine.workflows.grid import image_grid
 from engine.workflows.shape import RunContext, Workflow
 
 KIND = "edit"
-DEFAULT_EDIT_MODEL = "flux-kontext-dev"  # the model the Edit tab and a request start with
+DEFAULT_EDIT_MODEL = "flux2-klein-4b"  # the model the Edit tab and a request start with: Apache-2.0, 4 steps
 LOADER = "AutoPipelineForImage2Image"  # what maps an edit model's repository to its edit pipeline
 MAX_EDITS = 16  # edits in one sequence (Use as input), the one being made included
 
