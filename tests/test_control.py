@@ -253,7 +253,10 @@ def test_sd15_names_a_controlnet_for_scribble_and_tile_and_sdxl_does_not():
     assert sd15.controlnet_for("scribble") == SCRIBBLE and sd15.controlnet_for("tile") == TILE
     assert get_spec(SCRIBBLE).hub_id == "lllyasviel/control_v11p_sd15_scribble"
     assert get_spec(TILE).hub_id == "lllyasviel/control_v11f1e_sd15_tile"
-    assert list(CATALOG)[-2:] == [SCRIBBLE, TILE]  # after every earlier entry: no earlier twin's seed moves
+    keys = list(CATALOG)  # after every earlier entry, before the edit models: no earlier twin's seed moves
+    assert (
+        keys[keys.index(SCRIBBLE) :][:2] == [SCRIBBLE, TILE] and keys.index(TILE) == keys.index("flux-kontext-dev") - 1
+    )
     assert get_spec("sdxl-base").adapter.controlnet_for("scribble") is None
     # hub mode reads what each repository publishes: tile's main has the fp32 .bin alone
     assert repo_files(TILE) == ["config.json", "diffusion_pytorch_model.bin"]

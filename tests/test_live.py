@@ -51,7 +51,7 @@ def packed_by_hand(latent: list) -> torch.Tensor:
 
 
 def test_the_families_with_a_projection():
-    assert PROJECTED == ["flux", "sd15", "sd3", "sdxl", "sdxl-refiner"]
+    assert PROJECTED == ["flux", "flux-kontext", "qwenimage-edit", "sd15", "sd3", "sdxl", "sdxl-refiner"]
     assert get_family("kandinsky22").latent_rgb is None  # MoVQ: no known map, no preview
     assert get_family("sd-x4-upscaler").latent_rgb is None
 

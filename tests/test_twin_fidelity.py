@@ -98,7 +98,7 @@ def test_twin_has_the_components_and_weight_files_of_its_repo(twins, key):
         if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
             continue
         weights = {p.name for p in (folder / name).iterdir() if p.suffix in (".safetensors", ".bin")}
-        if entry[1].endswith(("Scheduler", "Tokenizer", "TokenizerFast", "ImageProcessor")):
+        if entry[1].endswith(("Scheduler", "Tokenizer", "TokenizerFast", "Processor")):
             assert not weights
             continue
         stem = "diffusion_pytorch_model" if entry[0] == "diffusers" else "model"

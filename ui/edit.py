@@ -239,6 +239,7 @@ def previous_edit(engine: Engine, previous: object) -> PreviousEdit | None:
 def handler(engine: Engine) -> Callable:
     """The edit handler (the /edit endpoint and MCP tool)."""
     settings = engine.settings
+    _, guidance0, steps0 = model_defaults(DEFAULT_EDIT_MODEL, settings)
 
     @documented(settings)
     @user_errors
@@ -250,8 +251,8 @@ def handler(engine: Engine) -> Callable:
         reference_3: str | None = None,
         reference_4: str | None = None,
         negative_prompt: str = "",
-        guidance_scale: float | None = None,
-        num_inference_steps: int | None = None,
+        guidance_scale: float = guidance0,
+        num_inference_steps: int = steps0,
         seed: int = RANDOM_SEED,
         num_images: int = 1,
         output_size: str = FOLLOW_INPUT,
@@ -278,8 +279,8 @@ def handler(engine: Engine) -> Callable:
             reference_3: a third image.
             reference_4: a fourth image.
             negative_prompt: what to steer away from, for models with classifier-free guidance; empty otherwise.
-            guidance_scale: in [0, $max_guidance]; empty for the model's default.
-            num_inference_steps: 1 to $max_steps; empty for the model's default.
+            guidance_scale: in [0, $max_guidance] (the default is the default model's; each model has its own).
+            num_inference_steps: 1 to $max_steps (the default is the default model's: give it for another model).
             seed: -1 for random, else in [0, 2^32).
             num_images: 1 to $max_images images, from consecutive seeds.
             output_size: Follow input (the image's size, rounded to the model's multiple), Resize to (width x

@@ -27,6 +27,7 @@ X4_LATENTS = "x4-upscaler-vae"  # AutoencoderKL, scaling 0.08333, 4 channels, fa
 SD3_LATENTS = "sd3-vae"  # AutoencoderKL, scaling 1.5305, shift 0.0609, 16 channels, factor 8
 FLUX_LATENTS = "flux-vae"  # AutoencoderKL, scaling 0.3611, shift 0.1159, 16 channels, factor 8 (packed 2x2)
 FLUX2_LATENTS = "flux2-vae"  # AutoencoderKLFlux2, batch-norm statistics, 32 channels, factor 8 (patchified 2x2)
+QWEN_IMAGE_LATENTS = "qwen-image-vae"  # AutoencoderKLQwenImage (Wan 2.1's), mean/std per channel, 16 ch, 8 (2x2)
 
 
 @dataclass(frozen=True)
@@ -434,6 +435,23 @@ CATALOG: dict[str, ModelSpec] = {
             scheduler="FlowMatchEulerDiscreteScheduler",
             notes="Edits an image by an instruction, with up to three more reference images; step-distilled to 4 "
             "steps. Apache-2.0.",
+            preloaded=False,
+        ),
+        ModelSpec(
+            key="qwen-image-edit-2511",
+            hub_id="Qwen/Qwen-Image-Edit-2511",
+            label="Qwen-Image-Edit-2511",
+            family="qwenimage-edit",
+            kinds=("edit",),
+            license="apache-2.0",
+            # the model card's example: true_cfg_scale 4.0, 40 steps
+            defaults=Defaults(strength=1.0, guidance_scale=4.0, num_inference_steps=40),
+            latent_family=QWEN_IMAGE_LATENTS,
+            size_multiple=16,  # the pipeline's vae_scale_factor (8) x its 2x2 patches
+            native_size=1024,
+            scheduler="FlowMatchEulerDiscreteScheduler",
+            notes="Edits an image by an instruction, with up to two more images as references; true classifier-free "
+            "guidance with a negative prompt (two passes per step). A 20B transformer: large and slow.",
             preloaded=False,
         ),
     )

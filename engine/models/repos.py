@@ -260,6 +260,16 @@ REPOS: dict[str, RepoFacts] = {
             # (84M parameters in bf16). An estimate from those: the transformer folder's own listing was not seen
             download_gb=(16.0, None),
         ),
+        # Read from its Hub tree page (main: 3 commits, head 6f3ccc0 "Update README.md", 57.7 GB in all); the full hash
+        # is the snapshot users' cache paths show (models--Qwen--Qwen-Image-Edit-2511/snapshots/6f3ccc0b...). No page
+        # showed a config's text: all are reconstructed (SOURCE.md). The size is the tree page's 57.7 GB (a 20B
+        # transformer in bf16, 40.9 GB; Qwen2.5-VL-7B, 16.6 GB; the VAE); no fp16 variant.
+        RepoFacts(
+            "Qwen/Qwen-Image-Edit-2511",
+            commit="6f3ccc0b56e431dc6a0c2b2039706d7d26f22cb9",
+            formats=(SAFETENSORS,),
+            download_gb=(57.7, None),
+        ),
         RepoFacts(
             "depth-anything/Depth-Anything-V2-Small-hf",
             commit="5426e4f0f36572d16453bbda7a8389317b1bef99",

@@ -102,7 +102,7 @@ ROLES = {
     "controlnet": "ControlNet conditioning (Depth)",
     "depth": "depth maps (Depth)",
     "prior": "image embeddings for Kandinsky 2.2",
-    "edit": "instruction editing",
+    "edit": "instruction editing (Edit)",
 }
 
 

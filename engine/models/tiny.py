@@ -161,6 +161,67 @@ def build_qwen_tokenizer(config: dict, chat_template: str | None):
     return tokenizer
 
 
+# Qwen2's added tokens, in the order of their ids (151643-151664 in Qwen2.5's vocabulary): the twin's vocabulary is
+# the 256 bytes and then these, so each keeps its place relative to the others
+QWEN_ADDED = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+)
+_QWEN_FIRST_ADDED = 151643  # <|endoftext|>'s id in Qwen2.5's vocabulary
+_QWEN_VOCAB = 256 + len(QWEN_ADDED)
+_QWEN_NOT_SPECIAL = {"<tool_call>", "</tool_call>"}
+
+
+def qwen_token_id(real_id: int) -> int:
+    """The twin's id of one of Qwen2's added tokens, from its id in Qwen2.5's vocabulary."""
+    return 256 + real_id - _QWEN_FIRST_ADDED
+
+
+def build_qwen_vl_tokenizer(config: dict):
+    """Qwen2's byte-level BPE tokenizer over single bytes, with Qwen2's added tokens after them (the chat
+    template's <|im_start|>/<|im_end|>, the vision tokens <|vision_start|><|image_pad|><|vision_end|>, ...);
+    `config` is the repository's tokenizer_config.json, whose special tokens and length it keeps."""
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+
+    # the bytes, then the added tokens at their ids (the vocabulary holds them, so adding them below keeps the ids)
+    vocab = {token: index for index, token in enumerate([*_byte_chars(), *QWEN_ADDED])}
+    keep = ("unk_token", "bos_token", "eos_token", "pad_token", "model_max_length", "errors", "split_special_tokens")
+    options: dict = {key: config.get(key) for key in keep if key in config}
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),
+        **options,
+    )
+    tokenizer.add_tokens([AddedToken(t, special=t not in _QWEN_NOT_SPECIAL, normalized=False) for t in QWEN_ADDED])
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": list(config.get("additional_special_tokens", []))},
+        replace_extra_special_tokens=False,
+    )
+    return tokenizer
+
+
 # -- shrinking a published config -----------------------------------------------------------------
 
 # Keys a twin may change, per class: sizes only. Everything else must equal the recorded config
@@ -197,6 +258,30 @@ _DIT_SIZES = {
     "num_layers",
     "joint_attention_dim",
     "pooled_projection_dim",
+}
+# Qwen2.5-VL: the token ids sit at the end of the vocabulary and move with it (qwen_token_id); text_config and
+# vision_config are the same model's sizes, nested
+_QWEN_TOKEN_IDS = (
+    "bos_token_id",
+    "eos_token_id",
+    "image_token_id",
+    "video_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+    "vision_token_id",
+)
+_QWEN_VL_SIZES = {
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_hidden_layers",
+    "num_key_value_heads",
+    "max_window_layers",
+    "rope_scaling",  # its mrope_section splits the head width
+    "vocab_size",
+    "text_config",
+    "vision_config",
+    *_QWEN_TOKEN_IDS,
 }
 SIZE_KEYS: dict[str, set[str]] = {
     "UNet2DConditionModel": _UNET_SIZES | DEPTH_KEYS,
@@ -235,6 +320,10 @@ SIZE_KEYS: dict[str, set[str]] = {
         "bos_token_id",
         "eos_token_id",
     },
+    # Qwen-Image: the rotary axes split the head width, as FLUX.1's do
+    "QwenImageTransformer2DModel": _DIT_SIZES | {"axes_dims_rope"},
+    "AutoencoderKLQwenImage": {"base_dim", "num_res_blocks"},
+    "Qwen2_5_VLForConditionalGeneration": _QWEN_VL_SIZES,
     "StableDiffusionSafetyChecker": {"projection_dim", "text_config", "vision_config"},
     "DepthAnythingForDepthEstimation": {
         "backbone_config",
@@ -393,6 +482,56 @@ def _shrink_flux2(config: dict) -> dict:
     }
 
 
+def _shrink_qwen_image(config: dict) -> dict:
+    # joint: the text encoder's width (Qwen2.5-VL's hidden states); the rotary axes sum to the head width
+    return {
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "num_layers": 1,
+        "joint_attention_dim": _HIDDEN,
+        "axes_dims_rope": [4, 6, 6],
+    }
+
+
+def _shrink_qwen_vae(config: dict) -> dict:
+    # as many stages as the real one (dim_mult, temperal_downsample: the scale factor 8), narrow
+    return {"base_dim": 2, "num_res_blocks": 1}  # 2: it encodes every reference at about a megapixel
+
+
+def _shrink_qwen_vl(config: dict) -> dict:
+    """Qwen2.5-VL: a 2-layer language model as wide as the transformer's joint attention, a 2-block vision tower;
+    the multimodal rotary sections (temporal, height, width) split the twin's head width (16: 2+3+3 pairs) in the
+    proportions of the real 16+24+24."""
+    heads = 2
+    text = {
+        "hidden_size": _HIDDEN,
+        "intermediate_size": 37,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 1,
+        "num_hidden_layers": 2,
+        "max_window_layers": 2,
+        "rope_scaling": {**config["rope_scaling"], "mrope_section": [2, 3, 3]},
+        "vocab_size": _QWEN_VOCAB,
+    }
+    ids = {key: qwen_token_id(config[key]) for key in _QWEN_TOKEN_IDS if isinstance(config.get(key), int)}
+    text_config = dict(config["text_config"])
+    text_ids = {
+        key: qwen_token_id(text_config[key]) for key in _QWEN_TOKEN_IDS if isinstance(text_config.get(key), int)
+    }
+    text_config.update(text, **text_ids)
+    if isinstance(text_config.get("layer_types"), list):
+        text_config["layer_types"] = text_config["layer_types"][: text["num_hidden_layers"]]
+    vision = {
+        **config["vision_config"],
+        "depth": 2,
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_heads": 2,
+        "out_hidden_size": _HIDDEN,
+    }
+    return {**text, **ids, "text_config": text_config, "vision_config": vision}
+
+
 def _shrink_depth_anything(config: dict) -> dict:
     backbone = dict(config["backbone_config"])
     backbone.update(
@@ -431,6 +570,9 @@ _SHRINK: dict[str, Callable[[dict], dict]] = {
     "AutoencoderKLFlux2": _shrink_autoencoder,
     "Qwen3ForCausalLM": _shrink_qwen3,
     "DepthAnythingForDepthEstimation": _shrink_depth_anything,
+    "QwenImageTransformer2DModel": _shrink_qwen_image,
+    "AutoencoderKLQwenImage": _shrink_qwen_vae,
+    "Qwen2_5_VLForConditionalGeneration": _shrink_qwen_vl,
 }
 
 
@@ -535,12 +677,18 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
         config = facts.required(f"{name}/tokenizer_config.json")
         build_t5_tokenizer(config["model_max_length"], config["extra_ids"]).save_pretrained(target)
         return
+    if class_name == "Qwen2Tokenizer":  # Qwen-Image's (Qwen2.5-VL's)
+        build_qwen_vl_tokenizer(facts.required(f"{name}/tokenizer_config.json")).save_pretrained(target)
+        return
+    if class_name == "Qwen2VLProcessor":
+        _write_qwen_processor(facts, name, target)
+        return
     if class_name == "CLIPTokenizer":
         special = facts.required(f"{name}/special_tokens_map.json")
         pad = special["pad_token"]
         build_tokenizer(pad_token=pad if isinstance(pad, str) else pad["content"]).save_pretrained(target)
         return
-    if class_name == "Qwen2TokenizerFast":
+    if class_name == "Qwen2TokenizerFast":  # FLUX.2 klein's (Qwen3's)
         _qwen_tokenizer(facts, name).save_pretrained(target)
         return
     torch.manual_seed(_component_seed(seed, name))
@@ -551,9 +699,46 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
     if library == "diffusers":
         model = _diffusers_model(class_name, config)
     else:
-        tokens = _t5_vocab_size() if class_name == "T5EncoderModel" else len(_vocab())
-        model = _transformers_model(class_name, config, tokens)
+        tokens = {"T5EncoderModel": _t5_vocab_size(), "Qwen2_5_VLForConditionalGeneration": _QWEN_VOCAB}
+        model = _transformers_model(class_name, config, tokens.get(class_name, len(_vocab())))
     _save_weights(model, target, facts)
+    if class_name == "Qwen2_5_VLForConditionalGeneration":
+        # transformers 5 saves Qwen2.5-VL's config in its own layout (text keys only under text_config); the
+        # repository's file has them at the top as well, and the twin keeps its layout, sizes shrunk. Its dtype is
+        # the twin's weights' (float32): transformers 5 loads a model in the dtype its config names unless told
+        _write_json(target / "config.json", _with_dtype(shrunk(class_name, config), "float32"))
+
+
+def _with_dtype(config: dict, dtype: str) -> dict:
+    """A transformers config naming `dtype` wherever it names one (the top, text_config, vision_config)."""
+    out = {key: _with_dtype(value, dtype) if isinstance(value, dict) else value for key, value in config.items()}
+    for key in ("torch_dtype", "dtype"):
+        if key in out:
+            out[key] = dtype
+    return out
+
+
+def _write_qwen_processor(facts: RepoFacts, name: str, target: Path) -> None:
+    """Qwen2-VL's processor: the repository's image processor config, the twin tokenizer and the chat template."""
+    from transformers import AutoImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    _write_json(target / "preprocessor_config.json", facts.required(f"{name}/preprocessor_config.json"))
+    image_processor = AutoImageProcessor.from_pretrained(target)
+    tokenizer = build_qwen_vl_tokenizer(facts.required(f"{name}/tokenizer_config.json"))
+    template = facts.folder / name / "chat_template.jinja"
+    chat_template = template.read_text() if template.is_file() else None
+    # the video processor at its defaults (the repository's video_preprocessor_config.json was on no page; the
+    # pipeline reads no video)
+    video_processor = Qwen2VLVideoProcessor()
+    processor = Qwen2VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=chat_template,
+    )
+    processor.save_pretrained(target)
+    # the repository's image processor config as published (the processor saves its own defaults around it)
+    _write_json(target / "preprocessor_config.json", facts.required(f"{name}/preprocessor_config.json"))
 
 
 def _qwen_tokenizer(facts: RepoFacts, name: str = "tokenizer"):
