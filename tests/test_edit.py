@@ -49,8 +49,8 @@ def plain_edit(twin, plan, seeds: list[int]) -> list[np.ndarray]:
     }
     if adapter.edit_area:  # FLUX.1 Kontext: the output's area, the image not snapped to its trained sizes
         call.update(max_area=width * height, _auto_resize=False)
-    if plan.negative_prompt:
-        call["negative_prompt"] = plan.negative_prompt
+    if plan.negative_prompt or adapter.default_negative:  # Qwen-Image-Edit: " " when none, as its model card
+        call["negative_prompt"] = plan.negative_prompt or adapter.default_negative
     generator = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     output = pipe(**call, generator=generator, num_images_per_prompt=len(seeds))
     return [np.asarray(image) for image in output.images]
@@ -129,6 +129,10 @@ def test_a_sequence_of_edits_replays_from_the_first_image(engine, photo, tmp_pat
         ({"model": "sd15"}, "Stable Diffusion 1.5 has no edit pipeline, it serves img2img, text2img, inpaint only"),
         ({"prompt": ""}, "prompt is empty"),
         ({"num_inference_steps": 0}, "num_inference_steps must be"),
+        (
+            {"model": "qwen-image-edit-2511", "num_inference_steps": 1},
+            "num_inference_steps must be at least 2 for Qwen",
+        ),
         (
             {"model": "flux2-klein-4b", "references": ("x",) * 4},
             "FLUX.2 [klein] 4B reads at most 4 images (the image to edit and 3",

@@ -115,6 +115,10 @@ class EditRequest:
         negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
         check_negative(spec, negative)
         _, guidance, steps = check_sampling(spec, settings, self, img2img=False)
+        if steps < spec.adapter.min_steps:
+            raise ValueError(
+                f"num_inference_steps must be at least {spec.adapter.min_steps} for {spec.label}; got {steps}"
+            )
         count = int(check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True))
         seed = check_seed(self.seed, count=count)
         references = self.references
@@ -265,8 +269,9 @@ def edit_kwargs(plan: EditPlan) -> dict:
         adapter.guidance_argument: plan.guidance_scale,
         **adapter.edit_size(*plan.image.size),
     }
-    if plan.negative_prompt:
-        kwargs["negative_prompt"] = plan.negative_prompt
+    negative = plan.negative_prompt or adapter.default_negative
+    if negative:
+        kwargs["negative_prompt"] = negative
     return kwargs
 
 

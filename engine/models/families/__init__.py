@@ -81,6 +81,10 @@ class Family:
         guidance_argument: the edit call's argument for the guidance scale: "guidance_scale" (embedded guidance,
             FLUX.1 Kontext, FLUX.2 klein) or "true_cfg_scale" (classifier-free guidance, Qwen-Image-Edit, whose
             negative prompt it weighs).
+        default_negative: the negative prompt an edit call passes when none was given: Qwen-Image-Edit runs its
+            classifier-free guidance only with one, and its model card passes " ".
+        min_steps: the fewest steps an edit may ask for (Qwen-Image's scheduler makes NaN of a single step: its
+            `shift_terminal` stretch divides by zero).
         edit_area: the edit pipeline derives its output size from an area (`max_area`, FLUX.1 Kontext) and snaps
             the image to its preferred resolutions unless told not to: the call passes the output's area and
             `_auto_resize=False`, so the output is the size the plan states.
@@ -108,6 +112,8 @@ class Family:
     max_references: int = 0
     guidance_argument: str = "guidance_scale"
     edit_area: bool = False
+    default_negative: str = ""
+    min_steps: int = 1
 
     def edit_size(self, width: int, height: int) -> dict:
         """The size arguments of an edit call whose output must be width x height."""

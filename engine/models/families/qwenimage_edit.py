@@ -50,4 +50,6 @@ FAMILY = Family(
     latent_rgb=LATENT_RGB,
     max_references=3,
     guidance_argument="true_cfg_scale",
+    default_negative=" ",  # as the model card's example: true CFG runs only with a negative prompt
+    min_steps=2,
 )
