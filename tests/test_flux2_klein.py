@@ -1,6 +1,6 @@
 """FLUX.2 [klein] 4B: its twin (FLUX.2's transformer and VAE, Qwen3 as the text encoder, Qwen's tokenizer with its
-chat template) loads as diffusers maps it, edits one image or several at the size asked, and loads by repo id from
-the twin Hugging Face cache in hub mode, equal to the twin it was written from."""
+chat template) loads as diffusers maps it and edits one image or several at the size asked (hub mode and equality
+with plain diffusers through the Edit workflow: tests/test_edit.py)."""
 
 from __future__ import annotations
 
@@ -119,17 +119,3 @@ def test_the_family_takes_no_negative_prompt_and_up_to_four_references():
     assert family.max_references == 4
     assert family.guidance_argument == "guidance_scale"
     assert family.edit_size(WIDTH, HEIGHT) == {"height": HEIGHT, "width": WIDTH}
-
-
-def test_hub_mode_loads_it_by_repo_id_and_it_equals_the_twin(hub_engine, pipe, references):
-    from diffusers import Flux2KleinPipeline
-
-    hub = hub_engine.cache.get(KEY, "edit")
-    try:
-        assert type(hub) is Flux2KleinPipeline
-        assert hub.config.is_distilled
-        ours = edit(pipe, references)
-        theirs = edit(hub, references)
-        assert np.array_equal(np.asarray(ours), np.asarray(theirs))
-    finally:
-        hub_engine.cache.evict(KEY)

@@ -1,6 +1,6 @@
 """Qwen-Image-Edit-2511 (QwenImageEditPlusPipeline): its twin builds from the recorded configs, loads as diffusers
 maps the repository (AutoPipelineForImage2Image), edits one image or several at the size asked, with true CFG and a
-negative prompt, and loads by repo id from the twin Hugging Face cache in hub mode, equal to the tiny-mode twin."""
+negative prompt (hub mode and equality with plain diffusers through the Edit workflow: tests/test_edit.py)."""
 
 from __future__ import annotations
 
@@ -131,18 +131,3 @@ def test_the_live_preview_reads_the_callbacks_packed_latents(pipe, references):
     assert latents.ndim == 3 and latents.shape[-1] == 16 * 4  # (batch, 2x2 patches, channels x 4)
     (preview,) = latent_rgb_images(latents, family.latent_rgb, (WIDTH, HEIGHT))
     assert preview.size == (WIDTH // 8, HEIGHT // 8)
-
-
-def test_hub_mode_loads_it_by_repo_id_and_equals_the_tiny_twin(hub_engine, engine, references):
-    import diffusers
-
-    hub = hub_engine.cache.get(KEY, "edit")
-    tiny = engine.cache.get(KEY, "edit")
-    assert type(hub) is diffusers.QwenImageEditPlusPipeline
-    assert hub.name_or_path != tiny.name_or_path and "Qwen-Image-Edit-2511" in hub.name_or_path
-    with hub_engine.cache.lock, engine.cache.lock:
-        hub_image, tiny_image = edit(hub, references[:2]), edit(tiny, references[:2])
-    assert hub_image.size == (WIDTH, HEIGHT)
-    assert np.array_equal(np.asarray(hub_image), np.asarray(tiny_image))
-    hub_engine.cache.evict(KEY)
-    engine.cache.evict(KEY)
