@@ -123,46 +123,8 @@ def _t5_vocab_size() -> int:
     return len(_t5_pieces()) + 100  # the pieces and T5's 100 sentinel tokens
 
 
-def build_qwen_tokenizer(config: dict, chat_template: str | None):
-    """Qwen's byte-level BPE tokenizer over single bytes, with the repository's added tokens and chat template.
-
-    Laid out as Qwen's own vocabulary is: the byte tokens first, then the added tokens of `added_tokens_decoder`
-    in their order (`<|endoftext|>` first), so they keep their roles (special or not) and relative ids. `config`
-    is the repository's tokenizer_config.json; the chat template is the one the pipeline applies to every prompt.
-    """
-    from tokenizers import AddedToken
-    from transformers import Qwen2TokenizerFast  # type: ignore[attr-defined]  # transformers 5: a lazy alias
-
-    tokenizer = Qwen2TokenizerFast(
-        vocab={char: index for index, char in enumerate(_byte_chars())},
-        merges=[],
-        unk_token=config.get("unk_token"),
-        bos_token=config.get("bos_token"),
-        eos_token=None,
-        pad_token=None,
-        add_prefix_space=config.get("add_prefix_space", False),
-        errors=config.get("errors", "replace"),
-        clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),
-        split_special_tokens=config.get("split_special_tokens", False),
-        model_max_length=config["model_max_length"],
-    )
-    entries = sorted(config["added_tokens_decoder"].items(), key=lambda item: int(item[0]))
-    keys = ("lstrip", "rstrip", "normalized", "single_word", "special")
-    tokenizer.add_tokens([AddedToken(entry["content"], **{k: entry[k] for k in keys}) for _, entry in entries])
-    tokenizer.add_special_tokens(
-        {
-            "eos_token": config["eos_token"],
-            "pad_token": config["pad_token"],
-            "additional_special_tokens": config.get("additional_special_tokens", []),
-        }
-    )
-    if chat_template is not None:
-        tokenizer.chat_template = chat_template
-    return tokenizer
-
-
-# Qwen2's added tokens, in the order of their ids (151643-151664 in Qwen2.5's vocabulary): the twin's vocabulary is
-# the 256 bytes and then these, so each keeps its place relative to the others
+# Qwen2's added tokens, in the order of their ids (151643-151664 in Qwen2.5's vocabulary): the added tokens of a
+# tokenizer config recorded without its `added_tokens_decoder` (Qwen-Image's)
 QWEN_ADDED = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -197,28 +159,53 @@ def qwen_token_id(real_id: int) -> int:
     return 256 + real_id - _QWEN_FIRST_ADDED
 
 
-def build_qwen_vl_tokenizer(config: dict):
-    """Qwen2's byte-level BPE tokenizer over single bytes, with Qwen2's added tokens after them (the chat
-    template's <|im_start|>/<|im_end|>, the vision tokens <|vision_start|><|image_pad|><|vision_end|>, ...);
-    `config` is the repository's tokenizer_config.json, whose special tokens and length it keeps."""
-    from tokenizers import AddedToken
-    from transformers import Qwen2Tokenizer
+def _qwen_added(config: dict) -> dict:
+    """A Qwen tokenizer config's added tokens by id: its own `added_tokens_decoder`, else Qwen2.5's (QWEN_ADDED)."""
+    if "added_tokens_decoder" in config:
+        return config["added_tokens_decoder"]
+    flags = {"lstrip": False, "rstrip": False, "normalized": False, "single_word": False}
+    return {
+        str(_QWEN_FIRST_ADDED + index): {"content": token, **flags, "special": token not in _QWEN_NOT_SPECIAL}
+        for index, token in enumerate(QWEN_ADDED)
+    }
 
-    # the bytes, then the added tokens at their ids (the vocabulary holds them, so adding them below keeps the ids)
-    vocab = {token: index for index, token in enumerate([*_byte_chars(), *QWEN_ADDED])}
-    keep = ("unk_token", "bos_token", "eos_token", "pad_token", "model_max_length", "errors", "split_special_tokens")
-    options: dict = {key: config.get(key) for key in keep if key in config}
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab,
+
+def build_qwen_tokenizer(config: dict, chat_template: str | None = None):
+    """Qwen's byte-level BPE tokenizer over single bytes, with the repository's added tokens and chat template (the
+    Qwen3 encoder of FLUX.2 [klein], Qwen2.5-VL's of Qwen-Image-Edit).
+
+    Laid out as Qwen's own vocabulary is: the byte tokens first, then the added tokens in the order of their ids
+    (`<|endoftext|>` first), so they keep their roles (special or not) and relative ids (`qwen_token_id`). `config`
+    is the repository's tokenizer_config.json; the chat template is the one the pipeline applies to every prompt.
+    """
+    from tokenizers import AddedToken
+    from transformers import Qwen2TokenizerFast  # type: ignore[attr-defined]  # transformers 5: a lazy alias
+
+    tokenizer = Qwen2TokenizerFast(
+        vocab={char: index for index, char in enumerate(_byte_chars())},
         merges=[],
+        unk_token=config.get("unk_token"),
+        bos_token=config.get("bos_token"),
+        eos_token=None,
+        pad_token=None,
+        add_prefix_space=config.get("add_prefix_space", False),
+        errors=config.get("errors", "replace"),
         clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),
-        **options,
+        split_special_tokens=config.get("split_special_tokens", False),
+        model_max_length=config["model_max_length"],
     )
-    tokenizer.add_tokens([AddedToken(t, special=t not in _QWEN_NOT_SPECIAL, normalized=False) for t in QWEN_ADDED])
+    entries = sorted(_qwen_added(config).items(), key=lambda item: int(item[0]))
+    keys = ("lstrip", "rstrip", "normalized", "single_word", "special")
+    tokenizer.add_tokens([AddedToken(entry["content"], **{k: entry[k] for k in keys}) for _, entry in entries])
     tokenizer.add_special_tokens(
-        {"additional_special_tokens": list(config.get("additional_special_tokens", []))},
-        replace_extra_special_tokens=False,
+        {
+            "eos_token": config["eos_token"],
+            "pad_token": config["pad_token"],
+            "additional_special_tokens": config.get("additional_special_tokens", []),
+        }
     )
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     return tokenizer
 
 
@@ -677,8 +664,8 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
         config = facts.required(f"{name}/tokenizer_config.json")
         build_t5_tokenizer(config["model_max_length"], config["extra_ids"]).save_pretrained(target)
         return
-    if class_name == "Qwen2Tokenizer":  # Qwen-Image's (Qwen2.5-VL's)
-        build_qwen_vl_tokenizer(facts.required(f"{name}/tokenizer_config.json")).save_pretrained(target)
+    if class_name in ("Qwen2Tokenizer", "Qwen2TokenizerFast"):  # Qwen-Image's (Qwen2.5-VL's), FLUX.2's (Qwen3's)
+        _qwen_tokenizer(facts, name).save_pretrained(target)
         return
     if class_name == "Qwen2VLProcessor":
         _write_qwen_processor(facts, name, target)
@@ -687,9 +674,6 @@ def _write_component(facts: RepoFacts, name: str, library: str, class_name: str,
         special = facts.required(f"{name}/special_tokens_map.json")
         pad = special["pad_token"]
         build_tokenizer(pad_token=pad if isinstance(pad, str) else pad["content"]).save_pretrained(target)
-        return
-    if class_name == "Qwen2TokenizerFast":  # FLUX.2 klein's (Qwen3's)
-        _qwen_tokenizer(facts, name).save_pretrained(target)
         return
     torch.manual_seed(_component_seed(seed, name))
     config = facts.required(f"{name}/config.json")
@@ -724,7 +708,7 @@ def _write_qwen_processor(facts: RepoFacts, name: str, target: Path) -> None:
 
     _write_json(target / "preprocessor_config.json", facts.required(f"{name}/preprocessor_config.json"))
     image_processor = AutoImageProcessor.from_pretrained(target)
-    tokenizer = build_qwen_vl_tokenizer(facts.required(f"{name}/tokenizer_config.json"))
+    tokenizer = build_qwen_tokenizer(facts.required(f"{name}/tokenizer_config.json"))
     template = facts.folder / name / "chat_template.jinja"
     chat_template = template.read_text() if template.is_file() else None
     # the video processor at its defaults (the repository's video_preprocessor_config.json was on no page; the
