@@ -180,6 +180,33 @@ def test_sweep_chain_depth_and_estimate_depth_return_images(mcp_url, photo):
     assert depth_map.size == photo.size
 
 
+def test_edit_reads_several_images_and_continues_a_sequence(mcp_url, photo):
+    """The edit tool through the official SDK: FLUX.2 [klein] with a second image, then the result edited again as
+    `previous` names it; the second result's recipe records the first edit."""
+    reference = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    arguments = {"image": data_uri(photo), "reference_2": data_uri(reference), "num_inference_steps": 2, "seed": 4}
+    first = call(mcp_url, "edit", {**arguments, "prompt": "put the cat of image 2 beside it"})
+    assert not first.isError, text_of(first)
+    url = first.structuredContent["results"][0]["url"]
+    recipe = read_recipe(httpx.get(url, timeout=30).content)
+    assert recipe.model == "flux2-klein-4b" and len(recipe.extra["references"]) == 1
+    second = call(
+        mcp_url,
+        "edit",
+        {
+            "image": url,
+            "prompt": "make it night",
+            "num_inference_steps": 2,
+            "seed": 5,
+            "previous": url.split("/")[-1][:32],
+        },
+    )
+    assert not second.isError, text_of(second)
+    assert "Edit 2 of a sequence" in second.structuredContent["summary"]
+    again = read_recipe(httpx.get(second.structuredContent["results"][0]["url"], timeout=30).content)
+    assert [edit["call"]["prompt"] for edit in again.extra["edits"]] == ["put the cat of image 2 beside it"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
