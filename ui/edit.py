@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -97,6 +98,7 @@ class EditTab:
     num_images: gr.Slider
     size: dict  # output_size, width, height, scale_by, resize_mode
     previous: gr.Textbox  # the result the image is (Use as input), hidden
+    examples: gr.Dataset
     sequence: gr.Markdown
     start_over: gr.Button
     run: gr.Button
@@ -149,7 +151,7 @@ def layout(engine: Engine) -> EditTab:
                 info='What to change, as you would tell a person: "make it night", "put the cat of image 2 on it"',
             )
             photos = engine.example_images()
-            gr.Examples(
+            examples = gr.Examples(
                 examples=[[str(photos[label]), text] for label, text in EXAMPLES.items()],
                 inputs=[image, prompt],
                 label="Examples (photos from scikit-image)",
@@ -202,6 +204,7 @@ def layout(engine: Engine) -> EditTab:
         num_images=num_images,
         size=size,
         previous=previous,
+        examples=examples.dataset,
         sequence=sequence,
         start_over=start_over,
         run=run,
@@ -332,7 +335,27 @@ def build(engine: Engine, tools: list) -> Finished:
     """Lay out the Edit tab and wire its events; adds its handler to `tools`."""
     tab = layout(engine)
     outputs = [tab.gallery, tab.grid, tab.summary, tab.code, tab.files, tab.last_seed, tab.recipes]
-    done = wire_generation(tab.run, tab.stop, handler(engine), inputs=tab.api_inputs(), outputs=outputs, tools=tools)
+    sequence_outputs = [tab.previous, tab.sequence, tab.start_over]
+
+    def start_over():
+        return "", "", gr.Button(visible=False)
+
+    def follows_on(path: str | None, previous: str):
+        """The page's click, before its run: an image that is not the result Use as input put there (an upload, an
+        example: a file not named by the result's id) starts a new sequence."""
+        if not previous or (path and Path(path).stem == previous):
+            return gr.skip(), gr.skip(), gr.skip()
+        return start_over()
+
+    done = wire_generation(
+        tab.run,
+        tab.stop,
+        handler(engine),
+        inputs=tab.api_inputs(),
+        outputs=outputs,
+        tools=tools,
+        prepare=(follows_on, [tab.image, tab.previous], sequence_outputs),
+    )
     wire_comparison(engine, done, tab.recipes, tab.gallery, tab.slider)
     wire_recipe_selection(engine, tab.gallery, tab.recipes, tab.code, tab.files)
     done.success(
@@ -362,16 +385,12 @@ def build(engine: Engine, tools: list) -> Finished:
     tab.use_as_input.click(
         use_as_input,
         inputs=[tab.recipes, tab.gallery, tab.picked],
-        outputs=[tab.image, tab.previous, tab.sequence, tab.start_over],
+        outputs=[tab.image, *sequence_outputs],
         queue=False,
         api_visibility="private",
     )
-
-    def start_over():
-        return "", "", gr.Button(visible=False)
-
     for event in (tab.start_over.click, tab.image.upload, tab.image.clear):  # a new image starts a new sequence
-        event(start_over, outputs=[tab.previous, tab.sequence, tab.start_over], queue=False, api_visibility="private")
+        event(start_over, outputs=sequence_outputs, queue=False, api_visibility="private")
     tab.model.input(
         lambda key: model_settings(key, engine.settings),
         inputs=tab.model,
