@@ -12,6 +12,7 @@ import torch
 from diffusers import AutoPipelineForImage2Image
 from gradio_client import handle_file
 from PIL import Image
+from readers import sd_parsers_read
 from scripts import replay
 from skimage import data
 
@@ -192,5 +193,13 @@ def test_the_endpoint_edits_twice_and_the_downloads_replay_the_sequence(client, 
     replay(tmp_path / "recipe.py", "replayed.png", "init.png")
     made = np.asarray(Image.open(results[0]["image"]))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), made)
+    # the PNG read back: by the Recipe tab (the script of both edits) and by a web UI infotext reader
+    _, read_script, _ = client.predict(handle_file(results[0]["image"]), "", api_name="/recipe")
+    assert read_script.startswith('"""a sequence of 2 edits') and "'make it night'" in read_script
+    read = sd_parsers_read(results[0]["image"])
+    (sampler,) = read.samplers
+    assert (sampler.parameters["steps"], sampler.parameters["seed"]) == ("2", "4")
+    assert sampler.prompts[0].value == "add snow"
+    assert (sampler.model.name, read.metadata["Workflow"]) == ("flux2-klein-4b", "edit")
     with pytest.raises(Exception, match="previous must be the id of a result this server still keeps"):
         client.predict(image=handle_file(first), prompt="x", previous="f" * 32, api_name="/edit")
