@@ -18,6 +18,7 @@ from skimage import data
 
 from engine.models.catalog import get_spec, models_for
 from engine.recipes.recipe import save_png
+from engine.workflows.chain import ChainRequest
 from engine.workflows.edit import KIND, EditRequest
 from engine.workflows.registry import read_recipe, reads_files, script_for
 
@@ -203,3 +204,43 @@ def test_the_endpoint_edits_twice_and_the_downloads_replay_the_sequence(client, 
     assert (sampler.model.name, read.metadata["Workflow"]) == ("flux2-klein-4b", "edit")
     with pytest.raises(Exception, match="previous must be the id of a result this server still keeps"):
         client.predict(image=handle_file(first), prompt="x", previous="f" * 32, api_name="/edit")
+
+
+@pytest.mark.parametrize("model", ["flux2-klein-4b", KONTEXT])
+def test_a_chain_edits_what_its_previous_stage_made_as_plain_diffusers_and_its_script_replays_it(
+    engine, twins, photo, tmp_path, model
+):
+    """img2img -> edit: the edit stage receives the restyled image (decoded, at its model's multiple) and edits it as
+    plain diffusers does on the twin; the chain's script, given its init, reproduces the final image."""
+    stages = [
+        {"model": "sd15", "num_inference_steps": 3, "strength": 0.6},
+        {"model": model, "prompt": "make it a snowy night", "num_inference_steps": 2},
+    ]
+    *_, last = engine.chain(ChainRequest(image=photo, preset="", stages=stages, seed=9))
+    assert last.finished and [(s.kind, s.receives) for s in last.plan.stages] == [("img2img", None), ("edit", "image")]
+    restyled, edited = (result.image for result in last.results)
+    stage = last.plan.stages[1]
+    assert restyled.size == (136, 96) and edited.size == stage.input_size == (128, 96)
+    pipe = AutoPipelineForImage2Image.from_pretrained(str(twins / model), dtype=torch.float32)
+    given = restyled.resize((128, 96), Image.Resampling.LANCZOS)
+    adapter = get_spec(model).adapter
+    call = {"image": given if adapter.max_references == 1 else [given], "prompt": "make it a snowy night"}
+    call |= {"num_inference_steps": 2, "guidance_scale": stage.guidance_scale, "height": 96, "width": 128}
+    if adapter.edit_area:
+        call |= {"max_area": 128 * 96, "_auto_resize": False}
+    plain = pipe(**call, generator=[torch.Generator("cpu").manual_seed(9)]).images[0]
+    assert np.array_equal(np.asarray(edited), np.asarray(plain))
+    png = save_png(edited, last.results[-1].recipe, tmp_path / "final.png")
+    (tmp_path / "recipe.py").write_text(script_for(read_recipe(png)))
+    last.plan.init.image.save(tmp_path / "init.png")
+    replay(tmp_path / "recipe.py", "replayed.png", "init.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(edited))
+
+
+def test_the_edit_presets_run_and_an_edit_stage_refuses_a_strength(engine, photo):
+    *_, last = engine.chain(ChainRequest(image=photo, preset="edit-image", prompt="a snowy night", seed=2))
+    assert last.finished and [stage.kind for stage in last.plan.stages] == ["edit", "img2img"]
+    assert last.plan.stages[0].prompt == "Turn the image into this: a snowy night"
+    stages = [{"model": "flux2-klein-4b", "strength": 0.5}]
+    with pytest.raises(ValueError, match=r"stage 1 \(flux2-klein-4b\): strength 0.5 cannot be used with an edit"):
+        engine.plan(ChainRequest(image=photo, preset="", stages=stages, seed=1))

@@ -270,18 +270,19 @@ def handler(engine: Engine) -> Callable:
         live: bool = False,
         progress: gr.Progress = gr.Progress(),
     ):
-        """Chained pipelines (the Chain tab): text-to-image, img2img, inpaint or upscale stages one after another.
+        """Chained pipelines (the Chain tab): text-to-image, img2img, inpaint, edit or upscale stages in a row.
 
         Use this for the guide's chains: text-image-image (SD 1.5 then Kandinsky 2.2),
         image-image-image (SD 1.5, Comic-Diffusion, pixel-art-style, passing latents) or
         image-upscale-superres (SD 1.5, x2 latent upscaler, x4 upscaler: 8x the side); and with a mask,
-        image-inpaint (restyle, then repaint the masked part) or inpaint-upscale (repaint, then 4x). Returns each
+        image-inpaint (restyle, then repaint the masked part) or inpaint-upscale (repaint, then 4x); image-edit
+        (restyle, then an instruction edit) or edit-image (edit, then restyle). Returns each
         stage's image, the final image, [init | final], a summary naming each hand-over, and the script.
 
         Args:
             image: the init image (not used, and may be empty, when the first stage is text-to-image).
-            preset: text-image-image, image-image-image, image-upscale-superres, image-inpaint, inpaint-upscale, or
-                empty to use stages.
+            preset: text-image-image, image-image-image, image-upscale-superres, image-inpaint, inpaint-upscale,
+                image-edit, edit-image, or empty to use stages.
             prompt: the subject; each preset stage adds its style's trigger words.
             seed: -1 for random, else in [0, 2^32); every stage uses it.
             stages: JSON list of at most $max_chain_stages stages, used when preset is empty:

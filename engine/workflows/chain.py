@@ -48,13 +48,18 @@ from engine.workflows.checks import (
     check_text,
     normalize_for_model,
 )
+from engine.workflows.edit import check_edit_steps, edit_call_kwargs
 from engine.workflows.grid import image_grid
 from engine.workflows.inpaint import MAX_MASK_BLUR, blurred, check_mask, mask_file_lines, masked_notes
 from engine.workflows.shape import GpuWork, RunContext, Workflow, keeps_finished, stoppable
 
 SUBJECT = "{subject}"
 DEFAULT_SUBJECT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
-KINDS = ("text2img", "img2img", "upscale", "inpaint")
+EDIT_PROMPT = f"Turn the image into this: {SUBJECT}"  # an edit stage's instruction in the presets
+KINDS = ("text2img", "img2img", "upscale", "inpaint", "edit")
+# stages that take and give decoded images only: an inpaint stage pastes what it received back outside its mask, an
+# edit stage reads its image as a reference (no latents in or out)
+IMAGE_ONLY = ("inpaint", "edit")
 HANDOVERS = ("latent", "image")  # what a stage receives from the one before it (None: the first stage)
 
 
@@ -97,6 +102,15 @@ PRESETS: dict[str, tuple[ChainStage, ...]] = {
         ChainStage("sd15", kind="inpaint"),
         ChainStage("sd-x4-upscaler"),
     ),
+    # Instruction edits in a chain: restyle, then edit the result by the subject; edit, then restyle the result.
+    "image-edit": (
+        ChainStage("sd15"),
+        ChainStage("flux2-klein-4b", prompt=EDIT_PROMPT),
+    ),
+    "edit-image": (
+        ChainStage("flux2-klein-4b", prompt=EDIT_PROMPT),
+        ChainStage("sd15", prompt=f"{SUBJECT}, detailed", strength=0.5),
+    ),
 }
 PRESET_NOTES = {
     "text-image-image": "SD 1.5 makes an image from text; Kandinsky 2.2 reworks it (decoded hand-over: other VAE).",
@@ -104,6 +118,8 @@ PRESET_NOTES = {
     "image-upscale-superres": "SD 1.5 img2img, the x2 latent upscaler on its latents, then the x4 upscaler: 8x.",
     "image-inpaint": "SD 1.5 img2img restyles the image, then SD 1.5 repaints the mask's white part (give a mask).",
     "inpaint-upscale": "SD 1.5 repaints the mask's white part (give a mask), then the x4 upscaler: 4x.",
+    "image-edit": "SD 1.5 img2img restyles the image, then FLUX.2 [klein] edits the result as the prompt says.",
+    "edit-image": "FLUX.2 [klein] edits the image as the prompt says, then SD 1.5 restyles the result at 0.5.",
 }
 
 
@@ -245,7 +261,8 @@ def stages_json(preset: str, settings: Settings | None = None) -> str:
         if stage.kind:
             row["kind"] = stage.kind
         if defaults is not None:
-            if "upscale" not in spec.kinds and stage.kind != "text2img":
+            edit_only = "edit" in spec.kinds and "img2img" not in spec.kinds  # an edit stage takes no strength
+            if "upscale" not in spec.kinds and stage.kind != "text2img" and not edit_only:
                 row["strength"] = defaults.strength if stage.strength is None else stage.strength
             row["guidance_scale"] = defaults.guidance_scale if stage.guidance_scale is None else stage.guidance_scale
             steps = defaults.num_inference_steps
@@ -352,6 +369,8 @@ def _stage_kind(stage: ChainStage, index: int, *, has_image: bool) -> str:
             kind = "upscale"
         elif index == 0 and not has_image:
             kind = "text2img"
+        elif "edit" in spec.kinds and "img2img" not in spec.kinds:  # an instruction-edit model
+            kind = "edit"
         elif "img2img" in spec.kinds or "inpaint" not in spec.kinds:
             kind = "img2img"
         else:  # a checkpoint made for inpainting only
@@ -386,7 +405,7 @@ def _handovers(specs: list[ModelSpec], kinds: list[str], *, latent_handover: boo
         else "latent"
         if latent_handover
         and _shares_latents(specs[index - 1], spec)
-        and "inpaint" not in (kinds[index - 1], kinds[index])
+        and not {kinds[index - 1], kinds[index]} & set(IMAGE_ONLY)
         else "image"
         for index, spec in enumerate(specs)
     ]
@@ -432,7 +451,14 @@ def _resolve(stage, index, spec, kind, subject, settings, input_size, output_siz
     negative = check_text("negative_prompt", stage.negative_prompt, max_chars=settings.max_prompt_chars)
     check_negative(spec, negative)
     takes_strength = kind in ("img2img", "inpaint")
+    if kind == "edit" and stage.strength is not None:
+        raise ValueError(
+            f"strength {shown_value(stage.strength)} cannot be used with an edit stage ({spec.label} makes the whole "
+            "image anew from the one it receives): leave it out"
+        )
     img2img_strength, guidance, steps = check_sampling(spec, settings, stage, img2img=takes_strength)
+    if kind == "edit":
+        check_edit_steps(spec, steps)
     strength = img2img_strength if takes_strength else None  # the others run their whole schedule
     blur = 0
     if kind == "inpaint":
@@ -608,6 +634,17 @@ def stage_kwargs(pipe, stage: StagePlan, carried, mask: Image.Image | None = Non
             guidance_scale=stage.guidance_scale,
             num_inference_steps=stage.num_inference_steps,
         )
+    if stage.kind == "edit":  # the image it receives is the one it edits
+        assert stage.input_size is not None  # an edit stage receives an image
+        return edit_call_kwargs(
+            stage.spec,
+            [image],
+            prompt=stage.prompt,
+            negative_prompt=stage.negative_prompt,
+            guidance_scale=stage.guidance_scale,
+            num_inference_steps=stage.num_inference_steps,
+            size=stage.input_size,
+        )
     if stage.kind == "inpaint":
         assert mask is not None and stage.input_size is not None  # an inpaint stage's plan has both
         width, height = stage.input_size
@@ -639,6 +676,7 @@ LOADERS = {
     "text2img": "AutoPipelineForText2Image",
     "upscale": "DiffusionPipeline",
     "inpaint": "AutoPipelineForInpainting",
+    "edit": "AutoPipelineForImage2Image",  # what maps an edit model's repository to its edit pipeline
 }
 
 
@@ -679,7 +717,8 @@ def chain_script(recipe: Recipe) -> str:
             lines += [
                 f"if isinstance(carried, Image.Image) and carried.size != {size}:",
                 f"    carried = carried.resize({size}, Image.Resampling.LANCZOS)",
-                "call['image'] = carried",
+                # an edit model that reads several images takes its one as a list
+                "call['image'] = [carried]" if _reads_list(stage) else "call['image'] = carried",
             ]
         if stage["kind"] == "inpaint":
             lines += [
@@ -702,6 +741,10 @@ def chain_script(recipe: Recipe) -> str:
         *saved("carried"),
     ]
     return "\n".join(lines)
+
+
+def _reads_list(stage: dict) -> bool:
+    return stage["kind"] == "edit" and get_spec(stage["model"]).adapter.max_references > 1
 
 
 def work(plan: ChainPlan) -> list[GpuWork]:

@@ -115,10 +115,7 @@ class EditRequest:
         negative = check_text("negative_prompt", self.negative_prompt, max_chars=settings.max_prompt_chars)
         check_negative(spec, negative)
         _, guidance, steps = check_sampling(spec, settings, self, img2img=False)
-        if steps < spec.adapter.min_steps:
-            raise ValueError(
-                f"num_inference_steps must be at least {spec.adapter.min_steps} for {spec.label}; got {steps}"
-            )
+        check_edit_steps(spec, steps)
         count = int(check_number("num_images", self.num_images, low=1, high=settings.max_images, integer=True))
         seed = check_seed(self.seed, count=count)
         references = self.references
@@ -260,19 +257,48 @@ class EditResult:
 
 def edit_kwargs(plan: EditPlan) -> dict:
     """The pipeline-call arguments for a plan, generator and callback aside."""
-    adapter = plan.spec.adapter
-    images = [plan.image.image, *plan.references]
+    return edit_call_kwargs(
+        plan.spec,
+        [plan.image.image, *plan.references],
+        prompt=plan.prompt,
+        negative_prompt=plan.negative_prompt,
+        guidance_scale=plan.guidance_scale,
+        num_inference_steps=plan.num_inference_steps,
+        size=plan.image.size,
+    )
+
+
+def edit_call_kwargs(
+    spec: ModelSpec,
+    images: list,
+    *,
+    prompt: str,
+    negative_prompt: str,
+    guidance_scale: float,
+    num_inference_steps: int,
+    size: tuple[int, int],
+) -> dict:
+    """An edit call's arguments for any workflow (the Edit tab's, a chain's edit stage): the images (one alone for a
+    family that reads one), the guidance in the family's argument, the output size as the family takes it."""
+    adapter = spec.adapter
     kwargs: dict[str, Any] = {
         "image": images[0] if adapter.max_references == 1 else images,
-        "prompt": plan.prompt,
-        "num_inference_steps": plan.num_inference_steps,
-        adapter.guidance_argument: plan.guidance_scale,
-        **adapter.edit_size(*plan.image.size),
+        "prompt": prompt,
+        "num_inference_steps": num_inference_steps,
+        adapter.guidance_argument: guidance_scale,
+        **adapter.edit_size(*size),
     }
-    negative = plan.negative_prompt or adapter.default_negative
+    negative = negative_prompt or adapter.default_negative
     if negative:
         kwargs["negative_prompt"] = negative
     return kwargs
+
+
+def check_edit_steps(spec: ModelSpec, steps: int) -> None:
+    """The fewest steps the family's edit may run (Qwen-Image's scheduler makes NaN of one)."""
+    if steps < spec.adapter.min_steps:
+        least = spec.adapter.min_steps
+        raise ValueError(f"num_inference_steps must be at least {least} for {spec.label}; got {steps}")
 
 
 def references_record(images: tuple[Image.Image, ...]) -> list[dict[str, Any]]:
