@@ -21,6 +21,7 @@ from engine.recipes.recipe import save_png
 from engine.workflows.chain import ChainRequest
 from engine.workflows.edit import KIND, EditRequest
 from engine.workflows.registry import read_recipe, reads_files, script_for
+from engine.workflows.sweep import SweepRequest
 
 EDIT_MODELS = models_for(KIND)
 KONTEXT = "flux-kontext-dev"
@@ -244,3 +245,44 @@ def test_the_edit_presets_run_and_an_edit_stage_refuses_a_strength(engine, photo
     stages = [{"model": "flux2-klein-4b", "strength": 0.5}]
     with pytest.raises(ValueError, match=r"stage 1 \(flux2-klein-4b\): strength 0.5 cannot be used with an edit"):
         engine.plan(ChainRequest(image=photo, preset="", stages=stages, seed=1))
+
+
+def test_an_edit_sweep_makes_each_cell_as_plain_diffusers_and_its_script_replays_it(engine, twins, photo, tmp_path):
+    """A sweep over an edit model and instructions: every cell an edit of its own with the Edit workflow's recipe,
+    equal to plain diffusers on its twin; models of two edit families meet on one grid; a cell's script replays it."""
+    base = EditRequest(image=photo, prompt="make it night", num_inference_steps=2, seed=3)
+    models, prompts = f"flux2-klein-4b\n{KONTEXT}", "make it night\nadd snow"
+    sweep = SweepRequest(base=base, x_axis="model", x_values=models, y_axis="prompt", y_values=prompts)
+    *_, last = engine.run(sweep)
+    assert last.finished and [recipe.workflow for recipe in last.recipes] == ["edit"] * 4
+    for cell in last.plan.cells:
+        (theirs,) = plain_edit(twins / cell.plan.spec.key, cell.plan, [3])
+        assert np.array_equal(np.asarray(last.images[cell.index]), theirs), cell.caption
+    png = save_png(last.images[3], last.recipes[3], tmp_path / "cell.png")
+    (tmp_path / "recipe.py").write_text(script_for(read_recipe(png)))
+    photo.save(tmp_path / "init.png")
+    replay(tmp_path / "recipe.py", "replayed.png", "init.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "replayed.png")), np.asarray(last.images[3]))
+    with pytest.raises(ValueError, match="x_axis 'strength' does not apply to an edit sweep"):
+        engine.plan(SweepRequest(base=base, x_axis="strength", x_values="0.5, 0.8"))
+    with pytest.raises(ValueError, match="x_values for axis 'model': model must be one of"):
+        engine.plan(SweepRequest(base=base, x_axis="model", x_values="flux2-klein-4b\nsd15"))
+
+
+def test_the_sweep_endpoint_with_an_edit_model_edits_each_cell(client, cat_png):
+    _, summary, cells, _ = client.predict(
+        image=handle_file(cat_png),
+        prompt="make it night",
+        model="flux2-klein-4b",
+        num_inference_steps=2,
+        seed=5,
+        x_axis="seed",
+        x_values="1, 2",
+        api_name="/sweep",
+    )
+    assert summary.startswith("Done: 2/2 cells") and len(cells) == 2
+    assert {read_recipe(cell["image"]).workflow for cell in cells} == {"edit"}
+    with pytest.raises(Exception, match="scheduler does not apply to an edit sweep"):
+        client.predict(
+            image=handle_file(cat_png), prompt="x", model="flux2-klein-4b", scheduler="Euler", api_name="/sweep"
+        )

@@ -395,16 +395,21 @@ def prompt_inputs(settings, *, image_label: str = "Init image") -> tuple[gr.Imag
 
 
 def main_inputs(
-    settings, default_model: str, *, image_label: str = "Init image", top: tuple[gr.Image, gr.Textbox] | None = None
+    settings,
+    default_model: str,
+    *,
+    image_label: str = "Init image",
+    top: tuple[gr.Image, gr.Textbox] | None = None,
+    model_keys: list[str] | None = None,
 ) -> GenerationInputs:
     """Image, prompt, negative prompt, model and strength: the top of a generating tab (`top`: the image and
-    prompt, built already by `prompt_inputs`)."""
+    prompt, built already by `prompt_inputs`; `model_keys`: the models offered, else the img2img ones)."""
     strength0, _, _ = model_defaults(default_model, settings)
     image, prompt = top or prompt_inputs(settings, image_label=image_label)
     negative_prompt = gr.Textbox(
         value="", label="Negative prompt", lines=1, info=NEGATIVE_INFO, max_length=settings.max_prompt_chars
     )
-    model = model_picker("img2img", default_model)
+    model = model_picker("img2img", default_model, keys=model_keys)
     # minimum 0, not 0.01: a typed 0 reaches the engine, whose error says why (the slider would clamp it silently)
     strength = engine_checked(gr.Slider(0.0, 1.0, value=strength0, step=0.01, label="Strength", info=STRENGTH_INFO))
     return GenerationInputs(image, prompt, negative_prompt, model, strength)

@@ -12,12 +12,14 @@ from gradio.helpers import Examples  # gr.Examples is a function that makes one
 from PIL import Image
 
 from engine.core import Engine
-from engine.models.catalog import DEFAULT_MODEL, models_for
+from engine.models.catalog import DEFAULT_MODEL, known_spec, models_for
 from engine.pipelines.calls import CancelToken
 from engine.pipelines.live import LivePreview
 from engine.pipelines.schedulers import schedulers_for
 from engine.workflows.basic import Img2ImgRequest
 from engine.workflows.checks import RANDOM_SEED, model_defaults
+from engine.workflows.edit import KIND as EDIT
+from engine.workflows.edit import EditRequest
 from engine.workflows.inpaint import INPAINT_AREAS, WHOLE_PICTURE, InpaintRequest
 from engine.workflows.sweep import AXES, NONE_TOKEN, SweepProgress, SweepRequest, start_sweep
 from ui.basic import EXAMPLE_PROMPTS
@@ -114,9 +116,21 @@ def sweep_request(
     **basic,
 ) -> SweepRequest:
     """A sweep request from the tab's values; `basic` holds the Basic fields (image, prompt, ..., seed). With a
-    mask, each cell inpaints (Basic's weighting, scheduler and LoRAs do not apply and are refused if set)."""
-    base: Img2ImgRequest | InpaintRequest
-    if mask is None:
+    mask, each cell inpaints (Basic's weighting, scheduler and LoRAs do not apply and are refused if set); with an
+    edit model, each cell is an edit (its strength unused; weighting, scheduler, LoRAs and a mask refused)."""
+    base: Img2ImgRequest | InpaintRequest | EditRequest
+    spec = known_spec(basic.get("model"))
+    if spec is not None and EDIT in spec.kinds and "img2img" not in spec.kinds:
+        asked = (("weighted_prompt", weighted_prompt), ("scheduler", scheduler), ("loras", loras), ("mask", mask))
+        for name, value in asked:
+            if value:
+                raise ValueError(
+                    f"{name} does not apply to an edit sweep ({spec.label} is an edit model); got {value!r:.60}: "
+                    "leave it empty"
+                )
+        fields = ("image", "prompt", "negative_prompt", "model", "guidance_scale", "num_inference_steps", "seed")
+        base = EditRequest(**{name: basic[name] for name in fields if name in basic})
+    elif mask is None:
         base = Img2ImgRequest(**basic, weighted_prompt=weighted_prompt, scheduler=scheduler or None, loras=loras)
     else:
         for name, value in (("weighted_prompt", weighted_prompt), ("scheduler", scheduler), ("loras", loras)):
@@ -221,7 +235,7 @@ def layout(engine: Engine) -> SweepTab:
     examples = engine.example_images()
     with gr.Row():
         with gr.Column(scale=2):
-            inputs = main_inputs(settings, default_model)
+            inputs = main_inputs(settings, default_model, model_keys=unmasked_models())
             with gr.Row():
                 x_axis = engine_checked(gr.Dropdown(axis_choices, value="guidance_scale", label="X axis"))
                 y_axis = engine_checked(gr.Dropdown(["", *axis_choices], value="", label="Y axis (optional)"))
@@ -354,6 +368,11 @@ def handler(engine: Engine) -> Callable:
             inpaint_area: with a mask: "Whole picture" or "Only masked" (the masked part repainted at the working
                 size with its padding, then pasted back).
             padding: with a mask and "Only masked": pixels around the masked part (0 to 256).
+
+        An edit model as `model` (flux2-klein-4b, qwen-image-edit-2511, flux-kontext-dev) makes every cell an edit (the
+        /edit run, the prompt its instruction): the axes are guidance_scale, num_inference_steps, seed, prompt,
+        negative_prompt and model (edit models); strength is not used, and weighted_prompt, scheduler, loras and mask
+        must be left empty.
         """
         spec = sweep_request(
             image=image,
@@ -418,10 +437,15 @@ def axis_example(axis: str) -> str:
     return AXIS_EXAMPLES.get(axis, "")
 
 
+def unmasked_models() -> list[str]:
+    """The models a sweep without a mask offers: the img2img ones, then the edit models (every cell an edit)."""
+    return [*models_for("img2img"), *models_for(EDIT)]
+
+
 def mask_models(mask: str | None, key: str) -> gr.Dropdown:
-    """The model list for a sweep with a mask (the inpainting models) or without (the img2img ones); the model
-    stays where the new list has it."""
-    keys = models_for("inpaint" if mask else "img2img")
+    """The model list for a sweep with a mask (the inpainting models) or without (the img2img and edit ones); the
+    model stays where the new list has it."""
+    keys = models_for("inpaint") if mask else unmasked_models()
     return gr.Dropdown(choices=[(model_label(k), k) for k in keys], value=key if key in keys else keys[0])
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -97,6 +97,7 @@ class EditRequest:
     resize_mode: str = RESIZE_MODES[0]
     strength: float | None = None  # refused: an edit has none (named, not silently dropped)
     previous: PreviousEdit | None = None
+    REFUSED: ClassVar[tuple[str, ...]] = ("strength",)  # fields it has only to refuse by name (no sweep axis)
 
     def validate(self, settings: Settings) -> EditPlan:
         """Resolve defaults, check every value, normalise the images.
@@ -214,6 +215,11 @@ class EditPlan:
         return 1.0
 
     @property
+    def scheduler(self) -> None:
+        """None: an edit keeps the checkpoint's own scheduler (what a sweep cell reads)."""
+        return None
+
+    @property
     def first_image(self) -> Image.Image:
         """The image the sequence started from: what the script reads as its init."""
         return self.original if self.original is not None else self.image.image
@@ -321,25 +327,29 @@ def step_record(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def run_edit(plan: EditPlan, context: RunContext) -> EditResult:
+def run_edit(plan: EditPlan, context: RunContext, *, place: int = 0, later_calls: int = 0) -> EditResult:
     """Run a validated plan on the model's edit pipeline.
+
+    `place` is its first image's place in the run's live previews (a sweep cell's index; seeds count on);
+    `later_calls` the pipeline calls its run makes after this one (a sweep's next cells: the progress bar's total).
 
     Raises:
         GenerationCancelled: Stop, a closed page (nothing of the run is kept).
     """
     cache, reporter = context.cache, context.reporter
     started = time.perf_counter()
+    steps_before = reporter.steps  # a sweep's reporter counts on over its cells
     pipe = cache.get(plan.spec.key, KIND)
     with cache.lock:
         kwargs = edit_kwargs(plan)
-        reporter.start_call(calls_left=1)
+        reporter.start_call(calls_left=1 + later_calls)
         output = call_pipeline(
             pipe,
             {**kwargs, "num_images_per_prompt": len(plan.seeds)},
             seeds=plan.seeds,
             cache=cache,
             reporter=reporter,
-            live=LiveView(plan.spec.adapter.latent_rgb, plan.image.size, tuple(range(len(plan.seeds)))),
+            live=LiveView(plan.spec.adapter.latent_rgb, plan.image.size, tuple(range(place, place + len(plan.seeds)))),
         )
         images = list(output.images)
         nsfw = tuple(bool(flag) for flag in (getattr(output, "nsfw_content_detected", None) or ()))
@@ -372,7 +382,7 @@ def run_edit(plan: EditPlan, context: RunContext) -> EditResult:
         init_image=plan.first_image,
         before=plan.image.image,
         grid=image_grid(tiles, rows=1, cols=len(tiles)),
-        steps_run=reporter.steps,
+        steps_run=reporter.steps - steps_before,
         seconds=time.perf_counter() - started,
         recipe=recipe,
         plan=plan,

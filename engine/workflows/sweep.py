@@ -19,6 +19,10 @@ A sweep whose base is an `InpaintRequest` (an image and its mask) sweeps the Inp
 inpaint run of its own (recipe and script as the Inpaint tab's), over the axes an inpaint request has (mask_blur
 and padding besides the sampling ones; no scheduler or LoRA). An outpaint's canvas is grown once, from the base
 seed, and every cell inpaints that canvas.
+
+A sweep whose base is an `EditRequest` sweeps the Edit workflow the same way: every cell is an edit of its own (recipe
+and script as the Edit tab's), over the instruction, guidance, steps, seed and the edit models (any of them: they share
+one size rule).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from engine.recipes.script import img2img_preamble, literal, saved, source, weig
 from engine.workflows import basic
 from engine.workflows.basic import Img2ImgPlan, Img2ImgRequest, run_img2img
 from engine.workflows.checks import FOLLOW_INPUT, check_model, check_seed
+from engine.workflows.edit import EditPlan, EditRequest, run_edit
 from engine.workflows.grid import grid_layout, labelled_grid
 from engine.workflows.inpaint import InpaintPlan, InpaintRequest, run_inpaint
 from engine.workflows.shape import GpuWork, RunContext, Workflow, stoppable
@@ -180,7 +185,7 @@ def format_value(axis: str, value: object) -> str:
 class SweepRequest:
     """A sweep request: the Basic parameters (or an Inpaint request's) plus an X axis and an optional Y axis."""
 
-    base: Img2ImgRequest | InpaintRequest
+    base: Img2ImgRequest | InpaintRequest | EditRequest
     x_axis: str
     x_values: str
     y_axis: str | None = None
@@ -199,7 +204,7 @@ class SweepCell:
     row: int
     col: int
     values: dict[str, object]
-    plan: Img2ImgPlan | InpaintPlan
+    plan: Img2ImgPlan | InpaintPlan | EditPlan
 
     @property
     def scheduler(self) -> str | None:
@@ -221,7 +226,7 @@ class SweepCell:
     @property
     def script_inputs(self) -> dict[str, Image.Image]:
         """The images its script reads besides the init (an inpaint cell's mask), by their download names."""
-        return self.plan.script_inputs if isinstance(self.plan, InpaintPlan) else {}
+        return self.plan.script_inputs if isinstance(self.plan, InpaintPlan | EditPlan) else {}
 
     @property
     def img2img_plan(self) -> Img2ImgPlan:
@@ -297,7 +302,9 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     if count > limit:
         raise ValueError(f"the sweep has {len(x_values)} x {len(y_values)} = {count} cells; the limit is {limit}")
 
-    kind = "inpaint" if isinstance(base, InpaintRequest) else "img2img"
+    kind = "inpaint" if isinstance(base, InpaintRequest) else "edit" if isinstance(base, EditRequest) else "img2img"
+    if isinstance(base, EditRequest) and base.previous is not None:
+        raise ValueError("previous: a sweep edits the image it is given; leave previous empty")
     models = _check_model_axis(x_axis, x_values, y_axis, y_values, kind)
     # The base seed is resolved once, so every cell shares it unless the seed axis varies it. The image is
     # normalised once (for the first model: a model axis stays in one family, so one size rule).
@@ -321,6 +328,11 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
             expand_right=0,
             expand_up=0,
             expand_down=0,
+        )
+    elif isinstance(base_request, EditRequest):
+        assert isinstance(checked, EditPlan)  # an edit request's plan: its references as sized
+        base_request = replace(
+            base_request, image=checked.image.image, output_size=FOLLOW_INPUT, references=checked.references
         )
     else:
         base_request = replace(base_request, image=checked.image.image, output_size=FOLLOW_INPUT)
@@ -351,33 +363,45 @@ def plan_sweep(request: SweepRequest, settings: Settings) -> SweepPlan:
     )
 
 
-def axes_for(base: Img2ImgRequest | InpaintRequest) -> tuple[str, ...]:
+def axes_for(base: Img2ImgRequest | InpaintRequest | EditRequest) -> tuple[str, ...]:
     """The axes a sweep over `base` can vary: those naming one of its request's fields."""
-    fields = set(base.__dataclass_fields__)
+    fields = set(base.__dataclass_fields__) - set(getattr(base, "REFUSED", ()))
     return tuple(axis for axis in AXES if _AXIS_FIELD.get(axis, axis) in fields)
 
 
-def _check_axis(axis: object, name: str, base: Img2ImgRequest | InpaintRequest) -> str:
+def _check_axis(axis: object, name: str, base: Img2ImgRequest | InpaintRequest | EditRequest) -> str:
     if axis not in AXES:
         raise ValueError(f"{name} must be one of {', '.join(AXES)}; got {shown_value(axis)}")
     allowed = axes_for(base)
     if axis not in allowed:
-        what = "an inpainting sweep (with a mask)" if isinstance(base, InpaintRequest) else "a sweep without a mask"
+        what = (
+            "an inpainting sweep (with a mask)"
+            if isinstance(base, InpaintRequest)
+            else "an edit sweep (an edit model)"
+            if isinstance(base, EditRequest)
+            else "a sweep without a mask"
+        )
         raise ValueError(f"{name} {shown_value(axis)} does not apply to {what}; its axes are {', '.join(allowed)}")
     return axis
 
 
 def _check_model_axis(x_axis, x_values, y_axis, y_values, kind: str = "img2img") -> list[str]:
-    """The model axis' values (empty without one); they must share one family, so one size rule."""
+    """The model axis' values (empty without one); they must share one family, so one size rule (edit models of
+    other families may meet: an edit makes its image anew, and they share the size rule, a multiple of 16)."""
     for axis, values, name in ((x_axis, x_values, "x_values"), (y_axis, y_values, "y_values")):
         if axis != "model":
             continue
         families = set()
+        multiples = set()
         for value in values:
             try:
-                families.add(check_model(value, kind).family)
+                spec = check_model(value, kind)
             except ValueError as exc:
                 raise ValueError(f"{name} for axis 'model': {exc}") from None
+            families.add(spec.family)
+            multiples.add(spec.size_multiple)
+        if kind == "edit" and len(multiples) == 1:
+            return list(values)
         if len(families) > 1:
             raise ValueError(
                 f"{name} for axis 'model' mixes model families ({', '.join(sorted(families))}); "
@@ -392,7 +416,7 @@ def _make_cell(
     row: int,
     col: int,
     values: dict,
-    base: Img2ImgRequest | InpaintRequest,
+    base: Img2ImgRequest | InpaintRequest | EditRequest,
     settings: Settings,
     loras: tuple = (),
 ) -> SweepCell:
@@ -566,6 +590,9 @@ def _run_call(context: RunContext, cells: list[SweepCell], shared: _SharedWork, 
     if isinstance(first.plan, InpaintPlan):  # an inpaint cell: the Inpaint workflow's run, recipe and script
         inpainted = run_inpaint(first.plan, context, place=first.index, later_calls=later_calls)
         return [(inpainted.images[0], inpainted.recipe)]
+    if isinstance(first.plan, EditPlan):  # an edit cell: the Edit workflow's run, recipe and script
+        edited = run_edit(first.plan, context, place=first.index, later_calls=later_calls)
+        return [(edited.images[0], edited.recipe)]
     if not first.batches:  # e.g. Kandinsky 2.2: one call per seed, the Basic path
         result = run_img2img(first.plan, context, place=first.index, later_calls=later_calls)
         return [(result.images[0], result.recipe)]
