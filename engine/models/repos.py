@@ -242,6 +242,7 @@ REPOS: dict[str, RepoFacts] = {
             formats=(SAFETENSORS,),
             download_gb=(33.7, None),
         ),
+        # No page showed its files: every config is FLUX.1 [dev]'s with FluxKontextPipeline as the class (SOURCE.md)
         RepoFacts(
             "black-forest-labs/FLUX.1-Kontext-dev",
             commit=UNREAD,
