@@ -30,7 +30,7 @@ CSS = """
 @media (max-width: 640px) {
   .studio-lede { display: none; }
   .mode-banner { font-size: 0.8em; padding: 0.3em 0.6em; }
-  .tab-container button { padding-left: 6px !important; padding-right: 6px !important; font-size: 0.9em; }
+  .tab-container button { padding-left: 3px !important; padding-right: 3px !important; font-size: 0.8em; }
 }
 .studio-output .label-clear-button { display: none; }
 """

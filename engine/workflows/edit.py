@@ -91,8 +91,8 @@ class EditRequest:
     seed: int = RANDOM_SEED
     num_images: int = 1
     output_size: str = FOLLOW_INPUT
-    width: int = 1024
-    height: int = 1024
+    width: int = 512
+    height: int = 512
     scale_by: float = 1.0
     resize_mode: str = RESIZE_MODES[0]
     strength: float | None = None  # refused: an edit has none (named, not silently dropped)

@@ -210,10 +210,10 @@ def test_a_first_visit_sees_what_it_needs_above_the_fold(page):
 
 def test_a_phone_sees_every_tab_and_a_short_header(phone):
     visible = [tab.inner_text() for tab in phone.get_by_role("tab").all() if tab.is_visible()]
-    assert visible == ["Basic", "Sweep", "Chain", "Depth", "Inpaint", "Recipe", "History"]  # none behind "..."
+    assert visible == ["Basic", "Sweep", "Chain", "Depth", "Inpaint", "Edit", "Recipe", "History"]  # none behind "..."
     banner = phone.locator(".mode-banner").first.bounding_box()
     assert banner is not None and banner["y"] + banner["height"] < 844 / 3, banner
-    for tab in ("Basic", "Sweep", "Chain", "Depth", "Inpaint"):  # examples whole, not columns cut off at the edge
+    for tab in ("Basic", "Sweep", "Chain", "Depth", "Inpaint", "Edit"):  # examples whole, not cut off at the edge
         panel = open_tab(phone, tab)
         examples = panel.locator("table, button.gallery-item").first
         examples.wait_for()
