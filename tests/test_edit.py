@@ -24,6 +24,9 @@ from engine.workflows.registry import read_recipe, reads_files, script_for
 from engine.workflows.sweep import SweepRequest
 
 EDIT_MODELS = models_for(KIND)
+# references an equality test gives a model: as many as it reads, but one for Qwen-Image-Edit, whose VAE encodes each
+# at about a megapixel (slow on a CPU; FLUX.2 [klein] shows several)
+FEWER_REFERENCES = {"qwen-image-edit-2511": 1}
 KONTEXT = "flux-kontext-dev"
 
 
@@ -67,7 +70,7 @@ def test_each_edit_family_equals_plain_diffusers_with_its_references(engine, twi
         image=photo,
         prompt="make it a snowy night",
         model=model,
-        references=references_for(model),
+        references=references_for(model)[: FEWER_REFERENCES.get(model)],
         negative_prompt=negative,
         num_inference_steps=2,
         seed=5,
@@ -81,7 +84,8 @@ def test_each_edit_family_equals_plain_diffusers_with_its_references(engine, twi
     expected = plain_edit(twins / model, plan, [5, 6])
     for ours, theirs in zip(result.images, expected, strict=True):
         assert np.array_equal(np.asarray(ours), theirs)
-    assert [ref["size"] for ref in result.recipe.extra["references"]] == [[80, 64]] * len(references_for(model))
+    assert [ref["size"] for ref in result.recipe.extra["references"]] == [[80, 64]] * len(plan.references)
+    assert len(plan.references) == len(references_for(model)[: FEWER_REFERENCES.get(model)])
     assert "strength" not in result.recipe.parameters
 
 
