@@ -98,7 +98,6 @@ class EditTab:
     num_images: gr.Slider
     size: dict  # output_size, width, height, scale_by, resize_mode
     previous: gr.Textbox  # the result the image is (Use as input), hidden
-    examples: gr.Dataset
     sequence: gr.Markdown
     start_over: gr.Button
     run: gr.Button
@@ -151,7 +150,7 @@ def layout(engine: Engine) -> EditTab:
                 info='What to change, as you would tell a person: "make it night", "put the cat of image 2 on it"',
             )
             photos = engine.example_images()
-            examples = gr.Examples(
+            gr.Examples(
                 examples=[[str(photos[label]), text] for label, text in EXAMPLES.items()],
                 inputs=[image, prompt],
                 label="Examples (photos from scikit-image)",
@@ -204,7 +203,6 @@ def layout(engine: Engine) -> EditTab:
         num_images=num_images,
         size=size,
         previous=previous,
-        examples=examples.dataset,
         sequence=sequence,
         start_over=start_over,
         run=run,
