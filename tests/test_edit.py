@@ -290,3 +290,10 @@ def test_the_sweep_endpoint_with_an_edit_model_edits_each_cell(client, cat_png):
         client.predict(
             image=handle_file(cat_png), prompt="x", model="flux2-klein-4b", scheduler="Euler", api_name="/sweep"
         )
+
+
+def test_the_sweep_tabs_model_axis_example_follows_an_edit_model():
+    from ui.sweep import axis_example
+
+    assert axis_example("model", "flux2-klein-4b").splitlines() == EDIT_MODELS  # values a sweep over it takes
+    assert axis_example("model", "sd15").splitlines()[0] == "sd15"

@@ -432,8 +432,12 @@ def handler(engine: Engine) -> Callable:
     return sweep
 
 
-def axis_example(axis: str) -> str:
-    """Example values for an axis just chosen."""
+def axis_example(axis: str, model: str = "") -> str:
+    """Example values for an axis just chosen (for the model axis, models of the kind the chosen model is: the edit
+    models when it is one)."""
+    spec = known_spec(model)
+    if axis == "model" and spec is not None and EDIT in spec.kinds:
+        return "\n".join(models_for(EDIT))
     return AXIS_EXAMPLES.get(axis, "")
 
 
@@ -459,9 +463,9 @@ def build(engine: Engine, tools: list) -> Finished:
     tab = layout(engine)
     run_inputs = tab.api_inputs()
     wire_preview(run_inputs, lambda *values: plan_text(engine, *values), tab.plan)
-    for axis, values in ((tab.x_axis, tab.x_values), (tab.y_axis, tab.y_values)):  # an example of the new axis
-        axis.change(axis_example, inputs=axis, outputs=values, queue=False, api_visibility="private")
     model = tab.inputs.model
+    for axis, values in ((tab.x_axis, tab.x_values), (tab.y_axis, tab.y_values)):  # an example of the new axis
+        axis.change(axis_example, inputs=[axis, model], outputs=values, queue=False, api_visibility="private")
     model.change(schedulers_line, inputs=model, outputs=tab.schedulers, queue=False, api_visibility="private")
     tab.mask.change(mask_models, inputs=[tab.mask, model], outputs=model, queue=False, api_visibility="private")
     wire_recipe_selection(engine, tab.cells, tab.recipes, tab.code, tab.recipe_downloads)
