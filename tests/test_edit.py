@@ -146,6 +146,7 @@ def test_a_sequence_of_edits_replays_from_the_first_image(engine, photo, tmp_pat
         ),
         ({"guidance_scale": -1}, "guidance_scale must be"),
         ({"image": b"not an image"}, "image"),
+        ({"model": "flux2-klein-4b", "references": (b"not an image",)}, "reference_2 is not an image"),
         ({"output_size": "Resize to", "width": 8}, "width must be"),
     ],
 )

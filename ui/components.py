@@ -142,7 +142,12 @@ def engine_checked(component: Checked) -> Checked:
 
 
 def image_input(
-    label: str = "Init image", *, height: int = 320, visible: bool = True, render: bool = True
+    label: str = "Init image",
+    *,
+    height: int = 320,
+    visible: bool = True,
+    render: bool = True,
+    elem_id: str | None = None,
 ) -> gr.Image:
     """An image upload whose file reaches the engine unopened.
 
@@ -163,6 +168,7 @@ def image_input(
         elem_classes=[UNOPENED_UPLOAD],
         visible=visible,
         render=render,
+        elem_id=elem_id,
     )
 
 

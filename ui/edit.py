@@ -141,10 +141,10 @@ def layout(engine: Engine) -> EditTab:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            image = image_input("Image to edit", height=360)
+            image = image_input("Image to edit", height=360, elem_id="edit-image")
             prompt = gr.Textbox(
                 value=DEFAULT_INSTRUCTION,
-                label="Instruction",
+                label="Instruction (prompt)",
                 lines=2,
                 max_length=settings.max_prompt_chars,
                 info='What to change, as you would tell a person: "make it night", "put the cat of image 2 on it"',
@@ -181,7 +181,11 @@ def layout(engine: Engine) -> EditTab:
                     gr.Slider(1, settings.max_images, value=1, step=1, label="Number of images")
                 )
                 size = size_inputs(settings, "edit")
-            previous = gr.Textbox(value="", visible=False, label="Previous edit")
+            previous = gr.Textbox(
+                value="",
+                visible=False,
+                label="previous: the id of the edit result given as the image (its PNG's name), to continue it",
+            )
         with gr.Column(scale=1):
             gallery = result_gallery("Results", columns=2, height=420, preview=True, elem_id="edit-gallery")
             use_as_input = gr.Button("Use as input", visible=False, elem_id="edit-use-as-input")
@@ -387,7 +391,21 @@ def build(engine: Engine, tools: list) -> Finished:
         queue=False,
         api_visibility="private",
     )
-    for event in (tab.start_over.click, tab.image.upload, tab.image.clear):  # a new image starts a new sequence
+
+    def back_to_first(previous: str):
+        """Start over: the sequence's first image back as the image to edit (while the server keeps it)."""
+        stored = engine.results.get(previous) if previous else None
+        first = stored.init if stored is not None and stored.init is not None else gr.skip()
+        return (first, *start_over())
+
+    tab.start_over.click(
+        back_to_first,
+        inputs=tab.previous,
+        outputs=[tab.image, *sequence_outputs],
+        queue=False,
+        api_visibility="private",
+    )
+    for event in (tab.image.upload, tab.image.clear):  # a new image starts a new sequence
         event(start_over, outputs=sequence_outputs, queue=False, api_visibility="private")
     tab.model.input(
         lambda key: model_settings(key, engine.settings),

@@ -137,7 +137,7 @@ class EditRequest:
         if output is not None:
             image = normalize_for_model(image.image, spec, settings, output=output)
         refs = tuple(
-            normalize_for_model(reference, spec, settings, f"references[{index}]").image
+            normalize_for_model(reference, spec, settings, f"reference_{index + 2}").image
             for index, reference in enumerate(references)
         )
         return EditPlan(

@@ -664,6 +664,10 @@ def test_edit_twice_with_use_as_input_keeps_the_sequence(page, shots):
     panel.get_by_role("button", name="Edit", exact=True).click()
     expect_summary(page, "edit-summary", "Edit 2 of a sequence", timeout=180_000)
     page.screenshot(**shot(shots, "edit"))
+    result = page.locator("#edit-image img").first.get_attribute("src")  # the first result, used as input
+    panel.get_by_role("button", name="Start over").click()  # the first image back, a new sequence
+    expect(page.locator("#edit-sequence")).not_to_contain_text("Editing the result", timeout=30_000)
+    expect(page.locator("#edit-image img").first).not_to_have_attribute("src", result or "", timeout=30_000)
     pick_example(panel, 2)  # another image: its edit starts a new sequence
     panel.get_by_role("button", name="Edit", exact=True).click()
     expect(page.locator("#edit-sequence")).not_to_contain_text("Editing the result", timeout=30_000)
