@@ -744,7 +744,7 @@ def chain_script(recipe: Recipe) -> str:
 
 
 def _reads_list(stage: dict) -> bool:
-    return stage["kind"] == "edit" and get_spec(stage["model"]).adapter.max_references > 1
+    return stage["kind"] == "edit" and get_spec(stage["model"]).adapter.takes_image_list
 
 
 def work(plan: ChainPlan) -> list[GpuWork]:

@@ -206,7 +206,6 @@ class EditPlan:
     earlier: tuple[dict[str, Any], ...] = ()  # the edits before this one, as its recipe records them (step_record)
     earlier_inputs: dict[str, Image.Image] = field(default_factory=dict)  # their references, by download name
     original: Image.Image | None = None  # the sequence's first image (None: this is its first edit)
-    notes: tuple[str, ...] = field(default=())
     loras: tuple = ()  # none: LoRAs are not offered for edits yet (summaries read the field)
 
     @property
@@ -243,7 +242,6 @@ class EditResult:
 
     images: list[Image.Image]
     init_image: Image.Image  # the sequence's first image (the script's init)
-    before: Image.Image  # this edit's image 1 (the before of a before/after view)
     grid: Image.Image
     steps_run: int
     seconds: float
@@ -288,7 +286,7 @@ def edit_call_kwargs(
     family that reads one), the guidance in the family's argument, the output size as the family takes it."""
     adapter = spec.adapter
     kwargs: dict[str, Any] = {
-        "image": images[0] if adapter.max_references == 1 else images,
+        "image": images if adapter.takes_image_list else images[0],
         "prompt": prompt,
         "num_inference_steps": num_inference_steps,
         adapter.guidance_argument: guidance_scale,
@@ -380,13 +378,12 @@ def run_edit(plan: EditPlan, context: RunContext, *, place: int = 0, later_calls
     return EditResult(
         images=images,
         init_image=plan.first_image,
-        before=plan.image.image,
         grid=image_grid(tiles, rows=1, cols=len(tiles)),
         steps_run=reporter.steps - steps_before,
         seconds=time.perf_counter() - started,
         recipe=recipe,
         plan=plan,
-        notes=(*plan.notes, *reporter.notes),
+        notes=tuple(reporter.notes),
         nsfw=nsfw,
     )
 
@@ -492,7 +489,7 @@ def edit_script(recipe: Recipe) -> str:
                     [reference_name(ref, None if number == last else number), [int(s) for s in item["size"]]]
                     for ref, item in enumerate(step["references"], 2)
                 ],
-                "as_list": spec.adapter.max_references > 1,  # a family reading several images takes a list
+                "as_list": spec.adapter.takes_image_list,
             }
         )
     models = {step["model"]: step for step in steps}

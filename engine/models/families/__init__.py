@@ -115,6 +115,11 @@ class Family:
     default_negative: str = ""
     min_steps: int = 1
 
+    @property
+    def takes_image_list(self) -> bool:
+        """Its edit pipeline reads a list of images (it reads references), else one image alone (FLUX.1 Kontext)."""
+        return self.max_references > 1
+
     def edit_size(self, width: int, height: int) -> dict:
         """The size arguments of an edit call whose output must be width x height."""
         size: dict = {"height": height, "width": width}
